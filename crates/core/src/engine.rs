@@ -1,0 +1,178 @@
+//! The engine: what the JS API calls. It decides between online and offline login (server
+//! first, register when the server cannot be reached), and reports status. Platform parts come
+//! in through the [`KvStore`], [`PasswordKdf`], [`HttpClient`] and [`RandomSource`] traits.
+
+use base64::{engine::general_purpose::STANDARD as B64, Engine as _};
+use serde::Serialize;
+
+use crate::{
+    error::{CoreError, Result},
+    http::{HttpClient, HttpRequest, HttpResponse},
+    kdf::PasswordKdf,
+    profile::{UserProfile, ME_FIELDS},
+    random::RandomSource,
+    store::{KvStore, StoreName},
+    vault::{validate_credentials, LoginOutcome, SessionInfo, Vault, VaultPolicy},
+};
+
+/// Settings of an engine.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Base URL of the DHIS2 Web API, e.g. `/api` or `https://host/dhis/api`.
+    pub api_base: String,
+    /// Register rules.
+    pub policy: VaultPolicy,
+}
+
+impl EngineConfig {
+    /// Checks and normalises the configuration (no trailing slash on `api_base`).
+    pub fn new(api_base: &str, policy: VaultPolicy) -> Result<Self> {
+        let api_base = api_base.trim().trim_end_matches('/').to_string();
+        if api_base.is_empty() {
+            return Err(CoreError::BadInput("apiBase is empty".into()));
+        }
+        if api_base.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(CoreError::BadInput("apiBase contains whitespace".into()));
+        }
+        Ok(Self { api_base, policy })
+    }
+}
+
+/// The answer of `status()`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Status {
+    /// Whether the last contact with the server succeeded (None before any contact).
+    pub online: Option<bool>,
+    /// Who is logged in.
+    pub user: Option<SessionInfo>,
+    /// True when no key is in memory.
+    pub locked: bool,
+    /// Outbox entries waiting to be sent.
+    pub pending: u64,
+    /// Outbox entries the server refused, kept for the user.
+    pub failed: u64,
+    /// Last successful flush (ms since epoch).
+    pub last_sync_at: Option<i64>,
+    /// Users registered on this device.
+    pub registered_users: u64,
+}
+
+/// How the server answered an online credential check.
+#[derive(Debug)]
+pub enum OnlineCheck {
+    /// 200 with a profile.
+    Accepted(UserProfile),
+    /// 401: wrong password, disabled account.
+    Refused,
+    /// No usable answer: network error, 5xx, a redirect to a login page, HTML from a portal.
+    Unreachable(String),
+}
+
+/// The `GET {api}/me` request that checks credentials (Basic auth, and the XHR header so
+/// DHIS2 answers 401 instead of redirecting to its login page).
+pub fn me_request(api_base: &str, username: &str, password: &str) -> HttpRequest {
+    let token = B64.encode(format!("{username}:{password}"));
+    HttpRequest {
+        method: "GET".into(),
+        url: format!("{api_base}/me?fields={ME_FIELDS}"),
+        headers: vec![
+            ("Authorization".into(), format!("Basic {token}")),
+            ("X-Requested-With".into(), "XMLHttpRequest".into()),
+            ("Accept".into(), "application/json".into()),
+        ],
+        body: None,
+    }
+}
+
+/// Interprets the answer to [`me_request`].
+pub fn interpret_me_response(response: &HttpResponse, typed_username: &str) -> OnlineCheck {
+    match response.status {
+        200 => match UserProfile::from_me_json(&response.body, typed_username) {
+            Ok(profile) => OnlineCheck::Accepted(profile),
+            Err(e) => OnlineCheck::Unreachable(format!("the server's /me answer is not usable ({e})")),
+        },
+        401 | 403 => OnlineCheck::Refused,
+        status => OnlineCheck::Unreachable(format!("the server answered HTTP {status}")),
+    }
+}
+
+/// The engine shared by the page and the service worker.
+pub struct Engine<S, K, R, H> {
+    config: EngineConfig,
+    vault: Vault<S, K, R>,
+    http: H,
+    online: std::sync::Mutex<Option<bool>>,
+}
+
+impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R, H> {
+    /// An engine over the given platform parts; the vault starts locked.
+    pub fn new(config: EngineConfig, store: S, kdf: K, rng: R, http: H) -> Self {
+        let vault = Vault::new(store, kdf, rng, config.policy.clone());
+        Self { config, vault, http, online: std::sync::Mutex::new(None) }
+    }
+
+    /// The vault.
+    pub fn vault(&self) -> &Vault<S, K, R> {
+        &self.vault
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    fn set_online(&self, online: bool) {
+        if let Ok(mut guard) = self.online.lock() {
+            *guard = Some(online);
+        }
+    }
+
+    /// Asks the server whether these credentials are valid.
+    pub async fn check_online(&self, username: &str, password: &str) -> OnlineCheck {
+        match self.http.send(me_request(&self.config.api_base, username, password)).await {
+            Ok(response) => interpret_me_response(&response, username),
+            Err(e) => OnlineCheck::Unreachable(e.to_string()),
+        }
+    }
+
+    /// Logs in: the server first; if it cannot be reached, the local register. A refusal by
+    /// the server is final (the register is not consulted).
+    pub async fn login(&self, username: &str, password: &str, now_ms: i64) -> Result<LoginOutcome> {
+        validate_credentials(username, password)?;
+        match self.check_online(username, password).await {
+            OnlineCheck::Accepted(profile) => {
+                self.set_online(true);
+                let canonical = profile.username.clone();
+                self.vault.login_verified_online(&canonical, password, profile, now_ms).await
+            }
+            OnlineCheck::Refused => {
+                self.set_online(true);
+                Err(CoreError::BadCredentials)
+            }
+            OnlineCheck::Unreachable(_) => {
+                self.set_online(false);
+                self.vault.login_offline(username, password, now_ms).await
+            }
+        }
+    }
+
+    /// Logs out: keys and password are zeroized.
+    pub fn logout(&self) {
+        self.vault.lock();
+    }
+
+    /// The current status.
+    pub async fn status(&self) -> Result<Status> {
+        let online = self.online.lock().ok().and_then(|g| *g);
+        Ok(Status {
+            online,
+            user: self.vault.session_info(),
+            locked: !self.vault.is_unlocked(),
+            pending: self.vault.store().count(StoreName::Outbox).await?,
+            failed: 0,
+            last_sync_at: None,
+            registered_users: self.vault.registered_users().await?,
+        })
+    }
+}

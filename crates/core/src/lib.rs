@@ -1,0 +1,23 @@
+//! # tracker-offline-core
+//!
+//! The sans-I/O core of tracker-offline: every rule of the library lives here, with no web
+//! crate. Storage, HTTP, password KDF and randomness come in through traits
+//! ([`store::KvStore`], [`http::HttpClient`], [`kdf::PasswordKdf`], [`random::RandomSource`])
+//! that `crates/web` implements for the browser and this crate implements in memory for tests.
+//!
+//! - [`crypto`]: keys, the versioned AES-256-GCM envelope, keyed hashes.
+//! - [`vault`]: data key per server, user register, offline login, sealed records.
+//! - [`engine`]: online-then-offline login and status, as the JS API exposes them.
+
+pub mod crypto;
+pub mod engine;
+pub mod error;
+pub mod http;
+pub mod kdf;
+pub mod profile;
+pub mod random;
+pub mod register;
+pub mod store;
+pub mod vault;
+
+pub use error::{CoreError, Result};

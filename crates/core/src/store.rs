@@ -1,0 +1,345 @@
+//! The storage contract of the core: a small transactional key-value store with named object
+//! stores. The browser implements it on IndexedDB (crates/web), the core ships an in-memory
+//! implementation, and [`conformance`] is the one test suite both must pass.
+//!
+//! Values are opaque bytes (sealed envelopes, or non-sensitive JSON such as register counters);
+//! keys are strings (keyed hashes, never plain UIDs or names).
+
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, Mutex},
+};
+
+use crate::error::{CoreError, Result};
+
+/// The object stores of a vault database. The set is part of the schema version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum StoreName {
+    /// Vault metadata (format version, username salt, key check).
+    Meta,
+    /// The user register: one entry per user who logged in online on this device.
+    Users,
+    /// Sealed local copies of records (TEIs, enrollments, events).
+    Records,
+    /// Sealed outbox entries.
+    Outbox,
+    /// Sealed cached API responses.
+    Cache,
+}
+
+impl StoreName {
+    /// Every store, in schema order.
+    pub const ALL: [StoreName; 5] =
+        [StoreName::Meta, StoreName::Users, StoreName::Records, StoreName::Outbox, StoreName::Cache];
+
+    /// The object store's name in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StoreName::Meta => "meta",
+            StoreName::Users => "users",
+            StoreName::Records => "records",
+            StoreName::Outbox => "outbox",
+            StoreName::Cache => "cache",
+        }
+    }
+}
+
+/// One operation of a [`WriteBatch`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteOp {
+    /// Insert or replace a value.
+    Put {
+        /// Target store.
+        store: StoreName,
+        /// Key.
+        key: String,
+        /// Value bytes.
+        value: Vec<u8>,
+    },
+    /// Remove a key (no error if absent).
+    Delete {
+        /// Target store.
+        store: StoreName,
+        /// Key.
+        key: String,
+    },
+}
+
+/// A logical write: every operation commits together or none does.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WriteBatch {
+    ops: Vec<WriteOp>,
+}
+
+impl WriteBatch {
+    /// An empty batch.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a put.
+    pub fn put(mut self, store: StoreName, key: impl Into<String>, value: Vec<u8>) -> Self {
+        self.ops.push(WriteOp::Put { store, key: key.into(), value });
+        self
+    }
+
+    /// Adds a delete.
+    pub fn delete(mut self, store: StoreName, key: impl Into<String>) -> Self {
+        self.ops.push(WriteOp::Delete { store, key: key.into() });
+        self
+    }
+
+    /// The operations, in order.
+    pub fn ops(&self) -> &[WriteOp] {
+        &self.ops
+    }
+
+    /// The stores this batch touches (for opening a transaction over exactly those).
+    pub fn stores(&self) -> Vec<StoreName> {
+        let mut stores: Vec<StoreName> = self
+            .ops
+            .iter()
+            .map(|op| match op {
+                WriteOp::Put { store, .. } | WriteOp::Delete { store, .. } => *store,
+            })
+            .collect();
+        stores.sort();
+        stores.dedup();
+        stores
+    }
+
+    /// Total bytes of keys and values, for quota checks.
+    pub fn byte_size(&self) -> usize {
+        self.ops
+            .iter()
+            .map(|op| match op {
+                WriteOp::Put { key, value, .. } => key.len() + value.len(),
+                WriteOp::Delete { key, .. } => key.len(),
+            })
+            .sum()
+    }
+
+    /// True if the batch has no operation.
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+}
+
+/// A transactional key-value store. Implementations must make [`KvStore::write`] atomic and
+/// durable when it returns, and map a quota failure to [`CoreError::StorageFull`].
+#[allow(async_fn_in_trait, reason = "used generically, never as a trait object")]
+pub trait KvStore {
+    /// Reads one value.
+    async fn get(&self, store: StoreName, key: &str) -> Result<Option<Vec<u8>>>;
+    /// Lists every (key, value) of a store, ordered by key.
+    async fn list(&self, store: StoreName) -> Result<Vec<(String, Vec<u8>)>>;
+    /// Counts the entries of a store.
+    async fn count(&self, store: StoreName) -> Result<u64>;
+    /// Applies a batch atomically.
+    async fn write(&self, batch: WriteBatch) -> Result<()>;
+}
+
+type Tables = BTreeMap<StoreName, BTreeMap<String, Vec<u8>>>;
+
+/// An in-memory [`KvStore`] for native tests and tools. Clones share the same data, like two
+/// connections to one database. A byte limit imitates a storage quota.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryStore {
+    tables: Arc<Mutex<Tables>>,
+    quota_bytes: Option<usize>,
+}
+
+impl MemoryStore {
+    /// An empty store without quota.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// An empty store that refuses writes once keys and values exceed `quota_bytes`.
+    pub fn with_quota(quota_bytes: usize) -> Self {
+        Self { tables: Arc::default(), quota_bytes: Some(quota_bytes) }
+    }
+
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Tables>> {
+        self.tables.lock().map_err(|_| CoreError::Storage("memory store poisoned".into()))
+    }
+
+    /// Overwrites raw bytes, bypassing every rule (tests use it to tamper).
+    pub fn raw_put(&self, store: StoreName, key: &str, value: Vec<u8>) -> Result<()> {
+        self.lock()?.entry(store).or_default().insert(key.to_string(), value);
+        Ok(())
+    }
+}
+
+fn used_bytes(tables: &Tables) -> usize {
+    tables.values().flat_map(|t| t.iter()).map(|(k, v)| k.len() + v.len()).sum()
+}
+
+impl KvStore for MemoryStore {
+    async fn get(&self, store: StoreName, key: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self.lock()?.get(&store).and_then(|t| t.get(key)).cloned())
+    }
+
+    async fn list(&self, store: StoreName) -> Result<Vec<(String, Vec<u8>)>> {
+        Ok(self
+            .lock()?
+            .get(&store)
+            .map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default())
+    }
+
+    async fn count(&self, store: StoreName) -> Result<u64> {
+        Ok(self.lock()?.get(&store).map(|t| t.len() as u64).unwrap_or(0))
+    }
+
+    async fn write(&self, batch: WriteBatch) -> Result<()> {
+        let mut tables = self.lock()?;
+        // Apply to a copy and swap, so a failure leaves nothing half-written.
+        let mut next = tables.clone();
+        for op in batch.ops() {
+            match op {
+                WriteOp::Put { store, key, value } => {
+                    if key.is_empty() {
+                        return Err(CoreError::BadInput("empty store key".into()));
+                    }
+                    next.entry(*store).or_default().insert(key.clone(), value.clone());
+                }
+                WriteOp::Delete { store, key } => {
+                    if let Some(t) = next.get_mut(store) {
+                        t.remove(key);
+                    }
+                }
+            }
+        }
+        if let Some(quota) = self.quota_bytes {
+            if used_bytes(&next) > quota {
+                return Err(CoreError::StorageFull);
+            }
+        }
+        *tables = next;
+        Ok(())
+    }
+}
+
+/// The conformance suite every [`KvStore`] must pass. Each function takes a fresh, empty
+/// store; run natively on [`MemoryStore`] and in Chromium on IndexedDB.
+pub mod conformance {
+    use super::*;
+
+    /// Put, get, overwrite, delete, list order, count.
+    pub async fn basic_crud(store: &impl KvStore) -> Result<()> {
+        check(store.get(StoreName::Records, "a").await?.is_none(), "empty store has no key")?;
+        store
+            .write(WriteBatch::new().put(StoreName::Records, "b", vec![2]).put(
+                StoreName::Records,
+                "a",
+                vec![1, 0, 255],
+            ))
+            .await?;
+        check(store.get(StoreName::Records, "a").await? == Some(vec![1, 0, 255]), "bytes round-trip")?;
+        check(store.get(StoreName::Users, "a").await?.is_none(), "stores are separate")?;
+        store.write(WriteBatch::new().put(StoreName::Records, "a", vec![9])).await?;
+        check(store.get(StoreName::Records, "a").await? == Some(vec![9]), "put overwrites")?;
+        let listed = store.list(StoreName::Records).await?;
+        check(listed == vec![("a".to_string(), vec![9]), ("b".to_string(), vec![2])], "list ordered by key")?;
+        check(store.count(StoreName::Records).await? == 2, "count")?;
+        store.write(WriteBatch::new().delete(StoreName::Records, "a").delete(StoreName::Records, "zz")).await?;
+        check(store.get(StoreName::Records, "a").await?.is_none(), "delete removes")?;
+        check(store.count(StoreName::Records).await? == 1, "count after delete")?;
+        store.write(WriteBatch::new().put(StoreName::Records, "empty", vec![])).await?;
+        check(store.get(StoreName::Records, "empty").await? == Some(vec![]), "empty value kept")?;
+        Ok(())
+    }
+
+    /// A batch over several stores commits together.
+    pub async fn batch_spans_stores(store: &impl KvStore) -> Result<()> {
+        store
+            .write(
+                WriteBatch::new()
+                    .put(StoreName::Records, "r1", b"record".to_vec())
+                    .put(StoreName::Outbox, "o1", b"entry".to_vec())
+                    .put(StoreName::Meta, "m", b"meta".to_vec()),
+            )
+            .await?;
+        check(store.get(StoreName::Records, "r1").await?.is_some(), "record written")?;
+        check(store.get(StoreName::Outbox, "o1").await?.is_some(), "outbox written")?;
+        check(store.get(StoreName::Meta, "m").await?.is_some(), "meta written")?;
+        Ok(())
+    }
+
+    /// A batch that fails part-way leaves nothing of itself behind.
+    pub async fn failed_batch_writes_nothing(store: &impl KvStore) -> Result<()> {
+        store.write(WriteBatch::new().put(StoreName::Records, "keep", vec![1])).await?;
+        let bad = WriteBatch::new()
+            .put(StoreName::Records, "new", vec![2])
+            .put(StoreName::Outbox, "o", vec![3])
+            .delete(StoreName::Records, "keep")
+            .put(StoreName::Records, "", vec![4]);
+        check(store.write(bad).await.is_err(), "an empty key is refused")?;
+        check(store.get(StoreName::Records, "new").await?.is_none(), "first put rolled back")?;
+        check(store.get(StoreName::Outbox, "o").await?.is_none(), "other store rolled back")?;
+        check(store.get(StoreName::Records, "keep").await? == Some(vec![1]), "delete rolled back")?;
+        Ok(())
+    }
+
+    /// Large values and many keys.
+    pub async fn large_values(store: &impl KvStore) -> Result<()> {
+        let big: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
+        let mut batch = WriteBatch::new().put(StoreName::Cache, "big", big.clone());
+        for i in 0..200 {
+            batch = batch.put(StoreName::Records, format!("k{i:04}"), vec![i as u8; 64]);
+        }
+        store.write(batch).await?;
+        check(store.get(StoreName::Cache, "big").await? == Some(big), "1 MB value round-trips")?;
+        check(store.count(StoreName::Records).await? == 200, "200 keys")?;
+        Ok(())
+    }
+
+    /// Runs the whole suite on fresh stores produced by `make`.
+    pub async fn run_all<S: KvStore, F: std::future::Future<Output = S>>(
+        mut make: impl FnMut(&'static str) -> F,
+    ) -> Result<()> {
+        basic_crud(&make("basic_crud").await).await?;
+        batch_spans_stores(&make("batch_spans_stores").await).await?;
+        failed_batch_writes_nothing(&make("failed_batch_writes_nothing").await).await?;
+        large_values(&make("large_values").await).await?;
+        Ok(())
+    }
+
+    fn check(condition: bool, what: &str) -> Result<()> {
+        if condition {
+            Ok(())
+        } else {
+            Err(CoreError::Storage(format!("conformance failed: {what}")))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::executor::block_on;
+
+    #[test]
+    fn memory_store_passes_conformance() {
+        block_on(conformance::run_all(|_| async { MemoryStore::new() })).unwrap();
+    }
+
+    #[test]
+    fn memory_store_quota_refuses_whole_batch() {
+        block_on(async {
+            let store = MemoryStore::with_quota(100);
+            store.write(WriteBatch::new().put(StoreName::Records, "a", vec![0; 50])).await.unwrap();
+            let err = store
+                .write(WriteBatch::new().put(StoreName::Outbox, "o", vec![0; 10]).put(
+                    StoreName::Records,
+                    "b",
+                    vec![0; 60],
+                ))
+                .await
+                .unwrap_err();
+            assert_eq!(err, CoreError::StorageFull);
+            assert!(store.get(StoreName::Outbox, "o").await.unwrap().is_none());
+        });
+    }
+}

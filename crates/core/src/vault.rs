@@ -1,0 +1,486 @@
+//! The vault: one random data key per DHIS2 server, wrapped under each registered user's
+//! password-derived key; the user register with offline login, lockout and credential age;
+//! and sealed records addressed by keyed hashes. Keys live only in the in-memory session and
+//! are zeroized on logout.
+
+use std::sync::Mutex;
+
+use serde::Serialize;
+use zeroize::Zeroizing;
+
+use crate::{
+    crypto::{constant_time_eq, hmac_sha256, PasswordSecrets, SecretKey},
+    error::{CoreError, Result},
+    kdf::{PasswordKdf, DEFAULT_ITERATIONS, PBKDF2_SHA256},
+    profile::UserProfile,
+    random::{random_array, RandomSource},
+    register::{Bytes, KdfParams, UserEntry, VaultMeta, REGISTER_FORMAT, VAULT_META_KEY},
+    store::{KvStore, StoreName, WriteBatch},
+};
+
+/// Longest username accepted (DHIS2 allows 255).
+pub const MAX_USERNAME_LEN: usize = 255;
+/// Longest password accepted, in bytes (DHIS2 allows 256 characters; UTF-8 may need more bytes).
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+const KEY_CHECK_TEXT: &[u8] = b"tracker-offline key check v1";
+const DAY_MS: i64 = 24 * 60 * 60 * 1000;
+
+/// Tunable rules of the register.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VaultPolicy {
+    /// PBKDF2 iterations for newly (re)wrapped users.
+    pub iterations: u32,
+    /// Failed offline attempts allowed before the lockout starts.
+    pub free_attempts: u32,
+    /// First lockout delay; it doubles with each further failure.
+    pub lockout_base_ms: u64,
+    /// Longest lockout delay.
+    pub lockout_max_ms: u64,
+    /// Longest time since the last online login during which offline login works.
+    pub max_offline_age_ms: u64,
+}
+
+impl Default for VaultPolicy {
+    fn default() -> Self {
+        Self {
+            iterations: DEFAULT_ITERATIONS,
+            free_attempts: 5,
+            lockout_base_ms: 30_000,
+            lockout_max_ms: 60 * 60 * 1000,
+            max_offline_age_ms: 30 * DAY_MS as u64,
+        }
+    }
+}
+
+impl VaultPolicy {
+    /// Lockout delay after `failures` consecutive failures (0 while below the free attempts).
+    pub fn lockout_delay_ms(&self, failures: u32) -> u64 {
+        if failures < self.free_attempts {
+            return 0;
+        }
+        let doublings = (failures - self.free_attempts).min(32);
+        self.lockout_base_ms.saturating_mul(1u64 << doublings).min(self.lockout_max_ms)
+    }
+}
+
+/// How a login was checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LoginMode {
+    /// The server accepted the credentials.
+    Online,
+    /// The local register accepted them.
+    Offline,
+}
+
+/// What a successful login returns to the app.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LoginOutcome {
+    /// The user's login name.
+    pub username: String,
+    /// Online or offline.
+    pub mode: LoginMode,
+    /// The profile from the server, or from the register offline.
+    pub profile: UserProfile,
+    /// True when this login registered the user on this device by handover of the data key
+    /// from the session that was open (shift change).
+    pub handover: bool,
+}
+
+/// The in-memory state while someone is logged in. Dropping it zeroizes every secret.
+struct Session {
+    username: String,
+    data_key: SecretKey,
+    lookup_key: SecretKey,
+    /// Kept (never stored) so work can be sent to the server later without asking again.
+    password: Option<Zeroizing<String>>,
+    profile: Option<UserProfile>,
+    mode: LoginMode,
+}
+
+/// What the JS `status()` reports about the session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionInfo {
+    /// Logged-in username.
+    pub username: String,
+    /// How the session was opened.
+    pub mode: Option<LoginMode>,
+    /// Profile, when known (a service worker unlocked by handover has none).
+    pub profile: Option<UserProfile>,
+}
+
+/// The vault over a [`KvStore`], a [`PasswordKdf`] and a [`RandomSource`].
+pub struct Vault<S, K, R> {
+    store: S,
+    kdf: K,
+    rng: R,
+    policy: VaultPolicy,
+    session: Mutex<Option<Session>>,
+}
+
+impl<S: KvStore, K: PasswordKdf, R: RandomSource> Vault<S, K, R> {
+    /// A locked vault over `store`.
+    pub fn new(store: S, kdf: K, rng: R, policy: VaultPolicy) -> Self {
+        Self { store, kdf, rng, policy, session: Mutex::new(None) }
+    }
+
+    /// The underlying store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> &VaultPolicy {
+        &self.policy
+    }
+
+    fn with_session<T>(&self, f: impl FnOnce(&Option<Session>) -> T) -> Result<T> {
+        let guard = self.session.lock().map_err(|_| CoreError::Storage("session lock poisoned".into()))?;
+        Ok(f(&guard))
+    }
+
+    fn set_session(&self, session: Option<Session>) -> Result<()> {
+        let mut guard = self.session.lock().map_err(|_| CoreError::Storage("session lock poisoned".into()))?;
+        *guard = session; // the previous session drops here, zeroizing its keys
+        Ok(())
+    }
+
+    /// True while a user is logged in (the data key is in memory).
+    pub fn is_unlocked(&self) -> bool {
+        self.with_session(|s| s.is_some()).unwrap_or(false)
+    }
+
+    /// Who is logged in.
+    pub fn session_info(&self) -> Option<SessionInfo> {
+        self.with_session(|s| {
+            s.as_ref().map(|s| SessionInfo {
+                username: s.username.clone(),
+                mode: Some(s.mode),
+                profile: s.profile.clone(),
+            })
+        })
+        .ok()
+        .flatten()
+    }
+
+    /// The password typed at the current login (memory only), for re-authenticating with the
+    /// server later.
+    pub fn session_password(&self) -> Option<Zeroizing<String>> {
+        self.with_session(|s| s.as_ref().and_then(|s| s.password.clone())).ok().flatten()
+    }
+
+    /// Forgets every key and the password (logout, idle lock).
+    pub fn lock(&self) {
+        let _ = self.set_session(None);
+    }
+
+    /// Number of users registered on this device.
+    pub async fn registered_users(&self) -> Result<u64> {
+        self.store.count(StoreName::Users).await
+    }
+
+    async fn load_meta(&self) -> Result<Option<VaultMeta>> {
+        match self.store.get(StoreName::Meta, VAULT_META_KEY).await? {
+            None => Ok(None),
+            Some(bytes) => VaultMeta::decode(&bytes).map(Some),
+        }
+    }
+
+    fn user_key(meta: &VaultMeta, username: &str) -> String {
+        hex::encode(hmac_sha256(&meta.username_salt.0, &[b"user\0", username.as_bytes()].concat()))
+    }
+
+    fn wrap_aad(meta: &VaultMeta, user_key: &str) -> Vec<u8> {
+        format!("users|dek|{}|{}", meta.vault_id, user_key).into_bytes()
+    }
+
+    fn profile_aad(meta: &VaultMeta, user_key: &str) -> Vec<u8> {
+        format!("users|profile|{}|{}", meta.vault_id, user_key).into_bytes()
+    }
+
+    fn key_check_aad(meta: &VaultMeta) -> Vec<u8> {
+        format!("meta|key-check|{}", meta.vault_id).into_bytes()
+    }
+
+    fn check_data_key(meta: &VaultMeta, data_key: &SecretKey) -> Result<()> {
+        let text = data_key.open(&Self::key_check_aad(meta), &meta.key_check.0)?;
+        if text != KEY_CHECK_TEXT {
+            return Err(CoreError::StorageCorrupt("key check text differs".into()));
+        }
+        Ok(())
+    }
+
+    async fn derive(&self, password: &str, kdf: &KdfParams) -> Result<PasswordSecrets> {
+        kdf.validate()?;
+        let master = self.kdf.pbkdf2_sha256(password.as_bytes(), &kdf.salt.0, kdf.iterations).await?;
+        Ok(PasswordSecrets::from_master(&master))
+    }
+
+    fn new_kdf_params(&self) -> Result<KdfParams> {
+        Ok(KdfParams {
+            algorithm: PBKDF2_SHA256.to_string(),
+            iterations: self.policy.iterations,
+            salt: Bytes(random_array::<16>(&self.rng)?.to_vec()),
+        })
+    }
+
+    fn open_session(
+        &self,
+        username: &str,
+        data_key: SecretKey,
+        password: Option<&str>,
+        profile: Option<UserProfile>,
+        mode: LoginMode,
+    ) -> Result<()> {
+        let lookup_key = data_key.derive("tracker-offline/lookup/v1");
+        self.set_session(Some(Session {
+            username: username.to_string(),
+            data_key,
+            lookup_key,
+            password: password.map(|p| Zeroizing::new(p.to_string())),
+            profile,
+            mode,
+        }))
+    }
+
+    fn session_data_key(&self) -> Option<SecretKey> {
+        self.with_session(|s| s.as_ref().map(|s| s.data_key.clone())).ok().flatten()
+    }
+
+    /// Registers or refreshes `username` after the server has accepted `password`, and opens
+    /// the session. A user new to this device gets the data key of the open session
+    /// (handover); with no open session and no vault yet, a new vault is created; otherwise
+    /// [`CoreError::HandoverRequired`] and nothing is written.
+    pub async fn login_verified_online(
+        &self,
+        username: &str,
+        password: &str,
+        profile: UserProfile,
+        now_ms: i64,
+    ) -> Result<LoginOutcome> {
+        validate_credentials(username, password)?;
+        let meta = self.load_meta().await?;
+        let mut current_wrap: Option<(KdfParams, Bytes, Bytes)> = None;
+        let (meta, mut batch, data_key, handover) = match meta {
+            None => {
+                if self.registered_users().await? > 0 {
+                    return Err(CoreError::StorageCorrupt("users registered but vault metadata missing".into()));
+                }
+                let data_key = SecretKey::generate(&self.rng)?;
+                let mut meta = VaultMeta {
+                    format: REGISTER_FORMAT,
+                    vault_id: hex::encode(random_array::<16>(&self.rng)?),
+                    username_salt: Bytes(random_array::<32>(&self.rng)?.to_vec()),
+                    key_check: Bytes::default(),
+                    created_at_ms: now_ms,
+                };
+                meta.key_check = Bytes(data_key.seal(&self.rng, &Self::key_check_aad(&meta), KEY_CHECK_TEXT)?);
+                let batch = WriteBatch::new().put(StoreName::Meta, VAULT_META_KEY, meta.encode()?);
+                (meta, batch, data_key, false)
+            }
+            Some(meta) => {
+                let user_key = Self::user_key(&meta, username);
+                let existing = match self.store.get(StoreName::Users, &user_key).await? {
+                    Some(bytes) => Some(UserEntry::decode(&bytes)?),
+                    None => None,
+                };
+                let mut own_key = None;
+                if let Some(entry) = &existing {
+                    let secrets = self.derive(password, &entry.kdf).await?;
+                    if constant_time_eq(&secrets.verifier, &entry.verifier.0) {
+                        own_key = Some(SecretKey::from_slice(
+                            &secrets
+                                .key_encryption_key
+                                .open(&Self::wrap_aad(&meta, &user_key), &entry.wrapped_data_key.0)?,
+                        )?);
+                        if entry.kdf.iterations >= self.policy.iterations {
+                            current_wrap =
+                                Some((entry.kdf.clone(), entry.verifier.clone(), entry.wrapped_data_key.clone()));
+                        }
+                    }
+                }
+                let (data_key, handover) = match own_key {
+                    Some(key) => (key, false),
+                    // New user, or a password changed on the server: only an open session can share the key.
+                    None => match self.session_data_key() {
+                        Some(key) => (key, true),
+                        None => return Err(CoreError::HandoverRequired(username.to_string())),
+                    },
+                };
+                Self::check_data_key(&meta, &data_key)?;
+                (meta, WriteBatch::new(), data_key, handover)
+            }
+        };
+        let user_key = Self::user_key(&meta, username);
+        // Wrap anew for a new user, a changed password or a raised iteration count.
+        let (kdf, verifier, wrapped_data_key) = match current_wrap {
+            Some(wrap) => wrap,
+            None => {
+                let kdf = self.new_kdf_params()?;
+                let secrets = self.derive(password, &kdf).await?;
+                let wrapped =
+                    secrets.key_encryption_key.seal(&self.rng, &Self::wrap_aad(&meta, &user_key), data_key.expose())?;
+                (kdf, Bytes(secrets.verifier.to_vec()), Bytes(wrapped))
+            }
+        };
+        let entry = UserEntry {
+            format: REGISTER_FORMAT,
+            kdf,
+            verifier,
+            wrapped_data_key,
+            sealed_profile: Bytes(data_key.seal(
+                &self.rng,
+                &Self::profile_aad(&meta, &user_key),
+                &profile_json(&profile)?,
+            )?),
+            last_online_login_ms: now_ms,
+            failed_attempts: 0,
+            locked_until_ms: 0,
+        };
+        batch = batch.put(StoreName::Users, user_key, entry.encode()?);
+        self.store.write(batch).await?;
+        self.open_session(username, data_key, Some(password), Some(profile.clone()), LoginMode::Online)?;
+        Ok(LoginOutcome { username: username.to_string(), mode: LoginMode::Online, profile, handover })
+    }
+
+    /// Checks `password` against the local register only, with lockout and credential age,
+    /// and opens the session.
+    pub async fn login_offline(&self, username: &str, password: &str, now_ms: i64) -> Result<LoginOutcome> {
+        validate_credentials(username, password)?;
+        let unknown = || CoreError::UnknownUserOffline(username.to_string());
+        let meta = self.load_meta().await?.ok_or_else(unknown)?;
+        let user_key = Self::user_key(&meta, username);
+        let mut entry = match self.store.get(StoreName::Users, &user_key).await? {
+            Some(bytes) => UserEntry::decode(&bytes)?,
+            None => return Err(unknown()),
+        };
+        if entry.locked_until_ms > now_ms {
+            let wait = (entry.locked_until_ms - now_ms) as u64;
+            return Err(CoreError::LockedOut { retry_after_ms: wait.min(self.policy.lockout_max_ms) });
+        }
+        let secrets = self.derive(password, &entry.kdf).await?;
+        if !constant_time_eq(&secrets.verifier, &entry.verifier.0) {
+            entry.failed_attempts = entry.failed_attempts.saturating_add(1);
+            let delay = self.policy.lockout_delay_ms(entry.failed_attempts);
+            entry.locked_until_ms = if delay > 0 { now_ms.saturating_add(delay as i64) } else { 0 };
+            self.store.write(WriteBatch::new().put(StoreName::Users, user_key, entry.encode()?)).await?;
+            return Err(if delay > 0 {
+                CoreError::LockedOut { retry_after_ms: delay }
+            } else {
+                CoreError::BadCredentials
+            });
+        }
+        let data_key = SecretKey::from_slice(
+            &secrets.key_encryption_key.open(&Self::wrap_aad(&meta, &user_key), &entry.wrapped_data_key.0)?,
+        )?;
+        Self::check_data_key(&meta, &data_key)?;
+        if entry.failed_attempts != 0 || entry.locked_until_ms != 0 {
+            entry.failed_attempts = 0;
+            entry.locked_until_ms = 0;
+            self.store.write(WriteBatch::new().put(StoreName::Users, user_key.clone(), entry.encode()?)).await?;
+        }
+        let age_ms = now_ms.saturating_sub(entry.last_online_login_ms);
+        if age_ms > self.policy.max_offline_age_ms as i64 {
+            return Err(CoreError::CredentialExpired { age_days: (age_ms / DAY_MS) as u64 });
+        }
+        let profile_bytes = data_key.open(&Self::profile_aad(&meta, &user_key), &entry.sealed_profile.0)?;
+        let profile: UserProfile = serde_json::from_slice(&profile_bytes)
+            .map_err(|e| CoreError::StorageCorrupt(format!("profile does not parse: {e}")))?;
+        self.open_session(username, data_key, Some(password), Some(profile.clone()), LoginMode::Offline)?;
+        Ok(LoginOutcome { username: username.to_string(), mode: LoginMode::Offline, profile, handover: false })
+    }
+
+    /// The data key of the open session, for handing over to the service worker.
+    pub fn export_data_key(&self) -> Result<Zeroizing<[u8; 32]>> {
+        self.session_data_key().map(|k| Zeroizing::new(*k.expose())).ok_or(CoreError::VaultLocked)
+    }
+
+    /// Opens a session from a data key handed over by an unlocked page (service worker side).
+    /// The key must be this vault's.
+    pub async fn unlock_with_data_key(&self, username: &str, key: &[u8]) -> Result<()> {
+        let data_key = SecretKey::from_slice(key)?;
+        let meta = self.load_meta().await?.ok_or(CoreError::VaultLocked)?;
+        Self::check_data_key(&meta, &data_key)
+            .map_err(|_| CoreError::BadInput("the handed-over key is not this vault's".into()))?;
+        // A handed-over session carries no password and no profile.
+        self.open_session(username, data_key, None, None, LoginMode::Offline)
+    }
+
+    fn record_address(&self, store: StoreName, id: &str) -> Result<(SecretKey, String)> {
+        if id.is_empty() || id.len() > 4096 {
+            return Err(CoreError::BadInput("record id must be 1 to 4096 bytes".into()));
+        }
+        self.with_session(|s| {
+            s.as_ref()
+                .map(|s| (s.data_key.clone(), s.lookup_key.keyed_hash_hex(&[store.as_str().as_bytes(), id.as_bytes()])))
+        })?
+        .ok_or(CoreError::VaultLocked)
+    }
+
+    fn record_aad(store: StoreName, key: &str) -> Vec<u8> {
+        format!("{}|{}", store.as_str(), key).into_bytes()
+    }
+
+    /// Seals `plaintext` under the data key and adds its put to `batch` (so callers can commit
+    /// a record and its outbox entry together). Returns the batch.
+    pub fn seal_into(&self, batch: WriteBatch, store: StoreName, id: &str, plaintext: &[u8]) -> Result<WriteBatch> {
+        if matches!(store, StoreName::Meta | StoreName::Users) {
+            return Err(CoreError::BadInput("meta and users hold no sealed records".into()));
+        }
+        let (data_key, key) = self.record_address(store, id)?;
+        let sealed = data_key.seal(&self.rng, &Self::record_aad(store, &key), plaintext)?;
+        Ok(batch.put(store, key, sealed))
+    }
+
+    /// Stores one sealed record.
+    pub async fn put_record(&self, store: StoreName, id: &str, plaintext: &[u8]) -> Result<()> {
+        let batch = self.seal_into(WriteBatch::new(), store, id, plaintext)?;
+        self.store.write(batch).await
+    }
+
+    /// Reads and opens one record. Tampered or moved bytes give [`CoreError::StorageCorrupt`].
+    pub async fn get_record(&self, store: StoreName, id: &str) -> Result<Option<Vec<u8>>> {
+        let (data_key, key) = self.record_address(store, id)?;
+        match self.store.get(store, &key).await? {
+            None => Ok(None),
+            Some(sealed) => data_key.open(&Self::record_aad(store, &key), &sealed).map(Some),
+        }
+    }
+
+    /// Removes one record.
+    pub async fn delete_record(&self, store: StoreName, id: &str) -> Result<()> {
+        let (_, key) = self.record_address(store, id)?;
+        self.store.write(WriteBatch::new().delete(store, key)).await
+    }
+
+    /// The storage key of a record (tests use it to tamper with raw bytes).
+    pub fn record_storage_key(&self, store: StoreName, id: &str) -> Result<String> {
+        self.record_address(store, id).map(|(_, k)| k)
+    }
+}
+
+fn profile_json(profile: &UserProfile) -> Result<Vec<u8>> {
+    serde_json::to_vec(profile).map_err(|e| CoreError::BadInput(e.to_string()))
+}
+
+/// Refuses usernames and passwords that cannot be right before any work is done.
+pub fn validate_credentials(username: &str, password: &str) -> Result<()> {
+    if username.trim().is_empty() {
+        return Err(CoreError::BadInput("the username is empty".into()));
+    }
+    if username.chars().count() > MAX_USERNAME_LEN {
+        return Err(CoreError::BadInput(format!("the username is longer than {MAX_USERNAME_LEN} characters")));
+    }
+    if username.chars().any(|c| c.is_control() || c == ':') {
+        return Err(CoreError::BadInput("the username contains a control character or ':'".into()));
+    }
+    if password.is_empty() {
+        return Err(CoreError::BadInput("the password is empty".into()));
+    }
+    if password.len() > MAX_PASSWORD_BYTES {
+        return Err(CoreError::BadInput(format!("the password is longer than {MAX_PASSWORD_BYTES} bytes")));
+    }
+    Ok(())
+}

@@ -1,0 +1,96 @@
+//! Test doubles shared by the core's integration tests: a scripted HTTP client and helpers.
+#![allow(dead_code, missing_docs, clippy::unwrap_used)]
+
+use std::{cell::RefCell, collections::VecDeque};
+
+use tracker_offline_core::{
+    engine::{Engine, EngineConfig},
+    http::{HttpClient, HttpRequest, HttpResponse},
+    kdf::RustPbkdf2,
+    profile::{OrgUnitRef, UserProfile},
+    random::OsRandom,
+    store::{KvStore, MemoryStore, StoreName},
+    vault::{Vault, VaultPolicy},
+    CoreError, Result,
+};
+
+pub const DAY: i64 = 24 * 60 * 60 * 1000;
+pub const T0: i64 = 1_780_000_000_000;
+
+/// Fast policy for tests (the KDF count is stored per user, so this is realistic otherwise).
+pub fn fast_policy() -> VaultPolicy {
+    VaultPolicy { iterations: 1_000, ..VaultPolicy::default() }
+}
+
+pub type TestVault = Vault<MemoryStore, RustPbkdf2, OsRandom>;
+
+pub fn vault(store: &MemoryStore) -> TestVault {
+    Vault::new(store.clone(), RustPbkdf2, OsRandom, fast_policy())
+}
+
+pub fn profile(username: &str, display: &str) -> UserProfile {
+    UserProfile {
+        id: format!("U{:0>10}", username.len()),
+        username: username.into(),
+        display_name: display.into(),
+        organisation_units: vec![OrgUnitRef {
+            id: "DiszpKrYNg8".into(),
+            display_name: Some("Bani Naim Clinic".into()),
+        }],
+        tei_search_organisation_units: vec![],
+        authorities: vec![],
+    }
+}
+
+/// Every byte of every store, concatenated with the keys, for plaintext scans.
+pub async fn dump(store: &MemoryStore) -> Vec<u8> {
+    let mut all = Vec::new();
+    for name in StoreName::ALL {
+        for (k, v) in store.list(name).await.unwrap() {
+            all.extend_from_slice(k.as_bytes());
+            all.extend_from_slice(&v);
+        }
+    }
+    all
+}
+
+pub fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
+
+/// One scripted answer of [`ScriptedHttp`].
+pub enum Answer {
+    Status(u16, &'static str),
+    NetworkDown,
+}
+
+/// An HTTP client that replays scripted answers and records requests.
+#[derive(Default)]
+pub struct ScriptedHttp {
+    pub answers: RefCell<VecDeque<Answer>>,
+    pub requests: RefCell<Vec<HttpRequest>>,
+}
+
+impl ScriptedHttp {
+    pub fn push(&self, answer: Answer) {
+        self.answers.borrow_mut().push_back(answer);
+    }
+}
+
+impl HttpClient for &ScriptedHttp {
+    async fn send(&self, request: HttpRequest) -> Result<HttpResponse> {
+        self.requests.borrow_mut().push(request);
+        match self.answers.borrow_mut().pop_front() {
+            Some(Answer::Status(status, body)) => {
+                Ok(HttpResponse { status, headers: vec![], body: body.as_bytes().to_vec() })
+            }
+            Some(Answer::NetworkDown) | None => Err(CoreError::ServerUnreachable("Failed to fetch".into())),
+        }
+    }
+}
+
+pub type TestEngine<'a> = Engine<MemoryStore, RustPbkdf2, OsRandom, &'a ScriptedHttp>;
+
+pub fn engine<'a>(store: &MemoryStore, http: &'a ScriptedHttp) -> TestEngine<'a> {
+    Engine::new(EngineConfig::new("/api", fast_policy()).unwrap(), store.clone(), RustPbkdf2, OsRandom, http)
+}

@@ -1,0 +1,355 @@
+//! The vault and user register: online registration, offline login, lockout, credential age,
+//! handover between users, sealed records, tampering and bad input.
+
+mod support;
+
+use futures::executor::block_on;
+use support::*;
+use tracker_offline_core::{
+    store::{KvStore, MemoryStore, StoreName},
+    vault::LoginMode,
+    CoreError,
+};
+
+#[test]
+fn first_online_login_creates_vault_and_offline_login_returns_profile() {
+    block_on(async {
+        let store = MemoryStore::new();
+        let v = vault(&store);
+        let out =
+            v.login_verified_online("nurse1", "Nurse1!clinic", profile("nurse1", "Amal Haddad"), T0).await.unwrap();
+        assert_eq!(out.mode, LoginMode::Online);
+        assert!(!out.handover);
+        assert!(v.is_unlocked());
+        v.lock();
+        assert!(!v.is_unlocked());
+        assert!(v.session_password().is_none());
+
+        // A new process (fresh Vault over the same store) logs in offline.
+        let v2 = vault(&store);
+        let out = v2.login_offline("nurse1", "Nurse1!clinic", T0 + DAY).await.unwrap();
+        assert_eq!(out.mode, LoginMode::Offline);
+        assert_eq!(out.profile.display_name, "Amal Haddad");
+        assert_eq!(out.profile.organisation_units[0].display_name.as_deref(), Some("Bani Naim Clinic"));
+        assert_eq!(v2.session_password().as_deref().map(String::as_str), Some("Nurse1!clinic"));
+    });
+}
+
+#[test]
+fn offline_login_refuses_wrong_password_and_unknown_user() {
+    block_on(async {
+        let store = MemoryStore::new();
+        let v = vault(&store);
+        assert_eq!(v.login_offline("nurse1", "x", T0).await.unwrap_err().code(), "UNKNOWN_USER_OFFLINE");
+        v.login_verified_online("nurse1", "Nurse1!clinic", profile("nurse1", "Amal"), T0).await.unwrap();
+        v.lock();
+        assert_eq!(v.login_offline("nurse1", "nurse1!clinic", T0).await.unwrap_err(), CoreError::BadCredentials);
+        assert!(!v.is_unlocked());
+        assert_eq!(v.login_offline("stranger", "whatever", T0).await.unwrap_err().code(), "UNKNOWN_USER_OFFLINE");
+        assert_eq!(v.login_offline("Nurse1", "Nurse1!clinic", T0).await.unwrap_err().code(), "UNKNOWN_USER_OFFLINE");
+    });
+}
+
+#[test]
+fn lockout_engages_after_free_attempts_and_grows() {
+    block_on(async {
+        let store = MemoryStore::new();
+        let v = vault(&store);
+        v.login_verified_online("nurse1", "Nurse1!clinic", profile("nurse1", "Amal"), T0).await.unwrap();
+        v.lock();
+        let policy = v.policy().clone();
+        for _ in 0..policy.free_attempts - 1 {
+            assert_eq!(v.login_offline("nurse1", "wrong", T0).await.unwrap_err(), CoreError::BadCredentials);
+        }
+        let err = v.login_offline("nurse1", "wrong", T0).await.unwrap_err();
+        assert_eq!(err.retry_after_ms(), Some(policy.lockout_base_ms));
+        // While locked out even the right password is not checked.
+        let err = v.login_offline("nurse1", "Nurse1!clinic", T0 + 1000).await.unwrap_err();
+        assert_eq!(err.code(), "LOCKED_OUT");
+        assert_eq!(err.retry_after_ms(), Some(policy.lockout_base_ms - 1000));
+        // After the delay, another failure doubles it.
+        let t1 = T0 + policy.lockout_base_ms as i64;
+        let err = v.login_offline("nurse1", "wrong", t1).await.unwrap_err();
+        assert_eq!(err.retry_after_ms(), Some(policy.lockout_base_ms * 2));
+        // The right password after the delay works and resets the counter.
+        let t2 = t1 + 2 * policy.lockout_base_ms as i64;
+        v.login_offline("nurse1", "Nurse1!clinic", t2).await.unwrap();
+        v.lock();
+        assert_eq!(v.login_offline("nurse1", "wrong", t2).await.unwrap_err(), CoreError::BadCredentials);
+    });
+}
+
+#[test]
+fn lockout_delay_is_capped() {
+    let policy = fast_policy();
+    assert_eq!(policy.lockout_delay_ms(policy.free_attempts - 1), 0);
+    assert_eq!(policy.lockout_delay_ms(policy.free_attempts + 1), policy.lockout_base_ms * 2);
+    assert_eq!(policy.lockout_delay_ms(u32::MAX), policy.lockout_max_ms);
+}
+
+#[test]
+fn credential_expires_after_max_offline_age_and_online_login_renews_it() {
+    block_on(async {
+        let store = MemoryStore::new();
+        let v = vault(&store);
+        v.login_verified_online("nurse1", "Nurse1!clinic", profile("nurse1", "Amal"), T0).await.unwrap();
+        v.lock();
+        v.login_offline("nurse1", "Nurse1!clinic", T0 + 29 * DAY).await.unwrap();
+        v.lock();
+        let err = v.login_offline("nurse1", "Nurse1!clinic", T0 + 31 * DAY).await.unwrap_err();
+        assert_eq!(err, CoreError::CredentialExpired { age_days: 31 });
+        assert!(!v.is_unlocked());
+        // An expired credential is not a failed attempt.
+        let err = v.login_offline("nurse1", "Nurse1!clinic", T0 + 31 * DAY).await.unwrap_err();
+        assert_eq!(err.code(), "CREDENTIAL_EXPIRED");
+        v.login_verified_online("nurse1", "Nurse1!clinic", profile("nurse1", "Amal"), T0 + 31 * DAY).await.unwrap();
+        v.lock();
+        v.login_offline("nurse1", "Nurse1!clinic", T0 + 32 * DAY).await.unwrap();
+    });
+}
+
+#[test]
+fn shift_change_hands_over_the_data_key_and_both_users_read_the_same_records() {
+    block_on(async {
+        let store = MemoryStore::new();
+        let v = vault(&store);
+        v.login_verified_online("nurse1", "Nurse1!clinic", profile("nurse1", "Amal"), T0).await.unwrap();
+        v.put_record(StoreName::Records, "tei:PQfMcpmXeFE", br#"{"firstName":"Fatima"}"#).await.unwrap();
+        let out = v.login_verified_online("nurse2", "Nurse2!clinic", profile("nurse2", "Rania"), T0).await.unwrap();
+        assert!(out.handover);
+        assert_eq!(v.session_info().unwrap().username, "nurse2");
+        v.put_record(StoreName::Records, "tei:Zx9aX0nFCnP", br#"{"firstName":"Huda"}"#).await.unwrap();
+        v.lock();
+
+        let v = vault(&store);
+        assert_eq!(v.get_record(StoreName::Records, "tei:PQfMcpmXeFE").await.unwrap_err(), CoreError::VaultLocked);
+        v.login_offline("nurse2", "Nurse2!clinic", T0).await.unwrap();
+        assert_eq!(
+            v.get_record(StoreName::Records, "tei:PQfMcpmXeFE").await.unwrap().unwrap(),
+            br#"{"firstName":"Fatima"}"#
+        );
+        v.lock();
+        v.login_offline("nurse1", "Nurse1!clinic", T0).await.unwrap();
+        assert_eq!(
+            v.get_record(StoreName::Records, "tei:Zx9aX0nFCnP").await.unwrap().unwrap(),
+            br#"{"firstName":"Huda"}"#
+        );
+        assert_eq!(v.registered_users().await.unwrap(), 2);
+    });
+}
+
+#[test]
+fn first_login_of_a_new_user_on_a_locked_vault_needs_handover_and_writes_nothing() {
+    block_on(async {
+        let store = MemoryStore::new();
+        let v = vault(&store);
+        v.login_verified_online("nurse1", "Nurse1!clinic", profile("nurse1", "Amal"), T0).await.unwrap();
+        v.lock();
+        let before = dump(&store).await;
+        let err = v.login_verified_online("nurse2", "Nurse2!clinic", profile("nurse2", "Rania"), T0).await.unwrap_err();
+        assert_eq!(err.code(), "HANDOVER_REQUIRED");
+        assert!(!v.is_unlocked());
+        assert_eq!(dump(&store).await, before);
+    });
+}
+
+#[test]
+fn password_changed_on_server_rewraps_when_a_session_is_open() {
+    block_on(async {
+        let store = MemoryStore::new();
+        let v = vault(&store);
+        v.login_verified_online("nurse1", "Nurse1!clinic", profile("nurse1", "Amal"), T0).await.unwrap();
+        v.login_verified_online("nurse2", "Nurse2!clinic", profile("nurse2", "Rania"), T0).await.unwrap();
+        v.lock();
+        // Locked: the new password cannot unwrap the old wrapper.
+        let err = v.login_verified_online("nurse1", "New-pass-1", profile("nurse1", "Amal"), T0).await.unwrap_err();
+        assert_eq!(err.code(), "HANDOVER_REQUIRED");
+        v.login_offline("nurse2", "Nurse2!clinic", T0).await.unwrap();
+        v.login_verified_online("nurse1", "New-pass-1", profile("nurse1", "Amal"), T0).await.unwrap();
+        v.lock();
+        assert_eq!(v.login_offline("nurse1", "Nurse1!clinic", T0).await.unwrap_err(), CoreError::BadCredentials);
+        v.login_offline("nurse1", "New-pass-1", T0).await.unwrap();
+    });
+}
+
+#[test]
+fn handed_over_key_unlocks_another_instance_and_a_wrong_key_is_refused() {
+    block_on(async {
+        let store = MemoryStore::new();
+        let page = vault(&store);
+        page.login_verified_online("nurse1", "Nurse1!clinic", profile("nurse1", "Amal"), T0).await.unwrap();
+        page.put_record(StoreName::Cache, "GET /api/me", b"{}").await.unwrap();
+        let key = page.export_data_key().unwrap();
+
+        let worker = vault(&store);
+        assert_eq!(worker.unlock_with_data_key("nurse1", &[7u8; 32]).await.unwrap_err().code(), "BAD_INPUT");
+        assert_eq!(worker.unlock_with_data_key("nurse1", &[7u8; 3]).await.unwrap_err().code(), "BAD_INPUT");
+        worker.unlock_with_data_key("nurse1", &key[..]).await.unwrap();
+        assert_eq!(worker.get_record(StoreName::Cache, "GET /api/me").await.unwrap().unwrap(), b"{}");
+        assert!(worker.session_password().is_none());
+        page.lock();
+        assert_eq!(page.export_data_key().unwrap_err(), CoreError::VaultLocked);
+    });
+}
+
+#[test]
+fn tampered_or_swapped_records_are_reported_and_others_stay_readable() {
+    block_on(async {
+        let store = MemoryStore::new();
+        let v = vault(&store);
+        v.login_verified_online("nurse1", "Nurse1!clinic", profile("nurse1", "Amal"), T0).await.unwrap();
+        for id in ["a", "b", "c"] {
+            v.put_record(StoreName::Records, id, format!("record {id}").as_bytes()).await.unwrap();
+        }
+        let ka = v.record_storage_key(StoreName::Records, "a").unwrap();
+        let kb = v.record_storage_key(StoreName::Records, "b").unwrap();
+        let mut a = store.get(StoreName::Records, &ka).await.unwrap().unwrap();
+        let b = store.get(StoreName::Records, &kb).await.unwrap().unwrap();
+        // Swap: b's bytes under a's key.
+        store.raw_put(StoreName::Records, &ka, b.clone()).unwrap();
+        assert_eq!(v.get_record(StoreName::Records, "a").await.unwrap_err().code(), "STORAGE_CORRUPT");
+        // One flipped byte.
+        a[20] ^= 0x40;
+        store.raw_put(StoreName::Records, &ka, a).unwrap();
+        assert_eq!(v.get_record(StoreName::Records, "a").await.unwrap_err().code(), "STORAGE_CORRUPT");
+        // Moved to another store.
+        let kb_outbox = v.record_storage_key(StoreName::Outbox, "b").unwrap();
+        store.raw_put(StoreName::Outbox, &kb_outbox, b).unwrap();
+        assert_eq!(v.get_record(StoreName::Outbox, "b").await.unwrap_err().code(), "STORAGE_CORRUPT");
+        assert_eq!(v.get_record(StoreName::Records, "b").await.unwrap().unwrap(), b"record b");
+        assert_eq!(v.get_record(StoreName::Records, "c").await.unwrap().unwrap(), b"record c");
+    });
+}
+
+#[test]
+fn malformed_register_entries_give_errors_not_panics() {
+    block_on(async {
+        let store = MemoryStore::new();
+        let v = vault(&store);
+        v.login_verified_online("nurse1", "Nurse1!clinic", profile("nurse1", "Amal"), T0).await.unwrap();
+        v.login_verified_online("nurse2", "Nurse2!clinic", profile("nurse2", "Rania"), T0).await.unwrap();
+        v.lock();
+        let users = store.list(StoreName::Users).await.unwrap();
+        // Damage one of the two entries in several ways; exactly one user stays able to log in.
+        let garbage: [&[u8]; 5] = [
+            b"",
+            b"not json",
+            br#"{"format":1}"#,
+            br#"{"format":9,"kdf":{"algorithm":"x","iterations":1,"salt":""},"verifier":"","wrappedDataKey":"","sealedProfile":"","lastOnlineLoginMs":0,"failedAttempts":0,"lockedUntilMs":0}"#,
+            &[0xff; 300],
+        ];
+        for bad in garbage {
+            store.raw_put(StoreName::Users, &users[0].0, bad.to_vec()).unwrap();
+            let r1 = v.login_offline("nurse1", "Nurse1!clinic", T0).await;
+            v.lock();
+            let r2 = v.login_offline("nurse2", "Nurse2!clinic", T0).await;
+            v.lock();
+            let codes: Vec<_> = [&r1, &r2].iter().map(|r| r.as_ref().err().map(|e| e.code())).collect();
+            assert!(codes.contains(&Some("STORAGE_CORRUPT")) && codes.contains(&None), "{codes:?}");
+        }
+        // Iteration count lowered by an attacker: refused, not used.
+        let mut entry: serde_json::Value = serde_json::from_slice(&users[1].1).unwrap();
+        entry["kdf"]["iterations"] = 1.into();
+        store.raw_put(StoreName::Users, &users[1].0, serde_json::to_vec(&entry).unwrap()).unwrap();
+        let r1 = v.login_offline("nurse1", "Nurse1!clinic", T0).await;
+        let r2 = v.login_offline("nurse2", "Nurse2!clinic", T0).await;
+        assert!([r1, r2].iter().any(|r| r.as_ref().err().map(|e| e.code()) == Some("STORAGE_CORRUPT")));
+        // Damaged metadata.
+        store.raw_put(StoreName::Meta, "vault", b"{]".to_vec()).unwrap();
+        assert_eq!(v.login_offline("nurse1", "Nurse1!clinic", T0).await.unwrap_err().code(), "STORAGE_CORRUPT");
+    });
+}
+
+#[test]
+fn bad_input_is_refused_before_any_write() {
+    block_on(async {
+        let store = MemoryStore::new();
+        let v = vault(&store);
+        let huge = "x".repeat(1_000_000);
+        let cases = [
+            ("", "pw"),
+            ("  ", "pw"),
+            ("nurse1", ""),
+            (huge.as_str(), "pw"),
+            ("nurse1", huge.as_str()),
+            ("a:b", "pw"),
+            ("a\nb", "pw"),
+        ];
+        for (u, p) in cases {
+            let err = v.login_verified_online(u, p, profile("nurse1", "Amal"), T0).await.unwrap_err();
+            assert_eq!(err.code(), "BAD_INPUT", "{:?}", &u[..u.len().min(10)]);
+            assert_eq!(v.login_offline(u, p, T0).await.unwrap_err().code(), "BAD_INPUT");
+        }
+        assert!(dump(&store).await.is_empty());
+        v.login_verified_online("nurse1", "Nurse1!clinic", profile("nurse1", "Amal"), T0).await.unwrap();
+        assert_eq!(v.put_record(StoreName::Records, "", b"x").await.unwrap_err().code(), "BAD_INPUT");
+        assert_eq!(v.put_record(StoreName::Users, "x", b"x").await.unwrap_err().code(), "BAD_INPUT");
+        assert_eq!(v.put_record(StoreName::Records, &huge, b"x").await.unwrap_err().code(), "BAD_INPUT");
+        // A non-ASCII password works.
+        v.login_verified_online("nurse1", "كلمة-السر-١٢٣", profile("nurse1", "Amal"), T0).await.unwrap();
+        v.lock();
+        v.login_offline("nurse1", "كلمة-السر-١٢٣", T0).await.unwrap();
+    });
+}
+
+#[test]
+fn full_quota_fails_with_storage_full_and_keeps_the_vault_consistent() {
+    block_on(async {
+        let store = MemoryStore::with_quota(4_000);
+        let v = vault(&store);
+        v.login_verified_online("nurse1", "Nurse1!clinic", profile("nurse1", "Amal"), T0).await.unwrap();
+        let before = dump(&store).await;
+        let err = v.put_record(StoreName::Records, "big", &vec![0u8; 10_000]).await.unwrap_err();
+        assert_eq!(err.code(), "STORAGE_FULL");
+        assert_eq!(dump(&store).await, before);
+        v.lock();
+        v.login_offline("nurse1", "Nurse1!clinic", T0).await.unwrap();
+    });
+}
+
+#[test]
+fn nothing_sensitive_is_stored_in_clear() {
+    block_on(async {
+        let store = MemoryStore::new();
+        let v = vault(&store);
+        v.login_verified_online("nurse1", "Nurse1!clinic", profile("nurse1", "Amal Haddad"), T0).await.unwrap();
+        v.login_verified_online("nurse2", "Nurse2!clinic", profile("nurse2", "Rania Khalil"), T0).await.unwrap();
+        v.put_record(StoreName::Records, "PQfMcpmXeFE", b"Fatima Nasser 401234567").await.unwrap();
+        v.lock();
+        let raw = dump(&store).await;
+        for needle in [
+            "Nurse1!clinic",
+            "Nurse2!clinic",
+            "Amal Haddad",
+            "Rania Khalil",
+            "Bani Naim",
+            "nurse1",
+            "nurse2",
+            "Fatima",
+            "401234567",
+            "PQfMcpmXeFE",
+        ] {
+            assert!(!contains(&raw, needle), "{needle} found in clear");
+        }
+    });
+}
+
+#[test]
+fn default_policy_uses_600000_iterations() {
+    block_on(async {
+        let store = MemoryStore::new();
+        let v = tracker_offline_core::vault::Vault::new(
+            store.clone(),
+            tracker_offline_core::kdf::RustPbkdf2,
+            tracker_offline_core::random::OsRandom,
+            Default::default(),
+        );
+        v.login_verified_online("nurse1", "Nurse1!clinic", profile("nurse1", "Amal"), T0).await.unwrap();
+        let users = store.list(StoreName::Users).await.unwrap();
+        let entry: serde_json::Value = serde_json::from_slice(&users[0].1).unwrap();
+        assert_eq!(entry["kdf"]["iterations"], 600_000);
+        assert_eq!(entry["kdf"]["salt"].as_str().unwrap().len(), 24, "16-byte salt in base64");
+        v.lock();
+        v.login_offline("nurse1", "Nurse1!clinic", T0).await.unwrap();
+    });
+}
