@@ -1,0 +1,216 @@
+//! `dhis2-sim`: a native HTTP server that stands in for a DHIS2 server in tests and the demo.
+//!
+//! It is an independent reading of the DHIS2 Web API contract (see `docs/dhis2-api.md`) and
+//! shares no code with `tracker-offline-core`. [`build_app`] gives the [`Router`] (tests drive
+//! it with `tower::ServiceExt::oneshot`); [`run`] binds a socket and serves it until SIGINT or
+//! SIGTERM.
+
+pub mod api;
+pub mod auth;
+pub mod db;
+pub mod error;
+pub mod fields;
+pub mod seed;
+pub mod state;
+pub mod uid;
+pub mod version;
+
+use std::{
+    io::Write,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use axum::{
+    extract::Request,
+    http::{header, HeaderName, HeaderValue},
+    middleware::{self, Next},
+    response::{Html, IntoResponse, Response},
+    routing::get,
+    Router,
+};
+use tower_http::{
+    catch_panic::CatchPanicLayer,
+    cors::{AllowHeaders, AllowMethods, AllowOrigin, CorsLayer},
+    services::ServeDir,
+};
+
+pub use error::{ApiError, SimError, WebMessage};
+pub use seed::SeedMode;
+pub use state::AppState;
+pub use version::ServerVersion;
+
+/// What the simulator serves and where it keeps its data.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Directory of the SQLite file (created if missing).
+    pub data_dir: PathBuf,
+    /// Data to seed into an empty database.
+    pub seed: SeedMode,
+    /// Static files served at `/` (the demo app), if any.
+    pub www: Option<PathBuf>,
+    /// DHIS2 version to answer as.
+    pub version: ServerVersion,
+}
+
+impl Config {
+    /// A config with the data in `data_dir`, no seed, no static files, version 2.40.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self { data_dir: data_dir.into(), seed: SeedMode::None, www: None, version: ServerVersion::default() }
+    }
+}
+
+/// Opens the database, applies the seed and builds the application.
+pub fn build_app(config: &Config) -> Result<Router, SimError> {
+    Ok(router(open_state(config)?, config.www.as_deref()))
+}
+
+/// Opens the database, applies the seed and returns the state (for callers that want to
+/// reach the database directly as well as serve it).
+pub fn open_state(config: &Config) -> Result<AppState, SimError> {
+    let db = db::Db::open(&config.data_dir)?;
+    {
+        let mut conn = db.lock();
+        if seed::apply(&mut conn, config.seed)? {
+            tracing::info!("seeded {:?} data", config.seed);
+        }
+    }
+    AppState::new(db, config.version)
+}
+
+/// The application over a state: `/api` (auth where DHIS2 needs it), optional static files,
+/// permissive CORS with credentials, and panics turned into 500 WebMessages.
+pub fn router(state: AppState, www: Option<&Path>) -> Router {
+    let protected = api::protected_routes()
+        .fallback(api::not_found)
+        .method_not_allowed_fallback(api::method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), auth::require_auth));
+    let api = api::public_routes().merge(protected);
+
+    let mut app = Router::new().nest("/api", api).route(auth::LOGIN_PAGE, get(login_page));
+    app = match www {
+        Some(dir) => app.fallback_service(
+            tower::ServiceBuilder::new()
+                .layer(middleware::from_fn(static_content_type))
+                .service(ServeDir::new(dir).append_index_html_on_directories(true)),
+        ),
+        None => app.fallback(api::not_found),
+    };
+    app.layer(cors_layer())
+        .layer(CatchPanicLayer::custom(|_panic: Box<dyn std::any::Any + Send>| {
+            ApiError::Internal("Internal server error".into()).into_response()
+        }))
+        .with_state(state)
+}
+
+/// Permissive CORS for tests: the request's origin is echoed and credentials allowed.
+pub fn cors_layer() -> CorsLayer {
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::mirror_request())
+        .allow_credentials(true)
+        .allow_methods(AllowMethods::mirror_request())
+        .allow_headers(AllowHeaders::list([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            HeaderName::from_static("x-requested-with"),
+        ]))
+        .max_age(Duration::from_secs(3600))
+}
+
+/// Serves `.wasm` as `application/wasm` and `.js`/`.mjs` as `text/javascript`, whatever the
+/// MIME database says.
+async fn static_content_type(req: Request, next: Next) -> Response {
+    let path = req.uri().path().to_ascii_lowercase();
+    let forced = if path.ends_with(".wasm") {
+        Some("application/wasm")
+    } else if path.ends_with(".js") || path.ends_with(".mjs") {
+        Some("text/javascript")
+    } else {
+        None
+    };
+    let mut response = next.run(req).await;
+    if let Some(mime) = forced {
+        if response.status().is_success() {
+            response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(mime));
+        }
+    }
+    response
+}
+
+/// A stand-in for the DHIS2 login page, target of the 302 for unauthenticated requests.
+async fn login_page() -> Html<&'static str> {
+    Html(
+        "<!doctype html><html><head><title>DHIS 2 (simulator)</title></head><body>\
+         <h1>dhis2-sim</h1><p>This simulator has no login form; use HTTP Basic \
+         authentication on <code>/api</code>.</p></body></html>",
+    )
+}
+
+/// How to run the server.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Interface to bind, e.g. `127.0.0.1`.
+    pub host: String,
+    /// Port; 0 picks a free one.
+    pub port: u16,
+    /// Application config.
+    pub config: Config,
+}
+
+/// Binds, prints `dhis2-sim listening on http://HOST:PORT` to stdout, and serves until
+/// SIGINT/SIGTERM (then lets open requests finish for up to 5 seconds).
+pub async fn run(opts: ServeOptions) -> Result<(), SimError> {
+    let app = build_app(&opts.config)?;
+    let listener = tokio::net::TcpListener::bind((opts.host.as_str(), opts.port)).await?;
+    let addr: SocketAddr = listener.local_addr()?;
+    let host = if opts.host.contains(':') { format!("[{}]", opts.host) } else { opts.host.clone() };
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "dhis2-sim listening on http://{host}:{}", addr.port())?;
+        out.flush()?;
+    }
+    tracing::info!(version = %opts.config.version, data = %opts.config.data_dir.display(), "started");
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let signal = async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    };
+    let serve = axum::serve(listener, app).with_graceful_shutdown(signal);
+    let grace = async move {
+        let mut rx = stop_rx;
+        let _ = rx.wait_for(|stopped| *stopped).await;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    };
+    tokio::select! {
+        result = serve => result?,
+        () = grace => tracing::warn!("shutdown grace period over; closing open connections"),
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

@@ -1,0 +1,77 @@
+//! The `dhis2-sim` command line: parses flags and runs the server (see README.md).
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::Parser;
+use dhis2_sim::{Config, SeedMode, ServeOptions, ServerVersion};
+
+/// A native stand-in for the DHIS2 Web API subset tracker-offline depends on.
+#[derive(Debug, Parser)]
+#[command(name = "dhis2-sim", version = env!("CARGO_PKG_VERSION"), disable_version_flag = true)]
+struct Args {
+    /// Port to listen on; 0 picks a free port.
+    #[arg(long, default_value_t = 8080)]
+    port: u16,
+    /// Interface to bind.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// Directory for the SQLite database (created if missing); a temporary one if omitted.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Data to seed into an empty database: `demo` or `none`.
+    #[arg(long, default_value = "none")]
+    seed: SeedMode,
+    /// Directory served as static files at `/`.
+    #[arg(long)]
+    www: Option<PathBuf>,
+    /// DHIS2 version to answer as: 2.39, 2.40, 2.41 or 2.42 (a patch like 2.40.3 is allowed).
+    #[arg(long, default_value = "2.40")]
+    version: ServerVersion,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+
+    // Kept alive until the server stops; deleted on drop.
+    let mut _temp_dir = None;
+    let data_dir = match args.data {
+        Some(dir) => dir,
+        None => match tempfile::Builder::new().prefix("dhis2-sim-").tempdir() {
+            Ok(dir) => {
+                let path = dir.path().to_owned();
+                _temp_dir = Some(dir);
+                path
+            }
+            Err(e) => {
+                eprintln!("dhis2-sim: cannot create a temporary data directory: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    let opts = ServeOptions {
+        host: args.host,
+        port: args.port,
+        config: Config { data_dir, seed: args.seed, www: args.www, version: args.version },
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("dhis2-sim: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dhis2_sim::run(opts)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("dhis2-sim: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

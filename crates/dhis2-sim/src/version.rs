@@ -1,0 +1,89 @@
+//! The DHIS2 server version the simulator pretends to be (`--version`).
+//!
+//! Response shapes differ between versions (see docs/dhis2-api.md); handlers ask this type
+//! instead of comparing strings.
+
+use std::{fmt, str::FromStr};
+
+/// A DHIS2 version `2.<minor>.<patch>`; the simulator supports minors 39 to 42.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ServerVersion {
+    /// Minor version: 39, 40, 41 or 42.
+    pub minor: u32,
+    /// Patch version; 0 when not given.
+    pub patch: u32,
+}
+
+impl ServerVersion {
+    /// Oldest supported minor version.
+    pub const MIN_MINOR: u32 = 39;
+    /// Newest supported minor version.
+    pub const MAX_MINOR: u32 = 42;
+
+    /// Version 2.`minor`.0.
+    pub const fn new(minor: u32) -> Self {
+        Self { minor, patch: 0 }
+    }
+
+    /// `/api/me` still carries `userCredentials` (removed in 2.42).
+    pub fn has_user_credentials(&self) -> bool {
+        self.minor <= 41
+    }
+}
+
+impl Default for ServerVersion {
+    fn default() -> Self {
+        Self::new(40)
+    }
+}
+
+impl fmt::Display for ServerVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "2.{}.{}", self.minor, self.patch)
+    }
+}
+
+impl FromStr for ServerVersion {
+    type Err = String;
+
+    /// Parses `2.40` or `2.40.3`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || {
+            format!(
+                "unsupported version '{s}': expected 2.{}..2.{} (optionally with a patch, e.g. 2.40.3)",
+                Self::MIN_MINOR,
+                Self::MAX_MINOR
+            )
+        };
+        let mut parts = s.trim().split('.');
+        if parts.next() != Some("2") {
+            return Err(bad());
+        }
+        let minor: u32 = parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;
+        let patch: u32 = match parts.next() {
+            None => 0,
+            Some(p) => p.parse().map_err(|_| bad())?,
+        };
+        if parts.next().is_some() || !(Self::MIN_MINOR..=Self::MAX_MINOR).contains(&minor) {
+            return Err(bad());
+        }
+        Ok(Self { minor, patch })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_supported_versions() {
+        assert_eq!("2.40".parse::<ServerVersion>(), Ok(ServerVersion::new(40)));
+        assert_eq!("2.40.3".parse::<ServerVersion>(), Ok(ServerVersion { minor: 40, patch: 3 }));
+        assert!("2.38".parse::<ServerVersion>().is_err());
+        assert!("2.43".parse::<ServerVersion>().is_err());
+        assert!("3.40".parse::<ServerVersion>().is_err());
+        assert!("2.40.x".parse::<ServerVersion>().is_err());
+        assert!("".parse::<ServerVersion>().is_err());
+        assert_eq!(ServerVersion::new(41).to_string(), "2.41.0");
+    }
+}
