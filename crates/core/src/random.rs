@@ -2,7 +2,9 @@
 //! passes a [`RandomSource`] (the OS natively, `crypto.getRandomValues` in the browser, a fixed
 //! sequence in snapshot tests).
 
-use crate::error::{CoreError, Result};
+#[cfg(not(target_arch = "wasm32"))]
+use crate::error::CoreError;
+use crate::error::Result;
 
 /// A cryptographically secure source of random bytes.
 pub trait RandomSource {

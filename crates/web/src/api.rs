@@ -1,0 +1,177 @@
+//! The JavaScript binding: the `Engine` class that `www/tracker-offline.js` (page) and
+//! `www/sw.js` (service worker) wrap. Every method converts arguments, calls the core engine
+//! and converts the answer; failures reject with an `Error` carrying a stable `code`.
+
+use std::rc::Rc;
+
+use js_sys::{Promise, Uint8Array};
+use serde::{Deserialize, Serialize};
+use tracker_offline_core::{
+    engine::{Engine as CoreEngine, EngineConfig},
+    kdf::DEFAULT_ITERATIONS,
+    vault::VaultPolicy,
+    CoreError,
+};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::future_to_promise;
+
+use crate::{
+    error::to_js_error,
+    idb::IdbStore,
+    platform::{now_ms, FetchHttp, WebCryptoPbkdf2, WebRandom},
+};
+
+type BrowserEngine = CoreEngine<IdbStore, WebCryptoPbkdf2, WebRandom, FetchHttp>;
+
+/// Options of `Engine.open`, as a JS object.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct OpenOptions {
+    /// Absolute URL of the DHIS2 Web API (the JS layer resolves relative ones).
+    api_base: String,
+    /// IndexedDB database name; defaults to one derived from `api_base`.
+    #[serde(default)]
+    database: Option<String>,
+    #[serde(default)]
+    pbkdf2_iterations: Option<u32>,
+    #[serde(default)]
+    lockout_free_attempts: Option<u32>,
+    #[serde(default)]
+    lockout_base_ms: Option<u64>,
+    #[serde(default)]
+    max_offline_days: Option<u64>,
+    #[serde(default)]
+    request_timeout_ms: Option<u32>,
+}
+
+/// The IndexedDB name of the vault of one DHIS2 server.
+pub fn database_name(api_base: &str) -> String {
+    format!("tracker-offline:{}", api_base.trim_end_matches('/'))
+}
+
+fn serializer() -> serde_wasm_bindgen::Serializer {
+    serde_wasm_bindgen::Serializer::json_compatible()
+}
+
+fn to_js<T: Serialize>(value: &T) -> Result<JsValue, JsValue> {
+    value.serialize(&serializer()).map_err(|e| to_js_error(&CoreError::BadInput(e.to_string())))
+}
+
+fn reject(error: CoreError) -> JsValue {
+    to_js_error(&error)
+}
+
+/// The engine of one vault, shared by the page and the service worker.
+#[wasm_bindgen]
+pub struct Engine {
+    inner: Rc<BrowserEngine>,
+    database: String,
+}
+
+#[wasm_bindgen]
+impl Engine {
+    /// Opens the vault database for `options.apiBase` (creating it if needed). Locked until a
+    /// login or a handed-over key.
+    #[wasm_bindgen(js_name = open)]
+    pub async fn open(options: JsValue) -> Result<Engine, JsValue> {
+        let options: OpenOptions = serde_wasm_bindgen::from_value(options)
+            .map_err(|e| reject(CoreError::BadInput(format!("options: {e}"))))?;
+        let defaults = VaultPolicy::default();
+        let policy = VaultPolicy {
+            iterations: options.pbkdf2_iterations.unwrap_or(DEFAULT_ITERATIONS),
+            free_attempts: options.lockout_free_attempts.unwrap_or(defaults.free_attempts),
+            lockout_base_ms: options.lockout_base_ms.unwrap_or(defaults.lockout_base_ms),
+            max_offline_age_ms: options
+                .max_offline_days
+                .map(|d| d.saturating_mul(24 * 60 * 60 * 1000))
+                .unwrap_or(defaults.max_offline_age_ms),
+            ..defaults
+        };
+        if policy.iterations < tracker_offline_core::kdf::MIN_ITERATIONS {
+            return Err(reject(CoreError::BadInput("pbkdf2Iterations is below the minimum of 1000".into())));
+        }
+        let config = EngineConfig::new(&options.api_base, policy).map_err(reject)?;
+        let database = options.database.unwrap_or_else(|| database_name(&config.api_base));
+        let store = IdbStore::open(&database).await.map_err(reject)?;
+        let http = FetchHttp { timeout_ms: options.request_timeout_ms.unwrap_or(15_000) };
+        let inner = CoreEngine::new(config, store, WebCryptoPbkdf2, WebRandom, http);
+        Ok(Engine { inner: Rc::new(inner), database })
+    }
+
+    /// The IndexedDB database name of this vault.
+    #[wasm_bindgen(getter)]
+    pub fn database(&self) -> String {
+        self.database.clone()
+    }
+
+    /// Logs in (server first, local register when unreachable). Resolves with
+    /// `{ username, mode, profile, handover }`.
+    pub fn login(&self, username: String, password: String) -> Promise {
+        let inner = self.inner.clone();
+        future_to_promise(async move {
+            let outcome = inner.login(&username, &password, now_ms()).await.map_err(reject)?;
+            to_js(&outcome)
+        })
+    }
+
+    /// Logs out: the data key and the password are zeroized.
+    pub fn logout(&self) {
+        self.inner.logout();
+    }
+
+    /// `{ online, user, locked, pending, failed, lastSyncAt, registeredUsers }`.
+    pub fn status(&self) -> Promise {
+        let inner = self.inner.clone();
+        future_to_promise(async move {
+            let status = inner.status().await.map_err(reject)?;
+            to_js(&status)
+        })
+    }
+
+    /// The data key of the open session, for the service worker (same origin only).
+    #[wasm_bindgen(js_name = exportDataKey)]
+    pub fn export_data_key(&self) -> Result<Uint8Array, JsValue> {
+        let key = self.inner.vault().export_data_key().map_err(reject)?;
+        Ok(Uint8Array::from(&key[..]))
+    }
+
+    /// Opens a session from a key handed over by an unlocked page.
+    #[wasm_bindgen(js_name = unlockWithDataKey)]
+    pub fn unlock_with_data_key(&self, username: String, key: Uint8Array) -> Promise {
+        let inner = self.inner.clone();
+        future_to_promise(async move {
+            let mut bytes = key.to_vec();
+            key.fill(0, 0, key.length());
+            let result = inner.vault().unlock_with_data_key(&username, &bytes).await;
+            zeroize::Zeroize::zeroize(&mut bytes);
+            result.map_err(reject)?;
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+
+    /// True while a key is in memory.
+    #[wasm_bindgen(getter)]
+    pub fn unlocked(&self) -> bool {
+        self.inner.vault().is_unlocked()
+    }
+}
+
+/// PBKDF2-HMAC-SHA256 by the pure-Rust implementation (benchmarks and equality tests).
+#[wasm_bindgen(js_name = pbkdf2Rust)]
+pub fn pbkdf2_rust(password: &str, salt: &[u8], iterations: u32) -> Result<Uint8Array, JsValue> {
+    if iterations == 0 {
+        return Err(reject(CoreError::BadInput("iterations must be positive".into())));
+    }
+    let key = tracker_offline_core::crypto::pbkdf2_sha256(password.as_bytes(), salt, iterations);
+    Ok(Uint8Array::from(&key.expose()[..]))
+}
+
+/// PBKDF2-HMAC-SHA256 by WebCrypto, through the same code path logins use.
+#[wasm_bindgen(js_name = pbkdf2WebCrypto)]
+pub fn pbkdf2_web_crypto(password: String, salt: Vec<u8>, iterations: u32) -> Promise {
+    future_to_promise(async move {
+        use tracker_offline_core::kdf::PasswordKdf;
+        let key = WebCryptoPbkdf2.pbkdf2_sha256(password.as_bytes(), &salt, iterations).await.map_err(reject)?;
+        Ok(Uint8Array::from(&key.expose()[..]).into())
+    })
+}

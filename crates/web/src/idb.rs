@@ -1,0 +1,178 @@
+//! The IndexedDB implementation of the core's [`KvStore`], on `indexed_db_futures`. One
+//! database per vault; one object store per [`StoreName`], values as `Uint8Array` under
+//! out-of-line string keys. Every [`KvStore::write`] is one readwrite transaction committed with
+//! `durability: "strict"`; a failing operation drops the transaction, which rolls it back.
+
+use indexed_db_futures::{
+    database::Database,
+    prelude::*,
+    transaction::{TransactionDurability, TransactionMode, TransactionOptions},
+};
+use js_sys::Uint8Array;
+use tracker_offline_core::{
+    store::{KvStore, StoreName, WriteBatch, WriteOp},
+    CoreError, Result,
+};
+use wasm_bindgen::{JsCast, JsValue};
+
+use crate::error::idb_error;
+
+/// Schema versions of the vault database. Each step says what it adds; opening runs every
+/// step from the stored version up to [`SchemaVersion::CURRENT`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[repr(u32)]
+pub enum SchemaVersion {
+    /// No database yet.
+    V0 = 0,
+    /// The five stores of [`StoreName::ALL`].
+    V1 = 1,
+}
+
+impl SchemaVersion {
+    /// The version this build writes.
+    pub const CURRENT: SchemaVersion = SchemaVersion::V1;
+
+    fn from_raw(raw: f64) -> Option<Self> {
+        match raw as u32 {
+            0 => Some(SchemaVersion::V0),
+            1 => Some(SchemaVersion::V1),
+            _ => None,
+        }
+    }
+
+    /// Applies the step to the next version, returning it.
+    fn upgrade(self, db: &Database) -> indexed_db_futures::Result<SchemaVersion> {
+        match self {
+            SchemaVersion::V0 => {
+                for store in StoreName::ALL {
+                    db.create_object_store(store.as_str()).build()?;
+                }
+                Ok(SchemaVersion::V1)
+            }
+            SchemaVersion::V1 => Ok(SchemaVersion::V1),
+        }
+    }
+}
+
+/// A vault database in IndexedDB.
+#[derive(Debug)]
+pub struct IdbStore {
+    db: Database,
+}
+
+impl IdbStore {
+    /// Opens (creating or upgrading) the database `name`.
+    pub async fn open(name: &str) -> Result<Self> {
+        if name.is_empty() {
+            return Err(CoreError::BadInput("database name is empty".into()));
+        }
+        let db = Database::open(name)
+            .with_version(SchemaVersion::CURRENT as u32)
+            .with_on_upgrade_needed(|event, db| {
+                let mut version = SchemaVersion::from_raw(event.old_version()).unwrap_or(SchemaVersion::V0);
+                while version < SchemaVersion::CURRENT {
+                    version = version.upgrade(&db)?;
+                }
+                Ok(())
+            })
+            .await
+            .map_err(|e| CoreError::Storage(format!("cannot open IndexedDB '{name}': {e}")))?;
+        Ok(Self { db })
+    }
+
+    /// The database name.
+    pub fn name(&self) -> String {
+        self.db.name()
+    }
+
+    /// Closes the connection (tests delete databases afterwards).
+    pub fn close(self) {
+        self.db.close();
+    }
+}
+
+fn bytes_of(value: JsValue) -> Result<Vec<u8>> {
+    value
+        .dyn_into::<Uint8Array>()
+        .map(|a| a.to_vec())
+        .map_err(|_| CoreError::StorageCorrupt("IndexedDB value is not a byte array".into()))
+}
+
+impl KvStore for IdbStore {
+    async fn get(&self, store: StoreName, key: &str) -> Result<Option<Vec<u8>>> {
+        let tx = self.db.transaction(store.as_str()).build().map_err(idb_error)?;
+        let os = tx.object_store(store.as_str()).map_err(idb_error)?;
+        let value: Option<JsValue> = os.get(key).primitive().map_err(idb_error)?.await.map_err(idb_error)?;
+        value.map(bytes_of).transpose()
+    }
+
+    async fn list(&self, store: StoreName) -> Result<Vec<(String, Vec<u8>)>> {
+        let tx = self.db.transaction(store.as_str()).build().map_err(idb_error)?;
+        let os = tx.object_store(store.as_str()).map_err(idb_error)?;
+        // Both requests go out in the same transaction, so keys and values line up.
+        let keys_req = os.get_all_keys::<JsValue>().primitive().map_err(idb_error)?;
+        let values_req = os.get_all::<JsValue>().primitive().map_err(idb_error)?;
+        let keys = keys_req.await.map_err(idb_error)?;
+        let values = values_req.await.map_err(idb_error)?;
+        let mut out = Vec::new();
+        for (key, value) in keys.zip(values) {
+            let key = key.map_err(idb_error)?;
+            let key =
+                key.as_string().ok_or_else(|| CoreError::StorageCorrupt("IndexedDB key is not a string".into()))?;
+            out.push((key, bytes_of(value.map_err(idb_error)?)?));
+        }
+        Ok(out)
+    }
+
+    async fn count(&self, store: StoreName) -> Result<u64> {
+        let tx = self.db.transaction(store.as_str()).build().map_err(idb_error)?;
+        let os = tx.object_store(store.as_str()).map_err(idb_error)?;
+        let n: u32 = os.count().primitive().map_err(idb_error)?.await.map_err(idb_error)?;
+        Ok(u64::from(n))
+    }
+
+    async fn write(&self, batch: WriteBatch) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let names: Vec<&'static str> = batch.stores().into_iter().map(StoreName::as_str).collect();
+        let mut options = TransactionOptions::new();
+        options.set_durability(TransactionDurability::Strict);
+        let tx = self
+            .db
+            .transaction(names)
+            .with_mode(TransactionMode::Readwrite)
+            .with_options(options)
+            .build()
+            .map_err(idb_error)?;
+        // Requests are pipelined; an error returns early and dropping `tx` aborts it, so
+        // nothing of the batch is kept.
+        for op in batch.ops() {
+            match op {
+                WriteOp::Put { store, key, value } => {
+                    if key.is_empty() {
+                        return Err(CoreError::BadInput("empty store key".into()));
+                    }
+                    let os = tx.object_store(store.as_str()).map_err(idb_error)?;
+                    let value: JsValue = Uint8Array::from(value.as_slice()).into();
+                    let _pending = os.put(value).with_key(key.as_str()).primitive().map_err(idb_error)?;
+                }
+                WriteOp::Delete { store, key } => {
+                    let os = tx.object_store(store.as_str()).map_err(idb_error)?;
+                    let _pending = os.delete(key.as_str()).primitive().map_err(idb_error)?;
+                }
+            }
+        }
+        match tx.commit().await {
+            Ok(()) => Ok(()),
+            // Every request was accepted, yet the browser aborted the commit. indexed_db_futures
+            // 0.6 does not expose `transaction.error` after commit; per the IndexedDB spec this
+            // is a quota failure (Chromium: QuotaExceededError on the abort event) or a storage
+            // failure, so it is reported as storage full: nothing was written either way.
+            Err(indexed_db_futures::error::Error::MissingData(
+                indexed_db_futures::error::UnexpectedDataError::TransactionAborted,
+            )) => Err(CoreError::StorageFull),
+            Err(e) => Err(idb_error(e)),
+        }
+    }
+}

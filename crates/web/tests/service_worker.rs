@@ -1,0 +1,15 @@
+//! The browser suite in a service-worker context (no `window`).
+#![cfg(target_arch = "wasm32")]
+
+mod suite;
+
+wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_service_worker);
+
+browser_suite!(
+    idb_store_conformance,
+    idb_store_reopens_with_data,
+    data_stored_by_one_user_is_readable_by_another_and_not_without_login,
+    tampered_and_swapped_records_are_detected_on_idb,
+    webcrypto_pbkdf2_equals_rust_pbkdf2,
+    random_source_works_here,
+);
