@@ -9,7 +9,8 @@ use axum::{
     http::{header, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
 };
-use serde_json::{json, Map, Value};
+use serde::Serialize;
+use serde_json::Value;
 
 /// A DHIS2 `WebMessage`: the JSON envelope of errors and of many write responses.
 #[derive(Debug, Clone, PartialEq)]
@@ -41,31 +42,53 @@ impl WebMessage {
         self
     }
 
-    /// The JSON body, in DHIS2 key order semantics (nulls omitted).
-    pub fn to_json(&self) -> Value {
-        let mut map = Map::new();
-        map.insert("httpStatus".into(), json!(self.status.canonical_reason().unwrap_or("Unknown")));
-        map.insert("httpStatusCode".into(), json!(self.status.as_u16()));
-        map.insert("status".into(), json!(self.outcome));
-        if let Some(message) = &self.message {
-            map.insert("message".into(), json!(message));
+    fn wire(&self) -> Wire<'_> {
+        Wire {
+            http_status: self.status.canonical_reason().unwrap_or("Unknown"),
+            http_status_code: self.status.as_u16(),
+            status: self.outcome,
+            message: self.message.as_deref(),
+            response: self.response.as_ref(),
         }
-        if let Some(response) = &self.response {
-            map.insert("response".into(), response.clone());
-        }
-        Value::Object(map)
     }
+
+    /// The JSON body (nulls omitted).
+    pub fn to_json(&self) -> Value {
+        serde_json::to_value(self.wire()).unwrap_or(Value::Null)
+    }
+
+    /// The body bytes, keys in DHIS2's order: `httpStatus, httpStatusCode, status, message,
+    /// response`.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(&self.wire()).unwrap_or_else(|_| b"{}".to_vec())
+    }
+}
+
+/// Serialised form of a [`WebMessage`], in DHIS2's key order.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Wire<'a> {
+    http_status: &'a str,
+    http_status_code: u16,
+    status: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response: Option<&'a Value>,
 }
 
 impl IntoResponse for WebMessage {
     fn into_response(self) -> Response {
-        json_response(self.status, &self.to_json())
+        bytes_response(self.status, self.to_bytes())
     }
 }
 
 /// Serialises `body` as `application/json;charset=UTF-8` with the given status.
 pub fn json_response(status: StatusCode, body: &Value) -> Response {
-    let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
+    bytes_response(status, serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec()))
+}
+
+fn bytes_response(status: StatusCode, bytes: Vec<u8>) -> Response {
     let mut response = (status, bytes).into_response();
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json;charset=UTF-8"));
     response

@@ -7,7 +7,7 @@ pub mod me;
 pub mod system;
 
 use axum::{
-    extract::{FromRequestParts, Query, Request},
+    extract::{FromRequestParts, OriginalUri, Query, Request},
     http::{request::Parts, StatusCode},
     response::{IntoResponse, Response},
     Router,
@@ -69,7 +69,9 @@ pub fn filtered_json(full: &Value, params: &Params, default_fields: &str, opts: 
 
 /// Fallback for unknown paths: 404 WebMessage.
 pub async fn not_found(req: Request) -> ApiError {
-    ApiError::NotFound(format!("No handler found for {} {}", req.method(), req.uri().path()))
+    // Inside `nest("/api")` the URI is stripped of its prefix; report the one asked for.
+    let path = req.extensions().get::<OriginalUri>().map_or_else(|| req.uri().path(), |o| o.0.path());
+    ApiError::NotFound(format!("No handler found for {} {path}", req.method()))
 }
 
 /// Fallback for known paths with an unsupported method: 405 WebMessage.

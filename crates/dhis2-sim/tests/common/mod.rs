@@ -1,0 +1,88 @@
+//! Helpers shared by the integration tests: a seeded app over a temp dir, request builders.
+
+#![allow(dead_code, clippy::expect_used, clippy::panic)]
+
+use axum::{
+    body::Body,
+    http::{header, Request, Response},
+    Router,
+};
+use base64::{engine::general_purpose::STANDARD, Engine};
+use dhis2_sim::{Config, SeedMode, ServerVersion};
+use http_body_util::BodyExt;
+use serde_json::Value;
+use tower::ServiceExt;
+
+/// A demo-seeded app on a fresh temp dir (kept alive by the returned guard).
+pub fn demo_app(version: &str) -> (Router, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = app_on(dir.path(), version);
+    (app, dir)
+}
+
+/// A demo-seeded app on `dir` (a "restart" when called again with the same dir).
+pub fn app_on(dir: &std::path::Path, version: &str) -> Router {
+    dhis2_sim::build_app(&config(dir, version)).expect("build app")
+}
+
+/// The demo config on `dir`.
+pub fn config(dir: &std::path::Path, version: &str) -> Config {
+    Config {
+        data_dir: dir.to_owned(),
+        seed: SeedMode::Demo,
+        www: None,
+        version: version.parse::<ServerVersion>().expect("version"),
+    }
+}
+
+/// `Basic base64(user:pass)`.
+pub fn basic(user: &str, pass: &str) -> String {
+    format!("Basic {}", STANDARD.encode(format!("{user}:{pass}")))
+}
+
+/// A GET request with optional headers.
+pub fn get(uri: &str, headers: &[(&str, &str)]) -> Request<Body> {
+    let mut b = Request::builder().method("GET").uri(uri);
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    b.body(Body::empty()).expect("request")
+}
+
+/// A GET with Basic credentials.
+pub fn get_as(uri: &str, user: &str, pass: &str) -> Request<Body> {
+    get(uri, &[("authorization", &basic(user, pass))])
+}
+
+/// Sends a request through a clone of the app.
+pub async fn send(app: &Router, req: Request<Body>) -> Response<Body> {
+    app.clone().oneshot(req).await.expect("infallible")
+}
+
+/// The body as bytes.
+pub async fn body_bytes(resp: Response<Body>) -> Vec<u8> {
+    resp.into_body().collect().await.expect("body").to_bytes().to_vec()
+}
+
+/// The body as JSON.
+pub async fn body_json(resp: Response<Body>) -> Value {
+    let bytes = body_bytes(resp).await;
+    serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&bytes)))
+}
+
+/// The `JSESSIONID` value from a response's `Set-Cookie`, if any.
+pub fn session_cookie(resp: &Response<Body>) -> Option<String> {
+    resp.headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| v.strip_prefix("JSESSIONID="))
+        .map(|rest| rest.split(';').next().unwrap_or_default().to_owned())
+}
+
+/// `^[a-zA-Z][a-zA-Z0-9]{10}$`, written out independently of the crate's own check.
+pub fn is_uid(s: &str) -> bool {
+    s.len() == 11
+        && s.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+        && s.chars().all(|c| c.is_ascii_alphanumeric())
+}
