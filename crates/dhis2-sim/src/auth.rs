@@ -45,6 +45,9 @@ pub const SESSION_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
 /// password, and this is a test server; the format stores the count so it can change.
 const PBKDF2_ITERATIONS: u32 = 10_000;
 const HASH_PREFIX: &str = "pbkdf2-sha256";
+/// Checked against for unknown usernames, so they take as long as known ones.
+const DUMMY_HASH: &str = "pbkdf2-sha256$10000$000102030405060708090a0b0c0d0e0f$\
+                          0000000000000000000000000000000000000000000000000000000000000000";
 
 /// Hashes a password for storage: `pbkdf2-sha256$<iterations>$<salt hex>$<hash hex>`.
 pub fn hash_password(password: &str) -> String {
@@ -238,21 +241,18 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Option<Au
     match basic_credentials(headers) {
         BasicCredentials::Malformed => Ok(None),
         BasicCredentials::Present(username, password) => {
-            let user = state
-                .db()
-                .call(move |conn| {
-                    let user = db::user_by_username(conn, &username)?;
-                    Ok(match user {
-                        Some(u) if verify_password(&password, &u.password_hash) => Some(u),
-                        Some(_) => None,
-                        None => {
-                            // Spend the same time as for a known user.
-                            let _ = verify_password(&password, &hash_password("x"));
-                            None
-                        }
-                    })
-                })
-                .await?;
+            let found = state.db().call(move |conn| Ok(db::user_by_username(conn, &username)?)).await?;
+            // The hash check is CPU work: keep it off the async threads and outside the db lock.
+            let user = tokio::task::spawn_blocking(move || match found {
+                Some(u) if verify_password(&password, &u.password_hash) => Some(u),
+                Some(_) => None,
+                None => {
+                    // Spend the same time as for a known user.
+                    let _ = verify_password(&password, DUMMY_HASH);
+                    None
+                }
+            })
+            .await?;
             match user {
                 Some(user) if !user.disabled => {
                     let new_session =
