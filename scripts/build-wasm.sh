@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Builds the wasm package into www/pkg (release, --target web), then shrinks it with
+# binaryen's wasm-opt from npm (Debian's binaryen 108 produces wasm that fails in Chromium).
+# Usage: scripts/build-wasm.sh [--dev]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+profile="--release"
+if [ "${1:-}" = "--dev" ]; then profile="--dev"; fi
+wasm-pack --quiet build crates/web --target web --out-dir ../../www/pkg --out-name tracker_offline "$profile" --no-pack
+wasm_opt=tests/node_modules/.bin/wasm-opt
+if [ "$profile" = "--release" ] && [ -x "$wasm_opt" ]; then
+  "$wasm_opt" -O3 --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext --enable-mutable-globals \
+    --enable-reference-types --enable-multivalue \
+    www/pkg/tracker_offline_bg.wasm -o www/pkg/tracker_offline_bg.wasm
+fi
+rm -f www/pkg/.gitignore
+echo "www/pkg: $(du -b www/pkg/tracker_offline_bg.wasm | cut -f1) bytes wasm, $(gzip -9c www/pkg/tracker_offline_bg.wasm | wc -c) gzipped"

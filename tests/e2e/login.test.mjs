@@ -1,0 +1,124 @@
+// Offline re-authentication end to end: real Chromium, real IndexedDB, the real service
+// worker, and a dhis2-sim process that is killed mid-test.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { Sim, DEMO } from './lib/sim.mjs';
+import { launch, openApp, call, dumpOriginStorage, ARTIFACTS } from './lib/browser.mjs';
+
+let sim;
+let browser;
+
+before(async () => {
+  sim = new Sim();
+  await sim.start();
+  browser = await launch();
+});
+
+after(async () => {
+  await browser?.close();
+  await sim?.kill();
+});
+
+test('shift change online and offline, lockout, strangers, and nothing readable at rest', async () => {
+  const context = await browser.newContext();
+  const page = await openApp(context, sim.url);
+  const { nurse1, nurse2, clinic } = DEMO;
+
+  // nurse1 logs in online; her profile comes from /api/me.
+  let r = await call(page, 'login', nurse1.username, nurse1.password);
+  assert.equal(r.ok, true, JSON.stringify(r));
+  assert.equal(r.value.mode, 'online');
+  assert.equal(r.value.profile.displayName, nurse1.displayName);
+  assert.equal(r.value.profile.organisationUnits[0].displayName, clinic.name);
+  assert.deepEqual(await call(page, 'workerStatus'), { ok: true, value: { unlocked: true, username: 'nurse1' } });
+
+  // nurse2's first login on this device, while nurse1 is logged in: handover of the data key.
+  r = await call(page, 'login', nurse2.username, nurse2.password);
+  assert.equal(r.ok, true, JSON.stringify(r));
+  assert.equal(r.value.mode, 'online');
+  assert.equal(r.value.handover, true);
+  assert.equal((await call(page, 'workerStatus')).value.username, 'nurse2');
+
+  // The server goes away.
+  await sim.kill();
+
+  // nurse2 logs out: the page and the service worker forget the key.
+  await call(page, 'logout');
+  let status = (await call(page, 'status')).value;
+  assert.equal(status.locked, true);
+  assert.equal(status.user, null);
+  assert.deepEqual((await call(page, 'workerStatus')).value, { unlocked: false, username: null });
+
+  // nurse1 logs in offline and gets her profile.
+  const started = Date.now();
+  r = await call(page, 'login', nurse1.username, nurse1.password);
+  const offlineLoginMs = Date.now() - started;
+  assert.equal(r.ok, true, JSON.stringify(r));
+  assert.equal(r.value.mode, 'offline');
+  assert.equal(r.value.profile.displayName, nurse1.displayName);
+  assert.equal(r.value.profile.organisationUnits[0].displayName, clinic.name);
+  status = (await call(page, 'status')).value;
+  assert.equal(status.online, false);
+  assert.equal(status.locked, false);
+  assert.equal(status.user.username, 'nurse1');
+  assert.equal(status.user.mode, 'offline');
+  assert.equal(status.registeredUsers, 2);
+  assert.equal((await call(page, 'workerStatus')).value.unlocked, true);
+  console.log(`offline login (600,000 PBKDF2 iterations, WebCrypto) took ${offlineLoginMs} ms including the failed fetch`);
+  await page.screenshot({ path: join(ARTIFACTS, 'login-offline.png') });
+  await call(page, 'logout');
+
+  // Wrong passwords are refused; the fifth consecutive failure locks the user out.
+  for (let i = 1; i <= 4; i++) {
+    r = await call(page, 'login', nurse1.username, `wrong-${i}`);
+    assert.equal(r.code, 'BAD_CREDENTIALS', JSON.stringify(r));
+    assert.equal(r.isError, true);
+  }
+  r = await call(page, 'login', nurse1.username, 'wrong-5');
+  assert.equal(r.code, 'LOCKED_OUT', JSON.stringify(r));
+  assert.ok(r.retryAfterMs > 0 && r.retryAfterMs <= 30000, JSON.stringify(r));
+  r = await call(page, 'login', nurse1.username, nurse1.password);
+  assert.equal(r.code, 'LOCKED_OUT', 'even the right password waits out the lockout');
+  // nurse2 is not affected by nurse1's lockout.
+  r = await call(page, 'login', nurse2.username, nurse2.password);
+  assert.equal(r.ok, true, JSON.stringify(r));
+  assert.equal(r.value.mode, 'offline');
+  await call(page, 'logout');
+
+  // A stranger never logged in online here.
+  r = await call(page, 'login', 'stranger', 'Whatever1!');
+  assert.equal(r.code, 'UNKNOWN_USER_OFFLINE');
+  // Bad input gets a clear error.
+  r = await call(page, 'login', nurse1.username, '');
+  assert.equal(r.code, 'BAD_INPUT');
+  r = await call(page, 'login', 'x'.repeat(100000), 'p');
+  assert.equal(r.code, 'BAD_INPUT');
+
+  // After logout, nothing sensitive is in clear anywhere in the origin's storage.
+  const raw = await dumpOriginStorage(page);
+  assert.ok(raw.includes('#store users (2)'), 'the dump did read the register');
+  for (const needle of [nurse1.password, nurse2.password, nurse1.displayName, nurse2.displayName, clinic.name,
+    'Amal', 'Haddad', 'Rania', 'Khalil', 'wrong-5']) {
+    assert.equal(raw.includes(needle), false, `"${needle}" found in clear in storage`);
+  }
+  await context.close();
+});
+
+test('a first login while the vault is locked needs a handover and leaves the vault untouched', async () => {
+  await sim.start();
+  const context = await browser.newContext();
+  const page = await openApp(context, sim.url);
+  assert.equal((await call(page, 'login', DEMO.nurse1.username, DEMO.nurse1.password)).ok, true);
+  await call(page, 'logout');
+  const before = await dumpOriginStorage(page);
+  const r = await call(page, 'login', DEMO.nurse2.username, DEMO.nurse2.password);
+  assert.equal(r.code, 'HANDOVER_REQUIRED', JSON.stringify(r));
+  assert.equal(await dumpOriginStorage(page), before, 'nothing was written');
+  assert.equal((await call(page, 'status')).value.locked, true);
+  // The server refuses a wrong password online: no fallback to the register.
+  const refused = await call(page, 'login', DEMO.nurse1.username, 'not-her-password');
+  assert.equal(refused.code, 'BAD_CREDENTIALS');
+  assert.equal((await call(page, 'status')).value.online, true);
+  await context.close();
+});
