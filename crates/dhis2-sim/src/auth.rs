@@ -285,8 +285,10 @@ pub async fn require_auth(State(state): State<AppState>, mut req: Request, next:
     match outcome {
         None => unauthenticated_response(req.headers()),
         Some(Authenticated { user, new_session }) => {
-            req.extensions_mut().insert(CurrentUser(user));
+            req.extensions_mut().insert(CurrentUser(user.clone()));
             let mut response = next.run(req).await;
+            // For the request log of `--faults` (outside this layer).
+            response.extensions_mut().insert(CurrentUser(user));
             if let Some(id) = new_session {
                 let cookie = format!("{SESSION_COOKIE}={id}; Path=/; HttpOnly");
                 if let Ok(value) = HeaderValue::from_str(&cookie) {

@@ -9,6 +9,7 @@ pub mod api;
 pub mod auth;
 pub mod db;
 pub mod error;
+pub mod faults;
 pub mod fields;
 pub mod seed;
 pub mod state;
@@ -52,12 +53,20 @@ pub struct Config {
     pub www: Option<PathBuf>,
     /// DHIS2 version to answer as.
     pub version: ServerVersion,
+    /// Fault injection and the `/__sim` admin API (off by default).
+    pub faults: faults::FaultsConfig,
 }
 
 impl Config {
     /// A config with the data in `data_dir`, no seed, no static files, version 2.40.
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
-        Self { data_dir: data_dir.into(), seed: SeedMode::None, www: None, version: ServerVersion::default() }
+        Self {
+            data_dir: data_dir.into(),
+            seed: SeedMode::None,
+            www: None,
+            version: ServerVersion::default(),
+            faults: Default::default(),
+        }
     }
 }
 
@@ -76,7 +85,10 @@ pub fn open_state(config: &Config) -> Result<AppState, SimError> {
             tracing::info!("seeded {:?} data", config.seed);
         }
     }
-    AppState::new(db, config.version)
+    api::datastore::create_tables(&db.lock())?;
+    let state = AppState::new(db, config.version)?;
+    state.faults().configure(&config.faults);
+    Ok(state)
 }
 
 /// The application over a state: `/api` (auth where DHIS2 needs it), optional static files,
@@ -86,7 +98,7 @@ pub fn router(state: AppState, www: Option<&Path>) -> Router {
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), auth::require_auth));
-    let api = api::public_routes().merge(protected);
+    let api = api::public_routes().merge(protected).layer(middleware::from_fn(faults::mark_route));
 
     let mut app = Router::new().nest("/api", api).route(auth::LOGIN_PAGE, get(login_page));
     app = match www {
@@ -97,7 +109,8 @@ pub fn router(state: AppState, www: Option<&Path>) -> Router {
         ),
         None => app.fallback(api::not_found),
     };
-    app.layer(cors_layer())
+    app.layer(middleware::from_fn_with_state(state.clone(), faults::middleware))
+        .layer(cors_layer())
         .layer(CatchPanicLayer::custom(|_panic: Box<dyn std::any::Any + Send>| {
             ApiError::Internal("Internal server error".into()).into_response()
         }))
@@ -177,7 +190,8 @@ pub async fn run(opts: ServeOptions) -> Result<(), SimError> {
         shutdown_signal().await;
         let _ = stop_tx.send(true);
     };
-    let serve = axum::serve(listener, app).with_graceful_shutdown(signal);
+    let app = app.into_make_service_with_connect_info::<faults::ConnHandle>();
+    let serve = axum::serve(faults::FaultListener(listener), app).with_graceful_shutdown(signal);
     let grace = async move {
         let mut rx = stop_rx;
         let _ = rx.wait_for(|stopped| *stopped).await;

@@ -27,6 +27,12 @@ struct Args {
     /// DHIS2 version to answer as: 2.39, 2.40, 2.41 or 2.42 (a patch like 2.40.3 is allowed).
     #[arg(long, default_value = "2.40")]
     version: ServerVersion,
+    /// Enable fault injection and the `/__sim` admin API (request log, counters).
+    #[arg(long)]
+    faults: bool,
+    /// JSON fault rules active from the start (a list, or `{"seed":N,"rules":[…]}`); implies --faults.
+    #[arg(long, value_name = "FILE")]
+    faults_file: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -56,10 +62,21 @@ fn main() -> ExitCode {
             }
         },
     };
+    let mut faults =
+        dhis2_sim::faults::FaultsConfig { enabled: args.faults || args.faults_file.is_some(), ..Default::default() };
+    if let Some(file) = &args.faults_file {
+        match std::fs::read(file).map_err(|e| e.to_string()).and_then(|b| dhis2_sim::faults::RuleSet::parse(&b)) {
+            Ok(rules) => faults.rules = rules,
+            Err(e) => {
+                eprintln!("dhis2-sim: cannot read fault rules from {}: {e}", file.display());
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     let opts = ServeOptions {
         host: args.host,
         port: args.port,
-        config: Config { data_dir, seed: args.seed, www: args.www, version: args.version },
+        config: Config { data_dir, seed: args.seed, www: args.www, version: args.version, faults },
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,

@@ -21,6 +21,7 @@ struct Inner {
     sessions: Sessions,
     version: ServerVersion,
     system_id: String,
+    faults: crate::faults::Faults,
 }
 
 impl AppState {
@@ -38,7 +39,8 @@ impl AppState {
                 }
             }
         };
-        Ok(Self { inner: Arc::new(Inner { db, sessions: Sessions::default(), version, system_id }) })
+        let faults = crate::faults::Faults::default();
+        Ok(Self { inner: Arc::new(Inner { db, sessions: Sessions::default(), version, system_id, faults }) })
     }
 
     /// The database.
@@ -54,6 +56,11 @@ impl AppState {
     /// The DHIS2 version the simulator answers as.
     pub fn version(&self) -> ServerVersion {
         self.inner.version
+    }
+
+    /// Fault injection, request log and counters (`--faults`).
+    pub fn faults(&self) -> &crate::faults::Faults {
+        &self.inner.faults
     }
 
     /// The stable system id (`/api/system/info` `systemId`).

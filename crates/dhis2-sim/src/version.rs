@@ -29,6 +29,18 @@ impl ServerVersion {
     pub fn has_user_credentials(&self) -> bool {
         self.minor <= 41
     }
+
+    /// Reads of dataStore entries are checked against their sharing: not in 2.37.0–2.39.4 and
+    /// 2.40.0–2.40.2, but in 2.36, 2.39.5+, 2.40.3+ and 2.41+ (`DefaultDatastoreService`).
+    pub fn enforces_datastore_read_sharing(&self) -> bool {
+        match self.minor {
+            ..=36 => true,
+            37 | 38 => false,
+            39 => self.patch >= 5,
+            40 => self.patch >= 3,
+            _ => true,
+        }
+    }
 }
 
 impl Default for ServerVersion {
@@ -85,5 +97,19 @@ mod tests {
         assert!("2.40.x".parse::<ServerVersion>().is_err());
         assert!("".parse::<ServerVersion>().is_err());
         assert_eq!(ServerVersion::new(41).to_string(), "2.41.0");
+    }
+
+    #[test]
+    fn datastore_read_sharing_by_version() {
+        let v = |s: &str| s.parse::<ServerVersion>().expect("version");
+        for (version, enforced) in
+            [("2.39", false), ("2.39.4", false), ("2.39.5", true), ("2.40", false), ("2.40.2", false)]
+                .into_iter()
+                .chain([("2.40.3", true), ("2.41", true), ("2.42", true)])
+        {
+            assert_eq!(v(version).enforces_datastore_read_sharing(), enforced, "{version}");
+        }
+        assert!(ServerVersion { minor: 36, patch: 0 }.enforces_datastore_read_sharing());
+        assert!(!ServerVersion { minor: 37, patch: 9 }.enforces_datastore_read_sharing());
     }
 }

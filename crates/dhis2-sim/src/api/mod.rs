@@ -3,7 +3,9 @@
 //! Each endpoint family lives in its own module and contributes a `routes()` router; new
 //! families (tracker, dataStore, …) are added in [`protected_routes`] or [`public_routes`].
 
+pub mod datastore;
 pub mod me;
+pub mod sharing;
 pub mod system;
 
 use axum::{
@@ -27,7 +29,7 @@ pub fn public_routes() -> Router<AppState> {
 
 /// Routes under `/api` that need an authenticated user (the caller adds the auth layer).
 pub fn protected_routes() -> Router<AppState> {
-    Router::new().merge(me::routes()).merge(system::routes())
+    Router::new().merge(me::routes()).merge(system::routes()).merge(datastore::routes()).merge(sharing::routes())
 }
 
 /// All query parameters of a request, in order (repeated names kept).

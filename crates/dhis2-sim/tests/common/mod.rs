@@ -32,6 +32,7 @@ pub fn config(dir: &std::path::Path, version: &str) -> Config {
         seed: SeedMode::Demo,
         www: None,
         version: version.parse::<ServerVersion>().expect("version"),
+        faults: Default::default(),
     }
 }
 

@@ -1,0 +1,132 @@
+//! Fault injection on the real binary over raw TCP: `drop` closes the connection without a
+//! byte of response, `commitThenDrop` does the same after the write committed, and
+//! `--faults-file` rules apply from the start.
+
+#![allow(clippy::expect_used, clippy::panic)]
+
+use std::{
+    io::{BufRead, BufReader, Read, Write},
+    net::TcpStream,
+    process::{Child, Command, Stdio},
+    sync::mpsc,
+    time::Duration,
+};
+
+use base64::{engine::general_purpose::STANDARD, Engine};
+
+struct Sim {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(extra: &[&str], data: &std::path::Path) -> Sim {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dhis2-sim"))
+        .args(["--port", "0", "--seed", "demo", "--version", "2.41", "--data"])
+        .arg(data)
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn dhis2-sim");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let Ok(line) = rx.recv_timeout(Duration::from_secs(60)) else {
+        let _ = child.kill();
+        panic!("no listening line");
+    };
+    let port = line.trim().rsplit(':').next().and_then(|p| p.parse().ok()).expect("port");
+    Sim { child, port }
+}
+
+/// Sends one raw HTTP/1.1 request and reads until the server closes. Returns what was read;
+/// a reset counts as an empty answer.
+fn raw(port: u16, method: &str, path: &str, body: Option<&str>, auth: bool) -> String {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
+    if auth {
+        head.push_str(&format!("Authorization: Basic {}\r\n", STANDARD.encode("admin:district")));
+    }
+    let body = body.unwrap_or_default();
+    if !body.is_empty() {
+        head.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", body.len()));
+    }
+    head.push_str("\r\n");
+    head.push_str(body);
+    stream.write_all(head.as_bytes()).expect("write");
+    let mut out = Vec::new();
+    match stream.read_to_end(&mut out) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        Err(e) => panic!("read: {e}"),
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[test]
+fn drop_and_commit_then_drop_close_the_connection() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let rules_file = data.path().join("rules.json");
+    std::fs::write(&rules_file, r#"{"seed":3,"rules":[{"path":"/api/system/ping","status":503}]}"#).expect("write");
+    let sim = start(&["--faults-file", rules_file.to_str().expect("utf8")], data.path());
+
+    // Rules from the file are active.
+    let answer = raw(sim.port, "GET", "/api/system/ping", None, true);
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains(r#""httpStatusCode":503"#), "{answer}");
+    let answer = raw(sim.port, "GET", "/__sim/faults", None, false);
+    assert!(answer.starts_with("HTTP/1.1 200") && answer.contains(r#""seed":3"#), "{answer}");
+
+    let rules = r#"[{"path":"/api/dataStore/ns/dropped","method":"PUT","drop":true},
+                    {"path":"/api/dataStore/ns/committed","commitThenDrop":true}]"#;
+    let answer = raw(sim.port, "POST", "/__sim/faults", Some(rules), false);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+    // drop: nothing comes back, and the handler never ran.
+    let answer = raw(sim.port, "PUT", "/api/dataStore/ns/dropped", Some(r#"{"v":1}"#), true);
+    assert_eq!(answer, "", "a dropped request must get no bytes");
+    // commitThenDrop: nothing comes back either, but the write is there.
+    let answer = raw(sim.port, "PUT", "/api/dataStore/ns/committed", Some(r#"{"v":2}"#), true);
+    assert_eq!(answer, "", "commitThenDrop must send no bytes");
+
+    let answer = raw(sim.port, "DELETE", "/__sim/faults", None, false);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let answer = raw(sim.port, "GET", "/api/dataStore/ns/committed", None, true);
+    assert!(answer.starts_with("HTTP/1.1 200") && answer.ends_with(r#"{"v":2}"#), "{answer}");
+    let answer = raw(sim.port, "GET", "/api/dataStore/ns/dropped", None, true);
+    assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
+
+    // The log saw both writes, with their bodies and faults.
+    let answer = raw(sim.port, "GET", "/__sim/requests?method=PUT", None, false);
+    let json: serde_json::Value =
+        serde_json::from_str(answer.split("\r\n\r\n").nth(1).expect("body")).expect("log JSON");
+    let log = json.as_array().expect("list");
+    assert_eq!(log.len(), 2, "{json}");
+    assert_eq!(log[0]["fault"], "drop");
+    assert_eq!(log[0]["body"], serde_json::json!({"v": 1}));
+    assert_eq!(log[1]["fault"], "commitThenDrop");
+    assert_eq!(log[1]["status"], 201);
+    assert_eq!(log[1]["user"], "admin");
+}
+
+#[test]
+fn admin_api_is_404_without_the_flag() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let sim = start(&[], data.path());
+    let answer = raw(sim.port, "GET", "/__sim/faults", None, false);
+    assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
+    let answer = raw(sim.port, "GET", "/api/system/ping", None, true);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
