@@ -99,17 +99,18 @@ pub fn interpret_me_response(response: &HttpResponse, typed_username: &str) -> O
 
 /// The engine shared by the page and the service worker.
 pub struct Engine<S, K, R, H> {
-    config: EngineConfig,
-    vault: Vault<S, K, R>,
-    http: H,
+    pub(crate) config: EngineConfig,
+    pub(crate) vault: Vault<S, K, R>,
+    pub(crate) http: H,
     online: std::sync::Mutex<Option<bool>>,
+    pub(crate) clinic: std::sync::Mutex<crate::clinic::ClinicState>,
 }
 
 impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R, H> {
     /// An engine over the given platform parts; the vault starts locked.
     pub fn new(config: EngineConfig, store: S, kdf: K, rng: R, http: H) -> Self {
         let vault = Vault::new(store, kdf, rng, config.policy.clone());
-        Self { config, vault, http, online: std::sync::Mutex::new(None) }
+        Self { config, vault, http, online: std::sync::Mutex::new(None), clinic: Default::default() }
     }
 
     /// The vault.
@@ -122,7 +123,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
         &self.config
     }
 
-    fn set_online(&self, online: bool) {
+    pub(crate) fn set_online(&self, online: bool) {
         if let Ok(mut guard) = self.online.lock() {
             *guard = Some(online);
         }
@@ -157,9 +158,17 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
         }
     }
 
-    /// Logs out: keys and password are zeroized.
+    /// Logs out: keys and password are zeroized, the in-memory clinic index is dropped.
     pub fn logout(&self) {
         self.vault.lock();
+        if let Ok(mut clinic) = self.clinic.lock() {
+            *clinic = Default::default();
+        }
+    }
+
+    /// Whether the last contact with the server succeeded.
+    pub fn last_known_online(&self) -> Option<bool> {
+        self.online.lock().ok().and_then(|g| *g)
     }
 
     /// The current status.

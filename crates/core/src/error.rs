@@ -27,6 +27,9 @@ pub enum CoreError {
     /// The server could not be reached (network error, timeout, 5xx) and no offline path applies.
     #[error("the server is unreachable: {0}")]
     ServerUnreachable(String),
+    /// The server wants a login again (session expired, password changed): log in online.
+    #[error("the server asks for a new login")]
+    AuthRequired,
     /// No user is logged in: the data key is not in memory.
     #[error("the vault is locked; log in first")]
     VaultLocked,
@@ -63,6 +66,7 @@ impl CoreError {
             CoreError::LockedOut { .. } => "LOCKED_OUT",
             CoreError::CredentialExpired { .. } => "CREDENTIAL_EXPIRED",
             CoreError::ServerUnreachable(_) => "SERVER_UNREACHABLE",
+            CoreError::AuthRequired => "AUTH_REQUIRED",
             CoreError::VaultLocked => "VAULT_LOCKED",
             CoreError::HandoverRequired(_) => "HANDOVER_REQUIRED",
             CoreError::StorageFull => "STORAGE_FULL",

@@ -9,15 +9,26 @@
 //! - [`vault`]: data key per server, user register, offline login, sealed records.
 //! - [`engine`]: online-then-offline login and status, as the JS API exposes them.
 
+pub mod clinic;
 pub mod crypto;
+pub mod download;
 pub mod engine;
 pub mod error;
+pub mod family;
+pub mod fields;
 pub mod http;
+pub mod index;
 pub mod kdf;
+pub mod metadata;
+pub mod params;
 pub mod profile;
+pub mod query;
 pub mod random;
+pub mod reads;
+pub mod records;
 pub mod register;
 pub mod store;
+pub mod time;
 pub mod vault;
 
 pub use error::{CoreError, Result};

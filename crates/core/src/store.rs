@@ -25,12 +25,14 @@ pub enum StoreName {
     Outbox,
     /// Sealed cached API responses.
     Cache,
+    /// Sealed index rows of the clinic copy (one per tracked entity), loaded at unlock.
+    Index,
 }
 
 impl StoreName {
     /// Every store, in schema order.
-    pub const ALL: [StoreName; 5] =
-        [StoreName::Meta, StoreName::Users, StoreName::Records, StoreName::Outbox, StoreName::Cache];
+    pub const ALL: [StoreName; 6] =
+        [StoreName::Meta, StoreName::Users, StoreName::Records, StoreName::Outbox, StoreName::Cache, StoreName::Index];
 
     /// The object store's name in the database.
     pub fn as_str(self) -> &'static str {
@@ -40,6 +42,7 @@ impl StoreName {
             StoreName::Records => "records",
             StoreName::Outbox => "outbox",
             StoreName::Cache => "cache",
+            StoreName::Index => "index",
         }
     }
 }

@@ -449,6 +449,26 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource> Vault<S, K, R> {
         }
     }
 
+    /// Opens every record of a store: (storage key, plaintext or the error of that record).
+    /// A damaged record does not hide the others.
+    pub async fn open_all(&self, store: StoreName) -> Result<Vec<(String, Result<Vec<u8>>)>> {
+        let data_key = self.session_data_key().ok_or(CoreError::VaultLocked)?;
+        let entries = self.store.list(store).await?;
+        Ok(entries
+            .into_iter()
+            .map(|(key, sealed)| {
+                let opened = data_key.open(&Self::record_aad(store, &key), &sealed);
+                (key, opened)
+            })
+            .collect())
+    }
+
+    /// Adds the delete of one record to `batch`.
+    pub fn delete_into(&self, batch: WriteBatch, store: StoreName, id: &str) -> Result<WriteBatch> {
+        let (_, key) = self.record_address(store, id)?;
+        Ok(batch.delete(store, key))
+    }
+
     /// Removes one record.
     pub async fn delete_record(&self, store: StoreName, id: &str) -> Result<()> {
         let (_, key) = self.record_address(store, id)?;

@@ -24,18 +24,21 @@ use crate::error::idb_error;
 pub enum SchemaVersion {
     /// No database yet.
     V0 = 0,
-    /// The five stores of [`StoreName::ALL`].
+    /// The stores meta, users, records, outbox, cache.
     V1 = 1,
+    /// Adds the index store of the clinic copy.
+    V2 = 2,
 }
 
 impl SchemaVersion {
     /// The version this build writes.
-    pub const CURRENT: SchemaVersion = SchemaVersion::V1;
+    pub const CURRENT: SchemaVersion = SchemaVersion::V2;
 
     fn from_raw(raw: f64) -> Option<Self> {
         match raw as u32 {
             0 => Some(SchemaVersion::V0),
             1 => Some(SchemaVersion::V1),
+            2 => Some(SchemaVersion::V2),
             _ => None,
         }
     }
@@ -44,12 +47,18 @@ impl SchemaVersion {
     fn upgrade(self, db: &Database) -> indexed_db_futures::Result<SchemaVersion> {
         match self {
             SchemaVersion::V0 => {
-                for store in StoreName::ALL {
+                for store in
+                    [StoreName::Meta, StoreName::Users, StoreName::Records, StoreName::Outbox, StoreName::Cache]
+                {
                     db.create_object_store(store.as_str()).build()?;
                 }
                 Ok(SchemaVersion::V1)
             }
-            SchemaVersion::V1 => Ok(SchemaVersion::V1),
+            SchemaVersion::V1 => {
+                db.create_object_store(StoreName::Index.as_str()).build()?;
+                Ok(SchemaVersion::V2)
+            }
+            SchemaVersion::V2 => Ok(SchemaVersion::V2),
         }
     }
 }

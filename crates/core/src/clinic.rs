@@ -1,0 +1,63 @@
+//! The clinic copy: sealed bundles (one per tracked entity) in the records store, sealed index
+//! rows in the index store, sealed metadata in the cache store, and the in-memory index built
+//! from them when the vault is unlocked. Every write of a bundle and its index row is one
+//! transaction; a refresh from the server never overwrites a record with unsent changes.
+
+use crate::{
+    error::{CoreError, Result},
+    index::{ClinicIndex, IndexRow},
+    metadata::ClinicMetadata,
+    records::TeiBundle,
+    store::{StoreName, WriteBatch},
+};
+
+/// Record id of a bundle in the records store.
+pub fn bundle_id(tei_uid: &str) -> String {
+    format!("tei:{tei_uid}")
+}
+
+/// Record id of the clinic metadata in the cache store.
+pub const METADATA_ID: &str = "clinic:metadata";
+/// Record id of the download cursor in the cache store.
+pub const CURSOR_ID: &str = "clinic:download-cursor";
+
+/// The clinic copy held in memory while the vault is unlocked.
+#[derive(Debug, Default)]
+pub struct ClinicState {
+    /// Loaded from storage since the last unlock.
+    pub loaded: bool,
+    /// Index of every tracked entity.
+    pub index: ClinicIndex,
+    /// Metadata for queries and answers.
+    pub metadata: ClinicMetadata,
+    /// Index rows that could not be opened at load (damaged storage).
+    pub damaged_rows: usize,
+}
+
+/// Seals a bundle and its index row into `batch`.
+pub fn seal_bundle<S, K, R>(
+    vault: &crate::vault::Vault<S, K, R>,
+    batch: WriteBatch,
+    bundle: &TeiBundle,
+) -> Result<(WriteBatch, IndexRow)>
+where
+    S: crate::store::KvStore,
+    K: crate::kdf::PasswordKdf,
+    R: crate::random::RandomSource,
+{
+    let uid = bundle.uid().to_string();
+    if uid.is_empty() {
+        return Err(CoreError::BadInput("bundle without tracked entity UID".into()));
+    }
+    let row = IndexRow::of(bundle);
+    let bundle_bytes = serde_json::to_vec(bundle).map_err(|e| CoreError::BadInput(e.to_string()))?;
+    let row_bytes = serde_json::to_vec(&row).map_err(|e| CoreError::BadInput(e.to_string()))?;
+    let batch = vault.seal_into(batch, StoreName::Records, &bundle_id(&uid), &bundle_bytes)?;
+    let batch = vault.seal_into(batch, StoreName::Index, &bundle_id(&uid), &row_bytes)?;
+    Ok((batch, row))
+}
+
+/// Parses a stored bundle.
+pub fn parse_bundle(bytes: &[u8]) -> Result<TeiBundle> {
+    serde_json::from_slice(bytes).map_err(|e| CoreError::StorageCorrupt(format!("bundle does not parse: {e}")))
+}

@@ -1,0 +1,438 @@
+//! Download of the clinic copy: metadata first, then tracked entities with their enrollments
+//! and events for each (org unit, program), page by page, through the API family the server
+//! offers (legacy up to 2.41, `/api/tracker` on 2.42+). Each page and the cursor are written in
+//! one transaction, so an interrupted download resumes where it stopped; later runs are
+//! incremental (`lastUpdatedStartDate` / `updatedAfter`) and apply deletions. Records with
+//! unsent local changes are never overwritten.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::{
+    clinic::{bundle_id, parse_bundle, seal_bundle, CURSOR_ID, METADATA_ID},
+    engine::Engine,
+    error::{CoreError, Result},
+    family::{convert, tracker_items, Kind},
+    http::{HttpClient, HttpRequest},
+    index::IndexRow,
+    kdf::PasswordKdf,
+    metadata::ClinicMetadata,
+    params::percent_encode,
+    random::RandomSource,
+    records::{flag, text, Object, TeiBundle},
+    store::{KvStore, StoreName, WriteBatch},
+    time::iso_from_ms,
+};
+
+/// Incremental downloads ask for changes since the last complete run minus this margin, to
+/// absorb clock differences between device and server.
+pub const INCREMENTAL_MARGIN_MS: i64 = 10 * 60 * 1000;
+
+/// What to download.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DownloadOptions {
+    /// Org unit roots (default: the user's capture org units).
+    #[serde(default)]
+    pub org_units: Option<Vec<String>>,
+    /// Programs (default: every tracker program the server lists).
+    #[serde(default)]
+    pub programs: Option<Vec<String>>,
+    /// Page size (default 50, at most 1000).
+    #[serde(default)]
+    pub page_size: Option<usize>,
+    /// Forget the incremental mark and download everything again.
+    #[serde(default)]
+    pub full: bool,
+}
+
+/// Progress of a download, reported after every page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Progress {
+    /// Tracked entities stored so far in this run.
+    pub done: u64,
+    /// Tracked entities the server reported for the steps seen so far.
+    pub total: Option<u64>,
+}
+
+/// The outcome of a download.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DownloadReport {
+    /// Tracked entities received and stored.
+    pub tracked_entities: u64,
+    /// Tracked entities removed because the server deleted them.
+    pub deleted: u64,
+    /// Records whose local unsent changes were kept over the server's copy.
+    pub kept_local: u64,
+    /// Pages fetched.
+    pub pages: u64,
+    /// True when only changes since the last run were asked for.
+    pub incremental: bool,
+    /// True when this run continued an interrupted one.
+    pub resumed: bool,
+    /// Tracked entities in the local copy afterwards.
+    pub records: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DownloadCursor {
+    steps: Vec<(String, String)>,
+    step: usize,
+    page: usize,
+    since: Option<String>,
+    run_started_ms: i64,
+    done: u64,
+    totals: Vec<Option<u64>>,
+    complete: bool,
+    last_complete_ms: Option<i64>,
+}
+
+impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R, H> {
+    pub(crate) fn auth_headers(&self) -> Vec<(String, String)> {
+        let mut headers = vec![
+            ("X-Requested-With".to_string(), "XMLHttpRequest".to_string()),
+            ("Accept".to_string(), "application/json".to_string()),
+        ];
+        if let (Some(info), Some(password)) = (self.vault.session_info(), self.vault.session_password()) {
+            use base64::Engine as _;
+            let token =
+                base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", info.username, password.as_str()));
+            headers.push(("Authorization".into(), format!("Basic {token}")));
+        }
+        headers
+    }
+
+    /// GET a JSON document from the server with the session's credentials.
+    pub(crate) async fn get_json(&self, url: &str) -> Result<Value> {
+        let request = HttpRequest { method: "GET".into(), url: url.into(), headers: self.auth_headers(), body: None };
+        let response = match self.http.send(request).await {
+            Ok(r) => r,
+            Err(e) => {
+                self.set_online(false);
+                return Err(CoreError::ServerUnreachable(e.to_string()));
+            }
+        };
+        match response.status {
+            200 => {
+                self.set_online(true);
+                serde_json::from_slice(&response.body)
+                    .map_err(|e| CoreError::BadResponse(format!("{url}: not JSON ({e})")))
+            }
+            401 => Err(CoreError::AuthRequired),
+            s if s >= 500 => {
+                self.set_online(false);
+                Err(CoreError::ServerUnreachable(format!("{url}: HTTP {s}")))
+            }
+            s => Err(CoreError::BadResponse(format!("{url}: HTTP {s}"))),
+        }
+    }
+
+    /// Loads the clinic copy (metadata and index rows) into memory if not done since unlock.
+    pub async fn ensure_clinic_loaded(&self) -> Result<()> {
+        if !self.vault.is_unlocked() {
+            return Err(CoreError::VaultLocked);
+        }
+        if self.clinic.lock().map(|c| c.loaded).unwrap_or(false) {
+            return Ok(());
+        }
+        let metadata = match self.vault.get_record(StoreName::Cache, METADATA_ID).await? {
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| CoreError::StorageCorrupt(format!("clinic metadata: {e}")))?,
+            None => ClinicMetadata::default(),
+        };
+        let rows = self.vault.open_all(StoreName::Index).await?;
+        let mut state = crate::clinic::ClinicState { loaded: true, metadata, ..Default::default() };
+        for (_, opened) in rows {
+            match opened.and_then(|b| {
+                serde_json::from_slice::<IndexRow>(&b).map_err(|e| CoreError::StorageCorrupt(e.to_string()))
+            }) {
+                Ok(row) => state.index.upsert(row),
+                Err(_) => state.damaged_rows += 1,
+            }
+        }
+        let mut guard = self.clinic.lock().map_err(|_| CoreError::Storage("clinic lock poisoned".into()))?;
+        *guard = state;
+        Ok(())
+    }
+
+    /// Number of tracked entities in the local copy.
+    pub fn record_count(&self) -> u64 {
+        self.clinic.lock().map(|c| c.index.len() as u64).unwrap_or(0)
+    }
+
+    async fn fetch_metadata(&self) -> Result<ClinicMetadata> {
+        let api = &self.config.api_base;
+        let info = self.get_json(&format!("{api}/system/info")).await?;
+        let mut meta = ClinicMetadata {
+            server_version: info.get("version").and_then(Value::as_str).unwrap_or_default().to_string(),
+            ..Default::default()
+        };
+        let profile = self.vault.session_info().and_then(|s| s.profile).ok_or(CoreError::VaultLocked)?;
+        meta.capture_org_units = profile.organisation_units.iter().map(|o| o.id.clone()).collect();
+        let roots: BTreeSet<String> = profile
+            .organisation_units
+            .iter()
+            .chain(profile.tei_search_organisation_units.iter())
+            .map(|o| o.id.clone())
+            .collect();
+        for root in roots {
+            let url = format!(
+                "{api}/organisationUnits?fields=id,path,displayName&paging=false&filter=path:like:{}",
+                percent_encode(&root)
+            );
+            let body = self.get_json(&url).await?;
+            meta.add_org_units(body.to_string().as_bytes())?;
+            // The root itself may not match a `path:like` filter on every server.
+            let own = self.get_json(&format!("{api}/organisationUnits/{root}?fields=id,path,displayName")).await?;
+            meta.add_org_units(serde_json::json!({ "organisationUnits": [own] }).to_string().as_bytes())?;
+        }
+        let programs = self
+            .get_json(&format!(
+                "{api}/programs?paging=false&fields=id,displayName,programType,trackedEntityType[id],\
+programTrackedEntityAttributes[displayInList,trackedEntityAttribute[id,displayName,valueType]]"
+            ))
+            .await?;
+        meta.set_programs(programs.to_string().as_bytes())?;
+        Ok(meta)
+    }
+
+    fn page_url(
+        &self,
+        meta: &ClinicMetadata,
+        ou: &str,
+        program: &str,
+        page: usize,
+        page_size: usize,
+        since: Option<&str>,
+    ) -> String {
+        let api = &self.config.api_base;
+        let minor = meta.minor_version();
+        let since_param = |name: &str| since.map(|s| format!("&{name}={}", percent_encode(s))).unwrap_or_default();
+        if minor >= 42 {
+            format!(
+                "{api}/tracker/trackedEntities?orgUnits={ou}&orgUnitMode=DESCENDANTS&program={program}&fields=*\
+&includeDeleted=true&totalPages=true&page={page}&pageSize={page_size}{}",
+                since_param("updatedAfter")
+            )
+        } else {
+            format!(
+                "{api}/trackedEntityInstances.json?ou={ou}&ouMode=DESCENDANTS&program={program}&fields=*\
+&includeDeleted=true&totalPages=true&page={page}&pageSize={page_size}{}",
+                since_param("lastUpdatedStartDate")
+            )
+        }
+    }
+
+    /// Downloads (or refreshes) the clinic copy. `progress` is called after every page.
+    pub async fn download(
+        &self,
+        options: DownloadOptions,
+        now_ms: i64,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<DownloadReport> {
+        self.ensure_clinic_loaded().await?;
+        let page_size = options.page_size.unwrap_or(50).clamp(1, 1000);
+        let meta = self.fetch_metadata().await?;
+        let roots = options.org_units.clone().unwrap_or_else(|| meta.capture_org_units.clone());
+        let programs = options.programs.clone().unwrap_or_else(|| meta.programs.iter().map(|p| p.id.clone()).collect());
+        for uid in roots.iter().chain(programs.iter()) {
+            if !crate::records::is_uid(uid) {
+                return Err(CoreError::BadInput(format!("not a UID: {uid:?}")));
+            }
+        }
+        let steps: Vec<(String, String)> =
+            roots.iter().flat_map(|ou| programs.iter().map(move |p| (ou.clone(), p.clone()))).collect();
+
+        let previous: Option<DownloadCursor> = match self.vault.get_record(StoreName::Cache, CURSOR_ID).await? {
+            Some(b) => serde_json::from_slice(&b).ok(),
+            None => None,
+        };
+        let resumed = previous.as_ref().is_some_and(|c| !c.complete && c.steps == steps);
+        let mut cursor = match previous {
+            Some(c) if !c.complete && c.steps == steps => c,
+            other => {
+                let last = if options.full { None } else { other.and_then(|c| c.last_complete_ms) };
+                DownloadCursor {
+                    totals: vec![None; steps.len()],
+                    steps: steps.clone(),
+                    step: 0,
+                    page: 1,
+                    since: last.map(|ms| iso_from_ms(ms - INCREMENTAL_MARGIN_MS)),
+                    run_started_ms: now_ms,
+                    done: 0,
+                    complete: false,
+                    last_complete_ms: last,
+                }
+            }
+        };
+        let metadata_batch = self.vault.seal_into(
+            WriteBatch::new(),
+            StoreName::Cache,
+            METADATA_ID,
+            &serde_json::to_vec(&meta).map_err(|e| CoreError::BadInput(e.to_string()))?,
+        )?;
+        self.vault.store().write(metadata_batch).await?;
+        if let Ok(mut c) = self.clinic.lock() {
+            c.metadata = meta.clone();
+        }
+
+        let mut report = DownloadReport {
+            tracked_entities: 0,
+            deleted: 0,
+            kept_local: 0,
+            pages: 0,
+            incremental: cursor.since.is_some(),
+            resumed,
+            records: 0,
+        };
+        let family_is_tracker = meta.minor_version() >= 42;
+        while cursor.step < cursor.steps.len() {
+            let (ou, program) = cursor.steps[cursor.step].clone();
+            let url = self.page_url(&meta, &ou, &program, cursor.page, page_size, cursor.since.as_deref());
+            let body = self.get_json(&url).await?;
+            report.pages += 1;
+            let (items, total) = if family_is_tracker {
+                let items = tracker_items(Kind::TrackedEntity, &body).cloned().unwrap_or_default();
+                let total = body
+                    .get("pager")
+                    .and_then(|p| p.get("total"))
+                    .or_else(|| body.get("total"))
+                    .and_then(Value::as_u64);
+                let items = items
+                    .into_iter()
+                    .filter_map(|v| v.as_object().map(|o| convert(Kind::TrackedEntity, o, false)))
+                    .collect::<Vec<_>>();
+                (items, total)
+            } else {
+                let items = body
+                    .get("trackedEntityInstances")
+                    .and_then(Value::as_array)
+                    .map(|l| l.iter().filter_map(|v| v.as_object().cloned()).collect::<Vec<_>>())
+                    .ok_or_else(|| CoreError::BadResponse("no 'trackedEntityInstances' list".into()))?;
+                let total = body.get("pager").and_then(|p| p.get("total")).and_then(Value::as_u64);
+                (items, total)
+            };
+            if cursor.page == 1 {
+                cursor.totals[cursor.step] = total;
+            }
+            let received = items.len();
+            let (batch, applied) = self.apply_server_page(items).await?;
+            report.tracked_entities += applied.stored;
+            report.deleted += applied.deleted;
+            report.kept_local += applied.kept_local;
+            cursor.done += received as u64;
+            let last_page = received < page_size || total.is_some_and(|t| (cursor.page * page_size) as u64 >= t);
+            if last_page {
+                cursor.step += 1;
+                cursor.page = 1;
+            } else {
+                cursor.page += 1;
+            }
+            if cursor.step >= cursor.steps.len() {
+                cursor.complete = true;
+                cursor.last_complete_ms = Some(cursor.run_started_ms);
+            }
+            let batch = self.vault.seal_into(
+                batch,
+                StoreName::Cache,
+                CURSOR_ID,
+                &serde_json::to_vec(&cursor).map_err(|e| CoreError::BadInput(e.to_string()))?,
+            )?;
+            self.vault.store().write(batch).await?;
+            if let Ok(mut c) = self.clinic.lock() {
+                for uid in &applied.removed {
+                    c.index.remove(uid);
+                }
+                for row in applied.rows {
+                    c.index.upsert(row);
+                }
+            }
+            let known: Option<u64> = cursor.totals.iter().try_fold(0u64, |acc, t| t.map(|t| acc + t));
+            progress(Progress { done: cursor.done, total: known.or(total) });
+        }
+        report.records = self.record_count();
+        Ok(report)
+    }
+
+    async fn apply_server_page(&self, items: Vec<Object>) -> Result<(WriteBatch, AppliedPage)> {
+        let mut batch = WriteBatch::new();
+        let mut applied = AppliedPage::default();
+        for item in items {
+            let deleted = flag(&item, "deleted");
+            let mut server = TeiBundle::from_nested(item)?;
+            let uid = server.uid().to_string();
+            let existing = if self.clinic.lock().map(|c| c.index.get(&uid).is_some()).unwrap_or(false) {
+                match self.vault.get_record(StoreName::Records, &bundle_id(&uid)).await? {
+                    Some(bytes) => Some(parse_bundle(&bytes)?),
+                    None => None,
+                }
+            } else {
+                None
+            };
+            if deleted {
+                match existing {
+                    Some(local) if local.has_local_changes() => applied.kept_local += 1,
+                    Some(_) => {
+                        batch = self.vault.delete_into(batch, StoreName::Records, &bundle_id(&uid))?;
+                        batch = self.vault.delete_into(batch, StoreName::Index, &bundle_id(&uid))?;
+                        applied.removed.push(uid);
+                        applied.deleted += 1;
+                    }
+                    None => {}
+                }
+                continue;
+            }
+            let deleted_children: Vec<String> = server
+                .enrollments
+                .iter()
+                .filter(|e| flag(e, "deleted"))
+                .filter_map(|e| text(e, "enrollment").map(str::to_string))
+                .chain(
+                    server
+                        .events
+                        .iter()
+                        .filter(|e| flag(e, "deleted"))
+                        .filter_map(|e| text(e, "event").map(str::to_string)),
+                )
+                .collect();
+            server.enrollments.retain(|e| !flag(e, "deleted"));
+            server.events.retain(|e| !flag(e, "deleted"));
+            let bundle = match existing {
+                Some(mut local) => {
+                    if local.has_local_changes() {
+                        applied.kept_local += 1;
+                    }
+                    let pending = |uid: &str| local.state(uid).has_local_changes();
+                    let drop_enrollments: Vec<String> =
+                        deleted_children.iter().filter(|u| !pending(u)).cloned().collect();
+                    local
+                        .enrollments
+                        .retain(|e| !text(e, "enrollment").is_some_and(|u| drop_enrollments.iter().any(|d| d == u)));
+                    local.events.retain(|e| !text(e, "event").is_some_and(|u| drop_enrollments.iter().any(|d| d == u)));
+                    local.merge_from_server(server);
+                    local
+                }
+                None => server,
+            };
+            let (next, row) = seal_bundle(&self.vault, batch, &bundle)?;
+            batch = next;
+            applied.rows.push(row);
+            applied.stored += 1;
+        }
+        Ok((batch, applied))
+    }
+}
+
+#[derive(Default)]
+struct AppliedPage {
+    stored: u64,
+    deleted: u64,
+    kept_local: u64,
+    rows: Vec<IndexRow>,
+    removed: Vec<String>,
+}

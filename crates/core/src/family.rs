@@ -1,0 +1,200 @@
+//! The two API families of DHIS2 tracker data. Records are kept in the legacy naming; this
+//! module renames them to and from the `/api/tracker` naming (2.36+) and builds the export
+//! envelope of each server version (dhis2-api.md section 3).
+
+use serde_json::{json, Map, Value};
+
+use crate::records::Object;
+
+/// Record kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Tracked entity.
+    TrackedEntity,
+    /// Enrollment.
+    Enrollment,
+    /// Event.
+    Event,
+}
+
+impl Kind {
+    /// Collection name in `/api/tracker` (`trackedEntities`, ...).
+    pub fn tracker_collection(self) -> &'static str {
+        match self {
+            Kind::TrackedEntity => "trackedEntities",
+            Kind::Enrollment => "enrollments",
+            Kind::Event => "events",
+        }
+    }
+}
+
+const COMMON: &[(&str, &str)] = &[
+    ("trackedEntityInstance", "trackedEntity"),
+    ("created", "createdAt"),
+    ("lastUpdated", "updatedAt"),
+    ("lastUpdatedAtClient", "updatedAtClient"),
+];
+const ENROLLMENT: &[(&str, &str)] = &[
+    ("enrollmentDate", "enrolledAt"),
+    ("incidentDate", "occurredAt"),
+    ("completedDate", "completedAt"),
+    ("followup", "followUp"),
+];
+const EVENT: &[(&str, &str)] =
+    &[("eventDate", "occurredAt"), ("dueDate", "scheduledAt"), ("completedDate", "completedAt")];
+const VALUE: &[(&str, &str)] = &[("created", "createdAt"), ("lastUpdated", "updatedAt")];
+const NOTE: &[(&str, &str)] = &[("storedDate", "storedAt")];
+
+fn rename(map: &Object, table: &[&[(&str, &str)]], to_tracker: bool) -> Object {
+    let mut out = Map::new();
+    for (k, v) in map {
+        let mut key = k.as_str();
+        for t in table {
+            for (legacy, tracker) in t.iter() {
+                let (from, to) = if to_tracker { (legacy, tracker) } else { (tracker, legacy) };
+                if key == *from {
+                    key = to;
+                }
+            }
+        }
+        out.insert(key.to_string(), v.clone());
+    }
+    out
+}
+
+fn rename_list(value: Option<&Value>, table: &[&[(&str, &str)]], to_tracker: bool) -> Option<Value> {
+    value.and_then(Value::as_array).map(|items| {
+        Value::Array(
+            items
+                .iter()
+                .map(|i| i.as_object().map(|o| Value::Object(rename(o, table, to_tracker))).unwrap_or(i.clone()))
+                .collect(),
+        )
+    })
+}
+
+/// Converts a legacy-named record (and its nested lists) to the `/api/tracker` naming, or back.
+pub fn convert(kind: Kind, record: &Object, to_tracker: bool) -> Object {
+    let own: &[&[(&str, &str)]] = match kind {
+        Kind::TrackedEntity => &[COMMON],
+        Kind::Enrollment => &[COMMON, ENROLLMENT],
+        Kind::Event => &[COMMON, EVENT],
+    };
+    let mut out = rename(record, own, to_tracker);
+    if let Some(v) = rename_list(record.get("attributes"), &[VALUE], to_tracker) {
+        out.insert("attributes".into(), v);
+    }
+    if let Some(v) = rename_list(record.get("dataValues"), &[VALUE], to_tracker) {
+        out.insert("dataValues".into(), v);
+    }
+    if let Some(v) = rename_list(record.get("notes"), &[NOTE], to_tracker) {
+        out.insert("notes".into(), v);
+    }
+    for (child, child_kind) in [("enrollments", Kind::Enrollment), ("events", Kind::Event)] {
+        if let Some(items) = record.get(child).and_then(Value::as_array) {
+            let converted = items
+                .iter()
+                .map(|i| i.as_object().map(|o| Value::Object(convert(child_kind, o, to_tracker))).unwrap_or(i.clone()))
+                .collect();
+            out.insert(child.into(), Value::Array(converted));
+        }
+    }
+    out
+}
+
+/// Paging facts of a list answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Paging {
+    /// 1-based page.
+    pub page: usize,
+    /// Page size.
+    pub page_size: usize,
+    /// Total matches.
+    pub total: usize,
+    /// Totals were asked for.
+    pub total_pages: bool,
+    /// Paging was switched off.
+    pub skip_paging: bool,
+}
+
+impl Paging {
+    /// Number of pages.
+    pub fn page_count(&self) -> usize {
+        self.total.div_ceil(self.page_size.max(1)).max(1)
+    }
+}
+
+/// The `/api/tracker/{collection}` export envelope of server minor version `minor` (40 for
+/// 2.40): `instances` with top-level paging up to 2.40, a named list with `pager` after.
+pub fn tracker_envelope(minor: u32, kind: Kind, items: Vec<Value>, paging: Paging) -> Value {
+    let name = kind.tracker_collection();
+    if minor <= 40 {
+        let mut out = Map::new();
+        if !paging.skip_paging {
+            out.insert("page".into(), json!(paging.page));
+            out.insert("pageSize".into(), json!(paging.page_size));
+            if paging.total_pages {
+                out.insert("total".into(), json!(paging.total));
+                out.insert("pageCount".into(), json!(paging.page_count()));
+            }
+        }
+        out.insert("instances".into(), Value::Array(items));
+        return Value::Object(out);
+    }
+    let mut pager = Map::new();
+    pager.insert("page".into(), json!(paging.page));
+    pager.insert("pageSize".into(), json!(paging.page_size));
+    if paging.total_pages {
+        pager.insert("total".into(), json!(paging.total));
+        pager.insert("pageCount".into(), json!(paging.page_count()));
+    }
+    let mut out = Map::new();
+    if !paging.skip_paging {
+        out.insert("pager".into(), Value::Object(pager));
+        if minor == 41 {
+            out.insert("page".into(), json!(paging.page));
+            out.insert("pageSize".into(), json!(paging.page_size));
+        }
+    }
+    out.insert(name.into(), Value::Array(items));
+    Value::Object(out)
+}
+
+/// The items of a `/api/tracker` export page, whichever envelope the server used.
+pub fn tracker_items(kind: Kind, body: &Value) -> Option<&Vec<Value>> {
+    body.get(kind.tracker_collection()).or_else(|| body.get("instances")).and_then(Value::as_array)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_round_trip() {
+        let legacy = json!({"event": "EvAncVisit1", "trackedEntityInstance": "PQfMcpmXeFE", "eventDate": "2026-01-02T00:00:00.000",
+            "dueDate": "2026-01-01T00:00:00.000", "created": "c", "dataValues": [{"dataElement": "d", "value": "1", "created": "x"}]});
+        let o = legacy.as_object().unwrap();
+        let t = convert(Kind::Event, o, true);
+        assert_eq!(t["trackedEntity"], "PQfMcpmXeFE");
+        assert_eq!(t["occurredAt"], "2026-01-02T00:00:00.000");
+        assert_eq!(t["scheduledAt"], "2026-01-01T00:00:00.000");
+        assert_eq!(t["createdAt"], "c");
+        assert_eq!(t["dataValues"][0]["createdAt"], "x");
+        assert_eq!(Value::Object(convert(Kind::Event, &t, false)), legacy);
+    }
+
+    #[test]
+    fn envelopes_per_version() {
+        let p = Paging { page: 1, page_size: 50, total: 3, total_pages: true, skip_paging: false };
+        let v40 = tracker_envelope(40, Kind::TrackedEntity, vec![json!(1)], p);
+        assert_eq!(v40["instances"], json!([1]));
+        assert_eq!(v40["total"], 3);
+        let v41 = tracker_envelope(41, Kind::Event, vec![], p);
+        assert_eq!(v41["pager"]["pageCount"], 1);
+        assert_eq!(v41["page"], 1);
+        assert!(v41.get("events").is_some());
+        let v42 = tracker_envelope(42, Kind::Enrollment, vec![], p);
+        assert!(v42.get("page").is_none());
+        assert_eq!(tracker_items(Kind::Enrollment, &v42).unwrap().len(), 0);
+    }
+}

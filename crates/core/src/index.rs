@@ -1,0 +1,166 @@
+//! The in-memory index of the clinic copy, built at unlock from small sealed index rows (one
+//! per tracked entity) and kept up to date on every write. Searches, working lists and counts
+//! run on it; a dashboard then opens one sealed bundle.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::records::{attribute_values, flag, text, TeiBundle};
+
+/// What the index knows of one enrollment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EnrollmentRow {
+    /// UID.
+    pub uid: String,
+    /// Program UID.
+    pub program: String,
+    /// ACTIVE, COMPLETED or CANCELLED.
+    pub status: String,
+    /// Org unit UID.
+    pub org_unit: String,
+    /// Enrollment date as the server wrote it.
+    pub enrollment_date: String,
+    /// Follow-up flag.
+    pub follow_up: bool,
+    /// Soft-deleted.
+    pub deleted: bool,
+}
+
+/// What the index knows of one tracked entity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IndexRow {
+    /// UID.
+    pub uid: String,
+    /// Tracked entity type UID.
+    pub tracked_entity_type: String,
+    /// Owning org unit UID.
+    pub org_unit: String,
+    /// Created (server format).
+    pub created: String,
+    /// Last updated (server format).
+    pub last_updated: String,
+    /// Inactive flag.
+    pub inactive: bool,
+    /// Soft-deleted.
+    pub deleted: bool,
+    /// Potential duplicate flag.
+    pub potential_duplicate: bool,
+    /// Attribute values (attribute UID, value).
+    pub attributes: Vec<(String, String)>,
+    /// Enrollments.
+    pub enrollments: Vec<EnrollmentRow>,
+    /// Event UIDs.
+    pub events: Vec<String>,
+}
+
+impl IndexRow {
+    /// The index row of a bundle.
+    pub fn of(bundle: &TeiBundle) -> Self {
+        let t = &bundle.tei;
+        let s = |k: &str| text(t, k).unwrap_or_default().to_string();
+        Self {
+            uid: bundle.uid().to_string(),
+            tracked_entity_type: s("trackedEntityType"),
+            org_unit: s("orgUnit"),
+            created: s("created"),
+            last_updated: s("lastUpdated"),
+            inactive: flag(t, "inactive"),
+            deleted: flag(t, "deleted"),
+            potential_duplicate: flag(t, "potentialDuplicate"),
+            attributes: attribute_values(t),
+            enrollments: bundle
+                .enrollments
+                .iter()
+                .map(|e| EnrollmentRow {
+                    uid: text(e, "enrollment").unwrap_or_default().into(),
+                    program: text(e, "program").unwrap_or_default().into(),
+                    status: text(e, "status").unwrap_or("ACTIVE").into(),
+                    org_unit: text(e, "orgUnit").unwrap_or_default().into(),
+                    enrollment_date: text(e, "enrollmentDate").unwrap_or_default().into(),
+                    follow_up: flag(e, "followup"),
+                    deleted: flag(e, "deleted"),
+                })
+                .collect(),
+            events: bundle.events.iter().filter_map(|e| text(e, "event").map(str::to_string)).collect(),
+        }
+    }
+
+    /// The value of one attribute.
+    pub fn attribute(&self, uid: &str) -> Option<&str> {
+        self.attributes.iter().find(|(a, _)| a == uid).map(|(_, v)| v.as_str())
+    }
+}
+
+/// All index rows, with reverse maps from enrollment and event UIDs to their tracked entity.
+#[derive(Debug, Default, Clone)]
+pub struct ClinicIndex {
+    rows: HashMap<String, IndexRow>,
+    owner_of: HashMap<String, String>,
+}
+
+impl ClinicIndex {
+    /// Adds or replaces a row.
+    pub fn upsert(&mut self, row: IndexRow) {
+        if let Some(old) = self.rows.remove(&row.uid) {
+            for e in &old.enrollments {
+                self.owner_of.remove(&e.uid);
+            }
+            for e in &old.events {
+                self.owner_of.remove(e);
+            }
+        }
+        for e in &row.enrollments {
+            self.owner_of.insert(e.uid.clone(), row.uid.clone());
+        }
+        for e in &row.events {
+            self.owner_of.insert(e.clone(), row.uid.clone());
+        }
+        self.rows.insert(row.uid.clone(), row);
+    }
+
+    /// Removes a row.
+    pub fn remove(&mut self, uid: &str) {
+        if let Some(old) = self.rows.remove(uid) {
+            for e in &old.enrollments {
+                self.owner_of.remove(&e.uid);
+            }
+            for e in &old.events {
+                self.owner_of.remove(e);
+            }
+        }
+    }
+
+    /// One row.
+    pub fn get(&self, uid: &str) -> Option<&IndexRow> {
+        self.rows.get(uid)
+    }
+
+    /// The tracked entity owning an enrollment or event UID.
+    pub fn owner(&self, record_uid: &str) -> Option<&str> {
+        self.owner_of.get(record_uid).map(String::as_str)
+    }
+
+    /// Every row, in no particular order.
+    pub fn rows(&self) -> impl Iterator<Item = &IndexRow> {
+        self.rows.values()
+    }
+
+    /// Number of tracked entities.
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// Forgets everything (lock).
+    pub fn clear(&mut self) {
+        self.rows.clear();
+        self.owner_of.clear();
+    }
+}

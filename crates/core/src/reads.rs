@@ -1,0 +1,522 @@
+//! Reads answered by the service worker when the server cannot be reached: what each GET
+//! under the API base means, the answer from the local copy in the server's own shape (both
+//! API families), and the sealed cache of every other API GET seen online.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+
+use crate::{
+    clinic::{bundle_id, parse_bundle},
+    engine::Engine,
+    error::{CoreError, Result},
+    family::{convert, tracker_envelope, Kind, Paging},
+    fields::FieldSelection,
+    http::{HttpClient, HttpResponse},
+    index::IndexRow,
+    kdf::PasswordKdf,
+    metadata::ClinicMetadata,
+    params::{base_path, Target},
+    query::TeiQuery,
+    random::RandomSource,
+    records::{text, Object, TeiBundle},
+    store::{KvStore, StoreName},
+};
+
+/// Header every answer from the local copy carries.
+pub const LOCAL_HEADER: (&str, &str) = ("x-tracker-offline", "local");
+
+/// What a GET under the API base asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadRoute {
+    /// `trackedEntityInstances/query.json` (grid), or `/count.json` when `count`.
+    LegacyGrid {
+        /// Only the count.
+        count: bool,
+    },
+    /// `trackedEntityInstances(.json)` list.
+    LegacyTeiList,
+    /// `trackedEntityInstances/{uid}(.json)`.
+    LegacyTei(String),
+    /// `events(.json)` list.
+    LegacyEvents,
+    /// `events/{uid}(.json)`.
+    LegacyEvent(String),
+    /// `enrollments(.json)` list.
+    LegacyEnrollments,
+    /// `enrollments/{uid}(.json)`.
+    LegacyEnrollment(String),
+    /// `tracker/{trackedEntities|enrollments|events}[/{uid}]`.
+    Tracker(Kind, Option<String>),
+    /// Any other GET: the sealed response cache.
+    Cached,
+}
+
+fn strip_json(segment: &str) -> &str {
+    segment.strip_suffix(".json").unwrap_or(segment)
+}
+
+/// Classifies a GET by its path relative to the API base (`trackedEntityInstances/x.json`).
+pub fn route(relative: &str) -> ReadRoute {
+    let parts: Vec<&str> = relative.trim_matches('/').split('/').collect();
+    // Versioned paths like `40/trackedEntityInstances` mean the same.
+    let parts: Vec<&str> = match parts.first() {
+        Some(p) if !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()) => parts[1..].to_vec(),
+        _ => parts,
+    };
+    match parts.as_slice() {
+        ["trackedEntityInstances", "query.json" | "query"] => ReadRoute::LegacyGrid { count: false },
+        ["trackedEntityInstances", "count.json" | "count"] => ReadRoute::LegacyGrid { count: true },
+        [t] if strip_json(t) == "trackedEntityInstances" => ReadRoute::LegacyTeiList,
+        ["trackedEntityInstances", uid] => ReadRoute::LegacyTei(strip_json(uid).into()),
+        [e] if strip_json(e) == "events" => ReadRoute::LegacyEvents,
+        ["events", uid] => ReadRoute::LegacyEvent(strip_json(uid).into()),
+        [e] if strip_json(e) == "enrollments" => ReadRoute::LegacyEnrollments,
+        ["enrollments", uid] => ReadRoute::LegacyEnrollment(strip_json(uid).into()),
+        ["tracker", c] | ["tracker", c, _] => {
+            let kind = match strip_json(c) {
+                "trackedEntities" => Kind::TrackedEntity,
+                "enrollments" => Kind::Enrollment,
+                "events" => Kind::Event,
+                _ => return ReadRoute::Cached,
+            };
+            ReadRoute::Tracker(kind, parts.get(2).map(|u| strip_json(u).to_string()))
+        }
+        _ => ReadRoute::Cached,
+    }
+}
+
+/// A response kept in the sealed cache.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CachedResponse {
+    status: u16,
+    content_type: String,
+    body: crate::register::Bytes,
+}
+
+fn json_response(value: &Value) -> HttpResponse {
+    HttpResponse {
+        status: 200,
+        headers: vec![
+            ("content-type".into(), "application/json;charset=UTF-8".into()),
+            (LOCAL_HEADER.0.into(), LOCAL_HEADER.1.into()),
+        ],
+        body: value.to_string().into_bytes(),
+    }
+}
+
+/// The 404 WebMessage DHIS2 gives for a missing object.
+fn not_found(message: String) -> HttpResponse {
+    let body = json!({"httpStatus": "Not Found", "httpStatusCode": 404, "status": "ERROR", "message": message});
+    HttpResponse {
+        status: 404,
+        headers: vec![
+            ("content-type".into(), "application/json;charset=UTF-8".into()),
+            (LOCAL_HEADER.0.into(), LOCAL_HEADER.1.into()),
+        ],
+        body: body.to_string().into_bytes(),
+    }
+}
+
+fn selection(target: &Target) -> FieldSelection {
+    target.get("fields").map(FieldSelection::parse).unwrap_or_else(FieldSelection::everything)
+}
+
+fn paging_of(q: &TeiQuery, total: usize) -> Paging {
+    Paging { page: q.page, page_size: q.page_size, total, total_pages: q.total_pages, skip_paging: q.skip_paging }
+}
+
+fn grid(rows: &[&IndexRow], total: usize, q: &TeiQuery, meta: &ClinicMetadata) -> Value {
+    let header = |name: &str, column: &str, ty: &str| json!({"name": name, "column": column, "type": ty, "hidden": false, "meta": false});
+    let mut headers = vec![
+        header("instance", "Instance", "java.lang.String"),
+        header("created", "Created", "java.lang.String"),
+        header("lastupdated", "Last updated", "java.lang.String"),
+        header("ou", "Organisation unit", "java.lang.String"),
+        header("ouname", "Organisation unit name", "java.lang.String"),
+        header("te", "Tracked entity type", "java.lang.String"),
+        header("inactive", "Inactive", "java.lang.String"),
+        header("potentialduplicate", "Potential duplicate", "java.lang.Boolean"),
+    ];
+    // Columns: the attributes asked for, else the program's, else every attribute seen.
+    let mut columns: Vec<(String, String)> = q.filters.iter().map(|f| (f.attribute.clone(), String::new())).collect();
+    if columns.is_empty() {
+        if let Some(p) = q.program.as_deref().and_then(|p| meta.program(p)) {
+            columns = p.attributes.iter().map(|a| (a.id.clone(), a.display_name.clone())).collect();
+        } else {
+            for row in rows {
+                for (a, _) in &row.attributes {
+                    if !columns.iter().any(|(c, _)| c == a) {
+                        columns.push((a.clone(), String::new()));
+                    }
+                }
+            }
+        }
+    }
+    let mut names = Map::new();
+    for (id, name) in columns.iter_mut() {
+        if name.is_empty() {
+            *name = meta
+                .programs
+                .iter()
+                .flat_map(|p| p.attributes.iter())
+                .find(|a| a.id == *id)
+                .map(|a| a.display_name.clone())
+                .unwrap_or_else(|| id.clone());
+        }
+        headers.push(header(id, name, "java.lang.String"));
+        names.insert(id.clone(), json!(name));
+    }
+    for row in rows {
+        if !row.org_unit.is_empty() {
+            names.insert(row.org_unit.clone(), json!(meta.name_of(&row.org_unit)));
+        }
+    }
+    let out_rows: Vec<Value> = rows
+        .iter()
+        .map(|r| {
+            let mut cells = vec![
+                json!(r.uid),
+                json!(r.created),
+                json!(r.last_updated),
+                json!(r.org_unit),
+                json!(meta.name_of(&r.org_unit)),
+                json!(r.tracked_entity_type),
+                json!(r.inactive.to_string()),
+                json!(r.potential_duplicate.to_string()),
+            ];
+            for (id, _) in &columns {
+                cells.push(json!(r.attribute(id).unwrap_or("")));
+            }
+            Value::Array(cells)
+        })
+        .collect();
+    let mut meta_data = Map::new();
+    meta_data.insert("names".into(), Value::Object(names));
+    if !q.skip_paging {
+        let mut pager = Map::new();
+        pager.insert("page".into(), json!(q.page));
+        pager.insert("pageSize".into(), json!(q.page_size));
+        if q.total_pages {
+            pager.insert("total".into(), json!(total));
+            pager.insert("pageCount".into(), json!(total.div_ceil(q.page_size).max(1)));
+        }
+        meta_data.insert("pager".into(), Value::Object(pager));
+    }
+    json!({
+        "headers": headers,
+        "metaData": meta_data,
+        "width": 8 + columns.len(),
+        "height": out_rows.len(),
+        "headerWidth": 8 + columns.len(),
+        "rows": out_rows,
+    })
+}
+
+/// Legacy list pager: full with `totalPages=true`, else `{page,pageSize,isLastPage}`.
+fn legacy_pager(p: &Paging) -> Value {
+    if p.total_pages {
+        json!({"page": p.page, "pageSize": p.page_size, "total": p.total, "pageCount": p.page_count()})
+    } else {
+        json!({"page": p.page, "pageSize": p.page_size, "isLastPage": p.page * p.page_size >= p.total})
+    }
+}
+
+/// Filters for enrollment and event lists.
+struct ChildFilter {
+    tei: Option<String>,
+    program: Option<String>,
+    program_stage: Option<String>,
+    status: Option<String>,
+    org_units: Vec<String>,
+    uids: Option<Vec<String>>,
+}
+
+impl ChildFilter {
+    fn from(target: &Target, kind: Kind) -> Self {
+        let list = |v: &str| v.split([';', ',']).filter(|s| !s.is_empty()).map(str::to_string).collect::<Vec<_>>();
+        let (status_key, uid_keys): (&str, &[&str]) = match kind {
+            Kind::Event => ("status", &["event", "events"]),
+            _ => ("programStatus", &["enrollment", "enrollments"]),
+        };
+        Self {
+            tei: target.get("trackedEntityInstance").or_else(|| target.get("trackedEntity")).map(str::to_string),
+            program: target.get("program").map(str::to_string),
+            program_stage: target.get("programStage").map(str::to_string),
+            status: target
+                .get(status_key)
+                .or_else(|| target.get("status"))
+                .or_else(|| target.get("eventStatus"))
+                .map(|s| s.to_ascii_uppercase()),
+            org_units: ["orgUnit", "ou", "orgUnits"].iter().flat_map(|k| target.all(k)).flat_map(list).collect(),
+            uids: uid_keys.iter().find_map(|k| target.get(k)).map(list),
+        }
+    }
+
+    fn matches(&self, r: &Object, uid_key: &str) -> bool {
+        let eq = |want: &Option<String>, key: &str| want.as_ref().is_none_or(|w| text(r, key) == Some(w.as_str()));
+        eq(&self.tei, "trackedEntityInstance")
+            && eq(&self.program, "program")
+            && eq(&self.program_stage, "programStage")
+            && eq(&self.status, "status")
+            && (self.org_units.is_empty() || self.org_units.iter().any(|o| text(r, "orgUnit") == Some(o.as_str())))
+            && self.uids.as_ref().is_none_or(|u| u.iter().any(|x| text(r, uid_key) == Some(x.as_str())))
+    }
+}
+
+impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R, H> {
+    /// The API-base path (`/api`) requests are matched against.
+    pub fn api_path(&self) -> String {
+        base_path(&self.config.api_base)
+    }
+
+    async fn bundle(&self, tei_uid: &str) -> Result<Option<TeiBundle>> {
+        match self.vault.get_record(StoreName::Records, &bundle_id(tei_uid)).await? {
+            Some(bytes) => parse_bundle(&bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn matching_rows(&self, q: &TeiQuery) -> Result<(Vec<IndexRow>, usize, ClinicMetadata)> {
+        let clinic = self.clinic.lock().map_err(|_| CoreError::Storage("clinic lock poisoned".into()))?;
+        let (rows, total) = q.run(&clinic.index, &clinic.metadata);
+        Ok((rows.into_iter().cloned().collect(), total, clinic.metadata.clone()))
+    }
+
+    /// Every bundle of tracked entities matching the child filter's TEI (or all, when none).
+    async fn bundles_for(&self, filter: &ChildFilter) -> Result<Vec<TeiBundle>> {
+        let uids: Vec<String> = match &filter.tei {
+            Some(t) => vec![t.clone()],
+            None => {
+                let clinic = self.clinic.lock().map_err(|_| CoreError::Storage("clinic lock poisoned".into()))?;
+                clinic.index.rows().map(|r| r.uid.clone()).collect()
+            }
+        };
+        let mut out = Vec::new();
+        for uid in uids {
+            if let Some(b) = self.bundle(&uid).await? {
+                out.push(b);
+            }
+        }
+        Ok(out)
+    }
+
+    fn owner_of(&self, record_uid: &str) -> Option<String> {
+        self.clinic.lock().ok().and_then(|c| c.index.owner(record_uid).map(str::to_string))
+    }
+
+    /// Answers a GET from the local copy or the sealed cache. `Ok(None)`: nothing local can
+    /// answer it.
+    pub async fn answer_offline(&self, url: &str) -> Result<Option<HttpResponse>> {
+        let target = Target::parse(url);
+        let api_path = self.api_path();
+        let Some(relative) = target.relative_to(&api_path) else { return Ok(None) };
+        let route = route(relative);
+        if route != ReadRoute::Cached {
+            self.ensure_clinic_loaded().await?;
+        }
+        let fields = selection(&target);
+        let value = match route.clone() {
+            ReadRoute::Cached => return self.cached_response(url).await,
+            ReadRoute::LegacyGrid { count } => {
+                let q = TeiQuery::from_target(&target)?;
+                let (rows, total, meta) = self.matching_rows(&q)?;
+                if count {
+                    return Ok(Some(json_response(&json!(total))));
+                }
+                let refs: Vec<&IndexRow> = rows.iter().collect();
+                grid(&refs, total, &q, &meta)
+            }
+            ReadRoute::LegacyTeiList => {
+                let q = TeiQuery::from_target(&target)?;
+                let (rows, total, _) = self.matching_rows(&q)?;
+                let mut items = Vec::new();
+                for row in &rows {
+                    if let Some(b) = self.bundle(&row.uid).await? {
+                        items.push(fields.apply(&Value::Object(b.to_nested(q.program.as_deref()))));
+                    }
+                }
+                let mut out = Map::new();
+                if q.total_pages && !q.skip_paging {
+                    out.insert("pager".into(), legacy_pager(&paging_of(&q, total)));
+                }
+                out.insert("trackedEntityInstances".into(), Value::Array(items));
+                Value::Object(out)
+            }
+            ReadRoute::LegacyTei(uid) => match self.bundle(&uid).await? {
+                Some(b) => fields.apply(&Value::Object(b.to_nested(target.get("program")))),
+                None => return Ok(Some(not_found(format!("TrackedEntityInstance not found for ID {uid}")))),
+            },
+            ReadRoute::LegacyEvents | ReadRoute::LegacyEnrollments => {
+                let kind = if route == ReadRoute::LegacyEvents { Kind::Event } else { Kind::Enrollment };
+                let (items, paging) = self.child_list(&target, kind).await?;
+                let items: Vec<Value> = items.into_iter().map(|o| fields.apply(&Value::Object(o))).collect();
+                let mut out = Map::new();
+                if !paging.skip_paging {
+                    out.insert("pager".into(), legacy_pager(&paging));
+                }
+                out.insert(if kind == Kind::Event { "events" } else { "enrollments" }.into(), Value::Array(items));
+                Value::Object(out)
+            }
+            ReadRoute::LegacyEvent(uid) | ReadRoute::LegacyEnrollment(uid) => {
+                let kind = if matches!(route, ReadRoute::LegacyEvent(_)) { Kind::Event } else { Kind::Enrollment };
+                match self.child(&uid, kind).await? {
+                    Some(o) => fields.apply(&Value::Object(o)),
+                    None => return Ok(Some(not_found(format!("{uid} not found")))),
+                }
+            }
+            ReadRoute::Tracker(kind, Some(uid)) => {
+                let record = match kind {
+                    Kind::TrackedEntity => self.bundle(&uid).await?.map(|b| b.to_nested(target.get("program"))),
+                    other => self.child(&uid, other).await?,
+                };
+                match record {
+                    Some(o) => fields.apply(&Value::Object(convert(kind, &o, true))),
+                    None => return Ok(Some(not_found(format!("{uid} not found")))),
+                }
+            }
+            ReadRoute::Tracker(kind, None) => {
+                let minor = self.clinic.lock().map(|c| c.metadata.minor_version()).unwrap_or(40);
+                let (items, paging) = match kind {
+                    Kind::TrackedEntity => {
+                        let q = TeiQuery::from_target(&target)?;
+                        let (rows, total, _) = self.matching_rows(&q)?;
+                        let mut items = Vec::new();
+                        for row in &rows {
+                            if let Some(b) = self.bundle(&row.uid).await? {
+                                items.push(b.to_nested(q.program.as_deref()));
+                            }
+                        }
+                        (items, paging_of(&q, total))
+                    }
+                    other => self.child_list(&target, other).await?,
+                };
+                let items = items.iter().map(|o| fields.apply(&Value::Object(convert(kind, o, true)))).collect();
+                tracker_envelope(minor, kind, items, paging)
+            }
+        };
+        Ok(Some(json_response(&value)))
+    }
+
+    async fn child(&self, uid: &str, kind: Kind) -> Result<Option<Object>> {
+        let Some(owner) = self.owner_of(uid) else { return Ok(None) };
+        let Some(b) = self.bundle(&owner).await? else { return Ok(None) };
+        Ok(match kind {
+            Kind::Event => b.events.into_iter().find(|e| text(e, "event") == Some(uid)),
+            _ => {
+                let nested = b.to_nested(None);
+                nested
+                    .get("enrollments")
+                    .and_then(Value::as_array)
+                    .and_then(|l| l.iter().find(|e| e.get("enrollment").and_then(Value::as_str) == Some(uid)))
+                    .and_then(|e| e.as_object().cloned())
+            }
+        })
+    }
+
+    async fn child_list(&self, target: &Target, kind: Kind) -> Result<(Vec<Object>, Paging)> {
+        let filter = ChildFilter::from(target, kind);
+        let mut items: Vec<Object> = Vec::new();
+        for b in self.bundles_for(&filter).await? {
+            match kind {
+                Kind::Event => items.extend(b.events.into_iter().filter(|e| filter.matches(e, "event"))),
+                _ => {
+                    let nested = b.to_nested(None);
+                    if let Some(list) = nested.get("enrollments").and_then(Value::as_array) {
+                        items.extend(
+                            list.iter()
+                                .filter_map(|e| e.as_object().cloned())
+                                .filter(|e| filter.matches(e, "enrollment")),
+                        );
+                    }
+                }
+            }
+        }
+        let date_key = if kind == Kind::Event { "eventDate" } else { "enrollmentDate" };
+        items.sort_by(|a, b| {
+            text(a, date_key).cmp(&text(b, date_key)).then_with(|| text(a, "created").cmp(&text(b, "created")))
+        });
+        let mut paging = paging_params(target)?;
+        paging.total = items.len();
+        if !paging.skip_paging {
+            let start = (paging.page - 1).saturating_mul(paging.page_size);
+            items = items.into_iter().skip(start).take(paging.page_size).collect();
+        }
+        Ok((items, paging))
+    }
+
+    /// Keeps a successful online GET answer, sealed, to serve it offline later. Tracker data
+    /// routes are answered from the local copy instead and are not cached.
+    pub async fn cache_response(&self, url: &str, status: u16, content_type: &str, body: &[u8]) -> Result<bool> {
+        let target = Target::parse(url);
+        let Some(relative) = target.relative_to(&self.api_path()) else { return Ok(false) };
+        if route(relative) != ReadRoute::Cached || status != 200 || !self.vault.is_unlocked() {
+            return Ok(false);
+        }
+        let entry =
+            CachedResponse { status, content_type: content_type.into(), body: crate::register::Bytes(body.to_vec()) };
+        let bytes = serde_json::to_vec(&entry).map_err(|e| CoreError::BadInput(e.to_string()))?;
+        self.vault.put_record(StoreName::Cache, &cache_id(&target), &bytes).await?;
+        Ok(true)
+    }
+
+    async fn cached_response(&self, url: &str) -> Result<Option<HttpResponse>> {
+        let target = Target::parse(url);
+        let Some(bytes) = self.vault.get_record(StoreName::Cache, &cache_id(&target)).await? else { return Ok(None) };
+        let entry: CachedResponse =
+            serde_json::from_slice(&bytes).map_err(|e| CoreError::StorageCorrupt(format!("cached response: {e}")))?;
+        Ok(Some(HttpResponse {
+            status: entry.status,
+            headers: vec![("content-type".into(), entry.content_type), (LOCAL_HEADER.0.into(), "cache".into())],
+            body: entry.body.0,
+        }))
+    }
+}
+
+/// `page`, `pageSize`, `totalPages`, `skipPaging`/`paging=false` of a list request.
+fn paging_params(target: &Target) -> Result<Paging> {
+    let number = |name: &str, default: usize| -> Result<usize> {
+        match target.get(name) {
+            None | Some("") => Ok(default),
+            Some(v) => v.parse::<usize>().map_err(|_| CoreError::BadInput(format!("{name} must be a number"))),
+        }
+    };
+    let page_size = number("pageSize", 50)?;
+    if page_size == 0 {
+        return Err(CoreError::BadInput("pageSize must be at least 1".into()));
+    }
+    Ok(Paging {
+        page: number("page", 1)?.max(1),
+        page_size,
+        total: 0,
+        total_pages: target.flag("totalPages") == Some(true),
+        skip_paging: target.flag("skipPaging") == Some(true) || target.flag("paging") == Some(false),
+    })
+}
+
+/// Cache key of a GET: path and query as sent.
+fn cache_id(target: &Target) -> String {
+    let query: Vec<String> = target.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    format!("GET {}?{}", target.path, query.join("&"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes() {
+        assert_eq!(route("trackedEntityInstances/query.json"), ReadRoute::LegacyGrid { count: false });
+        assert_eq!(route("trackedEntityInstances/count.json"), ReadRoute::LegacyGrid { count: true });
+        assert_eq!(route("trackedEntityInstances/PQfMcpmXeFE.json"), ReadRoute::LegacyTei("PQfMcpmXeFE".into()));
+        assert_eq!(route("trackedEntityInstances"), ReadRoute::LegacyTeiList);
+        assert_eq!(route("events.json"), ReadRoute::LegacyEvents);
+        assert_eq!(route("40/events/EvAncVisit1"), ReadRoute::LegacyEvent("EvAncVisit1".into()));
+        assert_eq!(route("enrollments"), ReadRoute::LegacyEnrollments);
+        assert_eq!(route("tracker/trackedEntities"), ReadRoute::Tracker(Kind::TrackedEntity, None));
+        assert_eq!(route("tracker/events/EvAncVisit1"), ReadRoute::Tracker(Kind::Event, Some("EvAncVisit1".into())));
+        assert_eq!(route("me"), ReadRoute::Cached);
+        assert_eq!(route("programs.json"), ReadRoute::Cached);
+        assert_eq!(route("tracker/jobs/abc"), ReadRoute::Cached);
+    }
+}

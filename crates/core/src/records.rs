@@ -1,0 +1,252 @@
+//! The local model of tracker data. Records are kept as JSON objects in the legacy Web API
+//! naming (`trackedEntityInstance`, `eventDate`, ...), exactly as the server sent them, so that
+//! answers given offline carry every field the server gave; [`family`](crate::family) renames
+//! them for the `/api/tracker` family. A [`TeiBundle`] holds one tracked entity with its
+//! enrollments and events and each record's [`SyncState`]: it is the unit sealed in the store.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::error::{CoreError, Result};
+
+/// A JSON object.
+pub type Object = Map<String, Value>;
+
+/// Where a record stands with the server, as in the DHIS2 Android SDK.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum SyncState {
+    /// Same as the server's copy.
+    #[default]
+    Synced,
+    /// Created here, not yet on the server.
+    ToPost,
+    /// Changed here since the server's copy.
+    ToUpdate,
+    /// The server refused the last attempt; kept for the user.
+    Error,
+}
+
+impl SyncState {
+    /// True when the record holds local changes the server has not accepted.
+    pub fn has_local_changes(self) -> bool {
+        !matches!(self, SyncState::Synced)
+    }
+}
+
+/// A tracked entity with its enrollments and events.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct TeiBundle {
+    /// The tracked entity without `enrollments`.
+    pub tei: Object,
+    /// Enrollments without nested `events`.
+    pub enrollments: Vec<Object>,
+    /// Events of the tracked entity.
+    pub events: Vec<Object>,
+    /// Sync state per record UID (absent = synced).
+    #[serde(default)]
+    pub sync: BTreeMap<String, SyncState>,
+}
+
+/// String field of a record.
+pub fn text<'a>(record: &'a Object, key: &str) -> Option<&'a str> {
+    record.get(key).and_then(Value::as_str)
+}
+
+/// Boolean field of a record (absent = false).
+pub fn flag(record: &Object, key: &str) -> bool {
+    record.get(key).and_then(Value::as_bool).unwrap_or(false)
+}
+
+/// True if `uid` has the DHIS2 UID form: 11 characters, a letter then letters or digits.
+pub fn is_uid(uid: &str) -> bool {
+    let bytes = uid.as_bytes();
+    bytes.len() == 11 && bytes[0].is_ascii_alphabetic() && bytes.iter().all(u8::is_ascii_alphanumeric)
+}
+
+/// The UID of a record under `key`, checked.
+pub fn uid_of(record: &Object, key: &str) -> Result<String> {
+    match text(record, key) {
+        Some(uid) if is_uid(uid) => Ok(uid.to_string()),
+        Some(other) => Err(CoreError::BadInput(format!("'{key}' is not a valid UID: {other:?}"))),
+        None => Err(CoreError::BadInput(format!("record without '{key}'"))),
+    }
+}
+
+/// Attribute values of a tracked entity as (attribute UID, value).
+pub fn attribute_values(tei: &Object) -> Vec<(String, String)> {
+    tei.get("attributes")
+        .and_then(Value::as_array)
+        .map(|list| {
+            list.iter()
+                .filter_map(|a| {
+                    let attribute = a.get("attribute")?.as_str()?.to_string();
+                    let value = match a.get("value")? {
+                        Value::String(s) => s.clone(),
+                        Value::Null => return None,
+                        other => other.to_string(),
+                    };
+                    Some((attribute, value))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+impl TeiBundle {
+    /// Splits a legacy tracked entity (with nested `enrollments[].events[]`) into a bundle.
+    pub fn from_nested(mut tei: Object) -> Result<Self> {
+        let tei_uid = uid_of(&tei, "trackedEntityInstance")?;
+        let mut enrollments = Vec::new();
+        let mut events = Vec::new();
+        if let Some(list) = tei.remove("enrollments") {
+            let Value::Array(list) = list else {
+                return Err(CoreError::BadInput("'enrollments' is not a list".into()));
+            };
+            for item in list {
+                let Value::Object(mut enrollment) = item else {
+                    return Err(CoreError::BadInput("an enrollment is not an object".into()));
+                };
+                uid_of(&enrollment, "enrollment")?;
+                enrollment.entry("trackedEntityInstance").or_insert_with(|| Value::String(tei_uid.clone()));
+                if let Some(nested) = enrollment.remove("events") {
+                    let Value::Array(nested) = nested else {
+                        return Err(CoreError::BadInput("'events' is not a list".into()));
+                    };
+                    for ev in nested {
+                        let Value::Object(mut ev) = ev else {
+                            return Err(CoreError::BadInput("an event is not an object".into()));
+                        };
+                        uid_of(&ev, "event")?;
+                        ev.entry("trackedEntityInstance").or_insert_with(|| Value::String(tei_uid.clone()));
+                        if let Some(enr) = enrollment.get("enrollment").cloned() {
+                            ev.entry("enrollment").or_insert(enr);
+                        }
+                        events.push(ev);
+                    }
+                }
+                enrollments.push(enrollment);
+            }
+        }
+        Ok(Self { tei, enrollments, events, sync: BTreeMap::new() })
+    }
+
+    /// The tracked entity's UID.
+    pub fn uid(&self) -> &str {
+        text(&self.tei, "trackedEntityInstance").unwrap_or_default()
+    }
+
+    /// Sync state of one record.
+    pub fn state(&self, uid: &str) -> SyncState {
+        self.sync.get(uid).copied().unwrap_or_default()
+    }
+
+    /// True if any record of the bundle has unsent local changes.
+    pub fn has_local_changes(&self) -> bool {
+        self.sync.values().any(|s| s.has_local_changes())
+    }
+
+    /// Merges a fresh server copy: records with unsent local changes keep their local
+    /// version, everything else takes the server's; local-only records are kept.
+    pub fn merge_from_server(&mut self, server: TeiBundle) {
+        if !self.state(self.uid()).has_local_changes() {
+            self.tei = server.tei;
+        }
+        merge_list(&mut self.enrollments, server.enrollments, "enrollment", &self.sync);
+        merge_list(&mut self.events, server.events, "event", &self.sync);
+    }
+
+    /// The tracked entity in the legacy nested shape, enrollments filtered to `program` if
+    /// given, each with its events.
+    pub fn to_nested(&self, program: Option<&str>) -> Object {
+        let mut tei = self.tei.clone();
+        let enrollments: Vec<Value> = self
+            .enrollments
+            .iter()
+            .filter(|e| program.is_none() || text(e, "program") == program)
+            .map(|e| {
+                let mut e = e.clone();
+                let uid = text(&e, "enrollment").map(str::to_string);
+                let events: Vec<Value> = self
+                    .events
+                    .iter()
+                    .filter(|ev| uid.is_some() && text(ev, "enrollment") == uid.as_deref())
+                    .cloned()
+                    .map(Value::Object)
+                    .collect();
+                e.insert("events".into(), Value::Array(events));
+                Value::Object(e)
+            })
+            .collect();
+        tei.insert("enrollments".into(), Value::Array(enrollments));
+        tei
+    }
+}
+
+fn merge_list(local: &mut Vec<Object>, server: Vec<Object>, key: &str, sync: &BTreeMap<String, SyncState>) {
+    for record in server {
+        let Some(uid) = text(&record, key).map(str::to_string) else { continue };
+        let pending = sync.get(&uid).is_some_and(|s| s.has_local_changes());
+        match local.iter_mut().find(|r| text(r, key) == Some(uid.as_str())) {
+            Some(existing) if !pending => *existing = record,
+            Some(_) => {}
+            None => local.push(record),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn obj(v: Value) -> Object {
+        v.as_object().cloned().unwrap_or_default()
+    }
+
+    #[test]
+    fn uid_form() {
+        assert!(is_uid("PQfMcpmXeFE"));
+        assert!(!is_uid("1QfMcpmXeFE"));
+        assert!(!is_uid("PQfMcpmXeF"));
+        assert!(!is_uid("PQfMcpmXe-E"));
+    }
+
+    #[test]
+    fn nested_round_trip_and_merge_keeps_local_changes() {
+        let nested = obj(json!({
+            "trackedEntityInstance": "PQfMcpmXeFE", "orgUnit": "OuBaniNaim1",
+            "attributes": [{"attribute": "AtFirstNam1", "value": "Fatima"}],
+            "enrollments": [{"enrollment": "EnFatima001", "program": "PrMchProg01",
+                "events": [{"event": "EvAncVisit1", "programStage": "PsAncVisit1", "dataValues": []}]}]
+        }));
+        let mut bundle = TeiBundle::from_nested(nested.clone()).unwrap();
+        assert_eq!(bundle.events.len(), 1);
+        assert_eq!(text(&bundle.events[0], "enrollment"), Some("EnFatima001"));
+        assert_eq!(text(&bundle.events[0], "trackedEntityInstance"), Some("PQfMcpmXeFE"));
+        let back = bundle.to_nested(Some("PrMchProg01"));
+        assert_eq!(back["enrollments"][0]["events"][0]["event"], "EvAncVisit1");
+        assert_eq!(bundle.to_nested(Some("PrOther0001"))["enrollments"], json!([]));
+
+        bundle.events[0].insert("status".into(), json!("COMPLETED"));
+        bundle.sync.insert("EvAncVisit1".into(), SyncState::ToUpdate);
+        let mut server = TeiBundle::from_nested(nested).unwrap();
+        server.tei.insert("inactive".into(), json!(true));
+        server.events[0].insert("status".into(), json!("ACTIVE"));
+        bundle.merge_from_server(server);
+        assert_eq!(bundle.tei["inactive"], json!(true), "synced record takes the server's copy");
+        assert_eq!(bundle.events[0]["status"], json!("COMPLETED"), "pending record keeps local copy");
+    }
+
+    #[test]
+    fn malformed_nested_records_are_refused() {
+        assert!(TeiBundle::from_nested(obj(json!({"trackedEntityInstance": "bad"}))).is_err());
+        assert!(TeiBundle::from_nested(obj(json!({"trackedEntityInstance": "PQfMcpmXeFE", "enrollments": 3}))).is_err());
+        assert!(TeiBundle::from_nested(obj(
+            json!({"trackedEntityInstance": "PQfMcpmXeFE", "enrollments": [{"enrollment": 1}]})
+        ))
+        .is_err());
+    }
+}

@@ -1,0 +1,345 @@
+//! The clinic copy: download through both API families, resume after an interruption,
+//! incremental refresh with deletions, local changes kept, and offline answers.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::cell::RefCell;
+
+use futures::executor::block_on;
+use serde_json::{json, Value};
+use support::*;
+use tracker_offline_core::{
+    clinic::{bundle_id, parse_bundle, seal_bundle},
+    download::DownloadOptions,
+    engine::{Engine, EngineConfig},
+    http::{HttpClient, HttpRequest, HttpResponse},
+    kdf::RustPbkdf2,
+    params::Target,
+    random::OsRandom,
+    records::SyncState,
+    store::{KvStore, MemoryStore, StoreName, WriteBatch},
+    CoreError, Result,
+};
+
+const OU: &str = "OuBaniNaim1";
+const PROGRAM: &str = "PrMchProg01";
+const FIRST: &str = "AtFirstNam1";
+const NID: &str = "AtNationId1";
+
+/// A DHIS2 stand-in answering the download and login requests from an in-memory dataset.
+struct FakeDhis2 {
+    version: String,
+    teis: RefCell<Vec<Value>>,
+    requests: RefCell<Vec<String>>,
+    fail_on_page: RefCell<Option<usize>>,
+}
+
+fn tei(n: usize, first: &str, nid: &str, updated: &str) -> Value {
+    let uid = format!("Te{n:09}");
+    json!({
+        "trackedEntityInstance": uid, "trackedEntityType": "TetPerson01", "orgUnit": OU,
+        "created": format!("2026-01-{:02}T10:00:00.000", (n % 28) + 1), "lastUpdated": updated, "inactive": false, "deleted": false,
+        "attributes": [{"attribute": FIRST, "value": first, "displayName": "First name"}, {"attribute": NID, "value": nid}],
+        "enrollments": [{"enrollment": format!("En{n:09}"), "program": PROGRAM, "orgUnit": OU, "status": "ACTIVE",
+            "enrollmentDate": "2026-01-05T00:00:00.000", "incidentDate": "2026-01-01T00:00:00.000",
+            "events": [{"event": format!("Ev{n:09}"), "program": PROGRAM, "programStage": "PsAncVisit1", "orgUnit": OU,
+                "status": "COMPLETED", "eventDate": format!("2026-02-{:02}T00:00:00.000", (n % 28) + 1),
+                "dataValues": [{"dataElement": "DeWeight001", "value": "61"}]}]}]
+    })
+}
+
+impl FakeDhis2 {
+    fn new(version: &str, count: usize) -> Self {
+        let names = ["Fatima", "Huda", "Mariam", "Aisha", "Layla"];
+        let teis = (0..count)
+            .map(|n| tei(n, names[n % names.len()], &format!("40{n:07}"), "2026-03-01T00:00:00.000"))
+            .collect();
+        Self {
+            version: version.into(),
+            teis: RefCell::new(teis),
+            requests: RefCell::default(),
+            fail_on_page: RefCell::new(None),
+        }
+    }
+}
+
+fn ok(v: Value) -> Result<HttpResponse> {
+    Ok(HttpResponse { status: 200, headers: vec![], body: v.to_string().into_bytes() })
+}
+
+impl HttpClient for &FakeDhis2 {
+    async fn send(&self, request: HttpRequest) -> Result<HttpResponse> {
+        self.requests.borrow_mut().push(request.url.clone());
+        let t = Target::parse(&request.url);
+        match t.path.as_str() {
+            "/api/me" => ok(json!({"id": "UsNurse0001", "username": "nurse1", "displayName": "Amal Haddad",
+                "organisationUnits": [{"id": OU, "displayName": "Bani Naim Clinic"}]})),
+            "/api/system/info" => ok(json!({"version": self.version})),
+            "/api/organisationUnits" => ok(json!({"organisationUnits": [
+                {"id": OU, "path": "/OuPalestin1/OuHebronDs1/OuBaniNaim1", "displayName": "Bani Naim Clinic"}]})),
+            "/api/organisationUnits/OuBaniNaim1" => {
+                ok(json!({"id": OU, "path": "/OuPalestin1/OuHebronDs1/OuBaniNaim1", "displayName": "Bani Naim Clinic"}))
+            }
+            "/api/programs" => ok(
+                json!({"programs": [{"id": PROGRAM, "displayName": "MCH", "trackedEntityType": {"id": "TetPerson01"},
+                "programTrackedEntityAttributes": [
+                    {"displayInList": true, "trackedEntityAttribute": {"id": FIRST, "displayName": "First name", "valueType": "TEXT"}},
+                    {"displayInList": true, "trackedEntityAttribute": {"id": NID, "displayName": "National ID", "valueType": "TEXT"}}]}]}),
+            ),
+            "/api/trackedEntityInstances.json" | "/api/tracker/trackedEntities" => {
+                let page: usize = t.get("page").unwrap_or("1").parse().unwrap_or(1);
+                if *self.fail_on_page.borrow() == Some(page) {
+                    return Err(CoreError::ServerUnreachable("Failed to fetch".into()));
+                }
+                let size: usize = t.get("pageSize").unwrap_or("50").parse().unwrap_or(50);
+                let since = t.get("lastUpdatedStartDate").or(t.get("updatedAfter")).unwrap_or("");
+                let all: Vec<Value> = self
+                    .teis
+                    .borrow()
+                    .iter()
+                    .filter(|v| v["lastUpdated"].as_str().unwrap_or("") >= since)
+                    .cloned()
+                    .collect();
+                let total = all.len();
+                let items: Vec<Value> = all.into_iter().skip((page - 1) * size).take(size).collect();
+                if t.path.starts_with("/api/tracker") {
+                    let items: Vec<Value> = items
+                        .into_iter()
+                        .map(|v| {
+                            let o = v.as_object().unwrap();
+                            Value::Object(tracker_offline_core::family::convert(
+                                tracker_offline_core::family::Kind::TrackedEntity,
+                                o,
+                                true,
+                            ))
+                        })
+                        .collect();
+                    ok(json!({"pager": {"page": page, "pageSize": size, "total": total}, "trackedEntities": items}))
+                } else {
+                    ok(
+                        json!({"pager": {"page": page, "pageSize": size, "total": total, "pageCount": total.div_ceil(size)},
+                        "trackedEntityInstances": items}),
+                    )
+                }
+            }
+            other => Ok(HttpResponse { status: 404, headers: vec![], body: format!("no {other}").into_bytes() }),
+        }
+    }
+}
+
+type E<'a> = Engine<MemoryStore, RustPbkdf2, OsRandom, &'a FakeDhis2>;
+
+fn engine<'a>(store: &MemoryStore, server: &'a FakeDhis2) -> E<'a> {
+    Engine::new(
+        EngineConfig::new("http://127.0.0.1:9/api", fast_policy()).unwrap(),
+        store.clone(),
+        RustPbkdf2,
+        OsRandom,
+        server,
+    )
+}
+
+async fn body(e: &E<'_>, url: &str) -> Value {
+    let r = e.answer_offline(&format!("http://127.0.0.1:9/api/{url}")).await.unwrap().unwrap();
+    assert_eq!(r.header("x-tracker-offline"), Some("local"));
+    serde_json::from_slice(&r.body).unwrap()
+}
+
+#[test]
+fn download_then_answer_the_apps_reads_offline() {
+    block_on(async {
+        let store = MemoryStore::new();
+        let server = FakeDhis2::new("2.40.3", 120);
+        let e = engine(&store, &server);
+        e.login("nurse1", "Nurse1!clinic", T0).await.unwrap();
+        let mut seen = Vec::new();
+        let report = e.download(DownloadOptions::default(), T0, &mut |p| seen.push(p)).await.unwrap();
+        assert_eq!(report.tracked_entities, 120);
+        assert_eq!(report.pages, 3);
+        assert_eq!(report.records, 120);
+        assert_eq!(seen.len(), 3);
+        assert_eq!(seen.last().unwrap().done, 120);
+        assert_eq!(seen[0].total, Some(120));
+        assert!(server
+            .requests
+            .borrow()
+            .iter()
+            .any(|u| u.contains("/trackedEntityInstances.json?ou=OuBaniNaim1&ouMode=DESCENDANTS")));
+
+        // A fresh engine (page reload): everything comes back from storage after login.
+        let e = engine(&store, &server);
+        e.vault().login_offline("nurse1", "Nurse1!clinic", T0).await.unwrap();
+        let grid = body(&e, &format!("trackedEntityInstances/query.json?ou={OU}&ouMode=DESCENDANTS&program={PROGRAM}&attribute={FIRST}:LIKE:fat&pageSize=10&page=1&totalPages=true")).await;
+        assert_eq!(grid["metaData"]["pager"]["total"], 24);
+        assert_eq!(grid["rows"].as_array().unwrap().len(), 10);
+        let headers: Vec<&str> =
+            grid["headers"].as_array().unwrap().iter().map(|h| h["name"].as_str().unwrap()).collect();
+        assert_eq!(&headers[..5], &["instance", "created", "lastupdated", "ou", "ouname"]);
+        assert_eq!(grid["rows"][0][4], "Bani Naim Clinic");
+        let count = body(
+            &e,
+            &format!("trackedEntityInstances/count.json?ou={OU}&ouMode=DESCENDANTS&attribute={FIRST}:LIKE:FAT"),
+        )
+        .await;
+        assert_eq!(count, 24);
+        // Exact national ID.
+        let by_id = body(
+            &e,
+            &format!("trackedEntityInstances/query.json?ou={OU}&program={PROGRAM}&attribute={NID}:EQ:400000007"),
+        )
+        .await;
+        assert_eq!(by_id["rows"].as_array().unwrap().len(), 1);
+        assert_eq!(by_id["rows"][0][0], "Te000000007");
+        // Ordering.
+        let ordered = body(&e, &format!("trackedEntityInstances/query.json?ou={OU}&order={NID}:desc&pageSize=2")).await;
+        assert_eq!(ordered["rows"][0][0], "Te000000119");
+        // Dashboard.
+        let dash = body(&e, &format!("trackedEntityInstances/Te000000007.json?program={PROGRAM}&fields=*")).await;
+        assert_eq!(dash["attributes"][0]["value"], "Mariam");
+        assert_eq!(dash["enrollments"][0]["events"][0]["event"], "Ev000000007");
+        let events = body(
+            &e,
+            "events.json?ouMode=ACCESSIBLE&trackedEntityInstance=Te000000007&program=PrMchProg01&skipPaging=true",
+        )
+        .await;
+        assert_eq!(events, json!({"events": [dash["enrollments"][0]["events"][0].clone()]}));
+        let enrollments = body(&e, "enrollments?trackedEntityInstance=Te000000007").await;
+        assert_eq!(enrollments["enrollments"][0]["enrollment"], "En000000007");
+        // The new family, in the 2.40 envelope.
+        let tes =
+            body(&e, &format!("tracker/trackedEntities?orgUnit={OU}&program={PROGRAM}&pageSize=5&totalPages=true"))
+                .await;
+        assert_eq!(tes["instances"].as_array().unwrap().len(), 5);
+        assert_eq!(tes["total"], 120);
+        assert!(tes["instances"][0].get("trackedEntity").is_some());
+        let ev = body(&e, "tracker/events/Ev000000007").await;
+        assert_eq!(ev["occurredAt"], "2026-02-08T00:00:00.000");
+        // Unknown UID: DHIS2's 404 shape.
+        let missing =
+            e.answer_offline("http://127.0.0.1:9/api/trackedEntityInstances/Te999999999.json").await.unwrap().unwrap();
+        assert_eq!(missing.status, 404);
+        // Bad parameters: a clear error.
+        let err = e
+            .answer_offline("http://127.0.0.1:9/api/trackedEntityInstances/query.json?pageSize=abc")
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "BAD_INPUT");
+        // Not under the API base: not ours.
+        assert!(e.answer_offline("http://127.0.0.1:9/index.html").await.unwrap().is_none());
+    });
+}
+
+#[test]
+fn interrupted_download_resumes_and_later_runs_are_incremental_with_deletions() {
+    block_on(async {
+        let store = MemoryStore::new();
+        let server = FakeDhis2::new("2.40.3", 120);
+        let e = engine(&store, &server);
+        e.login("nurse1", "Nurse1!clinic", T0).await.unwrap();
+        *server.fail_on_page.borrow_mut() = Some(2);
+        let err = e.download(DownloadOptions::default(), T0, &mut |_| {}).await.unwrap_err();
+        assert_eq!(err.code(), "SERVER_UNREACHABLE");
+        assert_eq!(e.record_count(), 50, "page 1 was kept");
+        *server.fail_on_page.borrow_mut() = None;
+        server.requests.borrow_mut().clear();
+        let report = e.download(DownloadOptions::default(), T0, &mut |_| {}).await.unwrap();
+        assert!(report.resumed);
+        assert!(server.requests.borrow().iter().all(|u| !u.contains("&page=1&")), "page 1 is not fetched again");
+        assert_eq!(e.record_count(), 120);
+
+        // A local change to one TEI, then the server deletes it and changes another.
+        let mut b =
+            parse_bundle(&e.vault().get_record(StoreName::Records, &bundle_id("Te000000003")).await.unwrap().unwrap())
+                .unwrap();
+        b.sync.insert("Te000000003".into(), SyncState::ToUpdate);
+        let (batch, _) = seal_bundle(e.vault(), WriteBatch::new(), &b).unwrap();
+        store.write(batch).await.unwrap();
+        {
+            let mut teis = server.teis.borrow_mut();
+            for n in [3usize, 4] {
+                teis[n]["deleted"] = json!(true);
+                teis[n]["lastUpdated"] = json!("2026-06-01T00:00:00.000");
+            }
+            teis[5]["attributes"][0]["value"] = json!("Zainab");
+            teis[5]["lastUpdated"] = json!("2026-06-01T00:00:00.000");
+        }
+        server.requests.borrow_mut().clear();
+        let later = T0 + 200 * DAY;
+        let report = e.download(DownloadOptions::default(), later, &mut |_| {}).await.unwrap();
+        assert!(report.incremental);
+        assert!(server.requests.borrow().iter().any(|u| u.contains("lastUpdatedStartDate=")));
+        assert_eq!(report.tracked_entities, 1);
+        assert_eq!(report.deleted, 1);
+        assert_eq!(report.kept_local, 1);
+        assert_eq!(e.record_count(), 119);
+        let grid = body(&e, &format!("trackedEntityInstances/query.json?ou={OU}&attribute={FIRST}:EQ:zainab")).await;
+        assert_eq!(grid["rows"][0][0], "Te000000005");
+    });
+}
+
+#[test]
+fn a_2_42_server_is_read_through_the_tracker_api() {
+    block_on(async {
+        let store = MemoryStore::new();
+        let server = FakeDhis2::new("2.42.0", 30);
+        let e = engine(&store, &server);
+        e.login("nurse1", "Nurse1!clinic", T0).await.unwrap();
+        let report = e.download(DownloadOptions::default(), T0, &mut |_| {}).await.unwrap();
+        assert_eq!(report.tracked_entities, 30);
+        assert!(server
+            .requests
+            .borrow()
+            .iter()
+            .any(|u| u.contains("/tracker/trackedEntities?orgUnits=OuBaniNaim1&orgUnitMode=DESCENDANTS")));
+        let dash = body(&e, "trackedEntityInstances/Te000000001.json").await;
+        assert_eq!(dash["enrollments"][0]["enrollmentDate"], "2026-01-05T00:00:00.000");
+        let tes = body(&e, &format!("tracker/trackedEntities?orgUnits={OU}&pageSize=5&totalPages=true")).await;
+        assert_eq!(tes["pager"]["total"], 30);
+        assert!(tes.get("page").is_none());
+    });
+}
+
+#[test]
+fn locked_vault_answers_nothing_and_damaged_rows_are_skipped() {
+    block_on(async {
+        let store = MemoryStore::new();
+        let server = FakeDhis2::new("2.40.3", 10);
+        let e = engine(&store, &server);
+        e.login("nurse1", "Nurse1!clinic", T0).await.unwrap();
+        e.download(DownloadOptions::default(), T0, &mut |_| {}).await.unwrap();
+        e.logout();
+        let err = e.answer_offline("http://127.0.0.1:9/api/trackedEntityInstances/query.json").await.unwrap_err();
+        assert_eq!(err, CoreError::VaultLocked);
+        let rows = store.list(StoreName::Index).await.unwrap();
+        let mut damaged = rows[0].1.clone();
+        damaged[20] ^= 1;
+        store.raw_put(StoreName::Index, &rows[0].0, damaged).unwrap();
+        e.vault().login_offline("nurse1", "Nurse1!clinic", T0).await.unwrap();
+        let count = body(&e, &format!("trackedEntityInstances/count.json?ou={OU}")).await;
+        assert_eq!(count, 9);
+    });
+}
+
+#[test]
+fn cached_api_responses_are_sealed_and_served() {
+    block_on(async {
+        let store = MemoryStore::new();
+        let server = FakeDhis2::new("2.40.3", 0);
+        let e = engine(&store, &server);
+        e.login("nurse1", "Nurse1!clinic", T0).await.unwrap();
+        let url = "http://127.0.0.1:9/api/programs.json?fields=id,displayName&paging=false";
+        assert!(e
+            .cache_response(url, 200, "application/json", br#"{"programs":[{"displayName":"Maternal care"}]}"#)
+            .await
+            .unwrap());
+        assert!(!e.cache_response("http://127.0.0.1:9/api/events.json", 200, "application/json", b"{}").await.unwrap());
+        assert!(!e.cache_response("http://127.0.0.1:9/api/me", 500, "application/json", b"{}").await.unwrap());
+        let r = e.answer_offline(url).await.unwrap().unwrap();
+        assert_eq!(r.body, br#"{"programs":[{"displayName":"Maternal care"}]}"#);
+        assert_eq!(r.header("content-type"), Some("application/json"));
+        assert!(e.answer_offline("http://127.0.0.1:9/api/programs.json?other=1").await.unwrap().is_none());
+        assert!(!contains(&dump(&store).await, "Maternal care"));
+    });
+}
