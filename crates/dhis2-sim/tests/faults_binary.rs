@@ -101,6 +101,32 @@ fn drop_and_commit_then_drop_close_the_connection() {
     let answer = raw(sim.port, "PUT", "/api/dataStore/ns/committed", Some(r#"{"v":2}"#), true);
     assert_eq!(answer, "", "commitThenDrop must send no bytes");
 
+    // On a keep-alive connection: the first answer arrives whole, then the dropped request
+    // closes the connection with nothing more.
+    let mut stream = TcpStream::connect(("127.0.0.1", sim.port)).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+    let auth = format!("Authorization: Basic {}\r\n", STANDARD.encode("admin:district"));
+    let ping = format!("GET /api/ping HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}\r\n");
+    stream.write_all(ping.as_bytes()).expect("write");
+    let mut first = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&first).ends_with("pong") {
+        let n = stream.read(&mut buf).expect("read");
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&first));
+        first.extend_from_slice(&buf[..n]);
+    }
+    assert!(first.starts_with(b"HTTP/1.1 200"));
+    let put = format!(
+        "PUT /api/dataStore/ns/dropped HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Content-Type: application/json\r\n\
+         Content-Length: 1\r\n\r\n3"
+    );
+    stream.write_all(put.as_bytes()).expect("write");
+    let mut rest = Vec::new();
+    match stream.read_to_end(&mut rest) {
+        Ok(_) => assert!(rest.is_empty(), "{}", String::from_utf8_lossy(&rest)),
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset),
+    }
+
     let answer = raw(sim.port, "DELETE", "/__sim/faults", None, false);
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     let answer = raw(sim.port, "GET", "/api/dataStore/ns/committed", None, true);
@@ -113,7 +139,8 @@ fn drop_and_commit_then_drop_close_the_connection() {
     let json: serde_json::Value =
         serde_json::from_str(answer.split("\r\n\r\n").nth(1).expect("body")).expect("log JSON");
     let log = json.as_array().expect("list");
-    assert_eq!(log.len(), 2, "{json}");
+    assert_eq!(log.len(), 3, "{json}");
+    assert_eq!(log[2]["fault"], "drop");
     assert_eq!(log[0]["fault"], "drop");
     assert_eq!(log[0]["body"], serde_json::json!({"v": 1}));
     assert_eq!(log[1]["fault"], "commitThenDrop");
