@@ -1,43 +1,181 @@
-// tracker-offline service worker. Registered beside the app (its folder is its scope). It
-// holds the vault's data key only while a page has handed it over (after a login) and forgets
-// it on logout. It never touches `window`. Later issues add the offline read and write paths
-// here; the rules stay in Rust.
+// tracker-offline service worker. Registered beside the app (its folder is its scope).
+// - Holds the vault's data key only while a page has handed it over, forgets it on logout,
+//   and asks open pages for it again after the browser restarted the worker.
+// - GET requests under an API base: network first; when the server cannot be reached (or
+//   during the fast path after a failure) the answer comes from the local copy (Rust core).
+//   Successful online answers the core deems cacheable are kept sealed.
+// - Everything else of the app's origin (the app shell): network first, copy kept in Cache
+//   Storage and re-cached on every online load.
+// It never touches `window`; every rule lives in Rust.
 
 import init, { Engine } from './pkg/tracker_offline.js';
 
+const SHELL_CACHE = 'tracker-offline-shell-v1';
+const NETWORK_TIMEOUT_MS = 8000;
+const KEY_WAIT_MS = 1500;
+const DB_PREFIX = 'tracker-offline:';
+
 let wasmReady = null;
-const engines = new Map(); // absolute apiBase -> Engine
+const engines = new Map(); // absolute apiBase -> Promise<Engine>
+let keyWaiters = [];
 
 function loadWasm() {
   wasmReady ??= init({ module_or_path: new URL('./pkg/tracker_offline_bg.wasm', import.meta.url) });
   return wasmReady;
 }
 
+function coded(code, message) {
+  return Object.assign(new Error(message), { code });
+}
+
 async function engineFor(apiBase) {
-  if (typeof apiBase !== 'string' || !apiBase) throw Object.assign(new Error('apiBase missing'), { code: 'BAD_INPUT' });
+  if (typeof apiBase !== 'string' || !apiBase) throw coded('BAD_INPUT', 'apiBase missing');
   await loadWasm();
   if (!engines.has(apiBase)) engines.set(apiBase, Engine.open({ apiBase }));
   return engines.get(apiBase);
 }
+
+/** The API bases known on this origin: every vault database is named after one. */
+async function knownApiBases() {
+  const fromDbs = (await indexedDB.databases())
+    .map((d) => d.name)
+    .filter((n) => n?.startsWith(DB_PREFIX))
+    .map((n) => n.slice(DB_PREFIX.length));
+  return [...new Set([...engines.keys(), ...fromDbs])];
+}
+
+async function apiBaseOf(url) {
+  for (const base of await knownApiBases()) {
+    const path = new URL(base).pathname.replace(/\/+$/, '');
+    if (new URL(base).origin === url.origin && (url.pathname === path || url.pathname.startsWith(path + '/'))) return base;
+  }
+  return null;
+}
+
+/** After a restart the worker has no key: ask the open pages, wait briefly. */
+async function requestKey(engine) {
+  if (engine.unlocked) return true;
+  const arrived = new Promise((resolve) => {
+    keyWaiters.push(resolve);
+    setTimeout(() => resolve(false), KEY_WAIT_MS);
+  });
+  for (const client of await self.clients.matchAll({ type: 'window' })) client.postMessage({ type: 'tracker-offline:key-request' });
+  await arrived;
+  return engine.unlocked;
+}
+
+function jsonResponse(status, body, extraHeaders = {}) {
+  return new Response(JSON.stringify(body), {
+    status,
+    headers: { 'content-type': 'application/json;charset=UTF-8', 'x-tracker-offline': 'local', ...extraHeaders },
+  });
+}
+
+function webMessage(status, httpStatus, message, code) {
+  return jsonResponse(status, { httpStatus, httpStatusCode: status, status: 'ERROR', message, code });
+}
+
+async function fetchWithTimeout(request) {
+  return fetch(request, { signal: AbortSignal.timeout(NETWORK_TIMEOUT_MS) });
+}
+
+async function answerApiGet(event, request, apiBase) {
+  const engine = await engineFor(apiBase);
+  // A credential check must reach the server or fail: never answer it from local data.
+  if (request.headers.has('authorization')) {
+    try {
+      const response = await fetchWithTimeout(request);
+      engine.recordNetwork(response.status);
+      return response;
+    } catch {
+      engine.recordNetwork(undefined);
+      return Response.error();
+    }
+  }
+  if (engine.shouldTryNetwork()) {
+    try {
+      const response = await fetchWithTimeout(request.clone());
+      if (engine.recordNetwork(response.status)) {
+        if (response.ok && engine.unlocked) {
+          const copy = response.clone();
+          event.waitUntil(
+            copy.arrayBuffer().then((body) =>
+              engine.cacheResponse(request.url, copy.status, copy.headers.get('content-type') ?? '', new Uint8Array(body)),
+            ).catch(() => {}),
+          );
+        }
+        return response;
+      }
+    } catch {
+      engine.recordNetwork(undefined);
+    }
+  }
+  if (!(await requestKey(engine))) {
+    return webMessage(503, 'Service Unavailable', 'Offline, and the local copy is locked: log in again.', 'VAULT_LOCKED');
+  }
+  try {
+    const local = await engine.answerOffline(request.url);
+    if (local) return new Response(local.body, { status: local.status, headers: local.headers });
+    return webMessage(503, 'Service Unavailable', 'Offline, and this is not in the local copy.', 'OFFLINE_NOT_AVAILABLE');
+  } catch (error) {
+    const status = error.code === 'BAD_INPUT' ? 400 : 503;
+    return webMessage(status, status === 400 ? 'Bad Request' : 'Service Unavailable', error.message, error.code);
+  }
+}
+
+async function answerShell(request) {
+  const cache = await caches.open(SHELL_CACHE);
+  try {
+    const response = await fetchWithTimeout(request);
+    if (response.ok && response.type === 'basic') await cache.put(request, response.clone());
+    return response;
+  } catch (error) {
+    const cached = await cache.match(request, { ignoreSearch: false });
+    if (cached) return cached;
+    throw error;
+  }
+}
+
+self.addEventListener('fetch', (event) => {
+  const request = event.request;
+  const url = new URL(request.url);
+  if (url.origin !== self.location.origin || request.method !== 'GET') return;
+  event.respondWith(
+    (async () => {
+      const apiBase = await apiBaseOf(url);
+      if (apiBase) return answerApiGet(event, request, apiBase);
+      if (url.pathname.startsWith('/api/')) return fetch(request);
+      return answerShell(request);
+    })(),
+  );
+});
 
 async function handle(message) {
   switch (message?.type) {
     case 'unlock': {
       const engine = await engineFor(message.apiBase);
       await engine.unlockWithDataKey(message.username, message.key);
+      engine.invalidateClinic();
+      const waiters = keyWaiters;
+      keyWaiters = [];
+      waiters.forEach((resolve) => resolve(true));
       return { unlocked: engine.unlocked, username: message.username };
     }
     case 'lock': {
       for (const pending of engines.values()) (await pending).logout();
       return { unlocked: false };
     }
+    case 'invalidate': {
+      (await engineFor(message.apiBase)).invalidateClinic();
+      return {};
+    }
     case 'status': {
       const engine = await engineFor(message.apiBase);
       const status = await engine.status();
-      return { unlocked: engine.unlocked, username: status.user?.username ?? null };
+      return { unlocked: engine.unlocked, username: status.user?.username ?? null, records: status.records };
     }
     default:
-      throw Object.assign(new Error(`unknown message ${message?.type}`), { code: 'BAD_INPUT' });
+      throw coded('BAD_INPUT', `unknown message ${message?.type}`);
   }
 }
 

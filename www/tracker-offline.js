@@ -6,7 +6,10 @@
 //   const app = await TrackerOffline.start({ apiBase: '/api' });
 //   await app.login(username, password);   // -> { username, mode: 'online' | 'offline', profile }
 //   await app.logout();
-//   await app.status();                    // -> { online, user, locked, pending, failed, lastSyncAt }
+//   await app.status();                    // -> { online, user, locked, pending, failed, lastSyncAt,
+//                                          //      records, usage, quota, lastDownloadAt }
+//   await app.download({ orgUnits, programs, onProgress }); // clinic copy for offline use
+//   app.addEventListener('status' | 'progress', (e) => e.detail);
 //
 // Failures reject with an Error whose `code` is stable (BAD_CREDENTIALS, UNKNOWN_USER_OFFLINE,
 // LOCKED_OUT with retryAfterMs, CREDENTIAL_EXPIRED, SERVER_UNREACHABLE, VAULT_LOCKED,
@@ -51,6 +54,12 @@ export class TrackerOffline extends EventTarget {
     this.#engine = engine;
     this.#apiBase = apiBase;
     this.#registration = registration;
+    // A restarted service worker asks open pages for the key again.
+    navigator.serviceWorker?.addEventListener('message', (event) => {
+      if (event.data?.type === 'tracker-offline:key-request' && this.#engine.unlocked) {
+        this.#handKeyToWorker(this.#engine.status().then((s) => s.user?.username)).catch(() => {});
+      }
+    });
   }
 
   /**
@@ -77,6 +86,8 @@ export class TrackerOffline extends EventTarget {
       registration = await navigator.serviceWorker.register(url, { type: 'module' });
       await navigator.serviceWorker.ready;
     }
+    // Ask the browser not to evict the clinic copy under storage pressure.
+    await navigator.storage?.persist?.().catch(() => false);
     return new TrackerOffline(engine, apiBase, registration);
   }
 
@@ -102,9 +113,13 @@ export class TrackerOffline extends EventTarget {
     this.#emitStatus();
   }
 
-  /** `{ online, user, locked, pending, failed, lastSyncAt }` (and `registeredUsers`). */
+  /**
+   * `{ online, user, locked, pending, failed, lastSyncAt, records, usage, quota,
+   * lastDownloadAt, persisted, registeredUsers }`.
+   */
   async status() {
     const s = await this.#engine.status();
+    const estimate = (await navigator.storage?.estimate?.().catch(() => null)) ?? {};
     return {
       online: s.online ?? navigator.onLine,
       user: s.user ? { username: s.user.username, displayName: s.user.profile?.displayName ?? s.user.username, mode: s.user.mode } : null,
@@ -113,7 +128,33 @@ export class TrackerOffline extends EventTarget {
       failed: s.failed,
       lastSyncAt: s.lastSyncAt ?? null,
       registeredUsers: s.registeredUsers,
+      records: s.records,
+      lastDownloadAt: s.lastDownloadAt ?? null,
+      usage: estimate.usage ?? null,
+      quota: estimate.quota ?? null,
+      persisted: (await navigator.storage?.persisted?.().catch(() => false)) ?? false,
     };
+  }
+
+  /**
+   * Downloads (or refreshes) the clinic copy: tracked entities, enrollments and events of the
+   * user's org units (or `orgUnits`) for every program (or `programs`). One download at a time
+   * across tabs (Web Locks). Progress goes to `onProgress` and to 'progress' events as
+   * `{ done, total }`. Resolves with `{ trackedEntities, deleted, keptLocal, pages,
+   * incremental, resumed, records }`.
+   */
+  async download({ orgUnits, programs, pageSize, full, onProgress } = {}) {
+    const run = async () => {
+      const report = await this.#engine.download({ orgUnits, programs, pageSize, full }, (progress) => {
+        onProgress?.(progress);
+        this.dispatchEvent(new CustomEvent('progress', { detail: progress }));
+      });
+      if (this.#registration) await askWorker(this.#registration, { type: 'invalidate', apiBase: this.#apiBase }).catch(() => {});
+      this.#emitStatus();
+      return report;
+    };
+    if (navigator.locks) return navigator.locks.request(`tracker-offline:download:${this.#apiBase}`, run);
+    return run();
   }
 
   /** What the service worker holds: `{ unlocked, username }` (for diagnostics and tests). */
@@ -123,8 +164,9 @@ export class TrackerOffline extends EventTarget {
 
   async #handKeyToWorker(username) {
     if (!this.#registration) return;
+    const name = await username;
     const key = this.#engine.exportDataKey();
-    await askWorker(this.#registration, { type: 'unlock', apiBase: this.#apiBase, username, key }, [key.buffer]);
+    await askWorker(this.#registration, { type: 'unlock', apiBase: this.#apiBase, username: name, key }, [key.buffer]);
   }
 
   #emitStatus() {

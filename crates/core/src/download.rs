@@ -160,6 +160,15 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
         Ok(())
     }
 
+    /// When the last complete download started (ms since epoch), if any.
+    pub async fn last_download_at(&self) -> Option<i64> {
+        if !self.vault.is_unlocked() {
+            return None;
+        }
+        let bytes = self.vault.get_record(StoreName::Cache, CURSOR_ID).await.ok()??;
+        serde_json::from_slice::<DownloadCursor>(&bytes).ok()?.last_complete_ms
+    }
+
     /// Number of tracked entities in the local copy.
     pub fn record_count(&self) -> u64 {
         self.clinic.lock().map(|c| c.index.len() as u64).unwrap_or(0)

@@ -56,6 +56,35 @@ pub struct Status {
     pub last_sync_at: Option<i64>,
     /// Users registered on this device.
     pub registered_users: u64,
+    /// Tracked entities in the local copy (0 while locked).
+    pub records: u64,
+    /// Last complete download (ms since epoch).
+    pub last_download_at: Option<i64>,
+}
+
+/// How long after a failed contact requests go straight to the local copy (the fast path),
+/// before the network is tried again.
+pub const OFFLINE_FAST_PATH_MS: i64 = 15_000;
+
+/// What the last contacts with the server say about trying the network.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Connectivity {
+    last_failure_ms: Option<i64>,
+}
+
+impl Connectivity {
+    /// True if a request should try the network first.
+    pub fn should_try_network(&self, now_ms: i64) -> bool {
+        self.last_failure_ms.is_none_or(|t| now_ms.saturating_sub(t) >= OFFLINE_FAST_PATH_MS)
+    }
+
+    /// Records the outcome of a contact. A 502/503/504 counts as unreachable (a proxy or
+    /// gateway answered for a server that is down).
+    pub fn record(&mut self, status: Option<u16>, now_ms: i64) -> bool {
+        let reachable = matches!(status, Some(s) if !matches!(s, 502..=504));
+        self.last_failure_ms = if reachable { None } else { Some(now_ms) };
+        reachable
+    }
 }
 
 /// How the server answered an online credential check.
@@ -87,6 +116,10 @@ pub fn me_request(api_base: &str, username: &str, password: &str) -> HttpRequest
 
 /// Interprets the answer to [`me_request`].
 pub fn interpret_me_response(response: &HttpResponse, typed_username: &str) -> OnlineCheck {
+    // An answer made on this device (service worker) proves nothing about the password.
+    if response.header(crate::reads::LOCAL_HEADER.0).is_some() {
+        return OnlineCheck::Unreachable("the answer came from the local copy, not the server".into());
+    }
     match response.status {
         200 => match UserProfile::from_me_json(&response.body, typed_username) {
             Ok(profile) => OnlineCheck::Accepted(profile),
@@ -103,6 +136,7 @@ pub struct Engine<S, K, R, H> {
     pub(crate) vault: Vault<S, K, R>,
     pub(crate) http: H,
     online: std::sync::Mutex<Option<bool>>,
+    connectivity: std::sync::Mutex<Connectivity>,
     pub(crate) clinic: std::sync::Mutex<crate::clinic::ClinicState>,
 }
 
@@ -110,7 +144,14 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
     /// An engine over the given platform parts; the vault starts locked.
     pub fn new(config: EngineConfig, store: S, kdf: K, rng: R, http: H) -> Self {
         let vault = Vault::new(store, kdf, rng, config.policy.clone());
-        Self { config, vault, http, online: std::sync::Mutex::new(None), clinic: Default::default() }
+        Self {
+            config,
+            vault,
+            http,
+            online: std::sync::Mutex::new(None),
+            connectivity: Default::default(),
+            clinic: Default::default(),
+        }
     }
 
     /// The vault.
@@ -166,6 +207,28 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
         }
     }
 
+    /// True if a request should try the network first (false during the fast path after a
+    /// failure).
+    pub fn should_try_network(&self, now_ms: i64) -> bool {
+        self.connectivity.lock().map(|c| c.should_try_network(now_ms)).unwrap_or(true)
+    }
+
+    /// Records the outcome of a request made by the service worker: `status` is None for a
+    /// network error or timeout. Returns whether the server counts as reachable.
+    pub fn record_network(&self, status: Option<u16>, now_ms: i64) -> bool {
+        let reachable = self.connectivity.lock().map(|mut c| c.record(status, now_ms)).unwrap_or(false);
+        self.set_online(reachable);
+        reachable
+    }
+
+    /// Drops the in-memory clinic index so the next read reloads it from storage (another
+    /// context changed the copy).
+    pub fn invalidate_clinic(&self) {
+        if let Ok(mut clinic) = self.clinic.lock() {
+            clinic.loaded = false;
+        }
+    }
+
     /// Whether the last contact with the server succeeded.
     pub fn last_known_online(&self) -> Option<bool> {
         self.online.lock().ok().and_then(|g| *g)
@@ -173,6 +236,10 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
 
     /// The current status.
     pub async fn status(&self) -> Result<Status> {
+        if self.vault.is_unlocked() {
+            // A damaged copy must not hide the status; the error shows on the reads.
+            let _ = self.ensure_clinic_loaded().await;
+        }
         let online = self.online.lock().ok().and_then(|g| *g);
         Ok(Status {
             online,
@@ -182,6 +249,8 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
             failed: 0,
             last_sync_at: None,
             registered_users: self.vault.registered_users().await?,
+            records: self.record_count(),
+            last_download_at: self.last_download_at().await,
         })
     }
 }

@@ -79,6 +79,19 @@ fn unreachable_server_falls_back_to_the_register() {
 }
 
 #[test]
+fn an_answer_from_the_local_copy_never_counts_as_an_online_login() {
+    let local = tracker_offline_core::http::HttpResponse {
+        status: 200,
+        headers: vec![("x-tracker-offline".into(), "cache".into())],
+        body: ME_NURSE1.as_bytes().to_vec(),
+    };
+    assert!(matches!(
+        tracker_offline_core::engine::interpret_me_response(&local, "nurse1"),
+        tracker_offline_core::engine::OnlineCheck::Unreachable(_)
+    ));
+}
+
+#[test]
 fn bad_input_sends_no_request() {
     block_on(async {
         let store = MemoryStore::new();

@@ -7,6 +7,7 @@ use std::rc::Rc;
 use js_sys::{Promise, Uint8Array};
 use serde::{Deserialize, Serialize};
 use tracker_offline_core::{
+    download::{DownloadOptions, Progress},
     engine::{Engine as CoreEngine, EngineConfig},
     kdf::DEFAULT_ITERATIONS,
     vault::VaultPolicy,
@@ -147,6 +148,88 @@ impl Engine {
             result.map_err(reject)?;
             Ok(JsValue::UNDEFINED)
         })
+    }
+
+    /// Downloads (or refreshes) the clinic copy. `options`: `{ orgUnits?, programs?,
+    /// pageSize?, full? }`; `on_progress` is called with `{ done, total }` after every page.
+    /// Resolves with the report `{ trackedEntities, deleted, keptLocal, pages, incremental,
+    /// resumed, records }`.
+    pub fn download(&self, options: JsValue, on_progress: Option<js_sys::Function>) -> Promise {
+        let inner = self.inner.clone();
+        future_to_promise(async move {
+            let options: DownloadOptions = if options.is_undefined() || options.is_null() {
+                DownloadOptions::default()
+            } else {
+                serde_wasm_bindgen::from_value(options)
+                    .map_err(|e| reject(CoreError::BadInput(format!("download options: {e}"))))?
+            };
+            let mut report_progress = |p: Progress| {
+                if let (Some(f), Ok(v)) = (&on_progress, to_js(&p)) {
+                    let _ = f.call1(&JsValue::NULL, &v);
+                }
+            };
+            let report = inner.download(options, now_ms(), &mut report_progress).await.map_err(reject)?;
+            to_js(&report)
+        })
+    }
+
+    /// Answers a GET from the local copy or the sealed cache: `{ status, headers: [[k, v]],
+    /// body: Uint8Array }`, or `null` when nothing local can answer.
+    #[wasm_bindgen(js_name = answerOffline)]
+    pub fn answer_offline(&self, url: String) -> Promise {
+        let inner = self.inner.clone();
+        future_to_promise(async move {
+            match inner.answer_offline(&url).await.map_err(reject)? {
+                None => Ok(JsValue::NULL),
+                Some(response) => {
+                    let out = js_sys::Object::new();
+                    let headers = js_sys::Array::new();
+                    for (k, v) in &response.headers {
+                        headers.push(&js_sys::Array::of2(&k.into(), &v.into()));
+                    }
+                    js_sys::Reflect::set(&out, &"status".into(), &JsValue::from(response.status))?;
+                    js_sys::Reflect::set(&out, &"headers".into(), &headers)?;
+                    js_sys::Reflect::set(&out, &"body".into(), &Uint8Array::from(response.body.as_slice()))?;
+                    Ok(out.into())
+                }
+            }
+        })
+    }
+
+    /// Keeps a successful online GET answer sealed, when the core says it is cacheable.
+    /// Resolves with whether it was kept.
+    #[wasm_bindgen(js_name = cacheResponse)]
+    pub fn cache_response(&self, url: String, status: u16, content_type: String, body: Vec<u8>) -> Promise {
+        let inner = self.inner.clone();
+        future_to_promise(async move {
+            let kept = inner.cache_response(&url, status, &content_type, &body).await.map_err(reject)?;
+            Ok(JsValue::from_bool(kept))
+        })
+    }
+
+    /// True if a request should try the network first (false during the offline fast path).
+    #[wasm_bindgen(js_name = shouldTryNetwork)]
+    pub fn should_try_network(&self) -> bool {
+        self.inner.should_try_network(now_ms())
+    }
+
+    /// Records a request outcome: `status` is undefined for a network error or timeout.
+    /// Returns whether the server counts as reachable.
+    #[wasm_bindgen(js_name = recordNetwork)]
+    pub fn record_network(&self, status: Option<u16>) -> bool {
+        self.inner.record_network(status, now_ms())
+    }
+
+    /// The path of the API base (`/api`), for matching requests.
+    #[wasm_bindgen(js_name = apiPath, getter)]
+    pub fn api_path(&self) -> String {
+        self.inner.api_path()
+    }
+
+    /// Reload the clinic index from storage on the next read (another context changed it).
+    #[wasm_bindgen(js_name = invalidateClinic)]
+    pub fn invalidate_clinic(&self) {
+        self.inner.invalidate_clinic();
     }
 
     /// True while a key is in memory.
