@@ -69,6 +69,141 @@ CREATE TABLE IF NOT EXISTS user_user_roles (
 );
 ";
 
+/// Tracker data and metadata tables. Every statement is `IF NOT EXISTS`, so this runs on each
+/// open without a schema version bump (other tables may be added by other features meanwhile).
+///
+/// Tracked entities, enrollments and events carry an integer rowid used for joins and paging;
+/// `ou_path` copies the org unit's path so that descendant queries are one indexed `LIKE`.
+const SCHEMA_TRACKER: &str = "
+CREATE TABLE IF NOT EXISTS metadata (
+    key  TEXT PRIMARY KEY,
+    json TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tracked_entities (
+    id                     INTEGER PRIMARY KEY,
+    uid                    TEXT NOT NULL UNIQUE,
+    tracked_entity_type    TEXT NOT NULL,
+    org_unit               TEXT NOT NULL,
+    ou_path                TEXT NOT NULL,
+    created                TEXT NOT NULL,
+    last_updated           TEXT NOT NULL,
+    created_at_client      TEXT,
+    last_updated_at_client TEXT,
+    created_by             TEXT NOT NULL,
+    last_updated_by        TEXT NOT NULL,
+    stored_by              TEXT,
+    inactive               INTEGER NOT NULL DEFAULT 0,
+    potential_duplicate    INTEGER NOT NULL DEFAULT 0,
+    deleted                INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS te_org_unit ON tracked_entities (org_unit, id);
+CREATE INDEX IF NOT EXISTS te_path ON tracked_entities (ou_path);
+CREATE INDEX IF NOT EXISTS te_updated ON tracked_entities (last_updated);
+CREATE TABLE IF NOT EXISTS attribute_values (
+    te_id        INTEGER NOT NULL REFERENCES tracked_entities(id) ON DELETE CASCADE,
+    attribute    TEXT NOT NULL,
+    value        TEXT NOT NULL,
+    created      TEXT NOT NULL,
+    last_updated TEXT NOT NULL,
+    stored_by    TEXT,
+    PRIMARY KEY (te_id, attribute)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS av_value ON attribute_values (attribute, value COLLATE NOCASE);
+CREATE TABLE IF NOT EXISTS enrollments (
+    id                     INTEGER PRIMARY KEY,
+    uid                    TEXT NOT NULL UNIQUE,
+    te_id                  INTEGER NOT NULL REFERENCES tracked_entities(id),
+    program                TEXT NOT NULL,
+    org_unit               TEXT NOT NULL,
+    status                 TEXT NOT NULL,
+    enrollment_date        TEXT NOT NULL,
+    incident_date          TEXT,
+    completed_date         TEXT,
+    completed_by           TEXT,
+    followup               INTEGER NOT NULL DEFAULT 0,
+    created                TEXT NOT NULL,
+    last_updated           TEXT NOT NULL,
+    created_at_client      TEXT,
+    last_updated_at_client TEXT,
+    created_by             TEXT NOT NULL,
+    last_updated_by        TEXT NOT NULL,
+    stored_by              TEXT,
+    deleted                INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS en_te ON enrollments (te_id, program);
+CREATE INDEX IF NOT EXISTS en_program_ou ON enrollments (program, org_unit);
+CREATE INDEX IF NOT EXISTS en_updated ON enrollments (last_updated);
+CREATE TABLE IF NOT EXISTS program_owners (
+    te_id    INTEGER NOT NULL REFERENCES tracked_entities(id) ON DELETE CASCADE,
+    program  TEXT NOT NULL,
+    org_unit TEXT NOT NULL,
+    PRIMARY KEY (te_id, program)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS events (
+    id                     INTEGER PRIMARY KEY,
+    uid                    TEXT NOT NULL UNIQUE,
+    enrollment_id          INTEGER REFERENCES enrollments(id),
+    te_id                  INTEGER REFERENCES tracked_entities(id),
+    program                TEXT NOT NULL,
+    program_stage          TEXT NOT NULL,
+    org_unit               TEXT NOT NULL,
+    ou_path                TEXT NOT NULL,
+    status                 TEXT NOT NULL,
+    event_date             TEXT,
+    due_date               TEXT,
+    completed_date         TEXT,
+    completed_by           TEXT,
+    created                TEXT NOT NULL,
+    last_updated           TEXT NOT NULL,
+    created_at_client      TEXT,
+    last_updated_at_client TEXT,
+    created_by             TEXT NOT NULL,
+    last_updated_by        TEXT NOT NULL,
+    stored_by              TEXT,
+    deleted                INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS ev_enrollment ON events (enrollment_id);
+CREATE INDEX IF NOT EXISTS ev_te ON events (te_id);
+CREATE INDEX IF NOT EXISTS ev_org_unit ON events (org_unit, id);
+CREATE INDEX IF NOT EXISTS ev_updated ON events (last_updated);
+CREATE TABLE IF NOT EXISTS data_values (
+    event_id           INTEGER NOT NULL REFERENCES events(id) ON DELETE CASCADE,
+    data_element       TEXT NOT NULL,
+    value              TEXT NOT NULL,
+    provided_elsewhere INTEGER NOT NULL DEFAULT 0,
+    created            TEXT NOT NULL,
+    last_updated       TEXT NOT NULL,
+    stored_by          TEXT,
+    PRIMARY KEY (event_id, data_element)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS notes (
+    id            INTEGER PRIMARY KEY,
+    uid           TEXT NOT NULL UNIQUE,
+    enrollment_id INTEGER REFERENCES enrollments(id),
+    event_id      INTEGER REFERENCES events(id),
+    value         TEXT NOT NULL,
+    stored_by     TEXT,
+    stored_date   TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS notes_event ON notes (event_id);
+CREATE INDEX IF NOT EXISTS notes_enrollment ON notes (enrollment_id);
+CREATE TABLE IF NOT EXISTS reserved_values (
+    attribute    TEXT NOT NULL,
+    value        TEXT NOT NULL,
+    owner_object TEXT NOT NULL,
+    key          TEXT NOT NULL,
+    created      TEXT NOT NULL,
+    expiry_date  TEXT NOT NULL,
+    PRIMARY KEY (attribute, value)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS value_sequences (
+    attribute TEXT NOT NULL,
+    key       TEXT NOT NULL,
+    counter   INTEGER NOT NULL,
+    PRIMARY KEY (attribute, key)
+) WITHOUT ROWID;
+";
+
 /// Shared handle on the SQLite connection.
 #[derive(Clone)]
 pub struct Db {
@@ -138,6 +273,7 @@ fn migrate(conn: &mut Connection) -> Result<(), SimError> {
         tx.commit()?;
     }
     // Future migrations: `if found < 2 { … }`.
+    conn.execute_batch(SCHEMA_TRACKER)?;
     Ok(())
 }
 

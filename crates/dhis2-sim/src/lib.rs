@@ -11,8 +11,11 @@ pub mod db;
 pub mod error;
 pub mod faults;
 pub mod fields;
+pub mod generate;
+pub mod model;
 pub mod seed;
 pub mod state;
+pub mod tracker;
 pub mod uid;
 pub mod version;
 
@@ -55,6 +58,8 @@ pub struct Config {
     pub version: ServerVersion,
     /// Fault injection and the `/__sim` admin API (off by default).
     pub faults: faults::FaultsConfig,
+    /// With the demo seed: how many generated tracked entities the database should hold.
+    pub tracked_entities: usize,
 }
 
 impl Config {
@@ -66,6 +71,7 @@ impl Config {
             www: None,
             version: ServerVersion::default(),
             faults: Default::default(),
+            tracked_entities: 0,
         }
     }
 }
@@ -83,6 +89,9 @@ pub fn open_state(config: &Config) -> Result<AppState, SimError> {
         let mut conn = db.lock();
         if seed::apply(&mut conn, config.seed)? {
             tracing::info!("seeded {:?} data", config.seed);
+        }
+        if config.seed == SeedMode::Demo && config.tracked_entities > 0 {
+            generate::ensure(&mut conn, config.tracked_entities)?;
         }
     }
     api::datastore::create_tables(&db.lock())?;

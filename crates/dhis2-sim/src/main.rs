@@ -27,6 +27,9 @@ struct Args {
     /// DHIS2 version to answer as: 2.39, 2.40, 2.41 or 2.42 (a patch like 2.40.3 is allowed).
     #[arg(long, default_value = "2.40")]
     version: ServerVersion,
+    /// With `--seed demo`: generate this many realistic tracked entities (once per database).
+    #[arg(long, default_value_t = 0)]
+    tracked_entities: usize,
     /// Enable fault injection and the `/__sim` admin API (request log, counters).
     #[arg(long)]
     faults: bool,
@@ -76,7 +79,14 @@ fn main() -> ExitCode {
     let opts = ServeOptions {
         host: args.host,
         port: args.port,
-        config: Config { data_dir, seed: args.seed, www: args.www, version: args.version, faults },
+        config: Config {
+            data_dir,
+            seed: args.seed,
+            www: args.www,
+            version: args.version,
+            faults,
+            tracked_entities: args.tracked_entities,
+        },
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,

@@ -220,7 +220,7 @@ async fn restart_drops_sessions_but_keeps_data() {
 
     let state = dhis2_sim::open_state(&config(dir.path(), "2.40")).expect("state");
     let conn = state.db().lock();
-    assert_eq!(dhis2_sim::db::count_users(&conn).expect("count"), 3);
+    assert_eq!(dhis2_sim::db::count_users(&conn).expect("count"), 4);
     assert_eq!(dhis2_sim::db::count_org_units(&conn).expect("count"), 5);
 }
 
@@ -432,11 +432,11 @@ fn seeding_twice_does_not_duplicate() {
     let mut conn = db.lock();
     assert!(dhis2_sim::seed::seed_demo(&mut conn).expect("seed"));
     assert!(!dhis2_sim::seed::seed_demo(&mut conn).expect("seed again"));
-    assert_eq!(dhis2_sim::db::count_users(&conn).expect("count"), 3);
+    assert_eq!(dhis2_sim::db::count_users(&conn).expect("count"), 4);
     assert_eq!(dhis2_sim::db::count_org_units(&conn).expect("count"), 5);
     drop(conn);
     drop(db);
     // And across a reopen with --seed demo.
     let state = dhis2_sim::open_state(&config(dir.path(), "2.40")).expect("state");
-    assert_eq!(dhis2_sim::db::count_users(&state.db().lock()).expect("count"), 3);
+    assert_eq!(dhis2_sim::db::count_users(&state.db().lock()).expect("count"), 4);
 }

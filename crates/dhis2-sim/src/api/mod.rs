@@ -4,7 +4,9 @@
 //! families (tracker, dataStore, …) are added in [`protected_routes`] or [`public_routes`].
 
 pub mod datastore;
+pub mod legacy;
 pub mod me;
+pub mod metadata;
 pub mod sharing;
 pub mod system;
 
@@ -29,7 +31,13 @@ pub fn public_routes() -> Router<AppState> {
 
 /// Routes under `/api` that need an authenticated user (the caller adds the auth layer).
 pub fn protected_routes() -> Router<AppState> {
-    Router::new().merge(me::routes()).merge(system::routes()).merge(datastore::routes()).merge(sharing::routes())
+    Router::new()
+        .merge(me::routes())
+        .merge(system::routes())
+        .merge(metadata::routes())
+        .merge(legacy::routes())
+        .merge(datastore::routes())
+        .merge(sharing::routes())
 }
 
 /// All query parameters of a request, in order (repeated names kept).

@@ -33,6 +33,7 @@ pub fn config(dir: &std::path::Path, version: &str) -> Config {
         www: None,
         version: version.parse::<ServerVersion>().expect("version"),
         faults: Default::default(),
+        tracked_entities: 0,
     }
 }
 

@@ -1,0 +1,364 @@
+//! Metadata endpoints in DHIS2's shapes: `/api/programs`, `/api/programStages`,
+//! `/api/trackedEntityAttributes` (with `/generate`, `/generateAndReserve`,
+//! `/requiredValues`), `/api/trackedEntityTypes`, `/api/optionSets`, `/api/dataElements`,
+//! `/api/organisationUnits`, `/api/programs/orgUnits`, plus empty lists of the kinds Tracker
+//! Capture asks for at boot (program rules, indicators, relationship types, …).
+//!
+//! Lists: `{"pager":{page,pageCount,total,pageSize},"<plural>":[…]}` (no pager with
+//! `paging=false`), default fields `id,displayName`; single objects: default fields `*`.
+//! `filter=path:op:value` supports `eq`, `!eq`/`ne`, `in:[a,b]`, `like`/`ilike`, `null`,
+//! `!null`.
+
+use std::collections::BTreeMap;
+
+use axum::{
+    extract::{Path, State},
+    http::StatusCode,
+    response::Response,
+    routing::get,
+    Router,
+};
+use serde_json::{json, Map, Value};
+
+use super::{legacy::strip_json, Params};
+use crate::{
+    auth::CurrentUser,
+    error::{json_response, ApiError},
+    fields::{FieldFilter, FilterOptions},
+    model::{self, Metadata},
+    state::AppState,
+    tracker::{
+        query::pager_json,
+        reserved::{self, GenerateError},
+        store,
+    },
+};
+
+/// The metadata kinds served, by path and plural key.
+const KINDS: &[&str] = &[
+    "programs",
+    "programStages",
+    "trackedEntityAttributes",
+    "trackedEntityTypes",
+    "optionSets",
+    "dataElements",
+    "organisationUnits",
+];
+
+/// Kinds answered with an empty list (the simulator has none).
+const EMPTY_KINDS: &[&str] = &[
+    "programRules",
+    "programRuleVariables",
+    "programIndicators",
+    "programRuleActions",
+    "relationshipTypes",
+    "optionGroups",
+    "trackedEntityInstanceFilters",
+    "constants",
+    "organisationUnitLevels",
+];
+
+/// Routes of this module.
+pub fn routes() -> Router<AppState> {
+    let mut r = Router::new()
+        .route("/programs/orgUnits", get(program_org_units))
+        .route("/programs/orgUnits.json", get(program_org_units))
+        .route("/trackedEntityAttributes/{id}/generate", get(generate))
+        .route("/trackedEntityAttributes/{id}/generateAndReserve", get(generate_and_reserve))
+        .route("/trackedEntityAttributes/{id}/requiredValues", get(required_values));
+    for kind in KINDS {
+        r = r
+            .route(&format!("/{kind}"), get(list))
+            .route(&format!("/{kind}.json"), get(list))
+            .route(&format!("/{kind}/{{id}}"), get(one));
+    }
+    for kind in EMPTY_KINDS {
+        r = r.route(&format!("/{kind}"), get(empty)).route(&format!("/{kind}.json"), get(empty));
+    }
+    r
+}
+
+/// The kind of a request path (`/programs.json` → `programs`).
+fn kind_of(uri: &axum::http::Uri) -> String {
+    let seg = uri.path().trim_start_matches('/').split('/').next().unwrap_or_default();
+    strip_json(seg).to_owned()
+}
+
+/// All objects of a kind, full JSON.
+fn objects(conn: &rusqlite::Connection, kind: &str) -> Result<Vec<Value>, ApiError> {
+    let md = Metadata::load(conn)?;
+    let mut ous: Vec<crate::db::OrgUnit> = store::org_units(conn)?.into_values().collect();
+    ous.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(match kind {
+        "programs" => md.programs.iter().map(|p| model::program_json(&md, p, &ous)).collect(),
+        "programStages" => md.program_stages.iter().map(|s| model::program_stage_json(&md, s)).collect(),
+        "trackedEntityAttributes" => md.attributes.iter().map(|a| model::attribute_json(&md, a)).collect(),
+        "trackedEntityTypes" => {
+            md.tracked_entity_types.iter().map(|t| model::tracked_entity_type_json(&md, t)).collect()
+        }
+        "optionSets" => md.option_sets.iter().map(model::option_set_json).collect(),
+        "dataElements" => md.data_elements.iter().map(|d| model::data_element_json(&md, d)).collect(),
+        "organisationUnits" => ous
+            .iter()
+            .map(|o| {
+                let mut v = super::me::org_unit_json(o);
+                let children: Vec<Value> =
+                    ous.iter().filter(|c| c.parent.as_deref() == Some(&o.uid)).map(|c| json!({"id": c.uid})).collect();
+                v["children"] = Value::Array(children);
+                v["programs"] = Value::Array(
+                    md.programs.iter().filter(|p| p.org_units.contains(&o.uid)).map(|p| json!({"id": p.uid})).collect(),
+                );
+                v["openingDate"] = json!("1990-01-01T00:00:00.000");
+                v
+            })
+            .collect(),
+        _ => Vec::new(),
+    })
+}
+
+/// A value at a dotted path; arrays yield each element's value.
+fn at_path<'v>(v: &'v Value, path: &[&str], out: &mut Vec<&'v Value>) {
+    match path.split_first() {
+        None => out.push(v),
+        Some((head, rest)) => match v {
+            Value::Array(items) => items.iter().for_each(|i| at_path(i, path, out)),
+            Value::Object(m) => {
+                if let Some(child) = m.get(*head) {
+                    match child {
+                        Value::Array(items) if !rest.is_empty() => items.iter().for_each(|i| at_path(i, rest, out)),
+                        _ => at_path(child, rest, out),
+                    }
+                }
+            }
+            _ => {}
+        },
+    }
+}
+
+fn scalar(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Whether `obj` passes one `filter=path:op:value`. Malformed filters are a 400.
+fn passes(obj: &Value, filter: &str) -> Result<bool, ApiError> {
+    let mut parts = filter.splitn(3, ':');
+    let (Some(path), Some(op)) = (parts.next(), parts.next()) else {
+        return Err(ApiError::BadRequest(format!("Invalid filter: {filter}")));
+    };
+    let value = parts.next().unwrap_or_default();
+    let segs: Vec<&str> = path.split('.').collect();
+    let mut found = Vec::new();
+    at_path(obj, &segs, &mut found);
+    let vals: Vec<String> = found.iter().filter(|v| !v.is_null()).map(|v| scalar(v)).collect();
+    Ok(match op {
+        "eq" => vals.iter().any(|v| v == value),
+        "!eq" | "ne" | "neq" => !vals.iter().any(|v| v == value),
+        "ieq" => vals.iter().any(|v| v.eq_ignore_ascii_case(value)),
+        "in" | "!in" => {
+            let list: Vec<&str> =
+                value.trim_start_matches('[').trim_end_matches(']').split(',').map(str::trim).collect();
+            let hit = vals.iter().any(|v| list.contains(&v.as_str()));
+            if op == "in" {
+                hit
+            } else {
+                !hit
+            }
+        }
+        "like" | "ilike" | "token" => {
+            let needle = value.to_lowercase();
+            vals.iter().any(|v| v.to_lowercase().contains(&needle))
+        }
+        "null" => vals.is_empty(),
+        "!null" => !vals.is_empty(),
+        _ => return Err(ApiError::BadRequest(format!("Invalid filter operator: {op}"))),
+    })
+}
+
+/// `GET /api/<kind>[.json]`.
+pub async fn list(
+    State(state): State<AppState>,
+    _user: CurrentUser,
+    uri: axum::http::Uri,
+    params: Params,
+) -> Result<Response, ApiError> {
+    let kind = kind_of(&uri);
+    let k = kind.clone();
+    let all = state.db().call(move |conn| objects(conn, &k)).await?;
+    let filters: Vec<&str> = params.all("filter").collect();
+    let mut matched = Vec::new();
+    for obj in all {
+        let mut ok = true;
+        for f in &filters {
+            ok &= passes(&obj, f)?;
+        }
+        if ok {
+            matched.push(obj);
+        }
+    }
+    let paging = !params.get("paging").is_some_and(|p| p.eq_ignore_ascii_case("false"));
+    let page = params.get("page").and_then(|p| p.parse::<i64>().ok()).unwrap_or(1).max(1);
+    let page_size = params.get("pageSize").and_then(|p| p.parse::<i64>().ok()).unwrap_or(50).max(1);
+    let total = i64::try_from(matched.len()).unwrap_or(i64::MAX);
+    if paging {
+        let skip = usize::try_from((page - 1).saturating_mul(page_size)).unwrap_or(usize::MAX);
+        matched = matched.into_iter().skip(skip).take(usize::try_from(page_size).unwrap_or(usize::MAX)).collect();
+    }
+    let filter = params.fields().unwrap_or_else(|| FieldFilter::parse("id,displayName"));
+    let items = filter.apply(&Value::Array(matched), &FilterOptions::default());
+    let mut out = Map::new();
+    if paging {
+        out.insert("pager".into(), pager_json(page, total, page_size));
+    }
+    out.insert(kind, items);
+    Ok(json_response(StatusCode::OK, &Value::Object(out)))
+}
+
+/// `GET /api/<kind>/{id}`.
+pub async fn one(
+    State(state): State<AppState>,
+    _user: CurrentUser,
+    uri: axum::http::Uri,
+    Path(id): Path<String>,
+    params: Params,
+) -> Result<Response, ApiError> {
+    let kind = kind_of(&uri);
+    let id = strip_json(&id).to_owned();
+    let k = kind.clone();
+    let all = state.db().call(move |conn| objects(conn, &k)).await?;
+    let obj = all.into_iter().find(|o| o["id"] == json!(id)).ok_or_else(|| {
+        let class = match kind.as_str() {
+            "programs" => "Program",
+            "programStages" => "ProgramStage",
+            "trackedEntityAttributes" => "TrackedEntityAttribute",
+            "trackedEntityTypes" => "TrackedEntityType",
+            "optionSets" => "OptionSet",
+            "dataElements" => "DataElement",
+            _ => "OrganisationUnit",
+        };
+        ApiError::NotFound(format!("{class} with id {id} could not be found."))
+    })?;
+    Ok(super::filtered_json(&obj, &params, "*", &FilterOptions::default()))
+}
+
+/// `GET /api/<kind>` for kinds the simulator has none of.
+pub async fn empty(_user: CurrentUser, uri: axum::http::Uri, params: Params) -> Response {
+    let kind = kind_of(&uri);
+    let mut out = Map::new();
+    if !params.get("paging").is_some_and(|p| p.eq_ignore_ascii_case("false")) {
+        out.insert("pager".into(), pager_json(1, 0, 50));
+    }
+    out.insert(kind, json!([]));
+    json_response(StatusCode::OK, &Value::Object(out))
+}
+
+/// `GET /api/programs/orgUnits?programs=A,B` → `{"A": [ouIds]}`.
+pub async fn program_org_units(
+    State(state): State<AppState>,
+    _user: CurrentUser,
+    params: Params,
+) -> Result<Response, ApiError> {
+    let md = state.db().call(|conn| Ok(Metadata::load(conn)?)).await?;
+    let wanted: Vec<&str> = params.all("programs").flat_map(|p| p.split(',')).map(str::trim).collect();
+    let mut out = BTreeMap::new();
+    for p in md.programs.iter().filter(|p| wanted.is_empty() || wanted.contains(&p.uid.as_str())) {
+        out.insert(p.uid.clone(), json!(p.org_units));
+    }
+    Ok(json_response(StatusCode::OK, &json!(out)))
+}
+
+async fn reserve_values(state: &AppState, id: String, n: usize, days: i64) -> Result<Vec<Value>, ApiError> {
+    state
+        .db()
+        .call(move |conn| {
+            let md = Metadata::load(conn)?;
+            let attr = md.attribute(&id).ok_or_else(|| {
+                ApiError::NotFound(format!("TrackedEntityAttribute with id {id} could not be found."))
+            })?;
+            let tx = conn.transaction()?;
+            let out = reserved::reserve(&tx, attr, n, days).map_err(|e| match e {
+                GenerateError::NotGenerated => {
+                    ApiError::Conflict(format!("Tracked entity attribute {id} does not have a generated text pattern"))
+                }
+                GenerateError::Exhausted => {
+                    ApiError::Conflict(format!("Not enough values left to reserve {n} values for attribute {id}"))
+                }
+                GenerateError::Db(d) => ApiError::Internal(d),
+            })?;
+            tx.commit()?;
+            Ok(out)
+        })
+        .await
+}
+
+fn expiration(params: &Params, default: i64) -> Result<i64, ApiError> {
+    match params.get("expiration") {
+        None => Ok(default),
+        Some(raw) => raw.trim().parse::<i64>().map_err(|_| {
+            ApiError::BadRequest(format!(
+                "Value '{raw}' is not valid for parameter expiration. It should be of type Integer"
+            ))
+        }),
+    }
+}
+
+/// `GET /api/trackedEntityAttributes/{id}/generate`: one reserved value (3 days by default).
+pub async fn generate(
+    State(state): State<AppState>,
+    _user: CurrentUser,
+    Path(id): Path<String>,
+    params: Params,
+) -> Result<Response, ApiError> {
+    let days = expiration(&params, 3)?;
+    let mut values = reserve_values(&state, id, 1, days).await?;
+    let v = values.pop().unwrap_or(Value::Null);
+    Ok(json_response(StatusCode::OK, &v))
+}
+
+/// Largest `numberToReserve`.
+pub const MAX_RESERVE: usize = 10_000;
+
+/// `GET /api/trackedEntityAttributes/{id}/generateAndReserve?numberToReserve=N`: a list
+/// (60 days by default).
+pub async fn generate_and_reserve(
+    State(state): State<AppState>,
+    _user: CurrentUser,
+    Path(id): Path<String>,
+    params: Params,
+) -> Result<Response, ApiError> {
+    let n = match params.get("numberToReserve") {
+        None => 1,
+        Some(raw) => raw.trim().parse::<usize>().map_err(|_| {
+            ApiError::BadRequest(format!(
+                "Value '{raw}' is not valid for parameter numberToReserve. It should be of type Integer"
+            ))
+        })?,
+    };
+    if n > MAX_RESERVE {
+        return Err(ApiError::Conflict(format!("You can only reserve up to {MAX_RESERVE} values at a time")));
+    }
+    let days = expiration(&params, 60)?;
+    let values = reserve_values(&state, id, n, days).await?;
+    Ok(json_response(StatusCode::OK, &Value::Array(values)))
+}
+
+/// `GET /api/trackedEntityAttributes/{id}/requiredValues`: what `/generate` needs (nothing
+/// for the simulator's sequential patterns).
+pub async fn required_values(
+    State(state): State<AppState>,
+    _user: CurrentUser,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let md = state.db().call(|conn| Ok(Metadata::load(conn)?)).await?;
+    let attr = md
+        .attribute(&id)
+        .ok_or_else(|| ApiError::NotFound(format!("TrackedEntityAttribute with id {id} could not be found.")))?;
+    if !attr.generated {
+        return Err(ApiError::Conflict(format!(
+            "Tracked entity attribute {id} does not have a generated text pattern"
+        )));
+    }
+    Ok(json_response(StatusCode::OK, &json!({"REQUIRED": [], "OPTIONAL": []})))
+}
