@@ -131,6 +131,11 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource> Vault<S, K, R> {
         &self.store
     }
 
+    /// The random source (UIDs for creates come from it too).
+    pub fn rng(&self) -> &R {
+        &self.rng
+    }
+
     /// The policy in force.
     pub fn policy(&self) -> &VaultPolicy {
         &self.policy

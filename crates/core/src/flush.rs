@@ -1,0 +1,642 @@
+//! Flushing the outbox: pending entries, in capture order, compiled into bulk requests in
+//! dependency order (tracked entities, then enrollments, then events, then deletes), each
+//! record sent in its current local state with its author as `storedBy` and
+//! `CREATE_AND_UPDATE` with known UIDs, so a replay after a lost response creates nothing
+//! twice. Each server answer is mapped back per record: accepted records are done; refused
+//! ones (and what depends on them) are kept as failures with the server's reasons; a network
+//! error, 5xx or timeout stops the flush to retry later; a 401 stops it for a new login,
+//! except an ownership refusal, which fails only the records concerned.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::{
+    clinic::{bundle_id, parse_bundle, seal_bundle},
+    engine::Engine,
+    error::{CoreError, Result},
+    family::{convert, Kind},
+    http::{HttpClient, HttpRequest, HttpResponse},
+    kdf::PasswordKdf,
+    outbox::{EntryPayload, EntryState, OutboxEntry},
+    random::RandomSource,
+    records::{text, Object, SyncState, TeiBundle},
+    store::{KvStore, StoreName, WriteBatch},
+    writes::{Family, Touch},
+};
+
+/// Whose entries a flush sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum FlushScope {
+    /// Every author's, under the session of whoever is logged in (default).
+    #[default]
+    All,
+    /// Only the logged-in user's own entries.
+    Author,
+}
+
+/// Bulk sizes (records per request).
+pub const TEIS_PER_REQUEST: usize = 50;
+/// Enrollments per request.
+pub const ENROLLMENTS_PER_REQUEST: usize = 100;
+/// Events per request.
+pub const EVENTS_PER_REQUEST: usize = 250;
+
+/// The outcome of a flush.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct FlushReport {
+    /// Entries the server accepted.
+    pub sent: u64,
+    /// Entries the server refused in this flush.
+    pub failed: u64,
+    /// Entries still pending.
+    pub remaining: u64,
+    /// Requests made.
+    pub requests: u64,
+    /// Why the flush stopped early (`SERVER_UNREACHABLE`, `AUTH_REQUIRED`), if it did.
+    pub stopped: Option<String>,
+    /// Authors whose entries wait (author scope).
+    pub waiting_for: Vec<String>,
+}
+
+/// How the server answered one request, per record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Records accepted and refused (uid -> reasons).
+    PerRecord {
+        /// Accepted.
+        ok: BTreeSet<String>,
+        /// Refused with reasons.
+        refused: BTreeMap<String, Vec<String>>,
+    },
+    /// Try again later (network error, 5xx, timeout).
+    Retry(String),
+    /// A new login is needed.
+    AuthRequired,
+}
+
+fn conflicts_text(summary: &Value) -> Vec<String> {
+    let mut reasons: Vec<String> = summary
+        .get("conflicts")
+        .and_then(Value::as_array)
+        .map(|l| {
+            l.iter()
+                .map(|c| {
+                    let object = c.get("object").and_then(Value::as_str).unwrap_or_default();
+                    let value = c.get("value").and_then(Value::as_str).unwrap_or_default();
+                    if object.is_empty() {
+                        value.to_string()
+                    } else {
+                        format!("{object}: {value}")
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if let Some(d) = summary.get("description").and_then(Value::as_str) {
+        if !d.is_empty() {
+            reasons.push(d.to_string());
+        }
+    }
+    if reasons.is_empty() {
+        reasons.push("the server refused the record".into());
+    }
+    reasons
+}
+
+fn message_of(body: &Value, status: u16) -> String {
+    body.get("message").and_then(Value::as_str).map(str::to_string).unwrap_or_else(|| format!("HTTP {status}"))
+}
+
+/// Reads a server answer to a bulk request for `uids` (in payload order).
+pub fn interpret(response: Option<&HttpResponse>, uids: &[String], family: Family) -> Verdict {
+    let Some(response) = response else { return Verdict::Retry("the server cannot be reached".into()) };
+    let status = response.status;
+    let body: Value = serde_json::from_slice(&response.body).unwrap_or(Value::Null);
+    if status >= 500 || status == 408 || status == 429 {
+        return Verdict::Retry(format!("HTTP {status}"));
+    }
+    if status == 401 {
+        let text = String::from_utf8_lossy(&response.body);
+        if text.contains("OWNERSHIP_ACCESS_DENIED") || text.contains("PROGRAM_ACCESS_CLOSED") {
+            let reason = format!("ownership: {}", message_of(&body, status));
+            return Verdict::PerRecord {
+                ok: BTreeSet::new(),
+                refused: uids.iter().map(|u| (u.clone(), vec![reason.clone()])).collect(),
+            };
+        }
+        return Verdict::AuthRequired;
+    }
+    let mut ok = BTreeSet::new();
+    let mut refused: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    match family {
+        Family::Legacy => {
+            let inner = body.get("response").unwrap_or(&body);
+            let summaries = inner.get("importSummaries").and_then(Value::as_array).cloned().or_else(|| {
+                (inner.get("responseType").and_then(Value::as_str) == Some("ImportSummary"))
+                    .then(|| vec![inner.clone()])
+            });
+            match summaries {
+                Some(list) => {
+                    for (i, s) in list.iter().enumerate() {
+                        let uid = s
+                            .get("reference")
+                            .and_then(Value::as_str)
+                            .map(str::to_string)
+                            .or_else(|| uids.get(i).cloned())
+                            .unwrap_or_default();
+                        match s.get("status").and_then(Value::as_str) {
+                            Some("SUCCESS") | Some("WARNING") | Some("OK") => {
+                                ok.insert(uid);
+                            }
+                            _ => {
+                                refused.insert(uid, conflicts_text(s));
+                            }
+                        }
+                    }
+                }
+                None if (200..300).contains(&status) => ok.extend(uids.iter().cloned()),
+                None => {
+                    let reason = message_of(&body, status);
+                    refused.extend(uids.iter().map(|u| (u.clone(), vec![reason.clone()])));
+                }
+            }
+        }
+        Family::Tracker => {
+            let errors: Vec<&Value> = body
+                .get("validationReport")
+                .and_then(|v| v.get("errorReports"))
+                .and_then(Value::as_array)
+                .map(|l| l.iter().collect())
+                .unwrap_or_default();
+            if errors.is_empty() && !(200..300).contains(&status) && body.get("validationReport").is_none() {
+                let reason = message_of(&body, status);
+                refused.extend(uids.iter().map(|u| (u.clone(), vec![reason.clone()])));
+            } else {
+                for e in errors {
+                    let uid = e.get("uid").and_then(Value::as_str).unwrap_or_default().to_string();
+                    let code = e.get("errorCode").and_then(Value::as_str).unwrap_or_default();
+                    let message = e.get("message").and_then(Value::as_str).unwrap_or_default();
+                    refused.entry(uid).or_default().push(format!("{code}: {message}"));
+                }
+                ok.extend(uids.iter().filter(|u| !refused.contains_key(*u)).cloned());
+            }
+        }
+    }
+    // Records the server did not mention in a per-record answer count as accepted only on 2xx.
+    for u in uids {
+        if !ok.contains(u) && !refused.contains_key(u) {
+            if (200..300).contains(&status) {
+                ok.insert(u.clone());
+            } else {
+                refused.insert(u.clone(), vec![message_of(&body, status)]);
+            }
+        }
+    }
+    Verdict::PerRecord { ok, refused }
+}
+
+/// One request of a flush plan.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlannedRequest {
+    /// Method.
+    pub method: String,
+    /// URL.
+    pub url: String,
+    /// JSON body (or raw bytes for raw entries).
+    pub body: Vec<u8>,
+    /// Content type.
+    pub content_type: String,
+    /// Records it carries, in payload order (empty for raw).
+    pub uids: Vec<String>,
+    /// Family (for reading the answer).
+    pub family: Family,
+    /// Raw entry seq, if it replays one.
+    pub raw_seq: Option<u64>,
+}
+
+/// What the planner needs to know of each record: its current local state.
+pub struct RecordSource<'a> {
+    /// Bundles by tracked entity UID.
+    pub bundles: &'a BTreeMap<String, TeiBundle>,
+}
+
+impl RecordSource<'_> {
+    fn record(&self, t: &Touch) -> Option<Object> {
+        let b = self.bundles.get(&t.tei)?;
+        match t.kind.as_str() {
+            "tei" => {
+                let mut tei = b.tei.clone();
+                tei.remove("enrollments");
+                Some(tei)
+            }
+            "enrollment" => b.enrollments.iter().find(|e| text(e, "enrollment") == Some(t.uid.as_str())).cloned(),
+            _ => b.events.iter().find(|e| text(e, "event") == Some(t.uid.as_str())).cloned(),
+        }
+    }
+}
+
+fn strip_local_fields(mut o: Object) -> Object {
+    o.remove("events");
+    o.remove("enrollments");
+    o
+}
+
+/// A record of a plan: its UID and current local state (None for a delete).
+type PlannedRecord = (String, Option<Object>);
+
+/// Builds the requests for the records of one segment (entries of one family, in order).
+pub fn plan_segment(api: &str, family: Family, touches: &[Touch], source: &RecordSource<'_>) -> Vec<PlannedRequest> {
+    let mut seen = BTreeSet::new();
+    let mut by_kind: BTreeMap<(&str, bool), Vec<PlannedRecord>> = BTreeMap::new();
+    for t in touches {
+        if !seen.insert((t.uid.clone(), t.deleted)) {
+            continue;
+        }
+        let record = if t.deleted { None } else { source.record(t) };
+        if !t.deleted && record.is_none() {
+            continue; // removed locally since (a later delete covers it)
+        }
+        by_kind.entry((t.kind.as_str(), t.deleted)).or_default().push((t.uid.clone(), record));
+    }
+    let mut out = Vec::new();
+    let order: [(&str, bool); 6] =
+        [("tei", false), ("enrollment", false), ("event", false), ("event", true), ("enrollment", true), ("tei", true)];
+    for key in order {
+        let Some(items) = by_kind.get(&key) else { continue };
+        let (kind, deleted) = key;
+        let (legacy_path, wrapper, chunk, tracker_kind, uid_key) = match kind {
+            "tei" => (
+                "trackedEntityInstances",
+                "trackedEntityInstances",
+                TEIS_PER_REQUEST,
+                Kind::TrackedEntity,
+                "trackedEntityInstance",
+            ),
+            "enrollment" => ("enrollments", "enrollments", ENROLLMENTS_PER_REQUEST, Kind::Enrollment, "enrollment"),
+            _ => ("events", "events", EVENTS_PER_REQUEST, Kind::Event, "event"),
+        };
+        for part in items.chunks(chunk) {
+            let uids: Vec<String> = part.iter().map(|(u, _)| u.clone()).collect();
+            let records: Vec<Object> = part
+                .iter()
+                .map(|(u, r)| match r {
+                    Some(r) => strip_local_fields(r.clone()),
+                    None => {
+                        let mut o = Object::new();
+                        o.insert(uid_key.into(), Value::String(u.clone()));
+                        o
+                    }
+                })
+                .collect();
+            let strategy = if deleted { "DELETE" } else { "CREATE_AND_UPDATE" };
+            let (url, body) = match family {
+                Family::Legacy => (
+                    format!("{api}/{legacy_path}?strategy={strategy}"),
+                    json!({ wrapper: records.into_iter().map(Value::Object).collect::<Vec<_>>() }),
+                ),
+                Family::Tracker => (
+                    format!("{api}/tracker?async=false&importStrategy={strategy}&atomicMode=OBJECT"),
+                    json!({ tracker_kind.tracker_collection(): records.iter().map(|r| Value::Object(convert(tracker_kind, r, true))).collect::<Vec<_>>() }),
+                ),
+            };
+            out.push(PlannedRequest {
+                method: "POST".into(),
+                url,
+                body: body.to_string().into_bytes(),
+                content_type: "application/json".into(),
+                uids,
+                family,
+                raw_seq: None,
+            });
+        }
+    }
+    out
+}
+
+impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R, H> {
+    /// Sends pending outbox entries. See the module documentation for the rules.
+    pub async fn flush(
+        &self,
+        scope: FlushScope,
+        now_ms: i64,
+        progress: &mut dyn FnMut(&FlushReport),
+    ) -> Result<FlushReport> {
+        let me = self.vault.session_info().map(|s| s.username).ok_or(CoreError::VaultLocked)?;
+        self.ensure_clinic_loaded().await?;
+        let entries = self.outbox_entries().await?;
+        let mut report = FlushReport::default();
+        // Records refused before (failed entries) hold back what depends on them.
+        let mut failed_records: BTreeSet<String> = BTreeSet::new();
+        let mut failed_teis: BTreeSet<String> = BTreeSet::new();
+        for e in entries.iter().filter(|e| !e.is_pending()) {
+            if let EntryPayload::Touches { touches } = &e.payload {
+                for t in touches {
+                    failed_records.insert(t.uid.clone());
+                    if t.kind == "tei" {
+                        failed_teis.insert(t.tei.clone());
+                    }
+                }
+            }
+        }
+        // Author scope: records touched by other authors' pending entries wait.
+        let mut held_teis: BTreeSet<String> = BTreeSet::new();
+        let mut waiting: BTreeSet<String> = BTreeSet::new();
+        if scope == FlushScope::Author {
+            for e in entries.iter().filter(|e| e.is_pending() && e.author != me) {
+                waiting.insert(e.author.clone());
+                if let EntryPayload::Touches { touches } = &e.payload {
+                    held_teis.extend(touches.iter().map(|t| t.tei.clone()));
+                }
+            }
+        }
+        let pending: Vec<&OutboxEntry> =
+            entries.iter().filter(|e| e.is_pending()).filter(|e| scope == FlushScope::All || e.author == me).collect();
+        report.waiting_for = waiting.into_iter().collect();
+
+        // Segments: runs of touch entries of one family; each raw entry alone.
+        let mut segments: Vec<Vec<&OutboxEntry>> = Vec::new();
+        for e in &pending {
+            let joins = match (segments.last().and_then(|s| s.last()), &e.payload) {
+                (Some(prev), EntryPayload::Touches { .. }) => {
+                    matches!(prev.payload, EntryPayload::Touches { .. }) && prev.family == e.family
+                }
+                _ => false,
+            };
+            if joins {
+                if let Some(s) = segments.last_mut() {
+                    s.push(e);
+                }
+            } else {
+                segments.push(vec![e]);
+            }
+        }
+
+        let api = self.config.api_base.clone();
+        'segments: for segment in segments {
+            if let EntryPayload::Raw { method, url, content_type, body } = &segment[0].payload {
+                let entry = segment[0];
+                let request = HttpRequest {
+                    method: method.clone(),
+                    url: url.clone(),
+                    headers: {
+                        let mut h = self.auth_headers();
+                        h.push(("Content-Type".into(), content_type.clone()));
+                        h
+                    },
+                    body: if body.0.is_empty() { None } else { Some(body.0.clone()) },
+                };
+                report.requests += 1;
+                let response = self.http.send(request).await.ok();
+                self.record_network(response.as_ref().map(|r| r.status), now_ms);
+                match response {
+                    None => {
+                        report.stopped = Some("SERVER_UNREACHABLE".into());
+                        break 'segments;
+                    }
+                    Some(r) if r.status >= 500 || r.status == 408 || r.status == 429 => {
+                        report.stopped = Some("SERVER_UNREACHABLE".into());
+                        break 'segments;
+                    }
+                    Some(r) if r.status == 401 => {
+                        report.stopped = Some("AUTH_REQUIRED".into());
+                        break 'segments;
+                    }
+                    Some(r) if (200..300).contains(&r.status) || r.status == 409 && is_import_success(&r) => {
+                        self.vault
+                            .store()
+                            .write(self.vault.delete_into(WriteBatch::new(), StoreName::Outbox, &entry.id())?)
+                            .await?;
+                        report.sent += 1;
+                    }
+                    Some(r) => {
+                        let body: Value = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
+                        self.mark_failed(entry, vec![message_of(&body, r.status)], now_ms).await?;
+                        report.failed += 1;
+                    }
+                }
+                progress(&report);
+                continue;
+            }
+
+            // Tracker records of this segment, loaded once.
+            let family = segment[0].family;
+            let mut touches: Vec<Touch> = Vec::new();
+            for e in &segment {
+                if let EntryPayload::Touches { touches: t } = &e.payload {
+                    touches.extend(t.iter().cloned());
+                }
+            }
+            let teis: BTreeSet<String> = touches.iter().map(|t| t.tei.clone()).collect();
+            let mut bundles = BTreeMap::new();
+            for tei in &teis {
+                if let Some(bytes) = self.vault.get_record(StoreName::Records, &bundle_id(tei)).await? {
+                    bundles.insert(tei.clone(), parse_bundle(&bytes)?);
+                }
+            }
+            // Records held back: author scope, or their tracked entity / parent was refused.
+            let blocked = |t: &Touch, failed: &BTreeSet<String>, failed_teis: &BTreeSet<String>| -> bool {
+                if held_teis.contains(&t.tei) {
+                    return true;
+                }
+                if t.kind != "tei" && failed_teis.contains(&t.tei) {
+                    return true;
+                }
+                if t.kind == "event" {
+                    if let Some(enrollment) = bundles
+                        .get(&t.tei)
+                        .and_then(|b| b.events.iter().find(|e| text(e, "event") == Some(t.uid.as_str())))
+                        .and_then(|e| text(e, "enrollment"))
+                    {
+                        return failed.contains(enrollment);
+                    }
+                }
+                false
+            };
+            let sendable: Vec<Touch> =
+                touches.iter().filter(|t| !blocked(t, &failed_records, &failed_teis)).cloned().collect();
+            let source = RecordSource { bundles: &bundles };
+            let plan = plan_segment(&api, family, &sendable, &source);
+            // Records created and removed again before the flush have nothing left to send.
+            let mut accepted: BTreeSet<String> =
+                sendable.iter().filter(|t| !t.deleted && source.record(t).is_none()).map(|t| t.uid.clone()).collect();
+            let mut refused: BTreeMap<String, Vec<String>> = BTreeMap::new();
+            let mut stopped = false;
+            for request in plan {
+                // Children of a record refused earlier in this flush wait as failures too.
+                let skip: Vec<String> = request
+                    .uids
+                    .iter()
+                    .filter(|u| {
+                        touches.iter().find(|t| &t.uid == *u).is_some_and(|t| blocked(t, &failed_records, &failed_teis))
+                    })
+                    .cloned()
+                    .collect();
+                for u in &skip {
+                    refused.entry(u.clone()).or_default().push("waits for a record the server refused".into());
+                }
+                if skip.len() == request.uids.len() {
+                    continue;
+                }
+                let request = if skip.is_empty() { request } else { replan_without(&request, &skip) };
+                report.requests += 1;
+                let http = HttpRequest {
+                    method: request.method.clone(),
+                    url: request.url.clone(),
+                    headers: {
+                        let mut h = self.auth_headers();
+                        h.push(("Content-Type".into(), request.content_type.clone()));
+                        h
+                    },
+                    body: Some(request.body.clone()),
+                };
+                let response = self.http.send(http).await.ok();
+                self.record_network(response.as_ref().map(|r| r.status), now_ms);
+                match interpret(response.as_ref(), &request.uids, request.family) {
+                    Verdict::Retry(_) => {
+                        report.stopped = Some("SERVER_UNREACHABLE".into());
+                        stopped = true;
+                        break;
+                    }
+                    Verdict::AuthRequired => {
+                        report.stopped = Some("AUTH_REQUIRED".into());
+                        stopped = true;
+                        break;
+                    }
+                    Verdict::PerRecord { ok, refused: r } => {
+                        for (uid, reasons) in r {
+                            failed_records.insert(uid.clone());
+                            if let Some(t) = touches.iter().find(|t| t.uid == uid && t.kind == "tei") {
+                                failed_teis.insert(t.tei.clone());
+                            }
+                            refused.entry(uid).or_default().extend(reasons);
+                        }
+                        accepted.extend(ok);
+                    }
+                }
+            }
+            // Settle the entries of this segment in one transaction.
+            let settled = self.settle_segment(&segment, &accepted, &refused, &mut bundles, now_ms).await?;
+            report.sent += settled.0;
+            report.failed += settled.1;
+            progress(&report);
+            if stopped {
+                break 'segments;
+            }
+        }
+        report.remaining = self.outbox_entries().await?.iter().filter(|e| e.is_pending()).count() as u64;
+        Ok(report)
+    }
+
+    async fn mark_failed(&self, entry: &OutboxEntry, reasons: Vec<String>, now_ms: i64) -> Result<()> {
+        let mut e = entry.clone();
+        e.state = EntryState::Failed { reasons, at_ms: now_ms };
+        e.attempts += 1;
+        let bytes = serde_json::to_vec(&e).map_err(|err| CoreError::BadInput(err.to_string()))?;
+        self.vault.put_record(StoreName::Outbox, &e.id(), &bytes).await
+    }
+
+    /// Deletes entries whose every record was accepted, marks entries with a refused record
+    /// as failed, and updates the records' sync states. Returns (sent, failed) counts.
+    async fn settle_segment(
+        &self,
+        segment: &[&OutboxEntry],
+        accepted: &BTreeSet<String>,
+        refused: &BTreeMap<String, Vec<String>>,
+        bundles: &mut BTreeMap<String, TeiBundle>,
+        now_ms: i64,
+    ) -> Result<(u64, u64)> {
+        let mut batch = WriteBatch::new();
+        let (mut sent, mut failed) = (0, 0);
+        let mut changed_teis = BTreeSet::new();
+        let mut done: BTreeSet<u64> = BTreeSet::new();
+        for entry in segment {
+            let EntryPayload::Touches { touches } = &entry.payload else { continue };
+            let reasons: Vec<String> = touches
+                .iter()
+                .filter_map(|t| {
+                    refused.get(&t.uid).map(|r| r.iter().map(|x| format!("{}: {x}", t.uid)).collect::<Vec<_>>())
+                })
+                .flatten()
+                .collect();
+            if !reasons.is_empty() {
+                let mut e = (*entry).clone();
+                e.state = EntryState::Failed { reasons, at_ms: now_ms };
+                e.attempts += 1;
+                let bytes = serde_json::to_vec(&e).map_err(|err| CoreError::BadInput(err.to_string()))?;
+                batch = self.vault.seal_into(batch, StoreName::Outbox, &e.id(), &bytes)?;
+                failed += 1;
+                for t in touches.iter().filter(|t| refused.contains_key(&t.uid)) {
+                    if let Some(b) = bundles.get_mut(&t.tei) {
+                        b.sync.insert(t.uid.clone(), SyncState::Error);
+                        changed_teis.insert(t.tei.clone());
+                    }
+                }
+            } else if touches.iter().all(|t| accepted.contains(&t.uid)) {
+                batch = self.vault.delete_into(batch, StoreName::Outbox, &entry.id())?;
+                done.insert(entry.seq);
+                sent += 1;
+            }
+        }
+        // A record is synced once no entry left in the outbox touches it.
+        let still: BTreeSet<String> = self
+            .outbox_entries()
+            .await?
+            .iter()
+            .filter(|e| !done.contains(&e.seq))
+            .flat_map(crate::outbox::entry_records)
+            .collect();
+        for uid in accepted.iter().filter(|u| !still.contains(*u)) {
+            for (tei, b) in bundles.iter_mut() {
+                if b.sync.remove(uid).is_some() {
+                    changed_teis.insert(tei.clone());
+                }
+            }
+        }
+        let mut rows = Vec::new();
+        for tei in changed_teis {
+            if let Some(b) = bundles.get(&tei) {
+                let (next, row) = seal_bundle(&self.vault, batch, b)?;
+                batch = next;
+                rows.push(row);
+            }
+        }
+        self.vault.store().write(batch).await?;
+        if let Ok(mut c) = self.clinic.lock() {
+            for r in rows {
+                c.index.upsert(r);
+            }
+        }
+        Ok((sent, failed))
+    }
+}
+
+fn is_import_success(response: &HttpResponse) -> bool {
+    let body: Value = serde_json::from_slice(&response.body).unwrap_or(Value::Null);
+    matches!(body.get("status").and_then(Value::as_str), Some("OK") | Some("SUCCESS"))
+}
+
+/// The same request without some records.
+fn replan_without(request: &PlannedRequest, skip: &[String]) -> PlannedRequest {
+    let mut body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
+    if let Some(obj) = body.as_object_mut() {
+        for (_, list) in obj.iter_mut() {
+            if let Value::Array(items) = list {
+                items.retain(|i| {
+                    let own = ["event", "enrollment", "trackedEntity", "trackedEntityInstance"]
+                        .iter()
+                        .find_map(|k| i.get(*k).and_then(Value::as_str));
+                    !own.is_some_and(|u| skip.iter().any(|s| s == u))
+                });
+            }
+        }
+    }
+    PlannedRequest {
+        body: body.to_string().into_bytes(),
+        uids: request.uids.iter().filter(|u| !skip.contains(u)).cloned().collect(),
+        ..request.clone()
+    }
+}

@@ -1,0 +1,424 @@
+//! The outbox: writes captured while the server cannot be reached (or while earlier work is
+//! still queued), each with its author, sealed, committed in the same transaction as its
+//! effect on the local copy. Entries are kept until the server accepts them or the user
+//! discards them; a refused entry stays, with the server's reasons.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    clinic::{bundle_id, parse_bundle, seal_bundle},
+    engine::Engine,
+    error::{CoreError, Result},
+    family::Kind,
+    http::{HttpClient, HttpResponse},
+    kdf::PasswordKdf,
+    random::RandomSource,
+    records::{text, SyncState, TeiBundle},
+    register::Bytes,
+    store::{KvStore, StoreName, WriteBatch},
+    time::iso_from_ms,
+    uid::generate_uid,
+    writes::{
+        apply_mutation, describe, prepare_write, synthetic_response, tracker_report, Family, Mutation, PreparedWrite,
+        Touch,
+    },
+};
+
+/// What an entry sends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "type")]
+pub enum EntryPayload {
+    /// Tracker records, sent in their current local state.
+    Touches {
+        /// The records.
+        touches: Vec<Touch>,
+    },
+    /// A request replayed as it was made (no Authorization header or cookie is kept).
+    Raw {
+        /// Method.
+        method: String,
+        /// URL.
+        url: String,
+        /// Content type.
+        content_type: String,
+        /// Body.
+        body: Bytes,
+    },
+}
+
+/// Where an entry stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "state")]
+pub enum EntryState {
+    /// Waiting to be sent.
+    Pending,
+    /// The server refused it; kept for the user.
+    Failed {
+        /// The server's reasons, readable.
+        reasons: Vec<String>,
+        /// When (ms since epoch).
+        at_ms: i64,
+    },
+}
+
+/// One queued write.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OutboxEntry {
+    /// Order of capture.
+    pub seq: u64,
+    /// Username of who made the change.
+    pub author: String,
+    /// Capture time (ms since epoch).
+    pub created_at_ms: i64,
+    /// `METHOD /path`, for lists.
+    pub summary: String,
+    /// API family of the write.
+    pub family: Family,
+    /// What to send.
+    pub payload: EntryPayload,
+    /// Pending or failed.
+    pub state: EntryState,
+    /// Attempts so far.
+    pub attempts: u32,
+}
+
+impl OutboxEntry {
+    /// The record id of this entry in the outbox store.
+    pub fn id(&self) -> String {
+        entry_id(self.seq)
+    }
+
+    /// True if it waits to be sent.
+    pub fn is_pending(&self) -> bool {
+        self.state == EntryState::Pending
+    }
+}
+
+/// Record id of an entry.
+pub fn entry_id(seq: u64) -> String {
+    format!("entry:{seq:020}")
+}
+
+/// A failed entry as the JS API lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Failure {
+    /// Entry id (for retry/discard).
+    pub id: String,
+    /// Author.
+    pub author: String,
+    /// `METHOD /path`.
+    pub summary: String,
+    /// Records concerned.
+    pub records: Vec<String>,
+    /// Server's reasons.
+    pub reasons: Vec<String>,
+    /// Capture time.
+    pub created_at_ms: i64,
+    /// Failure time.
+    pub failed_at_ms: i64,
+}
+
+/// Counts per author.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct OutboxCounts {
+    /// Pending entries.
+    pub pending: u64,
+    /// Failed entries.
+    pub failed: u64,
+    /// Pending per author.
+    pub pending_by_author: BTreeMap<String, u64>,
+    /// Failed per author.
+    pub failed_by_author: BTreeMap<String, u64>,
+}
+
+fn parse_entry(bytes: &[u8]) -> Result<OutboxEntry> {
+    serde_json::from_slice(bytes).map_err(|e| CoreError::StorageCorrupt(format!("outbox entry: {e}")))
+}
+
+/// The record UIDs of an entry.
+pub fn entry_records(entry: &OutboxEntry) -> Vec<String> {
+    match &entry.payload {
+        EntryPayload::Touches { touches } => touches.iter().map(|t| t.uid.clone()).collect(),
+        EntryPayload::Raw { .. } => vec![],
+    }
+}
+
+impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R, H> {
+    /// Every outbox entry, in capture order. Damaged entries are reported, not skipped.
+    pub async fn outbox_entries(&self) -> Result<Vec<OutboxEntry>> {
+        let mut entries = Vec::new();
+        for (_, opened) in self.vault.open_all(StoreName::Outbox).await? {
+            entries.push(parse_entry(&opened?)?);
+        }
+        entries.sort_by_key(|e| e.seq);
+        Ok(entries)
+    }
+
+    /// Pending and failed counts, per author.
+    pub async fn outbox_counts(&self) -> Result<OutboxCounts> {
+        let mut counts = OutboxCounts::default();
+        for e in self.outbox_entries().await? {
+            match e.state {
+                EntryState::Pending => {
+                    counts.pending += 1;
+                    *counts.pending_by_author.entry(e.author).or_default() += 1;
+                }
+                EntryState::Failed { .. } => {
+                    counts.failed += 1;
+                    *counts.failed_by_author.entry(e.author).or_default() += 1;
+                }
+            }
+        }
+        Ok(counts)
+    }
+
+    /// True when the outbox holds work: later tracker writes must queue behind it.
+    pub async fn outbox_has_work(&self) -> Result<bool> {
+        Ok(self.vault.store().count(StoreName::Outbox).await? > 0)
+    }
+
+    /// Understands a write and adds UIDs to creates (before it is sent or queued).
+    pub fn prepare_write(&self, method: &str, url: &str, content_type: &str, body: &[u8]) -> Result<PreparedWrite> {
+        prepare_write(method, url, &self.api_path(), content_type, body, self.vault.rng())
+    }
+
+    async fn load_bundles_for(&self, prepared: &PreparedWrite) -> Result<BTreeMap<String, TeiBundle>> {
+        let mut wanted: BTreeSet<String> = BTreeSet::new();
+        let owner = |uid: &str| self.clinic.lock().ok().and_then(|c| c.index.owner(uid).map(str::to_string));
+        let mut consider = |record: &crate::records::Object| {
+            for key in ["trackedEntityInstance"] {
+                if let Some(t) = text(record, key) {
+                    wanted.insert(t.to_string());
+                }
+            }
+            for key in ["enrollment", "event"] {
+                if let Some(t) = text(record, key).and_then(owner) {
+                    wanted.insert(t);
+                }
+            }
+        };
+        match &prepared.mutation {
+            Mutation::Teis { teis, .. } => teis.iter().for_each(&mut consider),
+            Mutation::Enrollments(l) | Mutation::Events(l) => l.iter().for_each(&mut consider),
+            Mutation::TrackerImport { teis, enrollments, events, .. } => {
+                teis.iter().chain(enrollments).chain(events).for_each(&mut consider)
+            }
+            Mutation::EventValue { event, .. }
+            | Mutation::EventDate { event, .. }
+            | Mutation::EventNote { event, .. } => wanted.extend(owner(event)),
+            Mutation::EnrollmentStatus { enrollment, .. } => wanted.extend(owner(enrollment)),
+            Mutation::Delete { kind: Kind::TrackedEntity, uid } => {
+                wanted.insert(uid.clone());
+            }
+            Mutation::Delete { uid, .. } => wanted.extend(owner(uid)),
+            Mutation::Raw => {}
+        }
+        let mut out = BTreeMap::new();
+        for uid in wanted {
+            if let Some(bytes) = self.vault.get_record(StoreName::Records, &bundle_id(&uid)).await? {
+                out.insert(uid, parse_bundle(&bytes)?);
+            }
+        }
+        Ok(out)
+    }
+
+    fn local_effect(
+        &self,
+        prepared: &PreparedWrite,
+        author: &str,
+        now_ms: i64,
+        mut loaded: BTreeMap<String, TeiBundle>,
+    ) -> Result<(Vec<TeiBundle>, Vec<Touch>)> {
+        let owner = |uid: &str| self.clinic.lock().ok().and_then(|c| c.index.owner(uid).map(str::to_string));
+        let mut bundle_of = |uid: &str| loaded.remove(uid);
+        apply_mutation(prepared, author, &iso_from_ms(now_ms), &mut bundle_of, &owner)
+    }
+
+    fn existed(&self, uid: &str) -> bool {
+        self.clinic.lock().map(|c| c.index.get(uid).is_some() || c.index.owner(uid).is_some()).unwrap_or(false)
+    }
+
+    /// Queues a write: its effect on the local copy and its outbox entry in one transaction.
+    /// Returns the answer the app expects from the server.
+    pub async fn capture_write(&self, prepared: &PreparedWrite, now_ms: i64) -> Result<HttpResponse> {
+        let author = self.vault.session_info().map(|s| s.username).ok_or(CoreError::VaultLocked)?;
+        self.ensure_clinic_loaded().await?;
+        let job_id = generate_uid(self.vault.rng())?;
+        let response = synthetic_response(prepared, &job_id, &self.config.api_base, &|u| self.existed(u));
+        let loaded = self.load_bundles_for(prepared).await?;
+        let effect = match prepared.mutation {
+            Mutation::Raw => None,
+            _ => self.local_effect(prepared, &author, now_ms, loaded).ok(),
+        };
+        let (bundles, payload) = match effect {
+            Some((bundles, touches)) => (bundles, EntryPayload::Touches { touches }),
+            None => (
+                vec![],
+                EntryPayload::Raw {
+                    method: prepared.method.clone(),
+                    url: prepared.url.clone(),
+                    content_type: prepared.content_type.clone(),
+                    body: Bytes(prepared.body.clone()),
+                },
+            ),
+        };
+        let last_seq = self.outbox_entries().await?.last().map(|e| e.seq).unwrap_or(0);
+        let seq = (now_ms.max(0) as u64).saturating_mul(1000).max(last_seq + 1);
+        let entry = OutboxEntry {
+            seq,
+            author,
+            created_at_ms: now_ms,
+            summary: describe(prepared),
+            family: prepared.family,
+            payload,
+            state: EntryState::Pending,
+            attempts: 0,
+        };
+        let mut batch = WriteBatch::new();
+        let mut rows = Vec::new();
+        for b in &bundles {
+            let (next, row) = seal_bundle(&self.vault, batch, b)?;
+            batch = next;
+            rows.push(row);
+        }
+        let entry_bytes = serde_json::to_vec(&entry).map_err(|e| CoreError::BadInput(e.to_string()))?;
+        batch = self.vault.seal_into(batch, StoreName::Outbox, &entry.id(), &entry_bytes)?;
+        if let Mutation::TrackerImport { asynchronous: true, .. } = prepared.mutation {
+            let report = tracker_report(prepared).to_string();
+            batch = self.vault.seal_into(batch, StoreName::Cache, &format!("job:{job_id}"), report.as_bytes())?;
+        }
+        self.vault.store().write(batch).await?;
+        if let Ok(mut c) = self.clinic.lock() {
+            for row in rows {
+                c.index.upsert(row);
+            }
+        }
+        Ok(response)
+    }
+
+    /// After the server accepted a write sent straight through (online, empty outbox): the
+    /// same effect on the local copy, marked as synced.
+    pub async fn record_online_write(&self, prepared: &PreparedWrite, now_ms: i64) -> Result<()> {
+        let author = self.vault.session_info().map(|s| s.username).ok_or(CoreError::VaultLocked)?;
+        self.ensure_clinic_loaded().await?;
+        if prepared.mutation == Mutation::Raw {
+            return Ok(());
+        }
+        let loaded = self.load_bundles_for(prepared).await?;
+        let Ok((mut bundles, touches)) = self.local_effect(prepared, &author, now_ms, loaded) else { return Ok(()) };
+        for b in &mut bundles {
+            for t in &touches {
+                if t.tei == b.uid() {
+                    b.sync.remove(&t.uid);
+                }
+            }
+        }
+        let mut batch = WriteBatch::new();
+        let mut rows = Vec::new();
+        for b in &bundles {
+            let (next, row) = seal_bundle(&self.vault, batch, b)?;
+            batch = next;
+            rows.push(row);
+        }
+        self.vault.store().write(batch).await?;
+        if let Ok(mut c) = self.clinic.lock() {
+            for row in rows {
+                c.index.upsert(row);
+            }
+        }
+        Ok(())
+    }
+
+    /// The failed entries with the server's reasons.
+    pub async fn failures(&self) -> Result<Vec<Failure>> {
+        Ok(self
+            .outbox_entries()
+            .await?
+            .into_iter()
+            .filter_map(|e| match &e.state {
+                EntryState::Failed { reasons, at_ms } => Some(Failure {
+                    id: e.id(),
+                    author: e.author.clone(),
+                    summary: e.summary.clone(),
+                    records: entry_records(&e),
+                    reasons: reasons.clone(),
+                    created_at_ms: e.created_at_ms,
+                    failed_at_ms: *at_ms,
+                }),
+                EntryState::Pending => None,
+            })
+            .collect())
+    }
+
+    async fn entry_by_id(&self, id: &str) -> Result<OutboxEntry> {
+        let bytes = self
+            .vault
+            .get_record(StoreName::Outbox, id)
+            .await?
+            .ok_or_else(|| CoreError::BadInput(format!("no outbox entry {id}")))?;
+        parse_entry(&bytes)
+    }
+
+    /// Puts a failed entry back in line.
+    pub async fn retry(&self, id: &str) -> Result<()> {
+        let mut entry = self.entry_by_id(id).await?;
+        entry.state = EntryState::Pending;
+        let bytes = serde_json::to_vec(&entry).map_err(|e| CoreError::BadInput(e.to_string()))?;
+        self.vault.put_record(StoreName::Outbox, id, &bytes).await
+    }
+
+    /// Drops an entry for good. Records it created only here are removed from the local copy;
+    /// records it changed are marked synced so the next download brings the server's version.
+    pub async fn discard(&self, id: &str) -> Result<OutboxEntry> {
+        let entry = self.entry_by_id(id).await?;
+        let mut batch = self.vault.delete_into(WriteBatch::new(), StoreName::Outbox, id)?;
+        let others: Vec<OutboxEntry> = self.outbox_entries().await?.into_iter().filter(|e| e.id() != id).collect();
+        let still_touched: BTreeSet<String> = others.iter().flat_map(entry_records).collect();
+        let mut rows = Vec::new();
+        let mut removed = Vec::new();
+        if let EntryPayload::Touches { touches } = &entry.payload {
+            let teis: BTreeSet<&str> = touches.iter().map(|t| t.tei.as_str()).collect();
+            for tei in teis {
+                let Some(bytes) = self.vault.get_record(StoreName::Records, &bundle_id(tei)).await? else { continue };
+                let mut b = parse_bundle(&bytes)?;
+                for t in touches.iter().filter(|t| t.tei == tei && !still_touched.contains(&t.uid)) {
+                    if b.state(&t.uid) == SyncState::ToPost {
+                        match t.kind.as_str() {
+                            "event" => b.events.retain(|e| text(e, "event") != Some(t.uid.as_str())),
+                            "enrollment" => b.enrollments.retain(|e| text(e, "enrollment") != Some(t.uid.as_str())),
+                            _ => {}
+                        }
+                    }
+                    b.sync.remove(&t.uid);
+                }
+                if b.state(tei) == SyncState::ToPost
+                    && !still_touched.contains(tei)
+                    && touches.iter().any(|t| t.uid == tei)
+                {
+                    batch = self.vault.delete_into(batch, StoreName::Records, &bundle_id(tei))?;
+                    batch = self.vault.delete_into(batch, StoreName::Index, &bundle_id(tei))?;
+                    removed.push(tei.to_string());
+                } else {
+                    let (next, row) = seal_bundle(&self.vault, batch, &b)?;
+                    batch = next;
+                    rows.push(row);
+                }
+            }
+        }
+        self.vault.store().write(batch).await?;
+        if let Ok(mut c) = self.clinic.lock() {
+            for r in rows {
+                c.index.upsert(r);
+            }
+            for uid in removed {
+                c.index.remove(&uid);
+            }
+        }
+        Ok(entry)
+    }
+}

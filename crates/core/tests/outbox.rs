@@ -1,0 +1,425 @@
+//! The outbox and its flush: capture with local effect and synthetic answers, UIDs added to
+//! creates, ordering and batching, per-record result mapping, retries without duplicates,
+//! refusals kept with dependents, author scope, retry and discard.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::{cell::RefCell, collections::BTreeMap};
+
+use futures::executor::block_on;
+use serde_json::{json, Value};
+use support::*;
+use tracker_offline_core::{
+    engine::{Engine, EngineConfig},
+    flush::{interpret, FlushScope, Verdict},
+    http::{HttpClient, HttpRequest, HttpResponse},
+    kdf::RustPbkdf2,
+    params::Target,
+    random::OsRandom,
+    store::MemoryStore,
+    writes::Family,
+    CoreError, Result,
+};
+
+const API: &str = "http://127.0.0.1:9/api";
+const OU: &str = "OuBaniNaim1";
+
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    Up,
+    Down,
+    CommitThenDrop,
+    Status(u16),
+}
+
+/// A server for the legacy bulk endpoints: keeps what it receives, counts creates per UID,
+/// refuses tracked entities whose national ID is "DUPLICATE".
+struct Server {
+    mode: RefCell<Mode>,
+    stored: RefCell<BTreeMap<String, Value>>,
+    creates: RefCell<BTreeMap<String, u32>>,
+    requests: RefCell<Vec<(String, String, Value)>>,
+}
+
+impl Server {
+    fn new() -> Self {
+        Self {
+            mode: RefCell::new(Mode::Up),
+            stored: RefCell::default(),
+            creates: RefCell::default(),
+            requests: RefCell::default(),
+        }
+    }
+}
+
+fn ok(status: u16, v: Value) -> Result<HttpResponse> {
+    Ok(HttpResponse { status, headers: vec![], body: v.to_string().into_bytes() })
+}
+
+impl HttpClient for &Server {
+    async fn send(&self, r: HttpRequest) -> Result<HttpResponse> {
+        let t = Target::parse(&r.url);
+        let body: Value = r.body.as_ref().and_then(|b| serde_json::from_slice(b).ok()).unwrap_or(Value::Null);
+        self.requests.borrow_mut().push((r.method.clone(), r.url.clone(), body.clone()));
+        let mode = *self.mode.borrow();
+        match mode {
+            Mode::Down => return Err(CoreError::ServerUnreachable("Failed to fetch".into())),
+            Mode::Status(s) => return ok(s, json!({"httpStatusCode": s, "message": "injected"})),
+            _ => {}
+        }
+        if t.path == "/api/me" {
+            return ok(
+                200,
+                json!({"id": "UsNurse0001", "username": if r.headers.iter().any(|(_, v)| v.contains("bnVyc2Uy")) { "nurse2" } else { "nurse1" },
+                "displayName": "Nurse", "organisationUnits": [{"id": OU}]}),
+            );
+        }
+        let (wrapper, key) = match t.path.as_str() {
+            "/api/trackedEntityInstances" => ("trackedEntityInstances", "trackedEntityInstance"),
+            "/api/enrollments" => ("enrollments", "enrollment"),
+            "/api/events" => ("events", "event"),
+            _ => return ok(200, json!({"status": "OK"})),
+        };
+        let mut summaries = Vec::new();
+        let mut any_error = false;
+        for item in body.get(wrapper).and_then(Value::as_array).cloned().unwrap_or_default() {
+            let uid = item[key].as_str().unwrap_or_default().to_string();
+            let duplicate = item["attributes"].as_array().is_some_and(|a| a.iter().any(|x| x["value"] == "DUPLICATE"));
+            let parent_missing = key != "trackedEntityInstance"
+                && item["trackedEntityInstance"].as_str().is_some_and(|p| !self.stored.borrow().contains_key(p));
+            if duplicate || parent_missing {
+                any_error = true;
+                summaries.push(json!({"responseType": "ImportSummary", "status": "ERROR", "reference": uid,
+                    "conflicts": [{"object": "Attribute.value", "value": if duplicate { "Non-unique attribute value" } else { "TEI not found" }}]}));
+                continue;
+            }
+            if t.get("strategy") == Some("DELETE") {
+                self.stored.borrow_mut().remove(&uid);
+            } else {
+                if !self.stored.borrow().contains_key(&uid) {
+                    *self.creates.borrow_mut().entry(uid.clone()).or_default() += 1;
+                }
+                self.stored.borrow_mut().insert(uid.clone(), item.clone());
+            }
+            summaries.push(json!({"responseType": "ImportSummary", "status": "SUCCESS", "reference": uid}));
+        }
+        if mode == Mode::CommitThenDrop {
+            *self.mode.borrow_mut() = Mode::Up;
+            return Err(CoreError::ServerUnreachable("connection closed".into()));
+        }
+        ok(
+            if any_error { 409 } else { 200 },
+            json!({"httpStatusCode": if any_error { 409 } else { 200 }, "status": if any_error { "ERROR" } else { "OK" },
+            "response": {"responseType": "ImportSummaries", "importSummaries": summaries}}),
+        )
+    }
+}
+
+type E<'a> = Engine<MemoryStore, RustPbkdf2, OsRandom, &'a Server>;
+
+fn engine<'a>(store: &MemoryStore, server: &'a Server) -> E<'a> {
+    Engine::new(EngineConfig::new(API, fast_policy()).unwrap(), store.clone(), RustPbkdf2, OsRandom, server)
+}
+
+async fn write(e: &E<'_>, method: &str, path: &str, body: Value) -> Value {
+    let prepared =
+        e.prepare_write(method, &format!("{API}/{path}"), "application/json", body.to_string().as_bytes()).unwrap();
+    let r = e.capture_write(&prepared, T0).await.unwrap();
+    if r.body.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&r.body).unwrap()
+    }
+}
+
+async fn register(e: &E<'_>, national_id: &str) -> (String, String, String) {
+    let r = write(
+        e,
+        "POST",
+        "trackedEntityInstances",
+        json!({"trackedEntityType": "TetPerson01", "orgUnit": OU,
+        "attributes": [{"attribute": "AtNationId1", "value": national_id}]}),
+    )
+    .await;
+    let tei = r["response"]["importSummaries"][0]["reference"].as_str().unwrap().to_string();
+    let r = write(
+        e,
+        "POST",
+        "enrollments",
+        json!({"trackedEntityInstance": tei, "program": "PrMchProg01", "orgUnit": OU,
+        "status": "ACTIVE", "enrollmentDate": "2026-11-26", "incidentDate": "2026-11-26"}),
+    )
+    .await;
+    let enrollment = r["response"]["importSummaries"][0]["reference"].as_str().unwrap().to_string();
+    let r = write(e, "POST", "events.json", json!({"events": [{"trackedEntityInstance": tei, "program": "PrMchProg01",
+        "programStage": "PsAncVisit1", "enrollment": enrollment, "orgUnit": OU, "status": "ACTIVE", "eventDate": "2026-11-26", "dataValues": []}]})).await;
+    let event = r["response"]["importSummaries"][0]["reference"].as_str().unwrap().to_string();
+    (tei, enrollment, event)
+}
+
+async fn logged_in<'a>(store: &MemoryStore, server: &'a Server) -> E<'a> {
+    let e = engine(store, server);
+    e.login("nurse1", "Nurse1!clinic", T0).await.unwrap();
+    *server.mode.borrow_mut() = Mode::Down;
+    e
+}
+
+#[test]
+fn offline_registration_is_answered_locally_and_visible_in_reads() {
+    block_on(async {
+        let store = MemoryStore::new();
+        let server = Server::new();
+        let e = logged_in(&store, &server).await;
+        let (tei, enrollment, event) = register(&e, "401234567").await;
+        assert!(tracker_offline_core::records::is_uid(&tei));
+        write(
+            &e,
+            "PUT",
+            &format!("events/{event}/DeWeight001"),
+            json!({"event": event, "dataValues": [{"dataElement": "DeWeight001", "value": "61"}]}),
+        )
+        .await;
+        write(
+            &e,
+            "PUT",
+            &format!("events/{event}/DeBloodPr01"),
+            json!({"event": event, "dataValues": [{"dataElement": "DeBloodPr01", "value": "120"}]}),
+        )
+        .await;
+        let dash: Value = serde_json::from_slice(
+            &e.answer_offline(&format!("{API}/trackedEntityInstances/{tei}.json?program=PrMchProg01&fields=*"))
+                .await
+                .unwrap()
+                .unwrap()
+                .body,
+        )
+        .unwrap();
+        assert_eq!(dash["enrollments"][0]["enrollment"], enrollment);
+        let ev = &dash["enrollments"][0]["events"][0];
+        assert_eq!(ev["dataValues"].as_array().unwrap().len(), 2);
+        assert_eq!(ev["storedBy"], "nurse1");
+        let grid: Value = serde_json::from_slice(
+            &e.answer_offline(&format!(
+                "{API}/trackedEntityInstances/query.json?ou={OU}&attribute=AtNationId1:EQ:401234567"
+            ))
+            .await
+            .unwrap()
+            .unwrap()
+            .body,
+        )
+        .unwrap();
+        assert_eq!(grid["rows"][0][0], tei.as_str());
+        let counts = e.outbox_counts().await.unwrap();
+        assert_eq!(counts.pending, 5);
+        assert_eq!(counts.pending_by_author["nurse1"], 5);
+        assert!(!contains(&dump(&store).await, "401234567"));
+    });
+}
+
+#[test]
+fn flush_batches_in_dependency_order_and_sends_each_record_once() {
+    block_on(async {
+        let store = MemoryStore::new();
+        let server = Server::new();
+        let e = logged_in(&store, &server).await;
+        let mut events = Vec::new();
+        for i in 0..3 {
+            let (_, _, ev) = register(&e, &format!("40000000{i}")).await;
+            events.push(ev);
+        }
+        for ev in &events {
+            for v in ["60", "61", "62"] {
+                write(
+                    &e,
+                    "PUT",
+                    &format!("events/{ev}/DeWeight001"),
+                    json!({"dataValues": [{"dataElement": "DeWeight001", "value": v}]}),
+                )
+                .await;
+            }
+        }
+        *server.mode.borrow_mut() = Mode::Up;
+        server.requests.borrow_mut().clear();
+        let report = e.flush(FlushScope::All, T0, &mut |_| {}).await.unwrap();
+        assert_eq!(report.sent, 18);
+        assert_eq!(report.remaining, 0);
+        assert_eq!(report.requests, 3, "one bulk request per kind");
+        let paths: Vec<String> = server.requests.borrow().iter().map(|(_, u, _)| Target::parse(u).path).collect();
+        assert_eq!(paths, ["/api/trackedEntityInstances", "/api/enrollments", "/api/events"]);
+        assert!(server.creates.borrow().values().all(|n| *n == 1));
+        assert_eq!(server.creates.borrow().len(), 9);
+        // The event carries its last value and its author.
+        let stored = server.stored.borrow()[&events[0]].clone();
+        assert_eq!(stored["dataValues"][0]["value"], "62");
+        assert_eq!(stored["storedBy"], "nurse1");
+        assert_eq!(e.outbox_counts().await.unwrap().pending, 0);
+    });
+}
+
+#[test]
+fn a_lost_response_after_commit_is_replayed_without_duplicates() {
+    block_on(async {
+        let store = MemoryStore::new();
+        let server = Server::new();
+        let e = logged_in(&store, &server).await;
+        register(&e, "400000001").await;
+        *server.mode.borrow_mut() = Mode::CommitThenDrop;
+        let first = e.flush(FlushScope::All, T0, &mut |_| {}).await.unwrap();
+        assert_eq!(first.stopped.as_deref(), Some("SERVER_UNREACHABLE"));
+        assert_eq!(first.remaining, 3);
+        let second = e.flush(FlushScope::All, T0, &mut |_| {}).await.unwrap();
+        assert_eq!(second.remaining, 0);
+        assert!(server.creates.borrow().values().all(|n| *n == 1), "{:?}", server.creates.borrow());
+    });
+}
+
+#[test]
+fn a_refused_record_and_its_dependents_are_kept_and_unrelated_work_goes_on() {
+    block_on(async {
+        let store = MemoryStore::new();
+        let server = Server::new();
+        let e = logged_in(&store, &server).await;
+        let (bad_tei, _, _) = register(&e, "DUPLICATE").await;
+        let (good_tei, _, good_event) = register(&e, "400000002").await;
+        *server.mode.borrow_mut() = Mode::Up;
+        let report = e.flush(FlushScope::All, T0, &mut |_| {}).await.unwrap();
+        assert_eq!(report.sent, 3);
+        assert_eq!(report.failed, 3);
+        assert!(server.stored.borrow().contains_key(&good_tei));
+        assert!(server.stored.borrow().contains_key(&good_event));
+        assert!(!server.stored.borrow().contains_key(&bad_tei));
+        let failures = e.failures().await.unwrap();
+        assert_eq!(failures.len(), 3);
+        assert!(failures[0].reasons.iter().any(|r| r.contains("Non-unique attribute value")), "{failures:?}");
+        assert!(
+            failures[1].reasons.iter().any(|r| r.contains("waits for a record the server refused")),
+            "{failures:?}"
+        );
+        // The refused registration is still readable locally.
+        assert!(
+            e.answer_offline(&format!("{API}/trackedEntityInstances/{bad_tei}.json")).await.unwrap().unwrap().status
+                == 200
+        );
+        // Retry after the cause is fixed: here the user discards the duplicate instead.
+        let id = failures[0].id.clone();
+        e.discard(&id).await.unwrap();
+        assert_eq!(e.failures().await.unwrap().len(), 2);
+        for f in e.failures().await.unwrap() {
+            e.retry(&f.id).await.unwrap();
+        }
+        assert_eq!(e.outbox_counts().await.unwrap().pending, 2);
+    });
+}
+
+#[test]
+fn retry_classification_of_server_answers() {
+    let uids = vec!["Te000000001".to_string()];
+    let r = |status: u16, body: &str| HttpResponse { status, headers: vec![], body: body.as_bytes().to_vec() };
+    assert!(matches!(interpret(None, &uids, Family::Legacy), Verdict::Retry(_)));
+    assert!(matches!(interpret(Some(&r(503, "")), &uids, Family::Legacy), Verdict::Retry(_)));
+    assert!(matches!(interpret(Some(&r(504, "<html>")), &uids, Family::Tracker), Verdict::Retry(_)));
+    assert_eq!(interpret(Some(&r(401, r#"{"message":"Unauthorized"}"#)), &uids, Family::Legacy), Verdict::AuthRequired);
+    match interpret(Some(&r(401, r#"{"message":"OWNERSHIP_ACCESS_DENIED"}"#)), &uids, Family::Legacy) {
+        Verdict::PerRecord { ok, refused } => {
+            assert!(ok.is_empty());
+            assert!(refused["Te000000001"][0].contains("ownership"));
+        }
+        other => panic!("{other:?}"),
+    }
+    // Tracker ImportReport with one error among two records (atomicMode=OBJECT).
+    let two = vec!["Te000000001".to_string(), "Te000000002".to_string()];
+    let report = r#"{"status":"ERROR","validationReport":{"errorReports":[{"uid":"Te000000002","errorCode":"E1064","message":"Non-unique attribute value"}]}}"#;
+    match interpret(Some(&r(409, report)), &two, Family::Tracker) {
+        Verdict::PerRecord { ok, refused } => {
+            assert!(ok.contains("Te000000001"));
+            assert!(refused["Te000000002"][0].starts_with("E1064"));
+        }
+        other => panic!("{other:?}"),
+    }
+    // A 400 WebMessage without summaries refuses the whole request with its message.
+    match interpret(Some(&r(400, r#"{"message":"Bad JSON"}"#)), &uids, Family::Legacy) {
+        Verdict::PerRecord { refused, .. } => assert_eq!(refused["Te000000001"], vec!["Bad JSON".to_string()]),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn author_scope_sends_only_own_entries_and_says_who_waits() {
+    block_on(async {
+        let store = MemoryStore::new();
+        let server = Server::new();
+        let e = engine(&store, &server);
+        e.login("nurse1", "Nurse1!clinic", T0).await.unwrap();
+        e.login("nurse2", "Nurse2!clinic", T0).await.unwrap(); // handover
+        e.logout();
+        *server.mode.borrow_mut() = Mode::Down;
+        e.login("nurse1", "Nurse1!clinic", T0).await.unwrap();
+        register(&e, "400000011").await;
+        e.logout();
+        e.login("nurse2", "Nurse2!clinic", T0).await.unwrap();
+        register(&e, "400000022").await;
+        *server.mode.borrow_mut() = Mode::Up;
+        let report = e.flush(FlushScope::Author, T0, &mut |_| {}).await.unwrap();
+        assert_eq!(report.sent, 3);
+        assert_eq!(report.remaining, 3);
+        assert_eq!(report.waiting_for, vec!["nurse1".to_string()]);
+        let report = e.flush(FlushScope::All, T0, &mut |_| {}).await.unwrap();
+        assert_eq!(report.remaining, 0);
+        let authors: Vec<String> = server
+            .stored
+            .borrow()
+            .values()
+            .filter_map(|v| v.get("storedBy").and_then(Value::as_str).map(str::to_string))
+            .collect();
+        assert!(authors.contains(&"nurse1".to_string()) && authors.contains(&"nurse2".to_string()), "{authors:?}");
+    });
+}
+
+#[test]
+fn auth_refusal_stops_the_flush_and_keeps_everything() {
+    block_on(async {
+        let store = MemoryStore::new();
+        let server = Server::new();
+        let e = logged_in(&store, &server).await;
+        register(&e, "400000003").await;
+        *server.mode.borrow_mut() = Mode::Status(401);
+        let report = e.flush(FlushScope::All, T0, &mut |_| {}).await.unwrap();
+        assert_eq!(report.stopped.as_deref(), Some("AUTH_REQUIRED"));
+        assert_eq!(report.remaining, 3);
+        assert_eq!(e.outbox_counts().await.unwrap().failed, 0);
+    });
+}
+
+#[test]
+fn malformed_writes_are_refused_without_a_trace() {
+    block_on(async {
+        let store = MemoryStore::new();
+        let server = Server::new();
+        let e = logged_in(&store, &server).await;
+        for (method, path, body) in [
+            ("POST", "trackedEntityInstances", "{not json"),
+            ("POST", "trackedEntityInstances", r#"{"trackedEntityInstance":"bad uid!"}"#),
+            ("POST", "events", r#"{"events": 3}"#),
+            ("PUT", "events/EvAncVisit1/DeWeight001", r#"{"dataValues": []}"#),
+        ] {
+            let err =
+                e.prepare_write(method, &format!("{API}/{path}"), "application/json", body.as_bytes()).unwrap_err();
+            assert_eq!(err.code(), "BAD_INPUT", "{path} {body}");
+        }
+        assert_eq!(e.outbox_counts().await.unwrap().pending, 0);
+        // Unknown writes are queued raw and answered 202.
+        let prepared =
+            e.prepare_write("POST", &format!("{API}/dataStore/ns/k"), "application/json", b"{\"a\":1}").unwrap();
+        let r = e.capture_write(&prepared, T0).await.unwrap();
+        assert_eq!(r.status, 202);
+        *server.mode.borrow_mut() = Mode::Up;
+        let report = e.flush(FlushScope::All, T0, &mut |_| {}).await.unwrap();
+        assert_eq!(report.sent, 1);
+        assert!(server
+            .requests
+            .borrow()
+            .iter()
+            .any(|(m, u, b)| m == "POST" && u.ends_with("/dataStore/ns/k") && b["a"] == 1));
+    });
+}
