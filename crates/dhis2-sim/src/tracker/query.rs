@@ -278,7 +278,11 @@ fn attr_clause(sql: &mut Sql, md: &Metadata, f: &AttrFilter) {
         };
         let attr = text(&f.attribute);
         match op.as_str() {
-            "EQ" => sql.push(format!("{exists} AND a.value = ? COLLATE NOCASE)"), [attr, text(value)]),
+            // Through the (attribute, value NOCASE) index: an exact lookup, not a scan.
+            "EQ" => sql.push(
+                "t.id IN (SELECT a.te_id FROM attribute_values a WHERE a.attribute = ? AND a.value = ? COLLATE NOCASE)",
+                [attr, text(value)],
+            ),
             "NE" | "NEQ" => sql.push(
                 "NOT EXISTS (SELECT 1 FROM attribute_values a WHERE a.te_id = t.id AND a.attribute = ? AND a.value = ? COLLATE NOCASE)",
                 [attr, text(value)],
