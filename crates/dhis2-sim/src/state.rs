@@ -22,6 +22,7 @@ struct Inner {
     version: ServerVersion,
     system_id: String,
     faults: crate::faults::Faults,
+    tracker_jobs: crate::api::tracker::Jobs,
 }
 
 impl AppState {
@@ -40,7 +41,14 @@ impl AppState {
             }
         };
         let faults = crate::faults::Faults::default();
-        Ok(Self { inner: Arc::new(Inner { db, sessions: Sessions::default(), version, system_id, faults }) })
+        Ok(Self { inner: Arc::new(Inner {
+            db,
+            sessions: Sessions::default(),
+            version,
+            system_id,
+            faults,
+            tracker_jobs: Default::default(),
+        }) })
     }
 
     /// The database.
@@ -61,6 +69,11 @@ impl AppState {
     /// Fault injection, request log and counters (`--faults`).
     pub fn faults(&self) -> &crate::faults::Faults {
         &self.inner.faults
+    }
+
+    /// The in-memory jobs of async `POST /api/tracker` imports.
+    pub fn tracker_jobs(&self) -> &crate::api::tracker::Jobs {
+        &self.inner.tracker_jobs
     }
 
     /// The stable system id (`/api/system/info` `systemId`).

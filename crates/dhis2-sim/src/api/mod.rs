@@ -9,6 +9,7 @@ pub mod me;
 pub mod metadata;
 pub mod sharing;
 pub mod system;
+pub mod tracker;
 
 use axum::{
     extract::{FromRequestParts, OriginalUri, Query, Request},
@@ -38,6 +39,7 @@ pub fn protected_routes() -> Router<AppState> {
         .merge(legacy::routes())
         .merge(datastore::routes())
         .merge(sharing::routes())
+        .merge(tracker::routes())
 }
 
 /// All query parameters of a request, in order (repeated names kept).

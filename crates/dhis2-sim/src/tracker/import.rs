@@ -102,6 +102,23 @@ fn client_uid(v: &Value, key: &str, object: &str) -> Result<Option<String>, Box<
     }
 }
 
+/// The UID of another (non-deleted) tracked entity that holds `value` for the unique
+/// attribute `attribute`, if any (`except` is the tracked entity being written).
+pub fn unique_value_holder(
+    conn: &Connection,
+    attribute: &str,
+    value: &str,
+    except: Option<i64>,
+) -> rusqlite::Result<Option<String>> {
+    conn.prepare_cached(
+        "SELECT t.uid FROM attribute_values a JOIN tracked_entities t ON t.id = a.te_id \
+         WHERE a.attribute = ?1 AND a.value = ?2 COLLATE NOCASE AND a.value = ?2 \
+         AND t.deleted = 0 AND t.id != ?3 LIMIT 1",
+    )?
+    .query_row(params![attribute, value, except.unwrap_or(-1)], |r| r.get(0))
+    .optional()
+}
+
 /// One import run: a connection (inside the caller's transaction) and everything the checks need.
 pub struct Importer<'a> {
     /// The connection (a transaction).
@@ -118,6 +135,10 @@ pub struct Importer<'a> {
     pub strategy: Strategy,
     /// `http://host/api`, for `href`.
     pub base: String,
+    /// New tracker semantics (`POST /api/tracker`): an update keeps the attributes and data
+    /// values the payload omits, and deletes only those sent with a `null` (or empty) value.
+    /// The legacy API replaces them (`false`).
+    pub merge: bool,
 }
 
 impl Importer<'_> {
@@ -239,15 +260,7 @@ impl Importer<'_> {
                 continue;
             }
             if meta.unique {
-                let other: Option<String> = self
-                    .conn
-                    .prepare_cached(
-                        "SELECT t.uid FROM attribute_values a JOIN tracked_entities t ON t.id = a.te_id \
-                         WHERE a.attribute = ?1 AND a.value = ?2 COLLATE NOCASE AND a.value = ?2 \
-                         AND t.deleted = 0 AND t.id != ?3 LIMIT 1",
-                    )?
-                    .query_row(params![attr_uid, value, te_id.unwrap_or(-1)], |r| r.get(0))
-                    .optional()?;
+                let other = unique_value_holder(self.conn, &attr_uid, &value, te_id)?;
                 if other.is_some() {
                     conflicts.push((
                         "Attribute.value".into(),
@@ -291,6 +304,33 @@ impl Importer<'_> {
         }
         // Reserved values that are now used stay reserved (never handed out twice anyway).
         Ok(())
+    }
+
+    /// Deletes the attributes a payload sends with a `null` or empty value.
+    fn delete_null_attributes(&self, te_id: i64, v: &Value) -> rusqlite::Result<()> {
+        let mut del = self.conn.prepare_cached("DELETE FROM attribute_values WHERE te_id = ?1 AND attribute = ?2")?;
+        for a in array(v, "attributes") {
+            if let (Some(attr), None) = (text(a, "attribute"), text(a, "value")) {
+                del.execute(params![te_id, attr])?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Merges the `attributes` of a payload into a tracked entity (new tracker enrollments
+    /// carry the program's attributes): values are checked, written, `null` ones deleted.
+    /// Returns the conflicts; nothing is written when there are any.
+    pub fn merge_attributes(&self, te: &TeRow, v: &Value) -> Result<Vec<(String, String)>, ApiError> {
+        let (conflicts, values) = self.check_attributes(v, Some(te.id))?;
+        if !conflicts.is_empty() {
+            return Ok(conflicts);
+        }
+        self.write_attributes(te.id, &values, false)?;
+        self.delete_null_attributes(te.id, v)?;
+        if !array(v, "attributes").is_empty() {
+            self.touch_te(te.id)?;
+        }
+        Ok(Vec::new())
     }
 
     fn org_unit_of(&self, v: &Value) -> Result<&OrgUnit, Option<String>> {
@@ -428,7 +468,10 @@ impl Importer<'_> {
                 text(v, "storedBy"),
                 text(v, "trackedEntityType"),
             ])?;
-        self.write_attributes(te.id, &values, true)?;
+        self.write_attributes(te.id, &values, !self.merge)?;
+        if self.merge {
+            self.delete_null_attributes(te.id, v)?;
+        }
         let mut s = ImportSummary::new(Some(te.uid.clone()));
         s.updated = 1;
         let te = store::te_by_uid(self.conn, &te.uid)?.ok_or_else(|| ApiError::Internal("TEI vanished".into()))?;
@@ -953,7 +996,9 @@ impl Importer<'_> {
         Ok(())
     }
 
-    fn owner_ok(&self, te_id: i64, te_ou: &str, program: &crate::model::Program) -> rusqlite::Result<bool> {
+    /// Whether the user owns the tracked entity for `program` (open/audited programs and
+    /// superusers always; else the owner org unit, or the TE's own, must be in capture scope).
+    pub fn owner_ok(&self, te_id: i64, te_ou: &str, program: &crate::model::Program) -> rusqlite::Result<bool> {
         if self.user.superuser || matches!(program.access_level.as_str(), "OPEN" | "AUDITED") {
             return Ok(true);
         }
@@ -1229,7 +1274,7 @@ impl Importer<'_> {
                 stored_by,
                 text(v, "lastUpdatedAtClient").and_then(|d| dates::normalise(&d)),
             ])?;
-        self.write_data_values(ev.id, &values, !single_value)?;
+        self.write_data_values(ev.id, &values, !single_value && !self.merge)?;
         if !single_value {
             self.add_notes(None, Some(ev.id), v)?;
         }

@@ -2,6 +2,7 @@
 //! in SQLite, the user's org unit scope, and the legacy import and query logic the
 //! `/api/trackedEntityInstances`, `/api/enrollments` and `/api/events` endpoints share.
 
+pub mod bundle;
 pub mod dates;
 pub mod import;
 pub mod query;

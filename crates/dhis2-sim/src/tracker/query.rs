@@ -511,6 +511,49 @@ pub fn owner_org_unit(conn: &Connection, te: &store::TeRow, program: &str) -> Re
     Ok(owner.unwrap_or_else(|| te.org_unit.clone()))
 }
 
+/// Why a user may not read one tracked entity (`GET …/{uid}`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TeReadDenied {
+    /// Its org unit is outside the user's search scope (legacy: 409 with this message).
+    OutsideSearchScope(String),
+    /// The program's ownership forbids it: `OWNERSHIP_ACCESS_DENIED` or `PROGRAM_ACCESS_CLOSED`.
+    Ownership(&'static str),
+}
+
+/// Checks that the user may read `te` (with `program`, if given), as the legacy
+/// `GET /api/trackedEntityInstances/{uid}` and the new `GET /api/tracker/trackedEntities/{uid}` do.
+pub fn check_te_read(
+    conn: &Connection,
+    md: &Metadata,
+    user: &UserScope,
+    ous: &HashMap<String, OrgUnit>,
+    te: &store::TeRow,
+    program: Option<&crate::model::Program>,
+) -> Result<Result<(), TeReadDenied>, ApiError> {
+    if !user.can_search(&te.ou_path) {
+        return Ok(Err(TeReadDenied::OutsideSearchScope(format!(
+            "[User has no read access to organisation unit: {}]",
+            te.org_unit
+        ))));
+    }
+    let _ = md;
+    if let Some(prog) = program {
+        let owner = owner_org_unit(conn, te, &prog.uid)?;
+        let owner_ok = user.superuser
+            || matches!(prog.access_level.as_str(), "OPEN" | "AUDITED")
+                && ous.get(&owner).is_some_and(|o| user.can_search(&o.path))
+            || ous.get(&owner).is_some_and(|o| user.can_capture(&o.path));
+        if !owner_ok {
+            return Ok(Err(TeReadDenied::Ownership(if prog.access_level == "CLOSED" {
+                "PROGRAM_ACCESS_CLOSED"
+            } else {
+                "OWNERSHIP_ACCESS_DENIED"
+            })));
+        }
+    }
+    Ok(Ok(()))
+}
+
 /// `GET /api/trackedEntityInstances/query.json`: the grid.
 pub fn grid(
     conn: &Connection,

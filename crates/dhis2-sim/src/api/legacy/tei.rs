@@ -67,7 +67,7 @@ pub async fn post(
 }
 
 fn importer<'a>(conn: &'a rusqlite::Connection, ctx: &'a Ctx, strategy: Strategy, base: String) -> Importer<'a> {
-    Importer { conn, md: &ctx.md, user: &ctx.user, ous: &ctx.ous, now: crate::db::now_timestamp(), strategy, base }
+    Importer { conn, md: &ctx.md, user: &ctx.user, ous: &ctx.ous, now: crate::db::now_timestamp(), strategy, base, merge: false }
 }
 
 /// `PUT /api/trackedEntityInstances/{uid}`: replaces the attributes (omitted ones are deleted).
@@ -140,29 +140,18 @@ pub async fn one(
             let ctx = Ctx::load(conn, &user)?;
             let not_found = || ApiError::NotFound(format!("TrackedEntityInstance with id {id} could not be found."));
             let te = store::te_by_uid(conn, &id)?.filter(|t| !t.deleted).ok_or_else(not_found)?;
-            if !ctx.user.can_search(&te.ou_path) {
-                return Err(ApiError::Conflict(format!(
-                    "[User has no read access to organisation unit: {}]",
-                    te.org_unit
-                )));
-            }
-            if let Some(p) = &program {
-                let prog = ctx
-                    .md
-                    .program(p)
-                    .ok_or_else(|| ApiError::NotFound(format!("Program with id {p} could not be found.")))?;
-                let owner = query::owner_org_unit(conn, &te, p)?;
-                let owner_ok = ctx.user.superuser
-                    || matches!(prog.access_level.as_str(), "OPEN" | "AUDITED")
-                        && ctx.ous.get(&owner).is_some_and(|o| ctx.user.can_search(&o.path))
-                    || ctx.ous.get(&owner).is_some_and(|o| ctx.user.can_capture(&o.path));
-                if !owner_ok {
-                    return Ok(Err(if prog.access_level == "CLOSED" {
-                        "PROGRAM_ACCESS_CLOSED"
-                    } else {
-                        "OWNERSHIP_ACCESS_DENIED"
-                    }));
-                }
+            let prog = match &program {
+                Some(p) => Some(
+                    ctx.md
+                        .program(p)
+                        .ok_or_else(|| ApiError::NotFound(format!("Program with id {p} could not be found.")))?,
+                ),
+                None => None,
+            };
+            match query::check_te_read(conn, &ctx.md, &ctx.user, &ctx.ous, &te, prog)? {
+                Ok(()) => {}
+                Err(query::TeReadDenied::OutsideSearchScope(msg)) => return Err(ApiError::Conflict(msg)),
+                Err(query::TeReadDenied::Ownership(msg)) => return Ok(Err(msg)),
             }
             Ok(Ok(store::te_json(conn, &ctx.rc(), &te, program.as_deref(), children)?))
         })
