@@ -4,11 +4,18 @@
 // - GET requests under an API base: network first; when the server cannot be reached (or
 //   during the fast path after a failure) the answer comes from the local copy (Rust core).
 //   Successful online answers the core deems cacheable are kept sealed.
+// - Writes under an API base: sent straight through while the server answers and nothing is
+//   queued (with client UIDs added to creates, so a lost answer cannot cause a duplicate);
+//   otherwise captured into the encrypted outbox and answered as the server would.
+//   The outbox is flushed on Background Sync, on a page's request, and after a capture while
+//   the server answers, one flusher at a time (Web Locks).
 // - Everything else of the app's origin (the app shell): network first, copy kept in Cache
 //   Storage and re-cached on every online load.
 // It never touches `window`; every rule lives in Rust.
 
 import init, { Engine } from './pkg/tracker_offline.js';
+
+const SYNC_TAG = 'tracker-offline-outbox';
 
 const SHELL_CACHE = 'tracker-offline-shell-v1';
 const NETWORK_TIMEOUT_MS = 8000;
@@ -17,6 +24,7 @@ const DB_PREFIX = 'tracker-offline:';
 
 let wasmReady = null;
 const engines = new Map(); // absolute apiBase -> Promise<Engine>
+const flushScopes = new Map(); // absolute apiBase -> 'all' | 'author'
 let keyWaiters = [];
 
 function loadWasm() {
@@ -123,6 +131,86 @@ async function answerApiGet(event, request, apiBase) {
   }
 }
 
+function toResponse(answer) {
+  return new Response(answer.body.length ? answer.body : null, { status: answer.status, headers: answer.headers });
+}
+
+async function notifyClients(message) {
+  for (const client of await self.clients.matchAll({ type: 'window' })) client.postMessage(message);
+}
+
+/** Sends the outbox of one API base; one flusher at a time across tabs and this worker. */
+async function flush(apiBase, scope) {
+  const engine = await engineFor(apiBase);
+  if (!engine.unlocked) throw coded('VAULT_LOCKED', 'the outbox cannot be sent while locked');
+  const run = () =>
+    engine.flush(scope ?? flushScopes.get(apiBase) ?? 'all', (progress) =>
+      notifyClients({ type: 'tracker-offline:flush-progress', apiBase, progress }),
+    );
+  const report = self.navigator.locks ? await self.navigator.locks.request(`tracker-offline:flush:${apiBase}`, run) : await run();
+  await notifyClients({ type: 'tracker-offline:flushed', apiBase, report });
+  return report;
+}
+
+async function registerSync() {
+  try {
+    await self.registration.sync?.register(SYNC_TAG);
+  } catch {
+    /* Background Sync unavailable: pages retry on a timer. */
+  }
+}
+
+async function answerWrite(event, request, apiBase) {
+  const engine = await engineFor(apiBase);
+  const body = new Uint8Array(await request.clone().arrayBuffer());
+  if (!(await requestKey(engine))) {
+    // Without the key nothing can be queued: the server answers or the app sees the failure.
+    try {
+      return await fetchWithTimeout(request);
+    } catch {
+      return webMessage(503, 'Service Unavailable', 'Offline, and the local copy is locked: log in again.', 'VAULT_LOCKED');
+    }
+  }
+  let prepared;
+  try {
+    prepared = engine.prepareWrite(request.method, request.url, request.headers.get('content-type') ?? '', body);
+  } catch (error) {
+    return webMessage(400, 'Bad Request', error.message, error.code);
+  }
+  const queueFirst = !engine.shouldTryNetwork() || (await engine.outboxHasWork());
+  if (!queueFirst) {
+    try {
+      const sent = new Request(request.url, {
+        method: request.method,
+        headers: request.headers,
+        body: prepared.body.length ? prepared.body : undefined,
+        credentials: 'same-origin',
+      });
+      const response = await fetchWithTimeout(sent);
+      if (engine.recordNetwork(response.status)) {
+        if (response.ok) event.waitUntil(engine.recordOnlineWrite(prepared).catch(() => {}));
+        return response;
+      }
+    } catch {
+      engine.recordNetwork(undefined);
+    }
+  }
+  try {
+    const answer = await engine.captureWrite(prepared);
+    event.waitUntil(
+      (async () => {
+        await notifyClients({ type: 'tracker-offline:queued', apiBase });
+        await registerSync();
+        if (engine.shouldTryNetwork()) await flush(apiBase).catch(() => {});
+      })(),
+    );
+    return toResponse(answer);
+  } catch (error) {
+    const status = error.code === 'STORAGE_FULL' ? 507 : 503;
+    return webMessage(status, status === 507 ? 'Insufficient Storage' : 'Service Unavailable', error.message, error.code);
+  }
+}
+
 async function answerShell(request) {
   const cache = await caches.open(SHELL_CACHE);
   try {
@@ -130,7 +218,7 @@ async function answerShell(request) {
     if (response.ok && response.type === 'basic') await cache.put(request, response.clone());
     return response;
   } catch (error) {
-    const cached = await cache.match(request, { ignoreSearch: false });
+    const cached = await cache.match(request.url, { ignoreVary: true });
     if (cached) return cached;
     throw error;
   }
@@ -139,7 +227,17 @@ async function answerShell(request) {
 self.addEventListener('fetch', (event) => {
   const request = event.request;
   const url = new URL(request.url);
-  if (url.origin !== self.location.origin || request.method !== 'GET') return;
+  if (url.origin !== self.location.origin) return;
+  if (request.method !== 'GET') {
+    if (request.method === 'HEAD' || request.method === 'OPTIONS') return;
+    event.respondWith(
+      (async () => {
+        const apiBase = await apiBaseOf(url);
+        return apiBase ? answerWrite(event, request, apiBase) : fetch(request);
+      })(),
+    );
+    return;
+  }
   event.respondWith(
     (async () => {
       const apiBase = await apiBaseOf(url);
@@ -150,11 +248,29 @@ self.addEventListener('fetch', (event) => {
   );
 });
 
+self.addEventListener('sync', (event) => {
+  if (event.tag !== SYNC_TAG) return;
+  event.waitUntil(
+    (async () => {
+      let unreachable = false;
+      for (const apiBase of await knownApiBases()) {
+        const engine = await engineFor(apiBase);
+        if (!(await requestKey(engine))) continue;
+        const report = await flush(apiBase).catch(() => null);
+        if (report?.stopped === 'SERVER_UNREACHABLE') unreachable = true;
+      }
+      // Rejecting makes the browser retry the sync later, with its own backoff.
+      if (unreachable && !event.lastChance) throw new Error('server unreachable; the outbox waits');
+    })(),
+  );
+});
+
 async function handle(message) {
   switch (message?.type) {
     case 'unlock': {
       const engine = await engineFor(message.apiBase);
-      await engine.unlockWithDataKey(message.username, message.key);
+      await engine.unlockWithDataKey(message.username, message.key, message.password);
+      if (message.flushScope) flushScopes.set(message.apiBase, message.flushScope);
       engine.invalidateClinic();
       const waiters = keyWaiters;
       keyWaiters = [];
@@ -169,6 +285,17 @@ async function handle(message) {
       (await engineFor(message.apiBase)).invalidateClinic();
       return {};
     }
+    case 'cache-shell':
+      return cacheShell(message.urls ?? []);
+    case 'sync':
+      return flush(message.apiBase, message.scope);
+    case 'failures':
+      return (await engineFor(message.apiBase)).failures();
+    case 'retry':
+      await (await engineFor(message.apiBase)).retry(message.id);
+      return {};
+    case 'discard':
+      return (await engineFor(message.apiBase)).discard(message.id);
     case 'status': {
       const engine = await engineFor(message.apiBase);
       const status = await engine.status();
@@ -179,7 +306,33 @@ async function handle(message) {
   }
 }
 
-self.addEventListener('install', (event) => event.waitUntil(self.skipWaiting()));
+/** The library's own files, kept so a reload works offline. */
+const LIBRARY_FILES = ['./tracker-offline.js', './pkg/tracker_offline.js', './pkg/tracker_offline_bg.wasm'];
+
+/** Caches the given same-origin URLs that are not yet in the shell cache (or all, when `refresh`). */
+async function cacheShell(urls, refresh = false) {
+  const cache = await caches.open(SHELL_CACHE);
+  let added = 0;
+  for (const href of urls) {
+    const url = new URL(href, self.location.href);
+    if (url.origin !== self.location.origin || (await apiBaseOf(url)) || url.pathname.startsWith('/api/')) continue;
+    if (!refresh && (await cache.match(url.href, { ignoreVary: true }))) continue;
+    try {
+      const response = await fetch(url.href, { cache: 'no-cache' });
+      if (response.ok) {
+        await cache.put(url.href, response);
+        added += 1;
+      }
+    } catch {
+      /* offline: keep what is there */
+    }
+  }
+  return { added };
+}
+
+self.addEventListener('install', (event) =>
+  event.waitUntil(cacheShell(LIBRARY_FILES.map((f) => new URL(f, self.location.href).href)).then(() => self.skipWaiting())),
+);
 self.addEventListener('activate', (event) => event.waitUntil(self.clients.claim()));
 self.addEventListener('message', (event) => {
   const port = event.ports[0];

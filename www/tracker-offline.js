@@ -9,13 +9,15 @@
 //   await app.status();                    // -> { online, user, locked, pending, failed, lastSyncAt,
 //                                          //      records, usage, quota, lastDownloadAt }
 //   await app.download({ orgUnits, programs, onProgress }); // clinic copy for offline use
-//   app.addEventListener('status' | 'progress', (e) => e.detail);
+//   await app.sync();                      // -> { sent, failed, remaining }
+//   await app.failures(); await app.retry(id); await app.discard(id);
+//   app.addEventListener('status' | 'progress' | 'flush', (e) => e.detail);
 //
 // Failures reject with an Error whose `code` is stable (BAD_CREDENTIALS, UNKNOWN_USER_OFFLINE,
 // LOCKED_OUT with retryAfterMs, CREDENTIAL_EXPIRED, SERVER_UNREACHABLE, VAULT_LOCKED,
 // HANDOVER_REQUIRED, STORAGE_FULL, STORAGE_CORRUPT, BAD_INPUT).
 
-import init, { Engine } from './pkg/tracker_offline.js';
+import init, { Engine, retryDelayMs } from './pkg/tracker_offline.js';
 
 let wasmReady = null;
 function loadWasm() {
@@ -48,12 +50,27 @@ export class TrackerOffline extends EventTarget {
   #engine;
   #apiBase;
   #registration;
+  #flushScope;
+  #retryTimer = null;
+  #unreachableFlushes = 0;
 
-  constructor(engine, apiBase, registration) {
+  constructor(engine, apiBase, registration, flushScope) {
     super();
     this.#engine = engine;
     this.#apiBase = apiBase;
     this.#registration = registration;
+    this.#flushScope = flushScope;
+    addEventListener('online', () => this.#autoSync());
+    navigator.serviceWorker?.addEventListener('message', (event) => {
+      if (event.data?.apiBase !== this.#apiBase) return;
+      if (event.data.type === 'tracker-offline:flush-progress') {
+        this.dispatchEvent(new CustomEvent('flush', { detail: event.data.progress }));
+      }
+      if (event.data.type === 'tracker-offline:flushed' || event.data.type === 'tracker-offline:queued') {
+        this.#emitStatus();
+        if (event.data.type === 'tracker-offline:queued') this.#scheduleRetry();
+      }
+    });
     // A restarted service worker asks open pages for the key again.
     navigator.serviceWorker?.addEventListener('message', (event) => {
       if (event.data?.type === 'tracker-offline:key-request' && this.#engine.unlocked) {
@@ -83,12 +100,24 @@ export class TrackerOffline extends EventTarget {
     if (options.serviceWorker !== false && 'serviceWorker' in navigator) {
       const url = new URL(options.serviceWorker ?? 'sw.js', location.href);
       if (url.origin !== location.origin) throw codedError('BAD_INPUT', 'the service worker must be on the app\'s origin');
-      registration = await navigator.serviceWorker.register(url, { type: 'module' });
+      try {
+        registration = await navigator.serviceWorker.register(url, { type: 'module' });
+      } catch (error) {
+        // Offline, the update check of the worker script fails; the installed worker still runs.
+        registration = await navigator.serviceWorker.getRegistration(url);
+        if (!registration) throw codedError('SERVER_UNREACHABLE', `cannot install the service worker: ${error.message}`);
+      }
       await navigator.serviceWorker.ready;
+      // The files this page loaded before the worker controlled it: keep them for offline
+      // reloads (and put them back if another app emptied Cache Storage).
+      const shell = [location.href, ...performance.getEntriesByType('resource').map((e) => e.name)];
+      askWorker(registration, { type: 'cache-shell', urls: shell }, [], 60000).catch(() => {});
     }
     // Ask the browser not to evict the clinic copy under storage pressure.
     await navigator.storage?.persist?.().catch(() => false);
-    return new TrackerOffline(engine, apiBase, registration);
+    const flushScope = options.flushScope ?? 'all';
+    if (!['all', 'author'].includes(flushScope)) throw codedError('BAD_INPUT', "flushScope must be 'all' or 'author'");
+    return new TrackerOffline(engine, apiBase, registration, flushScope);
   }
 
   /** The absolute API base this instance talks to. */
@@ -101,11 +130,14 @@ export class TrackerOffline extends EventTarget {
     const outcome = await this.#engine.login(String(username ?? ''), String(password ?? ''));
     await this.#handKeyToWorker(outcome.username);
     this.#emitStatus();
+    // Online login: send the unsent work now.
+    if (outcome.mode === 'online') this.#autoSync();
     return outcome;
   }
 
   /** Logs out: keys and password are forgotten here and in the service worker. */
   async logout() {
+    clearTimeout(this.#retryTimer);
     this.#engine.logout();
     if (this.#registration) {
       await askWorker(this.#registration, { type: 'lock' }).catch(() => {});
@@ -127,6 +159,8 @@ export class TrackerOffline extends EventTarget {
       pending: s.pending,
       failed: s.failed,
       lastSyncAt: s.lastSyncAt ?? null,
+      pendingByAuthor: s.pendingByAuthor,
+      failedByAuthor: s.failedByAuthor,
       registeredUsers: s.registeredUsers,
       records: s.records,
       lastDownloadAt: s.lastDownloadAt ?? null,
@@ -157,6 +191,56 @@ export class TrackerOffline extends EventTarget {
     return run();
   }
 
+  /**
+   * Sends the outbox now (through the service worker, which also flushes on its own).
+   * Resolves with `{ sent, failed, remaining, requests, stopped, waitingFor }`.
+   */
+  async sync() {
+    const report = this.#registration
+      ? await askWorker(this.#registration, { type: 'sync', apiBase: this.#apiBase, scope: this.#flushScope }, [], 600000)
+      : await this.#engine.flush(this.#flushScope, (p) => this.dispatchEvent(new CustomEvent('flush', { detail: p })));
+    this.#unreachableFlushes = report.stopped === 'SERVER_UNREACHABLE' ? this.#unreachableFlushes + 1 : 0;
+    if (report.remaining > 0 && report.stopped === 'SERVER_UNREACHABLE') this.#scheduleRetry();
+    this.#emitStatus();
+    return report;
+  }
+
+  /** Entries the server refused: `[{ id, author, summary, records, reasons, createdAtMs, failedAtMs }]`. */
+  async failures() {
+    return this.#registration ? askWorker(this.#registration, { type: 'failures', apiBase: this.#apiBase }) : this.#engine.failures();
+  }
+
+  /** Puts a refused entry back in line and tries to send it. */
+  async retry(id) {
+    if (this.#registration) await askWorker(this.#registration, { type: 'retry', apiBase: this.#apiBase, id });
+    else await this.#engine.retry(id);
+    this.#autoSync();
+  }
+
+  /** Drops an entry for good (the app asks the user first); resolves with the dropped entry. */
+  async discard(id) {
+    const dropped = this.#registration
+      ? await askWorker(this.#registration, { type: 'discard', apiBase: this.#apiBase, id })
+      : await this.#engine.discard(id);
+    console.info('[tracker-offline] discarded outbox entry', dropped.summary, 'by', dropped.author);
+    this.#emitStatus();
+    return dropped;
+  }
+
+  #autoSync() {
+    if (!this.#engine.unlocked) return;
+    this.sync().catch(() => this.#scheduleRetry());
+  }
+
+  /** A timer with exponential backoff and jitter while the server cannot be reached. */
+  #scheduleRetry() {
+    if (this.#retryTimer !== null || !this.#engine.unlocked) return;
+    this.#retryTimer = setTimeout(() => {
+      this.#retryTimer = null;
+      this.#autoSync();
+    }, retryDelayMs(this.#unreachableFlushes));
+  }
+
   /** What the service worker holds: `{ unlocked, username }` (for diagnostics and tests). */
   async workerStatus() {
     return askWorker(this.#registration, { type: 'status', apiBase: this.#apiBase });
@@ -166,7 +250,12 @@ export class TrackerOffline extends EventTarget {
     if (!this.#registration) return;
     const name = await username;
     const key = this.#engine.exportDataKey();
-    await askWorker(this.#registration, { type: 'unlock', apiBase: this.#apiBase, username: name, key }, [key.buffer]);
+    const password = this.#engine.sessionPassword();
+    await askWorker(
+      this.#registration,
+      { type: 'unlock', apiBase: this.#apiBase, username: name, key, password, flushScope: this.#flushScope },
+      [key.buffer],
+    );
   }
 
   #emitStatus() {

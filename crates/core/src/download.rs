@@ -45,7 +45,7 @@ pub struct DownloadOptions {
     pub page_size: Option<usize>,
     /// Forget the incremental mark and download everything again.
     #[serde(default)]
-    pub full: bool,
+    pub full: Option<bool>,
 }
 
 /// Progress of a download, reported after every page.
@@ -265,7 +265,7 @@ programTrackedEntityAttributes[displayInList,trackedEntityAttribute[id,displayNa
         let mut cursor = match previous {
             Some(c) if !c.complete && c.steps == steps => c,
             other => {
-                let last = if options.full { None } else { other.and_then(|c| c.last_complete_ms) };
+                let last = if options.full == Some(true) { None } else { other.and_then(|c| c.last_complete_ms) };
                 DownloadCursor {
                     totals: vec![None; steps.len()],
                     steps: steps.clone(),
@@ -371,6 +371,7 @@ programTrackedEntityAttributes[displayInList,trackedEntityAttribute[id,displayNa
     async fn apply_server_page(&self, items: Vec<Object>) -> Result<(WriteBatch, AppliedPage)> {
         let mut batch = WriteBatch::new();
         let mut applied = AppliedPage::default();
+        let mut next_ordinal = self.clinic.lock().map(|c| c.index.next_ordinal()).unwrap_or(1);
         for item in items {
             let deleted = flag(&item, "deleted");
             let mut server = TeiBundle::from_nested(item)?;
@@ -413,6 +414,7 @@ programTrackedEntityAttributes[displayInList,trackedEntityAttribute[id,displayNa
             server.events.retain(|e| !flag(e, "deleted"));
             let bundle = match existing {
                 Some(mut local) => {
+                    let ordinal = local.ordinal;
                     if local.has_local_changes() {
                         applied.kept_local += 1;
                     }
@@ -424,9 +426,14 @@ programTrackedEntityAttributes[displayInList,trackedEntityAttribute[id,displayNa
                         .retain(|e| !text(e, "enrollment").is_some_and(|u| drop_enrollments.iter().any(|d| d == u)));
                     local.events.retain(|e| !text(e, "event").is_some_and(|u| drop_enrollments.iter().any(|d| d == u)));
                     local.merge_from_server(server);
+                    local.ordinal = ordinal;
                     local
                 }
-                None => server,
+                None => {
+                    server.ordinal = next_ordinal;
+                    next_ordinal += 1;
+                    server
+                }
             };
             let (next, row) = seal_bundle(&self.vault, batch, &bundle)?;
             batch = next;

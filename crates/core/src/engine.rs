@@ -52,6 +52,10 @@ pub struct Status {
     pub pending: u64,
     /// Outbox entries the server refused, kept for the user.
     pub failed: u64,
+    /// Pending entries per author.
+    pub pending_by_author: std::collections::BTreeMap<String, u64>,
+    /// Failed entries per author.
+    pub failed_by_author: std::collections::BTreeMap<String, u64>,
     /// Last successful flush (ms since epoch).
     pub last_sync_at: Option<i64>,
     /// Users registered on this device.
@@ -136,6 +140,7 @@ pub struct Engine<S, K, R, H> {
     pub(crate) vault: Vault<S, K, R>,
     pub(crate) http: H,
     online: std::sync::Mutex<Option<bool>>,
+    pub(crate) last_sync: std::sync::Mutex<Option<i64>>,
     connectivity: std::sync::Mutex<Connectivity>,
     pub(crate) clinic: std::sync::Mutex<crate::clinic::ClinicState>,
 }
@@ -149,6 +154,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
             vault,
             http,
             online: std::sync::Mutex::new(None),
+            last_sync: Default::default(),
             connectivity: Default::default(),
             clinic: Default::default(),
         }
@@ -229,6 +235,11 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
         }
     }
 
+    /// When the last flush that reached the server finished (ms since epoch), in this context.
+    pub fn last_sync_at(&self) -> Option<i64> {
+        self.last_sync.lock().ok().and_then(|g| *g)
+    }
+
     /// Whether the last contact with the server succeeded.
     pub fn last_known_online(&self) -> Option<bool> {
         self.online.lock().ok().and_then(|g| *g)
@@ -241,13 +252,24 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
             let _ = self.ensure_clinic_loaded().await;
         }
         let online = self.online.lock().ok().and_then(|g| *g);
+        let counts = if self.vault.is_unlocked() {
+            self.outbox_counts().await.unwrap_or_default()
+        } else {
+            // Locked: entries cannot be opened, only counted.
+            crate::outbox::OutboxCounts {
+                pending: self.vault.store().count(StoreName::Outbox).await?,
+                ..Default::default()
+            }
+        };
         Ok(Status {
             online,
             user: self.vault.session_info(),
             locked: !self.vault.is_unlocked(),
-            pending: self.vault.store().count(StoreName::Outbox).await?,
-            failed: 0,
-            last_sync_at: None,
+            pending: counts.pending,
+            failed: counts.failed,
+            pending_by_author: counts.pending_by_author,
+            failed_by_author: counts.failed_by_author,
+            last_sync_at: self.last_sync_at(),
             registered_users: self.vault.registered_users().await?,
             records: self.record_count(),
             last_download_at: self.last_download_at().await,

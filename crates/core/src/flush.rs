@@ -37,6 +37,15 @@ pub enum FlushScope {
     Author,
 }
 
+/// Delay before the next automatic flush attempt after `failures` consecutive unreachable
+/// attempts: exponential from 5 s, capped at 10 minutes, with up to 50 % random jitter
+/// (`jitter` in 0..1) so a clinic's devices do not all retry at once.
+pub fn retry_delay_ms(failures: u32, jitter: f64) -> u64 {
+    let base = 5_000u64.saturating_mul(1u64 << failures.min(16)).min(600_000);
+    let jitter = jitter.clamp(0.0, 1.0);
+    base - (base as f64 * 0.5 * jitter) as u64
+}
+
 /// Bulk sizes (records per request).
 pub const TEIS_PER_REQUEST: usize = 50;
 /// Enrollments per request.
@@ -528,6 +537,11 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
             }
         }
         report.remaining = self.outbox_entries().await?.iter().filter(|e| e.is_pending()).count() as u64;
+        if report.stopped.is_none() {
+            if let Ok(mut g) = self.last_sync.lock() {
+                *g = Some(now_ms);
+            }
+        }
         Ok(report)
     }
 

@@ -54,6 +54,9 @@ pub struct IndexRow {
     pub enrollments: Vec<EnrollmentRow>,
     /// Event UIDs.
     pub events: Vec<String>,
+    /// Position in the server's default order.
+    #[serde(default)]
+    pub ordinal: u64,
 }
 
 impl IndexRow {
@@ -85,6 +88,7 @@ impl IndexRow {
                 })
                 .collect(),
             events: bundle.events.iter().filter_map(|e| text(e, "event").map(str::to_string)).collect(),
+            ordinal: bundle.ordinal,
         }
     }
 
@@ -156,6 +160,11 @@ impl ClinicIndex {
     /// True when empty.
     pub fn is_empty(&self) -> bool {
         self.rows.is_empty()
+    }
+
+    /// The next free position at the end of the server order.
+    pub fn next_ordinal(&self) -> u64 {
+        self.rows.values().map(|r| r.ordinal).max().map_or(1, |m| m + 1)
     }
 
     /// Forgets everything (lock).

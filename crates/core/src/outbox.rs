@@ -255,6 +255,13 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
             Mutation::Raw => None,
             _ => self.local_effect(prepared, &author, now_ms, loaded).ok(),
         };
+        let next_ordinal = self.clinic.lock().map(|c| c.index.next_ordinal()).unwrap_or(1);
+        let effect = effect.map(|(mut bundles, touches)| {
+            for (i, b) in bundles.iter_mut().filter(|b| b.ordinal == 0).enumerate() {
+                b.ordinal = next_ordinal + i as u64;
+            }
+            (bundles, touches)
+        });
         let (bundles, payload) = match effect {
             Some((bundles, touches)) => (bundles, EntryPayload::Touches { touches }),
             None => (

@@ -333,8 +333,8 @@ impl TeiQuery {
                     return ord;
                 }
             }
-            // DHIS2's default order is by creation, then UID for a stable page.
-            a.created.cmp(&b.created).then_with(|| a.uid.cmp(&b.uid))
+            // DHIS2's default order is its internal id: the order the download received them.
+            a.ordinal.cmp(&b.ordinal).then_with(|| a.uid.cmp(&b.uid))
         });
         let total = hits.len();
         if self.skip_paging {

@@ -22,6 +22,10 @@ use crate::{
     store::{KvStore, StoreName},
 };
 
+/// Default `fields` of the legacy event list (DHIS2 `EventController.getEvents`).
+pub const LEGACY_EVENT_LIST_FIELDS: &str = "event,uid,program,programStage,programType,status,assignedUser,orgUnit,\
+orgUnitName,eventDate,created,lastUpdated,followup,deleted,dataValues";
+
 /// Header every answer from the local copy carries.
 pub const LOCAL_HEADER: (&str, &str) = ("x-tracker-offline", "local");
 
@@ -122,6 +126,18 @@ fn selection(target: &Target) -> FieldSelection {
     target.get("fields").map(FieldSelection::parse).unwrap_or_else(FieldSelection::everything)
 }
 
+/// `/api/tracker` exports leave nested collections out unless `fields` asks (dhis2-api.md §3).
+fn tracker_selection(target: &Target, kind: Kind) -> FieldSelection {
+    match target.get("fields") {
+        Some(f) => FieldSelection::parse(f),
+        None => FieldSelection::parse(match kind {
+            Kind::TrackedEntity => "*,!relationships,!enrollments,!events,!programOwners",
+            Kind::Enrollment => "*,!relationships,!events,!attributes",
+            Kind::Event => "*,!relationships",
+        }),
+    }
+}
+
 fn paging_of(q: &TeiQuery, total: usize) -> Paging {
     Paging { page: q.page, page_size: q.page_size, total, total_pages: q.total_pages, skip_paging: q.skip_paging }
 }
@@ -136,21 +152,26 @@ fn grid(rows: &[&IndexRow], total: usize, q: &TeiQuery, meta: &ClinicMetadata) -
         header("ouname", "Organisation unit name", "java.lang.String"),
         header("te", "Tracked entity type", "java.lang.String"),
         header("inactive", "Inactive", "java.lang.String"),
-        header("potentialduplicate", "Potential duplicate", "java.lang.Boolean"),
+        header("potentialduplicate", "Potential duplicate", "java.lang.String"),
     ];
-    // Columns: the attributes asked for, else the program's, else every attribute seen.
-    let mut columns: Vec<(String, String)> = q.filters.iter().map(|f| (f.attribute.clone(), String::new())).collect();
-    if columns.is_empty() {
-        if let Some(p) = q.program.as_deref().and_then(|p| meta.program(p)) {
-            columns = p.attributes.iter().map(|a| (a.id.clone(), a.display_name.clone())).collect();
-        } else {
-            for row in rows {
-                for (a, _) in &row.attributes {
-                    if !columns.iter().any(|(c, _)| c == a) {
-                        columns.push((a.clone(), String::new()));
-                    }
+    // Columns: the program's list attributes, then any other attribute asked for
+    // (`attribute=`); without a program, every attribute seen.
+    let mut columns: Vec<(String, String)> = Vec::new();
+    if let Some(p) = q.program.as_deref().and_then(|p| meta.program(p)) {
+        columns =
+            p.attributes.iter().filter(|a| a.display_in_list).map(|a| (a.id.clone(), a.display_name.clone())).collect();
+    } else if q.filters.is_empty() {
+        for row in rows {
+            for (a, _) in &row.attributes {
+                if !columns.iter().any(|(c, _)| c == a) {
+                    columns.push((a.clone(), String::new()));
                 }
             }
+        }
+    }
+    for f in &q.filters {
+        if !columns.iter().any(|(c, _)| *c == f.attribute) {
+            columns.push((f.attribute.clone(), String::new()));
         }
     }
     let mut names = Map::new();
@@ -175,10 +196,11 @@ fn grid(rows: &[&IndexRow], total: usize, q: &TeiQuery, meta: &ClinicMetadata) -
     let out_rows: Vec<Value> = rows
         .iter()
         .map(|r| {
+            // Grids write date-times with a space, as DHIS2's grid does.
             let mut cells = vec![
                 json!(r.uid),
-                json!(r.created),
-                json!(r.last_updated),
+                json!(r.created.replacen('T', " ", 1)),
+                json!(r.last_updated.replacen('T', " ", 1)),
                 json!(r.org_unit),
                 json!(meta.name_of(&r.org_unit)),
                 json!(r.tracked_entity_type),
@@ -210,6 +232,7 @@ fn grid(rows: &[&IndexRow], total: usize, q: &TeiQuery, meta: &ClinicMetadata) -
         "height": out_rows.len(),
         "headerWidth": 8 + columns.len(),
         "rows": out_rows,
+        "rowContext": {},
     })
 }
 
@@ -285,11 +308,14 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
 
     /// Every bundle of tracked entities matching the child filter's TEI (or all, when none).
     async fn bundles_for(&self, filter: &ChildFilter) -> Result<Vec<TeiBundle>> {
+        // In the server's order (the order the download received them).
         let uids: Vec<String> = match &filter.tei {
             Some(t) => vec![t.clone()],
             None => {
                 let clinic = self.clinic.lock().map_err(|_| CoreError::Storage("clinic lock poisoned".into()))?;
-                clinic.index.rows().map(|r| r.uid.clone()).collect()
+                let mut rows: Vec<&IndexRow> = clinic.index.rows().collect();
+                rows.sort_by(|a, b| a.ordinal.cmp(&b.ordinal).then_with(|| a.uid.cmp(&b.uid)));
+                rows.into_iter().map(|r| r.uid.clone()).collect()
             }
         };
         let mut out = Vec::new();
@@ -350,6 +376,11 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
             ReadRoute::LegacyEvents | ReadRoute::LegacyEnrollments => {
                 let kind = if route == ReadRoute::LegacyEvents { Kind::Event } else { Kind::Enrollment };
                 let (items, paging) = self.child_list(&target, kind).await?;
+                // The event list's default fields are DHIS2's narrow list (EventController).
+                let fields = match (kind, target.get("fields")) {
+                    (Kind::Event, None) => FieldSelection::parse(LEGACY_EVENT_LIST_FIELDS),
+                    _ => fields,
+                };
                 let items: Vec<Value> = items.into_iter().map(|o| fields.apply(&Value::Object(o))).collect();
                 let mut out = Map::new();
                 if !paging.skip_paging {
@@ -371,7 +402,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
                     other => self.child(&uid, other).await?,
                 };
                 match record {
-                    Some(o) => fields.apply(&Value::Object(convert(kind, &o, true))),
+                    Some(o) => tracker_selection(&target, kind).apply(&Value::Object(convert(kind, &o, true))),
                     None => return Ok(Some(not_found(format!("{uid} not found")))),
                 }
             }
@@ -391,7 +422,8 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
                     }
                     other => self.child_list(&target, other).await?,
                 };
-                let items = items.iter().map(|o| fields.apply(&Value::Object(convert(kind, o, true)))).collect();
+                let sel = tracker_selection(&target, kind);
+                let items = items.iter().map(|o| sel.apply(&Value::Object(convert(kind, o, true)))).collect();
                 tracker_envelope(minor, kind, items, paging)
             }
         };
@@ -401,41 +433,26 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
     async fn child(&self, uid: &str, kind: Kind) -> Result<Option<Object>> {
         let Some(owner) = self.owner_of(uid) else { return Ok(None) };
         let Some(b) = self.bundle(&owner).await? else { return Ok(None) };
+        // Enrollments come without their events, as the server's enrollment endpoints give them.
         Ok(match kind {
             Kind::Event => b.events.into_iter().find(|e| text(e, "event") == Some(uid)),
-            _ => {
-                let nested = b.to_nested(None);
-                nested
-                    .get("enrollments")
-                    .and_then(Value::as_array)
-                    .and_then(|l| l.iter().find(|e| e.get("enrollment").and_then(Value::as_str) == Some(uid)))
-                    .and_then(|e| e.as_object().cloned())
-            }
+            _ => b.enrollments.into_iter().find(|e| text(e, "enrollment") == Some(uid)).map(with_empty_events),
         })
     }
 
     async fn child_list(&self, target: &Target, kind: Kind) -> Result<(Vec<Object>, Paging)> {
         let filter = ChildFilter::from(target, kind);
         let mut items: Vec<Object> = Vec::new();
+        // Server order: tracked entities in download order, records in the order received.
+        // Enrollments come without their events, as the server's enrollment endpoints give them.
         for b in self.bundles_for(&filter).await? {
             match kind {
                 Kind::Event => items.extend(b.events.into_iter().filter(|e| filter.matches(e, "event"))),
-                _ => {
-                    let nested = b.to_nested(None);
-                    if let Some(list) = nested.get("enrollments").and_then(Value::as_array) {
-                        items.extend(
-                            list.iter()
-                                .filter_map(|e| e.as_object().cloned())
-                                .filter(|e| filter.matches(e, "enrollment")),
-                        );
-                    }
-                }
+                _ => items.extend(
+                    b.enrollments.into_iter().filter(|e| filter.matches(e, "enrollment")).map(with_empty_events),
+                ),
             }
         }
-        let date_key = if kind == Kind::Event { "eventDate" } else { "enrollmentDate" };
-        items.sort_by(|a, b| {
-            text(a, date_key).cmp(&text(b, date_key)).then_with(|| text(a, "created").cmp(&text(b, "created")))
-        });
         let mut paging = paging_params(target)?;
         paging.total = items.len();
         if !paging.skip_paging {
@@ -471,6 +488,12 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
             body: entry.body.0,
         }))
     }
+}
+
+/// The enrollment endpoints list `events` but do not fill them.
+fn with_empty_events(mut enrollment: Object) -> Object {
+    enrollment.insert("events".into(), Value::Array(vec![]));
+    enrollment
 }
 
 /// `page`, `pageSize`, `totalPages`, `skipPaging`/`paging=false` of a list request.

@@ -48,6 +48,9 @@ pub struct TeiBundle {
     /// Sync state per record UID (absent = synced).
     #[serde(default)]
     pub sync: BTreeMap<String, SyncState>,
+    /// Position in the server's default order (download order); local creates come last.
+    #[serde(default)]
+    pub ordinal: u64,
 }
 
 /// String field of a record.
@@ -130,7 +133,7 @@ impl TeiBundle {
                 enrollments.push(enrollment);
             }
         }
-        Ok(Self { tei, enrollments, events, sync: BTreeMap::new() })
+        Ok(Self { tei, enrollments, events, sync: BTreeMap::new(), ordinal: 0 })
     }
 
     /// The tracked entity's UID.

@@ -404,13 +404,13 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource> Vault<S, K, R> {
 
     /// Opens a session from a data key handed over by an unlocked page (service worker side).
     /// The key must be this vault's.
-    pub async fn unlock_with_data_key(&self, username: &str, key: &[u8]) -> Result<()> {
+    pub async fn unlock_with_data_key(&self, username: &str, key: &[u8], password: Option<&str>) -> Result<()> {
         let data_key = SecretKey::from_slice(key)?;
         let meta = self.load_meta().await?.ok_or(CoreError::VaultLocked)?;
         Self::check_data_key(&meta, &data_key)
             .map_err(|_| CoreError::BadInput("the handed-over key is not this vault's".into()))?;
-        // A handed-over session carries no password and no profile.
-        self.open_session(username, data_key, None, None, LoginMode::Offline)
+        // The password, when handed over, stays in memory only (to send the outbox).
+        self.open_session(username, data_key, password, None, LoginMode::Offline)
     }
 
     fn record_address(&self, store: StoreName, id: &str) -> Result<(SecretKey, String)> {

@@ -201,7 +201,7 @@ fn download_then_answer_the_apps_reads_offline() {
         assert_eq!(dash["enrollments"][0]["events"][0]["event"], "Ev000000007");
         let events = body(
             &e,
-            "events.json?ouMode=ACCESSIBLE&trackedEntityInstance=Te000000007&program=PrMchProg01&skipPaging=true",
+            "events.json?ouMode=ACCESSIBLE&trackedEntityInstance=Te000000007&program=PrMchProg01&skipPaging=true&fields=*",
         )
         .await;
         assert_eq!(events, json!({"events": [dash["enrollments"][0]["events"][0].clone()]}));

@@ -182,9 +182,9 @@ fn handed_over_key_unlocks_another_instance_and_a_wrong_key_is_refused() {
         let key = page.export_data_key().unwrap();
 
         let worker = vault(&store);
-        assert_eq!(worker.unlock_with_data_key("nurse1", &[7u8; 32]).await.unwrap_err().code(), "BAD_INPUT");
-        assert_eq!(worker.unlock_with_data_key("nurse1", &[7u8; 3]).await.unwrap_err().code(), "BAD_INPUT");
-        worker.unlock_with_data_key("nurse1", &key[..]).await.unwrap();
+        assert_eq!(worker.unlock_with_data_key("nurse1", &[7u8; 32], None).await.unwrap_err().code(), "BAD_INPUT");
+        assert_eq!(worker.unlock_with_data_key("nurse1", &[7u8; 3], None).await.unwrap_err().code(), "BAD_INPUT");
+        worker.unlock_with_data_key("nurse1", &key[..], None).await.unwrap();
         assert_eq!(worker.get_record(StoreName::Cache, "GET /api/me").await.unwrap().unwrap(), b"{}");
         assert!(worker.session_password().is_none());
         page.lock();

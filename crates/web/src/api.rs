@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use tracker_offline_core::{
     download::{DownloadOptions, Progress},
     engine::{Engine as CoreEngine, EngineConfig},
+    flush::{FlushReport, FlushScope},
     kdf::DEFAULT_ITERATIONS,
     vault::VaultPolicy,
     CoreError,
@@ -138,12 +139,14 @@ impl Engine {
 
     /// Opens a session from a key handed over by an unlocked page.
     #[wasm_bindgen(js_name = unlockWithDataKey)]
-    pub fn unlock_with_data_key(&self, username: String, key: Uint8Array) -> Promise {
+    pub fn unlock_with_data_key(&self, username: String, key: Uint8Array, password: Option<String>) -> Promise {
         let inner = self.inner.clone();
         future_to_promise(async move {
             let mut bytes = key.to_vec();
             key.fill(0, 0, key.length());
-            let result = inner.vault().unlock_with_data_key(&username, &bytes).await;
+            let password = password.map(zeroize::Zeroizing::new);
+            let result =
+                inner.vault().unlock_with_data_key(&username, &bytes, password.as_deref().map(String::as_str)).await;
             zeroize::Zeroize::zeroize(&mut bytes);
             result.map_err(reject)?;
             Ok(JsValue::UNDEFINED)
@@ -181,17 +184,7 @@ impl Engine {
         future_to_promise(async move {
             match inner.answer_offline(&url).await.map_err(reject)? {
                 None => Ok(JsValue::NULL),
-                Some(response) => {
-                    let out = js_sys::Object::new();
-                    let headers = js_sys::Array::new();
-                    for (k, v) in &response.headers {
-                        headers.push(&js_sys::Array::of2(&k.into(), &v.into()));
-                    }
-                    js_sys::Reflect::set(&out, &"status".into(), &JsValue::from(response.status))?;
-                    js_sys::Reflect::set(&out, &"headers".into(), &headers)?;
-                    js_sys::Reflect::set(&out, &"body".into(), &Uint8Array::from(response.body.as_slice()))?;
-                    Ok(out.into())
-                }
+                Some(response) => response_to_js(&response),
             }
         })
     }
@@ -232,11 +225,149 @@ impl Engine {
         self.inner.invalidate_clinic();
     }
 
+    /// Understands a write and adds client UIDs to creates. Throws `BAD_INPUT` for a
+    /// malformed body.
+    #[wasm_bindgen(js_name = prepareWrite)]
+    pub fn prepare_write(
+        &self,
+        method: String,
+        url: String,
+        content_type: String,
+        body: Vec<u8>,
+    ) -> Result<PreparedRequest, JsValue> {
+        let inner = self.inner.prepare_write(&method, &url, &content_type, &body).map_err(reject)?;
+        Ok(PreparedRequest { inner })
+    }
+
+    /// Queues a prepared write (local effect + outbox entry in one transaction) and resolves
+    /// with the answer the app expects: `{ status, headers, body }`.
+    #[wasm_bindgen(js_name = captureWrite)]
+    pub fn capture_write(&self, prepared: &PreparedRequest) -> Promise {
+        let inner = self.inner.clone();
+        let prepared = prepared.inner.clone();
+        future_to_promise(async move {
+            let response = inner.capture_write(&prepared, now_ms()).await.map_err(reject)?;
+            response_to_js(&response)
+        })
+    }
+
+    /// After the server accepted a write sent straight through: the same effect locally.
+    #[wasm_bindgen(js_name = recordOnlineWrite)]
+    pub fn record_online_write(&self, prepared: &PreparedRequest) -> Promise {
+        let inner = self.inner.clone();
+        let prepared = prepared.inner.clone();
+        future_to_promise(async move {
+            inner.record_online_write(&prepared, now_ms()).await.map_err(reject)?;
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+
+    /// True when the outbox holds entries (later writes queue behind them).
+    #[wasm_bindgen(js_name = outboxHasWork)]
+    pub fn outbox_has_work(&self) -> Promise {
+        let inner = self.inner.clone();
+        future_to_promise(async move { Ok(JsValue::from_bool(inner.outbox_has_work().await.map_err(reject)?)) })
+    }
+
+    /// Sends pending entries (`scope`: "all" or "author"). Resolves with `{ sent, failed,
+    /// remaining, requests, stopped, waitingFor }`; `on_progress` gets the same after each step.
+    pub fn flush(&self, scope: Option<String>, on_progress: Option<js_sys::Function>) -> Promise {
+        let inner = self.inner.clone();
+        future_to_promise(async move {
+            let scope = match scope.as_deref() {
+                None | Some("all") => FlushScope::All,
+                Some("author") => FlushScope::Author,
+                Some(other) => {
+                    return Err(reject(CoreError::BadInput(format!(
+                        "flushScope must be 'all' or 'author', not {other:?}"
+                    ))))
+                }
+            };
+            let mut report_progress = |r: &FlushReport| {
+                if let (Some(f), Ok(v)) = (&on_progress, to_js(r)) {
+                    let _ = f.call1(&JsValue::NULL, &v);
+                }
+            };
+            let report = inner.flush(scope, now_ms(), &mut report_progress).await.map_err(reject)?;
+            to_js(&report)
+        })
+    }
+
+    /// Failed entries: `[{ id, author, summary, records, reasons, createdAtMs, failedAtMs }]`.
+    pub fn failures(&self) -> Promise {
+        let inner = self.inner.clone();
+        future_to_promise(async move { to_js(&inner.failures().await.map_err(reject)?) })
+    }
+
+    /// Puts a failed entry back in line.
+    pub fn retry(&self, id: String) -> Promise {
+        let inner = self.inner.clone();
+        future_to_promise(async move {
+            inner.retry(&id).await.map_err(reject)?;
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+
+    /// Drops an entry for good; resolves with the dropped entry (for the log).
+    pub fn discard(&self, id: String) -> Promise {
+        let inner = self.inner.clone();
+        future_to_promise(async move { to_js(&inner.discard(&id).await.map_err(reject)?) })
+    }
+
+    /// The password typed at this session's login (memory only), to hand to the service
+    /// worker with the key so it can send the outbox; undefined when none is held.
+    #[wasm_bindgen(js_name = sessionPassword)]
+    pub fn session_password(&self) -> Option<String> {
+        self.inner.vault().session_password().map(|p| p.as_str().to_string())
+    }
+
     /// True while a key is in memory.
     #[wasm_bindgen(getter)]
     pub fn unlocked(&self) -> bool {
         self.inner.vault().is_unlocked()
     }
+}
+
+/// `{ status, headers: [[k, v]], body: Uint8Array }` for building a `Response`.
+fn response_to_js(response: &tracker_offline_core::http::HttpResponse) -> Result<JsValue, JsValue> {
+    let out = js_sys::Object::new();
+    let headers = js_sys::Array::new();
+    for (k, v) in &response.headers {
+        headers.push(&js_sys::Array::of2(&k.into(), &v.into()));
+    }
+    js_sys::Reflect::set(&out, &"status".into(), &JsValue::from(response.status))?;
+    js_sys::Reflect::set(&out, &"headers".into(), &headers)?;
+    js_sys::Reflect::set(&out, &"body".into(), &Uint8Array::from(response.body.as_slice()))?;
+    Ok(out.into())
+}
+
+/// A write understood by the core, with client UIDs added; pass it back to `captureWrite` or
+/// `recordOnlineWrite`.
+#[wasm_bindgen]
+pub struct PreparedRequest {
+    inner: tracker_offline_core::writes::PreparedWrite,
+}
+
+#[wasm_bindgen]
+impl PreparedRequest {
+    /// The body to send (the app's, with UIDs added to creates).
+    #[wasm_bindgen(getter)]
+    pub fn body(&self) -> Uint8Array {
+        Uint8Array::from(self.inner.body.as_slice())
+    }
+
+    /// True for tracker data writes (false for writes queued raw).
+    #[wasm_bindgen(getter, js_name = isTracker)]
+    pub fn is_tracker(&self) -> bool {
+        self.inner.mutation != tracker_offline_core::writes::Mutation::Raw
+    }
+}
+
+/// Milliseconds to wait before the next automatic flush after `failures` consecutive
+/// unreachable attempts (exponential backoff with jitter).
+#[wasm_bindgen(js_name = retryDelayMs)]
+pub fn retry_delay_ms(failures: u32) -> f64 {
+    tracker_offline_core::flush::retry_delay_ms(failures, js_sys::Math::random()) as f64
 }
 
 /// PBKDF2-HMAC-SHA256 by the pure-Rust implementation (benchmarks and equality tests).
