@@ -41,14 +41,16 @@ impl AppState {
             }
         };
         let faults = crate::faults::Faults::default();
-        Ok(Self { inner: Arc::new(Inner {
-            db,
-            sessions: Sessions::default(),
-            version,
-            system_id,
-            faults,
-            tracker_jobs: Default::default(),
-        }) })
+        Ok(Self {
+            inner: Arc::new(Inner {
+                db,
+                sessions: Sessions::default(),
+                version,
+                system_id,
+                faults,
+                tracker_jobs: Default::default(),
+            }),
+        })
     }
 
     /// The database.

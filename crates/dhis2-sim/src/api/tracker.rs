@@ -110,16 +110,8 @@ pub async fn import(
                     let ctx = Ctx::load(&tx, &user)?;
                     let authorities: Vec<String> =
                         db::user_roles(&tx, &user.uid)?.into_iter().flat_map(|r| r.authorities).collect();
-                    let (report, rollback) = bundle::import(
-                        &tx,
-                        &ctx.md,
-                        &ctx.user,
-                        &ctx.ous,
-                        &authorities,
-                        &body,
-                        ip,
-                        version,
-                    )?;
+                    let (report, rollback) =
+                        bundle::import(&tx, &ctx.md, &ctx.user, &ctx.ous, &authorities, &body, ip, version)?;
                     if rollback || ip.validate_only {
                         tx.rollback()?;
                     } else {
@@ -265,15 +257,12 @@ fn legacy_params(kind: Kind, params: &Params, version: ServerVersion) -> Result<
     let minor = version.minor;
     let mut out: Vec<(String, String)> = Vec::new();
     let mut paging = true;
-    let (ou_old, ou_new) = match kind {
-        Kind::Events => ("orgUnit", "orgUnit"),
-        _ => ("orgUnit", "orgUnits"),
-    };
     for (k, v) in &params.0 {
         let k = k.as_str();
         let mapped: Option<&str> = match k {
-            "orgUnit" if minor <= 41 || kind == Kind::Events => Some("ou"),
-            "orgUnits" if minor >= 41 && ou_new == "orgUnits" => Some("ou"),
+            "orgUnit" if kind == Kind::Events => Some("orgUnit"),
+            "orgUnit" if minor <= 41 => Some("ou"),
+            "orgUnits" if minor >= 41 && kind != Kind::Events => Some("ou"),
             "ouMode" if minor <= 41 => Some("ouMode"),
             "orgUnitMode" if minor >= 41 => Some("ouMode"),
             "trackedEntity" if minor <= 41 || kind != Kind::TrackedEntities => Some("trackedEntityInstance"),
@@ -297,9 +286,21 @@ fn legacy_params(kind: Kind, params: &Params, version: ServerVersion) -> Result<
             "event" if minor <= 41 && kind == Kind::Events => Some("event"),
             "events" if minor >= 41 && kind == Kind::Events => Some("event"),
             "enrollments" if kind == Kind::Events => Some("enrollment"),
-            "program" | "programStage" | "programStatus" | "status" | "followUp" | "trackedEntityType"
-            | "includeDeleted" | "order" | "filter" | "attribute" | "enrollment" | "page" | "pageSize"
-            | "enrollmentEnrolledAfter" | "enrollmentEnrolledBefore" => Some(k),
+            "program"
+            | "programStage"
+            | "programStatus"
+            | "status"
+            | "followUp"
+            | "trackedEntityType"
+            | "includeDeleted"
+            | "order"
+            | "filter"
+            | "attribute"
+            | "enrollment"
+            | "page"
+            | "pageSize"
+            | "enrollmentEnrolledAfter"
+            | "enrollmentEnrolledBefore" => Some(k),
             _ => None,
         };
         if let Some(m) = mapped {
@@ -311,7 +312,6 @@ fn legacy_params(kind: Kind, params: &Params, version: ServerVersion) -> Result<
             out.push((m.to_owned(), v.clone()));
         }
     }
-    let _ = ou_old;
     if minor >= 41 {
         if let Some(ps) = params.get("pageSize").and_then(|p| p.trim().parse::<i64>().ok()) {
             if ps < 1 {
@@ -458,14 +458,13 @@ pub async fn one_te(
             let ctx = Ctx::load(conn, &user)?;
             let not_found = || ApiError::NotFound(format!("TrackedEntity with id {uid} could not be found."));
             let te = store::te_by_uid(conn, &uid)?.filter(|t| !t.deleted).ok_or_else(not_found)?;
-            let prog = match &program {
-                Some(p) => Some(
-                    ctx.md
-                        .program(p)
-                        .ok_or_else(|| ApiError::BadRequest(format!("Program is specified but does not exist: {p}")))?,
-                ),
-                None => None,
-            };
+            let prog =
+                match &program {
+                    Some(p) => Some(ctx.md.program(p).ok_or_else(|| {
+                        ApiError::BadRequest(format!("Program is specified but does not exist: {p}"))
+                    })?),
+                    None => None,
+                };
             match query::check_te_read(conn, &ctx.md, &ctx.user, &ctx.ous, &te, prog)? {
                 Ok(()) => {}
                 Err(_) if version.minor >= 42 => return Err(not_found()),
@@ -506,7 +505,12 @@ pub async fn one_enrollment(
             Ok(store::enrollment_json(conn, &ctx.rc(), &e, with_events)?)
         })
         .await?;
-    Ok(super::filtered_json(&to_new(&v, version), &params, Kind::Enrollments.default_fields(), &FilterOptions::default()))
+    Ok(super::filtered_json(
+        &to_new(&v, version),
+        &params,
+        Kind::Enrollments.default_fields(),
+        &FilterOptions::default(),
+    ))
 }
 
 /// `GET /api/tracker/events/{uid}`.

@@ -162,10 +162,15 @@ fn list<'v>(v: &'v Value, key: &str) -> Result<&'v [Value], ApiError> {
 
 fn without(v: &Value, keys: &[&str]) -> Value {
     match v {
-        Value::Object(m) => Value::Object(m.iter().filter(|(k, _)| !keys.contains(&k.as_str())).map(|(k, x)| (k.clone(), x.clone())).collect()),
+        Value::Object(m) => Value::Object(
+            m.iter().filter(|(k, _)| !keys.contains(&k.as_str())).map(|(k, x)| (k.clone(), x.clone())).collect(),
+        ),
         other => other.clone(),
     }
 }
+
+/// Builds one flattened object: `(type, payload, parent, index)`.
+type MakeObj<'a> = dyn Fn(TrackerType, &Value, Option<String>, usize) -> Result<Obj, ApiError> + 'a;
 
 /// Flattens the payload into TEs, enrollments and events (in that order), assigning missing UIDs.
 fn flatten(body: &Value) -> Result<Vec<Obj>, ApiError> {
@@ -182,12 +187,7 @@ fn flatten(body: &Value) -> Result<Vec<Obj>, ApiError> {
         v[kind.key()] = json!(uid);
         Ok(Obj { kind, uid, index, v, parent, op: Op::Create, existed: false })
     };
-    fn push_events(
-        evs: &mut Vec<Obj>,
-        list_v: &[Value],
-        enrollment: &str,
-        mk: &dyn Fn(TrackerType, &Value, Option<String>, usize) -> Result<Obj, ApiError>,
-    ) -> Result<(), ApiError> {
+    fn push_events(evs: &mut Vec<Obj>, list_v: &[Value], enrollment: &str, mk: &MakeObj<'_>) -> Result<(), ApiError> {
         for ev in list_v {
             let mut o = mk(TrackerType::Event, ev, Some(enrollment.to_owned()), evs.len())?;
             o.v["enrollment"] = json!(enrollment);
@@ -359,7 +359,12 @@ impl Run<'_> {
         Ok(())
     }
 
-    fn check_attributes(&mut self, o: &Obj, te_id: Option<i64>, seen_unique: &mut HashMap<(String, String), String>) {
+    fn check_attributes(
+        &mut self,
+        o: &Obj,
+        te_id: Option<i64>,
+        seen_unique: &mut HashMap<(String, String), String>,
+    ) -> Result<(), ApiError> {
         for a in o.v.get("attributes").and_then(Value::as_array).cloned().unwrap_or_default() {
             let Some(attr) = text(&a, "attribute") else {
                 self.err(o, "E1075", &[""]);
@@ -380,11 +385,9 @@ impl Run<'_> {
                 continue;
             }
             if meta.unique {
-                let te_uid = o.parent.clone().filter(|_| o.kind == TrackerType::Enrollment).unwrap_or_else(|| o.uid.clone());
-                let holder = match unique_value_holder(self.conn, &attr, &value, te_id) {
-                    Ok(h) => h,
-                    Err(_) => None,
-                };
+                let te_uid =
+                    o.parent.clone().filter(|_| o.kind == TrackerType::Enrollment).unwrap_or_else(|| o.uid.clone());
+                let holder = unique_value_holder(self.conn, &attr, &value, te_id)?;
                 let in_bundle = seen_unique.get(&(attr.clone(), value.clone())).filter(|t| **t != te_uid).cloned();
                 if holder.is_some() || in_bundle.is_some() {
                     self.err(o, "E1064", &[&value, &attr]);
@@ -393,6 +396,7 @@ impl Run<'_> {
                 seen_unique.insert((attr, value), te_uid);
             }
         }
+        Ok(())
     }
 }
 
@@ -428,7 +432,8 @@ fn validate_te(run: &mut Run<'_>, o: &mut Obj, seen: &mut HashMap<(String, Strin
     if o.op == Op::Delete {
         if let Some(te) = &stored {
             if run.capture(o, &te.org_unit) {
-                let has_children = !store::enrollments_where(run.conn, "e.te_id = ?1 AND e.deleted = 0", &[&te.id])?.is_empty();
+                let has_children =
+                    !store::enrollments_where(run.conn, "e.te_id = ?1 AND e.deleted = 0", &[&te.id])?.is_empty();
                 if has_children && !run.has_authority("F_TEI_CASCADE_DELETE") {
                     let user = run.user.username.clone();
                     run.err(o, "E1100", &[&user, &te.uid]);
@@ -455,7 +460,7 @@ fn validate_te(run: &mut Run<'_>, o: &mut Obj, seen: &mut HashMap<(String, Strin
             }
         }
     }
-    run.check_attributes(o, stored.as_ref().map(|t| t.id), seen);
+    run.check_attributes(o, stored.as_ref().map(|t| t.id), seen)?;
     Ok(run.errors.len() == before)
 }
 
@@ -537,8 +542,11 @@ fn validate_enrollment(
                 run.err(o, "E1102", &[&user, &te.uid, &p.uid]);
             }
             if o.op == Op::Create && status == "ACTIVE" {
-                let others =
-                    store::enrollments_where(run.conn, "e.te_id = ?1 AND e.program = ?2 AND e.deleted = 0", &[&te.id, &p.uid])?;
+                let others = store::enrollments_where(
+                    run.conn,
+                    "e.te_id = ?1 AND e.program = ?2 AND e.deleted = 0",
+                    &[&te.id, &p.uid],
+                )?;
                 if others.iter().any(|e| e.status == "ACTIVE") {
                     run.err(o, "E1015", &[&te.uid, &p.uid]);
                 } else if p.only_enroll_once && others.iter().any(|e| e.status != "CANCELLED") {
@@ -564,7 +572,7 @@ fn validate_enrollment(
             }
         }
     }
-    run.check_attributes(o, te_row.as_ref().map(|t| t.id), seen);
+    run.check_attributes(o, te_row.as_ref().map(|t| t.id), seen)?;
     Ok(run.errors.len() == before)
 }
 
@@ -778,13 +786,16 @@ fn commit(run: &Run<'_>, o: &Obj) -> Result<Option<String>, ApiError> {
         TrackerType::Enrollment => importer.import_enrollments(one)?,
         TrackerType::Event => importer.import_events(one)?,
     };
-    Ok(summaries.summaries.into_iter().find(|s| s.status == ImportStatus::Error).map(|s| {
-        s.conflicts.first().map(|c| c.1.clone()).or(s.description).unwrap_or_else(|| "Import failed".into())
-    }))
+    Ok(summaries
+        .summaries
+        .into_iter()
+        .find(|s| s.status == ImportStatus::Error)
+        .map(|s| s.conflicts.first().map(|c| c.1.clone()).or(s.description).unwrap_or_else(|| "Import failed".into())))
 }
 
-/// Runs an import inside `conn`'s transaction (the caller commits) and returns the
-/// `ImportReport` JSON for `version`.
+/// Runs an import inside `conn`'s transaction and returns the `ImportReport` JSON for
+/// `version`, and whether the caller must roll back (an `ALL` import a commit step refused).
+#[allow(clippy::too_many_arguments)]
 pub fn import(
     conn: &Connection,
     md: &Metadata,
@@ -865,7 +876,7 @@ pub fn import(
     }
     let validation_ms = started.elapsed().as_secs_f64();
     let any_error = !run.errors.is_empty();
-    let commit_all = !params.validate_only && !(params.atomic_all && any_error);
+    let commit_all = !(params.validate_only || params.atomic_all && any_error);
     let mut done = vec![false; objs.len()];
     let mut late_errors = Vec::new();
     if commit_all {
@@ -911,7 +922,8 @@ fn build_report(
     let error_reports: Vec<Value> = errors
         .iter()
         .map(|e| {
-            let mut m = json!({"message": e.message, "errorCode": e.code, "trackerType": e.kind.as_str(), "uid": e.uid});
+            let mut m =
+                json!({"message": e.message, "errorCode": e.code, "trackerType": e.kind.as_str(), "uid": e.uid});
             if minor >= 41 {
                 m["args"] = json!(e.args);
             }

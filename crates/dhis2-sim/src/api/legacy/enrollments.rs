@@ -39,7 +39,16 @@ pub fn routes() -> Router<AppState> {
 }
 
 fn importer<'a>(conn: &'a rusqlite::Connection, ctx: &'a Ctx, strategy: Strategy, base: String) -> Importer<'a> {
-    Importer { conn, md: &ctx.md, user: &ctx.user, ous: &ctx.ous, now: crate::db::now_timestamp(), strategy, base, merge: false }
+    Importer {
+        conn,
+        md: &ctx.md,
+        user: &ctx.user,
+        ous: &ctx.ous,
+        now: crate::db::now_timestamp(),
+        strategy,
+        base,
+        merge: false,
+    }
 }
 
 /// `POST /api/enrollments`.

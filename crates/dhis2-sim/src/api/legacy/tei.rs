@@ -67,7 +67,16 @@ pub async fn post(
 }
 
 fn importer<'a>(conn: &'a rusqlite::Connection, ctx: &'a Ctx, strategy: Strategy, base: String) -> Importer<'a> {
-    Importer { conn, md: &ctx.md, user: &ctx.user, ous: &ctx.ous, now: crate::db::now_timestamp(), strategy, base, merge: false }
+    Importer {
+        conn,
+        md: &ctx.md,
+        user: &ctx.user,
+        ous: &ctx.ous,
+        now: crate::db::now_timestamp(),
+        strategy,
+        base,
+        merge: false,
+    }
 }
 
 /// `PUT /api/trackedEntityInstances/{uid}`: replaces the attributes (omitted ones are deleted).
