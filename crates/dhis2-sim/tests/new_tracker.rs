@@ -638,3 +638,71 @@ async fn ownership_401_up_to_2_41_and_404_on_2_42() {
         }
     }
 }
+
+#[tokio::test]
+async fn bad_input_is_a_dhis2_error_never_a_panic() {
+    let (app, _d) = demo_app("2.40");
+    for body in
+        ["[]", "{\"trackedEntities\": 5}", "{\"trackedEntities\": [1]}", "{\"events\": [\"x\"]}", "{not json", ""]
+    {
+        let req = Request::builder()
+            .method("POST")
+            .uri("/api/tracker")
+            .header("authorization", basic(NURSE.0, NURSE.1))
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_owned()))
+            .expect("request");
+        let resp = send(&app, req).await;
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{body}");
+        let v = body_json(resp).await;
+        assert_eq!(v["httpStatusCode"], 400, "{body}: {v}");
+    }
+    // A malformed UID is E1048; odd value types are reported, not panicked on.
+    let mut t = te("bad uid", OU_BANI_NAIM, "401000016");
+    t["attributes"] = json!([{"attribute": 7, "value": {"x": 1}}, {"value": "v"}]);
+    let (s, r) = sync(&app, "", NURSE, json!({"trackedEntities": [t]})).await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    assert!(has_code(&r, "E1048"), "{r}");
+    let (s, r) =
+        sync(&app, "", NURSE, json!({"events": [{"event": 12, "dataValues": "no"}], "enrollments": [{}]})).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{r}");
+    assert!(has_code(&r, "E1122") && has_code(&r, "E1048"), "{r}");
+}
+
+#[tokio::test]
+async fn cascade_delete_needs_the_authority() {
+    let (app, _d) = demo_app("2.40");
+    let (s, _) =
+        sync(&app, "", NURSE, nested("TeCascad001", "EnCascad001", "EvCascad001", OU_BANI_NAIM, "401000017")).await;
+    assert_eq!(s, StatusCode::OK);
+    // The data entry role has no F_TEI_CASCADE_DELETE / F_ENROLLMENT_CASCADE_DELETE.
+    let (s, r) =
+        sync(&app, "&importStrategy=DELETE", NURSE, json!({"trackedEntities": [{"trackedEntity": "TeCascad001"}]}))
+            .await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    assert!(has_code(&r, "E1100"), "{r}");
+    let (_, r) =
+        sync(&app, "&importStrategy=DELETE", NURSE, json!({"enrollments": [{"enrollment": "EnCascad001"}]})).await;
+    assert!(has_code(&r, "E1103"), "{r}");
+    // Events first, then the enrollment, then the TE: allowed.
+    let (s, r) = sync(&app, "&importStrategy=DELETE", NURSE, json!({"events": [{"event": "EvCascad001"}]})).await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    let (s, r) =
+        sync(&app, "&importStrategy=DELETE", NURSE, json!({"enrollments": [{"enrollment": "EnCascad001"}]})).await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    let (s, r) =
+        sync(&app, "&importStrategy=DELETE", NURSE, json!({"trackedEntities": [{"trackedEntity": "TeCascad001"}]}))
+            .await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    assert_eq!(r["stats"]["deleted"], 1);
+    // The admin (ALL) deletes with children in one go.
+    let (s, _) =
+        sync(&app, "", ADMIN, nested("TeCascad002", "EnCascad002", "EvCascad002", OU_BANI_NAIM, "401000018")).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, r) =
+        sync(&app, "&importStrategy=DELETE", ADMIN, json!({"trackedEntities": [{"trackedEntity": "TeCascad002"}]}))
+            .await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    let (s, _) = get_json(&app, "/api/tracker/events/EvCascad002", ADMIN).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}

@@ -93,6 +93,7 @@ pub async fn import(
 ) -> Result<Response, ApiError> {
     let version = state.version();
     let body = parse_body(body)?;
+    bundle::check_shape(&body)?;
     let ip = ImportParams::from_query(
         params.get("importStrategy"),
         params.get("atomicMode"),

@@ -224,6 +224,12 @@ fn flatten(body: &Value) -> Result<Vec<Obj>, ApiError> {
     Ok(tes.into_iter().chain(ens).chain(evs).collect())
 }
 
+/// Checks the shape of a payload (an object whose lists hold objects): a 400 otherwise, so an
+/// async import refuses it before a job is created.
+pub fn check_shape(body: &Value) -> Result<(), ApiError> {
+    flatten(body).map(|_| ())
+}
+
 /// Everything one import run needs.
 struct Run<'a> {
     conn: &'a Connection,
