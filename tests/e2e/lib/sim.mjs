@@ -50,7 +50,7 @@ export class Sim {
 
   /** SIGKILL: the server is gone mid-flight, its data stays on disk. */
   async kill() {
-    if (!this.child || this.child.exitCode !== null) return;
+    if (!this.child || this.child.exitCode !== null || this.child.signalCode !== null) return;
     const exited = new Promise((r) => this.child.once('exit', r));
     this.child.kill('SIGKILL');
     await exited;
