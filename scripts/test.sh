@@ -30,4 +30,4 @@ scripts/build-wasm.sh
 cargo build -p dhis2-sim
 
 step "end-to-end tests (Playwright + chromium + dhis2-sim)"
-node --test --test-concurrency=1 tests/e2e/
+node --test --test-concurrency=1 --test-timeout=180000 tests/e2e/

@@ -25,8 +25,8 @@ export async function launchPersistent(userDataDir) {
 export async function openApp(context, baseUrl, path = '/index.html') {
   const page = await context.newPage();
   page.on('pageerror', (e) => console.error('[page error]', e.message));
-  page.on('console', (m) => { if (m.type() === 'error') console.error('[page console]', m.text(), m.location()?.url ?? ''); });
-  page.on('requestfailed', (r) => console.error('[request failed]', r.url(), r.failure()?.errorText));
+  if (process.env.E2E_DEBUG) page.on('console', (m) => { if (m.type() === 'error') console.error('[page console]', m.text(), m.location()?.url ?? ''); });
+  if (process.env.E2E_DEBUG) page.on('requestfailed', (r) => console.error('[request failed]', r.url(), r.failure()?.errorText));
   await page.goto(baseUrl + path);
   await page.waitForFunction(() => window.trackerOffline !== undefined, null, { timeout: 20000, polling: 100 });
   return page;
