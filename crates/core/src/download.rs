@@ -183,6 +183,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
         };
         let profile = self.vault.session_info().and_then(|s| s.profile).ok_or(CoreError::VaultLocked)?;
         meta.capture_org_units = profile.organisation_units.iter().map(|o| o.id.clone()).collect();
+        meta.search_org_units = profile.tei_search_organisation_units.iter().map(|o| o.id.clone()).collect();
         let roots: BTreeSet<String> = profile
             .organisation_units
             .iter()

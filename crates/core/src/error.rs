@@ -49,6 +49,9 @@ pub enum CoreError {
     /// The caller passed input that cannot be accepted.
     #[error("invalid input: {0}")]
     BadInput(String),
+    /// The request conflicts with a rule of the server (answered offline as DHIS2's 409).
+    #[error("{0}")]
+    Conflict(String),
     /// The server answered something we cannot interpret.
     #[error("unexpected server response: {0}")]
     BadResponse(String),
@@ -73,6 +76,7 @@ impl CoreError {
             CoreError::StorageCorrupt(_) => "STORAGE_CORRUPT",
             CoreError::Storage(_) => "STORAGE_ERROR",
             CoreError::BadInput(_) => "BAD_INPUT",
+            CoreError::Conflict(_) => "CONFLICT",
             CoreError::BadResponse(_) => "BAD_RESPONSE",
             CoreError::Crypto(_) => "CRYPTO_ERROR",
         }

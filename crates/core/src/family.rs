@@ -30,6 +30,8 @@ impl Kind {
 
 const COMMON: &[(&str, &str)] = &[
     ("trackedEntityInstance", "trackedEntity"),
+    ("createdByUserInfo", "createdBy"),
+    ("lastUpdatedByUserInfo", "updatedBy"),
     ("created", "createdAt"),
     ("lastUpdated", "updatedAt"),
     ("lastUpdatedAtClient", "updatedAtClient"),
@@ -40,10 +42,15 @@ const ENROLLMENT: &[(&str, &str)] = &[
     ("completedDate", "completedAt"),
     ("followup", "followUp"),
 ];
-const EVENT: &[(&str, &str)] =
-    &[("eventDate", "occurredAt"), ("dueDate", "scheduledAt"), ("completedDate", "completedAt")];
+const EVENT: &[(&str, &str)] = &[
+    ("eventDate", "occurredAt"),
+    ("dueDate", "scheduledAt"),
+    ("completedDate", "completedAt"),
+    ("followup", "followUp"),
+];
 const VALUE: &[(&str, &str)] = &[("created", "createdAt"), ("lastUpdated", "updatedAt")];
 const NOTE: &[(&str, &str)] = &[("storedDate", "storedAt")];
+const OWNER: &[(&str, &str)] = &[("ownerOrgUnit", "orgUnit"), ("trackedEntityInstance", "trackedEntity")];
 
 fn rename(map: &Object, table: &[&[(&str, &str)]], to_tracker: bool) -> Object {
     let mut out = Map::new();
@@ -73,6 +80,16 @@ fn rename_list(value: Option<&Value>, table: &[&[(&str, &str)]], to_tracker: boo
     })
 }
 
+thread_local! {
+    /// Server minor version the next conversions are for (set by the reader of a response).
+    static TRACKER_MINOR: std::cell::Cell<u32> = const { std::cell::Cell::new(40) };
+}
+
+/// Sets the server minor version that [`convert`] writes for (per thread).
+pub fn set_tracker_minor(minor: u32) {
+    TRACKER_MINOR.with(|m| m.set(minor));
+}
+
 /// Converts a legacy-named record (and its nested lists) to the `/api/tracker` naming, or back.
 pub fn convert(kind: Kind, record: &Object, to_tracker: bool) -> Object {
     let own: &[&[(&str, &str)]] = match kind {
@@ -81,6 +98,21 @@ pub fn convert(kind: Kind, record: &Object, to_tracker: bool) -> Object {
         Kind::Event => &[COMMON, EVENT],
     };
     let mut out = rename(record, own, to_tracker);
+    if kind == Kind::Enrollment && to_tracker {
+        // The tracker family's enrollment has no tracked entity type.
+        out.remove("trackedEntityType");
+    }
+    if matches!(kind, Kind::Enrollment | Kind::Event) && to_tracker && TRACKER_MINOR.with(|m| m.get()) >= 41 {
+        // Since 2.41 the tracker family's enrollments and events carry no org unit name.
+        out.remove("orgUnitName");
+    }
+    if let Some(Value::Array(owners)) = record.get("programOwners") {
+        let owners = owners
+            .iter()
+            .map(|o| o.as_object().map(|o| Value::Object(rename(o, &[OWNER], to_tracker))).unwrap_or(o.clone()))
+            .collect();
+        out.insert("programOwners".into(), Value::Array(owners));
+    }
     if let Some(v) = rename_list(record.get("attributes"), &[VALUE], to_tracker) {
         out.insert("attributes".into(), v);
     }
@@ -126,7 +158,7 @@ impl Paging {
 
 /// The `/api/tracker/{collection}` export envelope of server minor version `minor` (40 for
 /// 2.40): `instances` with top-level paging up to 2.40, a named list with `pager` after.
-pub fn tracker_envelope(minor: u32, kind: Kind, items: Vec<Value>, paging: Paging) -> Value {
+pub fn tracker_envelope(minor: u32, kind: Kind, items: Vec<Value>, paging: Paging, url: &str) -> Value {
     let name = kind.tracker_collection();
     if minor <= 40 {
         let mut out = Map::new();
@@ -148,6 +180,12 @@ pub fn tracker_envelope(minor: u32, kind: Kind, items: Vec<Value>, paging: Pagin
         pager.insert("total".into(), json!(paging.total));
         pager.insert("pageCount".into(), json!(paging.page_count()));
     }
+    if paging.page > 1 {
+        pager.insert("prevPage".into(), json!(page_link(url, paging.page - 1)));
+    }
+    if paging.total > paging.page * paging.page_size {
+        pager.insert("nextPage".into(), json!(page_link(url, paging.page + 1)));
+    }
     let mut out = Map::new();
     if !paging.skip_paging {
         out.insert("pager".into(), Value::Object(pager));
@@ -158,6 +196,15 @@ pub fn tracker_envelope(minor: u32, kind: Kind, items: Vec<Value>, paging: Pagin
     }
     out.insert(name.into(), Value::Array(items));
     Value::Object(out)
+}
+
+/// The same request URL for another page (`page=` moved to the end, as the server writes it).
+fn page_link(url: &str, page: usize) -> String {
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let mut params: Vec<&str> = query.split('&').filter(|p| !p.is_empty() && !p.starts_with("page=")).collect();
+    let page_param = format!("page={page}");
+    params.push(&page_param);
+    format!("{base}?{}", params.join("&"))
 }
 
 /// The items of a `/api/tracker` export page, whichever envelope the server used.
@@ -186,14 +233,23 @@ mod tests {
     #[test]
     fn envelopes_per_version() {
         let p = Paging { page: 1, page_size: 50, total: 3, total_pages: true, skip_paging: false };
-        let v40 = tracker_envelope(40, Kind::TrackedEntity, vec![json!(1)], p);
+        let v40 =
+            tracker_envelope(40, Kind::TrackedEntity, vec![json!(1)], p, "http://h/api/tracker/trackedEntities?page=1");
         assert_eq!(v40["instances"], json!([1]));
         assert_eq!(v40["total"], 3);
-        let v41 = tracker_envelope(41, Kind::Event, vec![], p);
-        assert_eq!(v41["pager"]["pageCount"], 1);
-        assert_eq!(v41["page"], 1);
+        let v41 = tracker_envelope(
+            41,
+            Kind::Event,
+            vec![],
+            Paging { page: 2, page_size: 1, ..p },
+            "http://h/api/x?page=2&a=b",
+        );
+        assert_eq!(v41["pager"]["nextPage"], "http://h/api/x?a=b&page=3");
+        assert_eq!(v41["pager"]["prevPage"], "http://h/api/x?a=b&page=1");
+        assert_eq!(v41["pager"]["pageCount"], 3);
+        assert_eq!(v41["page"], 2);
         assert!(v41.get("events").is_some());
-        let v42 = tracker_envelope(42, Kind::Enrollment, vec![], p);
+        let v42 = tracker_envelope(42, Kind::Enrollment, vec![], p, "http://h/api/x");
         assert!(v42.get("page").is_none());
         assert_eq!(tracker_items(Kind::Enrollment, &v42).unwrap().len(), 0);
     }

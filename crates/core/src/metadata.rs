@@ -61,6 +61,9 @@ pub struct ClinicMetadata {
     pub programs: Vec<ProgramInfo>,
     /// The user's capture org units.
     pub capture_org_units: Vec<String>,
+    /// The user's search org units.
+    #[serde(default)]
+    pub search_org_units: Vec<String>,
 }
 
 fn str_of(v: &Value, key: &str) -> String {
@@ -120,6 +123,13 @@ impl ClinicMetadata {
             })
             .collect();
         Ok(())
+    }
+
+    /// True if `org_unit` lies in the user's search scope (search or capture org units and
+    /// everything below them).
+    pub fn in_search_scope(&self, org_unit: &str) -> bool {
+        let path = self.path_of(org_unit);
+        self.search_org_units.iter().chain(&self.capture_org_units).any(|root| path.split('/').any(|p| p == root))
     }
 
     /// A program by UID.

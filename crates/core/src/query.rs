@@ -244,6 +244,15 @@ impl TeiQuery {
         })
     }
 
+    /// The first asked org unit outside the user's search scope (the server refuses such a
+    /// query with 409), for modes that name org units.
+    pub fn outside_search_scope(&self, meta: &ClinicMetadata) -> Option<String> {
+        if !matches!(self.ou_mode, OuMode::Selected | OuMode::Children | OuMode::Descendants) {
+            return None;
+        }
+        self.org_units.iter().find(|ou| !meta.in_search_scope(ou)).cloned()
+    }
+
     fn in_scope(&self, row: &IndexRow, meta: &ClinicMetadata) -> bool {
         match self.ou_mode {
             OuMode::All => true,

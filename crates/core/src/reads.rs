@@ -216,14 +216,13 @@ fn grid(rows: &[&IndexRow], total: usize, q: &TeiQuery, meta: &ClinicMetadata) -
     let mut meta_data = Map::new();
     meta_data.insert("names".into(), Value::Object(names));
     if !q.skip_paging {
-        let mut pager = Map::new();
-        pager.insert("page".into(), json!(q.page));
-        pager.insert("pageSize".into(), json!(q.page_size));
-        if q.total_pages {
-            pager.insert("total".into(), json!(total));
-            pager.insert("pageCount".into(), json!(total.div_ceil(q.page_size).max(1)));
-        }
-        meta_data.insert("pager".into(), Value::Object(pager));
+        // Without totals DHIS2's Pager has total 0, page count 0, and so clamps the page to 1.
+        let pager = if q.total_pages {
+            json!({"page": q.page, "pageCount": total.div_ceil(q.page_size).max(1), "total": total, "pageSize": q.page_size})
+        } else {
+            json!({"page": 1, "pageCount": 0, "total": 0, "pageSize": q.page_size})
+        };
+        meta_data.insert("pager".into(), pager);
     }
     json!({
         "headers": headers,
@@ -302,6 +301,9 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
 
     fn matching_rows(&self, q: &TeiQuery) -> Result<(Vec<IndexRow>, usize, ClinicMetadata)> {
         let clinic = self.clinic.lock().map_err(|_| CoreError::Storage("clinic lock poisoned".into()))?;
+        if let Some(outside) = q.outside_search_scope(&clinic.metadata) {
+            return Err(CoreError::Conflict(format!("Organisation unit is not part of the search scope: {outside}")));
+        }
         let (rows, total) = q.run(&clinic.index, &clinic.metadata);
         Ok((rows.into_iter().cloned().collect(), total, clinic.metadata.clone()))
     }
@@ -341,9 +343,30 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
         if route != ReadRoute::Cached {
             self.ensure_clinic_loaded().await?;
         }
+        match self.answer_route(&route, &target, url).await {
+            Err(CoreError::Conflict(message)) => {
+                let body =
+                    json!({"httpStatus": "Conflict", "httpStatusCode": 409, "status": "ERROR", "message": message});
+                let mut r = json_response(&body);
+                r.status = 409;
+                Ok(Some(r))
+            }
+            other => other,
+        }
+    }
+
+    async fn answer_route(&self, route: &ReadRoute, target: &Target, url: &str) -> Result<Option<HttpResponse>> {
+        let mut target = target.clone();
+        if let ReadRoute::Tracker(..) = route {
+            // Paging switches of the tracker family by version: `skipPaging` up to 2.41,
+            // `paging=false` from 2.41.
+            let minor = self.clinic.lock().map(|c| c.metadata.minor_version()).unwrap_or(40);
+            target.params.retain(|(k, _)| !(minor <= 40 && k == "paging" || minor >= 42 && k == "skipPaging"));
+        }
         let fields = selection(&target);
         let value = match route.clone() {
             ReadRoute::Cached => return self.cached_response(url).await,
+
             ReadRoute::LegacyGrid { count } => {
                 let q = TeiQuery::from_target(&target)?;
                 let (rows, total, meta) = self.matching_rows(&q)?;
@@ -374,7 +397,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
                 None => return Ok(Some(not_found(format!("TrackedEntityInstance not found for ID {uid}")))),
             },
             ReadRoute::LegacyEvents | ReadRoute::LegacyEnrollments => {
-                let kind = if route == ReadRoute::LegacyEvents { Kind::Event } else { Kind::Enrollment };
+                let kind = if *route == ReadRoute::LegacyEvents { Kind::Event } else { Kind::Enrollment };
                 let (items, paging) = self.child_list(&target, kind).await?;
                 // The event list's default fields are DHIS2's narrow list (EventController).
                 let fields = match (kind, target.get("fields")) {
@@ -397,8 +420,19 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
                 }
             }
             ReadRoute::Tracker(kind, Some(uid)) => {
+                crate::family::set_tracker_minor(self.clinic.lock().map(|c| c.metadata.minor_version()).unwrap_or(40));
                 let record = match kind {
-                    Kind::TrackedEntity => self.bundle(&uid).await?.map(|b| b.to_nested(target.get("program"))),
+                    Kind::TrackedEntity => self.bundle(&uid).await?.map(|b| tracker_nested(&b, target.get("program"))),
+                    Kind::Event => match self.owner_of(&uid) {
+                        Some(owner) => self.bundle(&owner).await?.and_then(|b| {
+                            b.events
+                                .iter()
+                                .find(|e| text(e, "event") == Some(uid.as_str()))
+                                .cloned()
+                                .map(|e| b.fill_event_followup(e))
+                        }),
+                        None => None,
+                    },
                     other => self.child(&uid, other).await?,
                 };
                 match record {
@@ -408,6 +442,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
             }
             ReadRoute::Tracker(kind, None) => {
                 let minor = self.clinic.lock().map(|c| c.metadata.minor_version()).unwrap_or(40);
+                crate::family::set_tracker_minor(minor);
                 let (items, paging) = match kind {
                     Kind::TrackedEntity => {
                         let q = TeiQuery::from_target(&target)?;
@@ -415,16 +450,31 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
                         let mut items = Vec::new();
                         for row in &rows {
                             if let Some(b) = self.bundle(&row.uid).await? {
-                                items.push(b.to_nested(q.program.as_deref()));
+                                items.push(tracker_nested(&b, q.program.as_deref()));
                             }
                         }
                         (items, paging_of(&q, total))
+                    }
+                    Kind::Event => {
+                        let (items, paging) = self.child_list(&target, Kind::Event).await?;
+                        let mut filled = Vec::new();
+                        for ev in items {
+                            let owner = text(&ev, "trackedEntityInstance").map(str::to_string);
+                            filled.push(match owner {
+                                Some(o) => match self.bundle(&o).await? {
+                                    Some(b) => b.fill_event_followup(ev),
+                                    None => ev,
+                                },
+                                None => ev,
+                            });
+                        }
+                        (filled, paging)
                     }
                     other => self.child_list(&target, other).await?,
                 };
                 let sel = tracker_selection(&target, kind);
                 let items = items.iter().map(|o| sel.apply(&Value::Object(convert(kind, o, true)))).collect();
-                tracker_envelope(minor, kind, items, paging)
+                tracker_envelope(minor, kind, items, paging, url)
             }
         };
         Ok(Some(json_response(&value)))
@@ -488,6 +538,23 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
             body: entry.body.0,
         }))
     }
+}
+
+/// A tracked entity nested for the tracker family: events carry their follow-up flag.
+fn tracker_nested(b: &TeiBundle, program: Option<&str>) -> Object {
+    let mut nested = b.to_nested(program);
+    if let Some(Value::Array(enrollments)) = nested.get_mut("enrollments") {
+        for e in enrollments.iter_mut() {
+            if let Some(Value::Array(events)) = e.get_mut("events") {
+                for ev in events.iter_mut() {
+                    if let Value::Object(o) = ev {
+                        *o = b.fill_event_followup(std::mem::take(o));
+                    }
+                }
+            }
+        }
+    }
+    nested
 }
 
 /// The enrollment endpoints list `events` but do not fill them.

@@ -161,6 +161,19 @@ impl TeiBundle {
         merge_list(&mut self.events, server.events, "event", &self.sync);
     }
 
+    /// Events with `followup` filled from their enrollment where they lack it (the tracker
+    /// family always reports an event's follow-up; it is its enrollment's).
+    pub fn fill_event_followup(&self, mut event: Object) -> Object {
+        if !event.contains_key("followup") {
+            let follow = text(&event, "enrollment")
+                .and_then(|en| self.enrollments.iter().find(|e| text(e, "enrollment") == Some(en)))
+                .map(|e| flag(e, "followup"))
+                .unwrap_or(false);
+            event.insert("followup".into(), Value::Bool(follow));
+        }
+        event
+    }
+
     /// The tracked entity in the legacy nested shape, enrollments filtered to `program` if
     /// given, each with its events.
     pub fn to_nested(&self, program: Option<&str>) -> Object {

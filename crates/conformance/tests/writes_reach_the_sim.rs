@@ -1,0 +1,106 @@
+//! Writes captured offline by the core, flushed to dhis2-sim (in process), read back from the
+//! sim: the legacy calls Tracker Capture makes and the `/api/tracker` import the Capture app
+//! makes, on the server versions that have them.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+#[path = "support/mod.rs"]
+mod support;
+
+use serde_json::{json, Value};
+use support::*;
+use tracker_offline_core::flush::FlushScope;
+
+async fn capture(engine: &TestEngine<'_>, method: &str, path: &str, body: Value) -> Value {
+    let prepared = engine
+        .prepare_write(method, &format!("{BASE}/{path}"), "application/json", body.to_string().as_bytes())
+        .unwrap();
+    let r = engine.capture_write(&prepared, NOW).await.unwrap();
+    serde_json::from_slice(&r.body).unwrap_or(Value::Null)
+}
+
+fn woman(nid: &str) -> Value {
+    json!([{"attribute": "AtNationId1", "value": nid}, {"attribute": "AtFirstNam1", "value": "Noor"},
+        {"attribute": "AtLastName1", "value": "Jaber"}, {"attribute": "AtBirthDat1", "value": "1994-02-03"}])
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn tracker_capture_calls_made_offline_reach_the_server_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = sim("2.40.3", dir.path(), 5);
+    let engine = logged_in_with_copy(&server).await;
+    server.set_down(true);
+    let r = capture(
+        &engine,
+        "POST",
+        "trackedEntityInstances",
+        json!({"trackedEntityType": "TetPerson01", "orgUnit": OU, "attributes": woman("495555555")}),
+    )
+    .await;
+    let tei = r["response"]["importSummaries"][0]["reference"].as_str().unwrap().to_string();
+    let r = capture(
+        &engine,
+        "POST",
+        "enrollments",
+        json!({"trackedEntityInstance": tei, "program": P, "orgUnit": OU, "status": "ACTIVE",
+        "enrollmentDate": "2026-11-20", "incidentDate": "2026-11-20"}),
+    )
+    .await;
+    let enrollment = r["response"]["importSummaries"][0]["reference"].as_str().unwrap().to_string();
+    let r = capture(
+        &engine,
+        "POST",
+        "events.json",
+        json!({"events": [{"trackedEntityInstance": tei, "program": P, "programStage": "PsAncVisit1",
+        "enrollment": enrollment, "orgUnit": OU, "status": "ACTIVE", "eventDate": "2026-11-20", "dataValues": []}]}),
+    )
+    .await;
+    let event = r["response"]["importSummaries"][0]["reference"].as_str().unwrap().to_string();
+    capture(
+        &engine,
+        "PUT",
+        &format!("events/{event}/DeWeightKg1"),
+        json!({"dataValues": [{"dataElement": "DeWeightKg1", "value": "70.1"}]}),
+    )
+    .await;
+    server.set_down(false);
+    let report = engine.flush(FlushScope::All, NOW, &mut |_| {}).await.unwrap();
+    assert_eq!((report.remaining, report.failed), (0, 0), "{report:?}");
+    let (status, back) = get(&server, &format!("/api/trackedEntityInstances/{tei}.json?fields=*")).await;
+    assert_eq!(status, 200, "{back}");
+    assert_eq!(back["enrollments"][0]["events"][0]["dataValues"][0]["value"], "70.1");
+    assert_eq!(back["enrollments"][0]["events"][0]["storedBy"], "nurse1");
+}
+
+async fn capture_app_import(version: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = sim(version, dir.path(), 5);
+    let engine = logged_in_with_copy(&server).await;
+    server.set_down(true);
+    let payload = json!({"trackedEntities": [{"trackedEntityType": "TetPerson01", "orgUnit": OU,
+        "attributes": woman("496666666"),
+        "enrollments": [{"program": P, "orgUnit": OU, "status": "ACTIVE", "enrolledAt": "2026-11-20", "occurredAt": "2026-11-20",
+            "events": [{"programStage": "PsAncVisit1", "program": P, "orgUnit": OU, "status": "ACTIVE", "occurredAt": "2026-11-20",
+                "dataValues": [{"dataElement": "DeWeightKg1", "value": "58"}]}]}]}]});
+    let r = capture(&engine, "POST", "tracker?async=false", payload).await;
+    assert_eq!(r["status"], "OK", "{r}");
+    let te =
+        r["bundleReport"]["typeReportMap"]["TRACKED_ENTITY"]["objectReports"][0]["uid"].as_str().unwrap().to_string();
+    server.set_down(false);
+    let report = engine.flush(FlushScope::All, NOW, &mut |_| {}).await.unwrap();
+    assert_eq!((report.remaining, report.failed), (0, 0), "{report:?} {:?}", engine.failures().await.unwrap());
+    let (status, back) = get(&server, &format!("/api/tracker/trackedEntities/{te}?fields=*")).await;
+    assert_eq!(status, 200, "{back}");
+    let ev = &back["enrollments"][0]["events"][0];
+    assert_eq!(ev["dataValues"][0]["value"], "58");
+    assert_eq!(ev["storedBy"], "nurse1");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn capture_app_import_made_offline_reaches_a_2_40_server() {
+    capture_app_import("2.40.3").await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn capture_app_import_made_offline_reaches_a_2_42_server() {
+    capture_app_import("2.42.0").await;
+}
