@@ -247,7 +247,10 @@ impl TeiQuery {
     /// The first asked org unit outside the user's search scope (the server refuses such a
     /// query with 409), for modes that name org units.
     pub fn outside_search_scope(&self, meta: &ClinicMetadata) -> Option<String> {
-        if !matches!(self.ou_mode, OuMode::Selected | OuMode::Children | OuMode::Descendants) {
+        // Without a download the user's scope is unknown: nothing to check against.
+        if !matches!(self.ou_mode, OuMode::Selected | OuMode::Children | OuMode::Descendants)
+            || meta.capture_org_units.is_empty() && meta.search_org_units.is_empty()
+        {
             return None;
         }
         self.org_units.iter().find(|ou| !meta.in_search_scope(ou)).cloned()
