@@ -76,6 +76,8 @@ test('download, kill the server, reload: the app reads from the local copy', asy
   const someNid = grid.rows[0][grid.headers.findIndex((h) => h.name === NID)];
   const someName = grid.rows[0][grid.headers.findIndex((h) => h.name === FIRST)];
   const teiBody = (await get(page, `/api/trackedEntityInstances/${someTei}.json?program=${P}&fields=*`)).body;
+  const someEnrollment = teiBody.enrollments[0].enrollment;
+  const someEvent = teiBody.enrollments[0].events[0]?.event;
   const reads = [
     `/api/trackedEntityInstances/query.json?ou=${OU}&ouMode=SELECTED&program=${P}&pageSize=50&page=1&totalPages=true`,
     `/api/trackedEntityInstances/query.json?ou=${OU}&program=${P}&attribute=${NID}:EQ:${someNid}&pageSize=50&page=1&totalPages=true`,
@@ -84,6 +86,11 @@ test('download, kill the server, reload: the app reads from the local copy', asy
     `/api/trackedEntityInstances/${someTei}.json?program=${P}&fields=*`,
     `/api/events.json?ouMode=ACCESSIBLE&trackedEntityInstance=${someTei}&program=${P}&skipPaging=true`,
     `/api/enrollments?trackedEntityInstance=${someTei}&paging=false`,
+    `/api/tracker/trackedEntities?orgUnit=${OU}&program=${P}&pageSize=5&page=2&totalPages=true`,
+    `/api/tracker/trackedEntities/${someTei}?program=${P}&fields=*`,
+    `/api/tracker/enrollments/${someEnrollment}`,
+    `/api/tracker/events?trackedEntity=${someTei}&skipPaging=true`,
+    ...(someEvent ? [`/api/tracker/events/${someEvent}`] : []),
     `/api/me?fields=id,username,displayName`,
   ];
   const online = {};
