@@ -31,3 +31,6 @@ cargo build -p dhis2-sim
 
 step "end-to-end tests (Playwright + chromium + dhis2-sim)"
 node --test --test-concurrency=1 --test-timeout=180000 tests/e2e/
+
+step "benchmark smoke (tiny sizes: every measurement taken, no timing asserted)"
+node tests/bench/run.mjs --smoke
