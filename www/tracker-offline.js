@@ -51,6 +51,7 @@ export class TrackerOffline extends EventTarget {
   #apiBase;
   #registration;
   #flushScope;
+  #escrow = null;
   #retryTimer = null;
   #unreachableFlushes = 0;
 
@@ -83,7 +84,9 @@ export class TrackerOffline extends EventTarget {
    * Loads the library, opens the vault of `apiBase` and registers the service worker beside
    * the page (`serviceWorker`: another URL within the app's folder, or `false` for none).
    * Policy options: pbkdf2Iterations, lockoutFreeAttempts, lockoutBaseMs, maxOfflineDays,
-   * requestTimeoutMs.
+   * requestTimeoutMs. `flushScope`: 'all' (default) or 'author'. `escrow`: `{ users, userGroups }`
+   * to keep the data key in the server's dataStore after each online login, shared read-only
+   * with them (refused with ESCROW_UNSAFE where the server does not enforce read sharing).
    */
   static async start(options = {}) {
     const apiBase = new URL(options.apiBase ?? '/api', location.href).href.replace(/\/+$/, '');
@@ -117,7 +120,9 @@ export class TrackerOffline extends EventTarget {
     await navigator.storage?.persist?.().catch(() => false);
     const flushScope = options.flushScope ?? 'all';
     if (!['all', 'author'].includes(flushScope)) throw codedError('BAD_INPUT', "flushScope must be 'all' or 'author'");
-    return new TrackerOffline(engine, apiBase, registration, flushScope);
+    const app = new TrackerOffline(engine, apiBase, registration, flushScope);
+    app.#escrow = options.escrow ?? null;
+    return app;
   }
 
   /** The absolute API base this instance talks to. */
@@ -130,8 +135,15 @@ export class TrackerOffline extends EventTarget {
     const outcome = await this.#engine.login(String(username ?? ''), String(password ?? ''));
     await this.#handKeyToWorker(outcome.username);
     this.#emitStatus();
-    // Online login: send the unsent work now.
-    if (outcome.mode === 'online') this.#autoSync();
+    // Online login: send the unsent work now, and keep the key in escrow if the clinic wants it.
+    if (outcome.mode === 'online') {
+      this.#autoSync();
+      if (this.#escrow) {
+        await this.#engine.enableEscrow(this.#escrow).catch((error) =>
+          this.dispatchEvent(new CustomEvent('escrow-error', { detail: { code: error.code, message: error.message } })),
+        );
+      }
+    }
     return outcome;
   }
 

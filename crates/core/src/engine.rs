@@ -192,7 +192,20 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
             OnlineCheck::Accepted(profile) => {
                 self.set_online(true);
                 let canonical = profile.username.clone();
-                self.vault.login_verified_online(&canonical, password, profile, now_ms).await
+                match self.vault.login_verified_online(&canonical, password, profile.clone(), now_ms).await {
+                    // Nobody here to hand the key over: the server escrow, if the clinic keeps one.
+                    Err(CoreError::HandoverRequired(_)) => {
+                        match self.fetch_escrowed_key(&canonical, password).await.unwrap_or(None) {
+                            Some(key) => {
+                                self.vault
+                                    .login_verified_online_with(&canonical, password, profile, now_ms, Some(key))
+                                    .await
+                            }
+                            None => Err(CoreError::HandoverRequired(canonical)),
+                        }
+                    }
+                    other => other,
+                }
             }
             OnlineCheck::Refused => {
                 self.set_online(true);

@@ -49,6 +49,10 @@ pub enum CoreError {
     /// The caller passed input that cannot be accepted.
     #[error("invalid input: {0}")]
     BadInput(String),
+    /// Server escrow of the data key was refused: this server version does not enforce
+    /// dataStore read sharing, so every user could read the key.
+    #[error("server escrow refused: DHIS2 {0} does not enforce dataStore read sharing")]
+    EscrowUnsafe(String),
     /// The request conflicts with a rule of the server (answered offline as DHIS2's 409).
     #[error("{0}")]
     Conflict(String),
@@ -77,6 +81,7 @@ impl CoreError {
             CoreError::Storage(_) => "STORAGE_ERROR",
             CoreError::BadInput(_) => "BAD_INPUT",
             CoreError::Conflict(_) => "CONFLICT",
+            CoreError::EscrowUnsafe(_) => "ESCROW_UNSAFE",
             CoreError::BadResponse(_) => "BAD_RESPONSE",
             CoreError::Crypto(_) => "CRYPTO_ERROR",
         }

@@ -14,6 +14,7 @@ pub mod crypto;
 pub mod download;
 pub mod engine;
 pub mod error;
+pub mod escrow;
 pub mod family;
 pub mod fields;
 pub mod flush;

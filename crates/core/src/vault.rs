@@ -265,6 +265,19 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource> Vault<S, K, R> {
         profile: UserProfile,
         now_ms: i64,
     ) -> Result<LoginOutcome> {
+        self.login_verified_online_with(username, password, profile, now_ms, None).await
+    }
+
+    /// As [`Vault::login_verified_online`], with a data key obtained elsewhere (server escrow)
+    /// to use when no session is open. The key must be this vault's.
+    pub async fn login_verified_online_with(
+        &self,
+        username: &str,
+        password: &str,
+        profile: UserProfile,
+        now_ms: i64,
+        escrowed_key: Option<SecretKey>,
+    ) -> Result<LoginOutcome> {
         validate_credentials(username, password)?;
         let meta = self.load_meta().await?;
         let mut current_wrap: Option<(KdfParams, Bytes, Bytes)> = None;
@@ -309,7 +322,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource> Vault<S, K, R> {
                 let (data_key, handover) = match own_key {
                     Some(key) => (key, false),
                     // New user, or a password changed on the server: only an open session can share the key.
-                    None => match self.session_data_key() {
+                    None => match self.session_data_key().or(escrowed_key) {
                         Some(key) => (key, true),
                         None => return Err(CoreError::HandoverRequired(username.to_string())),
                     },
@@ -395,6 +408,11 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource> Vault<S, K, R> {
             .map_err(|e| CoreError::StorageCorrupt(format!("profile does not parse: {e}")))?;
         self.open_session(username, data_key, Some(password), Some(profile.clone()), LoginMode::Offline)?;
         Ok(LoginOutcome { username: username.to_string(), mode: LoginMode::Offline, profile, handover: false })
+    }
+
+    /// This vault's identifier (None before the first login on this device).
+    pub async fn vault_id(&self) -> Result<Option<String>> {
+        Ok(self.load_meta().await?.map(|m| m.vault_id))
     }
 
     /// The data key of the open session, for handing over to the service worker.

@@ -321,6 +321,21 @@ impl Engine {
         self.inner.vault().session_password().map(|p| p.as_str().to_string())
     }
 
+    /// Puts the data key in escrow on the server's dataStore, shared read-only with
+    /// `{ users: [uid], userGroups: [uid] }`, so a colleague's first login on this device can
+    /// join the vault while nobody is logged in. Rejects with `ESCROW_UNSAFE` on servers that
+    /// do not enforce dataStore read sharing.
+    #[wasm_bindgen(js_name = enableEscrow)]
+    pub fn enable_escrow(&self, sharing: JsValue) -> Promise {
+        let inner = self.inner.clone();
+        future_to_promise(async move {
+            let sharing: tracker_offline_core::escrow::EscrowSharing = serde_wasm_bindgen::from_value(sharing)
+                .map_err(|e| reject(CoreError::BadInput(format!("escrow sharing: {e}"))))?;
+            inner.enable_escrow(&sharing).await.map_err(reject)?;
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+
     /// True while a key is in memory.
     #[wasm_bindgen(getter)]
     pub fn unlocked(&self) -> bool {
