@@ -71,6 +71,7 @@ test('a clinic day: offline registration and visits by two nurses reach the serv
   await switchUserUI(page, DEMO.nurse1, 'online');
   // The online login refreshes the clinic copy; the progress bar shows while it runs.
   await waitForStatus(page, (s) => s.lastDownloadAt && s.records > 0);
+  await page.locator('#download-btn:not([disabled])').waitFor();
   await page.locator('#progress-wrap').waitFor({ state: 'hidden' });
   await page.locator('#results tbody tr').first().waitFor();
   await page.locator('#last-download', { hasText: 'Clinic copy from' }).waitFor();
@@ -194,5 +195,78 @@ test('a clinic day: offline registration and visits by two nurses reach the serv
   for (const needle of [WOMAN.nid, WOMAN.first, WOMAN.last, WOMAN.phone, REMARK, DEMO.nurse1.password, DEMO.nurse2.password]) {
     assert.equal(raw.includes(needle), false, `${needle} in clear`);
   }
+  await context.close();
+});
+
+test('a registration the server refuses: failures screen with its reasons, retry, discard after confirmation', async () => {
+  const context = await browser.newContext({ viewport: { width: 1366, height: 768 } });
+  const page = await openApp(context, sim.url, '/demo/');
+  await loginUI(page, DEMO.nurse1, 'online');
+  await waitForStatus(page, (s) => s.lastDownloadAt);
+  await page.locator('#download-btn:not([disabled])').waitFor();
+  // Meanwhile, at another clinic, the same national ID is registered on the server.
+  const taken = '409999999';
+  const created = await fetch(`${sim.url}/api/trackedEntityInstances`, {
+    method: 'POST',
+    headers: { Authorization: `Basic ${Buffer.from('admin:district').toString('base64')}`, 'Content-Type': 'application/json' },
+    body: JSON.stringify({ trackedEntityType: 'TetPerson01', orgUnit: 'OuDuraClin1', attributes: [
+      { attribute: 'AtNationId1', value: taken }, { attribute: 'AtFirstNam1', value: 'Other' }, { attribute: 'AtLastName1', value: 'Woman' },
+      { attribute: 'AtBirthDat1', value: '1990-01-01' }] }),
+  });
+  assert.equal(created.status, 200, await created.text());
+  await sim.kill();
+
+  await page.locator('#register-link').click();
+  await page.locator('#attr-AtNationId1').fill(taken);
+  await page.locator('#attr-AtFirstNam1').fill('Nour');
+  await page.locator('#attr-AtLastName1').fill('Sabbah');
+  await page.locator('#attr-AtBirthDat1').fill('1993-07-01');
+  await page.locator('#register-btn').click();
+  await page.locator('h1', { hasText: 'Nour Sabbah' }).waitFor({ timeout: 20000 });
+
+  await sim.start();
+  let status;
+  for (let i = 0; i < 40; i++) {
+    await page.locator('#sync-btn:not([disabled])').click();
+    await page.locator('#sync-btn:not([disabled])').waitFor();
+    status = await page.evaluate(() => window.trackerOffline.status());
+    if (status.pending === 0) break;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  assert.ok(status.failed >= 1, JSON.stringify(status));
+  await page.locator('#failed-btn.has').click();
+  await page.locator('h1', { hasText: 'Refused by the server' }).waitFor();
+  const first = page.locator('li[data-failure]').first();
+  await first.waitFor();
+  assert.ok((await first.locator('.reasons li').first().textContent()).length > 10, 'the server\'s reason is shown');
+  await screenshot(page, 'failures');
+
+  // Retry: sent again, refused again for the same reason; the screen follows.
+  await first.getByRole('button', { name: 'Retry' }).click();
+  status = await waitForStatus(page, (s) => s.pending === 0 && s.failed === status.failed);
+  await page.waitForFunction((n) => document.querySelectorAll('li[data-failure]').length === n, status.failed);
+
+  // Discard asks first; Escape keeps it.
+  await page.locator('li[data-failure]').first().getByRole('button', { name: 'Discard' }).click();
+  await page.locator('#confirm[open]').waitFor();
+  await screenshot(page, 'discard-confirm');
+  await page.keyboard.press('Escape');
+  await page.locator('#confirm[open]').waitFor({ state: 'detached' });
+  assert.equal((await page.evaluate(() => window.trackerOffline.status())).failed, status.failed);
+  for (let left = status.failed; left > 0; left--) {
+    await page.locator('li[data-failure]').first().getByRole('button', { name: 'Discard' }).click();
+    await page.locator('#confirm-ok').click();
+    await waitForStatus(page, (s) => s.failed === left - 1);
+    if (left > 1) await page.waitForFunction((n) => document.querySelectorAll('li[data-failure]').length === n, left - 1);
+  }
+  await page.locator('text=Nothing was refused.').waitFor();
+  await waitForStatus(page, (s) => s.failed === 0);
+
+  // The same screens read right to left in Arabic.
+  await page.locator('#lang-btn').click();
+  assert.equal(await page.evaluate(() => document.documentElement.dir), 'rtl');
+  await page.locator('a.button[href="#/list"]').click();
+  await page.locator('#results tbody tr').first().waitFor();
+  await screenshot(page, 'arabic-list');
   await context.close();
 });

@@ -58,6 +58,8 @@ const TEXTS = {
     serverUnreachable: 'The server cannot be reached; the work stays on this device.',
     downOn: 'Demo: the server now drops every /api request.', downOff: 'Demo: the server answers again.',
     outageHelp: 'To simulate an outage: tick “Server down (demo)” (when the demo runs with --faults), or stop the server.',
+    chgRegister: 'Registration of a woman', chgProfile: 'Change to a woman\'s details', chgEnroll: 'Enrollment in the program',
+    chgNewVisit: 'New visit', chgValue: 'A visit value', chgVisit: 'Visit (completed or changed)',
     created: 'Registered', ou: 'Clinic', errorCode: 'code',
   },
   ar: {
@@ -96,6 +98,8 @@ const TEXTS = {
     serverUnreachable: 'لا يمكن الوصول إلى الخادم؛ يبقى العمل على هذا الجهاز.',
     downOn: 'تجربة: الخادم يسقط كل طلبات ‎/api‎ الآن.', downOff: 'تجربة: الخادم يجيب من جديد.',
     outageHelp: 'لمحاكاة انقطاع: فعّل «الخادم متوقف (تجربة)» (عند تشغيل العرض مع ‎--faults‎) أو أوقف الخادم.',
+    chgRegister: 'تسجيل امرأة', chgProfile: 'تعديل بيانات امرأة', chgEnroll: 'الإدراج في البرنامج',
+    chgNewVisit: 'زيارة جديدة', chgValue: 'قيمة في زيارة', chgVisit: 'زيارة (إنهاء أو تعديل)',
     created: 'سُجّلت', ou: 'العيادة', errorCode: 'رمز',
   },
 };
@@ -115,7 +119,7 @@ function h(tag, attrs = {}, ...children) {
     else if (v === true) el.setAttribute(k, '');
     else el.setAttribute(k, v);
   }
-  for (const c of children.flat()) if (c !== null && c !== undefined && c !== false) el.append(c instanceof Node ? c : String(c));
+  for (const c of children.flat(Infinity)) if (c !== null && c !== undefined && c !== false) el.append(c instanceof Node ? c : String(c));
   return el;
 }
 const today = () => new Date().toISOString().slice(0, 10);
@@ -130,6 +134,8 @@ const state = {
   program: null, // metadata
   status: null,
   simFaults: false,
+  reachable: null, // null until the first answer
+  busy: null, // 'download' | 'sync' while this page runs one
   serverDown: false,
   drafts: { register: null, search: '' },
 };
@@ -147,6 +153,7 @@ async function api(method, path, body) {
       body: body ? JSON.stringify(body) : undefined,
     });
   } catch (error) {
+    noteReachable(false);
     throw Object.assign(new Error(t('serverUnreachable')), { code: 'NETWORK', cause: error });
   }
   const text = await response.text();
@@ -155,6 +162,8 @@ async function api(method, path, body) {
   // The library marks what it answered on this device: 'local' (the clinic copy), 'cache' (a
   // sealed copy of an earlier server answer) or 'queued' (a write kept in the outbox).
   const local = response.headers.has('x-tracker-offline');
+  // A read answered on this device means the service worker could not reach the server.
+  if (method === 'GET') noteReachable(!local);
   if (!response.ok) {
     if (response.status === 401) showNotice(t('sessionEnded'));
     const message = json?.message ?? `${response.status} ${response.statusText}`;
@@ -182,11 +191,32 @@ function showNotice(text, kind = 'info') {
   el.hidden = !text;
 }
 
+/**
+ * Whether the server answers, as this page last saw it through the service worker: a read
+ * answered from the device (or a network error) means offline. The library's own
+ * `status().online` is what the page's engine last saw, which can lag behind the worker.
+ */
+function noteReachable(reachable) {
+  if (state.reachable === reachable) return;
+  state.reachable = reachable;
+  renderStatus();
+}
+
+/** Like Tracker Capture's availability check (dhis2.availability polls a ping). */
+async function ping() {
+  try {
+    const r = await fetch(`${API}/system/ping`, { headers: { 'X-Requested-With': 'XMLHttpRequest' }, credentials: 'same-origin' });
+    noteReachable(!r.headers.has('x-tracker-offline')); // any server answer (even a 401) means it is up
+  } catch {
+    noteReachable(false);
+  }
+}
+
 function renderStatus() {
   const s = state.status;
   const badge = $('#badge');
   if (s) {
-    const online = s.online && !state.serverDown;
+    const online = (state.reachable ?? s.online) && navigator.onLine && !state.serverDown;
     badge.textContent = online ? t('online') : t('offline');
     badge.className = `badge ${online ? 'online' : 'offline'}`;
     $('#pending').textContent = s.pending ?? 0;
@@ -336,6 +366,7 @@ async function afterLogin(outcome) {
   }
   if (!state.orgUnit?.displayName && state.orgUnit?.id) state.orgUnit.displayName = state.orgUnit.id;
   showNotice(outcome.mode === 'online' ? '' : t('loggedInOffline'));
+  noteReachable(outcome.mode === 'online');
   // Online: keep the clinic copy fresh (incremental after the first time).
   if (outcome.mode === 'online') runDownload();
   if (!location.hash || ['#/login', '#/switch'].includes(location.hash)) location.hash = '#/list';
@@ -343,14 +374,17 @@ async function afterLogin(outcome) {
 }
 
 async function runDownload() {
+  if (state.busy === 'download') return;
+  state.busy = 'download';
   const button = $('#download-btn');
   button.disabled = true;
   showProgress(t('downloading'), { done: 0, total: 0 });
   try {
     await state.app.download({ onProgress: (p) => showProgress(t('downloading'), p) });
   } catch (error) {
-    showNotice(`${t('download')}: ${error.message} (${error.code})`, 'error');
+    showNotice(error.code === 'SERVER_UNREACHABLE' ? `${t('download')}: ${t('serverUnreachable')}` : `${t('download')}: ${error.message} (${error.code})`, 'error');
   } finally {
+    state.busy = null;
     showProgress(null, null);
     button.disabled = false;
     await refreshStatus();
@@ -359,17 +393,21 @@ async function runDownload() {
 }
 
 async function runSync() {
+  if (state.busy) return;
+  state.busy = 'sync';
   const button = $('#sync-btn');
   button.disabled = true;
   showProgress(t('sending'), { done: 0, total: state.status?.pending ?? 0 });
   try {
     const report = await state.app.sync();
+    noteReachable(report.stopped !== 'SERVER_UNREACHABLE');
     if (report.stopped === 'SERVER_UNREACHABLE') showNotice(t('serverUnreachable'));
     else if (!report.remaining && !report.failed) showNotice(t('sentOk'));
     else showNotice(t('sentSome', report), report.failed ? 'error' : 'info');
   } catch (error) {
     showNotice(`${error.message} (${error.code})`, 'error');
   } finally {
+    state.busy = null;
     showProgress(null, null);
     button.disabled = false;
     await refreshStatus();
@@ -599,8 +637,16 @@ async function screenTei(teiUid) {
     attributeMeta().map((pa) => [h('dt', {}, pa.trackedEntityAttribute.displayName), h('dd', { dir: 'auto' }, attrValue(tei, pa.trackedEntityAttribute.id) || '—')]),
     enrollment ? [h('dt', {}, t('enrollDate')), h('dd', { dir: 'ltr' }, day(enrollment.enrollmentDate))] : null,
   );
-  const deName = new Map();
-  for (const st of stagesMeta()) for (const psde of st.programStageDataElements ?? []) deName.set(psde.dataElement.id, psde.dataElement.displayName);
+  const deMeta = new Map();
+  for (const st of stagesMeta()) for (const psde of st.programStageDataElements ?? []) deMeta.set(psde.dataElement.id, psde.dataElement);
+  const shown = (dv) => {
+    const de = deMeta.get(dv.dataElement);
+    const option = de?.optionSet?.options?.find((o) => o.code === dv.value);
+    const value = option ? option.displayName
+      : de?.valueType === 'BOOLEAN' || de?.valueType === 'TRUE_ONLY' ? (dv.value === 'true' ? t('yes') : t('no'))
+        : de?.valueType === 'DATE' ? day(dv.value) : dv.value;
+    return `${de?.displayName ?? dv.dataElement}: ${value}`;
+  };
   const stages = stagesMeta().map((st) => {
     const events = (enrollment?.events ?? []).filter((ev) => ev.programStage === st.id && !ev.deleted)
       .sort((a, b) => String(a.eventDate ?? a.dueDate).localeCompare(String(b.eventDate ?? b.dueDate)));
@@ -616,7 +662,7 @@ async function screenTei(teiUid) {
           h('td', { dir: 'ltr' }, h('a', { href: `#/event/${tei.trackedEntityInstance}/${ev.event}` }, day(ev.eventDate ?? ev.dueDate) || '—')),
           h('td', {}, h('span', { class: `pill ${String(ev.status).toLowerCase()}` }, statusText(ev.status))),
           h('td', { class: 'stored-by' }, ev.storedBy ?? ''),
-          h('td', { class: 'small' }, (ev.dataValues ?? []).map((dv) => `${deName.get(dv.dataElement) ?? dv.dataElement}: ${dv.value}`).join(' · ')),
+          h('td', { class: 'small' }, (ev.dataValues ?? []).map(shown).join(' · ')),
         )))) : h('p', { class: 'muted small' }, t('noEvents')),
     );
   });
@@ -763,6 +809,16 @@ async function screenEvent(teiUid, eventUid) {
   setView(`${stage.displayName} · ${name}`, form);
 }
 
+/** "POST /api/enrollments" -> words a nurse reads. */
+function describeChange(summary = '') {
+  const [method, path = ''] = summary.split(' ');
+  const parts = path.replace(/^.*\/api\//, '').replace(/\.json$/, '').split(/[/?]/);
+  if (parts[0] === 'trackedEntityInstances') return method === 'POST' ? t('chgRegister') : t('chgProfile');
+  if (parts[0] === 'enrollments') return t('chgEnroll');
+  if (parts[0] === 'events') return method === 'POST' ? t('chgNewVisit') : parts.length > 2 ? t('chgValue') : t('chgVisit');
+  return summary;
+}
+
 async function screenFailures() {
   setView(t('failuresTitle'), h('p', { class: 'muted' }, t('loading')));
   let failures = [];
@@ -772,12 +828,23 @@ async function screenFailures() {
     return setView(t('failuresTitle'), h('p', { class: 'field-error' }, `${error.message} (${error.code})`));
   }
   const list = failures.length ? h('ul', { class: 'failures' }, failures.map((f) => h('li', { class: 'card', 'data-failure': f.id },
-    h('h2', {}, f.summary ?? f.id),
+    h('h2', {}, describeChange(f.summary)),
+    h('p', { class: 'small muted', dir: 'ltr' }, f.summary ?? f.id),
     h('p', { class: 'small muted' }, `${t('author')}: ${f.author ?? '?'}${f.failedAtMs ? ` · ${new Date(f.failedAtMs).toLocaleString(lang === 'ar' ? 'ar' : 'en-GB')}` : ''}`),
     h('p', {}, h('strong', {}, `${t('reasons')}: `)),
     h('ul', { class: 'reasons' }, (f.reasons ?? []).map((r) => h('li', {}, r))),
     h('div', { class: 'row' },
-      h('button', { type: 'button', class: 'primary', onclick: async () => { await state.app.retry(f.id).catch((e) => showNotice(`${e.message} (${e.code})`, 'error')); await refreshStatus(); screenFailures(); } }, t('retry')),
+      h('button', { type: 'button', class: 'primary', onclick: async (e) => {
+      e.currentTarget.disabled = true;
+      try {
+        await state.app.retry(f.id);
+        await runSync();
+      } catch (error) {
+        showNotice(`${error.message} (${error.code})`, 'error');
+      }
+      await refreshStatus();
+      screenFailures();
+    } }, t('retry')),
       h('button', { type: 'button', class: 'danger', onclick: async () => {
         if (!(await confirmDialog(t('discardTitle'), `${f.summary ?? ''} — ${t('discardText')}`, t('discard')))) return;
         await state.app.discard(f.id).catch((e) => showNotice(`${e.message} (${e.code})`, 'error'));
@@ -785,6 +852,7 @@ async function screenFailures() {
         screenFailures();
       } }, t('discard'))),
   ))) : h('p', { class: 'muted' }, t('noFailures'));
+  state.shownFailures = failures.length;
   setView(t('failuresTitle'), list, h('a', { href: '#/list', class: 'button' }, t('back')));
 }
 
@@ -881,17 +949,37 @@ async function main() {
   const app = await TrackerOffline.start({ apiBase: API, serviceWorker: '../sw.js' });
   state.app = app;
   window.trackerOffline = app; // for tests and the console
-  app.addEventListener('status', (e) => { state.status = e.detail; renderStatus(); });
+  app.addEventListener('status', (e) => {
+    state.status = e.detail;
+    renderStatus();
+    // The failures screen follows what the outbox holds (a retry refused again comes back).
+    if (state.user && location.hash === '#/failures' && state.shownFailures !== e.detail.failed && !$('#confirm').open) screenFailures();
+  });
   app.addEventListener('progress', (e) => showProgress(t('downloading'), e.detail));
+  // Flush progress (from this page's "Send now" or the service worker's own flushes) is a
+  // FlushReport { sent, failed, remaining, stopped }: a bar while work goes out.
+  let flushIdle = null;
   app.addEventListener('flush', (e) => {
-    const p = e.detail ?? {};
-    const finished = p.total !== undefined && (p.done ?? 0) >= p.total;
-    showProgress(t('sending'), finished ? null : p);
-    if (finished) refreshStatus();
+    const r = e.detail ?? {};
+    const done = (r.sent ?? 0) + (r.failed ?? 0);
+    clearTimeout(flushIdle);
+    if (r.stopped === 'SERVER_UNREACHABLE') noteReachable(false);
+    else if (r.sent) noteReachable(true);
+    if (r.stopped || !r.remaining) {
+      if (!state.busy) showProgress(null, null);
+      refreshStatus();
+      return;
+    }
+    if (!state.busy || state.busy === 'sync') showProgress(t('sending'), { done, total: done + r.remaining });
+    flushIdle = setTimeout(() => { if (!state.busy) showProgress(null, null); }, 2000);
   });
   await detectSimFaults();
   await refreshStatus();
+  ping();
   setInterval(refreshStatus, 5000);
+  setInterval(() => { if (state.user) ping(); }, 10000);
+  addEventListener('online', ping);
+  addEventListener('offline', () => noteReachable(false));
   const s = state.status;
   if (s?.user && !s.locked) {
     // The library still holds a session for this page (e.g. another tab's): carry on.
