@@ -1,26 +1,42 @@
 #!/usr/bin/env bash
 # The demo: installs what is missing, builds the optimised wasm package, and starts dhis2-sim
-# with the demo seed (data kept in .sim-data/) serving www/. Ctrl-C stops it.
-# Usage: scripts/demo.sh [--port 8080] [any other dhis2-sim flag]
+# with the demo seed (data kept in .sim-data/) serving www/, with the clinic app at /demo/.
+# Ctrl-C stops it.
+# Usage: scripts/demo.sh [--port 8080] [--faults] [any other dhis2-sim flag]
+#   --faults  turns on the sim's fault injection: the demo app then shows a "Server down (demo)"
+#             switch that makes the server drop every /api request (and undo it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 scripts/build-wasm.sh
 cargo build --release -p dhis2-sim
 port=8080
+faults=no
 args=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --port) port="$2"; shift 2 ;;
+    --port=*) port="${1#--port=}"; shift ;;
+    --faults|--faults-file|--faults-file=*) faults=yes; args+=("$1"); shift ;;
     *) args+=("$1"); shift ;;
   esac
 done
+if [ "$faults" = yes ]; then
+  outage="tick \"Server down (demo)\" in the app's header (and untick it to come back),
+               or press Ctrl-C here (the data stays in .sim-data/) and run this again."
+else
+  outage="press Ctrl-C here (the data stays in .sim-data/), then run this again.
+               Run with --faults to get the app's \"Server down (demo)\" switch instead."
+fi
 cat <<TXT
 
-  tracker-offline demo on http://127.0.0.1:$port/
+  tracker-offline demo clinic app:  http://127.0.0.1:$port/demo/
+  (the library's bare login page:   http://127.0.0.1:$port/)
   Demo users:  nurse1 / Nurse1!clinic   nurse2 / Nurse2!clinic   (Bani Naim Clinic)
                admin / district          (superuser)
-  Simulate an outage: press Ctrl-C here (the data stays in .sim-data/), then run this again.
+  Log in online once as each nurse (the second one while the first is logged in: "Switch
+  user"), so that both can log in offline later.
+  Simulate an outage: $outage
 
 TXT
 exec target/release/dhis2-sim --port "$port" --data .sim-data --seed demo --www www "${args[@]}"

@@ -189,6 +189,8 @@ test('a clinic day: offline registration and visits by two nurses reach the serv
   assert.equal(await page.locator('tr[data-event]').count(), 2);
   assert.deepEqual((await page.locator('tr[data-event] .stored-by').allTextContents()).sort(), ['nurse1', 'nurse2']);
   await screenshot(page, 'nurse1-sees-both');
+  await page.setViewportSize({ width: 800, height: 1280 }); // a tablet, upright
+  await screenshot(page, 'tablet-dashboard');
 
   // Nothing about her, or the visit remarks, is stored in clear anywhere in the origin.
   const raw = await dumpOriginStorage(page);

@@ -56,7 +56,7 @@ const TEXTS = {
     stillPending: 'saved changes are waiting to be sent; they stay on this device and are sent by whoever logs in next while online.',
     sentOk: 'All saved work was sent.', sentSome: 'Sent {sent}, refused {failed}, still waiting {remaining}.',
     serverUnreachable: 'The server cannot be reached; the work stays on this device.',
-    downOn: 'Demo: the server now drops every /api request.', downOff: 'Demo: the server answers again.',
+    downOn: 'Demo: the server now drops every /api request.', downOff: 'Demo: the server answers again (the app notices within about 15 s).',
     outageHelp: 'To simulate an outage: tick “Server down (demo)” (when the demo runs with --faults), or stop the server.',
     chgRegister: 'Registration of a woman', chgProfile: 'Change to a woman\'s details', chgEnroll: 'Enrollment in the program',
     chgNewVisit: 'New visit', chgValue: 'A visit value', chgVisit: 'Visit (completed or changed)',
@@ -96,7 +96,7 @@ const TEXTS = {
     stillPending: 'تغييرات محفوظة بانتظار الإرسال؛ تبقى على الجهاز ويرسلها من يدخل بعدك متصلاً.',
     sentOk: 'أُرسل كل العمل المحفوظ.', sentSome: 'أُرسل {sent}، رُفض {failed}، بانتظار {remaining}.',
     serverUnreachable: 'لا يمكن الوصول إلى الخادم؛ يبقى العمل على هذا الجهاز.',
-    downOn: 'تجربة: الخادم يسقط كل طلبات ‎/api‎ الآن.', downOff: 'تجربة: الخادم يجيب من جديد.',
+    downOn: 'تجربة: الخادم يسقط كل طلبات ‎/api‎ الآن.', downOff: 'تجربة: الخادم يجيب من جديد (يلاحظ التطبيق ذلك خلال 15 ثانية تقريباً).',
     outageHelp: 'لمحاكاة انقطاع: فعّل «الخادم متوقف (تجربة)» (عند تشغيل العرض مع ‎--faults‎) أو أوقف الخادم.',
     chgRegister: 'تسجيل امرأة', chgProfile: 'تعديل بيانات امرأة', chgEnroll: 'الإدراج في البرنامج',
     chgNewVisit: 'زيارة جديدة', chgValue: 'قيمة في زيارة', chgVisit: 'زيارة (إنهاء أو تعديل)',
@@ -231,7 +231,7 @@ function renderStatus() {
   $('#switch-btn').hidden = !loggedIn;
   $('#server-down').hidden = !state.simFaults;
   $('#server-down-box').checked = state.serverDown;
-  $('#who').textContent = loggedIn ? `${state.user.displayName} (${state.user.username}) · ${state.user.mode === 'online' ? t('loggedInOnline') : t('loggedInOffline')}` : '';
+  $('#who').replaceChildren(...(loggedIn ? [h('bdi', {}, `${state.user.displayName} (${state.user.username})`), ` · ${state.user.mode === 'online' ? t('loggedInOnline') : t('loggedInOffline')}`] : []));
   $('#clinic').textContent = state.orgUnit ? `· ${state.orgUnit.displayName}` : '';
 }
 
