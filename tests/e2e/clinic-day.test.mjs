@@ -119,6 +119,9 @@ test('a clinic day: offline registration and visits by two nurses reach the serv
   await page.reload();
   await page.waitForFunction(() => window.trackerOffline !== undefined, null, { timeout: 20000, polling: 100 });
   await page.locator('#login-form').waitFor();
+  // sw.js lives in www/, so its scope (/) covers /demo/: the reloaded page is controlled.
+  const sw = await page.evaluate(async () => ({ scope: (await navigator.serviceWorker.getRegistration())?.scope, controlled: Boolean(navigator.serviceWorker.controller) }));
+  assert.deepEqual(sw, { scope: `${sim.url}/`, controlled: true });
   await screenshot(page, 'reloaded-offline');
   await loginUI(page, DEMO.nurse1, 'offline');
   await openWoman(page);
@@ -216,11 +219,20 @@ test('a registration the server refuses: failures screen with its reasons, retry
       { attribute: 'AtBirthDat1', value: '1990-01-01' }] }),
   });
   assert.equal(created.status, 200, await created.text());
-  await sim.kill();
 
+  // The network drops in the middle of the form: what was typed stays, the rest is added.
   await page.locator('#register-link').click();
+  await page.locator('#attr-AtRegNumbr1-help', { hasText: 'Given by the server' }).waitFor();
   await page.locator('#attr-AtNationId1').fill(taken);
   await page.locator('#attr-AtFirstNam1').fill('Nour');
+  await sim.kill();
+  await page.locator('#failed-btn').click(); // away to another screen and back
+  await page.locator('h1', { hasText: 'Refused by the server' }).waitFor();
+  await page.goBack();
+  await page.locator('#register-form').waitFor();
+  assert.equal(await page.locator('#attr-AtNationId1').inputValue(), taken);
+  assert.equal(await page.locator('#attr-AtFirstNam1').inputValue(), 'Nour');
+  assert.match(await page.locator('#attr-AtRegNumbr1').inputValue(), /^MCH-\d{6}$/);
   await page.locator('#attr-AtLastName1').fill('Sabbah');
   await page.locator('#attr-AtBirthDat1').fill('1993-07-01');
   await page.locator('#register-btn').click();
