@@ -141,6 +141,7 @@ pub struct Engine<S, K, R, H> {
     pub(crate) http: H,
     online: std::sync::Mutex<Option<bool>>,
     pub(crate) last_sync: std::sync::Mutex<Option<i64>>,
+    pub(crate) last_seq: std::sync::Mutex<u64>,
     connectivity: std::sync::Mutex<Connectivity>,
     pub(crate) clinic: std::sync::Mutex<crate::clinic::ClinicState>,
 }
@@ -155,6 +156,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
             http,
             online: std::sync::Mutex::new(None),
             last_sync: Default::default(),
+            last_seq: Default::default(),
             connectivity: Default::default(),
             clinic: Default::default(),
         }

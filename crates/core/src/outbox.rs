@@ -274,8 +274,14 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
                 },
             ),
         };
-        let last_seq = self.outbox_entries().await?.last().map(|e| e.seq).unwrap_or(0);
-        let seq = (now_ms.max(0) as u64).saturating_mul(1000).max(last_seq + 1);
+        // Capture order without reading the outbox: time-based, strictly increasing in this
+        // context (captures happen in the service worker, one context per origin).
+        let seq = {
+            let mut last = self.last_seq.lock().map_err(|_| CoreError::Storage("seq lock poisoned".into()))?;
+            let seq = (now_ms.max(0) as u64).saturating_mul(1000).max(*last + 1);
+            *last = seq;
+            seq
+        };
         let entry = OutboxEntry {
             seq,
             author,
