@@ -299,7 +299,16 @@ async function handle(message) {
     case 'status': {
       const engine = await engineFor(message.apiBase);
       const status = await engine.status();
-      return { unlocked: engine.unlocked, username: status.user?.username ?? null, records: status.records };
+      return { unlocked: engine.unlocked, username: status.user?.username ?? null, records: status.records, online: status.online };
+    }
+    case 'resume': {
+      // A reloaded page of the same origin takes the open session back (same-origin channel,
+      // as the handover that gave it to this worker).
+      const engine = await engineFor(message.apiBase);
+      if (!engine.unlocked) return { unlocked: false };
+      const status = await engine.status();
+      const key = engine.exportDataKey();
+      return { unlocked: true, username: status.user?.username, key, password: engine.sessionPassword() };
     }
     default:
       throw coded('BAD_INPUT', `unknown message ${message?.type}`);

@@ -52,6 +52,8 @@ export class TrackerOffline extends EventTarget {
   #registration;
   #flushScope;
   #escrow = null;
+  #idleLockMs = 0;
+  #idleTimer = null;
   #retryTimer = null;
   #unreachableFlushes = 0;
 
@@ -87,6 +89,7 @@ export class TrackerOffline extends EventTarget {
    * requestTimeoutMs. `flushScope`: 'all' (default) or 'author'. `escrow`: `{ users, userGroups }`
    * to keep the data key in the server's dataStore after each online login, shared read-only
    * with them (refused with ESCROW_UNSAFE where the server does not enforce read sharing).
+   * `idleLockMinutes` (default 15, 0 = never): log out after that long without input.
    */
   static async start(options = {}) {
     const apiBase = new URL(options.apiBase ?? '/api', location.href).href.replace(/\/+$/, '');
@@ -122,6 +125,14 @@ export class TrackerOffline extends EventTarget {
     if (!['all', 'author'].includes(flushScope)) throw codedError('BAD_INPUT', "flushScope must be 'all' or 'author'");
     const app = new TrackerOffline(engine, apiBase, registration, flushScope);
     app.#escrow = options.escrow ?? null;
+    app.#idleLockMs = options.idleLockMinutes === 0 ? 0 : (options.idleLockMinutes ?? 15) * 60000;
+    // After a reload the worker may still hold the session: take it back rather than showing a
+    // login form while the worker serves decrypted data to this origin.
+    if (registration) {
+      const held = await askWorker(registration, { type: 'resume', apiBase }).catch(() => null);
+      if (held?.unlocked) await engine.unlockWithDataKey(held.username, held.key, held.password ?? undefined);
+    }
+    app.#watchIdle();
     return app;
   }
 
@@ -163,10 +174,20 @@ export class TrackerOffline extends EventTarget {
    */
   async status() {
     const s = await this.#engine.status();
+    // The worker sees every request the app makes: its view of the server is the fresher one.
+    const worker = this.#registration ? await askWorker(this.#registration, { type: 'status', apiBase: this.#apiBase }).catch(() => null) : null;
+    if (worker && typeof worker.online === 'boolean') s.online = worker.online;
     const estimate = (await navigator.storage?.estimate?.().catch(() => null)) ?? {};
     return {
       online: s.online ?? navigator.onLine,
-      user: s.user ? { username: s.user.username, displayName: s.user.profile?.displayName ?? s.user.username, mode: s.user.mode } : null,
+      user: s.user
+        ? {
+            username: s.user.username,
+            displayName: s.user.profile?.displayName ?? s.user.username,
+            mode: s.user.mode,
+            organisationUnits: s.user.profile?.organisationUnits ?? [],
+          }
+        : null,
       locked: s.locked,
       pending: s.pending,
       failed: s.failed,
@@ -237,6 +258,21 @@ export class TrackerOffline extends EventTarget {
     console.info('[tracker-offline] discarded outbox entry', dropped.summary, 'by', dropped.author);
     this.#emitStatus();
     return dropped;
+  }
+
+  /** Locks (logs out) after `idleLockMinutes` without keyboard, pointer or touch input. */
+  #watchIdle() {
+    if (!this.#idleLockMs || typeof addEventListener !== 'function') return;
+    const restart = () => {
+      clearTimeout(this.#idleTimer);
+      this.#idleTimer = setTimeout(() => {
+        if (this.#engine.unlocked) {
+          this.logout().then(() => this.dispatchEvent(new CustomEvent('idle-lock')));
+        }
+      }, this.#idleLockMs);
+    };
+    for (const type of ['keydown', 'pointerdown', 'touchstart', 'wheel']) addEventListener(type, restart, { passive: true });
+    restart();
   }
 
   #autoSync() {

@@ -118,12 +118,14 @@ test('a clinic day: offline registration and visits by two nurses reach the serv
   // Reload while the server is down: the app comes back from the device, locked.
   await page.reload();
   await page.waitForFunction(() => window.trackerOffline !== undefined, null, { timeout: 20000, polling: 100 });
-  await page.locator('#login-form').waitFor();
+  // The reloaded page takes nurse1's session back from the service worker (no login form while
+  // the worker still holds the key).
+  await page.locator('#who').filter({ hasText: `(${DEMO.nurse1.username})` }).waitFor({ timeout: 20000 });
   // sw.js lives in www/, so its scope (/) covers /demo/: the reloaded page is controlled.
   const sw = await page.evaluate(async () => ({ scope: (await navigator.serviceWorker.getRegistration())?.scope, controlled: Boolean(navigator.serviceWorker.controller) }));
   assert.deepEqual(sw, { scope: `${sim.url}/`, controlled: true });
   await screenshot(page, 'reloaded-offline');
-  await loginUI(page, DEMO.nurse1, 'offline');
+  await page.evaluate(() => { location.hash = '#/list'; });
   await openWoman(page);
   assert.equal(await page.locator('tr[data-event]').count(), 1);
   await logoutUI(page);

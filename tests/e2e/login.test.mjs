@@ -126,3 +126,19 @@ test('a first login while the vault is locked needs a handover and leaves the va
   assert.equal((await call(page, 'status')).value.online, true);
   await context.close();
 });
+
+test('an idle session locks itself, in the page and in the service worker', async () => {
+  const context = await browser.newContext();
+  const page = await openApp(context, sim.url);
+  const result = await page.evaluate(async ({ username, password }) => {
+    const { TrackerOffline } = await import('/tracker-offline.js');
+    const app = await TrackerOffline.start({ apiBase: '/api', idleLockMinutes: 0.02 });
+    const locked = new Promise((resolve) => app.addEventListener('idle-lock', resolve));
+    await app.login(username, password);
+    const before = await app.status();
+    await locked;
+    return { before: before.locked, after: (await app.status()).locked, worker: await app.workerStatus() };
+  }, DEMO.nurse1);
+  assert.deepEqual([result.before, result.after, result.worker.unlocked], [false, true, false]);
+  await context.close();
+});

@@ -114,7 +114,10 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
             Ok(r) => r,
             Err(e) => {
                 self.set_online(false);
-                return Err(CoreError::ServerUnreachable(e.to_string()));
+                return Err(match e {
+                    CoreError::ServerUnreachable(m) => CoreError::ServerUnreachable(m),
+                    other => CoreError::ServerUnreachable(other.to_string()),
+                });
             }
         };
         match response.status {

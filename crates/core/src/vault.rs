@@ -427,8 +427,20 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource> Vault<S, K, R> {
         let meta = self.load_meta().await?.ok_or(CoreError::VaultLocked)?;
         Self::check_data_key(&meta, &data_key)
             .map_err(|_| CoreError::BadInput("the handed-over key is not this vault's".into()))?;
-        // The password, when handed over, stays in memory only (to send the outbox).
-        self.open_session(username, data_key, password, None, LoginMode::Offline)
+        // The profile comes from the register when the user is registered here; the password,
+        // when handed over, stays in memory only (to send the outbox).
+        let user_key = Self::user_key(&meta, username);
+        let profile = match self.store.get(StoreName::Users, &user_key).await? {
+            Some(bytes) => {
+                let entry = UserEntry::decode(&bytes)?;
+                data_key
+                    .open(&Self::profile_aad(&meta, &user_key), &entry.sealed_profile.0)
+                    .ok()
+                    .and_then(|b| serde_json::from_slice::<UserProfile>(&b).ok())
+            }
+            None => None,
+        };
+        self.open_session(username, data_key, password, profile, LoginMode::Offline)
     }
 
     fn record_address(&self, store: StoreName, id: &str) -> Result<(SecretKey, String)> {
