@@ -13,6 +13,7 @@ export async function buildWww(root) {
   cpSync(join(root, 'www'), dir, { recursive: true });
   const own = join(root, 'tests', 'bench', 'www');
   cpSync(join(own, 'bench.html'), join(dir, 'bench.html'));
+  cpSync(join(own, 'bench-writer.html'), join(dir, 'bench-writer.html'));
   cpSync(join(own, 'wb', 'index.html'), join(dir, 'wb', 'index.html'), { recursive: true });
   await build({
     entryPoints: [join(own, 'wb', 'sw.src.js')],
