@@ -83,7 +83,10 @@ test('a clinic day: offline registration and visits by two nurses reach the serv
   // nurse1 registers a woman offline, keyboard first.
   await page.locator('#register-link').click();
   await page.locator('#register-form').waitFor();
-  await page.locator('#attr-AtRegNumbr1-help', { hasText: 'Offline' }).waitFor();
+  // The registration number comes from the values reserved on the server while online.
+  await page.locator('#attr-AtRegNumbr1-help', { hasText: 'Reserved from the server earlier' }).waitFor();
+  const regNumber = await page.locator('#attr-AtRegNumbr1').inputValue();
+  assert.match(regNumber, /^MCH-\d{6}$/);
   // A missing mandatory field is reported next to it, and nothing is sent.
   await page.locator('#register-btn').click();
   await page.locator('#attr-AtNationId1-error', { hasText: 'Required' }).waitFor();
@@ -164,6 +167,7 @@ test('a clinic day: offline registration and visits by two nurses reach the serv
   const tei = (await simGet(sim, `/api/trackedEntityInstances/${teiUid}.json?program=PrMchProg01&fields=*`)).body;
   const attrs = Object.fromEntries(tei.attributes.map((a) => [a.attribute, a.value]));
   assert.deepEqual([attrs.AtFirstNam1, attrs.AtLastName1, attrs.AtBirthDat1?.slice(0, 10), attrs.AtPhoneNum1], [WOMAN.first, WOMAN.last, WOMAN.dob, WOMAN.phone]);
+  assert.equal(attrs.AtRegNumbr1, regNumber, 'the reserved registration number reached the server');
   assert.equal(tei.enrollments.length, 1, 'one enrollment');
   const enrollment = tei.enrollments[0];
   assert.equal(enrollment.status, 'ACTIVE');

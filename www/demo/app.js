@@ -34,7 +34,7 @@ const TEXTS = {
     register: 'Register a woman', noResults: 'No woman found.', open: 'Open',
     nid: 'National ID', name: 'Name', dob: 'Date of birth', regNo: 'Registration no.',
     regTitle: 'Register and enroll a woman', enrollDate: 'Date of registration', lmp: 'Last menstrual period',
-    regNoHelpOnline: 'Given by the server.', regNoHelpOffline: 'Offline: the server will need to give one later.',
+    regNoHelpOnline: 'Given by the server.', regNoHelpReserved: 'Reserved from the server earlier, for offline use.', regNoHelpOffline: 'Offline: the server will need to give one later.',
     required: 'Required', dateFuture: 'Cannot be in the future', badDate: 'Not a valid date',
     nidTaken: 'This national ID is already registered', saveReg: 'Register and enroll',
     back: 'Back to list', dashboard: 'Dashboard', enrollment: 'Enrollment', noEvents: 'No events yet.',
@@ -74,7 +74,7 @@ const TEXTS = {
     register: 'تسجيل امرأة', noResults: 'لم يتم العثور على أحد.', open: 'فتح',
     nid: 'رقم الهوية', name: 'الاسم', dob: 'تاريخ الميلاد', regNo: 'رقم التسجيل',
     regTitle: 'تسجيل امرأة وإدراجها في البرنامج', enrollDate: 'تاريخ التسجيل', lmp: 'آخر دورة شهرية',
-    regNoHelpOnline: 'يعطيه الخادم.', regNoHelpOffline: 'دون اتصال: سيعطيه الخادم لاحقاً.',
+    regNoHelpOnline: 'يعطيه الخادم.', regNoHelpReserved: 'محجوز من الخادم مسبقاً للعمل دون اتصال.', regNoHelpOffline: 'دون اتصال: سيعطيه الخادم لاحقاً.',
     required: 'مطلوب', dateFuture: 'لا يمكن أن يكون في المستقبل', badDate: 'تاريخ غير صالح',
     nidTaken: 'رقم الهوية هذا مسجل من قبل', saveReg: 'تسجيل وإدراج',
     back: 'العودة إلى القائمة', dashboard: 'الملف', enrollment: 'الإدراج', noEvents: 'لا زيارات بعد.',
@@ -161,7 +161,7 @@ async function api(method, path, body) {
   try { json = text ? JSON.parse(text) : null; } catch { json = null; }
   // The library marks what it answered on this device: 'local' (the clinic copy), 'cache' (a
   // sealed copy of an earlier server answer) or 'queued' (a write kept in the outbox).
-  const local = response.headers.has('x-tracker-offline');
+  const local = response.headers.get('x-tracker-offline');
   // A read answered on this device means the service worker could not reach the server.
   if (method === 'GET') noteReachable(!local);
   if (!response.ok) {
@@ -529,7 +529,10 @@ async function screenRegister() {
   fillRegistrationNumber(form, draft);
 }
 
-/** The registration number comes from the server; offline it stays empty (never reused). */
+/**
+ * The registration number comes from the server; offline, from the values the library reserved
+ * on the server while online (each handed out once). A cached copy is never used.
+ */
 async function fillRegistrationNumber(form, draft) {
   const reg = attributeMeta().find((pa) => pa.trackedEntityAttribute.generated);
   if (!reg) return;
@@ -538,11 +541,10 @@ async function fillRegistrationNumber(form, draft) {
   if (draft.values[id]) return;
   try {
     const { json, local } = await api('GET', `/trackedEntityAttributes/${id}/generate`);
-    // A value answered from this device could already have been given to someone else.
-    if (local || !json?.value) throw new Error('offline');
+    if (!json?.value || (local && local !== 'local')) throw new Error('offline');
     draft.values[id] = json.value;
     form.elements[id].value = json.value;
-    help.textContent = t('regNoHelpOnline');
+    help.textContent = t(local ? 'regNoHelpReserved' : 'regNoHelpOnline');
   } catch {
     help.textContent = t('regNoHelpOffline');
   }

@@ -104,3 +104,29 @@ async fn capture_app_import_made_offline_reaches_a_2_40_server() {
 async fn capture_app_import_made_offline_reaches_a_2_42_server() {
     capture_app_import("2.42.0").await;
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn generated_registration_numbers_are_reserved_online_and_handed_out_offline_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = sim("2.40.3", dir.path(), 0);
+    let engine = logged_in_with_copy(&server).await;
+    let reserved = engine.reserved_count("AtRegNumbr1").await.unwrap();
+    assert_eq!(reserved, tracker_offline_core::reserved::POOL_SIZE);
+    server.set_down(true);
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..3 {
+        let r = engine
+            .answer_offline(&format!("{BASE}/trackedEntityAttributes/AtRegNumbr1/generate"))
+            .await
+            .unwrap()
+            .expect("a reserved value");
+        let v: Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(v["ownerUid"], "AtRegNumbr1");
+        assert!(seen.insert(v["value"].as_str().unwrap().to_string()), "handed out twice: {v}");
+    }
+    assert_eq!(engine.reserved_count("AtRegNumbr1").await.unwrap(), reserved - 3);
+    // The server never hands out a reserved value again.
+    server.set_down(false);
+    let (_, online) = get(&server, "/api/trackedEntityAttributes/AtRegNumbr1/generate").await;
+    assert!(!seen.contains(online["value"].as_str().unwrap()));
+}

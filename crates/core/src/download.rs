@@ -76,6 +76,8 @@ pub struct DownloadReport {
     pub resumed: bool,
     /// Tracked entities in the local copy afterwards.
     pub records: u64,
+    /// Generated attribute values newly reserved on the server for offline registrations.
+    pub reserved_values: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -207,7 +209,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
         let programs = self
             .get_json(&format!(
                 "{api}/programs?paging=false&fields=id,displayName,programType,trackedEntityType[id],\
-programTrackedEntityAttributes[displayInList,trackedEntityAttribute[id,displayName,valueType]]"
+programTrackedEntityAttributes[displayInList,trackedEntityAttribute[id,displayName,valueType,generated]]"
             ))
             .await?;
         meta.set_programs(programs.to_string().as_bytes())?;
@@ -302,6 +304,7 @@ programTrackedEntityAttributes[displayInList,trackedEntityAttribute[id,displayNa
             incremental: cursor.since.is_some(),
             resumed,
             records: 0,
+            reserved_values: 0,
         };
         let family_is_tracker = meta.minor_version() >= 42;
         while cursor.step < cursor.steps.len() {
@@ -369,6 +372,8 @@ programTrackedEntityAttributes[displayInList,trackedEntityAttribute[id,displayNa
             progress(Progress { done: cursor.done, total: known.or(total) });
         }
         report.records = self.record_count();
+        // Values for generated attributes, reserved while online, so registration works offline.
+        report.reserved_values = self.top_up_reserved_values(&meta, now_ms).await.unwrap_or(0);
         Ok(report)
     }
 

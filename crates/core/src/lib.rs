@@ -30,6 +30,7 @@ pub mod random;
 pub mod reads;
 pub mod records;
 pub mod register;
+pub mod reserved;
 pub mod store;
 pub mod time;
 pub mod uid;

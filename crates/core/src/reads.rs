@@ -51,6 +51,8 @@ pub enum ReadRoute {
     LegacyEnrollment(String),
     /// `tracker/{trackedEntities|enrollments|events}[/{uid}]`.
     Tracker(Kind, Option<String>),
+    /// `trackedEntityAttributes/{id}/generate`: a value from the reserved pool.
+    Generate(String),
     /// Any other GET: the sealed response cache.
     Cached,
 }
@@ -76,6 +78,7 @@ pub fn route(relative: &str) -> ReadRoute {
         ["events", uid] => ReadRoute::LegacyEvent(strip_json(uid).into()),
         [e] if strip_json(e) == "enrollments" => ReadRoute::LegacyEnrollments,
         ["enrollments", uid] => ReadRoute::LegacyEnrollment(strip_json(uid).into()),
+        ["trackedEntityAttributes", id, g] if strip_json(g) == "generate" => ReadRoute::Generate((*id).to_string()),
         ["tracker", c] | ["tracker", c, _] => {
             let kind = match strip_json(c) {
                 "trackedEntities" => Kind::TrackedEntity,
@@ -340,7 +343,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
         let api_path = self.api_path();
         let Some(relative) = target.relative_to(&api_path) else { return Ok(None) };
         let route = route(relative);
-        if route != ReadRoute::Cached {
+        if !matches!(route, ReadRoute::Cached | ReadRoute::Generate(_)) {
             self.ensure_clinic_loaded().await?;
         }
         match self.answer_route(&route, &target, url).await {
@@ -366,6 +369,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
         let fields = selection(&target);
         let value = match route.clone() {
             ReadRoute::Cached => return self.cached_response(url).await,
+            ReadRoute::Generate(attribute) => return self.generate_offline(&attribute).await,
 
             ReadRoute::LegacyGrid { count } => {
                 let q = TeiQuery::from_target(&target)?;
@@ -517,7 +521,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
     pub async fn cache_response(&self, url: &str, status: u16, content_type: &str, body: &[u8]) -> Result<bool> {
         let target = Target::parse(url);
         let Some(relative) = target.relative_to(&self.api_path()) else { return Ok(false) };
-        if route(relative) != ReadRoute::Cached || status != 200 || !self.vault.is_unlocked() {
+        if !matches!(route(relative), ReadRoute::Cached) || status != 200 || !self.vault.is_unlocked() {
             return Ok(false);
         }
         let entry =
