@@ -524,6 +524,10 @@ async function screenRegister() {
       h('a', { href: '#/list', class: 'button' }, t('back'))),
   );
   form.addEventListener('submit', (e) => { e.preventDefault(); submitRegistration(form, draft); });
+  // A field's error goes away as soon as she corrects it (it is checked again on submit).
+  form.addEventListener('input', (e) => {
+    if (e.target.name && e.target.getAttribute('aria-invalid') === 'true' && e.target.value) setFieldError(form, e.target.name, '');
+  });
   setView(t('regTitle'), form);
   form.querySelector('input:not([readonly])')?.focus();
   fillRegistrationNumber(form, draft);
