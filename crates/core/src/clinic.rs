@@ -61,3 +61,41 @@ where
 pub fn parse_bundle(bytes: &[u8]) -> Result<TeiBundle> {
     serde_json::from_slice(bytes).map_err(|e| CoreError::StorageCorrupt(format!("bundle does not parse: {e}")))
 }
+
+impl<S, K, R, H> crate::engine::Engine<S, K, R, H>
+where
+    S: crate::store::KvStore,
+    K: crate::kdf::PasswordKdf,
+    R: crate::random::RandomSource,
+    H: crate::http::HttpClient,
+{
+    /// Seals `bundles` (with their index rows) into `batch`, removes the bundles of `removed`,
+    /// commits it all as one transaction, then brings the in-memory index up to date.
+    pub(crate) async fn commit_bundles(
+        &self,
+        mut batch: WriteBatch,
+        bundles: &[&TeiBundle],
+        removed: &[String],
+    ) -> Result<()> {
+        let mut rows = Vec::with_capacity(bundles.len());
+        for b in bundles {
+            let (next, row) = seal_bundle(&self.vault, batch, b)?;
+            batch = next;
+            rows.push(row);
+        }
+        for uid in removed {
+            batch = self.vault.delete_into(batch, StoreName::Records, &bundle_id(uid))?;
+            batch = self.vault.delete_into(batch, StoreName::Index, &bundle_id(uid))?;
+        }
+        self.vault.store().write(batch).await?;
+        if let Ok(mut clinic) = self.clinic.lock() {
+            for row in rows {
+                clinic.index.upsert(row);
+            }
+            for uid in removed {
+                clinic.index.remove(uid);
+            }
+        }
+        Ok(())
+    }
+}

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::{
-    clinic::{bundle_id, parse_bundle, seal_bundle},
+    clinic::{bundle_id, parse_bundle},
     engine::Engine,
     error::{CoreError, Result},
     family::{convert, Kind},
@@ -610,20 +610,8 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
                 }
             }
         }
-        let mut rows = Vec::new();
-        for tei in changed_teis {
-            if let Some(b) = bundles.get(&tei) {
-                let (next, row) = seal_bundle(&self.vault, batch, b)?;
-                batch = next;
-                rows.push(row);
-            }
-        }
-        self.vault.store().write(batch).await?;
-        if let Ok(mut c) = self.clinic.lock() {
-            for r in rows {
-                c.index.upsert(r);
-            }
-        }
+        let changed: Vec<&TeiBundle> = changed_teis.iter().filter_map(|tei| bundles.get(tei)).collect();
+        self.commit_bundles(batch, &changed, &[]).await?;
         Ok((sent, failed))
     }
 }

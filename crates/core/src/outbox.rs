@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    clinic::{bundle_id, parse_bundle, seal_bundle},
+    clinic::{bundle_id, parse_bundle},
     engine::Engine,
     error::{CoreError, Result},
     family::Kind,
@@ -292,25 +292,14 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
             state: EntryState::Pending,
             attempts: 0,
         };
-        let mut batch = WriteBatch::new();
-        let mut rows = Vec::new();
-        for b in &bundles {
-            let (next, row) = seal_bundle(&self.vault, batch, b)?;
-            batch = next;
-            rows.push(row);
-        }
         let entry_bytes = serde_json::to_vec(&entry).map_err(|e| CoreError::BadInput(e.to_string()))?;
-        batch = self.vault.seal_into(batch, StoreName::Outbox, &entry.id(), &entry_bytes)?;
+        let mut batch = self.vault.seal_into(WriteBatch::new(), StoreName::Outbox, &entry.id(), &entry_bytes)?;
         if let Mutation::TrackerImport { asynchronous: true, .. } = prepared.mutation {
             let report = tracker_report(prepared).to_string();
             batch = self.vault.seal_into(batch, StoreName::Cache, &format!("job:{job_id}"), report.as_bytes())?;
         }
-        self.vault.store().write(batch).await?;
-        if let Ok(mut c) = self.clinic.lock() {
-            for row in rows {
-                c.index.upsert(row);
-            }
-        }
+        // The records and the outbox entry commit together.
+        self.commit_bundles(batch, &bundles.iter().collect::<Vec<_>>(), &[]).await?;
         Ok(response)
     }
 
@@ -331,20 +320,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
                 }
             }
         }
-        let mut batch = WriteBatch::new();
-        let mut rows = Vec::new();
-        for b in &bundles {
-            let (next, row) = seal_bundle(&self.vault, batch, b)?;
-            batch = next;
-            rows.push(row);
-        }
-        self.vault.store().write(batch).await?;
-        if let Ok(mut c) = self.clinic.lock() {
-            for row in rows {
-                c.index.upsert(row);
-            }
-        }
-        Ok(())
+        self.commit_bundles(WriteBatch::new(), &bundles.iter().collect::<Vec<_>>(), &[]).await
     }
 
     /// The failed entries with the server's reasons.
@@ -389,10 +365,10 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
     /// records it changed are marked synced so the next download brings the server's version.
     pub async fn discard(&self, id: &str) -> Result<OutboxEntry> {
         let entry = self.entry_by_id(id).await?;
-        let mut batch = self.vault.delete_into(WriteBatch::new(), StoreName::Outbox, id)?;
+        let batch = self.vault.delete_into(WriteBatch::new(), StoreName::Outbox, id)?;
         let others: Vec<OutboxEntry> = self.outbox_entries().await?.into_iter().filter(|e| e.id() != id).collect();
         let still_touched: BTreeSet<String> = others.iter().flat_map(entry_records).collect();
-        let mut rows = Vec::new();
+        let mut kept: Vec<TeiBundle> = Vec::new();
         let mut removed = Vec::new();
         if let EntryPayload::Touches { touches } = &entry.payload {
             let teis: BTreeSet<&str> = touches.iter().map(|t| t.tei.as_str()).collect();
@@ -413,25 +389,13 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
                     && !still_touched.contains(tei)
                     && touches.iter().any(|t| t.uid == tei)
                 {
-                    batch = self.vault.delete_into(batch, StoreName::Records, &bundle_id(tei))?;
-                    batch = self.vault.delete_into(batch, StoreName::Index, &bundle_id(tei))?;
                     removed.push(tei.to_string());
                 } else {
-                    let (next, row) = seal_bundle(&self.vault, batch, &b)?;
-                    batch = next;
-                    rows.push(row);
+                    kept.push(b);
                 }
             }
         }
-        self.vault.store().write(batch).await?;
-        if let Ok(mut c) = self.clinic.lock() {
-            for r in rows {
-                c.index.upsert(r);
-            }
-            for uid in removed {
-                c.index.remove(&uid);
-            }
-        }
+        self.commit_bundles(batch, &kept.iter().collect::<Vec<_>>(), &removed).await?;
         Ok(entry)
     }
 }

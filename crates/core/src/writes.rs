@@ -148,17 +148,30 @@ fn fill_event_uids(events: &mut [Object], rng: &impl RandomSource) -> Result<()>
     Ok(())
 }
 
+/// Gives the records nested under `parent[key]` the parent's UID in `link` (when they lack
+/// it), then UIDs of their own with `fill`.
+fn fill_nested(
+    parent: &mut Object,
+    key: &str,
+    link: &str,
+    parent_uid: &str,
+    fill: impl FnOnce(&mut [Object]) -> Result<()>,
+) -> Result<()> {
+    if let Some(list) = parent.get(key) {
+        let mut children = objects(list, key)?;
+        for child in &mut children {
+            child.entry(link).or_insert_with(|| Value::String(parent_uid.to_string()));
+        }
+        fill(&mut children)?;
+        parent.insert(key.into(), Value::Array(children.into_iter().map(Value::Object).collect()));
+    }
+    Ok(())
+}
+
 fn fill_enrollment_uids(enrollments: &mut [Object], rng: &impl RandomSource) -> Result<()> {
     for e in enrollments {
         let uid = ensure_uid(e, "enrollment", rng)?;
-        if let Some(list) = e.get("events") {
-            let mut events = objects(list, "events")?;
-            for ev in &mut events {
-                ev.entry("enrollment").or_insert_with(|| Value::String(uid.clone()));
-            }
-            fill_event_uids(&mut events, rng)?;
-            e.insert("events".into(), Value::Array(events.into_iter().map(Value::Object).collect()));
-        }
+        fill_nested(e, "events", "enrollment", &uid, |events| fill_event_uids(events, rng))?;
     }
     Ok(())
 }
@@ -166,14 +179,7 @@ fn fill_enrollment_uids(enrollments: &mut [Object], rng: &impl RandomSource) -> 
 fn fill_tei_uids(teis: &mut [Object], rng: &impl RandomSource) -> Result<()> {
     for t in teis {
         let uid = ensure_uid(t, "trackedEntityInstance", rng)?;
-        if let Some(list) = t.get("enrollments") {
-            let mut enrollments = objects(list, "enrollments")?;
-            for e in &mut enrollments {
-                e.entry("trackedEntityInstance").or_insert_with(|| Value::String(uid.clone()));
-            }
-            fill_enrollment_uids(&mut enrollments, rng)?;
-            t.insert("enrollments".into(), Value::Array(enrollments.into_iter().map(Value::Object).collect()));
-        }
+        fill_nested(t, "enrollments", "trackedEntityInstance", &uid, |list| fill_enrollment_uids(list, rng))?;
     }
     Ok(())
 }
