@@ -10,18 +10,23 @@ use axum::{
     routing::{get, post as post_route, put as put_route},
     Router,
 };
-use serde_json::{json, Value};
+use rusqlite::Connection;
+use serde_json::json;
 
-use super::{api_base, fields_or, filtered_list, items, parse_body, strategy, strip_json, Ctx, Legacy};
+use super::{
+    api_base, delete_record, in_transaction, list_records, parse_body, parse_object, post_records, reading,
+    require_capture, require_search, strip_json, Kind, Legacy,
+};
 use crate::{
     api::Params,
     auth::CurrentUser,
-    error::{ApiError, WebMessage},
+    error::ApiError,
     fields::FilterOptions,
     state::AppState,
     tracker::{
-        import::{Importer, Strategy},
-        query, store,
+        import::Strategy,
+        query,
+        store::{self, EnrollmentRow},
         summary::{self, ImportSummary},
     },
 };
@@ -38,17 +43,13 @@ pub fn routes() -> Router<AppState> {
         .route("/enrollments/{id}/note", post_route(note))
 }
 
-fn importer<'a>(conn: &'a rusqlite::Connection, ctx: &'a Ctx, strategy: Strategy, base: String) -> Importer<'a> {
-    Importer {
-        conn,
-        md: &ctx.md,
-        user: &ctx.user,
-        ous: &ctx.ous,
-        now: crate::db::now_timestamp(),
-        strategy,
-        base,
-        merge: false,
-    }
+/// The enrollment `id` unless it is missing or deleted.
+fn live_enrollment(conn: &Connection, id: &str) -> Result<Option<EnrollmentRow>, ApiError> {
+    Ok(store::enrollment_by_uid(conn, id)?.filter(|e| !e.deleted))
+}
+
+fn not_found(id: &str) -> ApiError {
+    ApiError::NotFound(format!("Enrollment not found for ID {id}"))
 }
 
 /// `POST /api/enrollments`.
@@ -60,22 +61,7 @@ pub async fn post(
     params: Params,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let body = parse_body(body)?;
-    let list = items(&body, "enrollments")?;
-    let strategy = strategy(&params)?;
-    let base = api_base(&headers);
-    let summaries = state
-        .db()
-        .call(move |conn| {
-            let tx = conn.transaction()?;
-            let ctx = Ctx::load(&tx, &user)?;
-            let out = importer(&tx, &ctx, strategy, base).import_enrollments(&list)?;
-            tx.commit()?;
-            Ok(out)
-        })
-        .await?;
-    let opts = summary::import_options(strategy.as_str(), false);
-    Ok(summary::respond(summaries.web_message(&opts, true)))
+    post_records(&state, user, Kind::Enrollment, &headers, &params, body).await
 }
 
 /// `PUT /api/enrollments/{id}`.
@@ -87,25 +73,14 @@ pub async fn put(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let body = parse_body(body)?;
-    if !body.is_object() {
-        return Err(ApiError::BadRequest("JSON parse error: expected a JSON object".into()));
-    }
+    let body = parse_object(body)?;
     let id = strip_json(&id).to_owned();
     let base = api_base(&headers);
-    let summary = state
-        .db()
-        .call(move |conn| {
-            let tx = conn.transaction()?;
-            let ctx = Ctx::load(&tx, &user)?;
-            let out = match store::enrollment_by_uid(&tx, &id)?.filter(|e| !e.deleted) {
-                None => ImportSummary::error(None, format!("ID {id} doesn't point to a valid enrollment.")),
-                Some(e) => importer(&tx, &ctx, Strategy::Update, base).update_enrollment(&e, &body)?,
-            };
-            tx.commit()?;
-            Ok(out)
-        })
-        .await?;
+    let summary = in_transaction(&state, user, move |conn, ctx| match live_enrollment(conn, &id)? {
+        None => Ok(ImportSummary::error(None, format!("ID {id} doesn't point to a valid enrollment."))),
+        Some(e) => ctx.importer(conn, Strategy::Update, base).update_enrollment(&e, &body),
+    })
+    .await?;
     Ok(summary::respond(summary.web_message()))
 }
 
@@ -117,20 +92,7 @@ pub async fn delete(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let id = strip_json(&id).to_owned();
-    let base = api_base(&headers);
-    let summary = state
-        .db()
-        .call(move |conn| {
-            let tx = conn.transaction()?;
-            let ctx = Ctx::load(&tx, &user)?;
-            let body = json!({ "enrollment": id });
-            let out = importer(&tx, &ctx, Strategy::Delete, base).import_enrollments(std::slice::from_ref(&body))?;
-            tx.commit()?;
-            Ok(out.summaries.into_iter().next().unwrap_or_else(|| ImportSummary::error(Some(id), "Nothing deleted")))
-        })
-        .await?;
-    Ok(summary::respond(summary.web_message()))
+    delete_record(&state, user, Kind::Enrollment, &id, &headers).await
 }
 
 async fn set_status(
@@ -140,30 +102,14 @@ async fn set_status(
     status: &'static str,
 ) -> Result<Response, ApiError> {
     let id = strip_json(&id).to_owned();
-    let done = state
-        .db()
-        .call(move |conn| {
-            let tx = conn.transaction()?;
-            let ctx = Ctx::load(&tx, &user)?;
-            let Some(e) = store::enrollment_by_uid(&tx, &id)?.filter(|e| !e.deleted) else {
-                return Ok(Err(format!("Enrollment not found for ID {id}")));
-            };
-            let path = ctx.ous.get(&e.org_unit).map_or("", |o| o.path.as_str());
-            if !ctx.user.can_capture(path) {
-                return Err(ApiError::Conflict(format!(
-                    "[User has no write access to organisation unit: {}]",
-                    e.org_unit
-                )));
-            }
-            importer(&tx, &ctx, Strategy::Update, String::new()).set_enrollment_status(&e, status, None)?;
-            tx.commit()?;
-            Ok(Ok(()))
-        })
-        .await?;
-    match done {
-        Ok(()) => Ok(StatusCode::NO_CONTENT.into_response()),
-        Err(msg) => Err(ApiError::NotFound(msg)),
-    }
+    in_transaction(&state, user, move |conn, ctx| {
+        let e = live_enrollment(conn, &id)?.ok_or_else(|| not_found(&id))?;
+        let path = ctx.ous.get(&e.org_unit).map_or("", |o| o.path.as_str());
+        require_capture(&ctx.user, path, &e.org_unit)?;
+        Ok(ctx.importer(conn, Strategy::Update, String::new()).set_enrollment_status(&e, status, None)?)
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// `PUT /api/enrollments/{id}/completed` → 204.
@@ -206,23 +152,13 @@ pub async fn note(
 ) -> Result<Response, ApiError> {
     let body = parse_body(body)?;
     let id = strip_json(&id).to_owned();
-    let summary = state
-        .db()
-        .call(move |conn| {
-            let tx = conn.transaction()?;
-            let ctx = Ctx::load(&tx, &user)?;
-            let Some(e) = store::enrollment_by_uid(&tx, &id)?.filter(|e| !e.deleted) else {
-                return Err(ApiError::NotFound(format!("Enrollment not found for ID {id}")));
-            };
-            let notes: Value = if body.get("notes").is_some() { body } else { json!({ "notes": [body] }) };
-            let imp = importer(&tx, &ctx, Strategy::Update, String::new());
-            let mut wrapper = notes;
-            wrapper["status"] = json!(e.status);
-            let out = imp.update_enrollment(&e, &wrapper)?;
-            tx.commit()?;
-            Ok(out)
-        })
-        .await?;
+    let summary = in_transaction(&state, user, move |conn, ctx| {
+        let e = live_enrollment(conn, &id)?.ok_or_else(|| not_found(&id))?;
+        let mut wrapper = if body.get("notes").is_some() { body } else { json!({ "notes": [body] }) };
+        wrapper["status"] = json!(e.status);
+        ctx.importer(conn, Strategy::Update, String::new()).update_enrollment(&e, &wrapper)
+    })
+    .await?;
     Ok(summary::respond(summary.web_message()))
 }
 
@@ -235,23 +171,13 @@ pub async fn one(
     params: Params,
 ) -> Result<Response, ApiError> {
     let id = strip_json(&id).to_owned();
-    let v = state
-        .db()
-        .call(move |conn| {
-            let ctx = Ctx::load(conn, &user)?;
-            let e = store::enrollment_by_uid(conn, &id)?
-                .filter(|e| !e.deleted)
-                .ok_or_else(|| ApiError::NotFound(format!("Enrollment not found for ID {id}")))?;
-            let path = ctx.ous.get(&e.org_unit).map_or("", |o| o.path.as_str());
-            if !ctx.user.can_search(path) {
-                return Err(ApiError::Conflict(format!(
-                    "[User has no read access to organisation unit: {}]",
-                    e.org_unit
-                )));
-            }
-            Ok(store::enrollment_json(conn, &ctx.rc(), &e, true)?)
-        })
-        .await?;
+    let v = reading(&state, user, move |conn, ctx| {
+        let e = live_enrollment(conn, &id)?.ok_or_else(|| not_found(&id))?;
+        let path = ctx.ous.get(&e.org_unit).map_or("", |o| o.path.as_str());
+        require_search(&ctx.user, path, &e.org_unit)?;
+        Ok(store::enrollment_json(conn, &ctx.rc(), &e, true)?)
+    })
+    .await?;
     Ok(crate::api::filtered_json(&v, &params, "*", &FilterOptions::default()))
 }
 
@@ -262,18 +188,8 @@ pub async fn list(
     CurrentUser(user): CurrentUser,
     params: Params,
 ) -> Result<Response, ApiError> {
-    let p = params.clone();
-    let out = state
-        .db()
-        .call(move |conn| {
-            let ctx = Ctx::load(conn, &user)?;
-            query::enrollment_list(conn, &ctx.rc(), &ctx.user, &p)
-        })
-        .await?;
-    Ok(filtered_list(out, "enrollments", &fields_or(&params, "*")))
-}
-
-/// A WebMessage helper kept for symmetry with events (`ok("…")`).
-pub fn ok_message(message: impl Into<String>) -> Response {
-    WebMessage::ok(StatusCode::OK, message).into_response()
+    list_records(&state, user, Kind::Enrollment, &params, "*", |conn, ctx, p| {
+        query::enrollment_list(conn, &ctx.rc(), &ctx.user, p)
+    })
+    .await
 }

@@ -10,9 +10,13 @@ use axum::{
     routing::{get, post as post_route, put as put_route},
     Router,
 };
+use rusqlite::Connection;
 use serde_json::{json, Value};
 
-use super::{api_base, fields_or, filtered_list, items, parse_body, strategy, strip_json, Ctx, Legacy};
+use super::{
+    api_base, delete_record, in_transaction, list_records, parse_body, parse_object, post_records, reading,
+    require_capture, require_search, strip_json, Kind, Legacy,
+};
 use crate::{
     api::Params,
     auth::CurrentUser,
@@ -20,8 +24,9 @@ use crate::{
     fields::FilterOptions,
     state::AppState,
     tracker::{
-        import::{Importer, Strategy},
-        query, store,
+        import::Strategy,
+        query,
+        store::{self, EventRow},
         summary::{self, ImportSummary},
     },
 };
@@ -41,17 +46,14 @@ pub fn routes() -> Router<AppState> {
         .route("/events/{id}/{de}", put_route(put_value))
 }
 
-fn importer<'a>(conn: &'a rusqlite::Connection, ctx: &'a Ctx, strategy: Strategy, base: String) -> Importer<'a> {
-    Importer {
-        conn,
-        md: &ctx.md,
-        user: &ctx.user,
-        ous: &ctx.ous,
-        now: crate::db::now_timestamp(),
-        strategy,
-        base,
-        merge: false,
-    }
+/// The event `id` unless it is missing or deleted.
+fn live_event(conn: &Connection, id: &str) -> Result<Option<EventRow>, ApiError> {
+    Ok(store::event_by_uid(conn, id)?.filter(|e| !e.deleted))
+}
+
+/// The event `id`, else 404.
+fn live_event_or_404(conn: &Connection, id: &str) -> Result<EventRow, ApiError> {
+    live_event(conn, id)?.ok_or_else(|| ApiError::NotFound(format!("Event not found for ID {id}")))
 }
 
 /// `POST /api/events`.
@@ -63,22 +65,7 @@ pub async fn post(
     params: Params,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let body = parse_body(body)?;
-    let list = items(&body, "events")?;
-    let strategy = strategy(&params)?;
-    let base = api_base(&headers);
-    let summaries = state
-        .db()
-        .call(move |conn| {
-            let tx = conn.transaction()?;
-            let ctx = Ctx::load(&tx, &user)?;
-            let out = importer(&tx, &ctx, strategy, base).import_events(&list)?;
-            tx.commit()?;
-            Ok(out)
-        })
-        .await?;
-    let opts = summary::import_options(strategy.as_str(), false);
-    Ok(summary::respond(summaries.web_message(&opts, false)))
+    post_records(&state, user, Kind::Event, &headers, &params, body).await
 }
 
 async fn update(
@@ -88,21 +75,11 @@ async fn update(
     body: Value,
     single_value: bool,
 ) -> Result<Response, ApiError> {
-    let summary = state
-        .db()
-        .call(move |conn| {
-            let tx = conn.transaction()?;
-            let ctx = Ctx::load(&tx, &user)?;
-            let out = match store::event_by_uid(&tx, &id)?.filter(|e| !e.deleted) {
-                None => ImportSummary::conflicts(Some(id.clone()), vec![("Invalid Event ID".into(), id.clone())]),
-                Some(ev) => {
-                    importer(&tx, &ctx, Strategy::Update, String::new()).update_event(&ev, &body, single_value)?
-                }
-            };
-            tx.commit()?;
-            Ok(out)
-        })
-        .await?;
+    let summary = in_transaction(&state, user, move |conn, ctx| match live_event(conn, &id)? {
+        None => Ok(ImportSummary::conflicts(Some(id.clone()), vec![("Invalid Event ID".into(), id.clone())])),
+        Some(ev) => ctx.importer(conn, Strategy::Update, String::new()).update_event(&ev, &body, single_value),
+    })
+    .await?;
     Ok(summary::respond(summary.web_message()))
 }
 
@@ -114,10 +91,7 @@ pub async fn put(
     Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let body = parse_body(body)?;
-    if !body.is_object() {
-        return Err(ApiError::BadRequest("JSON parse error: expected a JSON object".into()));
-    }
+    let body = parse_object(body)?;
     update(state, user, strip_json(&id).to_owned(), body, false).await
 }
 
@@ -129,10 +103,7 @@ pub async fn put_value(
     Path((id, de)): Path<(String, String)>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let body = parse_body(body)?;
-    if !body.is_object() {
-        return Err(ApiError::BadRequest("JSON parse error: expected a JSON object".into()));
-    }
+    let body = parse_object(body)?;
     let de = strip_json(&de).to_owned();
     let known = {
         let de = de.clone();
@@ -154,21 +125,14 @@ pub async fn event_date(
 ) -> Result<Response, ApiError> {
     let body = parse_body(body)?;
     let id = strip_json(&id).to_owned();
-    let msg = state
-        .db()
-        .call(move |conn| {
-            let tx = conn.transaction()?;
-            let ctx = Ctx::load(&tx, &user)?;
-            let Some(ev) = store::event_by_uid(&tx, &id)?.filter(|e| !e.deleted) else {
-                return Err(ApiError::NotFound(format!("Event not found for ID {id}")));
-            };
-            if let Some(err) = importer(&tx, &ctx, Strategy::Update, String::new()).set_event_date(&ev, &body)? {
-                return Err(ApiError::Conflict(err));
-            }
-            tx.commit()?;
-            Ok(format!("Event updated {id}"))
-        })
-        .await?;
+    let msg = in_transaction(&state, user, move |conn, ctx| {
+        let ev = live_event_or_404(conn, &id)?;
+        if let Some(err) = ctx.importer(conn, Strategy::Update, String::new()).set_event_date(&ev, &body)? {
+            return Err(ApiError::Conflict(err));
+        }
+        Ok(format!("Event updated {id}"))
+    })
+    .await?;
     Ok(WebMessage::ok(StatusCode::OK, msg).into_response())
 }
 
@@ -182,26 +146,14 @@ pub async fn note(
 ) -> Result<Response, ApiError> {
     let body = parse_body(body)?;
     let id = strip_json(&id).to_owned();
-    let msg = state
-        .db()
-        .call(move |conn| {
-            let tx = conn.transaction()?;
-            let ctx = Ctx::load(&tx, &user)?;
-            let Some(ev) = store::event_by_uid(&tx, &id)?.filter(|e| !e.deleted) else {
-                return Err(ApiError::NotFound(format!("Event not found for ID {id}")));
-            };
-            if !ctx.user.can_capture(&ev.ou_path) {
-                return Err(ApiError::Conflict(format!(
-                    "[User has no write access to organisation unit: {}]",
-                    ev.org_unit
-                )));
-            }
-            let notes = if body.get("notes").is_some() { body } else { json!({ "notes": [body] }) };
-            importer(&tx, &ctx, Strategy::Update, String::new()).add_event_notes(&ev, &notes)?;
-            tx.commit()?;
-            Ok(format!("Event updated: {id}"))
-        })
-        .await?;
+    let msg = in_transaction(&state, user, move |conn, ctx| {
+        let ev = live_event_or_404(conn, &id)?;
+        require_capture(&ctx.user, &ev.ou_path, &ev.org_unit)?;
+        let notes = if body.get("notes").is_some() { body } else { json!({ "notes": [body] }) };
+        ctx.importer(conn, Strategy::Update, String::new()).add_event_notes(&ev, &notes)?;
+        Ok(format!("Event updated: {id}"))
+    })
+    .await?;
     Ok(WebMessage::ok(StatusCode::OK, msg).into_response())
 }
 
@@ -213,20 +165,7 @@ pub async fn delete(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let id = strip_json(&id).to_owned();
-    let base = api_base(&headers);
-    let summary = state
-        .db()
-        .call(move |conn| {
-            let tx = conn.transaction()?;
-            let ctx = Ctx::load(&tx, &user)?;
-            let body = json!({ "event": id });
-            let out = importer(&tx, &ctx, Strategy::Delete, base).import_events(std::slice::from_ref(&body))?;
-            tx.commit()?;
-            Ok(out.summaries.into_iter().next().unwrap_or_else(|| ImportSummary::error(Some(id), "Nothing deleted")))
-        })
-        .await?;
-    Ok(summary::respond(summary.web_message()))
+    delete_record(&state, user, Kind::Event, &id, &headers).await
 }
 
 /// `GET /api/events/{ev}`.
@@ -240,24 +179,14 @@ pub async fn one(
 ) -> Result<Response, ApiError> {
     let id = strip_json(&id).to_owned();
     let base = api_base(&headers);
-    let v = state
-        .db()
-        .call(move |conn| {
-            let ctx = Ctx::load(conn, &user)?;
-            let ev = store::event_by_uid(conn, &id)?
-                .filter(|e| !e.deleted)
-                .ok_or_else(|| ApiError::NotFound(format!("Event not found for ID {id}")))?;
-            if !ctx.user.can_search(&ev.ou_path) {
-                return Err(ApiError::Conflict(format!(
-                    "[User has no read access to organisation unit: {}]",
-                    ev.org_unit
-                )));
-            }
-            let mut v = store::event_json(conn, &ctx.rc(), &ev)?;
-            v["href"] = json!(format!("{base}/events/{id}"));
-            Ok(v)
-        })
-        .await?;
+    let v = reading(&state, user, move |conn, ctx| {
+        let ev = live_event_or_404(conn, &id)?;
+        require_search(&ctx.user, &ev.ou_path, &ev.org_unit)?;
+        let mut v = store::event_json(conn, &ctx.rc(), &ev)?;
+        v["href"] = json!(format!("{base}/events/{id}"));
+        Ok(v)
+    })
+    .await?;
     Ok(crate::api::filtered_json(&v, &params, "*", &FilterOptions::default()))
 }
 
@@ -268,13 +197,8 @@ pub async fn list(
     CurrentUser(user): CurrentUser,
     params: Params,
 ) -> Result<Response, ApiError> {
-    let p = params.clone();
-    let out = state
-        .db()
-        .call(move |conn| {
-            let ctx = Ctx::load(conn, &user)?;
-            query::event_list(conn, &ctx.rc(), &ctx.user, &p)
-        })
-        .await?;
-    Ok(filtered_list(out, "events", &fields_or(&params, DEFAULT_LIST_FIELDS)))
+    list_records(&state, user, Kind::Event, &params, DEFAULT_LIST_FIELDS, |conn, ctx, p| {
+        query::event_list(conn, &ctx.rc(), &ctx.user, p)
+    })
+    .await
 }

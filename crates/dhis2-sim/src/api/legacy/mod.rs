@@ -16,7 +16,7 @@ use axum::{
     Router,
 };
 use rusqlite::Connection;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use super::Params;
 use crate::{
@@ -25,7 +25,12 @@ use crate::{
     fields::{FieldFilter, FilterOptions},
     model::Metadata,
     state::AppState,
-    tracker::{import::Strategy, scope::UserScope, store},
+    tracker::{
+        import::{Importer, Strategy},
+        scope::UserScope,
+        store,
+        summary::{self, ImportSummaries, ImportSummary},
+    },
 };
 
 /// Routes of the legacy tracker API.
@@ -95,6 +100,192 @@ impl Ctx {
     pub fn rc(&self) -> store::RenderCtx<'_> {
         store::RenderCtx { md: &self.md, ous: &self.ous }
     }
+
+    /// An importer over `conn` with this context (never merging, as the legacy API does not).
+    pub fn importer<'a>(&'a self, conn: &'a Connection, strategy: Strategy, base: String) -> Importer<'a> {
+        Importer {
+            conn,
+            md: &self.md,
+            user: &self.user,
+            ous: &self.ous,
+            now: crate::db::now_timestamp(),
+            strategy,
+            base,
+            merge: false,
+        }
+    }
+}
+
+/// Runs `work` with the user's context in one transaction, committed when `work` succeeds.
+pub async fn in_transaction<T, F>(state: &AppState, user: User, work: F) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    F: FnOnce(&Connection, &Ctx) -> Result<T, ApiError> + Send + 'static,
+{
+    state
+        .db()
+        .call(move |conn| {
+            let tx = conn.transaction()?;
+            let ctx = Ctx::load(&tx, &user)?;
+            let out = work(&tx, &ctx)?;
+            tx.commit()?;
+            Ok(out)
+        })
+        .await
+}
+
+/// Runs `work` with the user's context, reading only.
+pub async fn reading<T, F>(state: &AppState, user: User, work: F) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    F: FnOnce(&Connection, &Ctx) -> Result<T, ApiError> + Send + 'static,
+{
+    state
+        .db()
+        .call(move |conn| {
+            let ctx = Ctx::load(conn, &user)?;
+            work(conn, &ctx)
+        })
+        .await
+}
+
+/// The record kinds of the legacy API, for the handlers they share.
+#[derive(Clone, Copy)]
+pub enum Kind {
+    /// `/api/trackedEntityInstances`.
+    Tei,
+    /// `/api/enrollments`.
+    Enrollment,
+    /// `/api/events`.
+    Event,
+}
+
+impl Kind {
+    /// The key of the list in a POST body and in a list response.
+    pub fn list_key(self) -> &'static str {
+        match self {
+            Kind::Tei => "trackedEntityInstances",
+            Kind::Enrollment => "enrollments",
+            Kind::Event => "events",
+        }
+    }
+
+    /// The key of one record's UID.
+    pub fn id_key(self) -> &'static str {
+        match self {
+            Kind::Tei => "trackedEntityInstance",
+            Kind::Enrollment => "enrollment",
+            Kind::Event => "event",
+        }
+    }
+
+    /// Whether a POST answers 201 whatever the outcome (`EnrollmentController` in 2.37–2.41).
+    fn always_created(self) -> bool {
+        matches!(self, Kind::Enrollment)
+    }
+
+    /// Imports `items` of this kind.
+    fn import(self, importer: &Importer<'_>, items: &[Value]) -> Result<ImportSummaries, ApiError> {
+        match self {
+            Kind::Tei => importer.import_teis(items),
+            Kind::Enrollment => importer.import_enrollments(items),
+            Kind::Event => importer.import_events(items),
+        }
+    }
+}
+
+/// `POST` of a list of `kind` (single object or `{<list key>:[…]}`) with the request's strategy.
+pub async fn post_records(
+    state: &AppState,
+    user: User,
+    kind: Kind,
+    headers: &HeaderMap,
+    params: &Params,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = parse_body(body)?;
+    let list = items(&body, kind.list_key())?;
+    let strategy = strategy(params)?;
+    let base = api_base(headers);
+    let summaries =
+        in_transaction(state, user, move |conn, ctx| kind.import(&ctx.importer(conn, strategy, base), &list)).await?;
+    let opts = summary::import_options(strategy.as_str(), false);
+    Ok(summary::respond(summaries.web_message(&opts, kind.always_created())))
+}
+
+/// Imports the one record `body` (UID `id`) with `strategy`; answers its summary, or an error
+/// summary ("Nothing deleted", "Nothing imported") when the import gave none.
+pub async fn import_one(
+    state: &AppState,
+    user: User,
+    kind: Kind,
+    strategy: Strategy,
+    base: String,
+    id: String,
+    body: Value,
+) -> Result<Response, ApiError> {
+    let nothing = if strategy == Strategy::Delete { "Nothing deleted" } else { "Nothing imported" };
+    let summary = in_transaction(state, user, move |conn, ctx| {
+        let out = kind.import(&ctx.importer(conn, strategy, base), std::slice::from_ref(&body))?;
+        Ok(out.summaries.into_iter().next().unwrap_or_else(|| ImportSummary::error(Some(id), nothing)))
+    })
+    .await?;
+    Ok(summary::respond(summary.web_message()))
+}
+
+/// `DELETE` of the `kind` record `id`.
+pub async fn delete_record(
+    state: &AppState,
+    user: User,
+    kind: Kind,
+    id: &str,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let id = strip_json(id).to_owned();
+    let body = json!({ kind.id_key(): id });
+    import_one(state, user, kind, Strategy::Delete, api_base(headers), id, body).await
+}
+
+/// `GET` of the `kind` list: `list` renders it, then `fields` (else `default_fields`) applies.
+pub async fn list_records<F>(
+    state: &AppState,
+    user: User,
+    kind: Kind,
+    params: &Params,
+    default_fields: &str,
+    list: F,
+) -> Result<Response, ApiError>
+where
+    F: FnOnce(&Connection, &Ctx, &Params) -> Result<Value, ApiError> + Send + 'static,
+{
+    let p = params.clone();
+    let out = reading(state, user, move |conn, ctx| list(conn, ctx, &p)).await?;
+    Ok(filtered_list(out, kind.list_key(), &fields_or(params, default_fields)))
+}
+
+/// Parses a request body that must be one JSON object (400 otherwise).
+pub fn parse_object(body: Result<Bytes, BytesRejection>) -> Result<Value, ApiError> {
+    let body = parse_body(body)?;
+    if !body.is_object() {
+        return Err(ApiError::BadRequest("JSON parse error: expected a JSON object".into()));
+    }
+    Ok(body)
+}
+
+/// 409 unless the user may capture in the org unit `org_unit` (at `ou_path`).
+pub fn require_capture(user: &UserScope, ou_path: &str, org_unit: &str) -> Result<(), ApiError> {
+    if user.can_capture(ou_path) {
+        return Ok(());
+    }
+    Err(ApiError::Conflict(format!("[User has no write access to organisation unit: {org_unit}]")))
+}
+
+/// 409 unless the user may search in the org unit `org_unit` (at `ou_path`).
+pub fn require_search(user: &UserScope, ou_path: &str, org_unit: &str) -> Result<(), ApiError> {
+    if user.can_search(ou_path) {
+        return Ok(());
+    }
+    Err(ApiError::Conflict(format!("[User has no read access to organisation unit: {org_unit}]")))
 }
 
 /// The strategy of a request (`strategy`, else `importStrategy`).

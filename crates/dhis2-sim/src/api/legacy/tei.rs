@@ -12,18 +12,17 @@ use axum::{
 };
 use serde_json::json;
 
-use super::{api_base, fields_or, filtered_list, items, parse_body, strategy, strip_json, wants_children, Ctx, Legacy};
+use super::{
+    api_base, delete_record, import_one, list_records, parse_object, post_records, reading, strip_json, wants_children,
+    Kind, Legacy,
+};
 use crate::{
     api::Params,
     auth::CurrentUser,
     error::{json_response, ApiError},
     fields::FilterOptions,
     state::AppState,
-    tracker::{
-        import::{Importer, Strategy},
-        query, store,
-        summary::{self, ImportSummary},
-    },
+    tracker::{import::Strategy, query, store},
 };
 
 /// Routes of this module.
@@ -47,36 +46,7 @@ pub async fn post(
     params: Params,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let body = parse_body(body)?;
-    let list = items(&body, "trackedEntityInstances")?;
-    let strategy = strategy(&params)?;
-    let base = api_base(&headers);
-    let summaries = state
-        .db()
-        .call(move |conn| {
-            let tx = conn.transaction()?;
-            let ctx = Ctx::load(&tx, &user)?;
-            let importer = importer(&tx, &ctx, strategy, base);
-            let out = importer.import_teis(&list)?;
-            tx.commit()?;
-            Ok(out)
-        })
-        .await?;
-    let opts = summary::import_options(strategy.as_str(), false);
-    Ok(summary::respond(summaries.web_message(&opts, false)))
-}
-
-fn importer<'a>(conn: &'a rusqlite::Connection, ctx: &'a Ctx, strategy: Strategy, base: String) -> Importer<'a> {
-    Importer {
-        conn,
-        md: &ctx.md,
-        user: &ctx.user,
-        ous: &ctx.ous,
-        now: crate::db::now_timestamp(),
-        strategy,
-        base,
-        merge: false,
-    }
+    post_records(&state, user, Kind::Tei, &headers, &params, body).await
 }
 
 /// `PUT /api/trackedEntityInstances/{uid}`: replaces the attributes (omitted ones are deleted).
@@ -88,24 +58,10 @@ pub async fn put(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let mut body = parse_body(body)?;
-    if !body.is_object() {
-        return Err(ApiError::BadRequest("JSON parse error: expected a JSON object".into()));
-    }
+    let mut body = parse_object(body)?;
     let id = strip_json(&id).to_owned();
     body["trackedEntityInstance"] = json!(id);
-    let base = api_base(&headers);
-    let summary = state
-        .db()
-        .call(move |conn| {
-            let tx = conn.transaction()?;
-            let ctx = Ctx::load(&tx, &user)?;
-            let out = importer(&tx, &ctx, Strategy::Update, base).import_teis(std::slice::from_ref(&body))?;
-            tx.commit()?;
-            Ok(out.summaries.into_iter().next().unwrap_or_else(|| ImportSummary::error(Some(id), "Nothing imported")))
-        })
-        .await?;
-    Ok(summary::respond(summary.web_message()))
+    import_one(&state, user, Kind::Tei, Strategy::Update, api_base(&headers), id, body).await
 }
 
 /// `DELETE /api/trackedEntityInstances/{uid}`.
@@ -116,20 +72,7 @@ pub async fn delete(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let id = strip_json(&id).to_owned();
-    let base = api_base(&headers);
-    let summary = state
-        .db()
-        .call(move |conn| {
-            let tx = conn.transaction()?;
-            let ctx = Ctx::load(&tx, &user)?;
-            let body = json!({ "trackedEntityInstance": id });
-            let out = importer(&tx, &ctx, Strategy::Delete, base).import_teis(std::slice::from_ref(&body))?;
-            tx.commit()?;
-            Ok(out.summaries.into_iter().next().unwrap_or_else(|| ImportSummary::error(Some(id), "Nothing deleted")))
-        })
-        .await?;
-    Ok(summary::respond(summary.web_message()))
+    delete_record(&state, user, Kind::Tei, &id, &headers).await
 }
 
 /// `GET /api/trackedEntityInstances/{uid}[.json]?program=&fields=`.
@@ -143,30 +86,27 @@ pub async fn one(
     let id = strip_json(&id).to_owned();
     let program = params.get("program").map(str::trim).filter(|p| !p.is_empty()).map(str::to_owned);
     let children = wants_children(&params);
-    let result = state
-        .db()
-        .call(move |conn| {
-            let ctx = Ctx::load(conn, &user)?;
-            let not_found = || ApiError::NotFound(format!("TrackedEntityInstance with id {id} could not be found."));
-            let te = store::te_by_uid(conn, &id)?.filter(|t| !t.deleted).ok_or_else(not_found)?;
-            let prog = match &program {
-                Some(p) => Some(
-                    ctx.md
-                        .program(p)
-                        .ok_or_else(|| ApiError::NotFound(format!("Program with id {p} could not be found.")))?,
-                ),
-                None => None,
-            };
-            match query::check_te_read(conn, &ctx.md, &ctx.user, &ctx.ous, &te, prog)? {
-                Ok(()) => {}
-                Err(query::TeReadDenied::OutsideSearchScope(msg)) => return Err(ApiError::Conflict(msg)),
-                Err(query::TeReadDenied::Ownership(msg)) => return Ok(Err(msg)),
-            }
-            Ok(Ok(store::te_json(conn, &ctx.rc(), &te, program.as_deref(), children)?))
-        })
-        .await?;
+    let result = reading(&state, user, move |conn, ctx| {
+        let not_found = || ApiError::NotFound(format!("TrackedEntityInstance with id {id} could not be found."));
+        let te = store::te_by_uid(conn, &id)?.filter(|t| !t.deleted).ok_or_else(not_found)?;
+        let prog = match &program {
+            Some(p) => Some(
+                ctx.md
+                    .program(p)
+                    .ok_or_else(|| ApiError::NotFound(format!("Program with id {p} could not be found.")))?,
+            ),
+            None => None,
+        };
+        match query::check_te_read(conn, &ctx.md, &ctx.user, &ctx.ous, &te, prog)? {
+            Ok(()) => {}
+            Err(query::TeReadDenied::OutsideSearchScope(msg)) => return Err(ApiError::Conflict(msg)),
+            Err(query::TeReadDenied::Ownership(msg)) => return Ok(Err(msg)),
+        }
+        Ok(Ok(store::te_json(conn, &ctx.rc(), &te, program.as_deref(), children)?))
+    })
+    .await?;
     match result {
-        Ok(v) => Ok(super::super::filtered_json(&v, &params, "*", &FilterOptions::default())),
+        Ok(v) => Ok(crate::api::filtered_json(&v, &params, "*", &FilterOptions::default())),
         Err(msg) => Ok(super::ownership_denied(msg)),
     }
 }
@@ -179,15 +119,10 @@ pub async fn list(
     params: Params,
 ) -> Result<Response, ApiError> {
     let children = wants_children(&params);
-    let p = params.clone();
-    let out = state
-        .db()
-        .call(move |conn| {
-            let ctx = Ctx::load(conn, &user)?;
-            query::te_list(conn, &ctx.rc(), &ctx.user, &p, children)
-        })
-        .await?;
-    Ok(filtered_list(out, "trackedEntityInstances", &fields_or(&params, "*")))
+    list_records(&state, user, Kind::Tei, &params, "*", move |conn, ctx, p| {
+        query::te_list(conn, &ctx.rc(), &ctx.user, p, children)
+    })
+    .await
 }
 
 /// `GET /api/trackedEntityInstances/query.json`: the grid.
@@ -197,13 +132,7 @@ pub async fn grid(
     CurrentUser(user): CurrentUser,
     params: Params,
 ) -> Result<Response, ApiError> {
-    let out = state
-        .db()
-        .call(move |conn| {
-            let ctx = Ctx::load(conn, &user)?;
-            query::grid(conn, &ctx.md, &ctx.user, &ctx.ous, &params)
-        })
-        .await?;
+    let out = reading(&state, user, move |conn, ctx| query::grid(conn, &ctx.md, &ctx.user, &ctx.ous, &params)).await?;
     Ok(json_response(StatusCode::OK, &out))
 }
 
@@ -214,12 +143,6 @@ pub async fn count(
     CurrentUser(user): CurrentUser,
     params: Params,
 ) -> Result<Response, ApiError> {
-    let n = state
-        .db()
-        .call(move |conn| {
-            let ctx = Ctx::load(conn, &user)?;
-            query::count(conn, &ctx.md, &ctx.user, &ctx.ous, &params)
-        })
-        .await?;
+    let n = reading(&state, user, move |conn, ctx| query::count(conn, &ctx.md, &ctx.user, &ctx.ous, &params)).await?;
     Ok(json_response(StatusCode::OK, &json!(n)).into_response())
 }
