@@ -160,21 +160,32 @@ impl Importer<'_> {
         Ok(())
     }
 
+    /// Imports each of `items` with `import`; a summary that neither failed nor deleted gets the
+    /// `href` of its record under `collection`.
+    fn import_each(
+        &self,
+        items: &[Value],
+        collection: &str,
+        import: impl Fn(&Value) -> Result<ImportSummary, ApiError>,
+    ) -> Result<ImportSummaries, ApiError> {
+        let mut out = ImportSummaries::default();
+        for item in items {
+            let mut s = import(item)?;
+            if s.status != ImportStatus::Error && self.strategy != Strategy::Delete {
+                s.href = s.reference.as_ref().map(|r| format!("{}/{collection}/{r}", self.base));
+            }
+            out.push(s);
+        }
+        Ok(out)
+    }
+
     // ---------------------------------------------------------------------------------------
     // Tracked entities
     // ---------------------------------------------------------------------------------------
 
     /// Imports tracked entities (each with nested enrollments and events).
     pub fn import_teis(&self, items: &[Value]) -> Result<ImportSummaries, ApiError> {
-        let mut out = ImportSummaries::default();
-        for item in items {
-            let mut s = self.import_tei(item)?;
-            if s.status != ImportStatus::Error && self.strategy != Strategy::Delete {
-                s.href = s.reference.as_ref().map(|r| format!("{}/trackedEntityInstances/{r}", self.base));
-            }
-            out.push(s);
-        }
-        Ok(out)
+        self.import_each(items, "trackedEntityInstances", |item| self.import_tei(item))
     }
 
     fn import_tei(&self, v: &Value) -> Result<ImportSummary, ApiError> {
@@ -512,15 +523,7 @@ impl Importer<'_> {
 
     /// Imports enrollments (each with nested events).
     pub fn import_enrollments(&self, items: &[Value]) -> Result<ImportSummaries, ApiError> {
-        let mut out = ImportSummaries::default();
-        for item in items {
-            let mut s = self.import_enrollment(item, None)?;
-            if s.status != ImportStatus::Error && self.strategy != Strategy::Delete {
-                s.href = s.reference.as_ref().map(|r| format!("{}/enrollments/{r}", self.base));
-            }
-            out.push(s);
-        }
-        Ok(out)
+        self.import_each(items, "enrollments", |item| self.import_enrollment(item, None))
     }
 
     fn import_enrollment(&self, v: &Value, parent: Option<&TeRow>) -> Result<ImportSummary, ApiError> {
@@ -869,15 +872,7 @@ impl Importer<'_> {
 
     /// Imports events.
     pub fn import_events(&self, items: &[Value]) -> Result<ImportSummaries, ApiError> {
-        let mut out = ImportSummaries::default();
-        for item in items {
-            let mut s = self.import_event(item, None)?;
-            if s.status != ImportStatus::Error && self.strategy != Strategy::Delete {
-                s.href = s.reference.as_ref().map(|r| format!("{}/events/{r}", self.base));
-            }
-            out.push(s);
-        }
-        Ok(out)
+        self.import_each(items, "events", |item| self.import_event(item, None))
     }
 
     fn import_event(&self, v: &Value, parent: Option<&EnrollmentRow>) -> Result<ImportSummary, ApiError> {
