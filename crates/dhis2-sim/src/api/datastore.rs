@@ -358,6 +358,11 @@ fn new_entry(owner_user: &str, namespace: &str, key: &str, value: String, encryp
     }
 }
 
+/// A 201 `OK` WebMessage.
+fn created(message: String) -> Response {
+    WebMessage { status: StatusCode::CREATED, outcome: "OK", message: Some(message), response: None }.into_response()
+}
+
 fn flag(params: &Params, name: &str) -> bool {
     params.get(name).is_some_and(|v| v.eq_ignore_ascii_case("true"))
 }
@@ -538,13 +543,7 @@ fn create_ds(
         return Err(ApiError::Conflict(format!("Key '{key}' already exists in namespace '{ns}'")));
     }
     insert(conn, &new_entry("", ns, key, value, encrypt, user))?;
-    Ok(WebMessage {
-        status: StatusCode::CREATED,
-        outcome: "OK",
-        message: Some(format!("Key created: '{key}'")),
-        response: None,
-    }
-    .into_response())
+    Ok(created(format!("Key created: '{key}'")))
 }
 
 async fn ds_put(
@@ -616,18 +615,33 @@ fn store_user(conn: &Connection, caller: &User, params: &Params) -> Result<User,
         .ok_or_else(|| ApiError::Conflict(format!("No user with username {username} exists.")))
 }
 
+/// Runs `work` on the userDataStore the request addresses (see [`store_user`]): `work` gets
+/// the owner of that store.
+async fn in_user_store<T, F>(state: &AppState, caller: User, params: Params, work: F) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    F: FnOnce(&Connection, &User) -> Result<T, ApiError> + Send + 'static,
+{
+    state
+        .db()
+        .call(move |conn| {
+            let owner = store_user(conn, &caller, &params)?;
+            work(conn, &owner)
+        })
+        .await
+}
+
+/// The entry `ns`/`key` of `owner`'s userDataStore, else 404.
+fn user_entry(conn: &Connection, owner: &User, ns: &str, key: &str) -> Result<Entry, ApiError> {
+    entry(conn, &owner.uid, ns, key)?.ok_or_else(|| key_not_found(ns, key))
+}
+
 async fn uds_namespaces(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
     params: Params,
 ) -> Result<Response, ApiError> {
-    let list = state
-        .db()
-        .call(move |conn| {
-            let owner = store_user(conn, &user, &params)?;
-            Ok(namespaces(conn, &owner.uid)?)
-        })
-        .await?;
+    let list = in_user_store(&state, user, params, |conn, owner| Ok(namespaces(conn, &owner.uid)?)).await?;
     Ok(list_json(&list))
 }
 
@@ -637,17 +651,14 @@ async fn uds_keys(
     Path(ns): Path<String>,
     params: Params,
 ) -> Result<Response, ApiError> {
-    let list = state
-        .db()
-        .call(move |conn| {
-            let owner = store_user(conn, &user, &params)?;
-            let list = keys(conn, &owner.uid, &ns, None)?;
-            if list.is_empty() {
-                return Err(namespace_not_found(&ns));
-            }
-            Ok(list)
-        })
-        .await?;
+    let list = in_user_store(&state, user, params, move |conn, owner| {
+        let list = keys(conn, &owner.uid, &ns, None)?;
+        if list.is_empty() {
+            return Err(namespace_not_found(&ns));
+        }
+        Ok(list)
+    })
+    .await?;
     Ok(list_json(&list))
 }
 
@@ -657,17 +668,14 @@ async fn uds_delete_namespace(
     Path(ns): Path<String>,
     params: Params,
 ) -> Result<Response, ApiError> {
-    state
-        .db()
-        .call(move |conn| {
-            let owner = store_user(conn, &user, &params)?;
-            if !namespace_used(conn, &owner.uid, &ns)? {
-                return Err(namespace_not_found(&ns));
-            }
-            delete_namespace(conn, &owner.uid, &ns)?;
-            Ok(WebMessage::ok(StatusCode::OK, format!("Namespace deleted: '{ns}'")).into_response())
-        })
-        .await
+    in_user_store(&state, user, params, move |conn, owner| {
+        if !namespace_used(conn, &owner.uid, &ns)? {
+            return Err(namespace_not_found(&ns));
+        }
+        delete_namespace(conn, &owner.uid, &ns)?;
+        Ok(WebMessage::ok(StatusCode::OK, format!("Namespace deleted: '{ns}'")).into_response())
+    })
+    .await
 }
 
 async fn uds_get(
@@ -676,13 +684,7 @@ async fn uds_get(
     Path((ns, key)): Path<(String, String)>,
     params: Params,
 ) -> Result<Response, ApiError> {
-    let e = state
-        .db()
-        .call(move |conn| {
-            let owner = store_user(conn, &user, &params)?;
-            entry(conn, &owner.uid, &ns, &key)?.ok_or_else(|| key_not_found(&ns, &key))
-        })
-        .await?;
+    let e = in_user_store(&state, user, params, move |conn, owner| user_entry(conn, owner, &ns, &key)).await?;
     Ok(raw_json(e.value))
 }
 
@@ -696,21 +698,17 @@ async fn uds_post(
 ) -> Result<Response, Failure> {
     let value = json_value(&headers, body, &key).await?;
     let encrypt = flag(&params, "encrypt");
-    Ok(state
-        .db()
-        .call(move |conn| {
-            let owner = store_user(conn, &user, &params)?;
-            if entry(conn, &owner.uid, &ns, &key)?.is_some() {
-                return Err(ApiError::Conflict(format!("Key '{key}' already exists in namespace '{ns}'")));
-            }
-            let mut e = new_entry(&owner.uid, &ns, &key, value, encrypt, &owner);
-            e.last_updated_by = Some(user.uid.clone());
-            insert(conn, &e)?;
-            let message = format!("Key '{key}' in namespace '{ns}' created.");
-            Ok(WebMessage { status: StatusCode::CREATED, outcome: "OK", message: Some(message), response: None }
-                .into_response())
-        })
-        .await?)
+    let caller_uid = user.uid.clone();
+    Ok(in_user_store(&state, user, params, move |conn, owner| {
+        if entry(conn, &owner.uid, &ns, &key)?.is_some() {
+            return Err(ApiError::Conflict(format!("Key '{key}' already exists in namespace '{ns}'")));
+        }
+        let mut e = new_entry(&owner.uid, &ns, &key, value, encrypt, owner);
+        e.last_updated_by = Some(caller_uid);
+        insert(conn, &e)?;
+        Ok(created(format!("Key '{key}' in namespace '{ns}' created.")))
+    })
+    .await?)
 }
 
 async fn uds_put(
@@ -722,15 +720,13 @@ async fn uds_put(
     body: Body,
 ) -> Result<Response, Failure> {
     let value = json_value(&headers, body, &key).await?;
-    Ok(state
-        .db()
-        .call(move |conn| {
-            let owner = store_user(conn, &user, &params)?;
-            let e = entry(conn, &owner.uid, &ns, &key)?.ok_or_else(|| key_not_found(&ns, &key))?;
-            update_value(conn, &e.uid, &value, &user.uid)?;
-            Ok(WebMessage::ok(StatusCode::OK, format!("Key updated: '{key}'")).into_response())
-        })
-        .await?)
+    let caller_uid = user.uid.clone();
+    Ok(in_user_store(&state, user, params, move |conn, owner| {
+        let e = user_entry(conn, owner, &ns, &key)?;
+        update_value(conn, &e.uid, &value, &caller_uid)?;
+        Ok(WebMessage::ok(StatusCode::OK, format!("Key updated: '{key}'")).into_response())
+    })
+    .await?)
 }
 
 async fn uds_delete(
@@ -739,16 +735,12 @@ async fn uds_delete(
     Path((ns, key)): Path<(String, String)>,
     params: Params,
 ) -> Result<Response, ApiError> {
-    state
-        .db()
-        .call(move |conn| {
-            let owner = store_user(conn, &user, &params)?;
-            let e = entry(conn, &owner.uid, &ns, &key)?.ok_or_else(|| key_not_found(&ns, &key))?;
-            delete_entry(conn, &e.uid)?;
-            Ok(WebMessage::ok(StatusCode::OK, format!("Key '{key}' deleted from the namespace '{ns}'."))
-                .into_response())
-        })
-        .await
+    in_user_store(&state, user, params, move |conn, owner| {
+        let e = user_entry(conn, owner, &ns, &key)?;
+        delete_entry(conn, &e.uid)?;
+        Ok(WebMessage::ok(StatusCode::OK, format!("Key '{key}' deleted from the namespace '{ns}'.")).into_response())
+    })
+    .await
 }
 
 #[cfg(test)]
