@@ -20,7 +20,7 @@ use axum::{
 use serde_json::{json, Map, Value};
 
 use super::{
-    legacy::{api_base, parse_body, Ctx},
+    legacy::{api_base, parse_body, reading, Ctx},
     Params,
 };
 use crate::{
@@ -356,17 +356,12 @@ async fn export_list(
     let page: i64 = params.get("page").and_then(|p| p.trim().parse().ok()).unwrap_or(1).max(1);
     let page_size: i64 = params.get("pageSize").and_then(|p| p.trim().parse().ok()).unwrap_or(50).max(1);
     let total_pages = params.get("totalPages").is_some_and(|t| t.trim().eq_ignore_ascii_case("true"));
-    let out = state
-        .db()
-        .call(move |conn| {
-            let ctx = Ctx::load(conn, &user)?;
-            match kind {
-                Kind::TrackedEntities => query::te_list(conn, &ctx.rc(), &ctx.user, &lp, children),
-                Kind::Enrollments => query::enrollment_list(conn, &ctx.rc(), &ctx.user, &lp),
-                Kind::Events => query::event_list(conn, &ctx.rc(), &ctx.user, &lp),
-            }
-        })
-        .await?;
+    let out = reading(&state, user, move |conn, ctx| match kind {
+        Kind::TrackedEntities => query::te_list(conn, &ctx.rc(), &ctx.user, &lp, children),
+        Kind::Enrollments => query::enrollment_list(conn, &ctx.rc(), &ctx.user, &lp),
+        Kind::Events => query::event_list(conn, &ctx.rc(), &ctx.user, &lp),
+    })
+    .await?;
     let filter = params.fields().unwrap_or_else(|| FieldFilter::parse(kind.default_fields()));
     let items = to_new(out.get(kind.legacy_key()).unwrap_or(&json!([])), version);
     let items = filter.apply(&items, &FilterOptions::default());
@@ -453,28 +448,26 @@ pub async fn one_te(
     let version = state.version();
     let program = params.get("program").map(str::trim).filter(|p| !p.is_empty()).map(str::to_owned);
     let children = params.fields().is_some() && super::legacy::wants_children(&params);
-    let result = state
-        .db()
-        .call(move |conn| {
-            let ctx = Ctx::load(conn, &user)?;
-            let not_found = || ApiError::NotFound(format!("TrackedEntity with id {uid} could not be found."));
-            let te = store::te_by_uid(conn, &uid)?.filter(|t| !t.deleted).ok_or_else(not_found)?;
-            let prog =
-                match &program {
-                    Some(p) => Some(ctx.md.program(p).ok_or_else(|| {
-                        ApiError::BadRequest(format!("Program is specified but does not exist: {p}"))
-                    })?),
-                    None => None,
-                };
-            match query::check_te_read(conn, &ctx.md, &ctx.user, &ctx.ous, &te, prog)? {
-                Ok(()) => {}
-                Err(_) if version.minor >= 42 => return Err(not_found()),
-                Err(query::TeReadDenied::OutsideSearchScope(msg)) => return Err(ApiError::Conflict(msg)),
-                Err(query::TeReadDenied::Ownership(msg)) => return Ok(Err(msg)),
-            }
-            Ok(Ok(store::te_json(conn, &ctx.rc(), &te, program.as_deref(), children)?))
-        })
-        .await?;
+    let result = reading(&state, user, move |conn, ctx| {
+        let not_found = || ApiError::NotFound(format!("TrackedEntity with id {uid} could not be found."));
+        let te = store::te_by_uid(conn, &uid)?.filter(|t| !t.deleted).ok_or_else(not_found)?;
+        let prog = match &program {
+            Some(p) => Some(
+                ctx.md
+                    .program(p)
+                    .ok_or_else(|| ApiError::BadRequest(format!("Program is specified but does not exist: {p}")))?,
+            ),
+            None => None,
+        };
+        match query::check_te_read(conn, &ctx.md, &ctx.user, &ctx.ous, &te, prog)? {
+            Ok(()) => {}
+            Err(_) if version.minor >= 42 => return Err(not_found()),
+            Err(query::TeReadDenied::OutsideSearchScope(msg)) => return Err(ApiError::Conflict(msg)),
+            Err(query::TeReadDenied::Ownership(msg)) => return Ok(Err(msg)),
+        }
+        Ok(Ok(store::te_json(conn, &ctx.rc(), &te, program.as_deref(), children)?))
+    })
+    .await?;
     match result {
         Ok(v) => Ok(super::filtered_json(
             &to_new(&v, version),
@@ -495,17 +488,14 @@ pub async fn one_enrollment(
 ) -> Result<Response, ApiError> {
     let version = state.version();
     let with_events = params.fields().is_some() && super::legacy::wants_children(&params);
-    let v = state
-        .db()
-        .call(move |conn| {
-            let ctx = Ctx::load(conn, &user)?;
-            let e = store::enrollment_by_uid(conn, &uid)?
-                .filter(|e| !e.deleted)
-                .filter(|e| ctx.ous.get(&e.org_unit).is_some_and(|o| ctx.user.can_search(&o.path)))
-                .ok_or_else(|| ApiError::NotFound(format!("Enrollment with id {uid} could not be found.")))?;
-            Ok(store::enrollment_json(conn, &ctx.rc(), &e, with_events)?)
-        })
-        .await?;
+    let v = reading(&state, user, move |conn, ctx| {
+        let e = store::enrollment_by_uid(conn, &uid)?
+            .filter(|e| !e.deleted)
+            .filter(|e| ctx.ous.get(&e.org_unit).is_some_and(|o| ctx.user.can_search(&o.path)))
+            .ok_or_else(|| ApiError::NotFound(format!("Enrollment with id {uid} could not be found.")))?;
+        Ok(store::enrollment_json(conn, &ctx.rc(), &e, with_events)?)
+    })
+    .await?;
     Ok(super::filtered_json(
         &to_new(&v, version),
         &params,
@@ -522,15 +512,12 @@ pub async fn one_event(
     params: Params,
 ) -> Result<Response, ApiError> {
     let version = state.version();
-    let v = state
-        .db()
-        .call(move |conn| {
-            let ctx = Ctx::load(conn, &user)?;
-            let e = store::event_by_uid(conn, &uid)?
-                .filter(|e| !e.deleted && ctx.user.can_search(&e.ou_path))
-                .ok_or_else(|| ApiError::NotFound(format!("Event with id {uid} could not be found.")))?;
-            Ok(store::event_json(conn, &ctx.rc(), &e)?)
-        })
-        .await?;
+    let v = reading(&state, user, move |conn, ctx| {
+        let e = store::event_by_uid(conn, &uid)?
+            .filter(|e| !e.deleted && ctx.user.can_search(&e.ou_path))
+            .ok_or_else(|| ApiError::NotFound(format!("Event with id {uid} could not be found.")))?;
+        Ok(store::event_json(conn, &ctx.rc(), &e)?)
+    })
+    .await?;
     Ok(super::filtered_json(&to_new(&v, version), &params, Kind::Events.default_fields(), &FilterOptions::default()))
 }
