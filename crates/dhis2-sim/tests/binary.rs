@@ -1,39 +1,19 @@
 //! Runs the real `dhis2-sim` binary: `--port 0`, the listening line, one raw HTTP/1.1 GET,
 //! and a clean exit on SIGTERM.
 
+mod common;
+
 use std::{
-    io::{BufRead, BufReader, Read, Write},
+    io::{Read, Write},
     net::TcpStream,
-    process::{Command, Stdio},
-    sync::mpsc,
+    process::Command,
     time::{Duration, Instant},
 };
 
 #[test]
 fn binary_listens_answers_ping_and_stops() {
     let data = tempfile::tempdir().expect("tempdir");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_dhis2-sim"))
-        .args(["--port", "0", "--seed", "demo", "--version", "2.41", "--data"])
-        .arg(data.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn dhis2-sim");
-
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
-    });
-    let line = match rx.recv_timeout(Duration::from_secs(60)) {
-        Ok(line) => line,
-        Err(e) => {
-            let _ = child.kill();
-            panic!("no listening line: {e}");
-        }
-    };
+    let (mut child, line) = common::spawn_binary(data.path(), &[]);
     let prefix = "dhis2-sim listening on http://127.0.0.1:";
     assert!(line.starts_with(prefix), "{line:?}");
     let port: u16 = line.trim()[prefix.len()..].parse().expect("port");

@@ -4,11 +4,12 @@
 
 #![allow(clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::{
-    io::{BufRead, BufReader, Read, Write},
+    io::{Read, Write},
     net::TcpStream,
-    process::{Child, Command, Stdio},
-    sync::mpsc,
+    process::Child,
     time::Duration,
 };
 
@@ -27,25 +28,7 @@ impl Drop for Sim {
 }
 
 fn start(extra: &[&str], data: &std::path::Path) -> Sim {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_dhis2-sim"))
-        .args(["--port", "0", "--seed", "demo", "--version", "2.41", "--data"])
-        .arg(data)
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn dhis2-sim");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
-    });
-    let Ok(line) = rx.recv_timeout(Duration::from_secs(60)) else {
-        let _ = child.kill();
-        panic!("no listening line");
-    };
+    let (child, line) = common::spawn_binary(data, extra);
     let port = line.trim().rsplit(':').next().and_then(|p| p.parse().ok()).expect("port");
     Sim { child, port }
 }

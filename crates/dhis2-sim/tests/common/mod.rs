@@ -88,3 +88,36 @@ pub fn is_uid(s: &str) -> bool {
         && s.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
         && s.chars().all(|c| c.is_ascii_alphanumeric())
 }
+
+/// Starts the real `dhis2-sim` binary (`--port 0`, demo seed, 2.41) on `data` with `extra`
+/// arguments; returns the child and its first line on stdout (the listening line).
+pub fn spawn_binary(data: &std::path::Path, extra: &[&str]) -> (std::process::Child, String) {
+    use std::{
+        io::{BufRead, BufReader},
+        process::{Command, Stdio},
+        sync::mpsc,
+        time::Duration,
+    };
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dhis2-sim"))
+        .args(["--port", "0", "--seed", "demo", "--version", "2.41", "--data"])
+        .arg(data)
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn dhis2-sim");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(line) => (child, line),
+        Err(e) => {
+            let _ = child.kill();
+            panic!("no listening line: {e}");
+        }
+    }
+}
