@@ -142,6 +142,7 @@ pub struct Engine<S, K, R, H> {
     online: std::sync::Mutex<Option<bool>>,
     pub(crate) last_sync: std::sync::Mutex<Option<i64>>,
     pub(crate) last_seq: std::sync::Mutex<u64>,
+    pub(crate) outbox_counts_cache: std::sync::Mutex<Option<crate::outbox::OutboxCounts>>,
     connectivity: std::sync::Mutex<Connectivity>,
     pub(crate) clinic: std::sync::Mutex<crate::clinic::ClinicState>,
 }
@@ -157,6 +158,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
             online: std::sync::Mutex::new(None),
             last_sync: Default::default(),
             last_seq: Default::default(),
+            outbox_counts_cache: Default::default(),
             connectivity: Default::default(),
             clinic: Default::default(),
         }

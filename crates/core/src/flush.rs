@@ -536,6 +536,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
                 break 'segments;
             }
         }
+        self.outbox_changed();
         report.remaining = self.outbox_entries().await?.iter().filter(|e| e.is_pending()).count() as u64;
         if report.stopped.is_none() {
             if let Ok(mut g) = self.last_sync.lock() {

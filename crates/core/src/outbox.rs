@@ -161,6 +161,14 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
 
     /// Pending and failed counts, per author.
     pub async fn outbox_counts(&self) -> Result<OutboxCounts> {
+        // Counting means opening every entry: keep the answer while the outbox does not change
+        // (this engine's writes drop it; another context's show as a different entry count).
+        let stored = self.vault.store().count(StoreName::Outbox).await?;
+        if let Some(cached) = self.outbox_counts_cache.lock().ok().and_then(|c| c.clone()) {
+            if cached.pending + cached.failed == stored {
+                return Ok(cached);
+            }
+        }
         let mut counts = OutboxCounts::default();
         for e in self.outbox_entries().await? {
             match e.state {
@@ -174,7 +182,17 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
                 }
             }
         }
+        if let Ok(mut cache) = self.outbox_counts_cache.lock() {
+            *cache = Some(counts.clone());
+        }
         Ok(counts)
+    }
+
+    /// Forgets the cached counts after this engine changed the outbox.
+    pub(crate) fn outbox_changed(&self) {
+        if let Ok(mut cache) = self.outbox_counts_cache.lock() {
+            *cache = None;
+        }
     }
 
     /// True when the outbox holds work: later tracker writes must queue behind it.
@@ -300,6 +318,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
         }
         // The records and the outbox entry commit together.
         self.commit_bundles(batch, &bundles.iter().collect::<Vec<_>>(), &[]).await?;
+        self.outbox_changed();
         Ok(response)
     }
 
@@ -358,7 +377,9 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
         let mut entry = self.entry_by_id(id).await?;
         entry.state = EntryState::Pending;
         let bytes = serde_json::to_vec(&entry).map_err(|e| CoreError::BadInput(e.to_string()))?;
-        self.vault.put_record(StoreName::Outbox, id, &bytes).await
+        let written = self.vault.put_record(StoreName::Outbox, id, &bytes).await;
+        self.outbox_changed();
+        written
     }
 
     /// Drops an entry for good. Records it created only here are removed from the local copy;
@@ -396,6 +417,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
             }
         }
         self.commit_bundles(batch, &kept.iter().collect::<Vec<_>>(), &removed).await?;
+        self.outbox_changed();
         Ok(entry)
     }
 }
