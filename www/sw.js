@@ -299,7 +299,10 @@ async function handle(message) {
     case 'status': {
       const engine = await engineFor(message.apiBase);
       const status = await engine.status();
-      return { unlocked: engine.unlocked, username: status.user?.username ?? null, records: status.records, online: status.online };
+      return {
+        unlocked: engine.unlocked, username: status.user?.username ?? null, records: status.records, online: status.online,
+        pending: status.pending, failed: status.failed, pendingByAuthor: status.pendingByAuthor, failedByAuthor: status.failedByAuthor,
+      };
     }
     case 'resume': {
       // A reloaded page of the same origin takes the open session back (same-origin channel,

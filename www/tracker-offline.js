@@ -177,6 +177,10 @@ export class TrackerOffline extends EventTarget {
     // The worker sees every request the app makes: its view of the server is the fresher one.
     const worker = this.#registration ? await askWorker(this.#registration, { type: 'status', apiBase: this.#apiBase }).catch(() => null) : null;
     if (worker && typeof worker.online === 'boolean') s.online = worker.online;
+    // The worker queues and sends the outbox: its counts are the current ones.
+    if (worker?.unlocked && typeof worker.pending === 'number') {
+      Object.assign(s, { pending: worker.pending, failed: worker.failed, pendingByAuthor: worker.pendingByAuthor, failedByAuthor: worker.failedByAuthor });
+    }
     const estimate = (await navigator.storage?.estimate?.().catch(() => null)) ?? {};
     return {
       online: s.online ?? navigator.onLine,

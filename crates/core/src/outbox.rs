@@ -161,8 +161,10 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
 
     /// Pending and failed counts, per author.
     pub async fn outbox_counts(&self) -> Result<OutboxCounts> {
-        // Counting means opening every entry: keep the answer while the outbox does not change
-        // (this engine's writes drop it; another context's show as a different entry count).
+        // Counting means opening every entry: keep the answer while the outbox does not change.
+        // This engine's writes drop it; another context's writes are seen only when they change
+        // the number of entries (not a pending entry turning failed), so the JS face takes the
+        // counts from the context that writes the outbox (the service worker).
         let stored = self.vault.store().count(StoreName::Outbox).await?;
         if let Some(cached) = self.outbox_counts_cache.lock().ok().and_then(|c| c.clone()) {
             if cached.pending + cached.failed == stored {
