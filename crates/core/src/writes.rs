@@ -619,7 +619,8 @@ pub fn apply_mutation(
                 changed.push(b);
             }
         }
-        Mutation::EventValue { event, value } => {
+        Mutation::EventValue { event, .. } | Mutation::EventDate { event, .. } | Mutation::EventNote { event, .. } => {
+            // A change to one event of a known bundle: value, date or note.
             let tei = owner_of(event).ok_or_else(|| not_local("event", event))?;
             let mut b = take(&tei, &mut changed).ok_or_else(|| not_local("tracked entity", &tei))?;
             let ev = b
@@ -627,38 +628,19 @@ pub fn apply_mutation(
                 .iter_mut()
                 .find(|e| text(e, "event") == Some(event.as_str()))
                 .ok_or_else(|| not_local("event", event))?;
-            set_data_value(ev, value, author, now);
-            ev.insert("lastUpdated".into(), Value::String(now.into()));
-            mark(&mut b, event);
-            touches.push(touch(Kind::Event, event, &tei, false));
-            changed.push(b);
-        }
-        Mutation::EventDate { event, date } => {
-            let tei = owner_of(event).ok_or_else(|| not_local("event", event))?;
-            let mut b = take(&tei, &mut changed).ok_or_else(|| not_local("tracked entity", &tei))?;
-            let ev = b
-                .events
-                .iter_mut()
-                .find(|e| text(e, "event") == Some(event.as_str()))
-                .ok_or_else(|| not_local("event", event))?;
-            ev.insert("eventDate".into(), Value::String(date.clone()));
-            ev.insert("lastUpdated".into(), Value::String(now.into()));
-            mark(&mut b, event);
-            touches.push(touch(Kind::Event, event, &tei, false));
-            changed.push(b);
-        }
-        Mutation::EventNote { event, value } => {
-            let tei = owner_of(event).ok_or_else(|| not_local("event", event))?;
-            let mut b = take(&tei, &mut changed).ok_or_else(|| not_local("tracked entity", &tei))?;
-            let ev = b
-                .events
-                .iter_mut()
-                .find(|e| text(e, "event") == Some(event.as_str()))
-                .ok_or_else(|| not_local("event", event))?;
-            let notes = ev.entry("notes").or_insert_with(|| json!([]));
-            if let Value::Array(list) = notes {
-                list.push(json!({"value": value, "storedBy": author, "storedDate": now}));
+            match &prepared.mutation {
+                Mutation::EventValue { value, .. } => set_data_value(ev, value, author, now),
+                Mutation::EventDate { date, .. } => {
+                    ev.insert("eventDate".into(), Value::String(date.clone()));
+                }
+                Mutation::EventNote { value, .. } => {
+                    if let Value::Array(list) = ev.entry("notes").or_insert_with(|| json!([])) {
+                        list.push(json!({"value": value, "storedBy": author, "storedDate": now}));
+                    }
+                }
+                _ => {}
             }
+            ev.insert("lastUpdated".into(), Value::String(now.into()));
             mark(&mut b, event);
             touches.push(touch(Kind::Event, event, &tei, false));
             changed.push(b);
