@@ -211,11 +211,16 @@ async function answerWrite(event, request, apiBase) {
   }
 }
 
+/** API paths and test/admin endpoints are never part of the app shell. */
+function isNeverShell(url) {
+  return url.pathname.startsWith('/api/') || url.pathname.startsWith('/__');
+}
+
 async function answerShell(request) {
   const cache = await caches.open(SHELL_CACHE);
   try {
     const response = await fetchWithTimeout(request);
-    if (response.ok && response.type === 'basic') await cache.put(request, response.clone());
+    if (response.ok && response.type === 'basic' && !isNeverShell(new URL(request.url))) await cache.put(request, response.clone());
     return response;
   } catch (error) {
     const cached = await cache.match(request.url, { ignoreVary: true });
@@ -269,9 +274,10 @@ async function handle(message) {
   switch (message?.type) {
     case 'unlock': {
       const engine = await engineFor(message.apiBase);
+      // The clinic index stays valid across a shift change (same vault, same key); a logout
+      // already dropped it, and a page's download sends 'invalidate'.
       await engine.unlockWithDataKey(message.username, message.key, message.password);
       if (message.flushScope) flushScopes.set(message.apiBase, message.flushScope);
-      engine.invalidateClinic();
       const waiters = keyWaiters;
       keyWaiters = [];
       waiters.forEach((resolve) => resolve(true));
@@ -327,7 +333,7 @@ async function cacheShell(urls, refresh = false) {
   let added = 0;
   for (const href of urls) {
     const url = new URL(href, self.location.href);
-    if (url.origin !== self.location.origin || (await apiBaseOf(url)) || url.pathname.startsWith('/api/')) continue;
+    if (url.origin !== self.location.origin || (await apiBaseOf(url)) || isNeverShell(url)) continue;
     if (!refresh && (await cache.match(url.href, { ignoreVary: true }))) continue;
     try {
       const response = await fetch(url.href, { cache: 'no-cache' });
