@@ -3,7 +3,9 @@
 //   and asks open pages for it again after the browser restarted the worker.
 // - GET requests under an API base: network first; when the server cannot be reached (or
 //   during the fast path after a failure) the answer comes from the local copy (Rust core).
-//   Successful online answers the core deems cacheable are kept sealed.
+//   Successful online answers the core deems cacheable are kept sealed (per user where the
+//   answer depends on the user). The server pages Tracker Capture reads outside the API (the
+//   org unit tree, fetched with a POST) are treated the same way.
 // - Writes under an API base: sent straight through while the server answers and nothing is
 //   queued (with client UIDs added to creates, so a lost answer cannot cause a duplicate);
 //   otherwise captured into the encrypted outbox and answered as the server would.
@@ -87,8 +89,14 @@ async function fetchWithTimeout(request) {
   return fetch(request, { signal: AbortSignal.timeout(NETWORK_TIMEOUT_MS) });
 }
 
-async function answerApiGet(event, request, apiBase) {
+/**
+ * A read: API GETs, and the server pages the app reads outside the API (org unit tree, with a
+ * POST). Network first; online answers the core deems cacheable are kept sealed (per user where
+ * they depend on the user); offline, the answer comes from the local copy or that cache.
+ */
+async function answerRead(event, request, apiBase) {
   const engine = await engineFor(apiBase);
+  const requestBody = request.method === 'GET' ? new Uint8Array() : new Uint8Array(await request.clone().arrayBuffer());
   // A credential check must reach the server or fail: never answer it from local data.
   if (request.headers.has('authorization')) {
     try {
@@ -104,11 +112,11 @@ async function answerApiGet(event, request, apiBase) {
     try {
       const response = await fetchWithTimeout(request.clone());
       if (engine.recordNetwork(response.status)) {
-        if (response.ok && engine.unlocked) {
+        if ((response.ok || response.status === 404) && engine.unlocked) {
           const copy = response.clone();
           event.waitUntil(
             copy.arrayBuffer().then((body) =>
-              engine.cacheResponse(request.url, copy.status, copy.headers.get('content-type') ?? '', new Uint8Array(body)),
+              engine.cacheRead(request.method, request.url, requestBody, copy.status, copy.headers.get('content-type') ?? '', new Uint8Array(body)),
             ).catch(() => {}),
           );
         }
@@ -122,13 +130,22 @@ async function answerApiGet(event, request, apiBase) {
     return webMessage(503, 'Service Unavailable', 'Offline, and the local copy is locked: log in again.', 'VAULT_LOCKED');
   }
   try {
-    const local = await engine.answerOffline(request.url);
+    const local = await engine.answerReadOffline(request.method, request.url, requestBody);
     if (local) return new Response(local.body, { status: local.status, headers: local.headers });
     return webMessage(503, 'Service Unavailable', 'Offline, and this is not in the local copy.', 'OFFLINE_NOT_AVAILABLE');
   } catch (error) {
     const status = error.code === 'BAD_INPUT' ? 400 : 503;
     return webMessage(status, status === 400 ? 'Bad Request' : 'Service Unavailable', error.message, error.code);
   }
+}
+
+/** The API base whose server serves this page as a read (e.g. the org unit tree), if any. */
+async function serverReadBaseOf(url, method) {
+  for (const base of await knownApiBases()) {
+    if (new URL(base).origin !== url.origin) continue;
+    if ((await engineFor(base)).isServerRead(method, url.href)) return base;
+  }
+  return null;
 }
 
 function toResponse(answer) {
@@ -211,9 +228,9 @@ async function answerWrite(event, request, apiBase) {
   }
 }
 
-/** API paths and test/admin endpoints are never part of the app shell. */
+/** API paths, server pages and test/admin endpoints are never part of the app shell. */
 function isNeverShell(url) {
-  return url.pathname.startsWith('/api/') || url.pathname.startsWith('/__');
+  return url.pathname.startsWith('/api/') || url.pathname.startsWith('/__') || url.pathname.includes('/dhis-web-commons');
 }
 
 async function answerShell(request) {
@@ -233,21 +250,14 @@ self.addEventListener('fetch', (event) => {
   const request = event.request;
   const url = new URL(request.url);
   if (url.origin !== self.location.origin) return;
-  if (request.method !== 'GET') {
-    if (request.method === 'HEAD' || request.method === 'OPTIONS') return;
-    event.respondWith(
-      (async () => {
-        const apiBase = await apiBaseOf(url);
-        return apiBase ? answerWrite(event, request, apiBase) : fetch(request);
-      })(),
-    );
-    return;
-  }
+  if (request.method === 'HEAD' || request.method === 'OPTIONS') return;
   event.respondWith(
     (async () => {
       const apiBase = await apiBaseOf(url);
-      if (apiBase) return answerApiGet(event, request, apiBase);
-      if (url.pathname.startsWith('/api/')) return fetch(request);
+      if (apiBase) return request.method === 'GET' ? answerRead(event, request, apiBase) : answerWrite(event, request, apiBase);
+      const serverBase = await serverReadBaseOf(url, request.method);
+      if (serverBase) return answerRead(event, request, serverBase);
+      if (request.method !== 'GET' || url.pathname.startsWith('/api/')) return fetch(request);
       return answerShell(request);
     })(),
   );

@@ -519,21 +519,111 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
     /// Keeps a successful online GET answer, sealed, to serve it offline later. Tracker data
     /// routes are answered from the local copy instead and are not cached.
     pub async fn cache_response(&self, url: &str, status: u16, content_type: &str, body: &[u8]) -> Result<bool> {
-        let target = Target::parse(url);
-        let Some(relative) = target.relative_to(&self.api_path()) else { return Ok(false) };
-        if !matches!(route(relative), ReadRoute::Cached) || status != 200 || !self.vault.is_unlocked() {
+        self.cache_read("GET", url, &[], status, content_type, body).await
+    }
+
+    /// Keeps an online answer to a read ([`Engine::is_server_read`] or an API GET), sealed,
+    /// under the request's method, URL and body (and the user, for per-user reads).
+    pub async fn cache_read(
+        &self,
+        method: &str,
+        url: &str,
+        request_body: &[u8],
+        status: u16,
+        content_type: &str,
+        body: &[u8],
+    ) -> Result<bool> {
+        let Some(slot) = self.cache_slot(method, url, request_body) else { return Ok(false) };
+        if !(status == 200 || status == 404 && slot.keeps_not_found) || !self.vault.is_unlocked() {
             return Ok(false);
         }
         let entry =
             CachedResponse { status, content_type: content_type.into(), body: crate::register::Bytes(body.to_vec()) };
         let bytes = serde_json::to_vec(&entry).map_err(|e| CoreError::BadInput(e.to_string()))?;
-        self.vault.put_record(StoreName::Cache, &cache_id(&target), &bytes).await?;
+        self.vault.put_record(StoreName::Cache, &slot.id, &bytes).await?;
         Ok(true)
     }
 
-    async fn cached_response(&self, url: &str) -> Result<Option<HttpResponse>> {
+    /// Whether a request outside the tracker data routes is a read the worker answers network
+    /// first and, offline, from the sealed cache: any GET under the API base, and the server
+    /// pages Tracker Capture reads outside it (`dhis-web-commons*`, including the org unit tree
+    /// it fetches with a POST).
+    pub fn is_server_read(&self, method: &str, url: &str) -> bool {
         let target = Target::parse(url);
-        let Some(bytes) = self.vault.get_record(StoreName::Cache, &cache_id(&target)).await? else { return Ok(None) };
+        if target.relative_to(&self.api_path()).is_some() {
+            return method.eq_ignore_ascii_case("GET");
+        }
+        server_page(&target, &self.server_root()).is_some_and(|page| {
+            method.eq_ignore_ascii_case("GET")
+                || method.eq_ignore_ascii_case("POST") && page.starts_with(AJAX_READS_PREFIX)
+        })
+    }
+
+    /// Answers a read from the local copy or the sealed cache: API GETs as
+    /// [`Engine::answer_offline`], server pages from the cache. `Ok(None)`: nothing local.
+    pub async fn answer_read_offline(
+        &self,
+        method: &str,
+        url: &str,
+        request_body: &[u8],
+    ) -> Result<Option<HttpResponse>> {
+        if Target::parse(url).relative_to(&self.api_path()).is_some() && method.eq_ignore_ascii_case("GET") {
+            return self.answer_offline(url).await;
+        }
+        match self.cache_slot(method, url, request_body) {
+            Some(slot) => self.cached_entry(&slot.id).await,
+            None => Ok(None),
+        }
+    }
+
+    /// The server root the API base lives under (`/dhis/api` -> `/dhis`, `/api` -> ``).
+    fn server_root(&self) -> String {
+        let api = self.api_path();
+        api.strip_suffix("/api").unwrap_or(&api).to_string()
+    }
+
+    /// Where a cacheable read is kept, or None when it is not one (tracker data routes, writes,
+    /// pages outside the server, per-user reads while locked).
+    fn cache_slot(&self, method: &str, url: &str, request_body: &[u8]) -> Option<CacheSlot> {
+        if !self.is_server_read(method, url) {
+            return None;
+        }
+        let target = Target::parse(url);
+        let (per_user, keeps_not_found) = match target.relative_to(&self.api_path()) {
+            Some(relative) => {
+                if !matches!(route(relative), ReadRoute::Cached) {
+                    return None;
+                }
+                let first = relative.split('/').next().map(strip_json).unwrap_or_default();
+                // Key-value reads answer 404 for a key never set; the app expects that answer.
+                let key_value =
+                    matches!(first, "dataStore" | "userDataStore" | "userSettings") && relative.contains('/');
+                (PER_USER_API_READS.contains(&first), key_value)
+            }
+            // Server pages carry the user's org unit tree, menu and selection.
+            None => (true, false),
+        };
+        let mut id = format!("{} {}", method.to_ascii_uppercase(), cache_id(&target).trim_start_matches("GET "));
+        if !request_body.is_empty() {
+            id.push('\n');
+            id.push_str(&String::from_utf8_lossy(request_body));
+        }
+        if per_user {
+            let user = self.vault.session_info()?.username;
+            id = format!("user:{user}\n{id}");
+        }
+        Some(CacheSlot { id, keeps_not_found })
+    }
+
+    async fn cached_response(&self, url: &str) -> Result<Option<HttpResponse>> {
+        match self.cache_slot("GET", url, &[]) {
+            Some(slot) => self.cached_entry(&slot.id).await,
+            None => Ok(None),
+        }
+    }
+
+    async fn cached_entry(&self, id: &str) -> Result<Option<HttpResponse>> {
+        let Some(bytes) = self.vault.get_record(StoreName::Cache, id).await? else { return Ok(None) };
         let entry: CachedResponse =
             serde_json::from_slice(&bytes).map_err(|e| CoreError::StorageCorrupt(format!("cached response: {e}")))?;
         Ok(Some(HttpResponse {
@@ -542,6 +632,32 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
             body: entry.body.0,
         }))
     }
+}
+
+/// API reads whose answer depends on who asks: kept per user, so a shift change offline never
+/// shows the previous user's profile or settings.
+const PER_USER_API_READS: &[&str] = &["me", "userSettings", "userDataStore", "currentUser"];
+
+/// Folders of server pages (outside the API) that Tracker Capture reads: the org unit tree,
+/// selection actions, header menu and form templates. Not the login/logout pages.
+const SERVER_READ_FOLDERS: &[&str] = &["dhis-web-commons", "dhis-web-commons-ajax-json", "dhis-web-commons-ajax"];
+
+/// Server pages (outside the API) read with a POST: the legacy AJAX JSON actions.
+const AJAX_READS_PREFIX: &str = "dhis-web-commons-ajax-json/";
+
+/// The page of a URL under the server root's `dhis-web-commons*` folders, if it is one.
+fn server_page<'t>(target: &'t Target, server_root: &str) -> Option<&'t str> {
+    let page = target.relative_to(server_root)?;
+    let folder = page.split('/').next().unwrap_or_default();
+    SERVER_READ_FOLDERS.contains(&folder).then_some(page)
+}
+
+/// Where a cacheable read is kept.
+struct CacheSlot {
+    /// Record id in the cache store (hashed with the vault's key before it is stored).
+    id: String,
+    /// Whether a 404 answer is kept too (key-value reads).
+    keeps_not_found: bool,
 }
 
 /// A tracked entity nested for the tracker family: events carry their follow-up flag.

@@ -74,6 +74,9 @@ impl HttpClient for &FakeDhis2 {
         self.requests.borrow_mut().push(request.url.clone());
         let t = Target::parse(&request.url);
         match t.path.as_str() {
+            // nurse2's Basic credential starts with base64("nurse2") = "bnVyc2Uy".
+            "/api/me" if request.headers.iter().any(|(_, v)| v.contains("bnVyc2Uy")) => ok(json!({"id": "UsNurse0002",
+                "username": "nurse2", "displayName": "Rania Khalil", "organisationUnits": [{"id": OU}]})),
             "/api/me" => ok(json!({"id": "UsNurse0001", "username": "nurse1", "displayName": "Amal Haddad",
                 "organisationUnits": [{"id": OU, "displayName": "Bani Naim Clinic"}]})),
             "/api/system/info" => ok(json!({"version": self.version})),
@@ -341,5 +344,64 @@ fn cached_api_responses_are_sealed_and_served() {
         assert_eq!(r.header("content-type"), Some("application/json"));
         assert!(e.answer_offline("http://127.0.0.1:9/api/programs.json?other=1").await.unwrap().is_none());
         assert!(!contains(&dump(&store).await, "Maternal care"));
+    });
+}
+
+#[test]
+fn per_user_reads_are_kept_per_user_and_server_pages_are_reads() {
+    block_on(async {
+        let store = MemoryStore::new();
+        let server = FakeDhis2::new("2.40.3", 0);
+        let e = engine(&store, &server);
+        let me = "http://127.0.0.1:9/api/me.json?fields=id,displayName";
+        let tree = "http://127.0.0.1:9/dhis-web-commons-ajax-json/getOrganisationUnitTree.action";
+        let layout = "http://127.0.0.1:9/api/userSettings/keyTrackerDashboardLayout";
+        e.login("nurse1", "Nurse1!clinic", T0).await.unwrap();
+
+        // What is a read: API GETs, GETs and AJAX POSTs of dhis-web-commons pages; not the app.
+        assert!(e.is_server_read("GET", me));
+        assert!(!e.is_server_read("POST", "http://127.0.0.1:9/api/events"));
+        assert!(e.is_server_read("POST", tree));
+        assert!(e.is_server_read("GET", "http://127.0.0.1:9/dhis-web-commons/ouwt/setorgunit.action?id=x"));
+        assert!(!e.is_server_read("POST", "http://127.0.0.1:9/dhis-web-commons-security/logout.action"));
+        assert!(!e.is_server_read("GET", "http://127.0.0.1:9/tracker-capture/index.html"));
+        assert!(!e.is_server_read("GET", "http://127.0.0.1:9/dhis-web-commonsX/a"));
+
+        assert!(e.cache_response(me, 200, "application/json", br#"{"displayName":"Amal Haddad"}"#).await.unwrap());
+        assert!(e
+            .cache_read("POST", tree, b"versionOnly=false", 200, "application/json", br#"{"username":"nurse1"}"#)
+            .await
+            .unwrap());
+        assert!(e
+            .cache_read("POST", tree, b"versionOnly=true", 200, "application/json", br#"{"version":"v1"}"#)
+            .await
+            .unwrap());
+        // A key never set answers 404; the app expects that answer offline too. Other 404s are not kept.
+        assert!(e.cache_response(layout, 404, "application/json", br#"{"httpStatusCode":404}"#).await.unwrap());
+        assert!(!e.cache_response("http://127.0.0.1:9/api/programs/x", 404, "application/json", b"{}").await.unwrap());
+
+        let answer = |m: &'static str, u: &'static str, b: &'static [u8]| {
+            let e = &e;
+            async move {
+                e.answer_read_offline(m, u, b).await.unwrap().map(|r| (r.status, String::from_utf8(r.body).unwrap()))
+            }
+        };
+        assert_eq!(answer("GET", me, b"").await, Some((200, r#"{"displayName":"Amal Haddad"}"#.into())));
+        assert_eq!(answer("POST", tree, b"versionOnly=false").await, Some((200, r#"{"username":"nurse1"}"#.into())));
+        assert_eq!(answer("POST", tree, b"versionOnly=true").await, Some((200, r#"{"version":"v1"}"#.into())));
+        assert_eq!(answer("GET", layout, b"").await.map(|a| a.0), Some(404));
+        assert!(!contains(&dump(&store).await, "Amal Haddad"));
+
+        // Shift change: nurse2 never sees nurse1's profile or tree; shared metadata stays shared.
+        let programs = "http://127.0.0.1:9/api/programs.json?fields=id";
+        assert!(e.cache_response(programs, 200, "application/json", br#"{"programs":[]}"#).await.unwrap());
+        e.login("nurse2", "Nurse2!clinic", T0).await.unwrap(); // handover from nurse1's session
+        assert_eq!(answer("GET", me, b"").await, None);
+        assert_eq!(answer("POST", tree, b"versionOnly=false").await, None);
+        assert_eq!(answer("GET", programs, b"").await.map(|a| a.0), Some(200));
+        e.logout();
+        assert_eq!(answer("GET", me, b"").await, None, "locked: no per-user answer");
+        e.login("nurse1", "Nurse1!clinic", T0).await.unwrap();
+        assert_eq!(answer("POST", tree, b"versionOnly=false").await, Some((200, r#"{"username":"nurse1"}"#.into())));
     });
 }

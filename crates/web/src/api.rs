@@ -200,6 +200,46 @@ impl Engine {
         })
     }
 
+    /// Whether a request is a read the worker answers network first and, offline, from the
+    /// sealed cache (API GETs; `dhis-web-commons*` pages, including the org unit tree POST).
+    #[wasm_bindgen(js_name = isServerRead)]
+    pub fn is_server_read(&self, method: String, url: String) -> bool {
+        self.inner.is_server_read(&method, &url)
+    }
+
+    /// Answers a read from the local copy or the sealed cache; resolves with null when
+    /// nothing local can answer it.
+    #[wasm_bindgen(js_name = answerReadOffline)]
+    pub fn answer_read_offline(&self, method: String, url: String, request_body: Vec<u8>) -> Promise {
+        let inner = self.inner.clone();
+        future_to_promise(async move {
+            match inner.answer_read_offline(&method, &url, &request_body).await.map_err(reject)? {
+                None => Ok(JsValue::NULL),
+                Some(response) => response_to_js(&response),
+            }
+        })
+    }
+
+    /// Keeps an online answer to a read sealed (per user where the answer depends on the
+    /// user). Resolves with whether it was kept.
+    #[wasm_bindgen(js_name = cacheRead)]
+    pub fn cache_read(
+        &self,
+        method: String,
+        url: String,
+        request_body: Vec<u8>,
+        status: u16,
+        content_type: String,
+        body: Vec<u8>,
+    ) -> Promise {
+        let inner = self.inner.clone();
+        future_to_promise(async move {
+            let kept =
+                inner.cache_read(&method, &url, &request_body, status, &content_type, &body).await.map_err(reject)?;
+            Ok(JsValue::from_bool(kept))
+        })
+    }
+
     /// True if a request should try the network first (false during the offline fast path).
     #[wasm_bindgen(js_name = shouldTryNetwork)]
     pub fn should_try_network(&self) -> bool {
