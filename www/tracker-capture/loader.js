@@ -1,0 +1,319 @@
+// tracker-offline loader for a configured Tracker Capture build (see www/INTEGRATION.md).
+//
+// `scripts/configure-tracker-capture.sh` turns every script of the app's index.html into an
+// inert placeholder (`<script type="tracker-offline/deferred">`) and puts this module first.
+// It then:
+//   1. starts the library (service worker in the app's folder, vault of the server's API),
+//      and waits until the worker controls the page, so every request of the app goes through it;
+//   2. keeps the app from talking to the server until someone is logged in through the library,
+//      online (the server checks the password first) or offline (the local register);
+//   3. boots the app by putting its scripts back in their order, as if the page had just loaded;
+//   4. shows, on top of the app, who is logged in, online/offline, pending work and refusals
+//      (with retry and discard), and handles logout, shift change and the idle lock.
+// It only presents: every rule lives in the library. Configuration comes from the JSON in
+// `<script id="tracker-offline-config" type="application/json">`.
+
+import { TrackerOffline } from '../tracker-offline.js';
+
+const APP_ROOT = new URL('../', import.meta.url);
+const DEFERRED = 'tracker-offline/deferred';
+const LOGOUT_PATH = 'dhis-web-commons-security/logout.action';
+const STATUS_REFRESH_MS = 10000;
+
+const MESSAGES = {
+  BAD_CREDENTIALS: 'Wrong user name or password.',
+  UNKNOWN_USER_OFFLINE:
+    'The server cannot be reached, and this user has not logged in on this device while online. Connect to the network for the first login.',
+  LOCKED_OUT: 'Too many wrong passwords. Try again in {s} seconds.',
+  CREDENTIAL_EXPIRED: 'This device has been offline too long for this user. Connect to the network to log in.',
+  HANDOVER_REQUIRED:
+    'A new user on this device logs in for the first time while a colleague is still logged in (or while the server can be reached).',
+  SERVER_UNREACHABLE: 'The server cannot be reached.',
+  STORAGE_FULL: 'The device storage is full. Free some space, then try again.',
+  STORAGE_CORRUPT: 'The local data of this device cannot be read.',
+};
+
+function config() {
+  const element = document.getElementById('tracker-offline-config');
+  try {
+    return element ? JSON.parse(element.textContent) : {};
+  } catch {
+    return {};
+  }
+}
+
+function el(tag, attributes = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes)) {
+    if (name === 'text') node.textContent = value;
+    else if (name.startsWith('on')) node.addEventListener(name.slice(2), value);
+    else if (value !== false && value !== undefined && value !== null) node.setAttribute(name, value === true ? '' : value);
+  }
+  node.append(...children.filter(Boolean));
+  return node;
+}
+
+function explain(error) {
+  const template = MESSAGES[error?.code];
+  if (!template) return error?.message ?? String(error);
+  return template.replace('{s}', String(Math.ceil((error.retryAfterMs ?? 0) / 1000)));
+}
+
+/** Resolves once the service worker controls this page (reloads once if it never does). */
+async function untilControlled() {
+  if (!('serviceWorker' in navigator) || navigator.serviceWorker.controller) return;
+  const controlled = new Promise((resolve) => navigator.serviceWorker.addEventListener('controllerchange', resolve, { once: true }));
+  const timeout = new Promise((resolve) => setTimeout(resolve, 4000, 'timeout'));
+  if ((await Promise.race([controlled, timeout])) === 'timeout' && !navigator.serviceWorker.controller) {
+    if (!sessionStorage.getItem('tracker-offline:reloaded')) {
+      sessionStorage.setItem('tracker-offline:reloaded', '1');
+      location.reload();
+      await new Promise(() => {});
+    }
+  }
+  sessionStorage.removeItem('tracker-offline:reloaded');
+}
+
+/** Puts the app's scripts back, in document order; each external one loads before the next. */
+async function bootApp() {
+  for (const placeholder of [...document.querySelectorAll(`script[type="${DEFERRED}"]`)]) {
+    const script = document.createElement('script');
+    for (const { name, value } of placeholder.attributes) {
+      if (name === 'type' || name === 'data-tracker-offline-type') continue;
+      script.setAttribute(name, value);
+    }
+    const originalType = placeholder.getAttribute('data-tracker-offline-type');
+    if (originalType) script.setAttribute('type', originalType);
+    script.async = false;
+    if (script.src) {
+      const loaded = new Promise((resolve) => {
+        script.addEventListener('load', resolve, { once: true });
+        // A missing optional script (e.g. the server's custom script) must not stop the app.
+        script.addEventListener('error', resolve, { once: true });
+      });
+      placeholder.replaceWith(script);
+      await loaded;
+    } else {
+      script.textContent = placeholder.textContent;
+      placeholder.replaceWith(script);
+    }
+  }
+  document.documentElement.classList.add('tracker-offline-booted');
+}
+
+class LoginOverlay {
+  constructor(app, { title }) {
+    this.app = app;
+    this.message = el('p', { class: 'tracker-offline-message', role: 'alert', 'aria-live': 'assertive' });
+    this.username = el('input', { id: 'tracker-offline-username', name: 'username', autocomplete: 'username', required: true, autocapitalize: 'off', spellcheck: 'false' });
+    this.password = el('input', { id: 'tracker-offline-password', name: 'password', type: 'password', autocomplete: 'current-password', required: true });
+    this.submit = el('button', { type: 'submit', id: 'tracker-offline-login', text: 'Log in' });
+    this.form = el(
+      'form',
+      { class: 'tracker-offline-login', 'aria-labelledby': 'tracker-offline-title', onsubmit: (e) => this.#onSubmit(e) },
+      el('h1', { id: 'tracker-offline-title', text: title }),
+      el('p', { class: 'tracker-offline-hint', text: 'Works with or without the network. Without it, only users who have logged in on this device before can log in.' }),
+      el('label', { for: 'tracker-offline-username', text: 'User name' }),
+      this.username,
+      el('label', { for: 'tracker-offline-password', text: 'Password' }),
+      this.password,
+      this.submit,
+      this.message,
+    );
+    this.root = el('div', { class: 'tracker-offline-overlay', id: 'tracker-offline-overlay', role: 'dialog', 'aria-modal': 'true' }, this.form);
+  }
+
+  /** Shows the form; resolves with the login outcome. `previous` pre-fills the user name. */
+  show(previous) {
+    document.body.append(this.root);
+    this.message.textContent = '';
+    this.username.value = previous ?? '';
+    this.password.value = '';
+    (previous ? this.password : this.username).focus();
+    return new Promise((resolve) => {
+      this.resolve = resolve;
+    });
+  }
+
+  async #onSubmit(event) {
+    event.preventDefault();
+    this.submit.disabled = true;
+    this.message.textContent = 'Logging in…';
+    try {
+      const outcome = await this.app.login(this.username.value.trim(), this.password.value);
+      this.password.value = '';
+      this.root.remove();
+      this.resolve?.(outcome);
+    } catch (error) {
+      this.message.textContent = explain(error);
+      this.password.select();
+    } finally {
+      this.submit.disabled = false;
+    }
+  }
+}
+
+/** The small bar over the app: user, online/offline, pending and refused work, actions. */
+class StatusBar {
+  constructor(app, { onSwitchUser }) {
+    this.app = app;
+    this.state = el('span', { class: 'tracker-offline-state', id: 'tracker-offline-state' });
+    this.user = el('span', { class: 'tracker-offline-user', id: 'tracker-offline-user' });
+    this.pending = el('span', { class: 'tracker-offline-pending', id: 'tracker-offline-pending' });
+    this.failedButton = el('button', { type: 'button', id: 'tracker-offline-failed', hidden: true, onclick: () => this.toggleFailures() });
+    this.progress = el('span', { class: 'tracker-offline-progress', id: 'tracker-offline-progress', hidden: true });
+    this.panel = el('section', { class: 'tracker-offline-panel', id: 'tracker-offline-failures', hidden: true, 'aria-label': 'Refused by the server' });
+    this.root = el(
+      'div',
+      { class: 'tracker-offline-bar', id: 'tracker-offline-bar', role: 'status' },
+      this.state,
+      this.user,
+      this.pending,
+      this.progress,
+      this.failedButton,
+      el('button', { type: 'button', id: 'tracker-offline-sync', text: 'Send now', onclick: () => this.app.sync().catch(() => {}).then(() => this.refresh()) }),
+      el('button', { type: 'button', id: 'tracker-offline-switch', text: 'Switch user', onclick: onSwitchUser }),
+    );
+    app.addEventListener('status', (e) => this.render(e.detail));
+    app.addEventListener('flush', () => this.refresh());
+    app.addEventListener('progress', (e) => this.showProgress(e.detail));
+    setInterval(() => this.refresh(), STATUS_REFRESH_MS);
+  }
+
+  mount() {
+    document.body.append(this.root, this.panel);
+    return this.refresh();
+  }
+
+  async refresh() {
+    this.render(await this.app.status().catch(() => null));
+  }
+
+  render(status) {
+    if (!status) return;
+    this.status = status;
+    this.root.dataset.online = String(status.online);
+    this.state.textContent = status.online ? 'Online' : 'Offline';
+    this.user.textContent = status.user ? status.user.displayName : 'Locked';
+    this.pending.textContent = status.pending ? `${status.pending} waiting to be sent` : 'All sent';
+    this.pending.dataset.count = String(status.pending ?? 0);
+    this.failedButton.hidden = !status.failed;
+    this.failedButton.textContent = `${status.failed} refused`;
+    this.failedButton.dataset.count = String(status.failed ?? 0);
+    if (!this.panel.hidden) this.renderFailures();
+  }
+
+  showProgress({ done, total }) {
+    this.progress.hidden = done >= total;
+    this.progress.textContent = `Copying clinic data ${done}/${total}`;
+  }
+
+  toggleFailures() {
+    this.panel.hidden = !this.panel.hidden;
+    if (!this.panel.hidden) this.renderFailures();
+  }
+
+  async renderFailures() {
+    const failures = await this.app.failures().catch(() => []);
+    const list = el('ul');
+    for (const failure of failures) {
+      const reasons = (failure.reasons ?? []).map((r) => (typeof r === 'string' ? r : r.message ?? JSON.stringify(r))).join('; ');
+      list.append(
+        el(
+          'li',
+          { class: 'tracker-offline-failure', 'data-id': failure.id },
+          el('strong', { text: failure.summary ?? failure.id }),
+          el('span', { text: ` by ${failure.author}` }),
+          el('p', { text: reasons || 'Refused by the server.' }),
+          el('button', { type: 'button', class: 'tracker-offline-retry', text: 'Try again', onclick: () => this.app.retry(failure.id).then(() => this.refresh()) }),
+          el('button', {
+            type: 'button',
+            class: 'tracker-offline-discard',
+            text: 'Discard',
+            onclick: async () => {
+              if (!confirm(`Discard "${failure.summary ?? failure.id}" for good? It will never reach the server.`)) return;
+              await this.app.discard(failure.id);
+              await this.refresh();
+            },
+          }),
+        ),
+      );
+    }
+    this.panel.replaceChildren(
+      el('h2', { text: 'Refused by the server' }),
+      failures.length ? list : el('p', { text: 'Nothing refused.' }),
+      el('button', { type: 'button', text: 'Close', onclick: () => this.toggleFailures() }),
+    );
+  }
+}
+
+async function main() {
+  const options = config();
+  const app = await TrackerOffline.start({
+    ...options,
+    apiBase: new URL(options.apiBase ?? '../api', APP_ROOT).href,
+    serviceWorker: new URL('sw.js', APP_ROOT).href,
+  });
+  window.trackerOffline = app; // for the integrator's console and the tests
+  await untilControlled();
+
+  const overlay = new LoginOverlay(app, { title: options.title ?? 'Tracker Capture' });
+
+  function afterLogin(outcome) {
+    if (outcome.mode !== 'online') return;
+    // A fresh online login refreshes the clinic copy in the background (incremental).
+    app.download().catch((error) => console.warn('[tracker-offline] clinic copy not refreshed:', error.code, error.message));
+  }
+
+  /**
+   * Locks, ends the server session when it can be reached, and starts the page again: the app
+   * forgets the previous user's screens and profile, the next user gets the login form. Unsent
+   * work stays in the encrypted outbox under its author.
+   */
+  async function logout() {
+    const user = (await app.status().catch(() => null))?.user?.username;
+    await app.logout();
+    await fetch(new URL(LOGOUT_PATH, new URL('../', APP_ROOT)), { credentials: 'same-origin', redirect: 'manual' }).catch(() => {});
+    forgetAppSession(user);
+    location.reload();
+  }
+
+  /** The app keeps the current selection (org unit, person, program) in sessionStorage. */
+  function forgetAppSession(user) {
+    sessionStorage.clear();
+    if (user) sessionStorage.setItem('tracker-offline:last-user', user);
+  }
+
+  // The app's logout link would leave for the server's login page (unreachable offline): log out
+  // through the library instead and offer the login form to the next user.
+  document.addEventListener(
+    'click',
+    (event) => {
+      const link = event.target instanceof Element ? event.target.closest('a[href]') : null;
+      if (!link || !link.href.includes(LOGOUT_PATH)) return;
+      event.preventDefault();
+      event.stopPropagation();
+      logout();
+    },
+    true,
+  );
+  app.addEventListener('idle-lock', () => {
+    forgetAppSession(window.trackerOfflineUser);
+    location.reload();
+  });
+
+  const status = await app.status();
+  if (!status.user || status.locked) {
+    const outcome = await overlay.show(sessionStorage.getItem('tracker-offline:last-user'));
+    afterLogin(outcome);
+  }
+  window.trackerOfflineUser = (await app.status()).user?.username ?? null;
+  const bar = new StatusBar(app, { onSwitchUser: logout });
+  await bar.mount();
+  await bootApp();
+}
+
+main().catch((error) => {
+  console.error('[tracker-offline] loader failed', error);
+  document.body.append(el('p', { class: 'tracker-offline-fatal', role: 'alert', text: `Offline support failed to start: ${explain(error)}` }));
+});
