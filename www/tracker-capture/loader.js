@@ -74,8 +74,15 @@ async function untilControlled() {
   sessionStorage.removeItem('tracker-offline:reloaded');
 }
 
-/** Puts the app's scripts back, in document order; each external one loads before the next. */
+/**
+ * Puts the app's server stylesheets and scripts back, in document order; each external script
+ * loads before the next.
+ */
 async function bootApp() {
+  for (const link of document.querySelectorAll('link[data-tracker-offline-href]')) {
+    link.setAttribute('href', link.getAttribute('data-tracker-offline-href'));
+    link.removeAttribute('data-tracker-offline-href');
+  }
   for (const placeholder of [...document.querySelectorAll(`script[type="${DEFERRED}"]`)]) {
     const script = document.createElement('script');
     for (const { name, value } of placeholder.attributes) {

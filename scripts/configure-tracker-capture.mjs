@@ -1,0 +1,107 @@
+// Makes an offline-capable Tracker Capture from a Tracker Capture build folder: copies it,
+// adds the tracker-offline npm package (service worker in the app's own folder, so its scope
+// covers the app; the page module; the wasm package; the loader), and rewrites index.html so
+// the app's scripts wait for a login through the library. See www/INTEGRATION.md.
+//
+// node scripts/configure-tracker-capture.mjs <tracker-capture build> <out> [--package DIR|TGZ]
+//      [--config '{"idleLockMinutes":15,"flushScope":"all","title":"..."}']
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, relative, resolve } from 'node:path';
+import { execFileSync } from 'node:child_process';
+
+const DEFERRED = 'tracker-offline/deferred';
+const PACKAGE_FILES = ['tracker-offline.js', 'sw.js', 'pkg', 'tracker-capture'];
+const JS_TYPES = new Set(['', 'text/javascript', 'application/javascript', 'module', 'text/ecmascript', 'application/ecmascript']);
+
+function fail(message) {
+  console.error(`configure-tracker-capture: ${message}`);
+  process.exit(2);
+}
+
+function parseArgs(argv) {
+  const positional = [];
+  const options = { package: null, config: {} };
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    if (arg === '--package') options.package = argv[++i];
+    else if (arg === '--config') {
+      try {
+        options.config = JSON.parse(argv[++i]);
+      } catch (error) {
+        fail(`--config is not JSON: ${error.message}`);
+      }
+    } else if (arg === '-h' || arg === '--help') {
+      console.log('usage: configure-tracker-capture <tracker-capture build> <out> [--package DIR|TGZ] [--config JSON]');
+      process.exit(0);
+    } else positional.push(arg);
+  }
+  if (positional.length !== 2) fail('expected <tracker-capture build> <out>; see --help');
+  return { source: resolve(positional[0]), out: resolve(positional[1]), ...options };
+}
+
+/** The unpacked package folder: a directory as is, a .tgz extracted to a temporary folder. */
+function packageDir(path) {
+  if (!existsSync(path)) fail(`package not found: ${path} (build it with scripts/package.sh)`);
+  if (statSync(path).isDirectory()) return path;
+  const dir = mkdtempSync(join(tmpdir(), 'tracker-offline-package-'));
+  execFileSync('tar', ['-xzf', path, '-C', dir]);
+  return join(dir, 'package');
+}
+
+/**
+ * Turns every executable script into an inert placeholder (same attributes and content), and
+ * puts the configuration, the loader's stylesheet and the loader first in <head>.
+ */
+export function rewriteIndex(html, config) {
+  if (html.includes('id="tracker-offline-config"')) throw new Error('index.html is already configured');
+  let deferred = 0;
+  const rewritten = html.replace(/<script\b([^>]*)>/gi, (tag, attributes) => {
+    const typeMatch = attributes.match(/\stype\s*=\s*(["']?)([^"'\s>]*)\1/i);
+    const type = typeMatch ? typeMatch[2].trim().toLowerCase() : '';
+    if (!JS_TYPES.has(type)) return tag; // templates (text/ng-template), JSON, ...
+    deferred += 1;
+    const rest = typeMatch ? attributes.replace(typeMatch[0], '') : attributes;
+    const keep = typeMatch ? ` data-tracker-offline-type="${typeMatch[2]}"` : '';
+    return `<script type="${DEFERRED}"${keep}${rest}>`;
+  });
+  // Stylesheets from the server (the instance's custom style) wait for the login too.
+  let links = 0;
+  const withLinks = rewritten.replace(/<link\b([^>]*?)\shref\s*=\s*(["'])(\.\.\/[^"']*)\2([^>]*)>/gi, (tag, before, quote, href, after) => {
+    links += 1;
+    return `<link${before} data-tracker-offline-href=${quote}${href}${quote}${after}>`;
+  });
+  const head = withLinks.match(/<head\b[^>]*>/i);
+  if (!head) throw new Error('index.html has no <head>');
+  const json = JSON.stringify(config).replace(/</g, '\\u003c');
+  const inject =
+    `\n    <script id="tracker-offline-config" type="application/json">${json}</script>` +
+    `\n    <link rel="stylesheet" href="tracker-capture/loader.css">` +
+    `\n    <script type="module" src="tracker-capture/loader.js"></script>`;
+  const at = head.index + head[0].length;
+  return { html: withLinks.slice(0, at) + inject + withLinks.slice(at), deferred, links };
+}
+
+function main() {
+  const args = parseArgs(process.argv.slice(2));
+  const root = resolve(new URL('..', import.meta.url).pathname);
+  const pkg = packageDir(resolve(args.package ?? join(root, 'target/npm/package')));
+  if (!existsSync(join(args.source, 'index.html'))) fail(`${args.source} has no index.html: not a Tracker Capture build`);
+  if (args.out === args.source || !relative(args.source, args.out).startsWith('..')) fail('<out> must be outside the build folder');
+  for (const file of PACKAGE_FILES) {
+    if (!existsSync(join(pkg, file))) fail(`the package lacks ${file}: rebuild it with scripts/package.sh`);
+    if (existsSync(join(args.source, file))) fail(`the app already has ${file}; it would be overwritten`);
+  }
+  const version = JSON.parse(readFileSync(join(pkg, 'package.json'), 'utf8')).version;
+
+  rmSync(args.out, { recursive: true, force: true });
+  cpSync(args.source, args.out, { recursive: true });
+  for (const file of PACKAGE_FILES) cpSync(join(pkg, file), join(args.out, file), { recursive: true });
+  const config = { apiBase: '../api', ...args.config };
+  const { html, deferred } = rewriteIndex(readFileSync(join(args.out, 'index.html'), 'utf8'), config);
+  writeFileSync(join(args.out, 'index.html'), html);
+  writeFileSync(join(args.out, 'tracker-offline.version'), `${version}\n`);
+  console.log(`configured ${args.out}: tracker-offline ${version}, ${deferred} scripts wait for the login`);
+}
+
+if (process.argv[1] && resolve(process.argv[1]) === resolve(new URL(import.meta.url).pathname)) main();
