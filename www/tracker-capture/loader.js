@@ -130,8 +130,16 @@ class LoginOverlay {
     this.root = el('div', { class: 'tracker-offline-overlay', id: 'tracker-offline-overlay', role: 'dialog', 'aria-modal': 'true' }, this.form);
   }
 
-  /** Shows the form; resolves with the login outcome. `previous` pre-fills the user name. */
-  show(previous) {
+  /**
+   * Shows the form; resolves with the login outcome. `previous` pre-fills the user name.
+   * `onLogout`: a shift change, the session still open; the form offers to log out instead.
+   */
+  show(previous, { onLogout } = {}) {
+    this.logoutButton?.remove();
+    this.logoutButton = onLogout
+      ? el('button', { type: 'button', id: 'tracker-offline-logout', class: 'tracker-offline-secondary', text: 'Log out without a successor', onclick: onLogout })
+      : null;
+    if (this.logoutButton) this.form.append(this.logoutButton);
     document.body.append(this.root);
     this.message.textContent = '';
     this.username.value = previous ?? '';
@@ -266,9 +274,26 @@ async function main() {
 
   const overlay = new LoginOverlay(app, { title: options.title ?? 'Tracker Capture' });
 
+  /**
+   * Shift change: the next user logs in while this session is still open, so a colleague new
+   * to this device receives the clinic's data key from it (the library's handover). The app
+   * then starts again for the new user.
+   */
+  async function switchUser() {
+    const outcome = await overlay.show(null, { onLogout: logout });
+    forgetAppSession(outcome.username);
+    afterLogin(outcome);
+    location.reload();
+  }
+
+  /** A fresh online login refreshes the clinic copy (incremental), once the app is running. */
   function afterLogin(outcome) {
-    if (outcome.mode !== 'online') return;
-    // A fresh online login refreshes the clinic copy in the background (incremental).
+    if (outcome.mode === 'online') sessionStorage.setItem('tracker-offline:refresh', '1');
+  }
+
+  function refreshClinicCopy() {
+    if (!sessionStorage.getItem('tracker-offline:refresh')) return;
+    sessionStorage.removeItem('tracker-offline:refresh');
     app.download().catch((error) => console.warn('[tracker-offline] clinic copy not refreshed:', error.code, error.message));
   }
 
@@ -315,9 +340,10 @@ async function main() {
     afterLogin(outcome);
   }
   window.trackerOfflineUser = (await app.status()).user?.username ?? null;
-  const bar = new StatusBar(app, { onSwitchUser: logout });
+  const bar = new StatusBar(app, { onSwitchUser: switchUser });
   await bar.mount();
   await bootApp();
+  refreshClinicCopy();
 }
 
 main().catch((error) => {
