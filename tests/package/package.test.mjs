@@ -119,6 +119,12 @@ test('tracker-offline.js of the package imports in node (no browser global at to
   assert.equal(typeof mod.TrackerOffline.start, 'function');
   // sw.js touches `self` at top level: syntax only.
   execFileSync(process.execPath, ['--check', join(stage, 'sw.js')]);
+  // The loader runs in the page (document, window): syntax only.
+  if (existsSync(join(stage, 'tracker-capture'))) {
+    for (const f of filesUnder(join(stage, 'tracker-capture')).filter((f) => f.endsWith('.js'))) {
+      execFileSync(process.execPath, ['--check', join(stage, 'tracker-capture', f)]);
+    }
+  }
 });
 
 /** Members of `class TrackerOffline` in the declarations: { static: [...], instance: [...] }. */
