@@ -468,8 +468,10 @@ export declare class TrackerOffline extends EventTarget {
   discard(id: string): Promise<DiscardedEntry>;
 
   /**
-   * What the service worker holds (diagnostics and tests). Needs a service worker: rejects with
-   * `SERVICE_WORKER_UNAVAILABLE` when none is active.
+   * What the service worker holds (diagnostics and tests). Rejects with
+   * `SERVICE_WORKER_UNAVAILABLE` when the worker is not active or does not answer within 10 s.
+   * Started with `serviceWorker: false`, it waits for `navigator.serviceWorker.ready` (it does
+   * not settle while no worker is registered).
    */
   workerStatus(): Promise<WorkerStatus>;
 
