@@ -29,6 +29,9 @@ step "build the wasm package and dhis2-sim"
 scripts/build-wasm.sh
 cargo build -p dhis2-sim
 
+step "npm package (scripts/package.sh; declarations checked by a strict tsc consumer)"
+node --test tests/package/
+
 step "end-to-end tests (Playwright + chromium + dhis2-sim)"
 node --test --test-concurrency=1 --test-timeout=180000 tests/e2e/
 
