@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod commons;
 pub mod db;
 pub mod error;
 pub mod faults;
@@ -76,9 +77,52 @@ impl Config {
     }
 }
 
+/// What the simulator serves beyond [`Config`]: static apps and the instance's custom script
+/// and style. (Kept apart from `Config` so that code building a `Config` literal keeps
+/// compiling.)
+#[derive(Debug, Clone, Default)]
+pub struct Extras {
+    /// Static folders served at `/NAME/` (`--app NAME=DIR`), in order.
+    pub apps: Vec<(String, PathBuf)>,
+    /// Custom script stored at start-up, served by `/api/files/script` (`--files-script`).
+    pub files_script: Option<String>,
+    /// Custom style stored at start-up, served by `/api/files/style` (`--files-style`).
+    pub files_style: Option<String>,
+}
+
+/// Parses `NAME=DIR` (the `--app` flag). The name is one path segment of letters, digits,
+/// `-`, `_` and `.`, and not `api`.
+pub fn parse_app(spec: &str) -> Result<(String, PathBuf), String> {
+    let (name, dir) = spec.split_once('=').ok_or_else(|| format!("expected NAME=DIR, got '{spec}'"))?;
+    let name = name.trim().trim_matches('/');
+    let ok = !name.is_empty()
+        && name != "api"
+        && name != "__sim"
+        && !name.starts_with("dhis-web-commons")
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && name != "."
+        && name != "..";
+    if !ok {
+        return Err(format!("invalid app name '{name}' (one path segment, not api or dhis-web-commons*)"));
+    }
+    if dir.is_empty() {
+        return Err(format!("no directory given for app '{name}'"));
+    }
+    Ok((name.to_owned(), PathBuf::from(dir)))
+}
+
 /// Opens the database, applies the seed and builds the application.
 pub fn build_app(config: &Config) -> Result<Router, SimError> {
-    Ok(router(open_state(config)?, config.www.as_deref()))
+    build_app_with(config, &Extras::default())
+}
+
+/// [`build_app`] with static apps and custom script/style.
+pub fn build_app_with(config: &Config, extras: &Extras) -> Result<Router, SimError> {
+    let state = open_state(config)?;
+    if extras.files_script.is_some() || extras.files_style.is_some() {
+        api::settings::store_custom(&state.db().lock(), extras.files_script.as_deref(), extras.files_style.as_deref())?;
+    }
+    Ok(router_with_apps(state, config.www.as_deref(), &extras.apps))
 }
 
 /// Opens the database, applies the seed and returns the state (for callers that want to
@@ -95,6 +139,7 @@ pub fn open_state(config: &Config) -> Result<AppState, SimError> {
         }
     }
     api::datastore::create_tables(&db.lock())?;
+    api::settings::create_tables(&db.lock())?;
     let state = AppState::new(db, config.version)?;
     state.faults().configure(&config.faults);
     Ok(state)
@@ -103,13 +148,26 @@ pub fn open_state(config: &Config) -> Result<AppState, SimError> {
 /// The application over a state: `/api` (auth where DHIS2 needs it), optional static files,
 /// permissive CORS with credentials, and panics turned into 500 WebMessages.
 pub fn router(state: AppState, www: Option<&Path>) -> Router {
+    router_with_apps(state, www, &[])
+}
+
+/// [`router`] plus static apps served at `/NAME/` (`/NAME` redirects there).
+pub fn router_with_apps(state: AppState, www: Option<&Path>, apps: &[(String, PathBuf)]) -> Router {
+    state.set_apps(apps.to_vec());
     let protected = api::protected_routes()
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), auth::require_auth));
-    let api = api::public_routes().merge(protected).layer(middleware::from_fn(faults::mark_route));
+    let api = api::public_routes()
+        .merge(api::settings::files_routes(state.clone()))
+        .merge(protected)
+        .layer(middleware::from_fn(faults::mark_route));
 
-    let mut app = Router::new().nest("/api", api).route(auth::LOGIN_PAGE, get(login_page));
+    let mut app =
+        Router::new().nest("/api", api).merge(commons::routes(state.clone())).route(auth::LOGIN_PAGE, get(login_page));
+    for (name, dir) in apps {
+        app = app.merge(static_app(name, dir));
+    }
     app = match www {
         Some(dir) => app.fallback_service(
             tower::ServiceBuilder::new()
@@ -140,22 +198,86 @@ pub fn cors_layer() -> CorsLayer {
         .max_age(Duration::from_secs(3600))
 }
 
-/// Serves `.wasm` as `application/wasm` and `.js`/`.mjs` as `text/javascript`, whatever the
-/// MIME database says.
-async fn static_content_type(req: Request, next: Next) -> Response {
-    let path = req.uri().path().to_ascii_lowercase();
-    let forced = if path.ends_with(".wasm") {
+/// The content type forced for a static path, whatever the MIME database says.
+fn forced_content_type(path: &str) -> Option<&'static str> {
+    let path = path.to_ascii_lowercase();
+    if path.ends_with(".wasm") {
         Some("application/wasm")
     } else if path.ends_with(".js") || path.ends_with(".mjs") {
         Some("text/javascript")
     } else {
         None
-    };
+    }
+}
+
+/// Serves `.wasm` as `application/wasm` and `.js`/`.mjs` as `text/javascript`, whatever the
+/// MIME database says.
+async fn static_content_type(req: Request, next: Next) -> Response {
+    let forced = forced_content_type(req.uri().path());
     let mut response = next.run(req).await;
     if let Some(mime) = forced {
         if response.status().is_success() {
             response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(mime));
         }
+    }
+    response
+}
+
+/// The routes of one static app: `DIR` at `/NAME/`, `index.html` for directories, `/NAME`
+/// redirected to `/NAME/`. No authentication, like `--www`. A service worker inside the folder
+/// can register with scope `/NAME/` (its default scope), no header needed.
+fn static_app(name: &str, dir: &Path) -> Router<AppState> {
+    let prefix = format!("/{name}");
+    let target = format!("{prefix}/");
+    let serve = {
+        let dir = dir.to_owned();
+        let prefix = prefix.clone();
+        move |req: Request| {
+            let dir = dir.clone();
+            let prefix = prefix.clone();
+            async move { serve_app_file(&dir, &prefix, req).await }
+        }
+    };
+    Router::new()
+        .route(&prefix, get(move || async move { axum::response::Redirect::permanent(&target) }))
+        .route(&format!("{prefix}/"), get(serve.clone()))
+        .route(&format!("{prefix}/{{*path}}"), get(serve))
+}
+
+async fn serve_app_file(dir: &Path, prefix: &str, req: Request) -> Response {
+    use tower::ServiceExt;
+    let (mut parts, body) = req.into_parts();
+    let full = parts.uri.path().to_owned();
+    let inner = full.strip_prefix(prefix).unwrap_or("/");
+    let inner = if inner.is_empty() { "/" } else { inner };
+    let pq = match parts.uri.query() {
+        Some(q) => format!("{inner}?{q}"),
+        None => inner.to_owned(),
+    };
+    if let Ok(uri) = pq.parse() {
+        parts.uri = uri;
+    }
+    let req = Request::from_parts(parts, body);
+    let served = ServeDir::new(dir).append_index_html_on_directories(true).oneshot(req).await;
+    let mut response = match served {
+        Ok(r) => r.map(axum::body::Body::new),
+        Err(e) => match e {},
+    };
+    if response.status().is_success() {
+        if let Some(mime) = forced_content_type(&full) {
+            response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(mime));
+        }
+    }
+    // ServeDir's redirects (a directory without its slash) know only the inner path.
+    if let Some(loc) = response.headers().get(header::LOCATION).and_then(|l| l.to_str().ok()) {
+        if loc.starts_with('/') {
+            if let Ok(v) = HeaderValue::from_str(&format!("{prefix}{loc}")) {
+                response.headers_mut().insert(header::LOCATION, v);
+            }
+        }
+    }
+    if response.status() == axum::http::StatusCode::NOT_FOUND {
+        return ApiError::NotFound(format!("No handler found for GET {full}")).into_response();
     }
     response
 }
@@ -178,12 +300,14 @@ pub struct ServeOptions {
     pub port: u16,
     /// Application config.
     pub config: Config,
+    /// Static apps and custom script/style.
+    pub extras: Extras,
 }
 
 /// Binds, prints `dhis2-sim listening on http://HOST:PORT` to stdout, and serves until
 /// SIGINT/SIGTERM (then lets open requests finish for up to 5 seconds).
 pub async fn run(opts: ServeOptions) -> Result<(), SimError> {
-    let app = build_app(&opts.config)?;
+    let app = build_app_with(&opts.config, &opts.extras)?;
     let listener = tokio::net::TcpListener::bind((opts.host.as_str(), opts.port)).await?;
     let addr: SocketAddr = listener.local_addr()?;
     let host = if opts.host.contains(':') { format!("[{}]", opts.host) } else { opts.host.clone() };

@@ -36,6 +36,19 @@ struct Args {
     /// JSON fault rules active from the start (a list, or `{"seed":N,"rules":[…]}`); implies --faults.
     #[arg(long, value_name = "FILE")]
     faults_file: Option<PathBuf>,
+    /// Serve the static folder DIR at `/NAME/` (e.g. `tracker-capture=/work/tc-build`); repeatable.
+    #[arg(long = "app", value_name = "NAME=DIR", value_parser = dhis2_sim::parse_app)]
+    apps: Vec<(String, PathBuf)>,
+    /// Store this file as the instance's custom script (`/api/files/script`) at start.
+    #[arg(long, value_name = "FILE")]
+    files_script: Option<PathBuf>,
+    /// Store this file as the instance's custom style (`/api/files/style`) at start.
+    #[arg(long, value_name = "FILE")]
+    files_style: Option<PathBuf>,
+}
+
+fn read_text(flag: &str, file: Option<&PathBuf>) -> Result<Option<String>, String> {
+    file.map(|f| std::fs::read_to_string(f).map_err(|e| format!("cannot read {flag} {}: {e}", f.display()))).transpose()
 }
 
 fn main() -> ExitCode {
@@ -76,6 +89,22 @@ fn main() -> ExitCode {
             }
         }
     }
+    for (name, dir) in &args.apps {
+        if !dir.is_dir() {
+            // Served anyway (404s until it exists): the app may still be building.
+            eprintln!("dhis2-sim: warning: --app {name}={}: not a directory (yet)", dir.display());
+        }
+    }
+    let (files_script, files_style) = match (
+        read_text("--files-script", args.files_script.as_ref()),
+        read_text("--files-style", args.files_style.as_ref()),
+    ) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("dhis2-sim: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let opts = ServeOptions {
         host: args.host,
         port: args.port,
@@ -87,6 +116,7 @@ fn main() -> ExitCode {
             faults,
             tracked_entities: args.tracked_entities,
         },
+        extras: dhis2_sim::Extras { apps: args.apps, files_script, files_style },
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,

@@ -24,6 +24,9 @@ pub struct TrackedEntityType {
     pub name: String,
     /// `trackedEntityTypeAttributes`.
     pub attributes: Vec<TypeAttribute>,
+    /// Metadata and data sharing.
+    #[serde(default)]
+    pub sharing: Sharing,
 }
 
 /// A `trackedEntityTypeAttribute`.
@@ -142,6 +145,9 @@ pub struct Program {
     pub display_incident_date: bool,
     /// A tracked entity may be enrolled only once.
     pub only_enroll_once: bool,
+    /// Metadata and data sharing.
+    #[serde(default)]
+    pub sharing: Sharing,
 }
 
 /// A `programTrackedEntityAttribute`.
@@ -182,6 +188,9 @@ pub struct ProgramStage {
     pub execution_date_label: String,
     /// `programStageDataElements`.
     pub data_elements: Vec<StageDataElement>,
+    /// Metadata and data sharing.
+    #[serde(default)]
+    pub sharing: Sharing,
 }
 
 /// A `programStageDataElement`.
@@ -212,6 +221,171 @@ pub struct Metadata {
     pub programs: Vec<Program>,
     /// Program stages.
     pub program_stages: Vec<ProgramStage>,
+    /// User groups (the subjects of `userGroupAccesses`).
+    #[serde(default)]
+    pub user_groups: Vec<UserGroup>,
+}
+
+/// Sharing of a metadata object, as DHIS2 stores it: access strings of 8 characters, metadata
+/// read/write then data read/write (`rwrw----`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Sharing {
+    /// `publicAccess`.
+    pub public_access: String,
+    /// `userGroupAccesses`.
+    #[serde(default)]
+    pub user_group_accesses: Vec<SharingEntry>,
+    /// `userAccesses`.
+    #[serde(default)]
+    pub user_accesses: Vec<SharingEntry>,
+}
+
+impl Default for Sharing {
+    /// Everyone reads and writes metadata and data (databases seeded before sharing existed).
+    fn default() -> Self {
+        Self::public("rwrw----")
+    }
+}
+
+impl Sharing {
+    /// Public access only.
+    pub fn public(access: &str) -> Self {
+        Self { public_access: access.into(), user_group_accesses: Vec::new(), user_accesses: Vec::new() }
+    }
+
+    /// The same sharing with one more user group.
+    pub fn with_group(mut self, group: &str, access: &str) -> Self {
+        self.user_group_accesses.push(SharingEntry { id: group.into(), access: access.into() });
+        self
+    }
+
+    /// The sharing as DHIS2 shows it on an object (`publicAccess`, `userGroupAccesses`, …).
+    pub fn to_json(&self) -> Value {
+        let entries = |list: &[SharingEntry]| -> Vec<Value> {
+            list.iter().map(|e| json!({"id": e.id, "access": e.access})).collect()
+        };
+        json!({
+            "publicAccess": self.public_access,
+            "externalAccess": false,
+            "userGroupAccesses": entries(&self.user_group_accesses),
+            "userAccesses": entries(&self.user_accesses),
+        })
+    }
+}
+
+/// One user or user group in a [`Sharing`].
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SharingEntry {
+    /// User or user group UID.
+    pub id: String,
+    /// Access string.
+    pub access: String,
+}
+
+/// A user group.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct UserGroup {
+    /// UID.
+    pub uid: String,
+    /// Name.
+    pub name: String,
+    /// Member user UIDs.
+    pub members: Vec<String>,
+}
+
+/// Who is asking: what [`Access`](Viewer::access) objects and sharing filters are computed for.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Viewer {
+    /// User UID.
+    pub uid: String,
+    /// Superuser (authority `ALL`): every access flag is true, as DHIS2's `AclService`.
+    pub superuser: bool,
+    /// UIDs of the user's groups.
+    pub groups: Vec<String>,
+    /// The user's authorities.
+    pub authorities: Vec<String>,
+}
+
+/// Positions in an access string.
+const META_READ: usize = 0;
+const META_WRITE: usize = 1;
+const DATA_READ: usize = 2;
+const DATA_WRITE: usize = 3;
+
+impl Viewer {
+    /// A superuser viewer (seeding, internal use).
+    pub fn superuser() -> Self {
+        Self { superuser: true, ..Self::default() }
+    }
+
+    /// The viewer for a user, given its groups as stored in `md`.
+    pub fn for_user(md: &Metadata, uid: &str, superuser: bool, authorities: Vec<String>) -> Self {
+        let groups =
+            md.user_groups.iter().filter(|g| g.members.iter().any(|m| m == uid)).map(|g| g.uid.clone()).collect();
+        Self { uid: uid.into(), superuser: superuser || authorities.iter().any(|a| a == "ALL"), groups, authorities }
+    }
+
+    fn grants(&self, s: &Sharing, pos: usize) -> bool {
+        let has = |access: &str| access.as_bytes().get(pos).is_some_and(|c| *c != b'-');
+        has(&s.public_access)
+            || s.user_accesses.iter().any(|e| e.id == self.uid && has(&e.access))
+            || s.user_group_accesses.iter().any(|e| self.groups.contains(&e.id) && has(&e.access))
+    }
+
+    fn has_authority(&self, authority: &str) -> bool {
+        self.superuser || self.authorities.iter().any(|a| a == authority)
+    }
+
+    /// Metadata read (an object the viewer cannot read is left out of lists, as DHIS2 does).
+    pub fn can_read(&self, s: &Sharing) -> bool {
+        self.superuser || self.grants(s, META_READ)
+    }
+
+    /// Data read.
+    pub fn can_read_data(&self, s: &Sharing) -> bool {
+        self.superuser || self.grants(s, DATA_READ)
+    }
+
+    /// Data write.
+    pub fn can_write_data(&self, s: &Sharing) -> bool {
+        self.superuser || self.grants(s, DATA_WRITE)
+    }
+
+    /// DHIS2's `access` object. `sharing` is `None` for objects without sharing here (read by
+    /// all); `authority` is what creating and changing such objects needs; `data` adds the
+    /// `data{read,write}` part of data-shareable types (programs, stages, tracked entity types).
+    pub fn access(&self, sharing: Option<&Sharing>, authority: &str, data: bool) -> Value {
+        let su = self.superuser;
+        let (read, meta_write) = match sharing {
+            Some(s) => (self.can_read(s), su || self.grants(s, META_WRITE)),
+            None => (true, true),
+        };
+        let write = su || (meta_write && self.has_authority(authority));
+        let mut v = json!({
+            "manage": write, "externalize": su, "write": write, "read": read, "update": write, "delete": write,
+        });
+        if data {
+            let (dr, dw) = sharing.map_or((true, true), |s| (self.can_read_data(s), self.can_write_data(s)));
+            v["data"] = json!({"read": dr, "write": dw});
+        }
+        v
+    }
+}
+
+/// Authorities that create and change each kind of metadata.
+pub mod authority {
+    /// Programs.
+    pub const PROGRAM: &str = "F_PROGRAM_PUBLIC_ADD";
+    /// Program stages.
+    pub const PROGRAM_STAGE: &str = "F_PROGRAMSTAGE_ADD";
+    /// Tracked entity types.
+    pub const TRACKED_ENTITY_TYPE: &str = "F_TRACKED_ENTITY_ADD";
+    /// Tracked entity attributes.
+    pub const ATTRIBUTE: &str = "F_TRACKED_ENTITY_ATTRIBUTE_ADD";
+    /// Data elements.
+    pub const DATA_ELEMENT: &str = "F_DATAELEMENT_PUBLIC_ADD";
+    /// Option sets.
+    pub const OPTION_SET: &str = "F_OPTIONSET_PUBLIC_ADD";
 }
 
 impl Metadata {
@@ -318,15 +492,16 @@ pub fn check_value_type(value_type: &str, value: &str) -> Option<&'static str> {
     }
 }
 
-fn access(write: bool) -> Value {
-    json!({
-        "read": true, "update": write, "externalize": false, "delete": write, "write": write, "manage": write,
-        "data": {"read": true, "write": true}
-    })
+/// `v` with the sharing properties (`publicAccess`, `userGroupAccesses`, …) added.
+fn with_sharing(mut v: Value, sharing: &Sharing) -> Value {
+    if let (Some(m), Value::Object(extra)) = (v.as_object_mut(), sharing.to_json()) {
+        m.extend(extra);
+    }
+    v
 }
 
 /// An option set as JSON (options embedded).
-pub fn option_set_json(os: &OptionSet) -> Value {
+pub fn option_set_json(os: &OptionSet, viewer: &Viewer) -> Value {
     json!({
         "id": os.uid,
         "name": os.name,
@@ -337,16 +512,16 @@ pub fn option_set_json(os: &OptionSet) -> Value {
             "id": o.uid, "code": o.code, "name": o.name, "displayName": o.name, "sortOrder": i + 1,
             "optionSet": {"id": os.uid},
         })).collect::<Vec<_>>(),
-        "access": access(false),
+        "access": viewer.access(None, authority::OPTION_SET, false),
     })
 }
 
-fn option_set_ref(md: &Metadata, uid: Option<&str>) -> Option<Value> {
-    uid.map(|u| md.option_set(u).map_or_else(|| json!({ "id": u }), option_set_json))
+fn option_set_ref(md: &Metadata, uid: Option<&str>, viewer: &Viewer) -> Option<Value> {
+    uid.map(|u| md.option_set(u).map_or_else(|| json!({ "id": u }), |os| option_set_json(os, viewer)))
 }
 
 /// A tracked entity attribute as JSON.
-pub fn attribute_json(md: &Metadata, a: &Attribute) -> Value {
+pub fn attribute_json(md: &Metadata, a: &Attribute, viewer: &Viewer) -> Value {
     let mut v = json!({
         "id": a.uid,
         "name": a.name,
@@ -367,9 +542,9 @@ pub fn attribute_json(md: &Metadata, a: &Attribute) -> Value {
         "skipSynchronization": false,
         "displayInListNoProgram": a.display_in_list_no_program,
         "displayOnVisitSchedule": false,
-        "access": access(false),
+        "access": viewer.access(None, authority::ATTRIBUTE, false),
     });
-    if let Some(os) = option_set_ref(md, a.option_set.as_deref()) {
+    if let Some(os) = option_set_ref(md, a.option_set.as_deref(), viewer) {
         v["optionSet"] = os;
         v["optionSetValue"] = json!(true);
     } else {
@@ -378,13 +553,13 @@ pub fn attribute_json(md: &Metadata, a: &Attribute) -> Value {
     v
 }
 
-fn attribute_or_ref(md: &Metadata, uid: &str) -> Value {
-    md.attribute(uid).map_or_else(|| json!({ "id": uid }), |a| attribute_json(md, a))
+fn attribute_or_ref(md: &Metadata, uid: &str, viewer: &Viewer) -> Value {
+    md.attribute(uid).map_or_else(|| json!({ "id": uid }), |a| attribute_json(md, a, viewer))
 }
 
 /// A tracked entity type as JSON.
-pub fn tracked_entity_type_json(md: &Metadata, t: &TrackedEntityType) -> Value {
-    json!({
+pub fn tracked_entity_type_json(md: &Metadata, t: &TrackedEntityType, viewer: &Viewer) -> Value {
+    let v = json!({
         "id": t.uid,
         "name": t.name,
         "displayName": t.name,
@@ -402,16 +577,17 @@ pub fn tracked_entity_type_json(md: &Metadata, t: &TrackedEntityType) -> Value {
                 "searchable": ta.searchable,
                 "displayInList": ta.display_in_list,
                 "valueType": attr.map_or("TEXT", |a| a.value_type.as_str()),
-                "trackedEntityAttribute": attribute_or_ref(md, &ta.attribute),
+                "trackedEntityAttribute": attribute_or_ref(md, &ta.attribute, viewer),
                 "trackedEntityType": {"id": t.uid},
             })
         }).collect::<Vec<_>>(),
-        "access": access(false),
-    })
+        "access": viewer.access(Some(&t.sharing), authority::TRACKED_ENTITY_TYPE, true),
+    });
+    with_sharing(v, &t.sharing)
 }
 
 /// A data element as JSON.
-pub fn data_element_json(md: &Metadata, d: &DataElement) -> Value {
+pub fn data_element_json(md: &Metadata, d: &DataElement, viewer: &Viewer) -> Value {
     let mut v = json!({
         "id": d.uid,
         "name": d.name,
@@ -425,9 +601,9 @@ pub fn data_element_json(md: &Metadata, d: &DataElement) -> Value {
         "domainType": "TRACKER",
         "aggregationType": "NONE",
         "zeroIsSignificant": false,
-        "access": access(false),
+        "access": viewer.access(None, authority::DATA_ELEMENT, false),
     });
-    if let Some(os) = option_set_ref(md, d.option_set.as_deref()) {
+    if let Some(os) = option_set_ref(md, d.option_set.as_deref(), viewer) {
         v["optionSet"] = os;
         v["optionSetValue"] = json!(true);
     } else {
@@ -437,8 +613,8 @@ pub fn data_element_json(md: &Metadata, d: &DataElement) -> Value {
 }
 
 /// A program stage as JSON (data elements embedded).
-pub fn program_stage_json(md: &Metadata, s: &ProgramStage) -> Value {
-    json!({
+pub fn program_stage_json(md: &Metadata, s: &ProgramStage, viewer: &Viewer) -> Value {
+    let v = json!({
         "id": s.uid,
         "name": s.name,
         "displayName": s.name,
@@ -469,16 +645,17 @@ pub fn program_stage_json(md: &Metadata, s: &ProgramStage) -> Value {
             "displayInReports": true,
             "programStage": {"id": s.uid},
             "dataElement": md.data_element(&psde.data_element)
-                .map_or_else(|| json!({"id": psde.data_element}), |d| data_element_json(md, d)),
-            "access": access(false),
+                .map_or_else(|| json!({"id": psde.data_element}), |d| data_element_json(md, d, viewer)),
+            "access": viewer.access(None, authority::PROGRAM_STAGE, false),
         })).collect::<Vec<_>>(),
         "programStageSections": [],
-        "access": access(false),
-    })
+        "access": viewer.access(Some(&s.sharing), authority::PROGRAM_STAGE, true),
+    });
+    with_sharing(v, &s.sharing)
 }
 
 /// A program as JSON (attributes and stages embedded, org units as references).
-pub fn program_json(md: &Metadata, p: &Program, org_units: &[OrgUnit]) -> Value {
+pub fn program_json(md: &Metadata, p: &Program, org_units: &[OrgUnit], viewer: &Viewer) -> Value {
     let tet = md.tracked_entity_type(&p.tracked_entity_type);
     let attributes: Vec<Value> = p
         .attributes
@@ -496,15 +673,15 @@ pub fn program_json(md: &Metadata, p: &Program, org_units: &[OrgUnit]) -> Value 
                 "renderOptionsAsRadio": false,
                 "valueType": attr.map_or("TEXT", |a| a.value_type.as_str()),
                 "program": {"id": p.uid},
-                "trackedEntityAttribute": attribute_or_ref(md, &pa.attribute),
-                "access": access(false),
+                "trackedEntityAttribute": attribute_or_ref(md, &pa.attribute, viewer),
+                "access": viewer.access(None, authority::PROGRAM, false),
             })
         })
         .collect();
     let stages: Vec<Value> = p
         .stages
         .iter()
-        .map(|s| md.stage(s).map_or_else(|| json!({"id": s}), |st| program_stage_json(md, st)))
+        .map(|s| md.stage(s).map_or_else(|| json!({"id": s}), |st| program_stage_json(md, st, viewer)))
         .collect();
     let ous: Vec<Value> =
         org_units.iter().filter(|o| p.org_units.contains(&o.uid)).map(crate::api::me::org_unit_json).collect();
@@ -551,14 +728,14 @@ pub fn program_json(md: &Metadata, p: &Program, org_units: &[OrgUnit]) -> Value 
         m.extend(e);
         m.insert(
             "trackedEntityType".into(),
-            tet.map_or_else(|| json!({"id": p.tracked_entity_type}), |t| tracked_entity_type_json(md, t)),
+            tet.map_or_else(|| json!({"id": p.tracked_entity_type}), |t| tracked_entity_type_json(md, t, viewer)),
         );
         m.insert("programTrackedEntityAttributes".into(), Value::Array(attributes));
         m.insert("programStages".into(), Value::Array(stages));
         m.insert("organisationUnits".into(), Value::Array(ous));
-        m.insert("access".into(), access(false));
+        m.insert("access".into(), viewer.access(Some(&p.sharing), authority::PROGRAM, true));
     }
-    v
+    with_sharing(v, &p.sharing)
 }
 
 #[cfg(test)]

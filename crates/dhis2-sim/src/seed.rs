@@ -10,8 +10,8 @@ use rusqlite::Connection;
 use crate::{
     db::{self, OrgUnit, OrgUnitKind, User, UserRole},
     model::{
-        Attribute, DataElement, Metadata, OptionItem, OptionSet, Program, ProgramAttribute, ProgramStage,
-        StageDataElement, TrackedEntityType, TypeAttribute,
+        Attribute, DataElement, Metadata, OptionItem, OptionSet, Program, ProgramAttribute, ProgramStage, Sharing,
+        StageDataElement, TrackedEntityType, TypeAttribute, UserGroup,
     },
 };
 
@@ -95,6 +95,22 @@ pub const STAGE_DELIVERY: &str = "PsDelivery1";
 pub const STAGE_POSTNATAL: &str = "PsPostnatl1";
 /// Program stage "Newborn".
 pub const STAGE_NEWBORN: &str = "PsNewborn01";
+
+/// Program "Child nutrition" (WITH_REGISTRATION, Dura and Yatta): shared with the
+/// [`GROUP_NUTRITION`] group only, so the nurses cannot see it at all; the superuser can.
+pub const PROGRAM_NUTRITION: &str = "PrNutrit001";
+/// Program stage "Nutrition visit" of [`PROGRAM_NUTRITION`].
+pub const STAGE_NUTRITION: &str = "PsNutVisit1";
+
+/// User group "MCH nurses": nurse1, nurse2 and midwife1. The MCH program, its stages and the
+/// Person type give it data read and write ([`NURSES_ACCESS`]).
+pub const GROUP_MCH_NURSES: &str = "UgMchNurse1";
+/// User group "Nutrition officers" (no members in the demo).
+pub const GROUP_NUTRITION: &str = "UgNutrOff01";
+/// Public access of the demo's shared metadata: metadata read and write, no data.
+pub const PUBLIC_ACCESS: &str = "rw------";
+/// Access of [`GROUP_MCH_NURSES`]: metadata read, data read and write.
+pub const NURSES_ACCESS: &str = "r-rw----";
 
 /// Data element "Weight (kg)" (NUMBER).
 pub const DE_WEIGHT: &str = "DeWeightKg1";
@@ -224,11 +240,22 @@ fn option_set(uid: &str, name: &str, options: &[(&str, &str, &str)]) -> OptionSe
     }
 }
 
+/// Sharing of the MCH program, its stages and the Person type.
+fn mch_sharing() -> Sharing {
+    Sharing::public(PUBLIC_ACCESS).with_group(GROUP_MCH_NURSES, NURSES_ACCESS)
+}
+
+/// Sharing of the nutrition program and its stage: no public access at all.
+fn nutrition_sharing() -> Sharing {
+    Sharing::public("--------").with_group(GROUP_NUTRITION, "rwrw----")
+}
+
 fn stage(uid: &str, name: &str, sort_order: i64, repeatable: bool, days: i64, des: &[&str]) -> ProgramStage {
     ProgramStage {
         uid: uid.into(),
         name: name.into(),
         program: PROGRAM_MCH.into(),
+        sharing: mch_sharing(),
         repeatable,
         sort_order,
         auto_generate_event: false,
@@ -283,6 +310,7 @@ pub fn demo_metadata() -> Metadata {
                 display_in_list: *list,
             })
             .collect(),
+        sharing: mch_sharing(),
     };
     let program = Program {
         uid: PROGRAM_MCH.into(),
@@ -311,7 +339,40 @@ pub fn demo_metadata() -> Metadata {
         incident_date_label: "Last menstrual period".into(),
         display_incident_date: true,
         only_enroll_once: false,
+        sharing: mch_sharing(),
     };
+    let nutrition = Program {
+        uid: PROGRAM_NUTRITION.into(),
+        name: "Child nutrition".into(),
+        short_name: "Nutrition".into(),
+        code: "NUTRITION".into(),
+        version: 1,
+        program_type: "WITH_REGISTRATION".into(),
+        tracked_entity_type: TET_PERSON.into(),
+        access_level: "OPEN".into(),
+        attributes: [(ATTR_FIRST_NAME, "PnFirstNam1"), (ATTR_LAST_NAME, "PnLastName1")]
+            .iter()
+            .enumerate()
+            .map(|(i, (a, link))| ProgramAttribute {
+                uid: (*link).into(),
+                attribute: (*a).into(),
+                mandatory: true,
+                searchable: true,
+                display_in_list: true,
+                sort_order: i64::try_from(i).unwrap_or(0) + 1,
+            })
+            .collect(),
+        stages: vec![STAGE_NUTRITION.into()],
+        org_units: vec![OU_DURA.into(), OU_YATTA.into()],
+        enrollment_date_label: "Date of enrollment".into(),
+        incident_date_label: "Date of birth".into(),
+        display_incident_date: false,
+        only_enroll_once: true,
+        sharing: nutrition_sharing(),
+    };
+    let mut nutrition_visit = stage(STAGE_NUTRITION, "Nutrition visit", 1, true, 0, &[DE_WEIGHT, DE_REMARKS]);
+    nutrition_visit.program = PROGRAM_NUTRITION.into();
+    nutrition_visit.sharing = nutrition_sharing();
     Metadata {
         tracked_entity_types: vec![tet],
         attributes,
@@ -348,7 +409,7 @@ pub fn demo_metadata() -> Metadata {
             de(DE_NEWBORN_SEX, "Newborn sex", "MCH_NEWBORN_SEX", "TEXT", Some(OS_SEX)),
             de(DE_APGAR, "APGAR score at 5 min", "MCH_APGAR", "INTEGER_ZERO_OR_POSITIVE", None),
         ],
-        programs: vec![program],
+        programs: vec![program, nutrition],
         program_stages: vec![
             stage(
                 STAGE_ANC,
@@ -382,6 +443,15 @@ pub fn demo_metadata() -> Metadata {
                 270,
                 &[DE_BIRTH_WEIGHT, DE_NEWBORN_SEX, DE_APGAR, DE_BREASTFEEDING],
             ),
+            nutrition_visit,
+        ],
+        user_groups: vec![
+            UserGroup {
+                uid: GROUP_MCH_NURSES.into(),
+                name: "MCH nurses".into(),
+                members: vec![NURSE1_UID.into(), NURSE2_UID.into(), MIDWIFE1_UID.into()],
+            },
+            UserGroup { uid: GROUP_NUTRITION.into(), name: "Nutrition officers".into(), members: Vec::new() },
         ],
     }
 }
@@ -548,6 +618,10 @@ mod tests {
             OS_DELIVERY_MODE,
             OS_BIRTH_OUTCOME,
             OS_SEX,
+            PROGRAM_NUTRITION,
+            STAGE_NUTRITION,
+            GROUP_MCH_NURSES,
+            GROUP_NUTRITION,
         ] {
             assert!(uid::is_valid(u), "{u}");
         }

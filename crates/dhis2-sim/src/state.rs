@@ -1,6 +1,10 @@
 //! Shared application state handed to every handler: database, sessions, server version.
 
-use std::sync::Arc;
+use std::{
+    collections::HashMap,
+    path::PathBuf,
+    sync::{Arc, Mutex, RwLock},
+};
 
 use crate::{
     auth::Sessions,
@@ -23,6 +27,10 @@ struct Inner {
     system_id: String,
     faults: crate::faults::Faults,
     tracker_jobs: crate::api::tracker::Jobs,
+    /// Static apps served at `/NAME/` (`--app NAME=DIR`), listed by `/api/apps`.
+    apps: RwLock<Vec<(String, PathBuf)>>,
+    /// The org unit tree selection of each user (`/dhis-web-commons/ouwt/*.action`).
+    ou_selection: Mutex<HashMap<String, Vec<String>>>,
 }
 
 impl AppState {
@@ -49,6 +57,8 @@ impl AppState {
                 system_id,
                 faults,
                 tracker_jobs: Default::default(),
+                apps: RwLock::default(),
+                ou_selection: Mutex::default(),
             }),
         })
     }
@@ -76,6 +86,28 @@ impl AppState {
     /// The in-memory jobs of async `POST /api/tracker` imports.
     pub fn tracker_jobs(&self) -> &crate::api::tracker::Jobs {
         &self.inner.tracker_jobs
+    }
+
+    /// Records the static apps served (for `/api/apps` and the menu).
+    pub fn set_apps(&self, apps: Vec<(String, PathBuf)>) {
+        *self.inner.apps.write().unwrap_or_else(std::sync::PoisonError::into_inner) = apps;
+    }
+
+    /// The static apps served, as `(name, dir)`.
+    pub fn apps(&self) -> Vec<(String, PathBuf)> {
+        self.inner.apps.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// The org unit tree selection of a user.
+    pub fn ou_selection(&self, user_uid: &str) -> Vec<String> {
+        let map = self.inner.ou_selection.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.get(user_uid).cloned().unwrap_or_default()
+    }
+
+    /// Replaces the org unit tree selection of a user.
+    pub fn set_ou_selection(&self, user_uid: &str, selected: Vec<String>) {
+        let mut map = self.inner.ou_selection.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.insert(user_uid.to_owned(), selected);
     }
 
     /// The stable system id (`/api/system/info` `systemId`).

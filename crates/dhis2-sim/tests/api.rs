@@ -28,7 +28,8 @@ async fn me_with_basic_has_the_240_shape() {
         assert_eq!(me[key], json!([{ "id": OU_BANI_NAIM }]), "{key}");
     }
     assert_eq!(me["userRoles"], json!([{ "id": ROLE_DATA_ENTRY }]));
-    assert_eq!(me["programs"], json!([]));
+    // Programs with data read access (the MCH program, through the "MCH nurses" group).
+    assert_eq!(me["programs"], json!([dhis2_sim::seed::PROGRAM_MCH]));
     let authorities = me["authorities"].as_array().expect("authorities");
     assert!(authorities.contains(&json!("F_TRACKED_ENTITY_INSTANCE_ADD")));
     assert!(!authorities.contains(&json!("ALL")));

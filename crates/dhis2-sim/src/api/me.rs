@@ -21,6 +21,7 @@ use crate::{
     db::{self, OrgUnit, OrgUnitKind, User, UserRole},
     error::{json_response, ApiError},
     fields::FilterOptions,
+    model::Metadata,
     state::AppState,
 };
 
@@ -43,17 +44,24 @@ struct MeData {
     view: Vec<OrgUnit>,
     search: Vec<OrgUnit>,
     roles: Vec<UserRole>,
+    /// Every org unit (for `children`), sorted by path.
+    all_org_units: Vec<OrgUnit>,
+    metadata: Metadata,
 }
 
 async fn load(state: &AppState, user: User) -> Result<MeData, ApiError> {
     state
         .db()
         .call(move |conn| {
+            let mut all_org_units: Vec<OrgUnit> = crate::tracker::store::org_units(conn)?.into_values().collect();
+            all_org_units.sort_by(|a, b| a.path.cmp(&b.path));
             Ok(MeData {
                 capture: db::user_org_units(conn, &user.uid, OrgUnitKind::Capture)?,
                 view: db::user_org_units(conn, &user.uid, OrgUnitKind::View)?,
                 search: db::user_org_units(conn, &user.uid, OrgUnitKind::Search)?,
                 roles: db::user_roles(conn, &user.uid)?,
+                all_org_units,
+                metadata: Metadata::load(conn)?,
                 user,
             })
         })
@@ -97,14 +105,44 @@ fn role_json(r: &UserRole) -> Value {
         "name": r.name,
         "displayName": r.name,
         "authorities": r.authorities,
+        // Program access moved to sharing in DHIS2 2.29; roles keep an empty list.
+        "programs": [],
     })
+}
+
+/// An org unit with its `children` (two levels deep, each with its own children) and the
+/// `programs` assigned to it, as Tracker Capture asks `/api/me` for them.
+fn org_unit_tree_json(o: &OrgUnit, all: &[OrgUnit], md: &Metadata, depth: usize) -> Value {
+    let mut v = org_unit_json(o);
+    v["programs"] = Value::Array(
+        md.programs.iter().filter(|p| p.org_units.contains(&o.uid)).map(|p| json!({"id": p.uid})).collect(),
+    );
+    let children = all.iter().filter(|c| c.parent.as_deref() == Some(o.uid.as_str()));
+    v["children"] = Value::Array(if depth == 0 {
+        children.map(|c| json!({"id": c.uid})).collect()
+    } else {
+        children.map(|c| org_unit_tree_json(c, all, md, depth - 1)).collect()
+    });
+    v
 }
 
 /// The full `/api/me` object for a version.
 fn me_json(data: &MeData, state: &AppState) -> Value {
     let u = &data.user;
     let roles: Vec<Value> = data.roles.iter().map(role_json).collect();
-    let ous = |list: &[OrgUnit]| -> Vec<Value> { list.iter().map(org_unit_json).collect() };
+    let ous = |list: &[OrgUnit]| -> Vec<Value> {
+        list.iter().map(|o| org_unit_tree_json(o, &data.all_org_units, &data.metadata, 2)).collect()
+    };
+    let groups: Vec<Value> = data
+        .metadata
+        .user_groups
+        .iter()
+        .filter(|g| g.members.contains(&u.uid))
+        .map(|g| json!({"id": g.uid, "name": g.name, "displayName": g.name}))
+        .collect();
+    let viewer = crate::model::Viewer::for_user(&data.metadata, &u.uid, u.superuser, authorities(u, &data.roles));
+    let programs: Vec<Value> =
+        data.metadata.programs.iter().filter(|p| viewer.can_read_data(&p.sharing)).map(|p| json!(p.uid)).collect();
     let mut v = json!({
         "id": u.uid,
         "username": u.username,
@@ -119,9 +157,9 @@ fn me_json(data: &MeData, state: &AppState) -> Value {
         "teiSearchOrganisationUnits": ous(&data.search),
         "userRoles": roles,
         "authorities": authorities(u, &data.roles),
-        "programs": [],
+        "programs": programs,
         "dataSets": [],
-        "userGroups": [],
+        "userGroups": groups,
         "settings": {
             "keyUiLocale": "en",
             "keyDbLocale": "en",

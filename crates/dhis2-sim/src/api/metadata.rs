@@ -25,7 +25,7 @@ use crate::{
     auth::CurrentUser,
     error::{json_response, ApiError},
     fields::{FieldFilter, FilterOptions},
-    model::{self, Metadata},
+    model::{self, Metadata, Viewer},
     state::AppState,
     tracker::{
         query::pager_json,
@@ -43,6 +43,7 @@ const KINDS: &[&str] = &[
     "optionSets",
     "dataElements",
     "organisationUnits",
+    "organisationUnitLevels",
 ];
 
 /// Kinds answered with an empty list (the simulator has none).
@@ -55,8 +56,10 @@ const EMPTY_KINDS: &[&str] = &[
     "optionGroups",
     "trackedEntityInstanceFilters",
     "constants",
-    "organisationUnitLevels",
 ];
+
+/// Names of the org unit levels, from the root down (deeper levels are "Level N").
+const LEVEL_NAMES: &[&str] = &["National", "District", "Facility"];
 
 /// Routes of this module.
 pub fn routes() -> Router<AppState> {
@@ -65,7 +68,9 @@ pub fn routes() -> Router<AppState> {
         .route("/programs/orgUnits.json", get(program_org_units))
         .route("/trackedEntityAttributes/{id}/generate", get(generate))
         .route("/trackedEntityAttributes/{id}/generateAndReserve", get(generate_and_reserve))
-        .route("/trackedEntityAttributes/{id}/requiredValues", get(required_values));
+        .route("/trackedEntityAttributes/{id}/requiredValues", get(required_values))
+        .route("/potentialDuplicates", get(potential_duplicates))
+        .route("/potentialDuplicates.json", get(potential_duplicates));
     for kind in KINDS {
         r = r
             .route(&format!("/{kind}"), get(list))
@@ -84,20 +89,60 @@ fn kind_of(uri: &axum::http::Uri) -> String {
     strip_json(seg).to_owned()
 }
 
-/// All objects of a kind, full JSON.
-fn objects(conn: &rusqlite::Connection, kind: &str) -> Result<Vec<Value>, ApiError> {
+/// What the user may see and do, for the `access` objects and the sharing filter.
+pub fn viewer(conn: &rusqlite::Connection, md: &Metadata, user: &crate::db::User) -> Result<Viewer, ApiError> {
+    let authorities = crate::db::user_roles(conn, &user.uid)?.into_iter().flat_map(|r| r.authorities).collect();
+    Ok(Viewer::for_user(md, &user.uid, user.superuser, authorities))
+}
+
+/// All objects of a kind the user may read (metadata sharing), full JSON with `access`
+/// computed for the user.
+fn objects(conn: &rusqlite::Connection, kind: &str, user: &crate::db::User) -> Result<Vec<Value>, ApiError> {
     let md = Metadata::load(conn)?;
+    let viewer = viewer(conn, &md, user)?;
+    let viewer = &viewer;
     let mut ous: Vec<crate::db::OrgUnit> = store::org_units(conn)?.into_values().collect();
     ous.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(match kind {
-        "programs" => md.programs.iter().map(|p| model::program_json(&md, p, &ous)).collect(),
-        "programStages" => md.program_stages.iter().map(|s| model::program_stage_json(&md, s)).collect(),
-        "trackedEntityAttributes" => md.attributes.iter().map(|a| model::attribute_json(&md, a)).collect(),
-        "trackedEntityTypes" => {
-            md.tracked_entity_types.iter().map(|t| model::tracked_entity_type_json(&md, t)).collect()
+        "programs" => md
+            .programs
+            .iter()
+            .filter(|p| viewer.can_read(&p.sharing))
+            .map(|p| model::program_json(&md, p, &ous, viewer))
+            .collect(),
+        "programStages" => md
+            .program_stages
+            .iter()
+            .filter(|s| viewer.can_read(&s.sharing))
+            .map(|s| model::program_stage_json(&md, s, viewer))
+            .collect(),
+        "trackedEntityAttributes" => md.attributes.iter().map(|a| model::attribute_json(&md, a, viewer)).collect(),
+        "trackedEntityTypes" => md
+            .tracked_entity_types
+            .iter()
+            .filter(|t| viewer.can_read(&t.sharing))
+            .map(|t| model::tracked_entity_type_json(&md, t, viewer))
+            .collect(),
+        "optionSets" => md.option_sets.iter().map(|o| model::option_set_json(o, viewer)).collect(),
+        "dataElements" => md.data_elements.iter().map(|d| model::data_element_json(&md, d, viewer)).collect(),
+        "organisationUnitLevels" => {
+            let deepest = ous.iter().map(|o| o.level).max().unwrap_or(0);
+            (1..=deepest)
+                .map(|level| {
+                    let name = usize::try_from(level - 1)
+                        .ok()
+                        .and_then(|i| LEVEL_NAMES.get(i))
+                        .map_or_else(|| format!("Level {level}"), |n| (*n).to_owned());
+                    json!({
+                        "id": format!("OulLevel{level:03}"),
+                        "name": name,
+                        "displayName": name,
+                        "level": level,
+                        "offlineLevels": null,
+                    })
+                })
+                .collect()
         }
-        "optionSets" => md.option_sets.iter().map(model::option_set_json).collect(),
-        "dataElements" => md.data_elements.iter().map(|d| model::data_element_json(&md, d)).collect(),
         "organisationUnits" => ous
             .iter()
             .map(|o| {
@@ -171,6 +216,19 @@ fn passes(obj: &Value, filter: &str) -> Result<bool, ApiError> {
             let needle = value.to_lowercase();
             vals.iter().any(|v| v.to_lowercase().contains(&needle))
         }
+        "gt" | "ge" | "lt" | "le" => vals.iter().any(|v| {
+            let ord = match (v.parse::<f64>(), value.parse::<f64>()) {
+                (Ok(a), Ok(b)) => a.partial_cmp(&b),
+                _ => Some(v.as_str().cmp(value)),
+            };
+            matches!(
+                (op, ord),
+                ("gt", Some(std::cmp::Ordering::Greater))
+                    | ("ge", Some(std::cmp::Ordering::Greater | std::cmp::Ordering::Equal))
+                    | ("lt", Some(std::cmp::Ordering::Less))
+                    | ("le", Some(std::cmp::Ordering::Less | std::cmp::Ordering::Equal))
+            )
+        }),
         "null" => vals.is_empty(),
         "!null" => !vals.is_empty(),
         _ => return Err(ApiError::BadRequest(format!("Invalid filter operator: {op}"))),
@@ -180,13 +238,13 @@ fn passes(obj: &Value, filter: &str) -> Result<bool, ApiError> {
 /// `GET /api/<kind>[.json]`.
 pub async fn list(
     State(state): State<AppState>,
-    _user: CurrentUser,
+    CurrentUser(user): CurrentUser,
     uri: axum::http::Uri,
     params: Params,
 ) -> Result<Response, ApiError> {
     let kind = kind_of(&uri);
     let k = kind.clone();
-    let all = state.db().call(move |conn| objects(conn, &k)).await?;
+    let all = state.db().call(move |conn| objects(conn, &k, &user)).await?;
     let filters: Vec<&str> = params.all("filter").collect();
     let mut matched = Vec::new();
     for obj in all {
@@ -219,7 +277,7 @@ pub async fn list(
 /// `GET /api/<kind>/{id}`.
 pub async fn one(
     State(state): State<AppState>,
-    _user: CurrentUser,
+    CurrentUser(user): CurrentUser,
     uri: axum::http::Uri,
     Path(id): Path<String>,
     params: Params,
@@ -227,7 +285,7 @@ pub async fn one(
     let kind = kind_of(&uri);
     let id = strip_json(&id).to_owned();
     let k = kind.clone();
-    let all = state.db().call(move |conn| objects(conn, &k)).await?;
+    let all = state.db().call(move |conn| objects(conn, &k, &user)).await?;
     let obj = all.into_iter().find(|o| o["id"] == json!(id)).ok_or_else(|| {
         let class = match kind.as_str() {
             "programs" => "Program",
@@ -236,6 +294,7 @@ pub async fn one(
             "trackedEntityTypes" => "TrackedEntityType",
             "optionSets" => "OptionSet",
             "dataElements" => "DataElement",
+            "organisationUnitLevels" => "OrganisationUnitLevel",
             _ => "OrganisationUnit",
         };
         ApiError::NotFound(format!("{class} with id {id} could not be found."))
@@ -254,19 +313,42 @@ pub async fn empty(_user: CurrentUser, uri: axum::http::Uri, params: Params) -> 
     json_response(StatusCode::OK, &Value::Object(out))
 }
 
-/// `GET /api/programs/orgUnits?programs=A,B` → `{"A": [ouIds]}`.
+/// `GET /api/programs/orgUnits?programs=A,B` → `{"A": [ouIds]}` (programs the user can read).
 pub async fn program_org_units(
     State(state): State<AppState>,
-    _user: CurrentUser,
+    CurrentUser(user): CurrentUser,
     params: Params,
 ) -> Result<Response, ApiError> {
-    let md = state.db().call(|conn| Ok(Metadata::load(conn)?)).await?;
+    let (md, viewer) = state
+        .db()
+        .call(move |conn| {
+            let md = Metadata::load(conn)?;
+            let viewer = viewer(conn, &md, &user)?;
+            Ok((md, viewer))
+        })
+        .await?;
     let wanted: Vec<&str> = params.all("programs").flat_map(|p| p.split(',')).map(str::trim).collect();
     let mut out = BTreeMap::new();
-    for p in md.programs.iter().filter(|p| wanted.is_empty() || wanted.contains(&p.uid.as_str())) {
+    for p in md
+        .programs
+        .iter()
+        .filter(|p| viewer.can_read(&p.sharing))
+        .filter(|p| wanted.is_empty() || wanted.contains(&p.uid.as_str()))
+    {
         out.insert(p.uid.clone(), json!(p.org_units));
     }
     Ok(json_response(StatusCode::OK, &json!(out)))
+}
+
+/// `GET /api/potentialDuplicates?teis=…`: the simulator flags no duplicates.
+pub async fn potential_duplicates(_user: CurrentUser, params: Params) -> Response {
+    let paging = !params.get("paging").is_some_and(|p| p.eq_ignore_ascii_case("false"));
+    let mut out = Map::new();
+    if paging {
+        out.insert("pager".into(), pager_json(1, 0, 50));
+    }
+    out.insert("potentialDuplicates".into(), json!([]));
+    json_response(StatusCode::OK, &Value::Object(out))
 }
 
 async fn reserve_values(state: &AppState, id: String, n: usize, days: i64) -> Result<Vec<Value>, ApiError> {

@@ -7,6 +7,7 @@ pub mod datastore;
 pub mod legacy;
 pub mod me;
 pub mod metadata;
+pub mod settings;
 pub mod sharing;
 pub mod system;
 pub mod tracker;
@@ -40,6 +41,7 @@ pub fn protected_routes() -> Router<AppState> {
         .merge(datastore::routes())
         .merge(sharing::routes())
         .merge(tracker::routes())
+        .merge(settings::routes())
 }
 
 /// All query parameters of a request, in order (repeated names kept).

@@ -1,0 +1,402 @@
+//! User and system settings, instance-wide custom script and style, and the small endpoints
+//! the DHIS2 header bar calls: `/api/userSettings`, `/api/systemSettings`,
+//! `/api/files/script|style`, `POST /api/i18n`, `/api/apps`.
+//!
+//! User settings live in the `user_settings` table (one row per user and key); system
+//! settings, including `keyCustomJs` and `keyCustomCss` behind `/api/files/*`, in `settings`.
+
+use axum::{
+    body::Body,
+    extract::{Path, Request, State},
+    http::{header, HeaderMap, HeaderValue, StatusCode},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+    Router,
+};
+use rusqlite::{params, Connection, OptionalExtension};
+use serde_json::{json, Map, Value};
+
+use super::Params;
+use crate::{
+    auth::{self, CurrentUser},
+    db,
+    error::{json_response, ApiError, WebMessage},
+    state::AppState,
+};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS user_settings (
+    user_uid TEXT NOT NULL,
+    key      TEXT NOT NULL,
+    value    TEXT NOT NULL,
+    PRIMARY KEY (user_uid, key)
+);
+";
+
+/// Creates this module's table if missing (called where the database is opened).
+pub fn create_tables(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(SCHEMA)
+}
+
+/// User settings every user has unless changed (DHIS2's `UserSettingKey` defaults).
+pub const USER_SETTING_DEFAULTS: &[(&str, &str)] = &[
+    ("keyUiLocale", "\"en\""),
+    ("keyDbLocale", "\"en\""),
+    ("keyStyle", "\"light_blue/light_blue.css\""),
+    ("keyAnalysisDisplayProperty", "\"name\""),
+    ("keyMessageEmailNotification", "true"),
+    ("keyMessageSmsNotification", "true"),
+];
+
+/// System settings the simulator answers (DHIS2's defaults, calendar ISO 8601).
+pub const SYSTEM_SETTING_DEFAULTS: &[(&str, &str)] = &[
+    ("keyCalendar", "\"iso8601\""),
+    ("keyDateFormat", "\"yyyy-MM-dd\""),
+    ("keyGoogleMapsApiKey", "\"\""),
+    ("keyBingMapsApiKey", "\"\""),
+    ("applicationTitle", "\"DHIS2 simulator (tracker-offline)\""),
+    ("keyApplicationTitle", "\"DHIS2 simulator (tracker-offline)\""),
+    ("keyUiLocale", "\"en\""),
+    ("keyDbLocale", "\"en\""),
+    ("keyStyle", "\"light_blue/light_blue.css\""),
+    ("keyAnalysisDisplayProperty", "\"name\""),
+    ("keyCacheStrategy", "\"NO_CACHE\""),
+    ("keyHideUnapprovedDataInAnalytics", "false"),
+    ("keyAllowObjectAssignment", "false"),
+];
+
+/// System setting keys of the custom script and style (`/api/files/*`).
+pub const KEY_CUSTOM_JS: &str = "keyCustomJs";
+/// See [`KEY_CUSTOM_JS`].
+pub const KEY_CUSTOM_CSS: &str = "keyCustomCss";
+
+/// The authority `/api/files/*` writes need (or `ALL`).
+pub const CUSTOM_JS_CSS_AUTHORITY: &str = "F_INSERT_CUSTOM_JS_CSS";
+
+/// Routes of this module that need an authenticated user (under `/api`).
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/userSettings", get(user_settings))
+        .route("/userSettings.json", get(user_settings))
+        .route("/userSettings/{key}", get(user_setting).post(set_user_setting).delete(delete_user_setting))
+        .route("/systemSettings", get(system_settings))
+        .route("/systemSettings.json", get(system_settings))
+        .route("/systemSettings/{key}", get(system_setting))
+        .route("/i18n", post(i18n))
+        .route("/apps", get(apps))
+        .route("/apps.json", get(apps))
+}
+
+/// `/api/files/script` and `/api/files/style`, with their own authentication: an
+/// unauthenticated request is a 401 WebMessage, never the login redirect, because they are
+/// loaded by `<script>` and `<link>` tags where an HTML page would break the document.
+/// `/api/files/style/external` needs no login, as in DHIS2.
+pub fn files_routes(state: AppState) -> Router<AppState> {
+    let protected = Router::new()
+        .route("/files/script", get(get_script).post(post_script).delete(delete_script))
+        .route("/files/style", get(get_style).post(post_style).delete(delete_style))
+        .layer(middleware::from_fn_with_state(state, auth::require_auth))
+        .layer(middleware::from_fn(as_xhr));
+    Router::new().route("/files/style/external", get(get_style)).merge(protected)
+}
+
+/// Marks a request as XHR so that [`auth::require_auth`] answers 401, not a redirect.
+async fn as_xhr(mut req: Request, next: Next) -> Response {
+    req.headers_mut().insert("x-requested-with", HeaderValue::from_static("XMLHttpRequest"));
+    next.run(req).await
+}
+
+fn parse_setting(raw: &str) -> Value {
+    serde_json::from_str(raw).unwrap_or_else(|_| Value::String(raw.to_owned()))
+}
+
+/// The stored user settings of a user, raw.
+fn stored_user_settings(conn: &Connection, user_uid: &str) -> rusqlite::Result<Vec<(String, String)>> {
+    let mut stmt = conn.prepare_cached("SELECT key, value FROM user_settings WHERE user_uid = ?1 ORDER BY key")?;
+    let rows = stmt.query_map([user_uid], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    rows.collect()
+}
+
+/// All settings of a user: defaults overridden by stored values.
+fn all_user_settings(conn: &Connection, user_uid: &str) -> rusqlite::Result<Map<String, Value>> {
+    let mut out: Map<String, Value> =
+        USER_SETTING_DEFAULTS.iter().map(|(k, v)| ((*k).to_owned(), parse_setting(v))).collect();
+    for (k, v) in stored_user_settings(conn, user_uid)? {
+        out.insert(k, parse_setting(&v));
+    }
+    Ok(out)
+}
+
+fn select_keys(all: Map<String, Value>, params: &Params) -> Map<String, Value> {
+    let keys: Vec<&str> =
+        params.all("key").flat_map(|k| k.split(',')).map(str::trim).filter(|k| !k.is_empty()).collect();
+    if keys.is_empty() {
+        return all;
+    }
+    all.into_iter().filter(|(k, _)| keys.contains(&k.as_str())).collect()
+}
+
+fn no_cache(mut response: Response) -> Response {
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, private"));
+    response
+}
+
+fn text_response(status: StatusCode, content_type: &'static str, body: String) -> Response {
+    let mut response = (status, body).into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+/// A setting value as DHIS2 writes it in a `text/plain` answer (strings without quotes).
+fn plain(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// `GET /api/userSettings[.json]?key=…`: `{key: value}` for the asked keys that have a value.
+async fn user_settings(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    params: Params,
+) -> Result<Response, ApiError> {
+    let all = state.db().call(move |conn| Ok(all_user_settings(conn, &user.uid)?)).await?;
+    Ok(no_cache(json_response(StatusCode::OK, &Value::Object(select_keys(all, &params)))))
+}
+
+/// `GET /api/userSettings/{key}`: the value as `text/plain`; 404 when the user has none.
+async fn user_setting(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(key): Path<String>,
+) -> Result<Response, ApiError> {
+    let k = key.clone();
+    let all = state.db().call(move |conn| Ok(all_user_settings(conn, &user.uid)?)).await?;
+    match all.get(&k).filter(|v| !v.is_null()) {
+        Some(v) => Ok(no_cache(text_response(StatusCode::OK, "text/plain;charset=UTF-8", plain(v)))),
+        None => Err(ApiError::NotFound(format!("User setting not found for key: {key}"))),
+    }
+}
+
+/// `POST /api/userSettings/{key}` with `?value=` or the body as the value.
+async fn set_user_setting(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(key): Path<String>,
+    params: Params,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let bytes = axum::body::to_bytes(body, 1 << 20)
+        .await
+        .map_err(|e| ApiError::BadRequest(format!("Cannot read request body: {e}")))?;
+    let value = match params.get("value") {
+        Some(v) => v.to_owned(),
+        None => String::from_utf8_lossy(&bytes).into_owned(),
+    };
+    if value.trim().is_empty() {
+        return Err(ApiError::Conflict("You need to specify a new value".into()));
+    }
+    // Store JSON as it came; anything else as a JSON string.
+    let stored = if serde_json::from_str::<Value>(&value).is_ok() { value } else { json!(value).to_string() };
+    state
+        .db()
+        .call(move |conn| {
+            conn.execute(
+                "INSERT INTO user_settings (user_uid, key, value) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT(user_uid, key) DO UPDATE SET value = excluded.value",
+                params![user.uid, key, stored],
+            )?;
+            Ok(())
+        })
+        .await?;
+    Ok(WebMessage::ok(StatusCode::OK, "User setting saved").into_response())
+}
+
+/// `DELETE /api/userSettings/{key}`: back to the default.
+async fn delete_user_setting(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(key): Path<String>,
+) -> Result<Response, ApiError> {
+    state
+        .db()
+        .call(move |conn| {
+            conn.execute("DELETE FROM user_settings WHERE user_uid = ?1 AND key = ?2", params![user.uid, key])?;
+            Ok(())
+        })
+        .await?;
+    Ok(StatusCode::OK.into_response())
+}
+
+fn all_system_settings() -> Map<String, Value> {
+    SYSTEM_SETTING_DEFAULTS.iter().map(|(k, v)| ((*k).to_owned(), parse_setting(v))).collect()
+}
+
+/// `GET /api/systemSettings[.json]?key=…`: `{key: value}`.
+async fn system_settings(_user: CurrentUser, params: Params) -> Response {
+    no_cache(json_response(StatusCode::OK, &Value::Object(select_keys(all_system_settings(), &params))))
+}
+
+/// `GET /api/systemSettings/{key}`: `{key: value}` as DHIS2 answers JSON clients; unknown keys
+/// are 404.
+async fn system_setting(_user: CurrentUser, Path(key): Path<String>) -> Result<Response, ApiError> {
+    let key = super::legacy::strip_json(&key).to_owned();
+    let all = all_system_settings();
+    match all.get(&key) {
+        Some(v) => Ok(no_cache(json_response(StatusCode::OK, &json!({ key: v })))),
+        None => Err(ApiError::NotFound(format!("Setting does not exist: {key}"))),
+    }
+}
+
+/// `POST /api/i18n` with a JSON list of keys: `{key: translation}`. The simulator has no
+/// translations, so each key translates to itself, as DHIS2 does for unknown keys.
+async fn i18n(_user: CurrentUser, body: Body) -> Result<Response, ApiError> {
+    let bytes = axum::body::to_bytes(body, 1 << 20)
+        .await
+        .map_err(|e| ApiError::BadRequest(format!("Cannot read request body: {e}")))?;
+    let keys: Vec<String> = if bytes.is_empty() {
+        Vec::new()
+    } else {
+        serde_json::from_slice(&bytes).map_err(|e| ApiError::BadRequest(format!("Invalid JSON: {e}")))?
+    };
+    let out: Map<String, Value> = keys.into_iter().map(|k| (k.clone(), Value::String(k))).collect();
+    Ok(json_response(StatusCode::OK, &Value::Object(out)))
+}
+
+/// `GET /api/apps`: the static apps served with `--app NAME=DIR`.
+async fn apps(State(state): State<AppState>, _user: CurrentUser, headers: HeaderMap) -> Response {
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
+    let list: Vec<Value> = state
+        .apps()
+        .iter()
+        .map(|(name, _)| {
+            json!({
+                "key": name,
+                "name": name,
+                "displayName": name,
+                "folderName": name,
+                "appType": "APP",
+                "appState": "OK",
+                "version": "",
+                "isBundledApp": false,
+                "baseUrl": format!("http://{host}/{name}"),
+                "launchUrl": format!("http://{host}/{name}/index.html"),
+            })
+        })
+        .collect();
+    json_response(StatusCode::OK, &Value::Array(list))
+}
+
+// ---------------------------------------------------------------------------------------------
+// /api/files/script and /api/files/style
+// ---------------------------------------------------------------------------------------------
+
+/// Content type of `/api/files/script` (DHIS2's `ContextUtils.CONTENT_TYPE_JAVASCRIPT`).
+pub const CONTENT_TYPE_JAVASCRIPT: &str = "application/javascript; charset=UTF-8";
+/// Content type of `/api/files/style` (`ContextUtils.CONTENT_TYPE_CSS`).
+pub const CONTENT_TYPE_CSS: &str = "text/css; charset=UTF-8";
+
+async fn get_custom(state: &AppState, key: &'static str, content_type: &'static str) -> Result<Response, ApiError> {
+    let content = state.db().call(move |conn| Ok(db::get_setting(conn, key)?)).await?;
+    // DHIS2 answers 200 with an empty body when nothing is set.
+    let mut response = text_response(StatusCode::OK, content_type, content.unwrap_or_default());
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    Ok(response)
+}
+
+fn has_authority(conn: &Connection, user: &db::User, authority: &str) -> rusqlite::Result<bool> {
+    Ok(user.superuser
+        || db::user_roles(conn, &user.uid)?
+            .iter()
+            .flat_map(|r| r.authorities.iter())
+            .any(|a| a == "ALL" || a == authority))
+}
+
+async fn set_custom(
+    state: &AppState,
+    user: db::User,
+    key: &'static str,
+    value: Option<String>,
+) -> Result<(), ApiError> {
+    state
+        .db()
+        .call(move |conn| {
+            if !has_authority(conn, &user, CUSTOM_JS_CSS_AUTHORITY)? {
+                return Err(ApiError::Forbidden(format!(
+                    "Access is denied, requires one Authority from [{CUSTOM_JS_CSS_AUTHORITY}]"
+                )));
+            }
+            match value {
+                Some(v) => db::set_setting(conn, key, &v)?,
+                None => db::delete_setting(conn, key)?,
+            }
+            Ok(())
+        })
+        .await
+}
+
+async fn body_text(body: Body) -> Result<String, ApiError> {
+    let bytes = axum::body::to_bytes(body, 8 << 20)
+        .await
+        .map_err(|e| ApiError::BadRequest(format!("Cannot read request body: {e}")))?;
+    String::from_utf8(bytes.to_vec()).map_err(|_| ApiError::BadRequest("The body is not UTF-8 text".into()))
+}
+
+async fn get_script(State(state): State<AppState>, _user: CurrentUser) -> Result<Response, ApiError> {
+    get_custom(&state, KEY_CUSTOM_JS, CONTENT_TYPE_JAVASCRIPT).await
+}
+
+async fn get_style(State(state): State<AppState>) -> Result<Response, ApiError> {
+    get_custom(&state, KEY_CUSTOM_CSS, CONTENT_TYPE_CSS).await
+}
+
+async fn post_script(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let text = body_text(body).await?;
+    set_custom(&state, user, KEY_CUSTOM_JS, Some(text)).await?;
+    Ok(WebMessage::ok(StatusCode::OK, "Custom script created").into_response())
+}
+
+async fn post_style(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let text = body_text(body).await?;
+    set_custom(&state, user, KEY_CUSTOM_CSS, Some(text)).await?;
+    Ok(WebMessage::ok(StatusCode::OK, "Custom style created").into_response())
+}
+
+async fn delete_script(State(state): State<AppState>, CurrentUser(user): CurrentUser) -> Result<Response, ApiError> {
+    set_custom(&state, user, KEY_CUSTOM_JS, None).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn delete_style(State(state): State<AppState>, CurrentUser(user): CurrentUser) -> Result<Response, ApiError> {
+    set_custom(&state, user, KEY_CUSTOM_CSS, None).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Sets the custom script or style at start-up (`--files-script`, `--files-style`).
+pub fn store_custom(conn: &Connection, script: Option<&str>, style: Option<&str>) -> rusqlite::Result<()> {
+    if let Some(s) = script {
+        db::set_setting(conn, KEY_CUSTOM_JS, s)?;
+    }
+    if let Some(s) = style {
+        db::set_setting(conn, KEY_CUSTOM_CSS, s)?;
+    }
+    Ok(())
+}
+
+/// A stored user setting, raw (for tests and tools).
+pub fn user_setting_raw(conn: &Connection, user_uid: &str, key: &str) -> rusqlite::Result<Option<String>> {
+    conn.query_row("SELECT value FROM user_settings WHERE user_uid = ?1 AND key = ?2", params![user_uid, key], |r| {
+        r.get(0)
+    })
+    .optional()
+}
