@@ -83,6 +83,15 @@ async function bootApp() {
     link.setAttribute('href', link.getAttribute('data-tracker-offline-href'));
     link.removeAttribute('data-tracker-offline-href');
   }
+  // The document is long loaded: jQuery (and AngularJS, which boots on jQuery's ready) would
+  // run ready handlers between two scripts. Hold them until every script ran, as on a page load.
+  let heldReady = null;
+  const holdReady = () => {
+    if (!heldReady && typeof window.jQuery?.holdReady === 'function') {
+      heldReady = window.jQuery;
+      heldReady.holdReady(true);
+    }
+  };
   for (const placeholder of [...document.querySelectorAll(`script[type="${DEFERRED}"]`)]) {
     const script = document.createElement('script');
     for (const { name, value } of placeholder.attributes) {
@@ -104,7 +113,9 @@ async function bootApp() {
       script.textContent = placeholder.textContent;
       placeholder.replaceWith(script);
     }
+    holdReady();
   }
+  heldReady?.holdReady(false);
   document.documentElement.classList.add('tracker-offline-booted');
 }
 
