@@ -233,11 +233,13 @@ function isNeverShell(url) {
   return url.pathname.startsWith('/api/') || url.pathname.startsWith('/__') || url.pathname.includes('/dhis-web-commons');
 }
 
-async function answerShell(request) {
+async function answerShell(event, request) {
   const cache = await caches.open(SHELL_CACHE);
   try {
     const response = await fetchWithTimeout(request);
-    if (response.ok && response.type === 'basic' && !isNeverShell(new URL(request.url))) await cache.put(request, response.clone());
+    if (response.ok && response.type === 'basic' && !isNeverShell(new URL(request.url))) {
+      event.waitUntil(cache.put(request, response.clone()).catch(() => {}));
+    }
     return response;
   } catch (error) {
     const cached = await cache.match(request.url, { ignoreVary: true });
@@ -254,11 +256,14 @@ self.addEventListener('fetch', (event) => {
   event.respondWith(
     (async () => {
       const apiBase = await apiBaseOf(url);
-      if (apiBase) return request.method === 'GET' ? answerRead(event, request, apiBase) : answerWrite(event, request, apiBase);
+      if (apiBase) {
+        const read = (await engineFor(apiBase)).isServerRead(request.method, request.url);
+        return read ? answerRead(event, request, apiBase) : answerWrite(event, request, apiBase);
+      }
       const serverBase = await serverReadBaseOf(url, request.method);
       if (serverBase) return answerRead(event, request, serverBase);
       if (request.method !== 'GET' || url.pathname.startsWith('/api/')) return fetch(request);
-      return answerShell(request);
+      return answerShell(event, request);
     })(),
   );
 });

@@ -75,8 +75,7 @@ async function untilControlled() {
 }
 
 /**
- * Puts the app's server stylesheets and scripts back, in document order; each external script
- * loads before the next.
+ * Puts the app's server stylesheets and scripts back, in document order.
  */
 async function bootApp() {
   for (const link of document.querySelectorAll('link[data-tracker-offline-href]')) {
@@ -92,6 +91,9 @@ async function bootApp() {
       heldReady.holdReady(true);
     }
   };
+  // External scripts are fetched in parallel and run in order (async = false); an inline script
+  // runs once every script before it ran, as the parser would have done.
+  let loading = [];
   for (const placeholder of [...document.querySelectorAll(`script[type="${DEFERRED}"]`)]) {
     const script = document.createElement('script');
     for (const { name, value } of placeholder.attributes) {
@@ -102,19 +104,23 @@ async function bootApp() {
     if (originalType) script.setAttribute('type', originalType);
     script.async = false;
     if (script.src) {
-      const loaded = new Promise((resolve) => {
-        script.addEventListener('load', resolve, { once: true });
-        // A missing optional script (e.g. the server's custom script) must not stop the app.
-        script.addEventListener('error', resolve, { once: true });
-      });
+      loading.push(
+        new Promise((resolve) => {
+          script.addEventListener('load', () => resolve(holdReady()), { once: true });
+          // A missing optional script (e.g. the server's custom script) must not stop the app.
+          script.addEventListener('error', resolve, { once: true });
+        }),
+      );
       placeholder.replaceWith(script);
-      await loaded;
     } else {
+      await Promise.all(loading);
+      loading = [];
       script.textContent = placeholder.textContent;
       placeholder.replaceWith(script);
+      holdReady();
     }
-    holdReady();
   }
+  await Promise.all(loading);
   heldReady?.holdReady(false);
   document.documentElement.classList.add('tracker-offline-booted');
 }

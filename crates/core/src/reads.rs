@@ -550,13 +550,14 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
     /// it fetches with a POST).
     pub fn is_server_read(&self, method: &str, url: &str) -> bool {
         let target = Target::parse(url);
-        if target.relative_to(&self.api_path()).is_some() {
-            return method.eq_ignore_ascii_case("GET");
+        let get = method.eq_ignore_ascii_case("GET");
+        let post = method.eq_ignore_ascii_case("POST");
+        if let Some(relative) = target.relative_to(&self.api_path()) {
+            let first = relative.split('/').next().map(strip_json).unwrap_or_default();
+            return get || post && API_READS_BY_POST.contains(&first);
         }
-        server_page(&target, &self.server_root()).is_some_and(|page| {
-            method.eq_ignore_ascii_case("GET")
-                || method.eq_ignore_ascii_case("POST") && page.starts_with(AJAX_READS_PREFIX)
-        })
+        // The selection actions (`ouwt/setorgunit.action`) only touch the server session.
+        server_page(&target, &self.server_root()).is_some() && (get || post)
     }
 
     /// Answers a read from the local copy or the sealed cache: API GETs as
@@ -642,8 +643,8 @@ const PER_USER_API_READS: &[&str] = &["me", "userSettings", "userDataStore", "cu
 /// selection actions, header menu and form templates. Not the login/logout pages.
 const SERVER_READ_FOLDERS: &[&str] = &["dhis-web-commons", "dhis-web-commons-ajax-json", "dhis-web-commons-ajax"];
 
-/// Server pages (outside the API) read with a POST: the legacy AJAX JSON actions.
-const AJAX_READS_PREFIX: &str = "dhis-web-commons-ajax-json/";
+/// API resources read with a POST: `i18n` (translations of the keys in the body).
+const API_READS_BY_POST: &[&str] = &["i18n"];
 
 /// The page of a URL under the server root's `dhis-web-commons*` folders, if it is one.
 fn server_page<'t>(target: &'t Target, server_root: &str) -> Option<&'t str> {
@@ -704,9 +705,9 @@ fn paging_params(target: &Target) -> Result<Paging> {
     })
 }
 
-/// Cache key of a GET: path and query as sent.
+/// Cache key of a GET: path and query as sent, without jQuery's cache buster (`_=<time>`).
 fn cache_id(target: &Target) -> String {
-    let query: Vec<String> = target.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let query: Vec<String> = target.params.iter().filter(|(k, _)| k != "_").map(|(k, v)| format!("{k}={v}")).collect();
     format!("GET {}?{}", target.path, query.join("&"))
 }
 

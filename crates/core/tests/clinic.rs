@@ -364,6 +364,8 @@ fn per_user_reads_are_kept_per_user_and_server_pages_are_reads() {
         assert!(e.is_server_read("POST", tree));
         assert!(e.is_server_read("GET", "http://127.0.0.1:9/dhis-web-commons/ouwt/setorgunit.action?id=x"));
         assert!(!e.is_server_read("POST", "http://127.0.0.1:9/dhis-web-commons-security/logout.action"));
+        assert!(e.is_server_read("POST", "http://127.0.0.1:9/api/i18n"), "translations are read with a POST");
+        assert!(!e.is_server_read("PUT", "http://127.0.0.1:9/dhis-web-commons/ouwt/setorgunit.action"));
         assert!(!e.is_server_read("GET", "http://127.0.0.1:9/tracker-capture/index.html"));
         assert!(!e.is_server_read("GET", "http://127.0.0.1:9/dhis-web-commonsX/a"));
 
@@ -387,6 +389,9 @@ fn per_user_reads_are_kept_per_user_and_server_pages_are_reads() {
             }
         };
         assert_eq!(answer("GET", me, b"").await, Some((200, r#"{"displayName":"Amal Haddad"}"#.into())));
+        // jQuery's cache buster does not make a different read.
+        let busted = "http://127.0.0.1:9/api/me.json?fields=id,displayName&_=1795692005192";
+        assert_eq!(e.answer_read_offline("GET", busted, b"").await.unwrap().map(|r| r.status), Some(200));
         assert_eq!(answer("POST", tree, b"versionOnly=false").await, Some((200, r#"{"username":"nurse1"}"#.into())));
         assert_eq!(answer("POST", tree, b"versionOnly=true").await, Some((200, r#"{"version":"v1"}"#.into())));
         assert_eq!(answer("GET", layout, b"").await.map(|a| a.0), Some(404));
