@@ -5,9 +5,9 @@
 //
 // node scripts/configure-tracker-capture.mjs <tracker-capture build> <out> [--package DIR|TGZ]
 //      [--config '{"idleLockMinutes":15,"flushScope":"all","title":"..."}']
-import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, relative, resolve } from 'node:path';
+import { dirname, join, posix, relative, resolve, sep } from 'node:path';
 import { execFileSync } from 'node:child_process';
 
 const DEFERRED = 'tracker-offline/deferred';
@@ -82,6 +82,44 @@ export function rewriteIndex(html, config) {
   return { html: withLinks.slice(0, at) + inject + withLinks.slice(at), deferred, links };
 }
 
+/** Every file below `dir`, as paths relative to `root` with forward slashes. */
+function filesBelow(root, dir = root) {
+  const out = [];
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) out.push(...filesBelow(root, path));
+    else out.push(relative(root, path).split(sep).join('/'));
+  }
+  return out;
+}
+
+/**
+ * The files the app needs offline (the service worker keeps them after the first online
+ * login): everything outside `vendor/` (views, templates, translations, styles), the vendor
+ * files index.html loads, and what their stylesheets point to (fonts, images). Source maps and
+ * the rest of `vendor/` (about 50 MB of unused libraries in Tracker Capture's build) are left out.
+ */
+export function offlineFiles(appDir, indexHtml) {
+  const wanted = new Set(filesBelow(appDir).filter((f) => !f.startsWith('vendor/') && !f.endsWith('.map')));
+  const queue = [];
+  for (const m of indexHtml.matchAll(/\s(?:src|href)\s*=\s*["']([^"'#?]+)(?:\?[^"']*)?["']/gi)) {
+    if (!/^(?:[a-z]+:|\/|\.\.\/)/i.test(m[1])) queue.push(posix.normalize(m[1]));
+  }
+  while (queue.length) {
+    const file = queue.pop();
+    if (wanted.has(file) || !existsSync(join(appDir, file)) || !statSync(join(appDir, file)).isFile()) continue;
+    wanted.add(file);
+    if (file.endsWith('.css')) {
+      const css = readFileSync(join(appDir, file), 'utf8');
+      for (const m of css.matchAll(/url\(\s*["']?([^"')?#]+)[^)]*\)/gi)) {
+        if (!/^(?:[a-z]+:|\/)/i.test(m[1])) queue.push(posix.normalize(posix.join(posix.dirname(file), m[1])));
+      }
+    }
+  }
+  wanted.delete('index.html');
+  return ['./', ...[...wanted].filter((f) => !f.endsWith('.map')).sort()];
+}
+
 function main() {
   const args = parseArgs(process.argv.slice(2));
   const root = resolve(new URL('..', import.meta.url).pathname);
@@ -101,7 +139,9 @@ function main() {
   const { html, deferred } = rewriteIndex(readFileSync(join(args.out, 'index.html'), 'utf8'), config);
   writeFileSync(join(args.out, 'index.html'), html);
   writeFileSync(join(args.out, 'tracker-offline.version'), `${version}\n`);
-  console.log(`configured ${args.out}: tracker-offline ${version}, ${deferred} scripts wait for the login`);
+  const files = offlineFiles(args.out, html);
+  writeFileSync(join(args.out, 'tracker-offline-files.json'), JSON.stringify({ version, files }, null, 1));
+  console.log(`configured ${args.out}: tracker-offline ${version}, ${deferred} scripts wait for the login, ${files.length} files kept for offline use`);
 }
 
 if (process.argv[1] && resolve(process.argv[1]) === resolve(new URL(import.meta.url).pathname)) main();

@@ -468,6 +468,13 @@ export declare class TrackerOffline extends EventTarget {
   discard(id: string): Promise<DiscardedEntry>;
 
   /**
+   * Keeps these files of the app (same origin, outside the API) in the service worker's shell
+   * cache, so screens never opened online still load offline; files already kept are skipped.
+   * Rejects with `BAD_INPUT` when `urls` is not an array.
+   */
+  cacheAppFiles(urls: readonly (string | URL)[]): Promise<{ added: number }>;
+
+  /**
    * What the service worker holds (diagnostics and tests). Rejects with
    * `SERVICE_WORKER_UNAVAILABLE` when the worker is not active or does not answer within 10 s.
    * Started with `serviceWorker: false`, it waits for `navigator.serviceWorker.ready` (it does

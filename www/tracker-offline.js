@@ -293,6 +293,18 @@ export class TrackerOffline extends EventTarget {
     }, retryDelayMs(this.#unreachableFlushes));
   }
 
+  /**
+   * Keeps these files of the app (same origin, outside the API) in the service worker's shell
+   * cache, so screens never opened online still load offline. Files already kept are skipped
+   * (they are refreshed whenever the app loads them online). Resolves with `{ added }`.
+   */
+  async cacheAppFiles(urls) {
+    if (!Array.isArray(urls)) throw codedError('BAD_INPUT', 'cacheAppFiles takes an array of URLs');
+    if (!this.#registration) return { added: 0 };
+    const absolute = urls.map((u) => new URL(String(u), location.href).href);
+    return askWorker(this.#registration, { type: 'cache-shell', urls: absolute }, [], 600000);
+  }
+
   /** What the service worker holds: `{ unlocked, username }` (for diagnostics and tests). */
   async workerStatus() {
     return askWorker(this.#registration, { type: 'status', apiBase: this.#apiBase });

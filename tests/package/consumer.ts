@@ -203,6 +203,10 @@ async function main(): Promise<void> {
   }
 
   const worker: WorkerStatus = await app.workerStatus();
+  const kept: { added: number } = await app.cacheAppFiles(['./views/home.html', new URL('https://clinic.example/app/x.js')]);
+  show(kept.added);
+  // @ts-expect-error cacheAppFiles takes an array
+  await app.cacheAppFiles('./views/home.html');
   show(worker.unlocked, worker.username, worker.records, worker.online, worker.pending, worker.failed);
   show(worker.pendingByAuthor, worker.failedByAuthor);
 

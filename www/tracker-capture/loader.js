@@ -308,6 +308,17 @@ async function main() {
     if (outcome.mode === 'online') sessionStorage.setItem('tracker-offline:refresh', '1');
   }
 
+  /** The app's files (listed by configure-tracker-capture), kept for offline use. */
+  async function keepAppFiles() {
+    try {
+      const list = await (await fetch(new URL('tracker-offline-files.json', APP_ROOT), { cache: 'no-cache' })).json();
+      const { added } = await app.cacheAppFiles(list.files.map((f) => new URL(f, APP_ROOT).href));
+      if (added) console.info(`[tracker-offline] ${added} app files kept for offline use`);
+    } catch {
+      /* offline: the files kept earlier serve */
+    }
+  }
+
   function refreshClinicCopy() {
     if (!sessionStorage.getItem('tracker-offline:refresh')) return;
     sessionStorage.removeItem('tracker-offline:refresh');
@@ -361,6 +372,7 @@ async function main() {
   await bar.mount();
   await bootApp();
   refreshClinicCopy();
+  keepAppFiles();
 }
 
 main().catch((error) => {
