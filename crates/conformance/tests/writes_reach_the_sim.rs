@@ -112,7 +112,15 @@ async fn generated_registration_numbers_are_reserved_online_and_handed_out_offli
     let engine = logged_in_with_copy(&server).await;
     let reserved = engine.reserved_count("AtRegNumbr1").await.unwrap();
     assert_eq!(reserved, tracker_offline_core::reserved::POOL_SIZE);
+    // What generate needs, as the server says it online, is answered the same offline.
+    let (_, required_online) = get(&server, "/api/trackedEntityAttributes/AtRegNumbr1/requiredValues").await;
     server.set_down(true);
+    let required = engine
+        .answer_offline(&format!("{BASE}/trackedEntityAttributes/AtRegNumbr1/requiredValues"))
+        .await
+        .unwrap()
+        .expect("required values offline");
+    assert_eq!(serde_json::from_slice::<Value>(&required.body).unwrap(), required_online);
     let mut seen = std::collections::BTreeSet::new();
     for _ in 0..3 {
         let r = engine

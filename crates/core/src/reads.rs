@@ -53,6 +53,8 @@ pub enum ReadRoute {
     Tracker(Kind, Option<String>),
     /// `trackedEntityAttributes/{id}/generate`: a value from the reserved pool.
     Generate(String),
+    /// `trackedEntityAttributes/{id}/requiredValues`: what `generate` needs.
+    RequiredValues(String),
     /// Any other GET: the sealed response cache.
     Cached,
 }
@@ -79,6 +81,9 @@ pub fn route(relative: &str) -> ReadRoute {
         [e] if strip_json(e) == "enrollments" => ReadRoute::LegacyEnrollments,
         ["enrollments", uid] => ReadRoute::LegacyEnrollment(strip_json(uid).into()),
         ["trackedEntityAttributes", id, g] if strip_json(g) == "generate" => ReadRoute::Generate((*id).to_string()),
+        ["trackedEntityAttributes", id, r] if strip_json(r) == "requiredValues" => {
+            ReadRoute::RequiredValues((*id).to_string())
+        }
         ["tracker", c] | ["tracker", c, _] => {
             let kind = match strip_json(c) {
                 "trackedEntities" => Kind::TrackedEntity,
@@ -343,7 +348,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
         let api_path = self.api_path();
         let Some(relative) = target.relative_to(&api_path) else { return Ok(None) };
         let route = route(relative);
-        if !matches!(route, ReadRoute::Cached | ReadRoute::Generate(_)) {
+        if !matches!(route, ReadRoute::Cached | ReadRoute::Generate(_) | ReadRoute::RequiredValues(_)) {
             self.ensure_clinic_loaded().await?;
         }
         match self.answer_route(&route, &target, url).await {
@@ -370,6 +375,10 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
         let value = match route.clone() {
             ReadRoute::Cached => return self.cached_response(url).await,
             ReadRoute::Generate(attribute) => return self.generate_offline(&attribute).await,
+            ReadRoute::RequiredValues(attribute) => match self.required_values_offline(&attribute).await? {
+                Some(answer) => return Ok(Some(answer)),
+                None => return self.cached_response(url).await,
+            },
 
             ReadRoute::LegacyGrid { count } => {
                 let q = TeiQuery::from_target(&target)?;
@@ -592,13 +601,13 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
         let target = Target::parse(url);
         let (per_user, keeps_not_found) = match target.relative_to(&self.api_path()) {
             Some(relative) => {
-                if !matches!(route(relative), ReadRoute::Cached) {
+                if !matches!(route(relative), ReadRoute::Cached | ReadRoute::RequiredValues(_)) {
                     return None;
                 }
                 let first = relative.split('/').next().map(strip_json).unwrap_or_default();
                 // Key-value reads answer 404 for a key never set; the app expects that answer.
-                let key_value =
-                    matches!(first, "dataStore" | "userDataStore" | "userSettings") && relative.contains('/');
+                let key_value = matches!(first, "dataStore" | "userDataStore" | "userSettings" | "systemSettings")
+                    && relative.contains('/');
                 (PER_USER_API_READS.contains(&first), key_value)
             }
             // Server pages carry the user's org unit tree, menu and selection.

@@ -92,6 +92,23 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
         }))
     }
 
+    /// Answers `GET .../trackedEntityAttributes/{id}/requiredValues` offline: the pool was
+    /// reserved without pattern parameters, so while it has values `generate` needs none.
+    /// None when there is no pool (the sealed cache may still hold the online answer).
+    pub(crate) async fn required_values_offline(&self, attribute: &str) -> Result<Option<HttpResponse>> {
+        if self.pool(attribute).await?.values.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(HttpResponse {
+            status: 200,
+            headers: vec![
+                ("content-type".into(), "application/json;charset=UTF-8".into()),
+                (LOCAL_HEADER.0.into(), LOCAL_HEADER.1.into()),
+            ],
+            body: br#"{"REQUIRED":[],"OPTIONAL":[]}"#.to_vec(),
+        }))
+    }
+
     /// How many reserved values are left for an attribute.
     pub async fn reserved_count(&self, attribute: &str) -> Result<usize> {
         Ok(self.pool(attribute).await?.values.len())
