@@ -33,6 +33,59 @@ const MESSAGES = {
   STORAGE_CORRUPT: 'The local data of this device cannot be read.',
 };
 
+/**
+ * A Storage kept in memory. Tracker Capture writes the user's profile (`USER_PROFILE`), the
+ * username (`ouUsername`) and settings to sessionStorage and localStorage in clear text; the
+ * app gets these instead, so nothing of the user reaches the disk (the app fetches them again
+ * after a reload, answered from the sealed cache when offline). Supports the app's
+ * `storage[key]` access as well as the Storage methods.
+ */
+function memoryStorage() {
+  const items = new Map();
+  const methods = {
+    getItem: (k) => (items.has(String(k)) ? items.get(String(k)) : null),
+    setItem: (k, v) => void items.set(String(k), String(v)),
+    removeItem: (k) => void items.delete(String(k)),
+    clear: () => items.clear(),
+    key: (i) => [...items.keys()][i] ?? null,
+  };
+  return new Proxy(methods, {
+    get: (target, key) => (key === 'length' ? items.size : key in target ? target[key] : items.get(key)),
+    set: (target, key, value) => (items.set(String(key), String(value)), true),
+    has: (target, key) => key in target || items.has(key),
+    deleteProperty: (target, key) => items.delete(key) || true,
+    ownKeys: () => [...items.keys()],
+    getOwnPropertyDescriptor: (target, key) =>
+      items.has(key) ? { value: items.get(key), enumerable: true, configurable: true, writable: true } : undefined,
+  });
+}
+
+/**
+ * Items Tracker Capture expects in its sessionStorage from an earlier load of the tab. With
+ * its storage in memory they would be missing on every load, and the app reads them in a race
+ * (its home screen takes its labels before the translations arrive without USER_SETTING), so
+ * the loader fetches them for the logged-in user first: online from the server, offline from
+ * the sealed per-user cache of the service worker.
+ */
+const PRIMED_SESSION_ITEMS = [{ key: 'USER_SETTING', url: '../api/userSettings.json?key=keyDbLocale&key=keyUiLocale&key=keyStyle' }];
+
+async function primeAppSession() {
+  for (const { key, url } of PRIMED_SESSION_ITEMS) {
+    try {
+      const response = await fetch(new URL(url, APP_ROOT), { credentials: 'same-origin', headers: { accept: 'application/json' } });
+      if (response.ok) window.sessionStorage.setItem(key, JSON.stringify(await response.json()));
+    } catch {
+      /* the app fetches it itself */
+    }
+  }
+}
+
+/** The browser's sessionStorage, kept for the loader's own flags (never user data). */
+const loaderSession = window.sessionStorage;
+for (const name of ['localStorage', 'sessionStorage']) {
+  Object.defineProperty(window, name, { value: memoryStorage(), configurable: true, enumerable: true });
+}
+
 function config() {
   const element = document.getElementById('tracker-offline-config');
   try {
@@ -65,19 +118,20 @@ async function untilControlled() {
   const controlled = new Promise((resolve) => navigator.serviceWorker.addEventListener('controllerchange', resolve, { once: true }));
   const timeout = new Promise((resolve) => setTimeout(resolve, 4000, 'timeout'));
   if ((await Promise.race([controlled, timeout])) === 'timeout' && !navigator.serviceWorker.controller) {
-    if (!sessionStorage.getItem('tracker-offline:reloaded')) {
-      sessionStorage.setItem('tracker-offline:reloaded', '1');
+    if (!loaderSession.getItem('tracker-offline:reloaded')) {
+      loaderSession.setItem('tracker-offline:reloaded', '1');
       location.reload();
       await new Promise(() => {});
     }
   }
-  sessionStorage.removeItem('tracker-offline:reloaded');
+  loaderSession.removeItem('tracker-offline:reloaded');
 }
 
 /**
  * Puts the app's server stylesheets and scripts back, in document order.
  */
 async function bootApp() {
+  await primeAppSession();
   for (const link of document.querySelectorAll('link[data-tracker-offline-href]')) {
     link.setAttribute('href', link.getAttribute('data-tracker-offline-href'));
     link.removeAttribute('data-tracker-offline-href');
@@ -298,14 +352,13 @@ async function main() {
    */
   async function switchUser() {
     const outcome = await overlay.show(null, { onLogout: logout });
-    forgetAppSession(outcome.username);
     afterLogin(outcome);
     location.reload();
   }
 
   /** A fresh online login refreshes the clinic copy (incremental), once the app is running. */
   function afterLogin(outcome) {
-    if (outcome.mode === 'online') sessionStorage.setItem('tracker-offline:refresh', '1');
+    if (outcome.mode === 'online') loaderSession.setItem('tracker-offline:refresh', '1');
   }
 
   /** The app's files (listed by configure-tracker-capture), kept for offline use. */
@@ -320,8 +373,8 @@ async function main() {
   }
 
   function refreshClinicCopy() {
-    if (!sessionStorage.getItem('tracker-offline:refresh')) return;
-    sessionStorage.removeItem('tracker-offline:refresh');
+    if (!loaderSession.getItem('tracker-offline:refresh')) return;
+    loaderSession.removeItem('tracker-offline:refresh');
     app.download().catch((error) => console.warn('[tracker-offline] clinic copy not refreshed:', error.code, error.message));
   }
 
@@ -331,17 +384,9 @@ async function main() {
    * work stays in the encrypted outbox under its author.
    */
   async function logout() {
-    const user = (await app.status().catch(() => null))?.user?.username;
     await app.logout();
     await fetch(new URL(LOGOUT_PATH, new URL('../', APP_ROOT)), { credentials: 'same-origin', redirect: 'manual' }).catch(() => {});
-    forgetAppSession(user);
     location.reload();
-  }
-
-  /** The app keeps the current selection (org unit, person, program) in sessionStorage. */
-  function forgetAppSession(user) {
-    sessionStorage.clear();
-    if (user) sessionStorage.setItem('tracker-offline:last-user', user);
   }
 
   // The app's logout link would leave for the server's login page (unreachable offline): log out
@@ -357,17 +402,14 @@ async function main() {
     },
     true,
   );
-  app.addEventListener('idle-lock', () => {
-    forgetAppSession(window.trackerOfflineUser);
-    location.reload();
-  });
+  // The app's screens of the previous session go with a reload (its storage is in memory).
+  app.addEventListener('idle-lock', () => location.reload());
 
   const status = await app.status();
   if (!status.user || status.locked) {
-    const outcome = await overlay.show(sessionStorage.getItem('tracker-offline:last-user'));
+    const outcome = await overlay.show(null);
     afterLogin(outcome);
   }
-  window.trackerOfflineUser = (await app.status()).user?.username ?? null;
   const bar = new StatusBar(app, { onSwitchUser: switchUser });
   await bar.mount();
   await bootApp();
