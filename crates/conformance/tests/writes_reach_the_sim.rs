@@ -138,3 +138,22 @@ async fn generated_registration_numbers_are_reserved_online_and_handed_out_offli
     let (_, online) = get(&server, "/api/trackedEntityAttributes/AtRegNumbr1/generate").await;
     assert!(!seen.contains(online["value"].as_str().unwrap()));
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn dashboard_layout_keys_set_offline_are_created_on_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = sim("2.40.3", dir.path(), 0);
+    let engine = logged_in_with_copy(&server).await;
+    server.set_down(true);
+    // Offline, a key never read answers as unset; Tracker Capture then PUTs its default.
+    let key = format!("{BASE}/dataStore/tracker-capture/keyDefaultLayoutLocked");
+    let unset = engine.answer_read_offline("GET", &key, &[]).await.unwrap().expect("an answer");
+    assert_eq!(unset.status, 404);
+    capture(&engine, "PUT", "dataStore/tracker-capture/keyDefaultLayoutLocked", json!({})).await;
+    server.set_down(false);
+    let report = engine.flush(FlushScope::All, NOW, &mut |_| {}).await.unwrap();
+    assert_eq!((report.sent, report.failed, report.remaining), (1, 0, 0), "{report:?}");
+    // The key did not exist: the PUT became a create, as the app itself does online.
+    let (status, value) = get(&server, "/api/dataStore/tracker-capture/keyDefaultLayoutLocked").await;
+    assert_eq!((status, value), (200, json!({})));
+}

@@ -120,6 +120,17 @@ fn message_of(body: &Value, status: u16) -> String {
     body.get("message").and_then(Value::as_str).map(str::to_string).unwrap_or_else(|| format!("HTTP {status}"))
 }
 
+/// A PUT of one key of the dataStore or the userDataStore (`dataStore/{namespace}/{key}`).
+pub fn is_key_value_put(method: &str, url: &str, api_path: &str) -> bool {
+    let target = crate::params::Target::parse(url);
+    let Some(relative) = target.relative_to(api_path) else { return false };
+    let parts: Vec<&str> = relative.trim_matches('/').split('/').collect();
+    method.eq_ignore_ascii_case("PUT")
+        && parts.len() == 3
+        && matches!(parts[0], "dataStore" | "userDataStore")
+        && parts.iter().all(|p| !p.is_empty())
+}
+
 /// Reads a server answer to a bulk request for `uids` (in payload order).
 pub fn interpret(response: Option<&HttpResponse>, uids: &[String], family: Family) -> Verdict {
     let Some(response) = response else { return Verdict::Retry("the server cannot be reached".into()) };
@@ -399,7 +410,14 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
                     body: if body.0.is_empty() { None } else { Some(body.0.clone()) },
                 };
                 report.requests += 1;
-                let response = self.http.send(request).await.ok();
+                let mut response = self.http.send(request.clone()).await.ok();
+                // A key-value PUT means "set this key" (the app PUTs, then POSTs when the key is
+                // new); queued offline, it creates the key when the server has none.
+                if response.as_ref().is_some_and(|r| r.status == 404) && is_key_value_put(method, url, &self.api_path())
+                {
+                    report.requests += 1;
+                    response = self.http.send(HttpRequest { method: "POST".into(), ..request }).await.ok();
+                }
                 self.record_network(response.as_ref().map(|r| r.status), now_ms);
                 match response {
                     None => {

@@ -373,7 +373,12 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
         }
         let fields = selection(&target);
         let value = match route.clone() {
-            ReadRoute::Cached => return self.cached_response(url).await,
+            ReadRoute::Cached => {
+                return match self.cached_response(url).await? {
+                    Some(answer) => Ok(Some(answer)),
+                    None => Ok(target.relative_to(&self.api_path()).and_then(offline_default)),
+                }
+            }
             ReadRoute::Generate(attribute) => return self.generate_offline(&attribute).await,
             ReadRoute::RequiredValues(attribute) => match self.required_values_offline(&attribute).await? {
                 Some(answer) => return Ok(Some(answer)),
@@ -642,6 +647,30 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
             body: entry.body.0,
         }))
     }
+}
+
+/// The answer offline to a read never seen online, where the server's answer is known without
+/// asking: a key of the dataStore, userDataStore, user or system settings that this device
+/// never read is taken as unset (404, as the server answers for a key never set; the app then
+/// uses its defaults), and potential duplicates are those the server reported (none known).
+fn offline_default(relative: &str) -> Option<HttpResponse> {
+    let parts: Vec<&str> = relative.trim_matches('/').split('/').map(strip_json).collect();
+    let message = match parts.as_slice() {
+        ["dataStore" | "userDataStore", namespace, key] => format!("Key '{key}' not found in namespace '{namespace}'"),
+        ["userSettings", key] => format!("User setting not found for key: {key}"),
+        ["systemSettings", key] => format!("Setting not found for key: {key}"),
+        ["potentialDuplicates"] => {
+            let mut answer = json_response(&json!({"potentialDuplicates": []}));
+            answer.headers.retain(|(k, _)| k != LOCAL_HEADER.0);
+            answer.headers.push((LOCAL_HEADER.0.into(), "default".into()));
+            return Some(answer);
+        }
+        _ => return None,
+    };
+    let mut answer = not_found(message);
+    answer.headers.retain(|(k, _)| k != LOCAL_HEADER.0);
+    answer.headers.push((LOCAL_HEADER.0.into(), "default".into()));
+    Some(answer)
 }
 
 /// API reads whose answer depends on who asks: kept per user, so a shift change offline never

@@ -395,6 +395,12 @@ fn per_user_reads_are_kept_per_user_and_server_pages_are_reads() {
         assert_eq!(answer("POST", tree, b"versionOnly=false").await, Some((200, r#"{"username":"nurse1"}"#.into())));
         assert_eq!(answer("POST", tree, b"versionOnly=true").await, Some((200, r#"{"version":"v1"}"#.into())));
         assert_eq!(answer("GET", layout, b"").await.map(|a| a.0), Some(404));
+        // Never read online: a key is taken as unset, potential duplicates as none known.
+        let unseen = "http://127.0.0.1:9/api/dataStore/tracker-capture/keyTrackerDashboardDefaultLayout";
+        assert_eq!(answer("GET", unseen, b"").await.map(|a| a.0), Some(404));
+        let duplicates = "http://127.0.0.1:9/api/potentialDuplicates?teis=Te000000001";
+        assert_eq!(answer("GET", duplicates, b"").await, Some((200, r#"{"potentialDuplicates":[]}"#.into())));
+        assert_eq!(answer("GET", "http://127.0.0.1:9/api/programs/unseen.json", b"").await, None);
         assert!(!contains(&dump(&store).await, "Amal Haddad"));
 
         // Shift change: nurse2 never sees nurse1's profile or tree; shared metadata stays shared.
