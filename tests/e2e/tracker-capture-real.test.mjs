@@ -84,6 +84,11 @@ test('real Tracker Capture: offline through its own UI, shift change, exactly on
   page.on('dialog', (d) => d.accept());
   const network = [];
   page.on('requestfailed', (r) => network.push(`failed ${r.method()} ${r.url()} ${r.failure()?.errorText}`));
+  page.on('response', async (r) => {
+    const m = r.request().method();
+    if (m !== 'GET' && r.url().includes('/api/')) network.push(`${m} ${r.url()} ${(r.request().postData() ?? '').slice(0, 300)} -> ${r.status()} ${(await r.text().catch(() => '')).slice(0, 300)}`);
+    if (m === 'GET' && /\/api\/(trackedEntityInstances\/\w+|enrollments|events)/.test(r.url()) && !r.url().includes('query.json')) network.push(`TEI ${r.url()} -> ${(await r.text().catch(() => '')).slice(0, 4000)}`);
+  });
   page.on('response', (r) => { if (r.status() >= 400) network.push(`${r.status()} ${r.request().method()} ${r.url()} ${r.headers()['x-tracker-offline'] ?? ''}`); });
   const shot = (name) => page.screenshot({ path: join(ARTIFACTS, `tc-real-${name}.png`) });
   const app = `${sim.url}/tracker-capture/`;
@@ -113,9 +118,9 @@ test('real Tracker Capture: offline through its own UI, shift change, exactly on
     // Search by first name, answered from the local copy.
     const firstName = onlineRows[0].split('\t')[1].trim();
     await page.locator('#mainPage ul.nav-pills li a:text-is("Search")').click();
-    const searchField = page.locator('form.search-tei-form .form-group:has(label.control-label-search:text-is("First name")) input.form-control').first();
-    await searchField.fill(firstName);
-    await page.locator('button.btn-tei-search').first().click();
+    const nameForm = page.locator('form.search-tei-form:has(label.control-label-search:text-is("First name"))').first();
+    await nameForm.locator('.form-group:has(label.control-label-search:text-is("First name")) input.form-control').first().fill(firstName);
+    await nameForm.locator('button.btn-tei-search').last().click();
     await page.locator('.modal-dialog').waitFor({ timeout: 30000 });
     assert.match(await page.locator('.modal-dialog').innerText(), new RegExp(firstName));
     await shot('offline-search');

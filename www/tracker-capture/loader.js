@@ -34,56 +34,60 @@ const MESSAGES = {
 };
 
 /**
- * A Storage kept in memory. Tracker Capture writes the user's profile (`USER_PROFILE`), the
- * username (`ouUsername`) and settings to sessionStorage and localStorage in clear text; the
- * app gets these instead, so nothing of the user reaches the disk (the app fetches them again
- * after a reload, answered from the sealed cache when offline). Supports the app's
- * `storage[key]` access as well as the Storage methods.
+ * The app's Storage: the browser's, except for the keys that identify the user, which stay in
+ * memory. Tracker Capture writes the user's whole profile (`USER_PROFILE`) to sessionStorage
+ * and the username (`ouUsername`) to localStorage in clear text; these never reach the disk
+ * (the app fetches the profile again after a reload, from the sealed per-user cache when
+ * offline; the loader puts the logged-in username back). Supports the app's `storage[key]`
+ * access as well as the Storage methods.
  */
-function memoryStorage() {
-  const items = new Map();
+function guardedStorage(real, memoryKeys) {
+  const memory = new Map();
+  const inMemory = (key) => memoryKeys.includes(String(key));
+  const keys = () => [...Object.keys(real), ...memory.keys()];
   const methods = {
-    getItem: (k) => (items.has(String(k)) ? items.get(String(k)) : null),
-    setItem: (k, v) => void items.set(String(k), String(v)),
-    removeItem: (k) => void items.delete(String(k)),
-    clear: () => items.clear(),
-    key: (i) => [...items.keys()][i] ?? null,
+    getItem: (k) => (inMemory(k) ? (memory.get(String(k)) ?? null) : real.getItem(k)),
+    setItem: (k, v) => (inMemory(k) ? void memory.set(String(k), String(v)) : real.setItem(k, v)),
+    removeItem: (k) => (inMemory(k) ? void memory.delete(String(k)) : real.removeItem(k)),
+    clear: () => (memory.clear(), real.clear()),
+    key: (i) => keys()[i] ?? null,
   };
   return new Proxy(methods, {
-    get: (target, key) => (key === 'length' ? items.size : key in target ? target[key] : items.get(key)),
-    set: (target, key, value) => (items.set(String(key), String(value)), true),
-    has: (target, key) => key in target || items.has(key),
-    deleteProperty: (target, key) => items.delete(key) || true,
-    ownKeys: () => [...items.keys()],
+    get: (target, key) => (key === 'length' ? keys().length : key in target ? target[key] : (target.getItem(key) ?? undefined)),
+    set: (target, key, value) => (target.setItem(key, value), true),
+    has: (target, key) => key in target || target.getItem(key) !== null,
+    deleteProperty: (target, key) => (target.removeItem(key), true),
+    ownKeys: () => keys(),
     getOwnPropertyDescriptor: (target, key) =>
-      items.has(key) ? { value: items.get(key), enumerable: true, configurable: true, writable: true } : undefined,
+      target.getItem(key) !== null ? { value: target.getItem(key), enumerable: true, configurable: true, writable: true } : undefined,
   });
-}
-
-/**
- * Items Tracker Capture expects in its sessionStorage from an earlier load of the tab. With
- * its storage in memory they would be missing on every load, and the app reads them in a race
- * (its home screen takes its labels before the translations arrive without USER_SETTING), so
- * the loader fetches them for the logged-in user first: online from the server, offline from
- * the sealed per-user cache of the service worker.
- */
-const PRIMED_SESSION_ITEMS = [{ key: 'USER_SETTING', url: '../api/userSettings.json?key=keyDbLocale&key=keyUiLocale&key=keyStyle' }];
-
-async function primeAppSession() {
-  for (const { key, url } of PRIMED_SESSION_ITEMS) {
-    try {
-      const response = await fetch(new URL(url, APP_ROOT), { credentials: 'same-origin', headers: { accept: 'application/json' } });
-      if (response.ok) window.sessionStorage.setItem(key, JSON.stringify(await response.json()));
-    } catch {
-      /* the app fetches it itself */
-    }
-  }
 }
 
 /** The browser's sessionStorage, kept for the loader's own flags (never user data). */
 const loaderSession = window.sessionStorage;
-for (const name of ['localStorage', 'sessionStorage']) {
-  Object.defineProperty(window, name, { value: memoryStorage(), configurable: true, enumerable: true });
+const appStorage = {
+  localStorage: guardedStorage(window.localStorage, ['ouUsername']),
+  sessionStorage: guardedStorage(window.sessionStorage, ['USER_PROFILE']),
+};
+for (const [name, storage] of Object.entries(appStorage)) {
+  Object.defineProperty(window, name, { value: storage, configurable: true, enumerable: true });
+}
+
+/**
+ * What Tracker Capture expects in its storage from an earlier load, for the logged-in user:
+ * the username its org unit tree cache is keyed by, and its user settings (it reads them in
+ * a race with its home screen, whose labels stay untranslated without them), fetched online
+ * from the server or offline from the sealed per-user cache of the service worker.
+ */
+async function primeAppStorage(username) {
+  if (username) window.localStorage.setItem('ouUsername', username);
+  try {
+    const url = new URL('../api/userSettings.json?key=keyDbLocale&key=keyUiLocale&key=keyStyle', APP_ROOT);
+    const response = await fetch(url, { credentials: 'same-origin', headers: { accept: 'application/json' } });
+    if (response.ok) window.sessionStorage.setItem('USER_SETTING', JSON.stringify(await response.json()));
+  } catch {
+    /* the app fetches them itself */
+  }
 }
 
 function config() {
@@ -131,7 +135,6 @@ async function untilControlled() {
  * Puts the app's server stylesheets and scripts back, in document order.
  */
 async function bootApp() {
-  await primeAppSession();
   for (const link of document.querySelectorAll('link[data-tracker-offline-href]')) {
     link.setAttribute('href', link.getAttribute('data-tracker-offline-href'));
     link.removeAttribute('data-tracker-offline-href');
@@ -175,8 +178,30 @@ async function bootApp() {
     }
   }
   await Promise.all(loading);
+  retranslateWhenReady();
   heldReady?.holdReady(false);
   document.documentElement.classList.add('tracker-offline-booted');
+}
+
+/**
+ * Tracker Capture's controllers take labels with `$translate.instant` when they start; on a
+ * load where the API answers quickly (from the local copy) the first screen can start before
+ * the translations arrive and keep raw keys ("lists", "register"). Once they arrive, the
+ * current screen is started again. Registered on the app's module before AngularJS boots it.
+ */
+function retranslateWhenReady() {
+  const name = document.documentElement.getAttribute('ng-app') ?? document.querySelector('[ng-app]')?.getAttribute('ng-app');
+  if (!name || !window.angular) return;
+  try {
+    window.angular.module(name).run(['$rootScope', '$injector', ($rootScope, $injector) => {
+      $rootScope.$on('$translateChangeSuccess', () => {
+        const route = $injector.has('$route') ? $injector.get('$route') : null;
+        if (route?.current) route.reload();
+      });
+    }]);
+  } catch {
+    /* not an AngularJS app with that module */
+  }
 }
 
 class LoginOverlay {
@@ -412,6 +437,7 @@ async function main() {
   }
   const bar = new StatusBar(app, { onSwitchUser: switchUser });
   await bar.mount();
+  await primeAppStorage((await app.status()).user?.username);
   await bootApp();
   refreshClinicCopy();
   keepAppFiles();

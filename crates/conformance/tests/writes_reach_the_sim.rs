@@ -157,3 +157,40 @@ async fn dashboard_layout_keys_set_offline_are_created_on_the_server() {
     let (status, value) = get(&server, "/api/dataStore/tracker-capture/keyDefaultLayoutLocked").await;
     assert_eq!((status, value), (200, json!({})));
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_registration_made_offline_reads_back_with_its_enrollment() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = sim("2.40.3", dir.path(), 3);
+    let engine = logged_in_with_copy(&server).await;
+    server.set_down(true);
+    let r = capture(
+        &engine,
+        "POST",
+        "trackedEntityInstances",
+        json!({"trackedEntityType": "TetPerson01", "orgUnit": OU, "attributes": woman("495555999")}),
+    )
+    .await;
+    let tei = r["response"]["importSummaries"][0]["reference"].as_str().unwrap().to_string();
+    capture(
+        &engine,
+        "POST",
+        "enrollments",
+        json!({"trackedEntityInstance": tei, "program": P, "status": "ACTIVE", "orgUnit": OU,
+        "enrollmentDate": "2026-11-26", "incidentDate": "2026-11-26"}),
+    )
+    .await;
+    let answer = engine
+        .answer_offline(&format!("{BASE}/trackedEntityInstances/{tei}.json?program={P}&fields=*"))
+        .await
+        .unwrap()
+        .unwrap();
+    let body: Value = serde_json::from_slice(&answer.body).unwrap();
+    assert_eq!(body["enrollments"].as_array().map(Vec::len), Some(1), "{body}");
+    // Read as the server's records are: owned by the clinic, with the fields it adds.
+    assert_eq!(body["programOwners"][0]["program"], P, "{body}");
+    assert_eq!(body["programOwners"][0]["ownerOrgUnit"], OU);
+    assert_eq!(body["relationships"], json!([]));
+    assert_eq!(body["enrollments"][0]["orgUnitName"], "Bani Naim Clinic");
+    assert_eq!(body["enrollments"][0]["notes"], json!([]));
+}

@@ -18,7 +18,7 @@ use crate::{
     params::{base_path, Target},
     query::TeiQuery,
     random::RandomSource,
-    records::{text, Object, TeiBundle},
+    records::{text, Object, SyncState, TeiBundle},
     store::{KvStore, StoreName},
 };
 
@@ -295,6 +295,16 @@ impl ChildFilter {
 }
 
 impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R, H> {
+    /// Display names of the clinic's org units (empty when unknown).
+    fn org_unit_names(&self) -> impl Fn(&str) -> String {
+        let names: std::collections::HashMap<String, String> = self
+            .clinic
+            .lock()
+            .map(|c| c.metadata.org_units.iter().map(|(id, o)| (id.clone(), o.display_name.clone())).collect())
+            .unwrap_or_default();
+        move |id: &str| names.get(id).cloned().unwrap_or_default()
+    }
+
     /// The API-base path (`/api`) requests are matched against.
     pub fn api_path(&self) -> String {
         base_path(&self.config.api_base)
@@ -395,12 +405,13 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
                 grid(&refs, total, &q, &meta)
             }
             ReadRoute::LegacyTeiList => {
+                let meta_names = self.org_unit_names();
                 let q = TeiQuery::from_target(&target)?;
                 let (rows, total, _) = self.matching_rows(&q)?;
                 let mut items = Vec::new();
                 for row in &rows {
                     if let Some(b) = self.bundle(&row.uid).await? {
-                        items.push(fields.apply(&Value::Object(b.to_nested(q.program.as_deref()))));
+                        items.push(fields.apply(&Value::Object(legacy_nested(&b, q.program.as_deref(), &meta_names))));
                     }
                 }
                 let mut out = Map::new();
@@ -411,7 +422,10 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
                 Value::Object(out)
             }
             ReadRoute::LegacyTei(uid) => match self.bundle(&uid).await? {
-                Some(b) => fields.apply(&Value::Object(b.to_nested(target.get("program")))),
+                Some(b) => {
+                    let names = self.org_unit_names();
+                    fields.apply(&Value::Object(legacy_nested(&b, target.get("program"), &names)))
+                }
                 None => return Ok(Some(not_found(format!("TrackedEntityInstance not found for ID {uid}")))),
             },
             ReadRoute::LegacyEvents | ReadRoute::LegacyEnrollments => {
@@ -697,6 +711,81 @@ struct CacheSlot {
     id: String,
     /// Whether a 404 answer is kept too (key-value reads).
     keeps_not_found: bool,
+}
+
+/// A tracked entity nested as the legacy API gives it. Records created on this device and not
+/// yet sent get the fields the server adds to every record it stores (program ownership, empty
+/// relationships and notes, org unit names, flags), so the app reads them as it reads the
+/// server's; records the server sent are given as it sent them.
+fn legacy_nested(b: &TeiBundle, program: Option<&str>, org_unit_names: &dyn Fn(&str) -> String) -> Object {
+    let mut nested = b.to_nested(program);
+    let local = |o: &Object, key: &str| text(o, key).is_some_and(|uid| b.state(uid) == SyncState::ToPost);
+    let tei_type = nested.get("trackedEntityType").cloned().unwrap_or(Value::Null);
+    let tei_uid = Value::String(b.uid().to_string());
+    if let Some(Value::Array(enrollments)) = nested.get_mut("enrollments") {
+        for e in enrollments.iter_mut() {
+            let Value::Object(e) = e else { continue };
+            if let Some(Value::Array(events)) = e.get_mut("events") {
+                for ev in events.iter_mut() {
+                    let Value::Object(ev) = ev else { continue };
+                    if local(ev, "event") {
+                        let ou = text(ev, "orgUnit").map(org_unit_names).unwrap_or_default();
+                        ev.entry("orgUnitName").or_insert(Value::String(ou));
+                        ev.entry("trackedEntityInstance").or_insert(tei_uid.clone());
+                        for (k, v) in [
+                            ("deleted", json!(false)),
+                            ("followup", json!(false)),
+                            ("notes", json!([])),
+                            ("dataValues", json!([])),
+                        ] {
+                            ev.entry(k).or_insert(v);
+                        }
+                    }
+                }
+            }
+            if local(e, "enrollment") {
+                let ou = text(e, "orgUnit").map(org_unit_names).unwrap_or_default();
+                e.entry("orgUnitName").or_insert(Value::String(ou));
+                e.entry("trackedEntityType").or_insert(tei_type.clone());
+                for (k, v) in [
+                    ("deleted", json!(false)),
+                    ("followup", json!(false)),
+                    ("notes", json!([])),
+                    ("attributes", json!([])),
+                ] {
+                    e.entry(k).or_insert(v);
+                }
+            }
+        }
+    }
+    if b.state(b.uid()) == SyncState::ToPost {
+        let owners: Vec<Value> = b
+            .enrollments
+            .iter()
+            .filter_map(|e| Some(json!({"ownerOrgUnit": text(e, "orgUnit")?, "program": text(e, "program")?, "trackedEntityInstance": b.uid()})))
+            .collect();
+        nested.entry("programOwners").or_insert(Value::Array(owners));
+        for (k, v) in [
+            ("inactive", json!(false)),
+            ("deleted", json!(false)),
+            ("relationships", json!([])),
+            ("potentialDuplicate", json!(false)),
+        ] {
+            nested.entry(k).or_insert(v);
+        }
+    } else if !nested.contains_key("programOwners") {
+        // A local enrollment of a downloaded woman: the clinic owns it until the server says.
+        let owners: Vec<Value> = b
+            .enrollments
+            .iter()
+            .filter(|e| local(e, "enrollment"))
+            .filter_map(|e| Some(json!({"ownerOrgUnit": text(e, "orgUnit")?, "program": text(e, "program")?, "trackedEntityInstance": b.uid()})))
+            .collect();
+        if !owners.is_empty() {
+            nested.insert("programOwners".into(), Value::Array(owners));
+        }
+    }
+    nested
 }
 
 /// A tracked entity nested for the tracker family: events carry their follow-up flag.
