@@ -147,6 +147,8 @@ test('real Tracker Capture: offline through its own UI, shift change, exactly on
     await page.waitForFunction((last) => document.body.innerText.includes(last) || [...document.querySelectorAll('#profile input')].some((i) => i.value === last), WOMAN.last, { timeout: 30000 });
 
     // An ANC visit: created, filled value by value, completed.
+    // The widget is ready once it has listed her (no) events.
+    await page.locator('#dataentry', { hasText: 'No event exists' }).waitFor({ timeout: 30000 });
     await page.locator('#dataentry a.disable-link-effects[title="Add new"]:visible').first().click();
     const modal = page.locator('.modal-dialog');
     await modal.waitFor({ timeout: 30000 });
@@ -226,6 +228,11 @@ test('real Tracker Capture: offline through its own UI, shift change, exactly on
     await shot('online-dashboard');
   } catch (error) {
     await shot('failure').catch(() => {});
+    network.push('scope: ' + await page.evaluate(() => {
+      const el = document.querySelector('#dataentry [ng-controller]') ?? document.querySelector('#dataentry');
+      const sc = window.angular?.element(el).scope();
+      return JSON.stringify({ stages: sc?.programStages?.map((s) => [s.id, s.access, s.repeatable]), sel: sc?.selectedProgram?.programStages?.length, notShowing: sc?.stagesNotShowingInStageTasks, events: sc?.allEventsSorted?.length });
+    }).catch((e) => String(e)));
     writeFileSync(join(ARTIFACTS, 'tc-real-page-errors.txt'), [...appErrors, '--- network', ...network].join('\n'));
     throw error;
   } finally {

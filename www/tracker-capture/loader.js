@@ -378,7 +378,7 @@ async function main() {
   async function switchUser() {
     const outcome = await overlay.show(null, { onLogout: logout });
     afterLogin(outcome);
-    location.reload();
+    restartAtHome();
   }
 
   /** A fresh online login refreshes the clinic copy (incremental), once the app is running. */
@@ -411,7 +411,13 @@ async function main() {
   async function logout() {
     await app.logout();
     await fetch(new URL(LOGOUT_PATH, new URL('../', APP_ROOT)), { credentials: 'same-origin', redirect: 'manual' }).catch(() => {});
-    location.reload();
+    restartAtHome();
+  }
+
+  /** Starts the app again on its home screen: the next user never lands on a woman's record. */
+  function restartAtHome() {
+    if (location.href === APP_ROOT.href) location.reload();
+    else location.replace(APP_ROOT.href);
   }
 
   // The app's logout link would leave for the server's login page (unreachable offline): log out
@@ -428,7 +434,7 @@ async function main() {
     true,
   );
   // The app's screens of the previous session go with a reload (its storage is in memory).
-  app.addEventListener('idle-lock', () => location.reload());
+  app.addEventListener('idle-lock', () => restartAtHome());
 
   const status = await app.status();
   if (!status.user || status.locked) {

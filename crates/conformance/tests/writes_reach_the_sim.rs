@@ -172,12 +172,32 @@ async fn a_registration_made_offline_reads_back_with_its_enrollment() {
     )
     .await;
     let tei = r["response"]["importSummaries"][0]["reference"].as_str().unwrap().to_string();
-    capture(
+    let r = capture(
         &engine,
         "POST",
         "enrollments",
         json!({"trackedEntityInstance": tei, "program": P, "status": "ACTIVE", "orgUnit": OU,
         "enrollmentDate": "2026-11-26", "incidentDate": "2026-11-26"}),
+    )
+    .await;
+    let enrollment = r["response"]["importSummaries"][0]["reference"].as_str().unwrap().to_string();
+    let r = capture(
+        &engine,
+        "POST",
+        "events.json",
+        json!({"events": [{"trackedEntityInstance": tei, "program": P, "programStage": "PsAncVisit1",
+        "enrollment": enrollment, "orgUnit": OU, "status": "ACTIVE", "eventDate": "2026-11-26", "dataValues": []}]}),
+    )
+    .await;
+    let event = r["response"]["importSummaries"][0]["reference"].as_str().unwrap().to_string();
+    // Completion: Tracker Capture PUTs the whole event, without its enrollment.
+    capture(
+        &engine,
+        "PUT",
+        &format!("events/{event}"),
+        json!({"event": event, "program": P, "programStage": "PsAncVisit1", "orgUnit": OU, "trackedEntityInstance": tei,
+        "status": "COMPLETED", "eventDate": "2026-11-26", "completedDate": "2026-11-26",
+        "dataValues": [{"dataElement": "DeBpSystol1", "value": 118}]}),
     )
     .await;
     let answer = engine
@@ -193,4 +213,14 @@ async fn a_registration_made_offline_reads_back_with_its_enrollment() {
     assert_eq!(body["relationships"], json!([]));
     assert_eq!(body["enrollments"][0]["orgUnitName"], "Bani Naim Clinic");
     assert_eq!(body["enrollments"][0]["notes"], json!([]));
+    assert_eq!(body["enrollments"][0]["events"][0]["status"], "COMPLETED", "{body}");
+    assert_eq!(body["enrollments"][0]["events"][0]["enrollment"], enrollment.as_str());
+    // And the server gets the visit inside her enrollment, once.
+    server.set_down(false);
+    let report = engine.flush(FlushScope::All, NOW, &mut |_| {}).await.unwrap();
+    assert_eq!((report.failed, report.remaining), (0, 0), "{report:?}");
+    let (_, online) = get(&server, &format!("/api/trackedEntityInstances/{tei}.json?program={P}&fields=*")).await;
+    let events = &online["enrollments"][0]["events"];
+    assert_eq!(events.as_array().map(Vec::len), Some(1), "{online}");
+    assert_eq!(events[0]["status"], "COMPLETED");
 }

@@ -797,6 +797,25 @@ fn upsert_event(
             }
         }
     }
+    // An event without its enrollment belongs, as on the server, to the woman's enrollment in
+    // its program (the legacy PUT of a whole event does not repeat it).
+    if !ev.contains_key("enrollment") {
+        let program = text(&ev, "program").map(str::to_string);
+        let known =
+            b.events.iter().find(|x| text(x, "event") == Some(uid.as_str())).and_then(|x| x.get("enrollment").cloned());
+        let by_program = || {
+            let mut of_program =
+                b.enrollments.iter().filter(|e| program.is_some() && text(e, "program") == program.as_deref());
+            let all: Vec<&Object> = of_program.by_ref().collect();
+            all.iter()
+                .find(|e| text(e, "status") == Some("ACTIVE"))
+                .or(all.last())
+                .and_then(|e| e.get("enrollment").cloned())
+        };
+        if let Some(enrollment) = known.or_else(by_program) {
+            ev.insert("enrollment".into(), enrollment);
+        }
+    }
     match b.events.iter_mut().find(|x| text(x, "event") == Some(uid.as_str())) {
         Some(existing) => {
             let created = existing.get("created").cloned();
