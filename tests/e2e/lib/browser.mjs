@@ -46,7 +46,8 @@ export async function call(page, method, ...args) {
 /**
  * Every stored byte of the origin, as text for scanning: all IndexedDB databases (keys and
  * values, byte arrays decoded as latin1 and UTF-8, strings, Blobs, nested objects), Cache
- * Storage, localStorage, sessionStorage and the origin private file system.
+ * Storage, localStorage, sessionStorage (the browser's, whatever the page replaced) and the
+ * origin private file system.
  */
 export async function dumpOriginStorage(page) {
   return page.evaluate(async () => {
@@ -94,9 +95,14 @@ export async function dumpOriginStorage(page) {
         parts.push(request.url, bytesToText(new Uint8Array(await response.arrayBuffer())));
       }
     }
-    for (const storage of [localStorage, sessionStorage]) {
+    // The browser's own Storage objects, from a fresh same-origin frame: a page may replace
+    // window.localStorage/sessionStorage (the Tracker Capture loader keeps some keys in memory).
+    const frame = document.createElement('iframe');
+    document.documentElement.append(frame);
+    for (const storage of [frame.contentWindow.localStorage, frame.contentWindow.sessionStorage]) {
       for (let i = 0; i < storage.length; i++) parts.push(storage.key(i), storage.getItem(storage.key(i)));
     }
+    frame.remove();
     try {
       const walk = async (dir) => {
         for await (const [name, handle] of dir.entries()) {
