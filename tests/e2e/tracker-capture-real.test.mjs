@@ -98,7 +98,9 @@ test('real Tracker Capture: offline through its own UI, shift change, exactly on
     await login(page, DEMO.nurse2);
     await homeReady(page);
     await page.locator('#tracker-offline-switch').click();
+    let restarted = page.waitForEvent('load');
     await login(page, DEMO.nurse1);
+    await restarted;
     await page.locator('#tracker-offline-user', { hasText: DEMO.nurse1.displayName }).waitFor({ timeout: 30000 });
     await homeReady(page);
     await until(page, (s) => s.lastDownloadAt !== null && s.records > 0, 'the clinic copy');
@@ -180,7 +182,9 @@ test('real Tracker Capture: offline through its own UI, shift change, exactly on
 
     // Shift change inside the app, offline: nurse2 takes over; nurse1's unsent work stays.
     await page.locator('#tracker-offline-switch').click();
+    restarted = page.waitForEvent('load');
     await login(page, DEMO.nurse2);
+    await restarted;
     await page.locator('#tracker-offline-user', { hasText: DEMO.nurse2.displayName }).waitFor({ timeout: 30000 });
     await homeReady(page);
     const shift = await status(page);
