@@ -1,21 +1,26 @@
 // tracker-offline: the JS face of the library, for the page. A thin layer over the wasm
 // package (www/pkg): every rule lives in Rust (crates/core); this file only loads the module,
 // registers the service worker, hands the data key to it, and turns answers into JS values.
+// Types of everything here: tracker-offline.d.ts.
 //
 //   import { TrackerOffline } from './tracker-offline.js';
 //   const app = await TrackerOffline.start({ apiBase: '/api' });
-//   await app.login(username, password);   // -> { username, mode: 'online' | 'offline', profile }
+//   await app.login(username, password);   // -> { username, mode: 'online' | 'offline', profile, handover }
 //   await app.logout();
-//   await app.status();                    // -> { online, user, locked, pending, failed, lastSyncAt,
-//                                          //      records, usage, quota, lastDownloadAt }
+//   await app.status();                    // -> { online, user, locked, pending, failed, lastSyncAt, records,
+//                                          //      usage, quota, lastDownloadAt, pendingByAuthor,
+//                                          //      failedByAuthor, registeredUsers, persisted }
 //   await app.download({ orgUnits, programs, onProgress }); // clinic copy for offline use
-//   await app.sync();                      // -> { sent, failed, remaining }
+//   await app.sync();                      // -> { sent, failed, remaining, requests, stopped, waitingFor }
 //   await app.failures(); await app.retry(id); await app.discard(id);
-//   app.addEventListener('status' | 'progress' | 'flush', (e) => e.detail);
+//   await app.cacheAppFiles(urls);         // app files kept for offline use
+//   app.addEventListener('status' | 'progress' | 'flush' | 'escrow-error' | 'idle-lock', (e) => e.detail);
 //
 // Failures reject with an Error whose `code` is stable (BAD_CREDENTIALS, UNKNOWN_USER_OFFLINE,
-// LOCKED_OUT with retryAfterMs, CREDENTIAL_EXPIRED, SERVER_UNREACHABLE, VAULT_LOCKED,
-// HANDOVER_REQUIRED, STORAGE_FULL, STORAGE_CORRUPT, BAD_INPUT).
+// LOCKED_OUT with retryAfterMs, CREDENTIAL_EXPIRED, SERVER_UNREACHABLE, AUTH_REQUIRED,
+// VAULT_LOCKED, HANDOVER_REQUIRED, ESCROW_UNSAFE, STORAGE_FULL, STORAGE_CORRUPT, STORAGE_ERROR,
+// CONFLICT, BAD_INPUT, BAD_RESPONSE, CRYPTO_ERROR, SERVICE_WORKER_UNAVAILABLE,
+// SERVICE_WORKER_ERROR); the full list is TrackerOfflineErrorCode in tracker-offline.d.ts.
 
 import init, { Engine, retryDelayMs } from './pkg/tracker_offline.js';
 
@@ -170,7 +175,7 @@ export class TrackerOffline extends EventTarget {
 
   /**
    * `{ online, user, locked, pending, failed, lastSyncAt, records, usage, quota,
-   * lastDownloadAt, persisted, registeredUsers }`.
+   * lastDownloadAt, persisted, registeredUsers, pendingByAuthor, failedByAuthor }`.
    */
   async status() {
     const s = await this.#engine.status();
