@@ -103,7 +103,9 @@ test('real Tracker Capture: offline through its own UI, shift change, exactly on
     await restarted;
     await page.locator('#tracker-offline-user', { hasText: DEMO.nurse1.displayName }).waitFor({ timeout: 30000 });
     await homeReady(page);
-    await until(page, (s) => s.lastDownloadAt !== null && s.records > 0, 'the clinic copy');
+    // The clinic copy (the loader refreshes it after an online login; one download at a time).
+    const copy = await page.evaluate(() => window.trackerOffline.download());
+    assert.ok(copy.records > 0, JSON.stringify(copy));
     const files = JSON.parse(readFileSync(join(out, 'tracker-offline-files.json'), 'utf8')).files;
     await page.evaluate((urls) => window.trackerOffline.cacheAppFiles(urls), files.map((f) => new URL(f, app).href));
     const onlineRows = await listRows(page);

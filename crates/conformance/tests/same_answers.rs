@@ -108,6 +108,7 @@ async fn online(server: &InProcess, path: &str) -> Value {
 
 async fn online_status(server: &InProcess, path: &str) -> (u16, Value) {
     let request = HttpRequest {
+        opens_session: false,
         method: "GET".into(),
         url: format!("http://sim.test{path}"),
         headers: vec![

@@ -111,7 +111,13 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
 
     /// GET a JSON document from the server with the session's credentials.
     pub(crate) async fn get_json(&self, url: &str) -> Result<Value> {
-        let request = HttpRequest { method: "GET".into(), url: url.into(), headers: self.auth_headers(), body: None };
+        let request = HttpRequest {
+            opens_session: false,
+            method: "GET".into(),
+            url: url.into(),
+            headers: self.auth_headers(),
+            body: None,
+        };
         let response = match self.http.send(request).await {
             Ok(r) => r,
             Err(e) => {

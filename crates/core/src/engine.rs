@@ -107,6 +107,8 @@ pub enum OnlineCheck {
 pub fn me_request(api_base: &str, username: &str, password: &str) -> HttpRequest {
     let token = B64.encode(format!("{username}:{password}"));
     HttpRequest {
+        // The login check is the one request whose session the browser keeps (the app uses it).
+        opens_session: true,
         method: "GET".into(),
         url: format!("{api_base}/me?fields={ME_FIELDS}"),
         headers: vec![

@@ -55,8 +55,13 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
     async fn send_json(&self, method: &str, url: String, body: Option<Value>) -> Result<(u16, Value)> {
         let mut headers = self.auth_headers();
         headers.push(("Content-Type".into(), "application/json".into()));
-        let request =
-            HttpRequest { method: method.into(), url, headers, body: body.map(|b| b.to_string().into_bytes()) };
+        let request = HttpRequest {
+            opens_session: false,
+            method: method.into(),
+            url,
+            headers,
+            body: body.map(|b| b.to_string().into_bytes()),
+        };
         let r = self.http.send(request).await.map_err(|e| CoreError::ServerUnreachable(e.to_string()))?;
         Ok((r.status, serde_json::from_slice(&r.body).unwrap_or(Value::Null)))
     }
@@ -119,6 +124,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
         let url = format!("{}/dataStore/{ESCROW_NAMESPACE}/{}", self.config.api_base, escrow_key(&vault_id));
         let token = B64.encode(format!("{username}:{password}"));
         let request = HttpRequest {
+            opens_session: false,
             method: "GET".into(),
             url,
             headers: vec![
@@ -146,6 +152,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
     async fn server_version_with(&self, username: &str, password: &str) -> Result<String> {
         let token = B64.encode(format!("{username}:{password}"));
         let request = HttpRequest {
+            opens_session: false,
             method: "GET".into(),
             url: format!("{}/system/info", self.config.api_base),
             headers: vec![

@@ -400,6 +400,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
             if let EntryPayload::Raw { method, url, content_type, body } = &segment[0].payload {
                 let entry = segment[0];
                 let request = HttpRequest {
+                    opens_session: false,
                     method: method.clone(),
                     url: url.clone(),
                     headers: {
@@ -416,7 +417,11 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
                 if response.as_ref().is_some_and(|r| r.status == 404) && is_key_value_put(method, url, &self.api_path())
                 {
                     report.requests += 1;
-                    response = self.http.send(HttpRequest { method: "POST".into(), ..request }).await.ok();
+                    response = self
+                        .http
+                        .send(HttpRequest { opens_session: false, method: "POST".into(), ..request })
+                        .await
+                        .ok();
                 }
                 self.record_network(response.as_ref().map(|r| r.status), now_ms);
                 match response {
@@ -511,6 +516,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
                 let request = if skip.is_empty() { request } else { replan_without(&request, &skip) };
                 report.requests += 1;
                 let http = HttpRequest {
+                    opens_session: false,
                     method: request.method.clone(),
                     url: request.url.clone(),
                     headers: {

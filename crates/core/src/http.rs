@@ -14,6 +14,11 @@ pub struct HttpRequest {
     pub headers: Vec<(String, String)>,
     /// Body bytes, if any.
     pub body: Option<Vec<u8>>,
+    /// Whether the browser may send and keep its session cookie for this request: only the
+    /// online login check, whose DHIS2 session the app then uses. Every other request of the
+    /// library authenticates on its own (Basic) and leaves the browser's cookies alone, so a
+    /// download or flush of one user never replaces the session of the user logged in next.
+    pub opens_session: bool,
 }
 
 /// An HTTP response as the client received it.

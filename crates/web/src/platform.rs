@@ -107,7 +107,11 @@ impl HttpClient for FetchHttp {
         let signal = web_sys::AbortSignal::timeout_with_u32(self.timeout_ms);
         let mut builder = RequestBuilder::new(&request.url)
             .method(method)
-            .credentials(web_sys::RequestCredentials::SameOrigin)
+            .credentials(if request.opens_session {
+                web_sys::RequestCredentials::SameOrigin
+            } else {
+                web_sys::RequestCredentials::Omit
+            })
             .abort_signal(Some(&signal));
         for (name, value) in &request.headers {
             builder = builder.header(name, value);

@@ -110,6 +110,7 @@ pub async fn logged_in_with_copy(server: &InProcess) -> TestEngine<'_> {
 /// GET on the sim as admin.
 pub async fn get(server: &InProcess, path: &str) -> (u16, Value) {
     let request = HttpRequest {
+        opens_session: false,
         method: "GET".into(),
         url: format!("http://sim.test{path}"),
         headers: vec![
