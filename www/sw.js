@@ -89,6 +89,22 @@ async function fetchWithTimeout(request) {
   return fetch(request, { signal: AbortSignal.timeout(NETWORK_TIMEOUT_MS) });
 }
 
+/** DHIS2's answer when the request's session is gone: 401, or a redirect to the login page. */
+function sessionLost(response) {
+  return response.status === 401 || (response.redirected && /\/login\.action$|\/security\/login/.test(new URL(response.url).pathname));
+}
+
+/**
+ * Sends the app's request; when the server lost the session (it restarted while the clinic was
+ * offline), opens a new one for the logged-in user and sends the request once more.
+ * `makeRequest` builds a fresh Request each time (a body can be read once).
+ */
+async function fetchWithSession(engine, makeRequest) {
+  const response = await fetchWithTimeout(makeRequest());
+  if (!sessionLost(response) || !engine.unlocked || !(await engine.renewSession())) return response;
+  return fetchWithTimeout(makeRequest());
+}
+
 /**
  * A read: API GETs, and the server pages the app reads outside the API (org unit tree, with a
  * POST). Network first; online answers the core deems cacheable are kept sealed (per user where
@@ -110,9 +126,9 @@ async function answerRead(event, request, apiBase) {
   }
   if (engine.shouldTryNetwork()) {
     try {
-      const response = await fetchWithTimeout(request.clone());
+      const response = await fetchWithSession(engine, () => request.clone());
       if (engine.recordNetwork(response.status)) {
-        if ((response.ok || response.status === 404) && engine.unlocked) {
+        if ((response.ok || response.status === 404) && !response.redirected && engine.unlocked) {
           const copy = response.clone();
           event.waitUntil(
             copy.arrayBuffer().then((body) =>
@@ -197,13 +213,14 @@ async function answerWrite(event, request, apiBase) {
   const queueFirst = !engine.shouldTryNetwork() || (await engine.outboxHasWork());
   if (!queueFirst) {
     try {
-      const sent = new Request(request.url, {
-        method: request.method,
-        headers: request.headers,
-        body: prepared.body.length ? prepared.body : undefined,
-        credentials: 'same-origin',
-      });
-      const response = await fetchWithTimeout(sent);
+      const sent = () =>
+        new Request(request.url, {
+          method: request.method,
+          headers: request.headers,
+          body: prepared.body.length ? prepared.body : undefined,
+          credentials: 'same-origin',
+        });
+      const response = await fetchWithSession(engine, sent);
       if (engine.recordNetwork(response.status)) {
         if (response.ok) event.waitUntil(engine.recordOnlineWrite(prepared).catch(() => {}));
         return response;

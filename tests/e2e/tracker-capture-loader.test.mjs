@@ -3,7 +3,8 @@
 // tracker-capture-real.test.mjs): configure-tracker-capture adds the npm package, the app does
 // not talk to the server before a login through the library, its scripts then run in their
 // order, its boot reads (profile, org unit tree, working list, a user setting) are answered
-// offline with the sim killed, per user across a shift change, and nothing readable is stored.
+// offline with the sim killed, per user across a shift change, the server's lost session is
+// renewed for the logged-in user when it is back, and nothing readable is stored.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -108,6 +109,21 @@ test('configured stand-in: login gate, script order, offline boot reads per user
     results = await appResults(page);
     assert.equal(results.me.body.displayName, DEMO.nurse2.displayName, 'nurse2 sees her own profile, never nurse1\'s');
     assert.deepEqual(results.tree.body, nurse2Tree);
+
+    // The server comes back without the sessions it had: the worker opens a new one for the
+    // logged-in nurse, and the app's reads are answered by the server again, as hers.
+    // (The worker answers locally for up to 15 s after a failure; the app's read is repeated.)
+    await sim.restart();
+    const me = await page.evaluate(async () => {
+      for (let i = 0; i < 40; i++) {
+        const r = await fetch('../api/me.json?fields=id,displayName');
+        if (!r.headers.get('x-tracker-offline')) return { status: r.status, body: await r.json() };
+        await new Promise((resolve) => setTimeout(resolve, 500));
+      }
+      return null;
+    });
+    assert.equal(me?.status, 200, 'answered by the server');
+    assert.equal(me.body.displayName, DEMO.nurse2.displayName);
 
     // Nothing readable in any storage of the origin.
     const dump = await dumpOriginStorage(page);

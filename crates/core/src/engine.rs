@@ -224,6 +224,20 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
         }
     }
 
+    /// Opens a new DHIS2 session in the browser for the logged-in user (the server lost the
+    /// previous one, e.g. it restarted while the clinic was offline), with the password held
+    /// for this session. True when the server accepted it; the app's next request then
+    /// carries the new session cookie.
+    pub async fn renew_session(&self) -> bool {
+        let (Some(info), Some(password)) = (self.vault.session_info(), self.vault.session_password()) else {
+            return false;
+        };
+        matches!(
+            self.http.send(me_request(&self.config.api_base, &info.username, &password)).await,
+            Ok(response) if matches!(interpret_me_response(&response, &info.username), OnlineCheck::Accepted(_))
+        )
+    }
+
     /// Logs out: keys and password are zeroized, the in-memory clinic index is dropped.
     pub fn logout(&self) {
         self.vault.lock();

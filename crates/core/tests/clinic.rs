@@ -416,3 +416,19 @@ fn per_user_reads_are_kept_per_user_and_server_pages_are_reads() {
         assert_eq!(answer("POST", tree, b"versionOnly=false").await, Some((200, r#"{"username":"nurse1"}"#.into())));
     });
 }
+
+#[test]
+fn a_lost_server_session_is_renewed_only_for_the_logged_in_user() {
+    block_on(async {
+        let store = MemoryStore::new();
+        let server = FakeDhis2::new("2.40.3", 0);
+        let e = engine(&store, &server);
+        assert!(!e.renew_session().await, "nobody logged in");
+        e.login("nurse1", "Nurse1!clinic", T0).await.unwrap();
+        let before = server.requests.borrow().len();
+        assert!(e.renew_session().await);
+        assert!(server.requests.borrow()[before..].iter().any(|u| u.contains("/api/me")));
+        e.logout();
+        assert!(!e.renew_session().await, "the password is gone with the session");
+    });
+}

@@ -240,6 +240,14 @@ impl Engine {
         })
     }
 
+    /// Opens a new DHIS2 session in the browser for the logged-in user (after the server lost
+    /// it); resolves with whether the server accepted it.
+    #[wasm_bindgen(js_name = renewSession)]
+    pub fn renew_session(&self) -> Promise {
+        let inner = self.inner.clone();
+        future_to_promise(async move { Ok(JsValue::from_bool(inner.renew_session().await)) })
+    }
+
     /// True if a request should try the network first (false during the offline fast path).
     #[wasm_bindgen(js_name = shouldTryNetwork)]
     pub fn should_try_network(&self) -> bool {

@@ -1,6 +1,6 @@
 //! User and system settings, instance-wide custom script and style, and the small endpoints
 //! the DHIS2 header bar calls: `/api/userSettings`, `/api/systemSettings`,
-//! `/api/files/script|style`, `POST /api/i18n`, `/api/apps`.
+//! `/api/files/script|style`, `POST /api/i18n`, `/api/apps`, `/api/staticContent/{key}`.
 //!
 //! User settings live in the `user_settings` table (one row per user and key); system
 //! settings, including `keyCustomJs` and `keyCustomCss` behind `/api/files/*`, in `settings`.
@@ -64,6 +64,75 @@ pub const SYSTEM_SETTING_DEFAULTS: &[(&str, &str)] = &[
     ("keyCacheStrategy", "\"NO_CACHE\""),
     ("keyHideUnapprovedDataInAnalytics", "false"),
     ("keyAllowObjectAssignment", "false"),
+    // DHIS2's default (`SettingKey.HELP_PAGE_LINK`). The d2-ui header bar waits for it: d2's
+    // `systemSettings.get` never settles when the request fails, and the bar stays hidden.
+    ("helpPageLink", "\"https://dhis2.github.io/dhis2-docs/master/en/user/html/dhis2_user_manual_en.html\""),
+];
+
+/// English strings of DHIS2's `i18n_global.properties` (2.40) for the keys the d2-ui header bar
+/// asks `POST /api/i18n` for (its menus, profile items and d2's schema names). Other keys
+/// translate to themselves, as DHIS2 does for keys it has no string for.
+pub const I18N_STRINGS: &[(&str, &str)] = &[
+    ("settings", "Settings"),
+    ("profile", "Profile"),
+    ("account", "Account"),
+    ("help", "Help"),
+    ("log_out", "Log out"),
+    ("about_dhis2", "About DHIS 2"),
+    ("category_option", "Category option"),
+    ("category", "Category"),
+    ("category_combo", "Category combination"),
+    ("category_option_combo", "Category option combination"),
+    ("category_option_group", "Category option group"),
+    ("category_option_group_set", "Category option group set"),
+    ("data_element", "Data element"),
+    ("data_element_group", "Data element group"),
+    ("data_element_group_set", "Data element group set"),
+    ("data_set", "Data set"),
+    ("indicator", "Indicator"),
+    ("indicator_type", "Indicator type"),
+    ("indicator_group", "Indicator group"),
+    ("indicator_group_set", "Indicator group set"),
+    ("program_indicator", "Program indicator"),
+    ("program_indicator_group", "Program indicator group"),
+    ("organisation_unit", "Organisation unit"),
+    ("organisation_unit_group", "Organisation unit group"),
+    ("organisation_unit_group_set", "Organisation unit group set"),
+    ("organisation_unit_level", "Organisation unit level"),
+    ("program", "Program"),
+    ("tracked_entity_attribute", "Tracked entity attribute"),
+    ("tracked_entity_attribute_group", "Tracked entity attribute group"),
+    ("relationship_type", "Relationship type"),
+    ("tracked_entity", "Tracked entity"),
+    ("program_rule", "Program rule"),
+    ("program_rule_variable", "Program rule variable"),
+    ("validation_rule", "Validation rule"),
+    ("validation_rule_group", "Validation rule group"),
+    ("validation_notification_template", "Validation notification template"),
+    ("constant", "Constant"),
+    ("attribute", "Attribute"),
+    ("option_set", "Option set"),
+    ("legend_set", "Legend set"),
+    ("predictor", "Predictor"),
+    ("push_analysis", "Push analysis"),
+    ("external_map_layer", "External map layer"),
+    ("data_approval_level", "Data approval level"),
+    ("data_approval_workflow", "Data approval workflow"),
+    ("general_settings", "General settings"),
+    ("analytics_settings", "Analytics settings"),
+    ("server_settings", "Server settings"),
+    ("appearance_settings", "Appearance settings"),
+    ("email_settings", "Email settings"),
+    ("messaging_settings", "Messaging settings"),
+    ("access_settings", "Access settings"),
+    ("calendar_settings", "Calendar settings"),
+    ("import_settings", "Import settings"),
+    ("synchronization_settings", "Synchronization settings"),
+    ("system_monitoring_settings", "System monitoring settings"),
+    ("oauth2_clients", "OAuth2 clients"),
+    ("no_results_found", "No results found"),
+    ("manage_my_apps", "Manage my apps"),
+    ("app_search_placeholder", "Search apps"),
 ];
 
 /// System setting keys of the custom script and style (`/api/files/*`).
@@ -86,6 +155,12 @@ pub fn routes() -> Router<AppState> {
         .route("/i18n", post(i18n))
         .route("/apps", get(apps))
         .route("/apps.json", get(apps))
+}
+
+/// Routes of this module that need no login (under `/api`): `/api/staticContent/{key}`, as
+/// DHIS2's security config permits it (the login page shows the logos).
+pub fn public_routes() -> Router<AppState> {
+    Router::new().route("/staticContent/{key}", get(static_content))
 }
 
 /// `/api/files/script` and `/api/files/style`, with their own authentication: an
@@ -239,19 +314,59 @@ async fn system_settings(_user: CurrentUser, params: Params) -> Response {
     no_cache(json_response(StatusCode::OK, &Value::Object(select_keys(all_system_settings(), &params))))
 }
 
-/// `GET /api/systemSettings/{key}`: `{key: value}` as DHIS2 answers JSON clients; unknown keys
-/// are 404.
-async fn system_setting(_user: CurrentUser, Path(key): Path<String>) -> Result<Response, ApiError> {
+/// Whether a request's `Accept` header asks for `text/plain` before JSON or HTML (the two
+/// `produces` of DHIS2's `SystemSettingController.getSystemSetting…`). Without either, JSON.
+fn prefers_plain_text(headers: &HeaderMap) -> bool {
+    let accept = headers.get_all(header::ACCEPT).iter().filter_map(|v| v.to_str().ok()).collect::<Vec<_>>().join(",");
+    for range in accept.split(',') {
+        let mime = range.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        match mime.as_str() {
+            "text/plain" => return true,
+            "application/json" | "text/html" => return false,
+            _ => {}
+        }
+    }
+    false
+}
+
+/// `GET /api/systemSettings/{key}`: as DHIS2, the value as `text/plain` when the client asks
+/// for it (d2's `system.settings.get` does), else `{key: value}`. A key without a value (or
+/// unknown) is an empty string, never a 404.
+async fn system_setting(_user: CurrentUser, Path(key): Path<String>, headers: HeaderMap) -> Response {
+    let json_suffix = key.ends_with(".json");
     let key = super::legacy::strip_json(&key).to_owned();
-    let all = all_system_settings();
-    match all.get(&key) {
-        Some(v) => Ok(no_cache(json_response(StatusCode::OK, &json!({ key: v })))),
-        None => Err(ApiError::NotFound(format!("Setting does not exist: {key}"))),
+    let value = all_system_settings().remove(&key).filter(|v| !v.is_null()).unwrap_or_else(|| json!(""));
+    if !json_suffix && prefers_plain_text(&headers) {
+        no_cache(text_response(StatusCode::OK, "text/plain;charset=UTF-8", plain(&value)))
+    } else {
+        no_cache(json_response(StatusCode::OK, &json!({ key: value })))
     }
 }
 
-/// `POST /api/i18n` with a JSON list of keys: `{key: translation}`. The simulator has no
-/// translations, so each key translates to itself, as DHIS2 does for unknown keys.
+/// The logos of `/api/staticContent/{key}` and where DHIS2 keeps their defaults.
+const STATIC_CONTENT: &[(&str, &str)] = &[
+    ("logo_banner", "/dhis-web-commons/css/light_blue/logo_banner.png"),
+    ("logo_front", "/dhis-web-commons/security/logo_front.png"),
+];
+
+/// `GET /api/staticContent/{key}` (`logo_banner`, `logo_front`): no custom logo is ever set,
+/// so, as DHIS2's `StaticContentController`, a 302 to the default image of the style
+/// (`light_blue`). Other keys: 404 `Key does not exist.`
+async fn static_content(Path(key): Path<String>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let (_, path) = STATIC_CONTENT
+        .iter()
+        .find(|(k, _)| *k == key)
+        .ok_or_else(|| ApiError::NotFound("Key does not exist.".into()))?;
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
+    let location = HeaderValue::from_str(&format!("http://{host}{path}"))
+        .map_err(|_| ApiError::BadRequest("Invalid Host header".into()))?;
+    let mut response = StatusCode::FOUND.into_response();
+    response.headers_mut().insert(header::LOCATION, location);
+    Ok(response)
+}
+
+/// `POST /api/i18n` with a JSON list of keys: `{key: translation}`, English from
+/// [`I18N_STRINGS`]; other keys translate to themselves, as DHIS2 does for unknown keys.
 async fn i18n(_user: CurrentUser, body: Body) -> Result<Response, ApiError> {
     let bytes = axum::body::to_bytes(body, 1 << 20)
         .await
@@ -261,7 +376,13 @@ async fn i18n(_user: CurrentUser, body: Body) -> Result<Response, ApiError> {
     } else {
         serde_json::from_slice(&bytes).map_err(|e| ApiError::BadRequest(format!("Invalid JSON: {e}")))?
     };
-    let out: Map<String, Value> = keys.into_iter().map(|k| (k.clone(), Value::String(k))).collect();
+    let out: Map<String, Value> = keys
+        .into_iter()
+        .map(|k| {
+            let text = I18N_STRINGS.iter().find(|(key, _)| *key == k).map_or_else(|| k.clone(), |(_, v)| (*v).to_owned());
+            (k, Value::String(text))
+        })
+        .collect();
     Ok(json_response(StatusCode::OK, &Value::Object(out)))
 }
 
