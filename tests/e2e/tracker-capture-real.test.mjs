@@ -95,6 +95,11 @@ test('real Tracker Capture: offline through its own UI, shift change, exactly on
   try {
     // Online: nurse2 then nurse1 log in through the library (so both can log in offline later).
     await page.goto(app);
+    await page.locator('#tracker-offline-overlay').waitFor({ timeout: 30000 });
+    // Before a login through the library the app has asked the server for nothing.
+    const early = (await (await fetch(`${sim.url}/__sim/requests`)).json())
+      .map((r) => r.path).filter((p) => p.startsWith('/api') || p.includes('dhis-web-commons'));
+    assert.deepEqual(early, [], 'no server request before the login');
     await login(page, DEMO.nurse2);
     await homeReady(page);
     await page.locator('#tracker-offline-switch').click();
