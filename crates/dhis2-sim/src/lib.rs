@@ -14,6 +14,7 @@ pub mod faults;
 pub mod fields;
 pub mod generate;
 pub mod model;
+pub mod resources;
 pub mod seed;
 pub mod state;
 pub mod tracker;
@@ -91,19 +92,20 @@ pub struct Extras {
 }
 
 /// Parses `NAME=DIR` (the `--app` flag). The name is one path segment of letters, digits,
-/// `-`, `_` and `.`, and not `api`.
+/// `-`, `_` and `.`, and not `api`, `icons` or `dhis-web-commons*` (the simulator's own).
 pub fn parse_app(spec: &str) -> Result<(String, PathBuf), String> {
     let (name, dir) = spec.split_once('=').ok_or_else(|| format!("expected NAME=DIR, got '{spec}'"))?;
     let name = name.trim().trim_matches('/');
     let ok = !name.is_empty()
         && name != "api"
         && name != "__sim"
+        && name != "icons"
         && !name.starts_with("dhis-web-commons")
         && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
         && name != "."
         && name != "..";
     if !ok {
-        return Err(format!("invalid app name '{name}' (one path segment, not api or dhis-web-commons*)"));
+        return Err(format!("invalid app name '{name}' (one path segment, not api, icons or dhis-web-commons*)"));
     }
     if dir.is_empty() {
         return Err(format!("no directory given for app '{name}'"));
@@ -159,12 +161,16 @@ pub fn router_with_apps(state: AppState, www: Option<&Path>, apps: &[(String, Pa
         .method_not_allowed_fallback(api::method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), auth::require_auth));
     let api = api::public_routes()
+        .merge(api::settings::public_routes())
         .merge(api::settings::files_routes(state.clone()))
         .merge(protected)
         .layer(middleware::from_fn(faults::mark_route));
 
-    let mut app =
-        Router::new().nest("/api", api).merge(commons::routes(state.clone())).route(auth::LOGIN_PAGE, get(login_page));
+    let mut app = Router::new()
+        .nest("/api", api)
+        .merge(commons::routes(state.clone()))
+        .merge(resources::routes(state.clone()))
+        .route(auth::LOGIN_PAGE, get(login_page));
     for (name, dir) in apps {
         app = app.merge(static_app(name, dir));
     }

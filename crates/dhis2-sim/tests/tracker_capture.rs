@@ -497,9 +497,10 @@ async fn header_bar_endpoints() {
     let (s, _, v) = get_json(&app, "/api/apps", NURSE).await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(v, json!([]));
+    // DHIS2's English strings for the header bar's keys; unknown keys translate to themselves.
     let resp = send(&app, req("POST", "/api/i18n", NURSE, "application/json", r#"["apps","profile"]"#)).await;
     assert_eq!(resp.status(), StatusCode::OK);
-    assert_eq!(body_json(resp).await, json!({"apps": "apps", "profile": "profile"}));
+    assert_eq!(body_json(resp).await, json!({"apps": "apps", "profile": "Profile"}));
     let resp = send(&app, get_as("/dhis-web-commons/menu/getModules.action", NURSE.0, NURSE.1)).await;
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(body_json(resp).await, json!({"modules": []}));
@@ -548,6 +549,138 @@ async fn static_apps_are_served_under_their_name() {
     assert_eq!(body_json(resp).await["modules"][0]["defaultAction"], "../tracker-capture/index.html");
 
     assert!(dhis2_sim::parse_app("api=/tmp").is_err());
+    assert!(dhis2_sim::parse_app("icons=/tmp").is_err());
     assert!(dhis2_sim::parse_app("a/b=/tmp").is_err());
     assert!(dhis2_sim::parse_app("nodir").is_err());
+}
+
+/// What the d2-ui header bar (28.0.3, `initHeaderBar(…, '../api')`) needs to render its apps
+/// and profile menus: d2's init calls, the help link it waits for, its strings, images and
+/// the logout link.
+#[tokio::test]
+async fn header_bar_renders_with_profile_menu() {
+    let (app, _dir) = demo_app("2.40");
+    // d2 init: me (the fields d2 asks), authorities, user settings, system info, apps.
+    let me = "/api/me?fields=%3Aall%2CorganisationUnits%5Bid%5D%2CuserGroups%5Bid%5D%2CuserCredentials%5B%3Aall%2C!user%2CuserRoles%5Bid%5D";
+    let (s, c, v) = get_json(&app, me, NURSE).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(c.starts_with("application/json"), "{c}");
+    // The avatar shows the initials of firstName and surname; the menu the displayName.
+    assert_eq!(v["firstName"], "Amal");
+    assert_eq!(v["surname"], "Haddad");
+    assert_eq!(v["displayName"], "Amal Haddad");
+    assert_eq!(v["userCredentials"]["username"], "nurse1");
+    assert_eq!(v["organisationUnits"], json!([{"id": OU_BANI_NAIM}]));
+    let (s, c, v) = get_json(&app, "/api/me/authorization", NURSE).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(c.starts_with("application/json"), "{c}");
+    assert!(v.is_array());
+    let (s, c, v) = get_json(&app, "/api/userSettings", NURSE).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(c.starts_with("application/json"), "{c}");
+    assert_eq!(v["keyUiLocale"], "en");
+    let resp =
+        send(&app, get("/api/system/info", &[("authorization", &basic(NURSE.0, NURSE.1)), ("host", "sim:1")])).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let v = body_json(resp).await;
+    assert_eq!(v["contextPath"], "http://sim:1");
+    assert_eq!(v["version"], "2.40.0");
+    let (s, _, v) = get_json(&app, "/api/apps", ADMIN).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(v.is_array());
+
+    // helpPageLink: d2 asks for text/plain, and its promise never settles on an error (the
+    // bar then stays hidden), so it must be a 200 with a value.
+    let plain = [("authorization", basic(NURSE.0, NURSE.1)), ("accept", "text/plain".to_owned())];
+    let plain: Vec<(&str, &str)> = plain.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let resp = send(&app, get("/api/systemSettings/helpPageLink", &plain)).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(ct(&resp).starts_with("text/plain"), "{}", ct(&resp));
+    let link = String::from_utf8(body_bytes(resp).await).expect("utf8");
+    assert!(link.starts_with("https://"), "{link}");
+    let (s, c, v) = get_json(&app, "/api/systemSettings/helpPageLink", NURSE).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(c.starts_with("application/json"), "{c}");
+    assert_eq!(v["helpPageLink"], json!(link));
+    // A key without a value is an empty string, never a 404 (as DHIS2).
+    let resp = send(&app, get("/api/systemSettings/keyApplicationNotification", &plain)).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(body_bytes(resp).await.is_empty());
+    let (s, _, v) = get_json(&app, "/api/systemSettings/keyApplicationNotification", NURSE).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v, json!({"keyApplicationNotification": ""}));
+    let (_, _, v) = get_json(&app, "/api/systemSettings/applicationTitle.json", NURSE).await;
+    assert!(v["applicationTitle"].as_str().is_some_and(|t| !t.is_empty()), "{v}");
+
+    // The bar's strings (d2 drops a translation equal to its key and shows `** key **`).
+    let keys = r#"["log_out","app_search_placeholder","manage_my_apps","settings","about_dhis2","no_results_found"]"#;
+    let resp = send(&app, req("POST", "/api/i18n", NURSE, "application/json", keys)).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(ct(&resp).starts_with("application/json"));
+    assert_eq!(
+        body_json(resp).await,
+        json!({"log_out": "Log out", "app_search_placeholder": "Search apps", "manage_my_apps": "Manage my apps",
+               "settings": "Settings", "about_dhis2": "About DHIS 2", "no_results_found": "No results found"})
+    );
+
+    // The logo: no login needed, a 302 to the style's default banner, which is a PNG.
+    let resp = send(&app, get("/api/staticContent/logo_banner", &[("host", "sim:1")])).await;
+    assert_eq!(resp.status(), StatusCode::FOUND);
+    assert_eq!(resp.headers()[header::LOCATION], "http://sim:1/dhis-web-commons/css/light_blue/logo_banner.png");
+    let resp = send(&app, get("/dhis-web-commons/css/light_blue/logo_banner.png", &[])).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(ct(&resp), "image/png");
+    assert!(body_bytes(resp).await.starts_with(b"\x89PNG"));
+    let resp = send(&app, get("/api/staticContent/logo_front", &[])).await;
+    assert_eq!(resp.status(), StatusCode::FOUND);
+    let resp = send(&app, get("/dhis-web-commons/security/logo_front.png", &[])).await;
+    assert_eq!(ct(&resp), "image/png");
+    let (s, _, v) = get_json(&app, "/api/staticContent/nope", NURSE).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_eq!(v["message"], "Key does not exist.");
+    let resp = send(&app, get("/dhis-web-commons/css/themes/light_blue/light_blue.css", &[])).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(ct(&resp).starts_with("text/css"));
+
+    // Menu icons: PNGs behind the login.
+    for icon in ["program", "function-profile", "function-account", "function-about-dhis2", "usersettings"] {
+        let resp = send(&app, get_as(&format!("/icons/{icon}.png"), NURSE.0, NURSE.1)).await;
+        assert_eq!(resp.status(), StatusCode::OK, "{icon}");
+        assert_eq!(ct(&resp), "image/png");
+        assert!(body_bytes(resp).await.starts_with(b"\x89PNG"), "{icon}");
+    }
+    let resp = send(&app, get("/icons/program.png", &[])).await;
+    assert_eq!(resp.status(), StatusCode::FOUND, "needs a login");
+    let resp = send(&app, get_as("/icons/nope.png", NURSE.0, NURSE.1)).await;
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+}
+
+/// The profile menu's "Log out" link: `<root>/dhis-web-commons-security/logout.action` ends
+/// the session, deletes the cookie and redirects to `/`.
+#[tokio::test]
+async fn logout_action_ends_the_session() {
+    let (app, _dir) = demo_app("2.40");
+    let resp = send(&app, get_as("/api/me", NURSE.0, NURSE.1)).await;
+    let cookie = format!("JSESSIONID={}", session_cookie(&resp).expect("session"));
+    let xhr = [("cookie", cookie.as_str()), ("x-requested-with", "XMLHttpRequest")];
+    assert_eq!(send(&app, get("/api/me", &xhr)).await.status(), StatusCode::OK);
+
+    let resp = send(&app, get("/dhis-web-commons-security/logout.action", &[("cookie", cookie.as_str())])).await;
+    assert_eq!(resp.status(), StatusCode::FOUND);
+    assert_eq!(resp.headers()[header::LOCATION], "/");
+    let set = resp.headers()[header::SET_COOKIE].to_str().expect("cookie");
+    assert!(set.starts_with("JSESSIONID=;") && set.contains("Max-Age=0") && set.contains("Path=/"), "{set}");
+    assert_eq!(send(&app, get("/api/me", &xhr)).await.status(), StatusCode::UNAUTHORIZED);
+
+    // Without a session (and with POST) it answers the same.
+    let resp = send(
+        &app,
+        Request::builder()
+            .method("POST")
+            .uri("/dhis-web-commons-security/logout.action")
+            .body(Body::empty())
+            .expect("req"),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::FOUND);
 }

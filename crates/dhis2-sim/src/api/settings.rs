@@ -379,7 +379,8 @@ async fn i18n(_user: CurrentUser, body: Body) -> Result<Response, ApiError> {
     let out: Map<String, Value> = keys
         .into_iter()
         .map(|k| {
-            let text = I18N_STRINGS.iter().find(|(key, _)| *key == k).map_or_else(|| k.clone(), |(_, v)| (*v).to_owned());
+            let text =
+                I18N_STRINGS.iter().find(|(key, _)| *key == k).map_or_else(|| k.clone(), |(_, v)| (*v).to_owned());
             (k, Value::String(text))
         })
         .collect();
