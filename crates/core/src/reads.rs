@@ -664,15 +664,14 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
 }
 
 /// The answer offline to a read never seen online, where the server's answer is known without
-/// asking: a key of the dataStore, userDataStore, user or system settings that this device
-/// never read is taken as unset (404, as the server answers for a key never set; the app then
+/// asking: a key of the dataStore, userDataStore or user settings that this device never read
+/// is taken as unset (404, as the server answers for a key never set; the app then
 /// uses its defaults), and potential duplicates are those the server reported (none known).
 fn offline_default(relative: &str) -> Option<HttpResponse> {
     let parts: Vec<&str> = relative.trim_matches('/').split('/').map(strip_json).collect();
     let message = match parts.as_slice() {
         ["dataStore" | "userDataStore", namespace, key] => format!("Key '{key}' not found in namespace '{namespace}'"),
         ["userSettings", key] => format!("User setting not found for key: {key}"),
-        ["systemSettings", key] => format!("Setting not found for key: {key}"),
         ["potentialDuplicates"] => {
             let mut answer = json_response(&json!({"potentialDuplicates": []}));
             answer.headers.retain(|(k, _)| k != LOCAL_HEADER.0);
