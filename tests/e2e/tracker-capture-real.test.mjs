@@ -187,13 +187,22 @@ test('real Tracker Capture: offline through its own UI, shift change, exactly on
     const afterVisit = await until(page, (s) => (s.pendingByAuthor?.nurse1 ?? 0) > 0, 'nurse1 work queued');
     assert.equal(afterVisit.failed, 0);
 
-    // Shift change inside the app, offline: nurse2 takes over; nurse1's unsent work stays.
-    await page.locator('#tracker-offline-switch').click();
+    // Tracker Capture offers to schedule the next visit; not now.
+    const schedule = page.locator('.modal-dialog button:has-text("Cancel")');
+    if (await schedule.isVisible()) await schedule.click();
+
+    // Shift change inside the app, offline: nurse1 logs out with the app's own header bar link,
+    // nurse2 logs in offline; nurse1's unsent work stays.
+    await page.locator('#header div[size="32"]').first().click();
     restarted = page.waitForEvent('load');
-    await login(page, DEMO.nurse2);
+    await page.locator('#header a[href$="/dhis-web-commons-security/logout.action"]').click();
     await restarted;
+    await page.locator('#tracker-offline-overlay').waitFor({ timeout: 30000 });
+    assert.equal((await status(page)).user, null, 'logged out');
+    await login(page, DEMO.nurse2);
     await page.locator('#tracker-offline-user', { hasText: DEMO.nurse2.displayName }).waitFor({ timeout: 30000 });
     await homeReady(page);
+    await shot('offline-shift-change');
     const shift = await status(page);
     assert.equal(shift.user.mode, 'offline');
     assert.equal(shift.pendingByAuthor.nurse1, afterVisit.pendingByAuthor.nurse1, 'nurse1 work kept across the shift change');
