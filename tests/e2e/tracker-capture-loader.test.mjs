@@ -8,17 +8,19 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DEMO, ROOT, Sim } from './lib/sim.mjs';
 import { launchPersistent, dumpOriginStorage } from './lib/browser.mjs';
 
 const PACKAGE = join(ROOT, 'target', 'npm', 'package');
+/** The packed tarball, as an integrator receives it (configure extracts it). */
+const TARBALL = () => join(ROOT, 'target', 'npm', readdirSync(join(ROOT, 'target', 'npm')).find((f) => f.endsWith('.tgz')));
 
 function configure(source) {
   const out = join(mkdtempSync(join(tmpdir(), 'tc-configured-')), 'tracker-capture');
-  execFileSync('node', [join(ROOT, 'scripts', 'configure-tracker-capture.mjs'), source, out, '--package', PACKAGE,
+  execFileSync('node', [join(ROOT, 'scripts', 'configure-tracker-capture.mjs'), source, out, '--package', TARBALL(),
     '--config', JSON.stringify({ idleLockMinutes: 0, title: 'Tracker Capture' })]);
   return out;
 }
