@@ -806,6 +806,9 @@ async fn legacy_endpoints_are_gone_in_242() {
 async fn generated_values_are_never_handed_out_twice() {
     let dir = tempfile::tempdir().expect("tempdir");
     let app = app_on(dir.path(), "2.40");
+    // Tracker Capture asks what `generate` needs first; the demo pattern needs nothing.
+    let (s, v) = get_json(&app, &format!("/api/trackedEntityAttributes/{ATTR_REG_NUMBER}/requiredValues"), NURSE).await;
+    assert_eq!((s, v), (StatusCode::OK, serde_json::json!({"REQUIRED": [], "OPTIONAL": []})));
     let (s, v) = get_json(&app, &format!("/api/trackedEntityAttributes/{ATTR_REG_NUMBER}/generate"), NURSE).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["ownerObject"], "TRACKEDENTITYATTRIBUTE");
