@@ -23,38 +23,48 @@ fn woman(nid: &str) -> Value {
         {"attribute": "AtLastName1", "value": "Jaber"}, {"attribute": "AtBirthDat1", "value": "1994-02-03"}])
 }
 
+fn reference(answer: &Value) -> String {
+    answer["response"]["importSummaries"][0]["reference"].as_str().unwrap().to_string()
+}
+
+/// Tracker Capture's registration made offline: the woman, her MCH enrollment and an empty ANC
+/// visit on `date`, each a call of its own. Returns the UIDs the answers gave.
+async fn register_with_visit(engine: &TestEngine<'_>, nid: &str, date: &str) -> (String, String, String) {
+    let answer = capture(
+        engine,
+        "POST",
+        "trackedEntityInstances",
+        json!({"trackedEntityType": "TetPerson01", "orgUnit": OU, "attributes": woman(nid)}),
+    )
+    .await;
+    let tei = reference(&answer);
+    let answer = capture(
+        engine,
+        "POST",
+        "enrollments",
+        json!({"trackedEntityInstance": tei, "program": P, "orgUnit": OU, "status": "ACTIVE",
+        "enrollmentDate": date, "incidentDate": date}),
+    )
+    .await;
+    let enrollment = reference(&answer);
+    let answer = capture(
+        engine,
+        "POST",
+        "events.json",
+        json!({"events": [{"trackedEntityInstance": tei, "program": P, "programStage": "PsAncVisit1",
+        "enrollment": enrollment, "orgUnit": OU, "status": "ACTIVE", "eventDate": date, "dataValues": []}]}),
+    )
+    .await;
+    (tei, enrollment, reference(&answer))
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn tracker_capture_calls_made_offline_reach_the_server_once() {
     let dir = tempfile::tempdir().unwrap();
     let server = sim("2.40.3", dir.path(), 5);
     let engine = logged_in_with_copy(&server).await;
     server.set_down(true);
-    let r = capture(
-        &engine,
-        "POST",
-        "trackedEntityInstances",
-        json!({"trackedEntityType": "TetPerson01", "orgUnit": OU, "attributes": woman("495555555")}),
-    )
-    .await;
-    let tei = r["response"]["importSummaries"][0]["reference"].as_str().unwrap().to_string();
-    let r = capture(
-        &engine,
-        "POST",
-        "enrollments",
-        json!({"trackedEntityInstance": tei, "program": P, "orgUnit": OU, "status": "ACTIVE",
-        "enrollmentDate": "2026-11-20", "incidentDate": "2026-11-20"}),
-    )
-    .await;
-    let enrollment = r["response"]["importSummaries"][0]["reference"].as_str().unwrap().to_string();
-    let r = capture(
-        &engine,
-        "POST",
-        "events.json",
-        json!({"events": [{"trackedEntityInstance": tei, "program": P, "programStage": "PsAncVisit1",
-        "enrollment": enrollment, "orgUnit": OU, "status": "ACTIVE", "eventDate": "2026-11-20", "dataValues": []}]}),
-    )
-    .await;
-    let event = r["response"]["importSummaries"][0]["reference"].as_str().unwrap().to_string();
+    let (tei, _enrollment, event) = register_with_visit(&engine, "495555555", "2026-11-20").await;
     capture(
         &engine,
         "PUT",
@@ -164,32 +174,7 @@ async fn a_registration_made_offline_reads_back_with_its_enrollment() {
     let server = sim("2.40.3", dir.path(), 3);
     let engine = logged_in_with_copy(&server).await;
     server.set_down(true);
-    let r = capture(
-        &engine,
-        "POST",
-        "trackedEntityInstances",
-        json!({"trackedEntityType": "TetPerson01", "orgUnit": OU, "attributes": woman("495555999")}),
-    )
-    .await;
-    let tei = r["response"]["importSummaries"][0]["reference"].as_str().unwrap().to_string();
-    let r = capture(
-        &engine,
-        "POST",
-        "enrollments",
-        json!({"trackedEntityInstance": tei, "program": P, "status": "ACTIVE", "orgUnit": OU,
-        "enrollmentDate": "2026-11-26", "incidentDate": "2026-11-26"}),
-    )
-    .await;
-    let enrollment = r["response"]["importSummaries"][0]["reference"].as_str().unwrap().to_string();
-    let r = capture(
-        &engine,
-        "POST",
-        "events.json",
-        json!({"events": [{"trackedEntityInstance": tei, "program": P, "programStage": "PsAncVisit1",
-        "enrollment": enrollment, "orgUnit": OU, "status": "ACTIVE", "eventDate": "2026-11-26", "dataValues": []}]}),
-    )
-    .await;
-    let event = r["response"]["importSummaries"][0]["reference"].as_str().unwrap().to_string();
+    let (tei, enrollment, event) = register_with_visit(&engine, "495555999", "2026-11-26").await;
     // Completion: Tracker Capture PUTs the whole event, without its enrollment.
     capture(
         &engine,
