@@ -670,17 +670,17 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
 fn offline_default(relative: &str) -> Option<HttpResponse> {
     let parts: Vec<&str> = relative.trim_matches('/').split('/').map(strip_json).collect();
     let message = match parts.as_slice() {
-        ["dataStore" | "userDataStore", namespace, key] => format!("Key '{key}' not found in namespace '{namespace}'"),
-        ["userSettings", key] => format!("User setting not found for key: {key}"),
-        ["potentialDuplicates"] => {
-            let mut answer = json_response(&json!({"potentialDuplicates": []}));
-            answer.headers.retain(|(k, _)| k != LOCAL_HEADER.0);
-            answer.headers.push((LOCAL_HEADER.0.into(), "default".into()));
-            return Some(answer);
+        ["dataStore" | "userDataStore", namespace, key] => {
+            Some(format!("Key '{key}' not found in namespace '{namespace}'"))
         }
+        ["userSettings", key] => Some(format!("User setting not found for key: {key}")),
+        ["potentialDuplicates"] => None,
         _ => return None,
     };
-    let mut answer = not_found(message);
+    let mut answer = match message {
+        Some(message) => not_found(message),
+        None => json_response(&json!({"potentialDuplicates": []})),
+    };
     answer.headers.retain(|(k, _)| k != LOCAL_HEADER.0);
     answer.headers.push((LOCAL_HEADER.0.into(), "default".into()));
     Some(answer)
@@ -757,13 +757,16 @@ fn legacy_nested(b: &TeiBundle, program: Option<&str>, org_unit_names: &dyn Fn(&
             }
         }
     }
-    if b.state(b.uid()) == SyncState::ToPost {
-        let owners: Vec<Value> = b
-            .enrollments
+    // The clinic owns what it enrolled until the server says otherwise.
+    let owners = |only_local: bool| -> Vec<Value> {
+        b.enrollments
             .iter()
+            .filter(|e| !only_local || local(e, "enrollment"))
             .filter_map(|e| Some(json!({"ownerOrgUnit": text(e, "orgUnit")?, "program": text(e, "program")?, "trackedEntityInstance": b.uid()})))
-            .collect();
-        nested.entry("programOwners").or_insert(Value::Array(owners));
+            .collect()
+    };
+    if b.state(b.uid()) == SyncState::ToPost {
+        nested.entry("programOwners").or_insert(Value::Array(owners(false)));
         for (k, v) in [
             ("inactive", json!(false)),
             ("deleted", json!(false)),
@@ -773,13 +776,8 @@ fn legacy_nested(b: &TeiBundle, program: Option<&str>, org_unit_names: &dyn Fn(&
             nested.entry(k).or_insert(v);
         }
     } else if !nested.contains_key("programOwners") {
-        // A local enrollment of a downloaded woman: the clinic owns it until the server says.
-        let owners: Vec<Value> = b
-            .enrollments
-            .iter()
-            .filter(|e| local(e, "enrollment"))
-            .filter_map(|e| Some(json!({"ownerOrgUnit": text(e, "orgUnit")?, "program": text(e, "program")?, "trackedEntityInstance": b.uid()})))
-            .collect();
+        // A local enrollment of a downloaded woman.
+        let owners = owners(true);
         if !owners.is_empty() {
             nested.insert("programOwners".into(), Value::Array(owners));
         }
