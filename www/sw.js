@@ -89,11 +89,6 @@ async function fetchWithTimeout(request) {
   return fetch(request, { signal: AbortSignal.timeout(NETWORK_TIMEOUT_MS) });
 }
 
-/** DHIS2's answer when the request's session is gone: 401, or a redirect to the login page. */
-function sessionLost(response) {
-  return response.status === 401 || (response.redirected && /\/login\.action$|\/security\/login/.test(new URL(response.url).pathname));
-}
-
 /**
  * Sends the app's request; when the server lost the session (it restarted while the clinic was
  * offline), opens a new one for the logged-in user and sends the request once more.
@@ -101,7 +96,8 @@ function sessionLost(response) {
  */
 async function fetchWithSession(engine, makeRequest) {
   const response = await fetchWithTimeout(makeRequest());
-  if (!sessionLost(response) || !engine.unlocked || !(await engine.renewSession())) return response;
+  const lost = engine.sessionLost(response.status, response.redirected ? response.url : undefined);
+  if (!lost || !engine.unlocked || !(await engine.renewSession())) return response;
   return fetchWithTimeout(makeRequest());
 }
 

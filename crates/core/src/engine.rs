@@ -120,6 +120,17 @@ pub fn me_request(api_base: &str, username: &str, password: &str) -> HttpRequest
     }
 }
 
+/// Whether an answer to the app's request means the server no longer knows its session:
+/// 401, or a redirect that ended on DHIS2's login page (`redirected_to`: the final URL when
+/// the request was redirected).
+pub fn session_lost(status: u16, redirected_to: Option<&str>) -> bool {
+    let login_page = |url: &str| {
+        let path = crate::params::Target::parse(url).path;
+        path.ends_with("/login.action") || path.contains("/security/login")
+    };
+    status == 401 || redirected_to.is_some_and(login_page)
+}
+
 /// Interprets the answer to [`me_request`].
 pub fn interpret_me_response(response: &HttpResponse, typed_username: &str) -> OnlineCheck {
     // An answer made on this device (service worker) proves nothing about the password.

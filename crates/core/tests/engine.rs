@@ -103,3 +103,14 @@ fn bad_input_sends_no_request() {
         assert!(tracker_offline_core::engine::EngineConfig::new("  ", fast_policy()).is_err());
     });
 }
+
+#[test]
+fn a_lost_session_is_a_401_or_a_redirect_to_the_login_page() {
+    use tracker_offline_core::engine::session_lost;
+    assert!(session_lost(401, None));
+    assert!(session_lost(200, Some("http://h/dhis-web-commons/security/login.action")));
+    assert!(session_lost(200, Some("http://h/dhis/dhis-web-commons-security/login.action?x=1")));
+    assert!(!session_lost(200, None));
+    assert!(!session_lost(200, Some("http://h/api/me.json")));
+    assert!(!session_lost(403, None));
+}

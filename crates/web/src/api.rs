@@ -240,6 +240,13 @@ impl Engine {
         })
     }
 
+    /// Whether an answer to the app's request means the server lost its session (401, or a
+    /// redirect to the login page; `redirected_to`: the final URL of a redirected answer).
+    #[wasm_bindgen(js_name = sessionLost)]
+    pub fn session_lost(&self, status: u16, redirected_to: Option<String>) -> bool {
+        tracker_offline_core::engine::session_lost(status, redirected_to.as_deref())
+    }
+
     /// Opens a new DHIS2 session in the browser for the logged-in user (after the server lost
     /// it); resolves with whether the server accepted it.
     #[wasm_bindgen(js_name = renewSession)]
