@@ -12,12 +12,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+pub use crate::answer::{interpret, Verdict};
 use crate::{
+    answer::{message_of, raw_accepted},
     clinic::{bundle_id, parse_bundle},
     engine::Engine,
     error::{CoreError, Result},
     family::{convert, Kind},
-    http::{HttpClient, HttpRequest, HttpResponse},
+    http::{HttpClient, HttpRequest},
     kdf::PasswordKdf,
     outbox::{EntryPayload, EntryState, OutboxEntry},
     random::RandomSource,
@@ -46,6 +48,10 @@ pub fn retry_delay_ms(failures: u32, jitter: f64) -> u64 {
     base - (base as f64 * 0.5 * jitter) as u64
 }
 
+/// How many times the report of an async import job is asked for before the flush gives up
+/// (the records stay queued).
+pub const JOB_REPORT_TRIES: usize = 5;
+
 /// Bulk sizes (records per request).
 pub const TEIS_PER_REQUEST: usize = 50;
 /// Enrollments per request.
@@ -71,55 +77,6 @@ pub struct FlushReport {
     pub waiting_for: Vec<String>,
 }
 
-/// How the server answered one request, per record.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
-    /// Records accepted and refused (uid -> reasons).
-    PerRecord {
-        /// Accepted.
-        ok: BTreeSet<String>,
-        /// Refused with reasons.
-        refused: BTreeMap<String, Vec<String>>,
-    },
-    /// Try again later (network error, 5xx, timeout).
-    Retry(String),
-    /// A new login is needed.
-    AuthRequired,
-}
-
-fn conflicts_text(summary: &Value) -> Vec<String> {
-    let mut reasons: Vec<String> = summary
-        .get("conflicts")
-        .and_then(Value::as_array)
-        .map(|l| {
-            l.iter()
-                .map(|c| {
-                    let object = c.get("object").and_then(Value::as_str).unwrap_or_default();
-                    let value = c.get("value").and_then(Value::as_str).unwrap_or_default();
-                    if object.is_empty() {
-                        value.to_string()
-                    } else {
-                        format!("{object}: {value}")
-                    }
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    if let Some(d) = summary.get("description").and_then(Value::as_str) {
-        if !d.is_empty() {
-            reasons.push(d.to_string());
-        }
-    }
-    if reasons.is_empty() {
-        reasons.push("the server refused the record".into());
-    }
-    reasons
-}
-
-fn message_of(body: &Value, status: u16) -> String {
-    body.get("message").and_then(Value::as_str).map(str::to_string).unwrap_or_else(|| format!("HTTP {status}"))
-}
-
 /// A PUT of one key of the dataStore or the userDataStore (`dataStore/{namespace}/{key}`).
 pub fn is_key_value_put(method: &str, url: &str, api_path: &str) -> bool {
     let target = crate::params::Target::parse(url);
@@ -129,94 +86,6 @@ pub fn is_key_value_put(method: &str, url: &str, api_path: &str) -> bool {
         && parts.len() == 3
         && matches!(parts[0], "dataStore" | "userDataStore")
         && parts.iter().all(|p| !p.is_empty())
-}
-
-/// Reads a server answer to a bulk request for `uids` (in payload order).
-pub fn interpret(response: Option<&HttpResponse>, uids: &[String], family: Family) -> Verdict {
-    let Some(response) = response else { return Verdict::Retry("the server cannot be reached".into()) };
-    let status = response.status;
-    let body: Value = serde_json::from_slice(&response.body).unwrap_or(Value::Null);
-    if status >= 500 || status == 408 || status == 429 {
-        return Verdict::Retry(format!("HTTP {status}"));
-    }
-    if status == 401 {
-        let text = String::from_utf8_lossy(&response.body);
-        if text.contains("OWNERSHIP_ACCESS_DENIED") || text.contains("PROGRAM_ACCESS_CLOSED") {
-            let reason = format!("ownership: {}", message_of(&body, status));
-            return Verdict::PerRecord {
-                ok: BTreeSet::new(),
-                refused: uids.iter().map(|u| (u.clone(), vec![reason.clone()])).collect(),
-            };
-        }
-        return Verdict::AuthRequired;
-    }
-    let mut ok = BTreeSet::new();
-    let mut refused: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    match family {
-        Family::Legacy => {
-            let inner = body.get("response").unwrap_or(&body);
-            let summaries = inner.get("importSummaries").and_then(Value::as_array).cloned().or_else(|| {
-                (inner.get("responseType").and_then(Value::as_str) == Some("ImportSummary"))
-                    .then(|| vec![inner.clone()])
-            });
-            match summaries {
-                Some(list) => {
-                    for (i, s) in list.iter().enumerate() {
-                        let uid = s
-                            .get("reference")
-                            .and_then(Value::as_str)
-                            .map(str::to_string)
-                            .or_else(|| uids.get(i).cloned())
-                            .unwrap_or_default();
-                        match s.get("status").and_then(Value::as_str) {
-                            Some("SUCCESS") | Some("WARNING") | Some("OK") => {
-                                ok.insert(uid);
-                            }
-                            _ => {
-                                refused.insert(uid, conflicts_text(s));
-                            }
-                        }
-                    }
-                }
-                None if (200..300).contains(&status) => ok.extend(uids.iter().cloned()),
-                None => {
-                    let reason = message_of(&body, status);
-                    refused.extend(uids.iter().map(|u| (u.clone(), vec![reason.clone()])));
-                }
-            }
-        }
-        Family::Tracker => {
-            let errors: Vec<&Value> = body
-                .get("validationReport")
-                .and_then(|v| v.get("errorReports"))
-                .and_then(Value::as_array)
-                .map(|l| l.iter().collect())
-                .unwrap_or_default();
-            if errors.is_empty() && !(200..300).contains(&status) && body.get("validationReport").is_none() {
-                let reason = message_of(&body, status);
-                refused.extend(uids.iter().map(|u| (u.clone(), vec![reason.clone()])));
-            } else {
-                for e in errors {
-                    let uid = e.get("uid").and_then(Value::as_str).unwrap_or_default().to_string();
-                    let code = e.get("errorCode").and_then(Value::as_str).unwrap_or_default();
-                    let message = e.get("message").and_then(Value::as_str).unwrap_or_default();
-                    refused.entry(uid).or_default().push(format!("{code}: {message}"));
-                }
-                ok.extend(uids.iter().filter(|u| !refused.contains_key(*u)).cloned());
-            }
-        }
-    }
-    // Records the server did not mention in a per-record answer count as accepted only on 2xx.
-    for u in uids {
-        if !ok.contains(u) && !refused.contains_key(u) {
-            if (200..300).contains(&status) {
-                ok.insert(u.clone());
-            } else {
-                refused.insert(u.clone(), vec![message_of(&body, status)]);
-            }
-        }
-    }
-    Verdict::PerRecord { ok, refused }
 }
 
 /// One request of a flush plan.
@@ -319,7 +188,7 @@ pub fn plan_segment(api: &str, family: Family, touches: &[Touch], source: &Recor
                     json!({ wrapper: records.into_iter().map(Value::Object).collect::<Vec<_>>() }),
                 ),
                 Family::Tracker => (
-                    format!("{api}/tracker?async=false&importStrategy={strategy}&atomicMode=OBJECT"),
+                    format!("{api}/tracker?async=false&importStrategy={strategy}&atomicMode=OBJECT&reportMode=WARNINGS"),
                     json!({ tracker_kind.tracker_collection(): records.iter().map(|r| Value::Object(convert(tracker_kind, r, true))).collect::<Vec<_>>() }),
                 ),
             };
@@ -437,12 +306,17 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
                         report.stopped = Some("AUTH_REQUIRED".into());
                         break 'segments;
                     }
-                    Some(r) if (200..300).contains(&r.status) || r.status == 409 && is_import_success(&r) => {
+                    Some(r) if raw_accepted(&r) => {
                         self.vault
                             .store()
                             .write(self.vault.delete_into(WriteBatch::new(), StoreName::Outbox, &entry.id())?)
                             .await?;
                         report.sent += 1;
+                    }
+                    // A 2xx that is not the server's (a portal's HTML): not reached.
+                    Some(r) if (200..300).contains(&r.status) => {
+                        report.stopped = Some("SERVER_UNREACHABLE".into());
+                        break 'segments;
                     }
                     Some(r) => {
                         let body: Value = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
@@ -496,6 +370,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
             let mut accepted: BTreeSet<String> =
                 sendable.iter().filter(|t| !t.deleted && source.record(t).is_none()).map(|t| t.uid.clone()).collect();
             let mut refused: BTreeMap<String, Vec<String>> = BTreeMap::new();
+            let mut warnings: BTreeMap<String, Vec<String>> = BTreeMap::new();
             let mut stopped = false;
             for request in plan {
                 // Children of a record refused earlier in this flush wait as failures too.
@@ -528,8 +403,12 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
                 };
                 let response = self.http.send(http).await.ok();
                 self.record_network(response.as_ref().map(|r| r.status), now_ms);
-                match interpret(response.as_ref(), &request.uids, request.family) {
-                    Verdict::Retry(_) => {
+                let mut verdict = interpret(response.as_ref(), &request.uids, request.family);
+                if let Verdict::Job { location } = &verdict {
+                    verdict = self.job_report(location, &request.uids, &mut report).await;
+                }
+                match verdict {
+                    Verdict::Job { .. } | Verdict::Retry(_) => {
                         report.stopped = Some("SERVER_UNREACHABLE".into());
                         stopped = true;
                         break;
@@ -539,7 +418,10 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
                         stopped = true;
                         break;
                     }
-                    Verdict::PerRecord { ok, refused: r } => {
+                    Verdict::PerRecord { ok, refused: r, warnings: w } => {
+                        for (uid, reasons) in w {
+                            warnings.entry(uid).or_default().extend(reasons);
+                        }
                         for (uid, reasons) in r {
                             failed_records.insert(uid.clone());
                             if let Some(t) = touches.iter().find(|t| t.uid == uid && t.kind == "tei") {
@@ -553,6 +435,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
             }
             // Settle the entries of this segment in one transaction.
             let settled = self.settle_segment(&segment, &accepted, &refused, &mut bundles, now_ms).await?;
+            self.keep_warnings(&segment, &accepted, &warnings, now_ms).await?;
             report.sent += settled.0;
             report.failed += settled.1;
             progress(&report);
@@ -568,6 +451,67 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
             }
         }
         Ok(report)
+    }
+
+    /// Polls an async import job's report (a server that queued the bulk request as a job):
+    /// a few immediate tries; a report not ready yet means the records stay queued and are
+    /// sent again later (idempotent).
+    async fn job_report(&self, location: &str, uids: &[String], report: &mut FlushReport) -> Verdict {
+        for _ in 0..JOB_REPORT_TRIES {
+            let request = HttpRequest {
+                opens_session: false,
+                method: "GET".into(),
+                url: format!("{}/report", location.trim_end_matches('/')),
+                headers: self.auth_headers(),
+                body: None,
+            };
+            report.requests += 1;
+            let response = self.http.send(request).await.ok();
+            if response.as_ref().is_some_and(|r| r.status == 404) {
+                continue; // DHIS2 answers 404 until the report is ready
+            }
+            return interpret(response.as_ref(), uids, Family::Tracker);
+        }
+        Verdict::Retry("the import job's report is not ready".into())
+    }
+
+    /// Keeps the server's warnings on accepted records (values it ignored, ...) for the user.
+    async fn keep_warnings(
+        &self,
+        segment: &[&OutboxEntry],
+        accepted: &BTreeSet<String>,
+        warnings: &BTreeMap<String, Vec<String>>,
+        now_ms: i64,
+    ) -> Result<()> {
+        let mut found = Vec::new();
+        for entry in segment {
+            let EntryPayload::Touches { touches } = &entry.payload else { continue };
+            let reasons: Vec<String> = touches
+                .iter()
+                .filter(|t| accepted.contains(&t.uid))
+                .filter_map(|t| warnings.get(&t.uid).map(|w| w.iter().map(|x| format!("{}: {x}", t.uid)).collect::<Vec<_>>()))
+                .flatten()
+                .collect();
+            if !reasons.is_empty() {
+                found.push(crate::outbox::Failure {
+                    id: crate::outbox::warning_id(entry.seq),
+                    author: entry.author.clone(),
+                    summary: entry.summary.clone(),
+                    records: crate::outbox::entry_records(entry),
+                    reasons,
+                    created_at_ms: entry.created_at_ms,
+                    failed_at_ms: now_ms,
+                    severity: crate::outbox::Severity::Warning,
+                });
+            }
+        }
+        if found.is_empty() {
+            return Ok(());
+        }
+        let mut kept = self.sync_warnings().await?;
+        kept.retain(|w| !found.iter().any(|f| f.id == w.id));
+        kept.extend(found);
+        self.store_sync_warnings(&kept).await
     }
 
     async fn mark_failed(&self, entry: &OutboxEntry, reasons: Vec<String>, now_ms: i64) -> Result<()> {
@@ -639,11 +583,6 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
         self.commit_bundles(batch, &changed, &[]).await?;
         Ok((sent, failed))
     }
-}
-
-fn is_import_success(response: &HttpResponse) -> bool {
-    let body: Value = serde_json::from_slice(&response.body).unwrap_or(Value::Null);
-    matches!(body.get("status").and_then(Value::as_str), Some("OK") | Some("SUCCESS"))
 }
 
 /// The same request without some records.

@@ -9,6 +9,7 @@
 //! - [`vault`]: data key per server, user register, offline login, sealed records.
 //! - [`engine`]: online-then-offline login and status, as the JS API exposes them.
 
+pub mod answer;
 pub mod clinic;
 pub mod crypto;
 pub mod download;

@@ -102,8 +102,28 @@ pub fn entry_id(seq: u64) -> String {
     format!("entry:{seq:020}")
 }
 
-/// A failed entry as the JS API lists it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// Record id (in the cache store) of the list of warnings the server gave on accepted work.
+pub const WARNINGS_ID: &str = "sync:warnings";
+
+/// Id of the warning kept for an accepted entry.
+pub fn warning_id(seq: u64) -> String {
+    format!("warning:{seq:020}")
+}
+
+/// How serious an item of `failures()` is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// The server refused the work: it is kept, unsent, for the user.
+    #[default]
+    Error,
+    /// The server accepted the work but said something about it (a value it ignored): shown
+    /// until the user dismisses it (`discard`).
+    Warning,
+}
+
+/// A failed entry (or a warning on accepted work) as the JS API lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Failure {
     /// Entry id (for retry/discard).
@@ -120,6 +140,9 @@ pub struct Failure {
     pub created_at_ms: i64,
     /// Failure time.
     pub failed_at_ms: i64,
+    /// `error` (refused, kept unsent) or `warning` (accepted, with the server's remarks).
+    #[serde(default)]
+    pub severity: Severity,
 }
 
 /// Counts per author.
@@ -359,10 +382,30 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
                     reasons: reasons.clone(),
                     created_at_ms: e.created_at_ms,
                     failed_at_ms: *at_ms,
+                    severity: Severity::Error,
                 }),
                 EntryState::Pending => None,
             })
+            .chain(self.sync_warnings().await?)
             .collect())
+    }
+
+    /// The warnings the server gave on accepted work, kept until dismissed.
+    pub(crate) async fn sync_warnings(&self) -> Result<Vec<Failure>> {
+        match self.vault.get_record(StoreName::Cache, WARNINGS_ID).await? {
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| CoreError::StorageCorrupt(format!("sync warnings do not parse: {e}"))),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    pub(crate) async fn store_sync_warnings(&self, warnings: &[Failure]) -> Result<()> {
+        if warnings.is_empty() {
+            let batch = self.vault.delete_into(WriteBatch::new(), StoreName::Cache, WARNINGS_ID)?;
+            return self.vault.store().write(batch).await;
+        }
+        let bytes = serde_json::to_vec(warnings).map_err(|e| CoreError::BadInput(e.to_string()))?;
+        self.vault.put_record(StoreName::Cache, WARNINGS_ID, &bytes).await
     }
 
     async fn entry_by_id(&self, id: &str) -> Result<OutboxEntry> {
@@ -372,6 +415,29 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
             .await?
             .ok_or_else(|| CoreError::BadInput(format!("no outbox entry {id}")))?;
         parse_entry(&bytes)
+    }
+
+    /// Dismisses a warning on accepted work (nothing is sent or changed). Answers with the
+    /// accepted entry as it was captured, without its payload.
+    async fn dismiss_warning(&self, id: &str) -> Result<OutboxEntry> {
+        let mut warnings = self.sync_warnings().await?;
+        let position = warnings
+            .iter()
+            .position(|w| w.id == id)
+            .ok_or_else(|| CoreError::BadInput(format!("no warning {id}")))?;
+        let warning = warnings.remove(position);
+        self.store_sync_warnings(&warnings).await?;
+        let seq = id.trim_start_matches("warning:").parse().unwrap_or_default();
+        Ok(OutboxEntry {
+            seq,
+            author: warning.author,
+            created_at_ms: warning.created_at_ms,
+            summary: warning.summary,
+            family: Family::Legacy,
+            payload: EntryPayload::Touches { touches: vec![] },
+            state: EntryState::Pending,
+            attempts: 0,
+        })
     }
 
     /// Puts a failed entry back in line.
@@ -387,6 +453,9 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
     /// Drops an entry for good. Records it created only here are removed from the local copy;
     /// records it changed are marked synced so the next download brings the server's version.
     pub async fn discard(&self, id: &str) -> Result<OutboxEntry> {
+        if id.starts_with("warning:") {
+            return self.dismiss_warning(id).await;
+        }
         let entry = self.entry_by_id(id).await?;
         let batch = self.vault.delete_into(WriteBatch::new(), StoreName::Outbox, id)?;
         let others: Vec<OutboxEntry> = self.outbox_entries().await?.into_iter().filter(|e| e.id() != id).collect();

@@ -31,6 +31,10 @@ enum Mode {
     Down,
     CommitThenDrop,
     Status(u16),
+    /// A captive portal or an SSO login page: 200 with an HTML page, for every request.
+    Portal,
+    /// The server names only the first record of each bulk request in its summaries.
+    NamesOnlyFirst,
 }
 
 /// A server for the legacy bulk endpoints: keeps what it receives, counts creates per UID,
@@ -66,6 +70,13 @@ impl HttpClient for &Server {
         match mode {
             Mode::Down => return Err(CoreError::ServerUnreachable("Failed to fetch".into())),
             Mode::Status(s) => return ok(s, json!({"httpStatusCode": s, "message": "injected"})),
+            Mode::Portal => {
+                return Ok(HttpResponse {
+                    status: 200,
+                    headers: vec![("content-type".into(), "text/html;charset=UTF-8".into())],
+                    body: b"<!DOCTYPE html><html><body>Welcome to Clinic WiFi: accept the terms</body></html>".to_vec(),
+                })
+            }
             _ => {}
         }
         if t.path == "/api/me" {
@@ -103,6 +114,9 @@ impl HttpClient for &Server {
                 self.stored.borrow_mut().insert(uid.clone(), item.clone());
             }
             summaries.push(json!({"responseType": "ImportSummary", "status": "SUCCESS", "reference": uid}));
+        }
+        if mode == Mode::NamesOnlyFirst {
+            summaries.truncate(1);
         }
         if mode == Mode::CommitThenDrop {
             *self.mode.borrow_mut() = Mode::Up;
@@ -321,7 +335,7 @@ fn retry_classification_of_server_answers() {
     assert!(matches!(interpret(Some(&r(504, "<html>")), &uids, Family::Tracker), Verdict::Retry(_)));
     assert_eq!(interpret(Some(&r(401, r#"{"message":"Unauthorized"}"#)), &uids, Family::Legacy), Verdict::AuthRequired);
     match interpret(Some(&r(401, r#"{"message":"OWNERSHIP_ACCESS_DENIED"}"#)), &uids, Family::Legacy) {
-        Verdict::PerRecord { ok, refused } => {
+        Verdict::PerRecord { ok, refused, .. } => {
             assert!(ok.is_empty());
             assert!(refused["Te000000001"][0].contains("ownership"));
         }
@@ -331,8 +345,9 @@ fn retry_classification_of_server_answers() {
     let two = vec!["Te000000001".to_string(), "Te000000002".to_string()];
     let report = r#"{"status":"ERROR","validationReport":{"errorReports":[{"uid":"Te000000002","errorCode":"E1064","message":"Non-unique attribute value"}]}}"#;
     match interpret(Some(&r(409, report)), &two, Family::Tracker) {
-        Verdict::PerRecord { ok, refused } => {
-            assert!(ok.contains("Te000000001"));
+        Verdict::PerRecord { ok, refused, .. } => {
+            // The report does not name the first record as persisted: it is sent again.
+            assert!(!ok.contains("Te000000001") && !refused.contains_key("Te000000001"));
             assert!(refused["Te000000002"][0].starts_with("E1064"));
         }
         other => panic!("{other:?}"),
@@ -421,5 +436,60 @@ fn malformed_writes_are_refused_without_a_trace() {
             .borrow()
             .iter()
             .any(|(m, u, b)| m == "POST" && u.ends_with("/dataStore/ns/k") && b["a"] == 1));
+    });
+}
+
+#[test]
+fn a_portal_answering_200_html_leaves_the_outbox_intact() {
+    block_on(async {
+        let store = MemoryStore::new();
+        let server = Server::new();
+        let e = logged_in(&store, &server).await;
+        register(&e, "400000001").await;
+        write(&e, "PUT", "userSettings/keyUiLocale", json!("ar")).await;
+        *server.mode.borrow_mut() = Mode::Portal;
+        let report = e.flush(FlushScope::All, T0, &mut |_| {}).await.unwrap();
+        assert_eq!(report.sent, 0, "{report:?}");
+        assert_eq!(report.stopped.as_deref(), Some("SERVER_UNREACHABLE"));
+        assert_eq!(report.remaining, 4);
+        assert_eq!(e.outbox_counts().await.unwrap().pending, 4);
+        // The real server, later, receives everything once.
+        *server.mode.borrow_mut() = Mode::Up;
+        let report = e.flush(FlushScope::All, T0, &mut |_| {}).await.unwrap();
+        assert_eq!(report.remaining, 0, "{report:?}");
+        assert_eq!(server.creates.borrow().len(), 3);
+    });
+}
+
+#[test]
+fn records_the_server_does_not_name_are_sent_again() {
+    block_on(async {
+        let store = MemoryStore::new();
+        let server = Server::new();
+        let e = logged_in(&store, &server).await;
+        let (first, _, _) = register(&e, "400000001").await;
+        let (second, _, _) = register(&e, "400000002").await;
+        *server.mode.borrow_mut() = Mode::NamesOnlyFirst;
+        let report = e.flush(FlushScope::All, T0, &mut |_| {}).await.unwrap();
+        // Only one TEI, one enrollment and one event were named: the others stay queued.
+        assert!(report.remaining > 0, "{report:?}");
+        let tei_requests = |srv: &Server| {
+            srv.requests
+                .borrow()
+                .iter()
+                .filter(|(_, u, _)| Target::parse(u).path == "/api/trackedEntityInstances")
+                .map(|(_, _, b)| b["trackedEntityInstances"].as_array().unwrap().len())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(tei_requests(&server), vec![2]);
+        *server.mode.borrow_mut() = Mode::Up;
+        server.requests.borrow_mut().clear();
+        let report = e.flush(FlushScope::All, T0, &mut |_| {}).await.unwrap();
+        assert_eq!(report.remaining, 0, "{report:?}");
+        // The unnamed one went again, alone; the server holds each once.
+        assert_eq!(tei_requests(&server), vec![1]);
+        let sent_again = &server.requests.borrow()[0].2["trackedEntityInstances"][0]["trackedEntityInstance"];
+        assert!(sent_again == second.as_str() || sent_again == first.as_str());
+        assert!(server.creates.borrow().values().all(|n| *n == 1));
     });
 }
