@@ -218,7 +218,16 @@ async function answerWrite(event, request, apiBase) {
         });
       const response = await fetchWithSession(engine, sent);
       if (engine.recordNetwork(response.status)) {
-        if (response.ok) event.waitUntil(engine.recordOnlineWrite(prepared).catch(() => {}));
+        // The local copy follows only an answer that accepts the write (read by the core).
+        event.waitUntil(
+          response
+            .clone()
+            .arrayBuffer()
+            .then((bytes) =>
+              engine.recordOnlineWrite(prepared, response.status, response.headers.get('content-type') ?? undefined, new Uint8Array(bytes)),
+            )
+            .catch(() => {}),
+        );
         return response;
       }
     } catch {

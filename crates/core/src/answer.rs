@@ -307,6 +307,27 @@ fn read_tracker(body: &Value, uids: &[String]) -> Option<Verdict> {
     Some(Verdict::PerRecord { ok, refused, warnings })
 }
 
+/// Whether the answer to a write the app sent straight through accepts every one of `uids`:
+/// import summaries or an ImportReport naming them all as accepted, or (single-object
+/// endpoints such as `PUT events/{ev}/{de}` or `PUT enrollments/{id}/completed`) a 204 or a
+/// WebMessage whose status is OK without summaries.
+pub fn accepts_all(response: &HttpResponse, uids: &[String], family: Family) -> bool {
+    match interpret(Some(response), uids, family) {
+        Verdict::PerRecord { ok, refused, .. } => refused.is_empty() && uids.iter().all(|u| ok.contains(u)),
+        Verdict::Retry(_) if (200..300).contains(&response.status) => {
+            if response.body.iter().all(u8::is_ascii_whitespace) {
+                return response.header("content-type").is_none_or(|c| !c.to_ascii_lowercase().contains("html"));
+            }
+            json_object(response).is_some_and(|body| {
+                is_web_message(&body)
+                    && matches!(body.get("status").and_then(Value::as_str), Some("OK") | Some("SUCCESS"))
+                    && body.pointer("/response/status").and_then(Value::as_str).is_none_or(|s| s != "ERROR")
+            })
+        }
+        _ => false,
+    }
+}
+
 /// True when a WebMessage says the request succeeded (`status` OK or SUCCESS).
 pub fn is_import_success(response: &HttpResponse) -> bool {
     let body: Value = serde_json::from_slice(&response.body).unwrap_or(Value::Null);

@@ -347,16 +347,28 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
         Ok(response)
     }
 
-    /// After the server accepted a write sent straight through (online, empty outbox): the
-    /// same effect on the local copy, marked as synced.
-    pub async fn record_online_write(&self, prepared: &PreparedWrite, now_ms: i64) -> Result<()> {
+    /// After a write sent straight through (online, empty outbox) was answered: when the answer
+    /// is the server's acceptance of every record the write touches, the same effect on the
+    /// local copy, marked as synced. Returns whether it was recorded. An answer that refuses
+    /// (the legacy enrollment POST answers 201 even for ERROR), a portal's HTML or anything
+    /// else that is not evidence leaves the local copy as it was.
+    pub async fn record_online_write(
+        &self,
+        prepared: &PreparedWrite,
+        response: &HttpResponse,
+        now_ms: i64,
+    ) -> Result<bool> {
         let author = self.vault.session_info().map(|s| s.username).ok_or(CoreError::VaultLocked)?;
         self.ensure_clinic_loaded().await?;
         if prepared.mutation == Mutation::Raw {
-            return Ok(());
+            return Ok(false);
         }
         let loaded = self.load_bundles_for(prepared).await?;
-        let Ok((mut bundles, touches)) = self.local_effect(prepared, &author, now_ms, loaded) else { return Ok(()) };
+        let Ok((mut bundles, touches)) = self.local_effect(prepared, &author, now_ms, loaded) else { return Ok(false) };
+        let uids: Vec<String> = touches.iter().map(|t| t.uid.clone()).collect();
+        if !crate::answer::accepts_all(response, &uids, prepared.family) {
+            return Ok(false);
+        }
         for b in &mut bundles {
             for t in &touches {
                 if t.tei == b.uid() {
@@ -364,7 +376,8 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
                 }
             }
         }
-        self.commit_bundles(WriteBatch::new(), &bundles.iter().collect::<Vec<_>>(), &[]).await
+        self.commit_bundles(WriteBatch::new(), &bundles.iter().collect::<Vec<_>>(), &[]).await?;
+        Ok(true)
     }
 
     /// The failed entries with the server's reasons.

@@ -493,3 +493,70 @@ fn records_the_server_does_not_name_are_sent_again() {
         assert!(server.creates.borrow().values().all(|n| *n == 1));
     });
 }
+
+#[test]
+fn an_online_write_is_mirrored_locally_only_when_the_answer_accepts_it() {
+    block_on(async {
+        let store = MemoryStore::new();
+        let server = Server::new();
+        let e = logged_in(&store, &server).await;
+        let tei_post = |national_id: &str| {
+            e.prepare_write(
+                "POST",
+                &format!("{API}/trackedEntityInstances"),
+                "application/json",
+                json!({"trackedEntityType": "TetPerson01", "orgUnit": OU,
+                    "attributes": [{"attribute": "AtNationId1", "value": national_id}]})
+                .to_string()
+                .as_bytes(),
+            )
+            .unwrap()
+        };
+        let uid_of = |p: &tracker_offline_core::writes::PreparedWrite| {
+            let body: Value = serde_json::from_slice(&p.body).unwrap();
+            body["trackedEntityInstance"].as_str().unwrap().to_string()
+        };
+        let local = |uid: String| {
+            let e = &e;
+            async move {
+                e.answer_offline(&format!("{API}/trackedEntityInstances/{uid}.json"))
+                    .await
+                    .unwrap()
+                    .is_some_and(|r| r.status == 200)
+            }
+        };
+        let summary = |status: &str, uid: &str| {
+            json!({"httpStatus": "Created", "httpStatusCode": 201, "status": "OK",
+                "response": {"responseType": "ImportSummaries", "importSummaries": [
+                    {"responseType": "ImportSummary", "status": status, "reference": uid,
+                     "conflicts": if status == "ERROR" { json!([{"object": "Attribute.value", "value": "Non-unique attribute value"}]) } else { json!([]) }}]}})
+        };
+        let as_answer = |v: Value| HttpResponse {
+            status: 201,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: v.to_string().into_bytes(),
+        };
+        // 201 with an ERROR summary: the server does not hold her; neither does the local copy.
+        let refused = tei_post("400000001");
+        let refused_uid = uid_of(&refused);
+        let recorded = e.record_online_write(&refused, &as_answer(summary("ERROR", &refused_uid)), T0).await.unwrap();
+        assert!(!recorded);
+        assert!(!local(refused_uid).await);
+        // A portal's HTML with 200: nothing recorded.
+        let portal = tei_post("400000002");
+        let portal_uid = uid_of(&portal);
+        let html = HttpResponse {
+            status: 200,
+            headers: vec![("content-type".into(), "text/html".into())],
+            body: b"<html>wifi</html>".to_vec(),
+        };
+        assert!(!e.record_online_write(&portal, &html, T0).await.unwrap());
+        assert!(!local(portal_uid).await);
+        // Accepted: mirrored, as synced (nothing queued).
+        let accepted = tei_post("400000003");
+        let accepted_uid = uid_of(&accepted);
+        assert!(e.record_online_write(&accepted, &as_answer(summary("SUCCESS", &accepted_uid)), T0).await.unwrap());
+        assert!(local(accepted_uid).await);
+        assert_eq!(e.outbox_counts().await.unwrap().pending, 0);
+    });
+}

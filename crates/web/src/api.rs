@@ -306,14 +306,24 @@ impl Engine {
         })
     }
 
-    /// After the server accepted a write sent straight through: the same effect locally.
+    /// After the server answered a write sent straight through: the same effect locally when
+    /// the answer (`status`, `content_type`, `body` as the server sent them) accepts it.
+    /// Resolves with whether it was recorded.
     #[wasm_bindgen(js_name = recordOnlineWrite)]
-    pub fn record_online_write(&self, prepared: &PreparedRequest) -> Promise {
+    pub fn record_online_write(
+        &self,
+        prepared: &PreparedRequest,
+        status: u16,
+        content_type: Option<String>,
+        body: Vec<u8>,
+    ) -> Promise {
         let inner = self.inner.clone();
         let prepared = prepared.inner.clone();
+        let headers = content_type.map(|c| vec![("content-type".to_string(), c)]).unwrap_or_default();
+        let response = tracker_offline_core::http::HttpResponse { status, headers, body };
         future_to_promise(async move {
-            inner.record_online_write(&prepared, now_ms()).await.map_err(reject)?;
-            Ok(JsValue::UNDEFINED)
+            let recorded = inner.record_online_write(&prepared, &response, now_ms()).await.map_err(reject)?;
+            Ok(JsValue::from_bool(recorded))
         })
     }
 
