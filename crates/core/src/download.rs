@@ -343,6 +343,8 @@ programTrackedEntityAttributes[displayInList,trackedEntityAttribute[id,displayNa
                 cursor.totals[cursor.step] = total;
             }
             let received = items.len();
+            // The page is merged into the local copy as it is now, under the one writer.
+            let _writer = self.writer.lock().await;
             let (batch, applied) = self.apply_server_page(items).await?;
             report.tracked_entities += applied.stored;
             report.deleted += applied.deleted;
@@ -391,13 +393,11 @@ programTrackedEntityAttributes[displayInList,trackedEntityAttribute[id,displayNa
             let deleted = flag(&item, "deleted");
             let mut server = TeiBundle::from_nested(item)?;
             let uid = server.uid().to_string();
-            let existing = if self.clinic.lock().map(|c| c.index.get(&uid).is_some()).unwrap_or(false) {
-                match self.vault.get_record(StoreName::Records, &bundle_id(&uid)).await? {
-                    Some(bytes) => Some(parse_bundle(&bytes)?),
-                    None => None,
-                }
-            } else {
-                None
+            // Read from storage, not the in-memory index: another context (the service worker,
+            // another tab) may have stored her since this engine loaded its index.
+            let existing = match self.vault.get_record(StoreName::Records, &bundle_id(&uid)).await? {
+                Some(bytes) => Some(parse_bundle(&bytes)?),
+                None => None,
             };
             if deleted {
                 match existing {

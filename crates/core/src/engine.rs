@@ -158,6 +158,11 @@ pub struct Engine<S, K, R, H> {
     pub(crate) outbox_counts_cache: std::sync::Mutex<Option<crate::outbox::OutboxCounts>>,
     connectivity: std::sync::Mutex<Connectivity>,
     pub(crate) clinic: std::sync::Mutex<crate::clinic::ClinicState>,
+    /// The one writer of the local copy and the outbox in this context: every read-modify-write
+    /// of bundles or entries (capture, online write record, flush settle, download page,
+    /// discard) holds it from its reads to its commit, so no change is written over another.
+    /// Never held across a request to the server.
+    pub(crate) writer: futures::lock::Mutex<()>,
 }
 
 impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R, H> {
@@ -174,6 +179,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
             outbox_counts_cache: Default::default(),
             connectivity: Default::default(),
             clinic: Default::default(),
+            writer: futures::lock::Mutex::new(()),
         }
     }
 

@@ -188,7 +188,9 @@ pub fn plan_segment(api: &str, family: Family, touches: &[Touch], source: &Recor
                     json!({ wrapper: records.into_iter().map(Value::Object).collect::<Vec<_>>() }),
                 ),
                 Family::Tracker => (
-                    format!("{api}/tracker?async=false&importStrategy={strategy}&atomicMode=OBJECT&reportMode=WARNINGS"),
+                    format!(
+                        "{api}/tracker?async=false&importStrategy={strategy}&atomicMode=OBJECT&reportMode=WARNINGS"
+                    ),
                     json!({ tracker_kind.tracker_collection(): records.iter().map(|r| Value::Object(convert(tracker_kind, r, true))).collect::<Vec<_>>() }),
                 ),
             };
@@ -366,10 +368,30 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
                 touches.iter().filter(|t| !blocked(t, &failed_records, &failed_teis)).cloned().collect();
             let source = RecordSource { bundles: &bundles };
             let plan = plan_segment(&api, family, &sendable, &source);
-            // Records created and removed again before the flush have nothing left to send.
-            let mut accepted: BTreeSet<String> =
-                sendable.iter().filter(|t| !t.deleted && source.record(t).is_none()).map(|t| t.uid.clone()).collect();
+            // Records created and removed again before the flush have nothing left to send: a
+            // queued delete covers them. A record missing from the local copy without one was
+            // lost from storage: never counted as sent, kept as a failure for the user.
+            let deletes_queued: BTreeSet<&str> = pending
+                .iter()
+                .filter_map(|e| match &e.payload {
+                    EntryPayload::Touches { touches } => Some(touches),
+                    EntryPayload::Raw { .. } => None,
+                })
+                .flatten()
+                .filter(|t| t.deleted)
+                .map(|t| t.uid.as_str())
+                .collect();
+            let mut accepted: BTreeSet<String> = BTreeSet::new();
             let mut refused: BTreeMap<String, Vec<String>> = BTreeMap::new();
+            for t in sendable.iter().filter(|t| !t.deleted && source.record(t).is_none()) {
+                if deletes_queued.contains(t.uid.as_str()) {
+                    accepted.insert(t.uid.clone());
+                } else {
+                    refused.entry(t.uid.clone()).or_default().push(
+                        "the record is missing from this device's copy (damaged storage?): it was not sent".into(),
+                    );
+                }
+            }
             let mut warnings: BTreeMap<String, Vec<String>> = BTreeMap::new();
             let mut stopped = false;
             for request in plan {
@@ -434,7 +456,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
                 }
             }
             // Settle the entries of this segment in one transaction.
-            let settled = self.settle_segment(&segment, &accepted, &refused, &mut bundles, now_ms).await?;
+            let settled = self.settle_segment(&segment, &accepted, &refused, now_ms).await?;
             self.keep_warnings(&segment, &accepted, &warnings, now_ms).await?;
             report.sent += settled.0;
             report.failed += settled.1;
@@ -489,7 +511,9 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
             let reasons: Vec<String> = touches
                 .iter()
                 .filter(|t| accepted.contains(&t.uid))
-                .filter_map(|t| warnings.get(&t.uid).map(|w| w.iter().map(|x| format!("{}: {x}", t.uid)).collect::<Vec<_>>()))
+                .filter_map(|t| {
+                    warnings.get(&t.uid).map(|w| w.iter().map(|x| format!("{}: {x}", t.uid)).collect::<Vec<_>>())
+                })
                 .flatten()
                 .collect();
             if !reasons.is_empty() {
@@ -523,18 +547,21 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
     }
 
     /// Deletes entries whose every record was accepted, marks entries with a refused record
-    /// as failed, and updates the records' sync states. Returns (sent, failed) counts.
+    /// as failed, and updates the records' sync states. Returns (sent, failed) counts. Runs
+    /// under the one writer on the bundles as they are now (a capture made while the requests
+    /// were in flight is kept, and its record stays unsynced: its entry is still queued).
     async fn settle_segment(
         &self,
         segment: &[&OutboxEntry],
         accepted: &BTreeSet<String>,
         refused: &BTreeMap<String, Vec<String>>,
-        bundles: &mut BTreeMap<String, TeiBundle>,
         now_ms: i64,
     ) -> Result<(u64, u64)> {
+        let _writer = self.writer.lock().await;
         let mut batch = WriteBatch::new();
         let (mut sent, mut failed) = (0, 0);
-        let mut changed_teis = BTreeSet::new();
+        // (tracked entity, record) -> new state (None: synced).
+        let mut states: Vec<(String, String, Option<SyncState>)> = Vec::new();
         let mut done: BTreeSet<u64> = BTreeSet::new();
         for entry in segment {
             let EntryPayload::Touches { touches } = &entry.payload else { continue };
@@ -553,10 +580,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
                 batch = self.vault.seal_into(batch, StoreName::Outbox, &e.id(), &bytes)?;
                 failed += 1;
                 for t in touches.iter().filter(|t| refused.contains_key(&t.uid)) {
-                    if let Some(b) = bundles.get_mut(&t.tei) {
-                        b.sync.insert(t.uid.clone(), SyncState::Error);
-                        changed_teis.insert(t.tei.clone());
-                    }
+                    states.push((t.tei.clone(), t.uid.clone(), Some(SyncState::Error)));
                 }
             } else if touches.iter().all(|t| accepted.contains(&t.uid)) {
                 batch = self.vault.delete_into(batch, StoreName::Outbox, &entry.id())?;
@@ -565,22 +589,32 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
             }
         }
         // A record is synced once no entry left in the outbox touches it.
-        let still: BTreeSet<String> = self
-            .outbox_entries()
-            .await?
-            .iter()
-            .filter(|e| !done.contains(&e.seq))
-            .flat_map(crate::outbox::entry_records)
-            .collect();
-        for uid in accepted.iter().filter(|u| !still.contains(*u)) {
-            for (tei, b) in bundles.iter_mut() {
-                if b.sync.remove(uid).is_some() {
-                    changed_teis.insert(tei.clone());
-                }
+        let remaining: Vec<OutboxEntry> =
+            self.outbox_entries().await?.into_iter().filter(|e| !done.contains(&e.seq)).collect();
+        let still: BTreeSet<String> = remaining.iter().flat_map(crate::outbox::entry_records).collect();
+        for entry in segment {
+            let EntryPayload::Touches { touches } = &entry.payload else { continue };
+            for t in touches.iter().filter(|t| accepted.contains(&t.uid) && !still.contains(&t.uid)) {
+                states.push((t.tei.clone(), t.uid.clone(), None));
             }
         }
-        let changed: Vec<&TeiBundle> = changed_teis.iter().filter_map(|tei| bundles.get(tei)).collect();
-        self.commit_bundles(batch, &changed, &[]).await?;
+        let teis: BTreeSet<&String> = states.iter().map(|(tei, _, _)| tei).collect();
+        let mut changed: Vec<TeiBundle> = Vec::new();
+        for tei in teis {
+            let Some(bytes) = self.vault.get_record(StoreName::Records, &bundle_id(tei)).await? else { continue };
+            let mut bundle = parse_bundle(&bytes)?;
+            let mut touched = false;
+            for (_, uid, state) in states.iter().filter(|(t, _, _)| t == tei) {
+                touched |= match state {
+                    Some(state) => bundle.sync.insert(uid.clone(), *state) != Some(*state),
+                    None => bundle.sync.remove(uid).is_some(),
+                };
+            }
+            if touched {
+                changed.push(bundle);
+            }
+        }
+        self.commit_bundles(batch, &changed.iter().collect::<Vec<_>>(), &[]).await?;
         Ok((sent, failed))
     }
 }

@@ -293,6 +293,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
         self.ensure_clinic_loaded().await?;
         let job_id = generate_uid(self.vault.rng())?;
         let response = synthetic_response(prepared, &job_id, &self.config.api_base, &|u| self.existed(u));
+        let _writer = self.writer.lock().await;
         let loaded = self.load_bundles_for(prepared).await?;
         let effect = match prepared.mutation {
             Mutation::Raw => None,
@@ -363,6 +364,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
         if prepared.mutation == Mutation::Raw {
             return Ok(false);
         }
+        let _writer = self.writer.lock().await;
         let loaded = self.load_bundles_for(prepared).await?;
         let Ok((mut bundles, touches)) = self.local_effect(prepared, &author, now_ms, loaded) else { return Ok(false) };
         let uids: Vec<String> = touches.iter().map(|t| t.uid.clone()).collect();
@@ -433,11 +435,10 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
     /// Dismisses a warning on accepted work (nothing is sent or changed). Answers with the
     /// accepted entry as it was captured, without its payload.
     async fn dismiss_warning(&self, id: &str) -> Result<OutboxEntry> {
+        let _writer = self.writer.lock().await;
         let mut warnings = self.sync_warnings().await?;
-        let position = warnings
-            .iter()
-            .position(|w| w.id == id)
-            .ok_or_else(|| CoreError::BadInput(format!("no warning {id}")))?;
+        let position =
+            warnings.iter().position(|w| w.id == id).ok_or_else(|| CoreError::BadInput(format!("no warning {id}")))?;
         let warning = warnings.remove(position);
         self.store_sync_warnings(&warnings).await?;
         let seq = id.trim_start_matches("warning:").parse().unwrap_or_default();
@@ -455,6 +456,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
 
     /// Puts a failed entry back in line.
     pub async fn retry(&self, id: &str) -> Result<()> {
+        let _writer = self.writer.lock().await;
         let mut entry = self.entry_by_id(id).await?;
         entry.state = EntryState::Pending;
         let bytes = serde_json::to_vec(&entry).map_err(|e| CoreError::BadInput(e.to_string()))?;
@@ -469,6 +471,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
         if id.starts_with("warning:") {
             return self.dismiss_warning(id).await;
         }
+        let _writer = self.writer.lock().await;
         let entry = self.entry_by_id(id).await?;
         let batch = self.vault.delete_into(WriteBatch::new(), StoreName::Outbox, id)?;
         let others: Vec<OutboxEntry> = self.outbox_entries().await?.into_iter().filter(|e| e.id() != id).collect();

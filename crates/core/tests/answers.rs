@@ -98,8 +98,7 @@ fn legacy_nested_summaries_are_read() {
             "enrollments": {"responseType": "ImportSummaries", "importSummaries": [
                 {"responseType": "ImportSummary", "status": "ERROR", "reference": enrollment,
                  "conflicts": [{"object": "Enrollment", "value": "Enrollment date is in the future"}]}]}}]}});
-    let (ok, refused, _) =
-        split(interpret(Some(&json_answer(409, body)), &uids(&[tei, enrollment]), Family::Legacy));
+    let (ok, refused, _) = split(interpret(Some(&json_answer(409, body)), &uids(&[tei, enrollment]), Family::Legacy));
     assert_eq!(ok, uids(&[tei]));
     assert_eq!(refused, uids(&[enrollment]));
 }
@@ -154,7 +153,11 @@ fn tracker_report_names_the_persisted_records() {
                 "objectReports": objects.iter().map(|u| json!({"trackerType": "EVENT", "uid": u, "errorReports": []})).collect::<Vec<_>>()}}}})
     };
     // Both named.
-    let (ok, _, _) = split(interpret(Some(&json_answer(200, report(vec![A, B], json!([]), json!([])))), &uids(&[A, B]), Family::Tracker));
+    let (ok, _, _) = split(interpret(
+        Some(&json_answer(200, report(vec![A, B], json!([]), json!([])))),
+        &uids(&[A, B]),
+        Family::Tracker,
+    ));
     assert_eq!(ok, uids(&[A, B]));
     // One named, one refused.
     let errors = json!([{"uid": B, "errorCode": "E1083", "message": "User does not have authority to update a completed event", "trackerType": "EVENT"}]);
@@ -162,12 +165,18 @@ fn tracker_report_names_the_persisted_records() {
         split(interpret(Some(&json_answer(409, report(vec![A], errors, json!([])))), &uids(&[A, B]), Family::Tracker));
     assert_eq!((ok, refused), (uids(&[A]), uids(&[B])));
     // One omitted: stays queued.
-    let (ok, refused, _) = split(interpret(Some(&json_answer(200, report(vec![A], json!([]), json!([])))), &uids(&[A, B]), Family::Tracker));
+    let (ok, refused, _) = split(interpret(
+        Some(&json_answer(200, report(vec![A], json!([]), json!([])))),
+        &uids(&[A, B]),
+        Family::Tracker,
+    ));
     assert_eq!(ok, uids(&[A]));
     assert!(refused.is_empty());
     // A warning on an accepted record is kept.
-    let warnings = json!([{"uid": A, "errorCode": "E1017", "message": "Attribute value ignored", "trackerType": "EVENT"}]);
-    let (ok, _, warned) = split(interpret(Some(&json_answer(200, report(vec![A], json!([]), warnings))), &uids(&[A]), Family::Tracker));
+    let warnings =
+        json!([{"uid": A, "errorCode": "E1017", "message": "Attribute value ignored", "trackerType": "EVENT"}]);
+    let (ok, _, warned) =
+        split(interpret(Some(&json_answer(200, report(vec![A], json!([]), warnings))), &uids(&[A]), Family::Tracker));
     assert_eq!((ok, warned), (uids(&[A]), uids(&[A])));
 }
 

@@ -40,6 +40,8 @@ enum Mode {
 /// A server for the legacy bulk endpoints: keeps what it receives, counts creates per UID,
 /// refuses tracked entities whose national ID is "DUPLICATE".
 struct Server {
+    /// Each request yields to other tasks once before it is answered (a request in flight).
+    slow: std::cell::Cell<bool>,
     mode: RefCell<Mode>,
     stored: RefCell<BTreeMap<String, Value>>,
     creates: RefCell<BTreeMap<String, u32>>,
@@ -49,6 +51,7 @@ struct Server {
 impl Server {
     fn new() -> Self {
         Self {
+            slow: std::cell::Cell::new(false),
             mode: RefCell::new(Mode::Up),
             stored: RefCell::default(),
             creates: RefCell::default(),
@@ -63,6 +66,9 @@ fn ok(status: u16, v: Value) -> Result<HttpResponse> {
 
 impl HttpClient for &Server {
     async fn send(&self, r: HttpRequest) -> Result<HttpResponse> {
+        if self.slow.get() {
+            yield_once().await;
+        }
         let t = Target::parse(&r.url);
         let body: Value = r.body.as_ref().and_then(|b| serde_json::from_slice(b).ok()).unwrap_or(Value::Null);
         self.requests.borrow_mut().push((r.method.clone(), r.url.clone(), body.clone()));
@@ -128,6 +134,21 @@ impl HttpClient for &Server {
             "response": {"responseType": "ImportSummaries", "importSummaries": summaries}}),
         )
     }
+}
+
+/// A future that is pending once (waking itself), so other tasks of the executor run.
+async fn yield_once() {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        if yielded {
+            std::task::Poll::Ready(())
+        } else {
+            yielded = true;
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }
+    })
+    .await
 }
 
 type E<'a> = Engine<MemoryStore, RustPbkdf2, OsRandom, &'a Server>;
@@ -558,5 +579,71 @@ fn an_online_write_is_mirrored_locally_only_when_the_answer_accepts_it() {
         assert!(e.record_online_write(&accepted, &as_answer(summary("SUCCESS", &accepted_uid)), T0).await.unwrap());
         assert!(local(accepted_uid).await);
         assert_eq!(e.outbox_counts().await.unwrap().pending, 0);
+    });
+}
+
+#[test]
+fn a_visit_recorded_while_a_flush_is_in_flight_is_kept_and_sent_next() {
+    block_on(async {
+        let store = MemoryStore::new();
+        let server = Server::new();
+        let e = logged_in(&store, &server).await;
+        let (tei, enrollment, first_visit) = register(&e, "400000001").await;
+        *server.mode.borrow_mut() = Mode::Up;
+        server.slow.set(true);
+        let second_visit_body = json!({"events": [{"trackedEntityInstance": tei, "program": "PrMchProg01",
+            "programStage": "PsAncVisit1", "enrollment": enrollment, "orgUnit": OU, "status": "ACTIVE",
+            "eventDate": "2026-11-27", "dataValues": [{"dataElement": "DeWeight001", "value": "71"}]}]});
+        // The nurse saves a second visit while the flush waits for the server.
+        let mut no_progress = |_: &_| {};
+        let (report, second) = futures::future::join(e.flush(FlushScope::All, T0, &mut no_progress), async {
+            yield_once().await;
+            write(&e, "POST", "events.json", second_visit_body.clone()).await
+        })
+        .await;
+        let report = report.unwrap();
+        let second_visit = second["response"]["importSummaries"][0]["reference"].as_str().unwrap().to_string();
+        assert_eq!(report.sent, 3, "{report:?}");
+        let events = e
+            .answer_offline(&format!("{API}/events.json?trackedEntityInstance={tei}&skipPaging=true"))
+            .await
+            .unwrap()
+            .unwrap();
+        let events: Value = serde_json::from_slice(&events.body).unwrap();
+        let ids: Vec<&str> = events["events"].as_array().unwrap().iter().filter_map(|e| e["event"].as_str()).collect();
+        assert!(ids.contains(&second_visit.as_str()), "the second visit is in the local copy: {ids:?}");
+        assert!(ids.contains(&first_visit.as_str()));
+        assert_eq!(e.outbox_counts().await.unwrap().pending, 1);
+        server.slow.set(false);
+        let report = e.flush(FlushScope::All, T0, &mut |_| {}).await.unwrap();
+        assert_eq!((report.sent, report.remaining), (1, 0), "{report:?}");
+        assert_eq!(server.stored.borrow()[&second_visit]["dataValues"][0]["value"], "71");
+    });
+}
+
+#[test]
+fn a_queued_record_missing_from_the_local_copy_is_never_counted_as_sent() {
+    block_on(async {
+        use tracker_offline_core::store::{KvStore, StoreName, WriteBatch};
+        let store = MemoryStore::new();
+        let server = Server::new();
+        let e = logged_in(&store, &server).await;
+        register(&e, "400000001").await;
+        // Storage loses the woman's records (damage, a wiped object store), the outbox survives.
+        let mut wipe = WriteBatch::new();
+        for (key, _) in store.list(StoreName::Records).await.unwrap() {
+            wipe = wipe.delete(StoreName::Records, key);
+        }
+        store.write(wipe).await.unwrap();
+        *server.mode.borrow_mut() = Mode::Up;
+        let report = e.flush(FlushScope::All, T0, &mut |_| {}).await.unwrap();
+        assert_eq!(report.sent, 0, "{report:?}");
+        assert_eq!(report.failed, 3, "{report:?}");
+        let failures = e.failures().await.unwrap();
+        assert!(
+            failures.iter().all(|f| f.reasons.iter().any(|r| r.contains("missing from this device's copy"))),
+            "{failures:?}"
+        );
+        assert!(server.stored.borrow().is_empty());
     });
 }
