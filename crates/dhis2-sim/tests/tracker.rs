@@ -609,6 +609,97 @@ async fn stored_by_comes_from_the_user_unless_given() {
     assert_eq!(list, json!({"trackedEntityInstances": [{"trackedEntityInstance": tei}]}));
 }
 
+/// The attributes of `tei` as `{attribute: value}` (read as admin, no program).
+async fn attribute_map(app: &axum::Router, tei: &str) -> serde_json::Map<String, Value> {
+    let (s, t) =
+        get_json(app, &format!("/api/trackedEntityInstances/{tei}?fields=attributes[attribute,value]"), ADMIN).await;
+    assert_eq!(s, StatusCode::OK, "{t}");
+    t["attributes"]
+        .as_array()
+        .expect("attrs")
+        .iter()
+        .map(|a| (a["attribute"].as_str().expect("attr").to_owned(), a["value"].clone()))
+        .collect()
+}
+
+fn attrs(pairs: &[(&str, &str)]) -> Value {
+    Value::Array(pairs.iter().map(|(a, v)| json!({"attribute": a, "value": v})).collect())
+}
+
+// dhis2-core 2.40 AbstractTrackedEntityInstanceService: the bulk update passes program = null
+// (:720) and updateAttributeValues deletes omitted values only for a given program (:1239-1247).
+#[tokio::test]
+async fn legacy_tei_updates_keep_omitted_attributes_unless_program_given() {
+    let (app, _dir) = demo_app("2.40");
+    let (tei, _en, _ev) = register(&app, "TeKeepAtt01", OU_BANI_NAIM, "409000001").await;
+    let body = |pairs: &[(&str, &str)]| {
+        json!({"trackedEntityInstance": tei, "trackedEntityType": TET_PERSON, "orgUnit": OU_BANI_NAIM,
+               "attributes": attrs(pairs)})
+    };
+    // Bulk POST (CREATE_AND_UPDATE, then UPDATE) without phone, last name, date of birth: all kept.
+    for uri in ["/api/trackedEntityInstances", "/api/trackedEntityInstances?strategy=UPDATE"] {
+        let wrapper =
+            json!({"trackedEntityInstances": [body(&[(ATTR_NATIONAL_ID, "409000001"), (ATTR_FIRST_NAME, "Huda")])]});
+        let (s, v) = call(&app, "POST", uri, ADMIN, wrapper).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert_eq!(v["response"]["updated"], 1, "{v}");
+        let m = attribute_map(&app, &tei).await;
+        assert_eq!(m.len(), 5, "{uri}: omitted attributes kept: {m:?}");
+        assert_eq!(m[ATTR_FIRST_NAME], "Huda");
+        assert_eq!(m[ATTR_PHONE], "+970599123456");
+    }
+    // PUT without program: omitted kept, one sent empty is deleted.
+    let (s, v) = call(
+        &app,
+        "PUT",
+        &format!("/api/trackedEntityInstances/{tei}"),
+        ADMIN,
+        body(&[(ATTR_NATIONAL_ID, "409000001"), (ATTR_DOB, "")]),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let m = attribute_map(&app, &tei).await;
+    assert!(!m.contains_key(ATTR_DOB), "empty value deletes: {m:?}");
+    assert_eq!(m.len(), 4, "{m:?}");
+    // PUT ?program=Nutrition: only that program's omitted attributes (last name) are deleted.
+    let (s, v) = call(
+        &app,
+        "PUT",
+        &format!("/api/trackedEntityInstances/{tei}?program={PROGRAM_NUTRITION}"),
+        ADMIN,
+        body(&[(ATTR_NATIONAL_ID, "409000001"), (ATTR_FIRST_NAME, "Huda")]),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let m = attribute_map(&app, &tei).await;
+    assert!(!m.contains_key(ATTR_LAST_NAME), "{m:?}");
+    assert_eq!(m.keys().filter(|k| *k == ATTR_PHONE || *k == ATTR_NATIONAL_ID || *k == ATTR_FIRST_NAME).count(), 3);
+    assert_eq!(m.len(), 3, "{m:?}");
+    // ignoreEmptyCollection=true with no attributes: nothing happens to them.
+    let (s, v) = call(
+        &app,
+        "PUT",
+        &format!("/api/trackedEntityInstances/{tei}?program={PROGRAM_MCH}&ignoreEmptyCollection=true"),
+        ADMIN,
+        body(&[]),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(attribute_map(&app, &tei).await.len(), 3);
+    // PUT ?program=MCH: MCH's omitted attributes (first name, phone) are deleted.
+    let (s, v) = call(
+        &app,
+        "PUT",
+        &format!("/api/trackedEntityInstances/{tei}?program={PROGRAM_MCH}"),
+        ADMIN,
+        body(&[(ATTR_NATIONAL_ID, "409000001")]),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let m = attribute_map(&app, &tei).await;
+    assert_eq!(m.keys().collect::<Vec<_>>(), vec![ATTR_NATIONAL_ID], "{m:?}");
+}
+
 // -------------------------------------------------------------------------------------------
 // query.json grid
 // -------------------------------------------------------------------------------------------

@@ -735,6 +735,7 @@ fn importer_for<'a>(run: &Run<'a>, strategy: Strategy) -> Importer<'a> {
         strategy,
         base: String::new(),
         merge: true,
+        legacy: Default::default(),
     }
 }
 

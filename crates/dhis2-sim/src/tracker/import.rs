@@ -84,6 +84,20 @@ fn array<'v>(v: &'v Value, key: &str) -> &'v [Value] {
 
 type Conflicts = Vec<(String, String)>;
 
+/// The dxf2 `ImportOptions` the legacy endpoints take from the query string.
+#[derive(Debug, Clone, Default)]
+pub struct LegacyOptions {
+    /// `PUT /api/trackedEntityInstances/{uid}?program=P`: the program whose attributes the
+    /// payload omits are deleted (none without it; a bulk POST never passes one).
+    pub program: Option<String>,
+    /// `ignoreEmptyCollection=true`: an update whose `attributes` list is empty leaves the
+    /// attributes alone.
+    pub ignore_empty_collection: bool,
+    /// `mergeDataValues=true` on a bulk `POST /api/events`: an update keeps the data values
+    /// the payload omits (else they are deleted).
+    pub merge_data_values: bool,
+}
+
 /// Attribute values to store: `(attribute, value, storedBy)`.
 type AttrValues = Vec<(String, String, Option<String>)>;
 
@@ -137,8 +151,11 @@ pub struct Importer<'a> {
     pub base: String,
     /// New tracker semantics (`POST /api/tracker`): an update keeps the attributes and data
     /// values the payload omits, and deletes only those sent with a `null` (or empty) value.
-    /// The legacy API replaces them (`false`).
+    /// The legacy API (`false`) keeps omitted attributes too (only `legacy.program`'s are
+    /// deleted) and replaces an event's data values unless `legacy.merge_data_values`.
     pub merge: bool,
+    /// Legacy import options (ignored when `merge`).
+    pub legacy: LegacyOptions,
 }
 
 impl Importer<'_> {
@@ -285,25 +302,7 @@ impl Importer<'_> {
         Ok((conflicts, values))
     }
 
-    fn write_attributes(
-        &self,
-        te_id: i64,
-        values: &[(String, String, Option<String>)],
-        replace: bool,
-    ) -> rusqlite::Result<()> {
-        if replace {
-            let keep: Vec<&str> = values.iter().map(|(a, ..)| a.as_str()).collect();
-            let existing: Vec<String> = self
-                .conn
-                .prepare_cached("SELECT attribute FROM attribute_values WHERE te_id = ?1")?
-                .query_map([te_id], |r| r.get(0))?
-                .collect::<rusqlite::Result<_>>()?;
-            let mut del =
-                self.conn.prepare_cached("DELETE FROM attribute_values WHERE te_id = ?1 AND attribute = ?2")?;
-            for a in existing.iter().filter(|a| !keep.contains(&a.as_str())) {
-                del.execute(params![te_id, a])?;
-            }
-        }
+    fn write_attributes(&self, te_id: i64, values: &[(String, String, Option<String>)]) -> rusqlite::Result<()> {
         let mut up = self.conn.prepare_cached(
             "INSERT INTO attribute_values (te_id, attribute, value, created, last_updated, stored_by) \
              VALUES (?1, ?2, ?3, ?4, ?4, ?5) ON CONFLICT(te_id, attribute) DO UPDATE SET \
@@ -328,6 +327,22 @@ impl Importer<'_> {
         Ok(())
     }
 
+    /// Legacy `PUT …/{tei}?program=P`: deletes P's attributes the payload omits; attributes
+    /// of other programs or of the type only are kept, and without `program` (every bulk
+    /// POST) nothing is (dhis2-core 2.40 AbstractTrackedEntityInstanceService:1239-1247;
+    /// the bulk update passes a null program at :720).
+    fn delete_omitted_program_attributes(&self, te_id: i64, v: &Value) -> rusqlite::Result<()> {
+        let Some(program) = self.legacy.program.as_deref().and_then(|p| self.md.program(p)) else {
+            return Ok(());
+        };
+        let incoming: Vec<String> = array(v, "attributes").iter().filter_map(|a| text(a, "attribute")).collect();
+        let mut del = self.conn.prepare_cached("DELETE FROM attribute_values WHERE te_id = ?1 AND attribute = ?2")?;
+        for pa in program.attributes.iter().filter(|pa| !incoming.contains(&pa.attribute)) {
+            del.execute(params![te_id, pa.attribute])?;
+        }
+        Ok(())
+    }
+
     /// Merges the `attributes` of a payload into a tracked entity (new tracker enrollments
     /// carry the program's attributes): values are checked, written, `null` ones deleted.
     /// Returns the conflicts; nothing is written when there are any.
@@ -336,7 +351,7 @@ impl Importer<'_> {
         if !conflicts.is_empty() {
             return Ok(conflicts);
         }
-        self.write_attributes(te.id, &values, false)?;
+        self.write_attributes(te.id, &values)?;
         self.delete_null_attributes(te.id, v)?;
         if !array(v, "attributes").is_empty() {
             self.touch_te(te.id)?;
@@ -413,7 +428,7 @@ impl Importer<'_> {
                 flag(v, "inactive").unwrap_or(false),
             ])?;
         let te_id = self.conn.last_insert_rowid();
-        self.write_attributes(te_id, &values, false)?;
+        self.write_attributes(te_id, &values)?;
         let te =
             store::te_by_uid(self.conn, &uid)?.ok_or_else(|| ApiError::Internal("inserted TEI vanished".into()))?;
         let mut s = ImportSummary::new(Some(uid));
@@ -479,9 +494,16 @@ impl Importer<'_> {
                 text(v, "storedBy"),
                 text(v, "trackedEntityType"),
             ])?;
-        self.write_attributes(te.id, &values, !self.merge)?;
-        if self.merge {
+        // dhis2-core 2.40 AbstractTrackedEntityInstanceService:830-834: with
+        // ignoreEmptyCollection an empty `attributes` list is not handled at all.
+        if self.merge || !self.legacy.ignore_empty_collection || !array(v, "attributes").is_empty() {
+            self.write_attributes(te.id, &values)?;
+            // An attribute sent empty is deleted (DefaultTrackedEntityAttributeValueService
+            // 2.40:169 deletes a value set to empty).
             self.delete_null_attributes(te.id, v)?;
+            if !self.merge {
+                self.delete_omitted_program_attributes(te.id, v)?;
+            }
         }
         let mut s = ImportSummary::new(Some(te.uid.clone()));
         s.updated = 1;

@@ -26,7 +26,7 @@ use crate::{
     model::Metadata,
     state::AppState,
     tracker::{
-        import::{Importer, Strategy},
+        import::{Importer, LegacyOptions, Strategy},
         scope::UserScope,
         store,
         summary::{self, ImportSummaries, ImportSummary},
@@ -112,6 +112,7 @@ impl Ctx {
             strategy,
             base,
             merge: false,
+            legacy: LegacyOptions::default(),
         }
     }
 }
@@ -207,26 +208,35 @@ pub async fn post_records(
     let list = items(&body, kind.list_key())?;
     let strategy = strategy(params)?;
     let base = api_base(headers);
-    let summaries =
-        in_transaction(state, user, move |conn, ctx| kind.import(&ctx.importer(conn, strategy, base), &list)).await?;
+    let opts = legacy_options(params);
+    let summaries = in_transaction(state, user, move |conn, ctx| {
+        let mut importer = ctx.importer(conn, strategy, base);
+        importer.legacy = opts;
+        kind.import(&importer, &list)
+    })
+    .await?;
     let opts = summary::import_options(strategy.as_str(), false);
     Ok(summary::respond(summaries.web_message(&opts, kind.always_created())))
 }
 
-/// Imports the one record `body` (UID `id`) with `strategy`; answers its summary, or an error
-/// summary ("Nothing deleted", "Nothing imported") when the import gave none.
+/// Imports the one record `body` (UID `id`) with `strategy` and `opts`; answers its summary,
+/// or an error summary ("Nothing deleted", "Nothing imported") when the import gave none.
+#[allow(clippy::too_many_arguments)]
 pub async fn import_one(
     state: &AppState,
     user: User,
     kind: Kind,
     strategy: Strategy,
+    opts: LegacyOptions,
     base: String,
     id: String,
     body: Value,
 ) -> Result<Response, ApiError> {
     let nothing = if strategy == Strategy::Delete { "Nothing deleted" } else { "Nothing imported" };
     let summary = in_transaction(state, user, move |conn, ctx| {
-        let out = kind.import(&ctx.importer(conn, strategy, base), std::slice::from_ref(&body))?;
+        let mut importer = ctx.importer(conn, strategy, base);
+        importer.legacy = opts;
+        let out = kind.import(&importer, std::slice::from_ref(&body))?;
         Ok(out.summaries.into_iter().next().unwrap_or_else(|| ImportSummary::error(Some(id), nothing)))
     })
     .await?;
@@ -243,7 +253,7 @@ pub async fn delete_record(
 ) -> Result<Response, ApiError> {
     let id = strip_json(id).to_owned();
     let body = json!({ kind.id_key(): id });
-    import_one(state, user, kind, Strategy::Delete, api_base(headers), id, body).await
+    import_one(state, user, kind, Strategy::Delete, LegacyOptions::default(), api_base(headers), id, body).await
 }
 
 /// `GET` of the `kind` list: `list` renders it, then `fields` (else `default_fields`) applies.
@@ -286,6 +296,16 @@ pub fn require_search(user: &UserScope, ou_path: &str, org_unit: &str) -> Result
         return Ok(());
     }
     Err(ApiError::Conflict(format!("[User has no read access to organisation unit: {org_unit}]")))
+}
+
+/// The dxf2 `ImportOptions` flags of a request (`program` is the TEI PUT's own parameter).
+pub fn legacy_options(params: &Params) -> LegacyOptions {
+    let on = |name: &str| params.get(name).is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
+    LegacyOptions {
+        program: None,
+        ignore_empty_collection: on("ignoreEmptyCollection"),
+        merge_data_values: on("mergeDataValues"),
+    }
 }
 
 /// The strategy of a request (`strategy`, else `importStrategy`).

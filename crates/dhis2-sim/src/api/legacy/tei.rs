@@ -13,8 +13,8 @@ use axum::{
 use serde_json::json;
 
 use super::{
-    api_base, delete_record, import_one, list_records, parse_object, post_records, reading, strip_json, wants_children,
-    Kind, Legacy,
+    api_base, delete_record, import_one, legacy_options, list_records, parse_object, post_records, reading, strip_json,
+    wants_children, Kind, Legacy,
 };
 use crate::{
     api::Params,
@@ -49,19 +49,25 @@ pub async fn post(
     post_records(&state, user, Kind::Tei, &headers, &params, body).await
 }
 
-/// `PUT /api/trackedEntityInstances/{uid}`: replaces the attributes (omitted ones are deleted).
+/// `PUT /api/trackedEntityInstances/{uid}[?program=P]`: updates the attributes sent (an empty
+/// value deletes); omitted ones are kept, except P's when `program=P` is given, which are
+/// deleted (dhis2-core 2.40 `TrackedEntityInstanceController`:510-521 passes `program` to
+/// `AbstractTrackedEntityInstanceService.updateAttributeValues`, :1239-1247).
 pub async fn put(
     _l: Legacy,
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
     Path(id): Path<String>,
     headers: HeaderMap,
+    params: Params,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let mut body = parse_object(body)?;
     let id = strip_json(&id).to_owned();
     body["trackedEntityInstance"] = json!(id);
-    import_one(&state, user, Kind::Tei, Strategy::Update, api_base(&headers), id, body).await
+    let mut opts = legacy_options(&params);
+    opts.program = params.get("program").map(str::trim).filter(|p| !p.is_empty()).map(str::to_owned);
+    import_one(&state, user, Kind::Tei, Strategy::Update, opts, api_base(&headers), id, body).await
 }
 
 /// `DELETE /api/trackedEntityInstances/{uid}`.
