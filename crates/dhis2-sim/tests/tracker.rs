@@ -700,6 +700,66 @@ async fn legacy_tei_updates_keep_omitted_attributes_unless_program_given() {
     assert_eq!(m.keys().collect::<Vec<_>>(), vec![ATTR_NATIONAL_ID], "{m:?}");
 }
 
+/// The data values of event `ev` as `{dataElement: value}`.
+async fn data_value_map(app: &axum::Router, ev: &str) -> serde_json::Map<String, Value> {
+    let (s, e) = get_json(app, &format!("/api/events/{ev}?fields=dataValues[dataElement,value]"), ADMIN).await;
+    assert_eq!(s, StatusCode::OK, "{e}");
+    e["dataValues"]
+        .as_array()
+        .expect("dataValues")
+        .iter()
+        .map(|d| (d["dataElement"].as_str().expect("de").to_owned(), d["value"].clone()))
+        .collect()
+}
+
+// dhis2-core 2.40 EventDataValueAggregator:72-101 (bulk import honours mergeDataValues) and
+// AbstractEventService:726 (PUT /api/events/{ev} forces it to false; the single-value PUT merges).
+#[tokio::test]
+async fn legacy_event_updates_merge_data_values_only_when_asked() {
+    let (app, _dir) = demo_app("2.40");
+    let (tei, en, ev) = register(&app, "TeMergeDv01", OU_BANI_NAIM, "410000001").await;
+    let event = |pairs: &[(&str, &str)]| {
+        let dvs: Vec<Value> = pairs.iter().map(|(d, v)| json!({"dataElement": d, "value": v})).collect();
+        json!({"event": ev, "enrollment": en, "trackedEntityInstance": tei, "program": PROGRAM_MCH,
+               "programStage": STAGE_ANC, "orgUnit": OU_BANI_NAIM, "status": "ACTIVE", "eventDate": "2024-03-01",
+               "dataValues": dvs})
+    };
+    let post = |uri: &'static str, body: Value| {
+        let app = app.clone();
+        async move {
+            let (s, v) = call(&app, "POST", uri, ADMIN, json!({"events": [body]})).await;
+            assert_eq!(s, StatusCode::OK, "{v}");
+            assert_eq!(v["response"]["updated"], 1, "{v}");
+        }
+    };
+    // Without mergeDataValues a bulk update replaces the set: the weight is gone.
+    post("/api/events", event(&[(DE_HAEMOGLOBIN, "11.2")])).await;
+    assert_eq!(data_value_map(&app, &ev).await.keys().collect::<Vec<_>>(), vec![DE_HAEMOGLOBIN]);
+    // mergeDataValues=true keeps the omitted haemoglobin.
+    post("/api/events?mergeDataValues=true", event(&[(DE_WEIGHT, "62")])).await;
+    let m = data_value_map(&app, &ev).await;
+    assert_eq!((m.len(), &m[DE_WEIGHT], &m[DE_HAEMOGLOBIN]), (2, &json!("62"), &json!("11.2")), "{m:?}");
+    // ...and a value sent empty is still deleted.
+    post("/api/events?strategy=UPDATE&mergeDataValues=true", event(&[(DE_WEIGHT, "")])).await;
+    assert_eq!(data_value_map(&app, &ev).await.keys().collect::<Vec<_>>(), vec![DE_HAEMOGLOBIN]);
+    // PUT /api/events/{ev} replaces whatever mergeDataValues says.
+    let (s, v) =
+        call(&app, "PUT", &format!("/api/events/{ev}?mergeDataValues=true"), ADMIN, event(&[(DE_WEIGHT, "63")])).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(data_value_map(&app, &ev).await.keys().collect::<Vec<_>>(), vec![DE_WEIGHT]);
+    // PUT /api/events/{ev}/{de} changes only the values sent; an empty one is deleted.
+    let (s, v) =
+        call(&app, "PUT", &format!("/api/events/{ev}/{DE_HAEMOGLOBIN}"), ADMIN, event(&[(DE_HAEMOGLOBIN, "11.0")]))
+            .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(data_value_map(&app, &ev).await.len(), 2);
+    let (s, v) = call(&app, "PUT", &format!("/api/events/{ev}/{DE_WEIGHT}"), ADMIN, event(&[(DE_WEIGHT, "")])).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let m = data_value_map(&app, &ev).await;
+    assert_eq!(m.keys().collect::<Vec<_>>(), vec![DE_HAEMOGLOBIN], "{m:?}");
+    assert_eq!(m[DE_HAEMOGLOBIN], "11.0");
+}
+
 // -------------------------------------------------------------------------------------------
 // query.json grid
 // -------------------------------------------------------------------------------------------

@@ -84,6 +84,17 @@ fn array<'v>(v: &'v Value, key: &str) -> &'v [Value] {
 
 type Conflicts = Vec<(String, String)>;
 
+/// What an event update does with the data values the payload omits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum EventUpdate {
+    /// The whole event: omitted data values are deleted (kept in new-tracker `merge` mode).
+    Whole,
+    /// The whole event with `mergeDataValues=true`: omitted data values are kept.
+    MergeValues,
+    /// `PUT /api/events/{ev}/{de}`: only the data values sent change.
+    SingleValue,
+}
+
 /// The dxf2 `ImportOptions` the legacy endpoints take from the query string.
 #[derive(Debug, Clone, Default)]
 pub struct LegacyOptions {
@@ -928,8 +939,16 @@ impl Importer<'_> {
                 Some(ev.uid.clone()),
                 format!("Event {} already exists or was deleted earlier", ev.uid),
             ),
+            // Only a bulk `POST /api/events` honours mergeDataValues: events nested in a TEI or
+            // enrollment, and `PUT /api/events/{ev}`, go through AbstractEventService.updateEvent,
+            // which sets it to false (dhis2-core 2.40 AbstractEventService:726).
             (Strategy::Update | Strategy::CreateAndUpdate, Some(ev)) if !ev.deleted => {
-                self.update_event(&ev, v, false)?
+                let mode = if parent.is_none() && self.legacy.merge_data_values {
+                    EventUpdate::MergeValues
+                } else {
+                    EventUpdate::Whole
+                };
+                self.update_event_as(&ev, v, mode)?
             }
             (Strategy::Update, _) => ImportSummary::conflicts(
                 uid.clone(),
@@ -1202,6 +1221,11 @@ impl Importer<'_> {
     /// Updates an event: the whole event (`single_value = false`: omitted data values are
     /// deleted) or only the data values in the payload (`PUT /api/events/{ev}/{de}`).
     pub fn update_event(&self, ev: &EventRow, v: &Value, single_value: bool) -> Result<ImportSummary, ApiError> {
+        self.update_event_as(ev, v, if single_value { EventUpdate::SingleValue } else { EventUpdate::Whole })
+    }
+
+    fn update_event_as(&self, ev: &EventRow, v: &Value, mode: EventUpdate) -> Result<ImportSummary, ApiError> {
+        let single_value = mode == EventUpdate::SingleValue;
         let Some(stage) = self.md.stage(&ev.program_stage) else {
             return Ok(ImportSummary::error(
                 Some(ev.uid.clone()),
@@ -1291,7 +1315,10 @@ impl Importer<'_> {
                 stored_by,
                 text(v, "lastUpdatedAtClient").and_then(|d| dates::normalise(&d)),
             ])?;
-        self.write_data_values(ev.id, &values, !single_value && !self.merge)?;
+        // dhis2-core 2.40 EventDataValueAggregator:72-101: an update's data values are the ones
+        // sent with a value, plus (mergeDataValues only) the stored ones the payload does not
+        // name; one sent empty is dropped, i.e. deleted, in both modes.
+        self.write_data_values(ev.id, &values, mode == EventUpdate::Whole && !self.merge)?;
         if !single_value {
             self.add_notes(None, Some(ev.id), v)?;
         }
