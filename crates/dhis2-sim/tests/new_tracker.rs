@@ -104,7 +104,7 @@ async fn sync_nested_import_then_export_with_default_fields() {
     assert_eq!(tes["trackerType"], "TRACKED_ENTITY");
     assert_eq!(tes["objectReports"][0]["uid"], "TeNew000001");
     assert_eq!(tes["objectReports"][0]["index"], 0, "index up to 2.40");
-    assert!(r["timingsStats"].is_object(), "timingsStats up to 2.40");
+    assert!(r.get("timingsStats").is_none(), "timingsStats only with reportMode=FULL");
     assert!(r["bundleReport"].get("status").is_none(), "bundleReport.status only up to 2.39");
     assert_eq!(r["validationReport"]["errorReports"], json!([]));
 
@@ -316,12 +316,18 @@ async fn atomic_modes_all_and_object() {
         "User: `nurse1` has no capture scope access to OrganisationUnit: `OuDuraClin1`."
     );
     assert_eq!(r["stats"], json!({"created": 0, "updated": 0, "deleted": 0, "ignored": 2, "total": 2}));
+    // ImportReport.withValidationErrors (2.41 DefaultTrackerImportService:107-110): no bundleReport.
+    assert_eq!(r["status"], "ERROR");
+    assert!(r.get("bundleReport").is_none(), "{r}");
     let (s, _) = get_json(&app, "/api/tracker/trackedEntities/TeAtomic001", NURSE).await;
     assert_eq!(s, StatusCode::NOT_FOUND, "ALL commits nothing");
 
+    // OBJECT: a completed import is OK and 200 even with errors (:119-120).
     let (s, r) = sync(&app, "&atomicMode=OBJECT", NURSE, body).await;
-    assert_eq!(s, StatusCode::CONFLICT, "{r}");
-    assert_eq!(r["status"], "ERROR");
+    assert_eq!(s, StatusCode::OK, "{r}");
+    assert_eq!(r["status"], "OK");
+    assert_eq!(codes(&r), vec![("E1000".to_owned(), "TeAtomic002".to_owned())]);
+    assert!(r["bundleReport"]["typeReportMap"].is_object(), "{r}");
     assert_eq!(r["stats"]["created"], 1);
     assert_eq!(r["stats"]["ignored"], 1);
     let (s, _) = get_json(&app, "/api/tracker/trackedEntities/TeAtomic001", NURSE).await;
@@ -705,4 +711,54 @@ async fn cascade_delete_needs_the_authority() {
     assert_eq!(s, StatusCode::OK, "{r}");
     let (s, _) = get_json(&app, "/api/tracker/events/EvCascad002", ADMIN).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
+}
+
+// dhis2-core 2.40 DefaultTrackerImportService.buildImportReport (:323-345), 2.41 (:166-189):
+// warnings only with reportMode WARNINGS/FULL (the key stays), timingsStats only with FULL.
+// Notes (2.41 ValidationUtils:102-117, :268): a stored note UID is warning E1119 and the note
+// is not added again; a malformed note UID is E1048.
+#[tokio::test]
+async fn report_mode_and_note_validation() {
+    let (app, _d) = demo_app("2.40");
+    let (s, r) =
+        sync(&app, "", NURSE, nested("TeNotes0001", "EnNotes0001", "EvNotes0001", OU_BANI_NAIM, "401000070")).await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    let mut ev = event("EvNotes0001", "EnNotes0001", OU_BANI_NAIM);
+    ev["notes"] = json!([{"note": "NtNotes0001", "value": "First visit"}]);
+    let (s, r) = sync(&app, "&reportMode=FULL", NURSE, json!({"events": [ev.clone()]})).await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    assert_eq!(r["validationReport"]["warningReports"], json!([]));
+    assert!(r["timingsStats"].is_object(), "FULL keeps timingsStats up to 2.40: {r}");
+
+    // The same note again: warning E1119, the event still updated, the note not duplicated.
+    let warning = json!([{"message": "A Tracker Note with uid `NtNotes0001` already exists.", "warningCode": "E1119",
+                          "trackerType": "EVENT", "uid": "EvNotes0001"}]);
+    for (mode, warnings, timings) in [
+        ("", json!([]), false),
+        ("&reportMode=ERRORS", json!([]), false),
+        ("&reportMode=WARNINGS", warning.clone(), false),
+        ("&reportMode=full", warning.clone(), true),
+    ] {
+        let (s, r) = sync(&app, mode, NURSE, json!({"events": [ev.clone()]})).await;
+        assert_eq!(s, StatusCode::OK, "{mode}: {r}");
+        assert_eq!(r["status"], "OK");
+        assert_eq!(r["stats"]["updated"], 1, "{mode}: {r}");
+        assert_eq!(r["validationReport"]["warningReports"], warnings, "{mode}: {r}");
+        assert_eq!(r["validationReport"]["errorReports"], json!([]));
+        assert_eq!(r.get("timingsStats").is_some(), timings, "{mode}: {r}");
+    }
+    let (_, e) = get_json(&app, "/api/tracker/events/EvNotes0001?fields=notes", NURSE).await;
+    assert_eq!(e["notes"].as_array().map(Vec::len), Some(1), "{e}");
+
+    // A malformed note UID: E1048 on the event (ALL: nothing committed, 409).
+    ev["notes"] = json!([{"note": "bad-note", "value": "Second visit"}]);
+    let (s, r) = sync(&app, "", NURSE, json!({"events": [ev]})).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{r}");
+    assert_eq!(codes(&r), vec![("E1048".to_owned(), "EvNotes0001".to_owned())]);
+    assert!(r.get("bundleReport").is_none());
+    assert_eq!(r["stats"]["ignored"], 1);
+
+    // An unknown reportMode is a 400.
+    let (s, _) = sync(&app, "&reportMode=VERBOSE", NURSE, json!({"events": []})).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
 }

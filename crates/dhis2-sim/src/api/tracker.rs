@@ -30,7 +30,7 @@ use crate::{
     fields::{FieldFilter, FilterOptions},
     state::AppState,
     tracker::{
-        bundle::{self, ImportParams},
+        bundle::{self, ImportParams, ReportMode},
         query, store,
     },
     version::ServerVersion,
@@ -100,6 +100,7 @@ pub async fn import(
         params.get("importMode"),
         version,
     )?;
+    let report_mode = ReportMode::parse(params.get("reportMode"))?;
     let is_async = !params.get("async").is_some_and(|a| a.trim().eq_ignore_ascii_case("false"));
     let run = {
         let state = state.clone();
@@ -124,7 +125,7 @@ pub async fn import(
         }
     };
     if !is_async {
-        let report = run().await?;
+        let report = report_mode.apply(&run().await?);
         let status = if report["status"] == "ERROR" { StatusCode::CONFLICT } else { StatusCode::OK };
         return Ok(json_response(status, &report));
     }
@@ -163,14 +164,16 @@ pub async fn job(State(state): State<AppState>, _u: CurrentUser, Path(id): Path<
     }
 }
 
-/// `GET /api/tracker/jobs/{id}/report`: the ImportReport (404 until ready).
+/// `GET /api/tracker/jobs/{id}/report[?reportMode=]`: the ImportReport (404 until ready).
 pub async fn job_report(
     State(state): State<AppState>,
     _u: CurrentUser,
     Path(id): Path<String>,
+    params: Params,
 ) -> Result<Response, ApiError> {
+    let mode = ReportMode::parse(params.get("reportMode"))?;
     match state.tracker_jobs().with(|m| m.get(&id).and_then(|j| j.report.clone())) {
-        Some(r) => Ok(json_response(StatusCode::OK, &r)),
+        Some(r) => Ok(json_response(StatusCode::OK, &mode.apply(&r))),
         None => Err(ApiError::NotFound(format!("Import report for job {id} could not be found."))),
     }
 }

@@ -543,6 +543,11 @@ pub fn event_json(conn: &Connection, rc: &RenderCtx<'_>, ev: &EventRow) -> rusql
     Ok(Value::Object(m))
 }
 
+/// Whether a note with `uid` is stored.
+pub fn note_exists(conn: &Connection, uid: &str) -> rusqlite::Result<bool> {
+    Ok(conn.prepare_cached("SELECT 1 FROM notes WHERE uid = ?1")?.query_row([uid], |_| Ok(())).optional()?.is_some())
+}
+
 /// Inserts a note; returns its UID.
 pub fn insert_note(
     conn: &Connection,
