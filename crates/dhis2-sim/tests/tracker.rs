@@ -760,6 +760,35 @@ async fn legacy_event_updates_merge_data_values_only_when_asked() {
     assert_eq!(m[DE_HAEMOGLOBIN], "11.0");
 }
 
+// dhis2-core 2.40 AbstractEventService:914-930: a note's invalid UID is replaced, a stored UID
+// is skipped, storedDate is kept.
+#[tokio::test]
+async fn legacy_notes_keep_stored_date_and_skip_known_uids() {
+    let (app, _dir) = demo_app("2.40");
+    let (_tei, _en, ev) = register(&app, "TeNotesLg01", OU_BANI_NAIM, "411000001").await;
+    let notes = json!([
+        {"note": "NtLegacy001", "value": "Known", "storedDate": "2024-03-01T09:30:00.000"},
+        {"note": "not a uid", "value": "Renamed", "storedDate": "2024-03-02T10:00:00.000"},
+    ]);
+    for _ in 0..2 {
+        let (s, v) = call(&app, "POST", &format!("/api/events/{ev}/note"), NURSE, json!({"notes": notes})).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+    }
+    let (_, e) = get_json(&app, &format!("/api/events/{ev}?fields=notes[note,value,storedDate]"), NURSE).await;
+    let list = e["notes"].as_array().expect("notes");
+    let known: Vec<&Value> = list.iter().filter(|n| n["value"] == "Known").collect();
+    assert_eq!(known.len(), 1, "a stored UID is not added again: {e}");
+    assert_eq!(known[0]["note"], "NtLegacy001");
+    assert_eq!(known[0]["storedDate"], "2024-03-01T09:30:00.000");
+    let renamed: Vec<&Value> = list.iter().filter(|n| n["value"] == "Renamed").collect();
+    assert_eq!(renamed.len(), 2, "a generated UID each time: {e}");
+    for n in renamed {
+        let u = n["note"].as_str().expect("uid");
+        assert!(u.len() == 11 && u.chars().all(|c| c.is_ascii_alphanumeric()), "{u}");
+        assert_eq!(n["storedDate"], "2024-03-02T10:00:00.000");
+    }
+}
+
 // -------------------------------------------------------------------------------------------
 // query.json grid
 // -------------------------------------------------------------------------------------------

@@ -753,43 +753,31 @@ impl Importer<'_> {
         Ok(out)
     }
 
+    /// Adds the notes of a payload: one whose UID is stored is skipped (replays); an invalid or
+    /// missing UID gets a new one; `storedDate` is kept (dhis2-core 2.40
+    /// AbstractEventService:914-930, AbstractEnrollmentService:1499-1520).
     fn add_notes(&self, enrollment_id: Option<i64>, event_id: Option<i64>, v: &Value) -> rusqlite::Result<()> {
         for n in array(v, "notes") {
-            if let Some(value) = text(n, "value") {
-                // A note whose UID is already stored is not added again (replays).
-                if let Some(note_uid) = text(n, "note") {
-                    let seen: Option<i64> = self
-                        .conn
-                        .prepare_cached("SELECT id FROM notes WHERE uid = ?1")?
-                        .query_row([&note_uid], |r| r.get(0))
-                        .optional()?;
-                    if seen.is_some() {
-                        continue;
-                    }
-                    self.conn
-                        .prepare_cached(
-                            "INSERT INTO notes (uid, enrollment_id, event_id, value, stored_by, stored_date) \
-                             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                        )?
-                        .execute(params![
-                            note_uid,
-                            enrollment_id,
-                            event_id,
-                            value,
-                            self.stored_by(text(n, "storedBy")),
-                            self.now
-                        ])?;
-                } else {
-                    store::insert_note(
-                        self.conn,
-                        enrollment_id,
-                        event_id,
-                        &value,
-                        &self.stored_by(text(n, "storedBy")),
-                        &self.now,
-                    )?;
-                }
+            let Some(value) = text(n, "value") else { continue };
+            let note_uid = text(n, "note").filter(|u| uid::is_valid(u)).unwrap_or_else(uid::generate);
+            if store::note_exists(self.conn, &note_uid)? {
+                continue;
             }
+            let stored_date =
+                text(n, "storedDate").and_then(|d| dates::normalise(&d)).unwrap_or_else(|| self.now.clone());
+            self.conn
+                .prepare_cached(
+                    "INSERT INTO notes (uid, enrollment_id, event_id, value, stored_by, stored_date) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )?
+                .execute(params![
+                    note_uid,
+                    enrollment_id,
+                    event_id,
+                    value,
+                    self.stored_by(text(n, "storedBy")),
+                    stored_date
+                ])?;
         }
         Ok(())
     }
