@@ -18,9 +18,11 @@ use crate::{
     clinic::{bundle_id, parse_bundle},
     engine::Engine,
     error::{CoreError, Result},
+    family::tracker_items,
     family::{convert, Kind},
     http::{HttpClient, HttpRequest},
     kdf::PasswordKdf,
+    merge::{delta_record, merge_record, server_updated, Conflict, WHOLE_RECORD},
     outbox::{EntryPayload, EntryState, OutboxEntry},
     random::RandomSource,
     records::{text, Object, SyncState, TeiBundle},
@@ -111,10 +113,23 @@ pub struct PlannedRequest {
 pub struct RecordSource<'a> {
     /// Bundles by tracked entity UID.
     pub bundles: &'a BTreeMap<String, TeiBundle>,
+    /// Updates of records the server has, by record UID: the delta to send (only the fields
+    /// the device changed, over the server's current header), or None when nothing is left to
+    /// send. Records not listed are sent whole (creates, and changes from before fields were
+    /// tracked).
+    pub deltas: &'a BTreeMap<String, Option<Object>>,
 }
 
 impl RecordSource<'_> {
+    /// Whether the record is in the local copy.
+    fn exists(&self, t: &Touch) -> bool {
+        self.bundles.get(&t.tei).is_some_and(|b| b.record(&t.kind, &t.uid).is_some())
+    }
+
     fn record(&self, t: &Touch) -> Option<Object> {
+        if let Some(delta) = self.deltas.get(&t.uid) {
+            return delta.clone();
+        }
         let b = self.bundles.get(&t.tei)?;
         match t.kind.as_str() {
             "tei" => {
@@ -182,9 +197,12 @@ pub fn plan_segment(api: &str, family: Family, touches: &[Touch], source: &Recor
                 })
                 .collect();
             let strategy = if deleted { "DELETE" } else { "CREATE_AND_UPDATE" };
+            // Legacy events: values omitted from an update are kept, not deleted (DHIS2's
+            // default replaces an event's whole value set).
+            let merge_values = if kind == "event" && !deleted { "&mergeDataValues=true" } else { "" };
             let (url, body) = match family {
                 Family::Legacy => (
-                    format!("{api}/{legacy_path}?strategy={strategy}"),
+                    format!("{api}/{legacy_path}?strategy={strategy}{merge_values}"),
                     json!({ wrapper: records.into_iter().map(Value::Object).collect::<Vec<_>>() }),
                 ),
                 Family::Tracker => (
@@ -366,7 +384,22 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
             };
             let sendable: Vec<Touch> =
                 touches.iter().filter(|t| !blocked(t, &failed_records, &failed_teis)).cloned().collect();
-            let source = RecordSource { bundles: &bundles };
+            // Updates: the server's current copies first (a few batched reads), then the merge.
+            let merges = match self.merge_updates(family, &sendable, &bundles, entry_times(&segment), now_ms).await {
+                Ok(m) => m,
+                Err(CoreError::AuthRequired) => {
+                    report.stopped = Some("AUTH_REQUIRED".into());
+                    break 'segments;
+                }
+                Err(CoreError::ServerUnreachable(_)) => {
+                    report.stopped = Some("SERVER_UNREACHABLE".into());
+                    break 'segments;
+                }
+                Err(other) => return Err(other),
+            };
+            let deltas: BTreeMap<String, Option<Object>> =
+                merges.iter().map(|(uid, m)| (uid.clone(), m.delta.clone())).collect();
+            let source = RecordSource { bundles: &bundles, deltas: &deltas };
             let plan = plan_segment(&api, family, &sendable, &source);
             // Records created and removed again before the flush have nothing left to send: a
             // queued delete covers them. A record missing from the local copy without one was
@@ -383,7 +416,9 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
                 .collect();
             let mut accepted: BTreeSet<String> = BTreeSet::new();
             let mut refused: BTreeMap<String, Vec<String>> = BTreeMap::new();
-            for t in sendable.iter().filter(|t| !t.deleted && source.record(t).is_none()) {
+            // Updates the server already holds entirely: nothing to send.
+            accepted.extend(merges.iter().filter(|(_, m)| m.delta.is_none()).map(|(uid, _)| uid.clone()));
+            for t in sendable.iter().filter(|t| !t.deleted && !source.exists(t)) {
                 if deletes_queued.contains(t.uid.as_str()) {
                     accepted.insert(t.uid.clone());
                 } else {
@@ -456,7 +491,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
                 }
             }
             // Settle the entries of this segment in one transaction.
-            let settled = self.settle_segment(&segment, &accepted, &refused, now_ms).await?;
+            let settled = self.settle_segment(&segment, &accepted, &refused, &merges, now_ms).await?;
             self.keep_warnings(&segment, &accepted, &warnings, now_ms).await?;
             report.sent += settled.0;
             report.failed += settled.1;
@@ -555,6 +590,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
         segment: &[&OutboxEntry],
         accepted: &BTreeSet<String>,
         refused: &BTreeMap<String, Vec<String>>,
+        merges: &BTreeMap<String, PlannedMerge>,
         now_ms: i64,
     ) -> Result<(u64, u64)> {
         let _writer = self.writer.lock().await;
@@ -598,24 +634,244 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
                 states.push((t.tei.clone(), t.uid.clone(), None));
             }
         }
-        let teis: BTreeSet<&String> = states.iter().map(|(tei, _, _)| tei).collect();
+        let merged_accepted: Vec<(&String, &PlannedMerge)> =
+            merges.iter().filter(|(uid, _)| accepted.contains(*uid)).collect();
+        let mut teis: BTreeSet<&String> = states.iter().map(|(tei, _, _)| tei).collect();
+        teis.extend(merged_accepted.iter().map(|(_, m)| &m.tei));
         let mut changed: Vec<TeiBundle> = Vec::new();
+        let mut conflicts: Vec<Conflict> = Vec::new();
         for tei in teis {
             let Some(bytes) = self.vault.get_record(StoreName::Records, &bundle_id(tei)).await? else { continue };
             let mut bundle = parse_bundle(&bytes)?;
-            let mut touched = false;
+            // Accepted updates: the server now holds the fields sent; the local record becomes
+            // the server's copy with whatever the device changed since (a capture during the
+            // flush) applied over it.
+            for (uid, merge) in merged_accepted.iter().filter(|(_, m)| &m.tei == tei) {
+                settle_merge(&mut bundle, uid, merge);
+                conflicts.extend(merge.conflicts.iter().cloned());
+            }
             for (_, uid, state) in states.iter().filter(|(t, _, _)| t == tei) {
-                touched |= match state {
-                    Some(state) => bundle.sync.insert(uid.clone(), *state) != Some(*state),
-                    None => bundle.sync.remove(uid).is_some(),
-                };
+                match state {
+                    Some(state) => {
+                        bundle.sync.insert(uid.clone(), *state);
+                    }
+                    None => {
+                        bundle.sync.remove(uid);
+                        bundle.changes.remove(uid);
+                    }
+                }
             }
-            if touched {
-                changed.push(bundle);
-            }
+            changed.push(bundle);
+        }
+        if !conflicts.is_empty() {
+            let mut log = self.conflict_log().await?;
+            log.extend(conflicts);
+            batch = self.seal_conflict_log(batch, &log)?;
         }
         self.commit_bundles(batch, &changed.iter().collect::<Vec<_>>(), &[]).await?;
         Ok((sent, failed))
+    }
+}
+
+/// An update merged with the server's current copy, as planned for one flush.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlannedMerge {
+    /// `tei`, `enrollment` or `event`.
+    pub kind: String,
+    /// Its tracked entity.
+    pub tei: String,
+    /// The server's current record (legacy naming), if the server has it.
+    pub server: Option<Object>,
+    /// The fields sent (and those the server already held) with the values the server holds
+    /// once the request is accepted.
+    pub settled: BTreeMap<String, Value>,
+    /// The record to send, or None when the server already holds every change.
+    pub delta: Option<Object>,
+    /// Fields changed on both sides (logged once the record is accepted).
+    pub conflicts: Vec<Conflict>,
+}
+
+/// Each record's latest capture (author, time) in a segment.
+fn entry_times(segment: &[&OutboxEntry]) -> BTreeMap<String, (String, i64)> {
+    let mut out = BTreeMap::new();
+    for entry in segment {
+        if let EntryPayload::Touches { touches } = &entry.payload {
+            for t in touches {
+                out.insert(t.uid.clone(), (entry.author.clone(), entry.created_at_ms));
+            }
+        }
+    }
+    out
+}
+
+/// Applies an accepted merge to a bundle as it is stored now.
+fn settle_merge(bundle: &mut TeiBundle, uid: &str, merge: &PlannedMerge) {
+    let remaining: BTreeMap<String, Value> = match bundle.changes.get_mut(uid) {
+        Some(changes) => {
+            for (key, value) in &merge.settled {
+                match changes.get_mut(key) {
+                    Some(change) if &change.value == value => {
+                        changes.remove(key);
+                    }
+                    // Changed again during the flush: the server's value is now what was sent.
+                    Some(change) => change.base = value.clone(),
+                    None => {}
+                }
+            }
+            changes.iter().map(|(k, c)| (k.clone(), c.value.clone())).collect()
+        }
+        None => BTreeMap::new(),
+    };
+    if let Some(server) = &merge.server {
+        if let Some(record) = bundle.record_mut(&merge.kind, uid) {
+            let mut fresh = server.clone();
+            // Keep what the local copy holds beside the server's fields (nested lists).
+            for key in ["enrollments", "events"] {
+                if let Some(v) = record.get(key) {
+                    fresh.insert(key.into(), v.clone());
+                }
+            }
+            crate::merge::apply_fields(&mut fresh, &merge.settled);
+            crate::merge::apply_fields(&mut fresh, &remaining);
+            *record = fresh;
+        }
+    }
+}
+
+impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R, H> {
+    /// Merges the tracked changes of the records to update with the server's current copies,
+    /// read in a few batched requests.
+    async fn merge_updates(
+        &self,
+        family: Family,
+        sendable: &[Touch],
+        bundles: &BTreeMap<String, TeiBundle>,
+        captured: BTreeMap<String, (String, i64)>,
+        now: i64,
+    ) -> Result<BTreeMap<String, PlannedMerge>> {
+        let updates: Vec<&Touch> = sendable
+            .iter()
+            .filter(|t| !t.deleted)
+            .filter(|t| {
+                bundles.get(&t.tei).is_some_and(|b| {
+                    b.state(&t.uid) != SyncState::ToPost
+                        && b.record(&t.kind, &t.uid).is_some()
+                        && b.changes.get(&t.uid).is_some_and(|c| !c.contains_key(WHOLE_RECORD))
+                })
+            })
+            .collect();
+        let mut out = BTreeMap::new();
+        if updates.is_empty() {
+            return Ok(out);
+        }
+        let teis: Vec<String> = updates.iter().map(|t| t.tei.clone()).collect::<BTreeSet<_>>().into_iter().collect();
+        let mut server: BTreeMap<String, TeiBundle> = BTreeMap::new();
+        for chunk in teis.chunks(TEIS_PER_REQUEST) {
+            server.extend(self.server_copies(family, chunk).await?);
+        }
+        for t in updates {
+            if out.contains_key(&t.uid) {
+                continue;
+            }
+            let Some(bundle) = bundles.get(&t.tei) else { continue };
+            let changes = bundle.changes.get(&t.uid).cloned().unwrap_or_default();
+            let server_record = server.get(&t.tei).and_then(|b| b.record(&t.kind, &t.uid)).cloned();
+            let merged = merge_record(&changes, server_record.as_ref());
+            let (author, changed_at_ms) = captured.get(&t.uid).cloned().unwrap_or_default();
+            let conflicts = merged
+                .conflicts
+                .iter()
+                .map(|(field, base, server_value, device)| Conflict {
+                    id: format!("conflict:{}:{}:{}", t.uid, field, now),
+                    kind: t.kind.clone(),
+                    record: t.uid.clone(),
+                    tei: t.tei.clone(),
+                    field: field.clone(),
+                    base: base.clone(),
+                    server: server_value.clone(),
+                    device: device.clone(),
+                    author: author.clone(),
+                    changed_at_ms,
+                    found_at_ms: now,
+                    server_updated: server_updated(server_record.as_ref()),
+                })
+                .collect();
+            let mut settled = merged.send.clone();
+            for key in &merged.already {
+                if let Some(c) = changes.get(key) {
+                    settled.insert(key.clone(), c.value.clone());
+                }
+            }
+            let delta = if merged.send.is_empty() {
+                None
+            } else {
+                let header = server_record.clone().or_else(|| bundle.record(&t.kind, &t.uid).cloned());
+                header.map(|h| delta_record(&h, &merged.send, family == Family::Legacy))
+            };
+            out.insert(
+                t.uid.clone(),
+                PlannedMerge {
+                    kind: t.kind.clone(),
+                    tei: t.tei.clone(),
+                    server: server_record,
+                    settled,
+                    delta,
+                    conflicts,
+                },
+            );
+        }
+        Ok(out)
+    }
+
+    /// The server's current copies of some tracked entities (with enrollments and events), in
+    /// the API family of the writes.
+    async fn server_copies(&self, family: Family, teis: &[String]) -> Result<BTreeMap<String, TeiBundle>> {
+        let api = &self.config.api_base;
+        let minor = self.clinic.lock().map(|c| c.metadata.minor_version()).unwrap_or(0);
+        let url = match family {
+            Family::Legacy => format!(
+                "{api}/trackedEntityInstances.json?trackedEntityInstance={}&ouMode=ACCESSIBLE&fields=*\
+&includeDeleted=true&skipPaging=true",
+                teis.join(";")
+            ),
+            Family::Tracker if minor >= 41 => format!(
+                "{api}/tracker/trackedEntities?trackedEntities={}&orgUnitMode=ACCESSIBLE&fields=*\
+&includeDeleted=true&paging=false",
+                teis.join(",")
+            ),
+            Family::Tracker => format!(
+                "{api}/tracker/trackedEntities?trackedEntity={}&ouMode=ACCESSIBLE&fields=*\
+&includeDeleted=true&skipPaging=true",
+                teis.join(";")
+            ),
+        };
+        let body = self.get_json(&url).await?;
+        let items: Vec<Object> = match family {
+            Family::Legacy => body
+                .get("trackedEntityInstances")
+                .and_then(Value::as_array)
+                .map(|l| l.iter().filter_map(|v| v.as_object().cloned()).collect())
+                .ok_or_else(|| CoreError::BadResponse("no 'trackedEntityInstances' list".into()))?,
+            Family::Tracker => tracker_items(Kind::TrackedEntity, &body)
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|v| v.as_object().map(|o| convert(Kind::TrackedEntity, o, false)))
+                .collect(),
+        };
+        let mut out = BTreeMap::new();
+        for item in items {
+            // A record the server deleted is not its current copy: the update will be refused.
+            if crate::records::flag(&item, "deleted") {
+                continue;
+            }
+            if let Ok(mut bundle) = TeiBundle::from_nested(item) {
+                bundle.enrollments.retain(|e| !crate::records::flag(e, "deleted"));
+                bundle.events.retain(|e| !crate::records::flag(e, "deleted"));
+                out.insert(bundle.uid().to_string(), bundle);
+            }
+        }
+        Ok(out)
     }
 }
 

@@ -11,6 +11,7 @@
 
 pub mod answer;
 pub mod clinic;
+pub mod conflicts;
 pub mod crypto;
 pub mod download;
 pub mod engine;
@@ -22,6 +23,7 @@ pub mod flush;
 pub mod http;
 pub mod index;
 pub mod kdf;
+pub mod merge;
 pub mod metadata;
 pub mod outbox;
 pub mod params;

@@ -171,6 +171,33 @@ pub fn entry_records(entry: &OutboxEntry) -> Vec<String> {
     }
 }
 
+/// Records, for each record a write changed that exists on the server, which fields it changed
+/// and from what (the merge's bases). A record with unsent changes from before fields were
+/// tracked is marked to be sent whole, as it was.
+fn track_field_changes(before: &BTreeMap<String, TeiBundle>, bundles: &mut [TeiBundle], touches: &[Touch]) {
+    for bundle in bundles.iter_mut() {
+        let tei = bundle.uid().to_string();
+        for t in touches.iter().filter(|t| t.tei == tei && !t.deleted) {
+            let Some(old_bundle) = before.get(&tei) else { continue };
+            let Some(old) = old_bundle.record(&t.kind, &t.uid) else { continue };
+            if old_bundle.state(&t.uid) == SyncState::ToPost {
+                continue; // created here: sent whole
+            }
+            let Some(new) = bundle.record(&t.kind, &t.uid).cloned() else { continue };
+            let untracked = old_bundle.state(&t.uid).has_local_changes() && !old_bundle.changes.contains_key(&t.uid);
+            let changes = bundle.changes.entry(t.uid.clone()).or_default();
+            if untracked {
+                changes.insert(
+                    crate::merge::WHOLE_RECORD.into(),
+                    crate::merge::FieldChange { base: serde_json::Value::Null, value: serde_json::Value::Null },
+                );
+            }
+            // An empty set stays: the record's changes were undone, nothing is left to send.
+            crate::merge::record_changes(old, &new, changes);
+        }
+    }
+}
+
 impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R, H> {
     /// Every outbox entry, in capture order. Damaged entries are reported, not skipped.
     pub async fn outbox_entries(&self) -> Result<Vec<OutboxEntry>> {
@@ -295,10 +322,15 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
         let response = synthetic_response(prepared, &job_id, &self.config.api_base, &|u| self.existed(u));
         let _writer = self.writer.lock().await;
         let loaded = self.load_bundles_for(prepared).await?;
+        let before = loaded.clone();
         let effect = match prepared.mutation {
             Mutation::Raw => None,
             _ => self.local_effect(prepared, &author, now_ms, loaded).ok(),
         };
+        let effect = effect.map(|(mut bundles, touches)| {
+            track_field_changes(&before, &mut bundles, &touches);
+            (bundles, touches)
+        });
         let next_ordinal = self.clinic.lock().map(|c| c.index.next_ordinal()).unwrap_or(1);
         let effect = effect.map(|(mut bundles, touches)| {
             for (i, b) in bundles.iter_mut().filter(|b| b.ordinal == 0).enumerate() {
@@ -318,14 +350,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
                 },
             ),
         };
-        // Capture order without reading the outbox: time-based, strictly increasing in this
-        // context (captures happen in the service worker, one context per origin).
-        let seq = {
-            let mut last = self.last_seq.lock().map_err(|_| CoreError::Storage("seq lock poisoned".into()))?;
-            let seq = (now_ms.max(0) as u64).saturating_mul(1000).max(*last + 1);
-            *last = seq;
-            seq
-        };
+        let seq = self.next_seq(now_ms)?;
         let entry = OutboxEntry {
             seq,
             author,
@@ -346,6 +371,15 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
         self.commit_bundles(batch, &bundles.iter().collect::<Vec<_>>(), &[]).await?;
         self.outbox_changed();
         Ok(response)
+    }
+
+    /// Capture order without reading the outbox: time-based, strictly increasing in this
+    /// context (captures happen in the service worker, one context per origin).
+    pub(crate) fn next_seq(&self, now_ms: i64) -> Result<u64> {
+        let mut last = self.last_seq.lock().map_err(|_| CoreError::Storage("seq lock poisoned".into()))?;
+        let seq = (now_ms.max(0) as u64).saturating_mul(1000).max(*last + 1);
+        *last = seq;
+        Ok(seq)
     }
 
     /// After a write sent straight through (online, empty outbox) was answered: when the answer

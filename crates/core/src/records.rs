@@ -51,6 +51,10 @@ pub struct TeiBundle {
     /// Position in the server's default order (download order); local creates come last.
     #[serde(default)]
     pub ordinal: u64,
+    /// Unsent field changes of records that exist on the server, by record UID (see
+    /// [`merge`](crate::merge)). Records created here are sent whole and have none.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub changes: BTreeMap<String, crate::merge::RecordChanges>,
 }
 
 /// String field of a record.
@@ -133,12 +137,30 @@ impl TeiBundle {
                 enrollments.push(enrollment);
             }
         }
-        Ok(Self { tei, enrollments, events, sync: BTreeMap::new(), ordinal: 0 })
+        Ok(Self { tei, enrollments, events, sync: BTreeMap::new(), ordinal: 0, changes: BTreeMap::new() })
     }
 
     /// The tracked entity's UID.
     pub fn uid(&self) -> &str {
         text(&self.tei, "trackedEntityInstance").unwrap_or_default()
+    }
+
+    /// One record of the bundle by kind (`tei`, `enrollment`, `event`) and UID.
+    pub fn record(&self, kind: &str, uid: &str) -> Option<&Object> {
+        match kind {
+            "tei" => (self.uid() == uid).then_some(&self.tei),
+            "enrollment" => self.enrollments.iter().find(|e| text(e, "enrollment") == Some(uid)),
+            _ => self.events.iter().find(|e| text(e, "event") == Some(uid)),
+        }
+    }
+
+    /// One record of the bundle, to change.
+    pub fn record_mut(&mut self, kind: &str, uid: &str) -> Option<&mut Object> {
+        match kind {
+            "tei" => (self.uid() == uid).then_some(&mut self.tei),
+            "enrollment" => self.enrollments.iter_mut().find(|e| text(e, "enrollment") == Some(uid)),
+            _ => self.events.iter_mut().find(|e| text(e, "event") == Some(uid)),
+        }
     }
 
     /// Sync state of one record.
@@ -151,14 +173,31 @@ impl TeiBundle {
         self.sync.values().any(|s| s.has_local_changes())
     }
 
-    /// Merges a fresh server copy: records with unsent local changes keep their local
-    /// version, everything else takes the server's; local-only records are kept.
+    /// Merges a fresh server copy, field by field: a record without unsent changes takes the
+    /// server's version; one with tracked field changes takes the server's version with the
+    /// device's changed fields applied over it (their bases stay, so the flush still sees a
+    /// field changed on both sides); one with untracked changes (an older outbox) keeps its
+    /// local version. Local-only records are kept.
     pub fn merge_from_server(&mut self, server: TeiBundle) {
-        if !self.state(self.uid()).has_local_changes() {
-            self.tei = server.tei;
-        }
-        merge_list(&mut self.enrollments, server.enrollments, "enrollment", &self.sync);
-        merge_list(&mut self.events, server.events, "event", &self.sync);
+        let tei_uid = self.uid().to_string();
+        let sync = self.sync.clone();
+        let changes = self.changes.clone();
+        let merged = |uid: &str, local: &Object, server: Object| -> Object {
+            let pending = sync.get(uid).is_some_and(|s| s.has_local_changes());
+            match changes.get(uid) {
+                _ if !pending => server,
+                Some(c) if !c.contains_key(crate::merge::WHOLE_RECORD) => {
+                    let mut record = server;
+                    let values = c.iter().map(|(k, f)| (k.clone(), f.value.clone())).collect();
+                    crate::merge::apply_fields(&mut record, &values);
+                    record
+                }
+                _ => local.clone(),
+            }
+        };
+        self.tei = merged(&tei_uid, &self.tei, server.tei);
+        merge_list(&mut self.enrollments, server.enrollments, "enrollment", &merged);
+        merge_list(&mut self.events, server.events, "event", &merged);
     }
 
     /// Events with `followup` filled from their enrollment where they lack it (the tracker
@@ -201,13 +240,16 @@ impl TeiBundle {
     }
 }
 
-fn merge_list(local: &mut Vec<Object>, server: Vec<Object>, key: &str, sync: &BTreeMap<String, SyncState>) {
+fn merge_list(
+    local: &mut Vec<Object>,
+    server: Vec<Object>,
+    key: &str,
+    merged: &dyn Fn(&str, &Object, Object) -> Object,
+) {
     for record in server {
         let Some(uid) = text(&record, key).map(str::to_string) else { continue };
-        let pending = sync.get(&uid).is_some_and(|s| s.has_local_changes());
         match local.iter_mut().find(|r| text(r, key) == Some(uid.as_str())) {
-            Some(existing) if !pending => *existing = record,
-            Some(_) => {}
+            Some(existing) => *existing = merged(&uid, existing, record),
             None => local.push(record),
         }
     }

@@ -60,6 +60,9 @@ pub enum Mutation {
         event: String,
         /// Note text.
         value: String,
+        /// The note's UID, given here so a replay never adds it twice (DHIS2 skips a note
+        /// whose UID it already has).
+        note: String,
     },
     /// `PUT enrollments/{id}/completed|cancelled|incompleted`.
     EnrollmentStatus {
@@ -295,9 +298,11 @@ pub fn prepare_write(
             (Mutation::EventDate { event: strip_json(uid).into(), date: date.into() }, v)
         }
         ("POST", ["events", uid, "note"]) => {
-            let v = json_body()?;
-            let value = v.get("value").and_then(Value::as_str).ok_or_else(|| bad("note value missing"))?;
-            (Mutation::EventNote { event: strip_json(uid).into(), value: value.into() }, v)
+            let mut v = json_body()?;
+            let value = v.get("value").and_then(Value::as_str).ok_or_else(|| bad("note value missing"))?.to_string();
+            let Value::Object(note_body) = &mut v else { return Err(bad("the note is not a JSON object")) };
+            let note = ensure_uid(note_body, "note", rng)?;
+            (Mutation::EventNote { event: strip_json(uid).into(), value, note }, v)
         }
         ("PUT", ["events", uid, de]) => {
             let v = json_body()?;
@@ -633,9 +638,9 @@ pub fn apply_mutation(
                 Mutation::EventDate { date, .. } => {
                     ev.insert("eventDate".into(), Value::String(date.clone()));
                 }
-                Mutation::EventNote { value, .. } => {
+                Mutation::EventNote { value, note, .. } => {
                     if let Value::Array(list) = ev.entry("notes").or_insert_with(|| json!([])) {
-                        list.push(json!({"value": value, "storedBy": author, "storedDate": now}));
+                        list.push(json!({"note": note, "value": value, "storedBy": author, "storedDate": now}));
                     }
                 }
                 _ => {}

@@ -122,3 +122,20 @@ pub async fn get(server: &InProcess, path: &str) -> (u16, Value) {
     let r = (&server).send(request).await.unwrap();
     (r.status, serde_json::from_slice(&r.body).unwrap_or(Value::Null))
 }
+
+/// A write on the sim as admin (the district's data manager working online).
+pub async fn send_as_admin(server: &InProcess, method: &str, path: &str, body: Value) -> (u16, Value) {
+    let request = HttpRequest {
+        opens_session: false,
+        method: method.into(),
+        url: format!("http://sim.test{path}"),
+        headers: vec![
+            ("Authorization".into(), "Basic YWRtaW46ZGlzdHJpY3Q=".into()),
+            ("X-Requested-With".into(), "XMLHttpRequest".into()),
+            ("Content-Type".into(), "application/json".into()),
+        ],
+        body: Some(body.to_string().into_bytes()),
+    };
+    let r = (&server).send(request).await.unwrap();
+    (r.status, serde_json::from_slice(&r.body).unwrap_or(Value::Null))
+}

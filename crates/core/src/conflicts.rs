@@ -1,0 +1,119 @@
+//! The conflict log: fields changed on the device and, meanwhile, to another value on the
+//! server. The flush sends the device's value (the nurse's visit is what she saw) and keeps the
+//! server's overwritten value here, sealed, until a person looks at it: `conflicts()` lists
+//! them; `resolve_conflict(id, Keep::Device)` accepts what was sent; `Keep::Server` puts the
+//! server's value back, as a new queued change of that one field.
+
+use std::collections::BTreeMap;
+
+use crate::{
+    clinic::{bundle_id, parse_bundle},
+    engine::Engine,
+    error::{CoreError, Result},
+    http::HttpClient,
+    kdf::PasswordKdf,
+    merge::{apply_fields, Conflict, FieldChange},
+    outbox::{EntryPayload, EntryState, OutboxEntry},
+    random::RandomSource,
+    records::SyncState,
+    store::{KvStore, StoreName, WriteBatch},
+    writes::{Family, Touch},
+};
+use serde::Deserialize;
+
+/// Record id (cache store) of the sealed conflict log.
+pub const CONFLICTS_ID: &str = "sync:conflicts";
+
+/// Which side of a conflict to keep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Keep {
+    /// The device's value (already sent): the conflict is closed.
+    Device,
+    /// The server's overwritten value: queued to be sent back.
+    Server,
+}
+
+impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R, H> {
+    /// The conflicts found by flushes and not resolved yet, oldest first.
+    pub async fn conflicts(&self) -> Result<Vec<Conflict>> {
+        self.conflict_log().await
+    }
+
+    pub(crate) async fn conflict_log(&self) -> Result<Vec<Conflict>> {
+        match self.vault.get_record(StoreName::Cache, CONFLICTS_ID).await? {
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| CoreError::StorageCorrupt(format!("conflict log does not parse: {e}"))),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    pub(crate) fn seal_conflict_log(&self, batch: WriteBatch, log: &[Conflict]) -> Result<WriteBatch> {
+        if log.is_empty() {
+            return self.vault.delete_into(batch, StoreName::Cache, CONFLICTS_ID);
+        }
+        let bytes = serde_json::to_vec(log).map_err(|e| CoreError::BadInput(e.to_string()))?;
+        self.vault.seal_into(batch, StoreName::Cache, CONFLICTS_ID, &bytes)
+    }
+
+    /// Resolves a conflict. Keeping the server's value changes the local record back to it and
+    /// queues that one field for the server (under the logged-in user), in one transaction.
+    pub async fn resolve_conflict(&self, id: &str, keep: Keep, now_ms: i64) -> Result<Conflict> {
+        let author = self.vault.session_info().map(|s| s.username).ok_or(CoreError::VaultLocked)?;
+        self.ensure_clinic_loaded().await?;
+        let _writer = self.writer.lock().await;
+        let mut log = self.conflict_log().await?;
+        let position =
+            log.iter().position(|c| c.id == id).ok_or_else(|| CoreError::BadInput(format!("no conflict {id}")))?;
+        let conflict = log.remove(position);
+        let mut batch = self.seal_conflict_log(WriteBatch::new(), &log)?;
+        let mut bundles = Vec::new();
+        if keep == Keep::Server {
+            let bytes =
+                self.vault.get_record(StoreName::Records, &bundle_id(&conflict.tei)).await?.ok_or_else(|| {
+                    CoreError::BadInput(format!("record {} is not in the local copy", conflict.record))
+                })?;
+            let mut bundle = parse_bundle(&bytes)?;
+            let record = bundle
+                .record_mut(&conflict.kind, &conflict.record)
+                .ok_or_else(|| CoreError::BadInput(format!("record {} is not in the local copy", conflict.record)))?;
+            let mut field = BTreeMap::new();
+            field.insert(conflict.field.clone(), conflict.server.clone());
+            apply_fields(record, &field);
+            let changes = bundle.changes.entry(conflict.record.clone()).or_default();
+            let base = changes.get(&conflict.field).map(|c| c.base.clone()).unwrap_or(conflict.device.clone());
+            if base == conflict.server {
+                changes.remove(&conflict.field);
+            } else {
+                changes.insert(conflict.field.clone(), FieldChange { base, value: conflict.server.clone() });
+            }
+            if bundle.state(&conflict.record) != SyncState::ToPost {
+                bundle.sync.insert(conflict.record.clone(), SyncState::ToUpdate);
+            }
+            let minor = self.clinic.lock().map(|c| c.metadata.minor_version()).unwrap_or(0);
+            let entry = OutboxEntry {
+                seq: self.next_seq(now_ms)?,
+                author,
+                created_at_ms: now_ms,
+                summary: format!("keep the server's {} of {}", conflict.field, conflict.record),
+                family: if minor >= 42 { Family::Tracker } else { Family::Legacy },
+                payload: EntryPayload::Touches {
+                    touches: vec![Touch {
+                        kind: conflict.kind.clone(),
+                        uid: conflict.record.clone(),
+                        tei: conflict.tei.clone(),
+                        deleted: false,
+                    }],
+                },
+                state: EntryState::Pending,
+                attempts: 0,
+            };
+            let bytes = serde_json::to_vec(&entry).map_err(|e| CoreError::BadInput(e.to_string()))?;
+            batch = self.vault.seal_into(batch, StoreName::Outbox, &entry.id(), &bytes)?;
+            bundles.push(bundle);
+        }
+        self.commit_bundles(batch, &bundles.iter().collect::<Vec<_>>(), &[]).await?;
+        self.outbox_changed();
+        Ok(conflict)
+    }
+}

@@ -1,0 +1,329 @@
+//! Field-level change tracking and the three-way merge. For each record the device changed
+//! (not created), every field it changed is kept with its *base* (the server value it was
+//! changed from) and its new value. A flush sends only those fields, after reading the
+//! server's current copy: a field changed only on the server is taken, one changed only on the
+//! device is sent, and one changed on both sides to different values is a [`Conflict`]: the
+//! device's value is sent and the server's overwritten value is kept in the conflict log for a
+//! person to see (`conflicts()`, `resolveConflict`). DHIS2 has no optimistic concurrency of its
+//! own (no `updatedAt` check on import), so this is the only thing standing between a device
+//! that was offline for days and the district's changes made meanwhile.
+//!
+//! Field keys: `attr:<attribute UID>` for a tracked entity attribute, `dv:<data element UID>`
+//! for an event data value, the JSON key (legacy naming) for a header field (`status`,
+//! `eventDate`, `orgUnit`, ...). A value is the JSON value; `null` means absent or cleared.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::records::{text, Object};
+
+/// One field the device changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldChange {
+    /// The server's value it was changed from (`null`: absent).
+    pub base: Value,
+    /// The device's value now (`null`: cleared).
+    pub value: Value,
+}
+
+/// The changed fields of one record, by field key.
+pub type RecordChanges = BTreeMap<String, FieldChange>;
+
+/// The key marking a record changed on the device before fields were tracked (an outbox
+/// written by an older version): it is sent whole, as it was then.
+pub const WHOLE_RECORD: &str = "*";
+
+/// Keys that are bookkeeping (the server's or the device's), never a user's change.
+const NOT_FIELDS: &[&str] = &[
+    "trackedEntityInstance",
+    "enrollment",
+    "event",
+    "attributes",
+    "dataValues",
+    "notes",
+    "relationships",
+    "enrollments",
+    "events",
+    "programOwners",
+    "created",
+    "lastUpdated",
+    "createdAtClient",
+    "lastUpdatedAtClient",
+    "createdByUserInfo",
+    "lastUpdatedByUserInfo",
+    "storedBy",
+    "href",
+    "orgUnitName",
+    "deleted",
+    "potentialDuplicate",
+];
+
+/// The value lists of a record: (list key, id key, field key prefix). Notes are keyed by their
+/// UID (a note is only ever added).
+const LISTS: [(&str, &str, &str); 3] =
+    [("attributes", "attribute", "attr:"), ("dataValues", "dataElement", "dv:"), ("notes", "note", "note:")];
+
+fn list_of(key: &str) -> Option<(&'static str, &'static str, &str)> {
+    LISTS.iter().find_map(|(list, id, prefix)| key.strip_prefix(prefix).map(|uid| (*list, *id, uid)))
+}
+
+/// The fields of a record (legacy naming) by field key.
+pub fn fields_of(record: &Object) -> BTreeMap<String, Value> {
+    let mut out = BTreeMap::new();
+    for (key, value) in record {
+        if !NOT_FIELDS.contains(&key.as_str()) {
+            out.insert(key.clone(), value.clone());
+        }
+    }
+    for (list, id, prefix) in LISTS {
+        for item in record.get(list).and_then(Value::as_array).into_iter().flatten() {
+            if let Some(uid) = item.get(id).and_then(Value::as_str) {
+                let value = item.get("value").cloned().unwrap_or(Value::Null);
+                let value = if value.as_str() == Some("") { Value::Null } else { value };
+                out.insert(format!("{prefix}{uid}"), value);
+            }
+        }
+    }
+    out
+}
+
+/// Folds the difference between a record before and after a local write into its changes:
+/// a field changed for the first time keeps the value before as its base; a field changed
+/// back to its base is no longer a change.
+pub fn record_changes(before: &Object, after: &Object, changes: &mut RecordChanges) {
+    let before = fields_of(before);
+    let after = fields_of(after);
+    let keys: std::collections::BTreeSet<&String> = before.keys().chain(after.keys()).collect();
+    for key in keys {
+        let b = before.get(key).cloned().unwrap_or(Value::Null);
+        let a = after.get(key).cloned().unwrap_or(Value::Null);
+        if a == b {
+            continue;
+        }
+        match changes.get_mut(key.as_str()) {
+            Some(change) => {
+                change.value = a;
+                if change.value == change.base {
+                    changes.remove(key.as_str());
+                }
+            }
+            None => {
+                changes.insert(key.clone(), FieldChange { base: b, value: a });
+            }
+        }
+    }
+}
+
+/// Sets fields on a record (legacy naming): header keys, attributes and data values; `null`
+/// removes the field.
+pub fn apply_fields(record: &mut Object, fields: &BTreeMap<String, Value>) {
+    for (key, value) in fields {
+        if key == WHOLE_RECORD {
+            continue;
+        }
+        match list_of(key) {
+            Some((list, id, uid)) => {
+                let items = record.entry(list).or_insert_with(|| Value::Array(vec![]));
+                let Value::Array(items) = items else { continue };
+                let position = items.iter().position(|i| i.get(id).and_then(Value::as_str) == Some(uid));
+                match (position, value) {
+                    (Some(p), Value::Null) => {
+                        items.remove(p);
+                    }
+                    (Some(p), v) => {
+                        if let Some(item) = items[p].as_object_mut() {
+                            item.insert("value".into(), v.clone());
+                        }
+                    }
+                    (None, Value::Null) => {}
+                    (None, v) => {
+                        let mut item = Map::new();
+                        item.insert(id.into(), Value::String(uid.into()));
+                        item.insert("value".into(), v.clone());
+                        items.push(Value::Object(item));
+                    }
+                }
+            }
+            None if value.is_null() => {
+                record.remove(key);
+            }
+            None => {
+                record.insert(key.clone(), value.clone());
+            }
+        }
+    }
+}
+
+/// A field changed on both sides to different values.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Conflict {
+    /// Id for `resolveConflict`.
+    pub id: String,
+    /// `tei`, `enrollment` or `event`.
+    pub kind: String,
+    /// The record.
+    pub record: String,
+    /// Its tracked entity.
+    pub tei: String,
+    /// The field key (`dv:<data element>`, `attr:<attribute>`, or a header field).
+    pub field: String,
+    /// The value both sides started from.
+    pub base: Value,
+    /// The value someone else saved on the server meanwhile (overwritten by the device's).
+    pub server: Value,
+    /// The device's value (sent).
+    pub device: Value,
+    /// Who made the device's change.
+    pub author: String,
+    /// When the device's change was made (ms since epoch).
+    pub changed_at_ms: i64,
+    /// When the conflict was found (ms since epoch).
+    pub found_at_ms: i64,
+    /// The server's last update time of the record, as it said.
+    pub server_updated: Option<String>,
+}
+
+/// The outcome of merging one record's changes with the server's current copy.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct MergedRecord {
+    /// The fields to send (device-only changes and conflicts the device wins).
+    pub send: BTreeMap<String, Value>,
+    /// Fields changed on both sides: (field, base, server, device).
+    pub conflicts: Vec<(String, Value, Value, Value)>,
+    /// Fields the server already holds with the device's value.
+    pub already: Vec<String>,
+}
+
+/// Three-way merge of one record: `changes` against the server's current `server` record.
+pub fn merge_record(changes: &RecordChanges, server: Option<&Object>) -> MergedRecord {
+    let server_fields = server.map(fields_of);
+    let mut merged = MergedRecord::default();
+    for (key, change) in changes.iter().filter(|(k, _)| k.as_str() != WHOLE_RECORD) {
+        let Some(server_fields) = &server_fields else {
+            merged.send.insert(key.clone(), change.value.clone());
+            continue;
+        };
+        let now = server_fields.get(key).cloned().unwrap_or(Value::Null);
+        if now == change.value {
+            merged.already.push(key.clone());
+        } else if now == change.base {
+            merged.send.insert(key.clone(), change.value.clone());
+        } else {
+            merged.conflicts.push((key.clone(), change.base.clone(), now, change.value.clone()));
+            merged.send.insert(key.clone(), change.value.clone());
+        }
+    }
+    merged
+}
+
+/// The record to send for an update: the server's current header (or the local one when the
+/// server's copy is unknown) with the fields to send applied, and only those attributes or
+/// data values. A cleared value is sent as `null` on `/api/tracker` and as `""` on the legacy
+/// endpoints (both delete it there).
+pub fn delta_record(base_record: &Object, send: &BTreeMap<String, Value>, legacy: bool) -> Object {
+    let mut out = Object::new();
+    for (key, value) in base_record {
+        if !matches!(
+            key.as_str(),
+            "attributes" | "dataValues" | "notes" | "relationships" | "enrollments" | "events" | "programOwners"
+        ) {
+            out.insert(key.clone(), value.clone());
+        }
+    }
+    let header: BTreeMap<String, Value> =
+        send.iter().filter(|(k, _)| list_of(k).is_none()).map(|(k, v)| (k.clone(), v.clone())).collect();
+    apply_fields(&mut out, &header);
+    for (list, id, prefix) in LISTS {
+        let items: Vec<Value> = send
+            .iter()
+            .filter_map(|(k, v)| k.strip_prefix(prefix).map(|uid| (uid, v)))
+            .map(|(uid, v)| {
+                let value = match v {
+                    Value::Null if legacy => Value::String(String::new()),
+                    other => other.clone(),
+                };
+                let mut item = Map::new();
+                item.insert(id.into(), Value::String(uid.into()));
+                item.insert("value".into(), value);
+                Value::Object(item)
+            })
+            .collect();
+        if !items.is_empty() {
+            out.insert(list.into(), Value::Array(items));
+        }
+    }
+    out
+}
+
+/// The server's last update time of a record, as it said (`lastUpdated`).
+pub fn server_updated(record: Option<&Object>) -> Option<String> {
+    record.and_then(|r| text(r, "lastUpdated")).map(str::to_string)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn obj(v: Value) -> Object {
+        v.as_object().cloned().unwrap_or_default()
+    }
+
+    #[test]
+    fn changes_keep_their_first_base_and_vanish_when_reverted() {
+        let v0 = obj(json!({"event": "Ev000000001", "status": "ACTIVE", "lastUpdated": "x",
+            "dataValues": [{"dataElement": "DeWeight001", "value": "60"}, {"dataElement": "DeHeight01", "value": "160"}]}));
+        let mut v1 = v0.clone();
+        apply_fields(&mut v1, &BTreeMap::from([("dv:DeWeight001".to_string(), json!("61"))]));
+        v1.insert("lastUpdated".into(), json!("y"));
+        let mut changes = RecordChanges::new();
+        record_changes(&v0, &v1, &mut changes);
+        assert_eq!(changes.len(), 1, "bookkeeping is not a change: {changes:?}");
+        let mut v2 = v1.clone();
+        apply_fields(
+            &mut v2,
+            &BTreeMap::from([("dv:DeWeight001".to_string(), json!("62")), ("dv:DeHeight01".to_string(), Value::Null)]),
+        );
+        record_changes(&v1, &v2, &mut changes);
+        assert_eq!(changes["dv:DeWeight001"], FieldChange { base: json!("60"), value: json!("62") });
+        assert_eq!(changes["dv:DeHeight01"], FieldChange { base: json!("160"), value: Value::Null });
+        let mut v3 = v2.clone();
+        apply_fields(&mut v3, &BTreeMap::from([("dv:DeWeight001".to_string(), json!("60"))]));
+        record_changes(&v2, &v3, &mut changes);
+        assert!(!changes.contains_key("dv:DeWeight001"), "back to its base: no change");
+    }
+
+    #[test]
+    fn three_way_merge_takes_one_sided_changes_and_reports_both_sided_ones() {
+        let changes: RecordChanges = [
+            ("dv:A".to_string(), FieldChange { base: json!("1"), value: json!("2") }),
+            ("dv:B".to_string(), FieldChange { base: json!("1"), value: json!("2") }),
+            ("dv:C".to_string(), FieldChange { base: json!("1"), value: json!("2") }),
+            ("status".to_string(), FieldChange { base: json!("ACTIVE"), value: json!("COMPLETED") }),
+        ]
+        .into();
+        let server = obj(json!({"status": "ACTIVE", "dataValues": [
+            {"dataElement": "A", "value": "1"}, {"dataElement": "B", "value": "2"}, {"dataElement": "C", "value": "9"},
+            {"dataElement": "D", "value": "district"}]}));
+        let merged = merge_record(&changes, Some(&server));
+        assert_eq!(merged.send.keys().collect::<Vec<_>>(), ["dv:A", "dv:C", "status"]);
+        assert_eq!(merged.already, ["dv:B"]);
+        assert_eq!(merged.conflicts, vec![("dv:C".to_string(), json!("1"), json!("9"), json!("2"))]);
+        let delta = delta_record(&server, &merged.send, true);
+        assert_eq!(delta["status"], "COMPLETED");
+        let values = delta["dataValues"].as_array().unwrap();
+        assert_eq!(values.len(), 2, "only the device's fields: {values:?}");
+        assert!(!values.iter().any(|v| v["dataElement"] == "D"), "the district's value is not sent");
+    }
+
+    #[test]
+    fn a_cleared_value_is_sent_as_a_delete_in_each_family() {
+        let send = BTreeMap::from([("attr:AtPhone0001".to_string(), Value::Null)]);
+        let base = obj(json!({"trackedEntityInstance": "Te000000001", "orgUnit": "OuBaniNaim1"}));
+        assert_eq!(delta_record(&base, &send, true)["attributes"][0]["value"], "");
+        assert_eq!(delta_record(&base, &send, false)["attributes"][0]["value"], Value::Null);
+    }
+}
