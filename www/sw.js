@@ -339,6 +339,10 @@ async function handle(message) {
       return {};
     case 'discard':
       return (await engineFor(message.apiBase)).discard(message.id);
+    case 'conflicts':
+      return (await engineFor(message.apiBase)).conflicts();
+    case 'resolve-conflict':
+      return (await engineFor(message.apiBase)).resolveConflict(message.id, message.keep);
     case 'status': {
       const engine = await engineFor(message.apiBase);
       const status = await engine.status();

@@ -302,6 +302,44 @@ export interface OutboxFailure {
   createdAtMs: number;
   /** Refusal time (ms since the epoch). */
   failedAtMs: number;
+  /**
+   * `error`: the server refused the entry; it is kept unsent (`retry`, `discard`).
+   * `warning`: the server accepted the work with remarks (a value it ignored); `discard`
+   * dismisses it.
+   */
+  severity: 'error' | 'warning';
+}
+
+/**
+ * A field changed on this device and, meanwhile, to another value on the server, as
+ * {@link TrackerOffline.conflicts} lists it. The device's value was sent; the server's
+ * overwritten value is kept here until someone resolves it.
+ */
+export interface SyncConflict {
+  /** Id, for `resolveConflict(id, keep)`. */
+  id: string;
+  /** Record kind. */
+  kind: 'tei' | 'enrollment' | 'event';
+  /** Record UID. */
+  record: string;
+  /** UID of the owning tracked entity. */
+  tei: string;
+  /** `dv:<data element>`, `attr:<attribute>`, `note:<note>` or a field name (`status`, `eventDate`, ...). */
+  field: string;
+  /** The value both sides started from (`null`: none). */
+  base: unknown;
+  /** The value saved on the server meanwhile, overwritten by the device's. */
+  server: unknown;
+  /** The device's value, sent. */
+  device: unknown;
+  /** Who made the device's change. */
+  author: string;
+  /** When the device's change was made (ms since the epoch). */
+  changedAtMs: number;
+  /** When the flush found the conflict (ms since the epoch). */
+  foundAtMs: number;
+  /** The server's last update time of the record, as it said. */
+  serverUpdated: string | null;
 }
 
 /** A tracker record an outbox entry sends in its current local state. */
@@ -461,6 +499,15 @@ export declare class TrackerOffline extends EventTarget {
   /** The outbox entries the server refused. */
   failures(): Promise<OutboxFailure[]>;
 
+  /** Conflicts found by flushes and not resolved yet, oldest first. */
+  conflicts(): Promise<SyncConflict[]>;
+
+  /**
+   * Resolves a conflict: `'device'` keeps what was sent; `'server'` puts the server's value back
+   * in the local copy and queues it for the server. Rejects with `BAD_INPUT` for an unknown id.
+   */
+  resolveConflict(id: string, keep: 'device' | 'server'): Promise<SyncConflict>;
+
   /** Puts a refused entry back in line and tries to send it. Rejects with `BAD_INPUT` for an unknown id. */
   retry(id: string): Promise<void>;
 
@@ -534,6 +581,8 @@ export type WorkerRequest =
   | { type: 'failures'; apiBase: string }
   | { type: 'retry'; apiBase: string; id: string }
   | { type: 'discard'; apiBase: string; id: string }
+  | { type: 'conflicts'; apiBase: string }
+  | { type: 'resolve-conflict'; apiBase: string; id: string; keep: 'device' | 'server' }
   | { type: 'status'; apiBase: string }
   | { type: 'resume'; apiBase: string };
 

@@ -13,6 +13,7 @@
 //   await app.download({ orgUnits, programs, onProgress }); // clinic copy for offline use
 //   await app.sync();                      // -> { sent, failed, remaining, requests, stopped, waitingFor }
 //   await app.failures(); await app.retry(id); await app.discard(id);
+//   await app.conflicts(); await app.resolveConflict(id, 'device' | 'server');
 //   await app.cacheAppFiles(urls);         // app files kept for offline use
 //   app.addEventListener('status' | 'progress' | 'flush' | 'escrow-error' | 'idle-lock', (e) => e.detail);
 //
@@ -247,9 +248,32 @@ export class TrackerOffline extends EventTarget {
     return report;
   }
 
-  /** Entries the server refused: `[{ id, author, summary, records, reasons, createdAtMs, failedAtMs }]`. */
+  /**
+   * Entries the server refused (`severity: 'error'`, kept unsent) and warnings the server gave
+   * on accepted work (`severity: 'warning'`, dismissed with `discard`):
+   * `[{ id, author, summary, records, reasons, createdAtMs, failedAtMs, severity }]`.
+   */
   async failures() {
     return this.#registration ? askWorker(this.#registration, { type: 'failures', apiBase: this.#apiBase }) : this.#engine.failures();
+  }
+
+  /**
+   * Fields changed here and, meanwhile, to another value on the server: the device's value was
+   * sent, the server's is kept here. `[{ id, kind, record, tei, field, base, server, device,
+   * author, changedAtMs, foundAtMs, serverUpdated }]`.
+   */
+  async conflicts() {
+    return this.#registration ? askWorker(this.#registration, { type: 'conflicts', apiBase: this.#apiBase }) : this.#engine.conflicts();
+  }
+
+  /** Resolves a conflict: `keep` 'device' (what was sent stays) or 'server' (its value is put back and sent). */
+  async resolveConflict(id, keep) {
+    const conflict = this.#registration
+      ? await askWorker(this.#registration, { type: 'resolve-conflict', apiBase: this.#apiBase, id, keep })
+      : await this.#engine.resolveConflict(id, keep);
+    if (keep === 'server') this.#autoSync();
+    this.#emitStatus();
+    return conflict;
   }
 
   /** Puts a refused entry back in line and tries to send it. */

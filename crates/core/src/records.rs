@@ -182,20 +182,8 @@ impl TeiBundle {
         let tei_uid = self.uid().to_string();
         let sync = self.sync.clone();
         let changes = self.changes.clone();
-        let merged = |uid: &str, local: &Object, server: Object| -> Object {
-            let pending = sync.get(uid).is_some_and(|s| s.has_local_changes());
-            match changes.get(uid) {
-                _ if !pending => server,
-                Some(c) if !c.contains_key(crate::merge::WHOLE_RECORD) => {
-                    let mut record = server;
-                    let values = c.iter().map(|(k, f)| (k.clone(), f.value.clone())).collect();
-                    crate::merge::apply_fields(&mut record, &values);
-                    record
-                }
-                _ => local.clone(),
-            }
-        };
-        self.tei = merged(&tei_uid, &self.tei, server.tei);
+        let merged = MergeRule { sync: &sync, changes: &changes };
+        self.tei = merged.record(&tei_uid, &self.tei, server.tei);
         merge_list(&mut self.enrollments, server.enrollments, "enrollment", &merged);
         merge_list(&mut self.events, server.events, "event", &merged);
     }
@@ -240,16 +228,33 @@ impl TeiBundle {
     }
 }
 
-fn merge_list(
-    local: &mut Vec<Object>,
-    server: Vec<Object>,
-    key: &str,
-    merged: &dyn Fn(&str, &Object, Object) -> Object,
-) {
+/// How a server record replaces its local version (see [`TeiBundle::merge_from_server`]).
+struct MergeRule<'a> {
+    sync: &'a BTreeMap<String, SyncState>,
+    changes: &'a BTreeMap<String, crate::merge::RecordChanges>,
+}
+
+impl MergeRule<'_> {
+    fn record(&self, uid: &str, local: &Object, server: Object) -> Object {
+        let pending = self.sync.get(uid).is_some_and(|s| s.has_local_changes());
+        match self.changes.get(uid) {
+            _ if !pending => server,
+            Some(c) if !c.contains_key(crate::merge::WHOLE_RECORD) => {
+                let mut record = server;
+                let values = c.iter().map(|(k, f)| (k.clone(), f.value.clone())).collect();
+                crate::merge::apply_fields(&mut record, &values);
+                record
+            }
+            _ => local.clone(),
+        }
+    }
+}
+
+fn merge_list(local: &mut Vec<Object>, server: Vec<Object>, key: &str, merged: &MergeRule<'_>) {
     for record in server {
         let Some(uid) = text(&record, key).map(str::to_string) else { continue };
         match local.iter_mut().find(|r| text(r, key) == Some(uid.as_str())) {
-            Some(existing) => *existing = merged(&uid, existing, record),
+            Some(existing) => *existing = merged.record(&uid, existing, record),
             None => local.push(record),
         }
     }

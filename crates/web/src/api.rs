@@ -364,6 +364,32 @@ impl Engine {
         future_to_promise(async move { to_js(&inner.failures().await.map_err(reject)?) })
     }
 
+    /// Fields changed on the device and, meanwhile, on the server: `[{ id, kind, record, tei,
+    /// field, base, server, device, author, changedAtMs, foundAtMs, serverUpdated }]`.
+    pub fn conflicts(&self) -> Promise {
+        let inner = self.inner.clone();
+        future_to_promise(async move { to_js(&inner.conflicts().await.map_err(reject)?) })
+    }
+
+    /// Resolves a conflict: `keep` is "device" (what was sent stays) or "server" (the server's
+    /// value is put back and queued). Resolves with the conflict.
+    #[wasm_bindgen(js_name = resolveConflict)]
+    pub fn resolve_conflict(&self, id: String, keep: String) -> Promise {
+        let inner = self.inner.clone();
+        future_to_promise(async move {
+            let keep = match keep.as_str() {
+                "device" => tracker_offline_core::conflicts::Keep::Device,
+                "server" => tracker_offline_core::conflicts::Keep::Server,
+                other => {
+                    return Err(reject(CoreError::BadInput(format!(
+                        "keep must be 'device' or 'server', not {other:?}"
+                    ))))
+                }
+            };
+            to_js(&inner.resolve_conflict(&id, keep, now_ms()).await.map_err(reject)?)
+        })
+    }
+
     /// Puts a failed entry back in line.
     pub fn retry(&self, id: String) -> Promise {
         let inner = self.inner.clone();
