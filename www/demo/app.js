@@ -47,6 +47,10 @@ const TEXTS = {
     failuresTitle: 'Refused by the server', noFailures: 'Nothing was refused.', reasons: 'Server said',
     retry: 'Retry', discard: 'Discard', discardTitle: 'Discard this change for good?',
     discardText: 'It will not be sent to the server and cannot be recovered.', author: 'Made by',
+    conflictsTitle: 'Changed here and on the server', conflictText: 'Someone changed this on the server while this device was offline. Your value was sent; theirs is kept here.',
+    serverValue: 'On the server it was', deviceValue: 'Sent from this device', baseValue: 'Before both changes',
+    keepDevice: 'Keep this device’s value', keepServer: 'Put the server’s value back', emptyValue: '(empty)',
+    warningsTitle: 'Accepted, with remarks from the server', dismiss: 'Dismiss', field: 'Field',
     downloading: 'Downloading the clinic', sending: 'Sending saved work', lastDownload: 'Clinic copy from',
     neverDownloaded: 'No clinic copy on this device yet', sessionEnded: 'The server asks for a new login: use “Switch user” and log in again.',
     notAvailableOffline: 'Not available offline.', metadataMissing: 'The program settings are not on this device: log in online once.',
@@ -87,6 +91,10 @@ const TEXTS = {
     failuresTitle: 'ما رفضه الخادم', noFailures: 'لم يُرفض شيء.', reasons: 'رد الخادم',
     retry: 'أعد المحاولة', discard: 'تجاهل', discardTitle: 'تجاهل هذا التغيير نهائياً؟',
     discardText: 'لن يُرسل إلى الخادم ولا يمكن استعادته.', author: 'بواسطة',
+    conflictsTitle: 'تغيّر هنا وعلى الخادم', conflictText: 'غيّر أحدهم هذا على الخادم بينما كان الجهاز غير متصل. أُرسلت قيمتك، وقيمته محفوظة هنا.',
+    serverValue: 'على الخادم كانت', deviceValue: 'أُرسلت من هذا الجهاز', baseValue: 'قبل التغييرين',
+    keepDevice: 'أبقِ قيمة هذا الجهاز', keepServer: 'أعد قيمة الخادم', emptyValue: '(فارغ)',
+    warningsTitle: 'قُبل مع ملاحظات من الخادم', dismiss: 'إخفاء', field: 'الحقل',
     downloading: 'تنزيل بيانات العيادة', sending: 'إرسال العمل المحفوظ', lastDownload: 'نسخة العيادة من',
     neverDownloaded: 'لا توجد نسخة من بيانات العيادة على هذا الجهاز', sessionEnded: 'الخادم يطلب تسجيل دخول جديد: استخدم «تبديل المستخدم».',
     notAvailableOffline: 'غير متاح دون اتصال.', metadataMissing: 'إعدادات البرنامج غير موجودة على هذا الجهاز: سجّل الدخول متصلاً مرة واحدة.',
@@ -220,12 +228,13 @@ function renderStatus() {
     badge.textContent = online ? t('online') : t('offline');
     badge.className = `badge ${online ? 'online' : 'offline'}`;
     $('#pending').textContent = s.pending ?? 0;
-    $('#failed').textContent = s.failed ?? 0;
+    // Refused work and conflicts both need a person: one counter, one screen.
+    $('#failed').textContent = (s.failed ?? 0) + (state.conflicts ?? 0);
   }
   const loggedIn = Boolean(state.user);
   $('#pending-btn').hidden = !loggedIn;
   $('#failed-btn').hidden = !loggedIn;
-  $('#failed-btn').classList.toggle('has', (s?.failed ?? 0) > 0);
+  $('#failed-btn').classList.toggle('has', (s?.failed ?? 0) + (state.conflicts ?? 0) > 0);
   $('#sync-btn').hidden = !loggedIn;
   $('#download-btn').hidden = !loggedIn;
   $('#switch-btn').hidden = !loggedIn;
@@ -239,6 +248,7 @@ async function refreshStatus() {
   if (!state.app) return;
   try {
     state.status = await state.app.status();
+    state.conflicts = (await state.app.conflicts()).length;
   } catch { /* keep the last one */ }
   renderStatus();
 }
@@ -825,14 +835,70 @@ function describeChange(summary = '') {
   return summary;
 }
 
+/** A field key of a conflict (`dv:<data element>`, `attr:<attribute>`, or a field name) as a label. */
+function fieldLabel(field) {
+  const [kind, uid] = field.includes(':') ? field.split(':') : ['', field];
+  const names = kind === 'dv'
+    ? stagesMeta().flatMap((st) => (st.programStageDataElements ?? []).map((psde) => psde.dataElement))
+    : kind === 'attr' ? attributeMeta().map((a) => a.trackedEntityAttribute) : [];
+  return names.find((x) => x?.id === uid)?.displayName ?? uid;
+}
+
+function shownValue(v) {
+  return v === null || v === undefined || v === '' ? t('emptyValue') : String(v);
+}
+
+function conflictCards(conflicts) {
+  return h('ul', { class: 'failures conflicts' }, conflicts.map((c) => h('li', { class: 'card', 'data-conflict': c.id },
+    h('h2', {}, `${t('field')}: `, h('bdi', {}, fieldLabel(c.field))),
+    h('p', { class: 'small muted' }, t('conflictText')),
+    h('dl', { class: 'values' },
+      h('dt', {}, t('deviceValue')), h('dd', { 'data-side': 'device' }, h('bdi', {}, shownValue(c.device))),
+      h('dt', {}, t('serverValue')), h('dd', { 'data-side': 'server' }, h('bdi', {}, shownValue(c.server))),
+      h('dt', {}, t('baseValue')), h('dd', {}, h('bdi', {}, shownValue(c.base)))),
+    h('p', { class: 'small muted' }, `${t('author')}: ${c.author} · ${new Date(c.changedAtMs).toLocaleString(lang === 'ar' ? 'ar' : 'en-GB')}`),
+    h('div', { class: 'row' },
+      h('button', { type: 'button', class: 'primary', 'data-keep': 'device', onclick: () => resolve(c, 'device') }, t('keepDevice')),
+      h('button', { type: 'button', 'data-keep': 'server', onclick: () => resolve(c, 'server') }, t('keepServer'))),
+  )));
+  async function resolve(c, keep) {
+    try {
+      await state.app.resolveConflict(c.id, keep);
+      if (keep === 'server') await runSync();
+    } catch (error) {
+      showNotice(`${error.message} (${error.code})`, 'error');
+    }
+    await refreshStatus();
+    screenFailures();
+  }
+}
+
+function warningCards(warnings) {
+  return h('ul', { class: 'failures warnings' }, warnings.map((f) => h('li', { class: 'card', 'data-warning': f.id },
+    h('h2', {}, describeChange(f.summary)),
+    h('ul', { class: 'reasons' }, (f.reasons ?? []).map((r) => h('li', {}, r))),
+    h('div', { class: 'row' }, h('button', { type: 'button', onclick: async () => {
+      await state.app.discard(f.id).catch((e) => showNotice(`${e.message} (${e.code})`, 'error'));
+      await refreshStatus();
+      screenFailures();
+    } }, t('dismiss'))))));
+}
+
 async function screenFailures() {
   setView(t('failuresTitle'), h('p', { class: 'muted' }, t('loading')));
-  let failures = [];
+  let items = [];
+  let conflicts = [];
   try {
-    failures = await state.app.failures();
+    [items, conflicts] = await Promise.all([state.app.failures(), state.app.conflicts()]);
   } catch (error) {
     return setView(t('failuresTitle'), h('p', { class: 'field-error' }, `${error.message} (${error.code})`));
   }
+  const failures = items.filter((f) => f.severity !== 'warning');
+  const warnings = items.filter((f) => f.severity === 'warning');
+  const extra = [
+    ...(conflicts.length ? [h('h2', { id: 'conflicts-title' }, t('conflictsTitle')), conflictCards(conflicts)] : []),
+    ...(warnings.length ? [h('h2', {}, t('warningsTitle')), warningCards(warnings)] : []),
+  ];
   const list = failures.length ? h('ul', { class: 'failures' }, failures.map((f) => h('li', { class: 'card', 'data-failure': f.id },
     h('h2', {}, describeChange(f.summary)),
     h('p', { class: 'small muted', dir: 'ltr' }, f.summary ?? f.id),
@@ -859,7 +925,7 @@ async function screenFailures() {
       } }, t('discard'))),
   ))) : h('p', { class: 'muted' }, t('noFailures'));
   state.shownFailures = failures.length;
-  setView(t('failuresTitle'), list, h('a', { href: '#/list', class: 'button' }, t('back')));
+  setView(t('failuresTitle'), list, ...extra, h('a', { href: '#/list', class: 'button' }, t('back')));
 }
 
 // ---------------------------------------------------------------------------------------

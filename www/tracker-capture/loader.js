@@ -311,6 +311,12 @@ class StatusBar {
     this.failedButton.hidden = !status.failed;
     this.failedButton.textContent = `${status.failed} refused`;
     this.failedButton.dataset.count = String(status.failed ?? 0);
+    // Conflicts (changed here and on the server) need a person too: the same button opens them.
+    this.app.conflicts().then((conflicts) => {
+      if (!conflicts.length) return;
+      this.failedButton.hidden = false;
+      this.failedButton.textContent = `${status.failed ? `${status.failed} refused, ` : ''}${conflicts.length} changed on both sides`;
+    }, () => {});
     if (!this.panel.hidden) this.renderFailures();
   }
 
@@ -325,7 +331,37 @@ class StatusBar {
   }
 
   async renderFailures() {
-    const failures = await this.app.failures().catch(() => []);
+    const items = await this.app.failures().catch(() => []);
+    const conflicts = await this.app.conflicts().catch(() => []);
+    const failures = items.filter((f) => f.severity !== 'warning');
+    const warnings = items.filter((f) => f.severity === 'warning');
+    const shown = (v) => (v === null || v === undefined || v === '' ? '(empty)' : String(v));
+    const conflictList = el('ul');
+    for (const c of conflicts) {
+      const resolve = (keep) => this.app.resolveConflict(c.id, keep).then(() => this.refresh());
+      conflictList.append(
+        el(
+          'li',
+          { class: 'tracker-offline-conflict', 'data-id': c.id },
+          el('strong', { text: `${c.field} of ${c.record}` }),
+          el('p', { text: `Sent from this device: ${shown(c.device)} (by ${c.author}). On the server it was: ${shown(c.server)}. Before both: ${shown(c.base)}.` }),
+          el('button', { type: 'button', class: 'tracker-offline-keep-device', text: 'Keep this device’s value', onclick: () => resolve('device') }),
+          el('button', { type: 'button', class: 'tracker-offline-keep-server', text: 'Put the server’s value back', onclick: () => resolve('server') }),
+        ),
+      );
+    }
+    const warningList = el('ul');
+    for (const w of warnings) {
+      warningList.append(
+        el(
+          'li',
+          { class: 'tracker-offline-warning', 'data-id': w.id },
+          el('strong', { text: w.summary ?? w.id }),
+          el('p', { text: (w.reasons ?? []).join('; ') }),
+          el('button', { type: 'button', text: 'Dismiss', onclick: () => this.app.discard(w.id).then(() => this.refresh()) }),
+        ),
+      );
+    }
     const list = el('ul');
     for (const failure of failures) {
       const reasons = (failure.reasons ?? []).map((r) => (typeof r === 'string' ? r : r.message ?? JSON.stringify(r))).join('; ');
@@ -353,6 +389,8 @@ class StatusBar {
     this.panel.replaceChildren(
       el('h2', { text: 'Refused by the server' }),
       failures.length ? list : el('p', { text: 'Nothing refused.' }),
+      ...(conflicts.length ? [el('h2', { text: 'Changed here and on the server' }), conflictList] : []),
+      ...(warnings.length ? [el('h2', { text: 'Accepted, with remarks from the server' }), warningList] : []),
       el('button', { type: 'button', text: 'Close', onclick: () => this.toggleFailures() }),
     );
   }

@@ -48,6 +48,26 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
         }
     }
 
+    /// Adds conflicts to the log (one entry per conflict, however often it is found).
+    pub(crate) async fn log_conflicts(&self, found: Vec<Conflict>) -> Result<()> {
+        if found.is_empty() {
+            return Ok(());
+        }
+        let _writer = self.writer.lock().await;
+        let mut log = self.conflict_log().await?;
+        let before = log.len();
+        for c in found {
+            if !log.iter().any(|known| known.same_as(&c)) {
+                log.push(c);
+            }
+        }
+        if log.len() == before {
+            return Ok(());
+        }
+        let batch = self.seal_conflict_log(WriteBatch::new(), &log)?;
+        self.vault.store().write(batch).await
+    }
+
     pub(crate) fn seal_conflict_log(&self, batch: WriteBatch, log: &[Conflict]) -> Result<WriteBatch> {
         if log.is_empty() {
             return self.vault.delete_into(batch, StoreName::Cache, CONFLICTS_ID);
@@ -92,7 +112,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
             }
             let minor = self.clinic.lock().map(|c| c.metadata.minor_version()).unwrap_or(0);
             let entry = OutboxEntry {
-                seq: self.next_seq(now_ms)?,
+                seq: self.next_seq(now_ms).await?,
                 author,
                 created_at_ms: now_ms,
                 summary: format!("keep the server's {} of {}", conflict.field, conflict.record),

@@ -391,12 +391,16 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
                     report.stopped = Some("AUTH_REQUIRED".into());
                     break 'segments;
                 }
-                Err(CoreError::ServerUnreachable(_)) => {
+                // No usable answer (down, 5xx, a portal's HTML): not reached, tried again later.
+                Err(CoreError::ServerUnreachable(_)) | Err(CoreError::BadResponse(_)) => {
                     report.stopped = Some("SERVER_UNREACHABLE".into());
                     break 'segments;
                 }
                 Err(other) => return Err(other),
             };
+            // Conflicts are kept before anything is sent: an answer lost after the server
+            // committed must not lose the record of the value it overwrote.
+            self.log_conflicts(merges.values().flat_map(|m| m.conflicts.iter().cloned()).collect()).await?;
             let deltas: BTreeMap<String, Option<Object>> =
                 merges.iter().map(|(uid, m)| (uid.clone(), m.delta.clone())).collect();
             let source = RecordSource { bundles: &bundles, deltas: &deltas };
@@ -639,7 +643,6 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
         let mut teis: BTreeSet<&String> = states.iter().map(|(tei, _, _)| tei).collect();
         teis.extend(merged_accepted.iter().map(|(_, m)| &m.tei));
         let mut changed: Vec<TeiBundle> = Vec::new();
-        let mut conflicts: Vec<Conflict> = Vec::new();
         for tei in teis {
             let Some(bytes) = self.vault.get_record(StoreName::Records, &bundle_id(tei)).await? else { continue };
             let mut bundle = parse_bundle(&bytes)?;
@@ -648,7 +651,6 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
             // flush) applied over it.
             for (uid, merge) in merged_accepted.iter().filter(|(_, m)| &m.tei == tei) {
                 settle_merge(&mut bundle, uid, merge);
-                conflicts.extend(merge.conflicts.iter().cloned());
             }
             for (_, uid, state) in states.iter().filter(|(t, _, _)| t == tei) {
                 match state {
@@ -663,9 +665,12 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
             }
             changed.push(bundle);
         }
-        if !conflicts.is_empty() {
+        // A refused update overwrote nothing: its conflicts are not kept.
+        let refused_conflicts: Vec<&Conflict> =
+            merges.iter().filter(|(uid, _)| refused.contains_key(*uid)).flat_map(|(_, m)| m.conflicts.iter()).collect();
+        if !refused_conflicts.is_empty() {
             let mut log = self.conflict_log().await?;
-            log.extend(conflicts);
+            log.retain(|c| !refused_conflicts.iter().any(|r| r.same_as(c)));
             batch = self.seal_conflict_log(batch, &log)?;
         }
         self.commit_bundles(batch, &changed.iter().collect::<Vec<_>>(), &[]).await?;

@@ -186,6 +186,16 @@ pub struct Conflict {
     pub server_updated: Option<String>,
 }
 
+impl Conflict {
+    /// The same conflict found again (a flush repeated after a lost answer).
+    pub fn same_as(&self, other: &Conflict) -> bool {
+        self.record == other.record
+            && self.field == other.field
+            && self.server == other.server
+            && self.device == other.device
+    }
+}
+
 /// The outcome of merging one record's changes with the server's current copy.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct MergedRecord {

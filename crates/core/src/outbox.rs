@@ -350,7 +350,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
                 },
             ),
         };
-        let seq = self.next_seq(now_ms)?;
+        let seq = self.next_seq(now_ms).await?;
         let entry = OutboxEntry {
             seq,
             author,
@@ -375,7 +375,15 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
 
     /// Capture order without reading the outbox: time-based, strictly increasing in this
     /// context (captures happen in the service worker, one context per origin).
-    pub(crate) fn next_seq(&self, now_ms: i64) -> Result<u64> {
+    pub(crate) async fn next_seq(&self, now_ms: i64) -> Result<u64> {
+        // A new context (a restarted worker, a clock set back) continues after what is stored,
+        // so an entry never takes the place of another.
+        if self.last_seq.lock().map(|l| *l == 0).unwrap_or(false) {
+            let stored = self.outbox_entries().await?.iter().map(|e| e.seq).max().unwrap_or(0);
+            if let Ok(mut last) = self.last_seq.lock() {
+                *last = (*last).max(stored);
+            }
+        }
         let mut last = self.last_seq.lock().map_err(|_| CoreError::Storage("seq lock poisoned".into()))?;
         let seq = (now_ms.max(0) as u64).saturating_mul(1000).max(*last + 1);
         *last = seq;
