@@ -209,3 +209,32 @@ async fn a_registration_made_offline_reads_back_with_its_enrollment() {
     assert_eq!(events.as_array().map(Vec::len), Some(1), "{online}");
     assert_eq!(events[0]["status"], "COMPLETED");
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn tracker_capture_writes_queued_before_an_upgrade_to_2_42_reach_the_upgraded_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = sim("2.41.1", dir.path(), 3);
+    let engine = logged_in_with_copy(&server).await;
+    server.set_down(true);
+    let (tei, enrollment, event) = register_with_visit(&engine, "497777777", "2026-11-21").await;
+    capture(
+        &engine,
+        "PUT",
+        &format!("events/{event}/DeWeightKg1"),
+        json!({"dataValues": [{"dataElement": "DeWeightKg1", "value": "66"}]}),
+    )
+    .await;
+    // While the clinic is offline the server is upgraded: the legacy endpoints are gone.
+    server.upgrade("2.42.0", dir.path());
+    server.set_down(false);
+    let (status, _) = get(&server, "/api/trackedEntityInstances.json?ou=OuBaniNaim1").await;
+    assert_eq!(status, 404, "2.42 has no legacy endpoints");
+    let report = engine.flush(FlushScope::All, NOW, &mut |_| {}).await.unwrap();
+    assert_eq!((report.failed, report.remaining), (0, 0), "{report:?} {:?}", engine.failures().await.unwrap());
+    let (status, back) = get(&server, &format!("/api/tracker/trackedEntities/{tei}?fields=*")).await;
+    assert_eq!(status, 200, "{back}");
+    assert_eq!(back["enrollments"][0]["enrollment"], enrollment.as_str());
+    let ev = &back["enrollments"][0]["events"][0];
+    assert_eq!(ev["event"], event.as_str());
+    assert_eq!(ev["dataValues"][0]["value"], "66");
+}

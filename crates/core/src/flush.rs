@@ -285,6 +285,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
         }
 
         let api = self.config.api_base.clone();
+        let tracker_only = self.server_has_only_tracker_api(&pending).await;
         'segments: for segment in segments {
             if let EntryPayload::Raw { method, url, content_type, body } = &segment[0].payload {
                 let entry = segment[0];
@@ -349,7 +350,9 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
             }
 
             // Tracker records of this segment, loaded once.
-            let family = segment[0].family;
+            // Rendered in the API family of the server as it is now: a server upgraded to
+            // 2.42 while the clinic was offline has no legacy endpoints any more.
+            let family = if tracker_only { Family::Tracker } else { segment[0].family };
             let mut touches: Vec<Touch> = Vec::new();
             for e in &segment {
                 if let EntryPayload::Touches { touches: t } = &e.payload {
@@ -512,6 +515,29 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
             }
         }
         Ok(report)
+    }
+
+    /// Whether the server now offers only `/api/tracker` (2.42+), asked when legacy tracker
+    /// writes wait (one `system/info` read; no answer means "as before").
+    async fn server_has_only_tracker_api(&self, pending: &[&OutboxEntry]) -> bool {
+        let known = self.clinic.lock().map(|c| c.metadata.minor_version()).unwrap_or(0);
+        if known >= 42 {
+            return true;
+        }
+        let legacy_waiting =
+            pending.iter().any(|e| e.family == Family::Legacy && matches!(e.payload, EntryPayload::Touches { .. }));
+        if !legacy_waiting {
+            return false;
+        }
+        let Ok(info) = self.get_json(&format!("{}/system/info", self.config.api_base)).await else { return false };
+        let version = info.get("version").and_then(Value::as_str).unwrap_or_default();
+        let minor: u32 = version.split('.').nth(1).and_then(|m| m.parse().ok()).unwrap_or(0);
+        if minor >= 42 {
+            if let Ok(mut clinic) = self.clinic.lock() {
+                clinic.metadata.server_version = version.to_string();
+            }
+        }
+        minor >= 42
     }
 
     /// Polls an async import job's report (a server that queued the bulk request as a job):

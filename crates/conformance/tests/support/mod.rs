@@ -29,7 +29,7 @@ pub const FIRST: &str = "AtFirstNam1";
 
 /// The sim's router as an HTTP client of the core.
 pub struct InProcess {
-    pub router: Router,
+    pub router: RefCell<Router>,
     pub cookie: RefCell<Option<String>>,
     pub down: Cell<bool>,
 }
@@ -38,6 +38,11 @@ impl InProcess {
     /// Plays an outage: every request fails as a network error.
     pub fn set_down(&self, down: bool) {
         self.down.set(down);
+    }
+
+    /// The server is upgraded (or restarted) on the same data: another sim over `dir`.
+    pub fn upgrade(&self, version: &str, dir: &std::path::Path) {
+        *self.router.borrow_mut() = sim(version, dir, 0).router.into_inner();
     }
 }
 
@@ -58,7 +63,7 @@ impl HttpClient for &InProcess {
             .body(Body::from(request.body.unwrap_or_default()))
             .map_err(|e| CoreError::BadInput(e.to_string()))?;
         let response =
-            self.router.clone().oneshot(req).await.map_err(|e| CoreError::ServerUnreachable(e.to_string()))?;
+            self.router.borrow().clone().oneshot(req).await.map_err(|e| CoreError::ServerUnreachable(e.to_string()))?;
         let status = response.status().as_u16();
         if let Some(c) = response.headers().get("set-cookie").and_then(|v| v.to_str().ok()) {
             *self.cookie.borrow_mut() = c.split(';').next().map(str::to_string);
@@ -89,7 +94,7 @@ pub fn sim(version: &str, dir: &std::path::Path, tracked_entities: usize) -> InP
         tracked_entities,
     };
     InProcess {
-        router: dhis2_sim::build_app(&config).expect("sim"),
+        router: RefCell::new(dhis2_sim::build_app(&config).expect("sim")),
         cookie: RefCell::new(None),
         down: Cell::new(false),
     }
