@@ -80,6 +80,12 @@ async fn nurse_sets(engine: &TestEngine<'_>, version: &str, header: &Value, de: 
     engine.capture_write(&prepared, NOW).await.unwrap();
 }
 
+async fn local_value(engine: &TestEngine<'_>, event: &str, de: &str) -> Option<Value> {
+    let r = engine.answer_offline(&format!("{BASE}/tracker/events/{event}?fields=*")).await.unwrap().unwrap();
+    let ev: Value = serde_json::from_slice(&r.body).unwrap();
+    ev["dataValues"].as_array().unwrap().iter().find(|v| v["dataElement"] == de).map(|v| v["value"].clone())
+}
+
 async fn offline_for_days_then_flush(version: &str) {
     let dir = tempfile::tempdir().unwrap();
     let server = sim(version, dir.path(), 3);
@@ -130,4 +136,19 @@ async fn a_device_offline_for_days_never_undoes_the_districts_changes_on_2_40() 
 #[tokio::test(flavor = "current_thread")]
 async fn a_device_offline_for_days_never_undoes_the_districts_changes_on_2_42() {
     offline_for_days_then_flush("2.42.0").await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn discarding_a_change_shows_the_servers_version_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = sim("2.40.3", dir.path(), 3);
+    let (event, header) = a_visit(&server).await;
+    district_sets(&server, &header, &[(WEIGHT, "60")]).await;
+    let engine = logged_in_with_copy(&server).await;
+    server.set_down(true);
+    nurse_sets(&engine, "2.40.3", &header, WEIGHT, "61.5").await;
+    assert_eq!(local_value(&engine, &event, WEIGHT).await, Some(json!("61.5")));
+    let entry = engine.outbox_entries().await.unwrap().pop().unwrap();
+    engine.discard(&entry.id()).await.unwrap();
+    assert_eq!(local_value(&engine, &event, WEIGHT).await, Some(json!("60")), "the refused content is not kept on screen");
 }

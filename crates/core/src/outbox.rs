@@ -508,7 +508,8 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
     }
 
     /// Drops an entry for good. Records it created only here are removed from the local copy;
-    /// records it changed are marked synced so the next download brings the server's version.
+    /// records it changed show the server's version again (each changed field back to the
+    /// value it was changed from) and are marked synced.
     pub async fn discard(&self, id: &str) -> Result<OutboxEntry> {
         if id.starts_with("warning:") {
             return self.dismiss_warning(id).await;
@@ -531,6 +532,13 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
                             "event" => b.events.retain(|e| text(e, "event") != Some(t.uid.as_str())),
                             "enrollment" => b.enrollments.retain(|e| text(e, "enrollment") != Some(t.uid.as_str())),
                             _ => {}
+                        }
+                    } else if let Some(changes) = b.changes.remove(&t.uid) {
+                        // The record shows the server's version again: each changed field back
+                        // to the value it was changed from.
+                        let bases = changes.iter().map(|(k, c)| (k.clone(), c.base.clone())).collect();
+                        if let Some(record) = b.record_mut(&t.kind, &t.uid) {
+                            crate::merge::apply_fields(record, &bases);
                         }
                     }
                     b.sync.remove(&t.uid);
