@@ -152,3 +152,35 @@ async fn discarding_a_change_shows_the_servers_version_again() {
     engine.discard(&entry.id()).await.unwrap();
     assert_eq!(local_value(&engine, &event, WEIGHT).await, Some(json!("60")), "the refused content is not kept on screen");
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn incremental_downloads_follow_the_servers_clock_not_a_fast_device_clock() {
+    use tracker_offline_core::{
+        download::DownloadOptions,
+        engine::{Engine, EngineConfig},
+        kdf::RustPbkdf2,
+        random::OsRandom,
+        store::MemoryStore,
+        vault::VaultPolicy,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let server = sim("2.40.3", dir.path(), 3);
+    let (event, header) = a_visit(&server).await;
+    // The clinic PC's clock is an hour fast.
+    let real_now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let fast = real_now + 60 * 60 * 1000;
+    let policy = VaultPolicy { iterations: 1_000, ..VaultPolicy::default() };
+    let engine =
+        Engine::new(EngineConfig::new(BASE, policy).unwrap(), MemoryStore::new(), RustPbkdf2, OsRandom, &server);
+    engine.login("nurse1", "Nurse1!clinic", fast).await.unwrap();
+    engine.download(DownloadOptions::default(), fast, &mut |_| {}).await.unwrap();
+    // The district changes the visit after the clinic's download.
+    district_sets(&server, &header, &[(REMARKS, "changed after the download")]).await;
+    let report = engine.download(DownloadOptions::default(), fast + 60_000, &mut |_| {}).await.unwrap();
+    assert!(report.incremental, "{report:?}");
+    assert_eq!(
+        local_value(&engine, &event, REMARKS).await,
+        Some(json!("changed after the download")),
+        "the incremental download asked from the server's clock"
+    );
+}

@@ -92,6 +92,13 @@ struct DownloadCursor {
     totals: Vec<Option<u64>>,
     complete: bool,
     last_complete_ms: Option<i64>,
+    /// The server's clock (`system/info` `serverDate`, read as if UTC) when this run started,
+    /// and when the last complete run started: incremental runs ask from the server's clock,
+    /// never the device's (a clinic PC 10 minutes fast would miss changes for good).
+    #[serde(default)]
+    run_started_server_ms: Option<i64>,
+    #[serde(default)]
+    last_complete_server_ms: Option<i64>,
 }
 
 impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R, H> {
@@ -185,9 +192,10 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
         self.clinic.lock().map(|c| c.index.len() as u64).unwrap_or(0)
     }
 
-    async fn fetch_metadata(&self) -> Result<ClinicMetadata> {
+    async fn fetch_metadata(&self) -> Result<(ClinicMetadata, Option<i64>)> {
         let api = &self.config.api_base;
         let info = self.get_json(&format!("{api}/system/info")).await?;
+        let server_now = info.get("serverDate").and_then(Value::as_str).and_then(crate::time::ms_from_iso);
         let mut meta = ClinicMetadata {
             server_version: info.get("version").and_then(Value::as_str).unwrap_or_default().to_string(),
             ..Default::default()
@@ -219,7 +227,7 @@ programTrackedEntityAttributes[displayInList,trackedEntityAttribute[id,displayNa
             ))
             .await?;
         meta.set_programs(programs.to_string().as_bytes())?;
-        Ok(meta)
+        Ok((meta, server_now))
     }
 
     fn page_url(
@@ -258,7 +266,7 @@ programTrackedEntityAttributes[displayInList,trackedEntityAttribute[id,displayNa
     ) -> Result<DownloadReport> {
         self.ensure_clinic_loaded().await?;
         let page_size = options.page_size.unwrap_or(50).clamp(1, 1000);
-        let meta = self.fetch_metadata().await?;
+        let (meta, server_now) = self.fetch_metadata().await?;
         let roots = options.org_units.clone().unwrap_or_else(|| meta.capture_org_units.clone());
         let programs = options.programs.clone().unwrap_or_else(|| meta.programs.iter().map(|p| p.id.clone()).collect());
         for uid in roots.iter().chain(programs.iter()) {
@@ -277,17 +285,24 @@ programTrackedEntityAttributes[displayInList,trackedEntityAttribute[id,displayNa
         let mut cursor = match previous {
             Some(c) if !c.complete && c.steps == steps => c,
             other => {
-                let last = if options.full == Some(true) { None } else { other.and_then(|c| c.last_complete_ms) };
+                let full = options.full == Some(true);
+                let last = if full { None } else { other.as_ref().and_then(|c| c.last_complete_ms) };
+                let last_server = if full { None } else { other.as_ref().and_then(|c| c.last_complete_server_ms) };
+                // Since the server's clock at the last complete run when known (older cursors:
+                // the device's), with a margin for a run that overlapped changes being saved.
+                let since = last_server.or(last).map(|ms| iso_from_ms(ms - INCREMENTAL_MARGIN_MS));
                 DownloadCursor {
                     totals: vec![None; steps.len()],
                     steps: steps.clone(),
                     step: 0,
                     page: 1,
-                    since: last.map(|ms| iso_from_ms(ms - INCREMENTAL_MARGIN_MS)),
+                    since,
                     run_started_ms: now_ms,
                     done: 0,
                     complete: false,
                     last_complete_ms: last,
+                    run_started_server_ms: server_now,
+                    last_complete_server_ms: last_server,
                 }
             }
         };
@@ -360,6 +375,7 @@ programTrackedEntityAttributes[displayInList,trackedEntityAttribute[id,displayNa
             if cursor.step >= cursor.steps.len() {
                 cursor.complete = true;
                 cursor.last_complete_ms = Some(cursor.run_started_ms);
+                cursor.last_complete_server_ms = cursor.run_started_server_ms;
             }
             let batch = self.vault.seal_into(
                 batch,

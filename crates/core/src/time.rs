@@ -16,6 +16,37 @@ pub fn date_from_ms(ms: i64) -> String {
     iso_from_ms(ms)[..10].to_string()
 }
 
+/// Reads `YYYY-MM-DDTHH:MM:SS[.mmm]` (DHIS2's form, no zone) as milliseconds since the epoch,
+/// as if it were UTC; a trailing `Z` is accepted. None for anything else.
+pub fn ms_from_iso(text: &str) -> Option<i64> {
+    let text = text.trim().trim_end_matches('Z');
+    let (date, time) = text.split_once('T').unwrap_or((text, "00:00:00"));
+    let mut d = date.split('-').map(|p| p.parse::<i64>().ok());
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    if d.next().is_some() || !(1..=12).contains(&m) || !(1..=31).contains(&day) {
+        return None;
+    }
+    let (hms, millis) = time.split_once('.').unwrap_or((time, "0"));
+    let mut t = hms.split(':').map(|p| p.parse::<i64>().ok());
+    let (h, min, sec) = (t.next()??, t.next()??, t.next().unwrap_or(Some(0))?);
+    if !(0..24).contains(&h) || !(0..60).contains(&min) || !(0..61).contains(&sec) {
+        return None;
+    }
+    let millis: i64 = format!("{millis:0<3}")[..3].parse().ok()?;
+    Some((days_from_civil(y, m, day) * 86_400 + h * 3600 + min * 60 + sec) * 1000 + millis)
+}
+
+/// Howard Hinnant's civil-to-days algorithm.
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 /// Howard Hinnant's days-to-civil algorithm.
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
@@ -33,6 +64,17 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_what_it_writes_and_dhis2_server_dates() {
+        for ms in [0, 1_780_000_000_123, 951_782_400_000, 4_102_444_799_999] {
+            assert_eq!(ms_from_iso(&iso_from_ms(ms)), Some(ms));
+        }
+        assert_eq!(ms_from_iso("2026-05-28T20:26:40.1"), Some(1_780_000_000_100));
+        assert_eq!(ms_from_iso("2026-05-28T20:26:40Z"), Some(1_780_000_000_000));
+        assert_eq!(ms_from_iso("2026-13-01T00:00:00.000"), None);
+        assert_eq!(ms_from_iso("yesterday"), None);
+    }
 
     #[test]
     fn formats_known_instants() {
