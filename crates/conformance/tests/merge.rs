@@ -150,7 +150,11 @@ async fn discarding_a_change_shows_the_servers_version_again() {
     assert_eq!(local_value(&engine, &event, WEIGHT).await, Some(json!("61.5")));
     let entry = engine.outbox_entries().await.unwrap().pop().unwrap();
     engine.discard(&entry.id()).await.unwrap();
-    assert_eq!(local_value(&engine, &event, WEIGHT).await, Some(json!("60")), "the refused content is not kept on screen");
+    assert_eq!(
+        local_value(&engine, &event, WEIGHT).await,
+        Some(json!("60")),
+        "the refused content is not kept on screen"
+    );
 }
 
 #[tokio::test(flavor = "current_thread")]

@@ -32,7 +32,7 @@ use std::{
 
 use futures::executor::block_on;
 use serde_json::{json, Value};
-use support::fast_policy;
+use support::{fast_policy, yield_once};
 use tracker_offline_core::{
     download::DownloadOptions,
     engine::{Engine, EngineConfig},
@@ -110,20 +110,6 @@ fn answer(status: u16, v: Value) -> Result<HttpResponse> {
         headers: vec![("content-type".into(), "application/json".into())],
         body: v.to_string().into_bytes(),
     })
-}
-
-async fn yield_once() {
-    let mut yielded = false;
-    std::future::poll_fn(|cx| {
-        if yielded {
-            std::task::Poll::Ready(())
-        } else {
-            yielded = true;
-            cx.waker().wake_by_ref();
-            std::task::Poll::Pending
-        }
-    })
-    .await
 }
 
 fn user_of(r: &HttpRequest) -> String {

@@ -136,21 +136,6 @@ impl HttpClient for &Server {
     }
 }
 
-/// A future that is pending once (waking itself), so other tasks of the executor run.
-async fn yield_once() {
-    let mut yielded = false;
-    std::future::poll_fn(|cx| {
-        if yielded {
-            std::task::Poll::Ready(())
-        } else {
-            yielded = true;
-            cx.waker().wake_by_ref();
-            std::task::Poll::Pending
-        }
-    })
-    .await
-}
-
 type E<'a> = Engine<MemoryStore, RustPbkdf2, OsRandom, &'a Server>;
 
 fn engine<'a>(store: &MemoryStore, server: &'a Server) -> E<'a> {

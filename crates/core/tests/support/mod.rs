@@ -94,3 +94,19 @@ pub type TestEngine<'a> = Engine<MemoryStore, RustPbkdf2, OsRandom, &'a Scripted
 pub fn engine<'a>(store: &MemoryStore, http: &'a ScriptedHttp) -> TestEngine<'a> {
     Engine::new(EngineConfig::new("/api", fast_policy()).unwrap(), store.clone(), RustPbkdf2, OsRandom, http)
 }
+
+/// A future that is pending once (waking itself), so other tasks of the executor run: a
+/// request in flight, for tests that interleave a capture with a flush.
+pub async fn yield_once() {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        if yielded {
+            std::task::Poll::Ready(())
+        } else {
+            yielded = true;
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }
+    })
+    .await
+}
