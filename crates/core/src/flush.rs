@@ -251,17 +251,24 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
                 }
             }
         }
-        // Author scope: records touched by other authors' pending entries wait.
-        let mut held_teis: BTreeSet<String> = BTreeSet::new();
+        // Author scope: a record first touched (usually created) by another author's unsent
+        // entry waits for that author, and so does everything under it. One author per record
+        // and parents before children: no two nurses ever wait for each other.
+        let mut first_author: BTreeMap<String, String> = BTreeMap::new();
         let mut waiting: BTreeSet<String> = BTreeSet::new();
         if scope == FlushScope::Author {
-            for e in entries.iter().filter(|e| e.is_pending() && e.author != me) {
-                waiting.insert(e.author.clone());
+            for e in entries.iter().filter(|e| e.is_pending()) {
+                if e.author != me {
+                    waiting.insert(e.author.clone());
+                }
                 if let EntryPayload::Touches { touches } = &e.payload {
-                    held_teis.extend(touches.iter().map(|t| t.tei.clone()));
+                    for t in touches {
+                        first_author.entry(t.uid.clone()).or_insert_with(|| e.author.clone());
+                    }
                 }
             }
         }
+        let others_first = |uid: &str| first_author.get(uid).is_some_and(|a| a != &me);
         let pending: Vec<&OutboxEntry> =
             entries.iter().filter(|e| e.is_pending()).filter(|e| scope == FlushScope::All || e.author == me).collect();
         report.waiting_for = waiting.into_iter().collect();
@@ -368,22 +375,24 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
             }
             // Records held back: author scope, or their tracked entity / parent was refused.
             let blocked = |t: &Touch, failed: &BTreeSet<String>, failed_teis: &BTreeSet<String>| -> bool {
-                if held_teis.contains(&t.tei) {
+                let enrollment = (t.kind == "event")
+                    .then(|| {
+                        bundles
+                            .get(&t.tei)
+                            .and_then(|b| b.events.iter().find(|e| text(e, "event") == Some(t.uid.as_str())))
+                            .and_then(|e| text(e, "enrollment"))
+                    })
+                    .flatten();
+                if others_first(&t.uid)
+                    || (t.kind != "tei" && others_first(&t.tei))
+                    || enrollment.is_some_and(others_first)
+                {
                     return true;
                 }
                 if t.kind != "tei" && failed_teis.contains(&t.tei) {
                     return true;
                 }
-                if t.kind == "event" {
-                    if let Some(enrollment) = bundles
-                        .get(&t.tei)
-                        .and_then(|b| b.events.iter().find(|e| text(e, "event") == Some(t.uid.as_str())))
-                        .and_then(|e| text(e, "enrollment"))
-                    {
-                        return failed.contains(enrollment);
-                    }
-                }
-                false
+                enrollment.is_some_and(|e| failed.contains(e))
             };
             let sendable: Vec<Touch> =
                 touches.iter().filter(|t| !blocked(t, &failed_records, &failed_teis)).cloned().collect();

@@ -641,3 +641,43 @@ fn a_queued_record_missing_from_the_local_copy_is_never_counted_as_sent() {
         assert!(server.stored.borrow().is_empty());
     });
 }
+
+#[test]
+fn author_scope_does_not_deadlock_when_two_nurses_touch_one_woman() {
+    block_on(async {
+        let store = MemoryStore::new();
+        let server = Server::new();
+        let e = engine(&store, &server);
+        e.login("nurse1", "Nurse1!clinic", T0).await.unwrap();
+        e.login("nurse2", "Nurse2!clinic", T0).await.unwrap(); // handover
+        e.logout();
+        *server.mode.borrow_mut() = Mode::Down;
+        // nurse1 registers a woman offline; after the shift change nurse2 records her visit.
+        e.login("nurse1", "Nurse1!clinic", T0).await.unwrap();
+        let (tei, enrollment, _) = register(&e, "400000033").await;
+        e.logout();
+        e.login("nurse2", "Nurse2!clinic", T0).await.unwrap();
+        let visit = write(&e, "POST", "events.json", json!({"events": [{"trackedEntityInstance": tei, "program": "PrMchProg01",
+            "programStage": "PsAncVisit1", "enrollment": enrollment, "orgUnit": OU, "status": "ACTIVE",
+            "eventDate": "2026-11-28", "dataValues": [{"dataElement": "DeWeight001", "value": "70"}]}]}))
+        .await;
+        let visit = visit["response"]["importSummaries"][0]["reference"].as_str().unwrap().to_string();
+        *server.mode.borrow_mut() = Mode::Up;
+        // nurse2 online: her visit waits for nurse1's registration.
+        let report = e.flush(FlushScope::Author, T0, &mut |_| {}).await.unwrap();
+        assert_eq!(report.sent, 0, "{report:?}");
+        assert_eq!(report.waiting_for, vec!["nurse1".to_string()]);
+        // nurse1 online: her registration goes, though nurse2's visit of that woman waits.
+        e.logout();
+        e.login("nurse1", "Nurse1!clinic", T0).await.unwrap();
+        let report = e.flush(FlushScope::Author, T0, &mut |_| {}).await.unwrap();
+        assert_eq!(report.sent, 3, "{report:?}");
+        assert!(server.stored.borrow().contains_key(&tei));
+        // nurse2 again: her visit now goes.
+        e.logout();
+        e.login("nurse2", "Nurse2!clinic", T0).await.unwrap();
+        let report = e.flush(FlushScope::Author, T0, &mut |_| {}).await.unwrap();
+        assert_eq!((report.sent, report.remaining), (1, 0), "{report:?}");
+        assert_eq!(server.stored.borrow()[&visit]["storedBy"], "nurse2");
+    });
+}
