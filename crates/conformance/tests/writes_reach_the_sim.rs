@@ -238,3 +238,49 @@ async fn tracker_capture_writes_queued_before_an_upgrade_to_2_42_reach_the_upgra
     assert_eq!(ev["event"], event.as_str());
     assert_eq!(ev["dataValues"][0]["value"], "66");
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_woman_registered_and_deleted_offline_never_reaches_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = sim("2.40.3", dir.path(), 3);
+    let engine = logged_in_with_copy(&server).await;
+    server.set_down(true);
+    let (tei, _, _) = register_with_visit(&engine, "498888888", "2026-11-22").await;
+    let prepared = engine
+        .prepare_write("DELETE", &format!("{BASE}/trackedEntityInstances/{tei}"), "application/json", b"")
+        .unwrap();
+    engine.capture_write(&prepared, NOW).await.unwrap();
+    server.set_down(false);
+    let report = engine.flush(FlushScope::All, NOW, &mut |_| {}).await.unwrap();
+    assert_eq!((report.failed, report.remaining), (0, 0), "{report:?} {:?}", engine.failures().await.unwrap());
+    let (status, _) = get(&server, &format!("/api/trackedEntityInstances/{tei}.json")).await;
+    assert_eq!(status, 404, "she was never created on the server");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_delete_after_a_create_whose_answer_was_lost_reaches_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = sim("2.40.3", dir.path(), 3);
+    let engine = logged_in_with_copy(&server).await;
+    server.set_down(true);
+    let (tei, _, _) = register_with_visit(&engine, "498888889", "2026-11-22").await;
+    // The registration reaches the server, but its answer is lost: the device still thinks it
+    // is unsent when the nurse deletes the duplicate she made by mistake.
+    server.set_down(false);
+    server.drop_answers(true);
+    let report = engine.flush(FlushScope::All, NOW, &mut |_| {}).await.unwrap();
+    assert_eq!(report.stopped.as_deref(), Some("SERVER_UNREACHABLE"), "{report:?}");
+    server.drop_answers(false);
+    let (status, _) = get(&server, &format!("/api/trackedEntityInstances/{tei}.json")).await;
+    assert_eq!(status, 200, "the server committed the registration");
+    server.set_down(true);
+    let prepared = engine
+        .prepare_write("DELETE", &format!("{BASE}/trackedEntityInstances/{tei}"), "application/json", b"")
+        .unwrap();
+    engine.capture_write(&prepared, NOW).await.unwrap();
+    server.set_down(false);
+    let report = engine.flush(FlushScope::All, NOW, &mut |_| {}).await.unwrap();
+    assert_eq!((report.failed, report.remaining), (0, 0), "{report:?} {:?}", engine.failures().await.unwrap());
+    let (status, body) = get(&server, &format!("/api/trackedEntityInstances/{tei}.json")).await;
+    assert_eq!(status, 404, "the delete reached the server: {body}");
+}

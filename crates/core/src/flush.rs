@@ -90,6 +90,28 @@ pub fn is_key_value_put(method: &str, url: &str, api_path: &str) -> bool {
         && parts.iter().all(|p| !p.is_empty())
 }
 
+/// A delete the server answers with "does not exist" has reached its goal: the record was
+/// never created there (registered and deleted offline) or is gone already (a replay).
+fn already_gone_is_done(verdict: Verdict) -> Verdict {
+    let Verdict::PerRecord { mut ok, refused, warnings } = verdict else { return verdict };
+    let gone = |reasons: &Vec<String>| {
+        reasons.iter().all(|r| {
+            ["E1063", "E1081", "E1032", "not present in the system", "does not exist", "do not exist"]
+                .iter()
+                .any(|needle| r.contains(needle))
+        })
+    };
+    let mut still = BTreeMap::new();
+    for (uid, reasons) in refused {
+        if gone(&reasons) {
+            ok.insert(uid);
+        } else {
+            still.insert(uid, reasons);
+        }
+    }
+    Verdict::PerRecord { ok, refused: still, warnings }
+}
+
 /// One request of a flush plan.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlannedRequest {
@@ -118,6 +140,13 @@ pub struct RecordSource<'a> {
     /// send. Records not listed are sent whole (creates, and changes from before fields were
     /// tracked).
     pub deltas: &'a BTreeMap<String, Option<Object>>,
+}
+
+impl PlannedRequest {
+    /// True for a request that deletes its records.
+    pub fn is_delete(&self) -> bool {
+        self.url.contains("strategy=DELETE") || self.url.contains("importStrategy=DELETE")
+    }
 }
 
 impl RecordSource<'_> {
@@ -394,8 +423,34 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
                 }
                 enrollment.is_some_and(|e| failed.contains(e))
             };
+            // Records with a queued delete (sent in the same flush, deletes last).
+            let deletes_queued: BTreeSet<&str> = pending
+                .iter()
+                .filter_map(|e| match &e.payload {
+                    EntryPayload::Touches { touches } => Some(touches),
+                    EntryPayload::Raw { .. } => None,
+                })
+                .flatten()
+                .filter(|t| t.deleted)
+                .map(|t| t.uid.as_str())
+                .collect();
             let sendable: Vec<Touch> =
                 touches.iter().filter(|t| !blocked(t, &failed_records, &failed_teis)).cloned().collect();
+            // A record with a queued delete (its own, or its tracked entity's) has nothing else
+            // to send: a woman registered and deleted offline is never created on the server.
+            let deleted_teis: BTreeSet<&str> = pending
+                .iter()
+                .filter_map(|e| match &e.payload {
+                    EntryPayload::Touches { touches } => Some(touches),
+                    EntryPayload::Raw { .. } => None,
+                })
+                .flatten()
+                .filter(|t| t.deleted && t.kind == "tei")
+                .map(|t| t.uid.as_str())
+                .collect();
+            let (covered, sendable): (Vec<Touch>, Vec<Touch>) = sendable.into_iter().partition(|t| {
+                !t.deleted && (deletes_queued.contains(t.uid.as_str()) || deleted_teis.contains(t.tei.as_str()))
+            });
             // Updates: the server's current copies first (a few batched reads), then the merge.
             let merges = match self.merge_updates(family, &sendable, &bundles, entry_times(&segment), now_ms).await {
                 Ok(m) => m,
@@ -417,31 +472,17 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
                 merges.iter().map(|(uid, m)| (uid.clone(), m.delta.clone())).collect();
             let source = RecordSource { bundles: &bundles, deltas: &deltas };
             let plan = plan_segment(&api, family, &sendable, &source);
-            // Records created and removed again before the flush have nothing left to send: a
-            // queued delete covers them. A record missing from the local copy without one was
-            // lost from storage: never counted as sent, kept as a failure for the user.
-            let deletes_queued: BTreeSet<&str> = pending
-                .iter()
-                .filter_map(|e| match &e.payload {
-                    EntryPayload::Touches { touches } => Some(touches),
-                    EntryPayload::Raw { .. } => None,
-                })
-                .flatten()
-                .filter(|t| t.deleted)
-                .map(|t| t.uid.as_str())
-                .collect();
-            let mut accepted: BTreeSet<String> = BTreeSet::new();
+            // A record missing from the local copy was lost from storage: never counted as sent,
+            // kept as a failure for the user.
+            let mut accepted: BTreeSet<String> = covered.iter().map(|t| t.uid.clone()).collect();
             let mut refused: BTreeMap<String, Vec<String>> = BTreeMap::new();
             // Updates the server already holds entirely: nothing to send.
             accepted.extend(merges.iter().filter(|(_, m)| m.delta.is_none()).map(|(uid, _)| uid.clone()));
             for t in sendable.iter().filter(|t| !t.deleted && !source.exists(t)) {
-                if deletes_queued.contains(t.uid.as_str()) {
-                    accepted.insert(t.uid.clone());
-                } else {
-                    refused.entry(t.uid.clone()).or_default().push(
-                        "the record is missing from this device's copy (damaged storage?): it was not sent".into(),
-                    );
-                }
+                refused
+                    .entry(t.uid.clone())
+                    .or_default()
+                    .push("the record is missing from this device's copy (damaged storage?): it was not sent".into());
             }
             let mut warnings: BTreeMap<String, Vec<String>> = BTreeMap::new();
             let mut stopped = false;
@@ -477,6 +518,9 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
                 let response = self.http.send(http).await.ok();
                 self.record_network(response.as_ref().map(|r| r.status), now_ms);
                 let mut verdict = interpret(response.as_ref(), &request.uids, request.family);
+                if request.is_delete() {
+                    verdict = already_gone_is_done(verdict);
+                }
                 if let Verdict::Job { location } = &verdict {
                     verdict = self.job_report(location, &request.uids, &mut report).await;
                 }

@@ -683,11 +683,10 @@ pub fn apply_mutation(
                     b.tei.insert("deleted".into(), Value::Bool(true));
                 }
             }
-            let was_local_only = b.state(uid) == SyncState::ToPost;
+            // Sent even for a record never sent (its create's answer may have been lost after
+            // the server committed); the flush counts "does not exist" as done.
             b.sync.remove(uid);
-            if !was_local_only {
-                touches.push(touch(*kind, uid, &tei, true));
-            }
+            touches.push(touch(*kind, uid, &tei, true));
             changed.push(b);
         }
         Mutation::TrackerImport { teis, enrollments, events, delete, .. } => {

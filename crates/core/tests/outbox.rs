@@ -657,9 +657,14 @@ fn author_scope_does_not_deadlock_when_two_nurses_touch_one_woman() {
         let (tei, enrollment, _) = register(&e, "400000033").await;
         e.logout();
         e.login("nurse2", "Nurse2!clinic", T0).await.unwrap();
-        let visit = write(&e, "POST", "events.json", json!({"events": [{"trackedEntityInstance": tei, "program": "PrMchProg01",
+        let visit = write(
+            &e,
+            "POST",
+            "events.json",
+            json!({"events": [{"trackedEntityInstance": tei, "program": "PrMchProg01",
             "programStage": "PsAncVisit1", "enrollment": enrollment, "orgUnit": OU, "status": "ACTIVE",
-            "eventDate": "2026-11-28", "dataValues": [{"dataElement": "DeWeight001", "value": "70"}]}]}))
+            "eventDate": "2026-11-28", "dataValues": [{"dataElement": "DeWeight001", "value": "70"}]}]}),
+        )
         .await;
         let visit = visit["response"]["importSummaries"][0]["reference"].as_str().unwrap().to_string();
         *server.mode.borrow_mut() = Mode::Up;

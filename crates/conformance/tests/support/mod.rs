@@ -32,12 +32,20 @@ pub struct InProcess {
     pub router: RefCell<Router>,
     pub cookie: RefCell<Option<String>>,
     pub down: Cell<bool>,
+    /// Plays an answer lost after the server committed: requests reach the sim, their answers
+    /// are dropped.
+    pub drop_answers: Cell<bool>,
 }
 
 impl InProcess {
     /// Plays an outage: every request fails as a network error.
     pub fn set_down(&self, down: bool) {
         self.down.set(down);
+    }
+
+    /// Answers lost after the server did the work (see [`InProcess::drop_answers`]).
+    pub fn drop_answers(&self, drop: bool) {
+        self.drop_answers.set(drop);
     }
 
     /// The server is upgraded (or restarted) on the same data: another sim over `dir`.
@@ -65,6 +73,9 @@ impl HttpClient for &InProcess {
         let response =
             self.router.borrow().clone().oneshot(req).await.map_err(|e| CoreError::ServerUnreachable(e.to_string()))?;
         let status = response.status().as_u16();
+        if self.drop_answers.get() {
+            return Err(CoreError::ServerUnreachable("connection reset after the server answered".into()));
+        }
         if let Some(c) = response.headers().get("set-cookie").and_then(|v| v.to_str().ok()) {
             *self.cookie.borrow_mut() = c.split(';').next().map(str::to_string);
         }
@@ -97,6 +108,7 @@ pub fn sim(version: &str, dir: &std::path::Path, tracked_entities: usize) -> InP
         router: RefCell::new(dhis2_sim::build_app(&config).expect("sim")),
         cookie: RefCell::new(None),
         down: Cell::new(false),
+        drop_answers: Cell::new(false),
     }
 }
 
