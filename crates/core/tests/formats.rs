@@ -50,3 +50,83 @@ fn register_formats_are_stable() {
         );
     });
 }
+
+/// The sync formats (inside sealed values): a bundle with field changes, an outbox entry, a
+/// conflict, a warning. A bundle written before fields were tracked (no `changes`) still reads.
+#[test]
+fn sync_formats_are_stable() {
+    use serde_json::json;
+    use tracker_offline_core::{
+        merge::{Conflict, FieldChange},
+        outbox::{EntryPayload, EntryState, Failure, OutboxEntry, Severity},
+        records::{SyncState, TeiBundle},
+        writes::{Family, Touch},
+    };
+    let mut bundle = TeiBundle::from_nested(
+        json!({"trackedEntityInstance": "PQfMcpmXeFE", "orgUnit": "OuBaniNaim1", "enrollments": [
+            {"enrollment": "EnMch000001", "program": "PrMchProg01", "events": [
+                {"event": "EvAnc000001", "status": "ACTIVE", "dataValues": [{"dataElement": "DeWeightKg1", "value": "61.5"}]}]}]})
+        .as_object()
+        .cloned()
+        .unwrap(),
+    )
+    .unwrap();
+    bundle.sync.insert("EvAnc000001".into(), SyncState::ToUpdate);
+    bundle.changes.insert(
+        "EvAnc000001".into(),
+        [("dv:DeWeightKg1".to_string(), FieldChange { base: json!("60"), value: json!("61.5") })].into(),
+    );
+    insta::assert_snapshot!("bundle_with_changes", serde_json::to_string_pretty(&bundle).unwrap());
+    let before: TeiBundle = serde_json::from_str(
+        r#"{"tei":{"trackedEntityInstance":"PQfMcpmXeFE"},"enrollments":[],"events":[],"sync":{"PQfMcpmXeFE":"TO_UPDATE"},"ordinal":3}"#,
+    )
+    .unwrap();
+    assert!(before.changes.is_empty(), "an older bundle reads, with no field record (sent whole once)");
+
+    let entry = OutboxEntry {
+        seq: 1_780_000_000_000_000,
+        author: "nurse1".into(),
+        created_at_ms: 1_780_000_000_000,
+        summary: "PUT /api/events/EvAnc000001/DeWeightKg1".into(),
+        family: Family::Legacy,
+        payload: EntryPayload::Touches {
+            touches: vec![Touch {
+                kind: "event".into(),
+                uid: "EvAnc000001".into(),
+                tei: "PQfMcpmXeFE".into(),
+                deleted: false,
+            }],
+        },
+        state: EntryState::Pending,
+        attempts: 0,
+    };
+    insta::assert_snapshot!("outbox_entry", serde_json::to_string_pretty(&entry).unwrap());
+
+    let conflict = Conflict {
+        id: "conflict:EvAnc000001:dv:DeBpSystol1:1780000000000".into(),
+        kind: "event".into(),
+        record: "EvAnc000001".into(),
+        tei: "PQfMcpmXeFE".into(),
+        field: "dv:DeBpSystol1".into(),
+        base: json!("110"),
+        server: json!("130"),
+        device: json!("125"),
+        author: "nurse1".into(),
+        changed_at_ms: 1_780_000_000_000,
+        found_at_ms: 1_780_000_100_000,
+        server_updated: Some("2026-05-28T20:30:00.000".into()),
+    };
+    insta::assert_snapshot!("conflict", serde_json::to_string_pretty(&conflict).unwrap());
+
+    let warning = Failure {
+        id: "warning:00001780000000000000".into(),
+        author: "nurse1".into(),
+        summary: "POST /api/tracker".into(),
+        records: vec!["EvAnc000001".into()],
+        reasons: vec!["EvAnc000001: E1017: Attribute value ignored".into()],
+        created_at_ms: 1_780_000_000_000,
+        failed_at_ms: 1_780_000_100_000,
+        severity: Severity::Warning,
+    };
+    insta::assert_snapshot!("sync_warning", serde_json::to_string_pretty(&warning).unwrap());
+}
