@@ -360,7 +360,7 @@ programTrackedEntityAttributes[displayInList,trackedEntityAttribute[id,displayNa
             let received = items.len();
             // The page is merged into the local copy as it is now, under the one writer.
             let _writer = self.writer.lock().await;
-            let (batch, applied) = self.apply_server_page(items).await?;
+            let (batch, applied) = self.apply_server_page(items, now_ms).await?;
             report.tracked_entities += applied.stored;
             report.deleted += applied.deleted;
             report.kept_local += applied.kept_local;
@@ -401,7 +401,7 @@ programTrackedEntityAttributes[displayInList,trackedEntityAttribute[id,displayNa
         Ok(report)
     }
 
-    async fn apply_server_page(&self, items: Vec<Object>) -> Result<(WriteBatch, AppliedPage)> {
+    async fn apply_server_page(&self, items: Vec<Object>, fetched_at_ms: i64) -> Result<(WriteBatch, AppliedPage)> {
         let mut batch = WriteBatch::new();
         let mut applied = AppliedPage::default();
         let mut next_ordinal = self.clinic.lock().map(|c| c.index.next_ordinal()).unwrap_or(1);
@@ -456,7 +456,7 @@ programTrackedEntityAttributes[displayInList,trackedEntityAttribute[id,displayNa
                         .enrollments
                         .retain(|e| !text(e, "enrollment").is_some_and(|u| drop_enrollments.iter().any(|d| d == u)));
                     local.events.retain(|e| !text(e, "event").is_some_and(|u| drop_enrollments.iter().any(|d| d == u)));
-                    local.merge_from_server(server);
+                    local.merge_from_server_fetched_at(server, fetched_at_ms);
                     local.ordinal = ordinal;
                     local
                 }

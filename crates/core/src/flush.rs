@@ -730,6 +730,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
             // flush) applied over it.
             for (uid, merge) in merged_accepted.iter().filter(|(_, m)| &m.tei == tei) {
                 settle_merge(&mut bundle, uid, merge);
+                bundle.settled_at.insert((*uid).clone(), now_ms);
             }
             for (_, uid, state) in states.iter().filter(|(t, _, _)| t == tei) {
                 match state {
@@ -739,6 +740,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
                     None => {
                         bundle.sync.remove(uid);
                         bundle.changes.remove(uid);
+                        bundle.settled_at.insert(uid.clone(), now_ms);
                     }
                 }
             }

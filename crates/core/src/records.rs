@@ -55,6 +55,10 @@ pub struct TeiBundle {
     /// [`merge`](crate::merge)). Records created here are sent whole and have none.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub changes: BTreeMap<String, crate::merge::RecordChanges>,
+    /// When a flush last settled each record with the server (ms since epoch, device clock): a
+    /// download page fetched before that is older than the record and is not taken for it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub settled_at: BTreeMap<String, i64>,
 }
 
 /// String field of a record.
@@ -137,7 +141,15 @@ impl TeiBundle {
                 enrollments.push(enrollment);
             }
         }
-        Ok(Self { tei, enrollments, events, sync: BTreeMap::new(), ordinal: 0, changes: BTreeMap::new() })
+        Ok(Self {
+            tei,
+            enrollments,
+            events,
+            sync: BTreeMap::new(),
+            ordinal: 0,
+            changes: BTreeMap::new(),
+            settled_at: BTreeMap::new(),
+        })
     }
 
     /// The tracked entity's UID.
@@ -179,10 +191,18 @@ impl TeiBundle {
     /// field changed on both sides); one with untracked changes (an older outbox) keeps its
     /// local version. Local-only records are kept.
     pub fn merge_from_server(&mut self, server: TeiBundle) {
+        self.merge_from_server_fetched_at(server, i64::MAX);
+    }
+
+    /// [`merge_from_server`](Self::merge_from_server) for a server copy fetched at
+    /// `fetched_at_ms`: a record a flush settled after that keeps its local version (the page
+    /// is older than what the flush sent).
+    pub fn merge_from_server_fetched_at(&mut self, server: TeiBundle, fetched_at_ms: i64) {
         let tei_uid = self.uid().to_string();
         let sync = self.sync.clone();
         let changes = self.changes.clone();
-        let merged = MergeRule { sync: &sync, changes: &changes };
+        let settled_at = self.settled_at.clone();
+        let merged = MergeRule { sync: &sync, changes: &changes, settled_at: &settled_at, fetched_at_ms };
         self.tei = merged.record(&tei_uid, &self.tei, server.tei);
         merge_list(&mut self.enrollments, server.enrollments, "enrollment", &merged);
         merge_list(&mut self.events, server.events, "event", &merged);
@@ -232,10 +252,15 @@ impl TeiBundle {
 struct MergeRule<'a> {
     sync: &'a BTreeMap<String, SyncState>,
     changes: &'a BTreeMap<String, crate::merge::RecordChanges>,
+    settled_at: &'a BTreeMap<String, i64>,
+    fetched_at_ms: i64,
 }
 
 impl MergeRule<'_> {
     fn record(&self, uid: &str, local: &Object, server: Object) -> Object {
+        if self.settled_at.get(uid).is_some_and(|t| *t > self.fetched_at_ms) {
+            return local.clone();
+        }
         let pending = self.sync.get(uid).is_some_and(|s| s.has_local_changes());
         match self.changes.get(uid) {
             _ if !pending => server,
@@ -301,6 +326,26 @@ mod tests {
         bundle.merge_from_server(server);
         assert_eq!(bundle.tei["inactive"], json!(true), "synced record takes the server's copy");
         assert_eq!(bundle.events[0]["status"], json!("COMPLETED"), "pending record keeps local copy");
+    }
+
+    #[test]
+    fn a_page_fetched_before_a_flush_settled_never_reverts_what_it_sent() {
+        let nested = obj(json!({"trackedEntityInstance": "PQfMcpmXeFE", "enrollments": [{"enrollment": "EnFatima001",
+            "program": "PrMchProg01", "events": [{"event": "EvAncVisit1", "status": "ACTIVE",
+            "dataValues": [{"dataElement": "DeWeightKg1", "value": "60"}]}]}]}));
+        // The page was fetched at t=1000, before the flush; the flush settled at t=2000 with the
+        // nurse's 61.5 now on the server and in the local copy.
+        let stale_page = TeiBundle::from_nested(nested.clone()).unwrap();
+        let mut local = TeiBundle::from_nested(nested).unwrap();
+        local.events[0]["dataValues"][0]["value"] = json!("61.5");
+        local.settled_at.insert("EvAncVisit1".into(), 2_000);
+        local.merge_from_server_fetched_at(stale_page.clone(), 1_000);
+        assert_eq!(local.events[0]["dataValues"][0]["value"], "61.5", "the older page does not put 60 back");
+        // A page fetched after the settle is taken.
+        let mut fresh = stale_page;
+        fresh.events[0]["dataValues"][0]["value"] = json!("63");
+        local.merge_from_server_fetched_at(fresh, 3_000);
+        assert_eq!(local.events[0]["dataValues"][0]["value"], "63");
     }
 
     #[test]
