@@ -70,8 +70,8 @@ impl HttpClient for &InProcess {
         let req = builder
             .body(Body::from(request.body.unwrap_or_default()))
             .map_err(|e| CoreError::BadInput(e.to_string()))?;
-        let response =
-            self.router.borrow().clone().oneshot(req).await.map_err(|e| CoreError::ServerUnreachable(e.to_string()))?;
+        let router = self.router.borrow().clone();
+        let response = router.oneshot(req).await.map_err(|e| CoreError::ServerUnreachable(e.to_string()))?;
         let status = response.status().as_u16();
         if self.drop_answers.get() {
             return Err(CoreError::ServerUnreachable("connection reset after the server answered".into()));
