@@ -93,6 +93,10 @@ pub struct FaultRule {
     /// Exact JSON body sent with `status` instead of a `WebMessage`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body: Option<Value>,
+    /// An HTML page sent with `status` (`text/html`) instead of a `WebMessage`: what a captive
+    /// portal or an SSO login page in front of DHIS2 answers, often with 200.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub html: Option<String>,
     /// Run the handler (so its writes commit), then close the connection instead of answering.
     #[serde(default, skip_serializing_if = "is_false")]
     pub commit_then_drop: bool,
@@ -128,6 +132,12 @@ impl FaultRule {
         }
         if terminal == 0 && self.latency_ms.is_none() {
             return Err("A rule needs one of drop, status, commitThenDrop or latencyMs".into());
+        }
+        if (self.body.is_some() || self.html.is_some() || self.message.is_some()) && self.status.is_none() {
+            return Err("body, html and message need a status".into());
+        }
+        if self.body.is_some() && self.html.is_some() {
+            return Err("A rule can have only one of body and html".into());
         }
         if let Some(s) = self.status {
             if StatusCode::from_u16(s).is_err() || !(100..=599).contains(&s) {
@@ -214,7 +224,7 @@ struct Decision {
 #[derive(Debug, Clone, PartialEq)]
 enum Action {
     Drop,
-    Status { status: StatusCode, message: Option<String>, body: Option<Value> },
+    Status { status: StatusCode, message: Option<String>, body: Option<Value>, html: Option<String> },
     CommitThenDrop,
 }
 
@@ -370,6 +380,7 @@ impl Faults {
                     status,
                     message: rule.message.clone(),
                     body: rule.body.clone(),
+                    html: rule.html.clone(),
                 })
             };
             if action.is_some() {
@@ -513,10 +524,15 @@ pub async fn middleware(State(state): State<AppState>, req: Request, next: Next)
 
     let (response, status) = match decision.action {
         Some(Action::Drop) => (drop_connection(conn.as_ref()), None),
-        Some(Action::Status { status, message, body }) => {
-            let response = match body {
-                Some(body) => json_response(status, &body),
-                None => WebMessage::error(status, message.unwrap_or_else(|| "Injected fault".into())).into_response(),
+        Some(Action::Status { status, message, body, html }) => {
+            let response = match (body, html) {
+                (Some(body), _) => json_response(status, &body),
+                (None, Some(page)) => {
+                    (status, [(header::CONTENT_TYPE, "text/html;charset=UTF-8")], page).into_response()
+                }
+                (None, None) => {
+                    WebMessage::error(status, message.unwrap_or_else(|| "Injected fault".into())).into_response()
+                }
             };
             (response, Some(status.as_u16()))
         }

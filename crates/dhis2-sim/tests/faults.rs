@@ -255,3 +255,23 @@ async fn request_log_filters_and_counters() {
     assert_eq!(admin(&app, "GET", "/__sim/requests", None).await.1, json!([]));
     assert_eq!(admin(&app, "GET", "/__sim/counters", None).await.1, json!({"byRoute": {}, "byPath": {}, "total": 0}));
 }
+
+#[tokio::test]
+async fn html_rules_answer_like_a_captive_portal() {
+    let (app, _dir) = faulty_app("2.40");
+    let rules =
+        json!([{"path": "/api", "status": 200, "html": "<!DOCTYPE html><html><body>Clinic WiFi</body></html>"}]);
+    let (status, _) = admin(&app, "POST", "/__sim/faults", Some(rules)).await;
+    assert_eq!(status, StatusCode::OK);
+    let resp = send(&app, req("POST", "/api/events", Some(json!({"events": []})))).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    let body = axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap();
+    assert!(String::from_utf8_lossy(&body).contains("Clinic WiFi"));
+    // html without a status, or with a body too, is refused.
+    let (status, _) = admin(&app, "POST", "/__sim/faults", Some(json!([{"html": "<html></html>"}]))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) =
+        admin(&app, "POST", "/__sim/faults", Some(json!([{"status": 200, "html": "<html></html>", "body": {}}]))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}

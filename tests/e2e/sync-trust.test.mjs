@@ -1,0 +1,129 @@
+// Sync you can trust, end to end against a real dhis2-sim process (killed and restarted, with
+// fault injection): a captive portal answering 200 with HTML leaves the outbox intact; a visit
+// value saved while a flush waits for a slow server arrives; two tabs editing one visit offline
+// (different fields) both arrive.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { Sim, DEMO } from './lib/sim.mjs';
+import { launch, openApp, call } from './lib/browser.mjs';
+import { registerAndVisit, simGet, simFaults, ANC, P, DE } from './lib/tracker-capture.mjs';
+
+const OU = DEMO.clinic.id;
+const PORTAL = '<!DOCTYPE html><html><body><h1>Clinic WiFi</h1><p>Accept the terms to continue.</p></body></html>';
+let browser;
+before(async () => { browser = await launch(); });
+after(async () => { await browser?.close(); });
+
+async function syncUntilDone(page, attempts = 40) {
+  let report;
+  for (let i = 0; i < attempts; i++) {
+    report = (await call(page, 'sync')).value;
+    if (report && report.remaining === 0 && !report.stopped) return report;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  return report;
+}
+
+async function onlineThenOffline(sim) {
+  const context = await browser.newContext();
+  const page = await openApp(context, sim.url);
+  const login = await call(page, 'login', DEMO.nurse1.username, DEMO.nurse1.password);
+  assert.equal(login.ok, true, JSON.stringify(login));
+  await page.evaluate(() => window.trackerOffline.download());
+  await sim.kill();
+  return { context, page };
+}
+
+/** Tracker Capture's per-value save, from a page (through the service worker). */
+async function putValue(page, ids, de, value) {
+  return page.evaluate(async ({ ids, de, value, ou, P, ANC }) => {
+    const r = await fetch(`/api/events/${ids.event}/${de}`, {
+      method: 'PUT',
+      headers: { 'Content-Type': 'application/json', 'X-Requested-With': 'XMLHttpRequest' },
+      body: JSON.stringify({ event: ids.event, orgUnit: ou, program: P, programStage: ANC, status: 'ACTIVE',
+        trackedEntityInstance: ids.tei, dataValues: [{ dataElement: de, value }] }),
+    });
+    return r.status;
+  }, { ids, de, value, ou: OU, P, ANC });
+}
+
+async function serverValues(sim, event) {
+  const r = await simGet(sim, `/api/events/${event}.json`);
+  assert.equal(r.status, 200, JSON.stringify(r.body));
+  return Object.fromEntries(r.body.dataValues.map((v) => [v.dataElement, v.value]));
+}
+
+test('a captive portal answering 200 with HTML leaves the outbox intact', async () => {
+  const sim = new Sim({ extraArgs: ['--faults', '--tracked-entities', '5'] });
+  await sim.start();
+  try {
+    const { context, page } = await onlineThenOffline(sim);
+    const ids = await registerAndVisit(page, { nid: '491111111', first: 'Rania', last: 'Saleh', ou: OU });
+    const before = (await call(page, 'status')).value.pending;
+    assert.ok(before > 0);
+    await sim.start();
+    await simFaults(sim, [{ path: '/api', status: 200, html: PORTAL }]);
+    const report = (await call(page, 'sync')).value;
+    assert.equal(report.stopped, 'SERVER_UNREACHABLE', JSON.stringify(report));
+    assert.equal(report.sent, 0, JSON.stringify(report));
+    assert.equal((await call(page, 'status')).value.pending, before, 'nothing left the outbox');
+    await simFaults(sim, []);
+    const done = await syncUntilDone(page);
+    assert.equal(done.remaining, 0, JSON.stringify(done));
+    const tei = await simGet(sim, `/api/trackedEntityInstances/${ids.tei}.json?fields=*`);
+    assert.equal(tei.status, 200, 'the registration arrived after the portal');
+    assert.equal((await serverValues(sim, ids.event))[DE.weight], '64.5');
+    await context.close();
+  } finally {
+    await sim.kill();
+  }
+});
+
+test('a visit value saved while a flush waits for a slow server arrives', async () => {
+  const sim = new Sim({ extraArgs: ['--faults', '--tracked-entities', '5'] });
+  await sim.start();
+  try {
+    const { context, page } = await onlineThenOffline(sim);
+    const ids = await registerAndVisit(page, { nid: '492222222', first: 'Huda', last: 'Nasser', ou: OU });
+    await sim.start();
+    await simFaults(sim, [{ path: '/api', method: 'POST', latencyMs: 1500 }]);
+    const flushing = call(page, 'sync');
+    await new Promise((r) => setTimeout(r, 400));
+    // The flush is waiting for the server: the nurse corrects the weight meanwhile.
+    assert.equal(await putValue(page, ids, DE.weight, '66.1'), 200);
+    await flushing;
+    await simFaults(sim, []);
+    const done = await syncUntilDone(page);
+    assert.equal(done.remaining, 0, JSON.stringify(done));
+    const values = await serverValues(sim, ids.event);
+    assert.equal(values[DE.weight], '66.1', JSON.stringify(values));
+    assert.equal(values[DE.bp], '118', JSON.stringify(values));
+    await context.close();
+  } finally {
+    await sim.kill();
+  }
+});
+
+test('two tabs editing one visit offline (different fields) both arrive', async () => {
+  const sim = new Sim({ extraArgs: ['--tracked-entities', '5'] });
+  await sim.start();
+  try {
+    const { context, page } = await onlineThenOffline(sim);
+    const ids = await registerAndVisit(page, { nid: '493333333', first: 'Salma', last: 'Odeh', ou: OU });
+    const second = await context.newPage();
+    await second.goto(`${sim.url}/index.html`);
+    await second.waitForFunction(() => window.trackerOffline !== undefined, null, { timeout: 20000, polling: 100 });
+    // Both tabs save at once, each its own field of the same visit.
+    const statuses = await Promise.all([putValue(page, ids, DE.weight, '67.0'), putValue(second, ids, DE.bp, '121')]);
+    assert.deepEqual(statuses, [200, 200]);
+    await sim.start();
+    const done = await syncUntilDone(page);
+    assert.equal(done.remaining, 0, JSON.stringify(done));
+    const values = await serverValues(sim, ids.event);
+    assert.equal(values[DE.weight], '67.0', JSON.stringify(values));
+    assert.equal(values[DE.bp], '121', JSON.stringify(values));
+    await context.close();
+  } finally {
+    await sim.kill();
+  }
+});
