@@ -284,3 +284,76 @@ async fn a_delete_after_a_create_whose_answer_was_lost_reaches_the_server() {
     let (status, body) = get(&server, &format!("/api/trackedEntityInstances/{tei}.json")).await;
     assert_eq!(status, 404, "the delete reached the server: {body}");
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_note_written_offline_is_added_once_even_when_an_answer_is_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = sim("2.40.3", dir.path(), 3);
+    let engine = logged_in_with_copy(&server).await;
+    server.set_down(true);
+    let (_, _, event) = register_with_visit(&engine, "499999991", "2026-11-23").await;
+    capture(&engine, "POST", &format!("events/{event}/note"), json!({"value": "ankles swollen since Tuesday"})).await;
+    server.set_down(false);
+    // The visit with its note reaches the server; the answer is lost.
+    server.drop_write_answers_on(Some("/api/events"));
+    let report = engine.flush(FlushScope::All, NOW, &mut |_| {}).await.unwrap();
+    assert_eq!(report.stopped.as_deref(), Some("SERVER_UNREACHABLE"), "{report:?}");
+    server.drop_write_answers_on(None);
+    let report = engine.flush(FlushScope::All, NOW, &mut |_| {}).await.unwrap();
+    assert_eq!((report.failed, report.remaining), (0, 0), "{report:?} {:?}", engine.failures().await.unwrap());
+    let (status, back) = get(&server, &format!("/api/events/{event}.json")).await;
+    assert_eq!(status, 200, "{back}");
+    let notes: Vec<&Value> =
+        back["notes"].as_array().unwrap().iter().filter(|n| n["value"] == "ankles swollen since Tuesday").collect();
+    assert_eq!(notes.len(), 1, "the note once, not once per attempt: {back}");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_download_in_the_page_keeps_what_the_worker_queued_meanwhile() {
+    use tracker_offline_core::{
+        download::DownloadOptions,
+        engine::{Engine, EngineConfig},
+        kdf::RustPbkdf2,
+        random::OsRandom,
+        vault::VaultPolicy,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let server = sim("2.40.3", dir.path(), 3);
+    // The service worker's engine and the page's, over one store.
+    let worker = logged_in_with_copy(&server).await;
+    let policy = VaultPolicy { iterations: 1_000, ..VaultPolicy::default() };
+    let page = Engine::new(
+        EngineConfig::new(BASE, policy).unwrap(),
+        worker.vault().store().clone(),
+        RustPbkdf2,
+        OsRandom,
+        &server,
+    );
+    page.login("nurse1", "Nurse1!clinic", NOW).await.unwrap();
+    page.status().await.unwrap(); // the page loads its index of the clinic now
+                                  // Through the worker: a woman registered offline, sent, then a visit value queued offline.
+    server.set_down(true);
+    let (_, _, event) = register_with_visit(&worker, "499999992", "2026-11-24").await;
+    server.set_down(false);
+    let report = worker.flush(FlushScope::All, NOW, &mut |_| {}).await.unwrap();
+    assert_eq!(report.remaining, 0, "{report:?}");
+    server.set_down(true);
+    capture(
+        &worker,
+        "PUT",
+        &format!("events/{event}/DeWeightKg1"),
+        json!({"dataValues": [{"dataElement": "DeWeightKg1", "value": "71"}]}),
+    )
+    .await;
+    server.set_down(false);
+    // The page, whose index predates her, refreshes the clinic copy.
+    page.download(DownloadOptions::default(), NOW, &mut |_| {}).await.unwrap();
+    worker.invalidate_clinic();
+    let local = worker.answer_offline(&format!("{BASE}/events/{event}.json")).await.unwrap().unwrap();
+    let local: Value = serde_json::from_slice(&local.body).unwrap();
+    assert_eq!(local["dataValues"][0]["value"], "71", "the queued value is still in the local copy: {local}");
+    let report = worker.flush(FlushScope::All, NOW, &mut |_| {}).await.unwrap();
+    assert_eq!((report.failed, report.remaining), (0, 0), "{report:?}");
+    let (_, back) = get(&server, &format!("/api/events/{event}.json")).await;
+    assert_eq!(back["dataValues"][0]["value"], "71", "{back}");
+}

@@ -35,6 +35,8 @@ pub struct InProcess {
     /// Plays an answer lost after the server committed: requests reach the sim, their answers
     /// are dropped.
     pub drop_answers: Cell<bool>,
+    /// The same, only for writes (POST/PUT) whose path starts with this.
+    pub drop_write_answers_on: RefCell<Option<String>>,
 }
 
 impl InProcess {
@@ -46,6 +48,11 @@ impl InProcess {
     /// Answers lost after the server did the work (see [`InProcess::drop_answers`]).
     pub fn drop_answers(&self, drop: bool) {
         self.drop_answers.set(drop);
+    }
+
+    /// Answers to writes under `path` lost after the server did the work.
+    pub fn drop_write_answers_on(&self, path: Option<&str>) {
+        *self.drop_write_answers_on.borrow_mut() = path.map(str::to_string);
     }
 
     /// The server is upgraded (or restarted) on the same data: another sim over `dir`.
@@ -60,6 +67,8 @@ impl HttpClient for &InProcess {
             return Err(CoreError::ServerUnreachable("Failed to fetch".into()));
         }
         let path = request.url.strip_prefix("http://sim.test").unwrap_or(&request.url).to_string();
+        let drop_this = matches!(request.method.as_str(), "POST" | "PUT")
+            && self.drop_write_answers_on.borrow().as_deref().is_some_and(|p| path.starts_with(p));
         let mut builder = Request::builder().method(request.method.as_str()).uri(path).header("Host", "sim.test");
         for (k, v) in &request.headers {
             builder = builder.header(k.as_str(), v.as_str());
@@ -73,7 +82,7 @@ impl HttpClient for &InProcess {
         let router = self.router.borrow().clone();
         let response = router.oneshot(req).await.map_err(|e| CoreError::ServerUnreachable(e.to_string()))?;
         let status = response.status().as_u16();
-        if self.drop_answers.get() {
+        if self.drop_answers.get() || drop_this {
             return Err(CoreError::ServerUnreachable("connection reset after the server answered".into()));
         }
         if let Some(c) = response.headers().get("set-cookie").and_then(|v| v.to_str().ok()) {
@@ -109,6 +118,7 @@ pub fn sim(version: &str, dir: &std::path::Path, tracked_entities: usize) -> InP
         cookie: RefCell::new(None),
         down: Cell::new(false),
         drop_answers: Cell::new(false),
+        drop_write_answers_on: RefCell::new(None),
     }
 }
 
