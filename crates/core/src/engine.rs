@@ -163,6 +163,8 @@ pub struct Engine<S, K, R, H> {
     /// discard) holds it from its reads to its commit, so no change is written over another.
     /// Never held across a request to the server.
     pub(crate) writer: futures::lock::Mutex<()>,
+    /// When a flush last asked the server's version (ms since epoch).
+    pub(crate) version_checked_ms: std::sync::Mutex<Option<i64>>,
 }
 
 impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R, H> {
@@ -180,6 +182,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
             connectivity: Default::default(),
             clinic: Default::default(),
             writer: futures::lock::Mutex::new(()),
+            version_checked_ms: Default::default(),
         }
     }
 

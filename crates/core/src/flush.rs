@@ -50,6 +50,10 @@ pub fn retry_delay_ms(failures: u32, jitter: f64) -> u64 {
     base - (base as f64 * 0.5 * jitter) as u64
 }
 
+/// How often a flush with legacy work waiting asks the server its version (an upgrade to 2.42
+/// removes the legacy endpoints).
+pub const VERSION_CHECK_MS: i64 = 10 * 60 * 1000;
+
 /// How many times the report of an async import job is asked for before the flush gives up
 /// (the records stay queued).
 pub const JOB_REPORT_TRIES: usize = 5;
@@ -321,7 +325,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
         }
 
         let api = self.config.api_base.clone();
-        let tracker_only = self.server_has_only_tracker_api(&pending).await;
+        let tracker_only = self.server_has_only_tracker_api(&pending, now_ms).await;
         'segments: for segment in segments {
             if let EntryPayload::Raw { method, url, content_type, body } = &segment[0].payload {
                 let entry = segment[0];
@@ -521,6 +525,14 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
                 if request.is_delete() {
                     verdict = already_gone_is_done(verdict);
                 }
+                // A legacy endpoint answering 404 for the whole request: the server was upgraded
+                // (2.42 has none). Nothing is refused; the next flush asks its version again.
+                if request.family == Family::Legacy && response.as_ref().is_some_and(|r| r.status == 404) {
+                    if let Ok(mut checked) = self.version_checked_ms.lock() {
+                        *checked = None;
+                    }
+                    verdict = Verdict::Retry("the legacy endpoint is gone (a server upgrade?)".into());
+                }
                 if let Verdict::Job { location } = &verdict {
                     verdict = self.job_report(location, &request.uids, &mut report).await;
                 }
@@ -572,7 +584,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
 
     /// Whether the server now offers only `/api/tracker` (2.42+), asked when legacy tracker
     /// writes wait (one `system/info` read; no answer means "as before").
-    async fn server_has_only_tracker_api(&self, pending: &[&OutboxEntry]) -> bool {
+    async fn server_has_only_tracker_api(&self, pending: &[&OutboxEntry], now_ms: i64) -> bool {
         let known = self.clinic.lock().map(|c| c.metadata.minor_version()).unwrap_or(0);
         if known >= 42 {
             return true;
@@ -581,6 +593,13 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
             pending.iter().any(|e| e.family == Family::Legacy && matches!(e.payload, EntryPayload::Touches { .. }));
         if !legacy_waiting {
             return false;
+        }
+        // Asked at most once per VERSION_CHECK_MS in this context (flushes are frequent).
+        if let Ok(mut checked) = self.version_checked_ms.lock() {
+            if checked.is_some_and(|t| now_ms.saturating_sub(t) < VERSION_CHECK_MS) {
+                return false;
+            }
+            *checked = Some(now_ms);
         }
         let Ok(info) = self.get_json(&format!("{}/system/info", self.config.api_base)).await else { return false };
         let version = info.get("version").and_then(Value::as_str).unwrap_or_default();
