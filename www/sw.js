@@ -315,6 +315,7 @@ async function handle(message) {
       // already dropped it, and a page's download sends 'invalidate'.
       await engine.unlockWithDataKey(message.username, message.key, message.password);
       if (message.flushScope) flushScopes.set(message.apiBase, message.flushScope);
+      if (message.conflictPolicy) engine.setConflictPolicy(message.conflictPolicy);
       const waiters = keyWaiters;
       keyWaiters = [];
       waiters.forEach((resolve) => resolve(true));

@@ -116,6 +116,12 @@ export interface TrackerOfflineOptions {
   /** Whose saved work is sent (default `'all'`); anything else rejects with `BAD_INPUT`. */
   flushScope?: FlushScope;
   /**
+   * A field changed on this device and, meanwhile, on the server: `'device-wins'` (default)
+   * sends this device's value and keeps the server's in {@link TrackerOffline.conflicts};
+   * `'hold'` does not send that field (the rest flows) until {@link TrackerOffline.resolveConflict}.
+   */
+  conflictPolicy?: 'device-wins' | 'hold';
+  /**
    * Keep the data key in the server's dataStore after each online login, shared read-only with
    * these users and groups, so a first login on this device works with nobody logged in.
    * Failures do not fail the login: they are dispatched as `escrow-error` events
@@ -340,6 +346,8 @@ export interface SyncConflict {
   foundAtMs: number;
   /** The server's last update time of the record, as it said. */
   serverUpdated: string | null;
+  /** True when the device's value was not sent (`conflictPolicy: 'hold'`): it waits for a person. */
+  held: boolean;
 }
 
 /** A tracker record an outbox entry sends in its current local state. */
@@ -573,7 +581,15 @@ export type WorkerBroadcast =
  * port as a {@link WorkerAnswer}.
  */
 export type WorkerRequest =
-  | { type: 'unlock'; apiBase: string; username: string; key: Uint8Array; password?: string; flushScope?: FlushScope }
+  | {
+      type: 'unlock';
+      apiBase: string;
+      username: string;
+      key: Uint8Array;
+      password?: string;
+      flushScope?: FlushScope;
+      conflictPolicy?: 'device-wins' | 'hold';
+    }
   | { type: 'lock' }
   | { type: 'invalidate'; apiBase: string }
   | { type: 'cache-shell'; urls: string[] }

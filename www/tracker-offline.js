@@ -57,6 +57,7 @@ export class TrackerOffline extends EventTarget {
   #apiBase;
   #registration;
   #flushScope;
+  #conflictPolicy = 'device-wins';
   #escrow = null;
   #idleLockMs = 0;
   #idleTimer = null;
@@ -96,6 +97,9 @@ export class TrackerOffline extends EventTarget {
    * to keep the data key in the server's dataStore after each online login, shared read-only
    * with them (refused with ESCROW_UNSAFE where the server does not enforce read sharing).
    * `idleLockMinutes` (default 15, 0 = never): log out after that long without input.
+   * `conflictPolicy`: 'device-wins' (default: a field changed here and on the server is sent
+   * with this device's value, the server's kept in `conflicts()`) or 'hold' (that field waits
+   * for `resolveConflict`, every other field flows).
    */
   static async start(options = {}) {
     const apiBase = new URL(options.apiBase ?? '/api', location.href).href.replace(/\/+$/, '');
@@ -129,7 +133,11 @@ export class TrackerOffline extends EventTarget {
     await navigator.storage?.persist?.().catch(() => false);
     const flushScope = options.flushScope ?? 'all';
     if (!['all', 'author'].includes(flushScope)) throw codedError('BAD_INPUT', "flushScope must be 'all' or 'author'");
+    const conflictPolicy = options.conflictPolicy ?? 'device-wins';
+    if (!['device-wins', 'hold'].includes(conflictPolicy)) throw codedError('BAD_INPUT', "conflictPolicy must be 'device-wins' or 'hold'");
+    engine.setConflictPolicy(conflictPolicy);
     const app = new TrackerOffline(engine, apiBase, registration, flushScope);
+    app.#conflictPolicy = conflictPolicy;
     app.#escrow = options.escrow ?? null;
     app.#idleLockMs = options.idleLockMinutes === 0 ? 0 : (options.idleLockMinutes ?? 15) * 60000;
     // After a reload the worker may still hold the session: take it back rather than showing a
@@ -346,7 +354,7 @@ export class TrackerOffline extends EventTarget {
     const password = this.#engine.sessionPassword();
     await askWorker(
       this.#registration,
-      { type: 'unlock', apiBase: this.#apiBase, username: name, key, password, flushScope: this.#flushScope },
+      { type: 'unlock', apiBase: this.#apiBase, username: name, key, password, flushScope: this.#flushScope, conflictPolicy: this.#conflictPolicy },
       [key.buffer],
     );
   }

@@ -188,3 +188,40 @@ async fn incremental_downloads_follow_the_servers_clock_not_a_fast_device_clock(
         "the incremental download asked from the server's clock"
     );
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn with_the_hold_policy_a_field_changed_on_both_sides_waits_for_a_person() {
+    use tracker_offline_core::merge::ConflictPolicy;
+    let dir = tempfile::tempdir().unwrap();
+    let server = sim("2.42.0", dir.path(), 3);
+    let (event, header) = a_visit(&server).await;
+    district_sets(&server, &header, &[(WEIGHT, "60"), (SYSTOLIC, "110")]).await;
+    let engine = logged_in_with_copy(&server).await;
+    engine.set_conflict_policy(ConflictPolicy::Hold);
+    server.set_down(true);
+    nurse_sets(&engine, "2.42.0", &header, WEIGHT, "61.5").await;
+    nurse_sets(&engine, "2.42.0", &header, SYSTOLIC, "125").await;
+    server.set_down(false);
+    district_sets(&server, &header, &[(SYSTOLIC, "130")]).await;
+    let report = engine.flush(FlushScope::All, NOW, &mut |_| {}).await.unwrap();
+    assert_eq!((report.failed, report.remaining), (0, 0), "{report:?}");
+    let values = server_values(&server, &event).await;
+    assert_eq!(values[WEIGHT], "61.5", "the other field flows: {values}");
+    assert_eq!(values[SYSTOLIC], "130", "the field changed on both sides is not sent: {values}");
+    let conflicts = engine.conflicts().await.unwrap();
+    assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+    assert!(conflicts[0].held);
+    assert_eq!(local_value(&engine, &event, SYSTOLIC).await, Some(json!("125")), "the nurse still sees her value");
+    // Flushing again sends nothing new and finds the same conflict once.
+    engine.flush(FlushScope::All, NOW + 1, &mut |_| {}).await.unwrap();
+    assert_eq!(engine.conflicts().await.unwrap().len(), 1);
+    assert_eq!(server_values(&server, &event).await[SYSTOLIC], "130");
+    // A person decides for the device: it is sent, once, and nothing is left.
+    engine.resolve_conflict(&conflicts[0].id, Keep::Device, NOW + 2).await.unwrap();
+    let report = engine.flush(FlushScope::All, NOW + 3, &mut |_| {}).await.unwrap();
+    assert_eq!((report.failed, report.remaining), (0, 0), "{report:?} {:?}", engine.failures().await.unwrap());
+    assert_eq!(server_values(&server, &event).await[SYSTOLIC], "125");
+    assert!(engine.conflicts().await.unwrap().is_empty());
+    let status = engine.status().await.unwrap();
+    assert_eq!(status.pending, 0);
+}

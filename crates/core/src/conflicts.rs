@@ -88,7 +88,9 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
         let conflict = log.remove(position);
         let mut batch = self.seal_conflict_log(WriteBatch::new(), &log)?;
         let mut bundles = Vec::new();
-        if keep == Keep::Server {
+        if conflict.held {
+            bundles.push(self.resolve_held(&conflict, keep, &author, now_ms, &mut batch).await?);
+        } else if keep == Keep::Server {
             let bytes =
                 self.vault.get_record(StoreName::Records, &bundle_id(&conflict.tei)).await?.ok_or_else(|| {
                     CoreError::BadInput(format!("record {} is not in the local copy", conflict.record))
@@ -110,24 +112,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
             if bundle.state(&conflict.record) != SyncState::ToPost {
                 bundle.sync.insert(conflict.record.clone(), SyncState::ToUpdate);
             }
-            let minor = self.clinic.lock().map(|c| c.metadata.minor_version()).unwrap_or(0);
-            let entry = OutboxEntry {
-                seq: self.next_seq(now_ms).await?,
-                author,
-                created_at_ms: now_ms,
-                summary: format!("keep the server's {} of {}", conflict.field, conflict.record),
-                family: if minor >= 42 { Family::Tracker } else { Family::Legacy },
-                payload: EntryPayload::Touches {
-                    touches: vec![Touch {
-                        kind: conflict.kind.clone(),
-                        uid: conflict.record.clone(),
-                        tei: conflict.tei.clone(),
-                        deleted: false,
-                    }],
-                },
-                state: EntryState::Pending,
-                attempts: 0,
-            };
+            let entry = self.resolution_entry(&conflict, &author, now_ms).await?;
             let bytes = serde_json::to_vec(&entry).map_err(|e| CoreError::BadInput(e.to_string()))?;
             batch = self.vault.seal_into(batch, StoreName::Outbox, &entry.id(), &bytes)?;
             bundles.push(bundle);
@@ -135,5 +120,81 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
         self.commit_bundles(batch, &bundles.iter().collect::<Vec<_>>(), &[]).await?;
         self.outbox_changed();
         Ok(conflict)
+    }
+
+    /// A held field (policy `hold`, never sent): the device's value is queued with the server's
+    /// value as its base, or the server's value replaces it locally.
+    async fn resolve_held(
+        &self,
+        conflict: &Conflict,
+        keep: Keep,
+        author: &str,
+        now_ms: i64,
+        batch: &mut WriteBatch,
+    ) -> Result<crate::records::TeiBundle> {
+        let bytes = self
+            .vault
+            .get_record(StoreName::Records, &bundle_id(&conflict.tei))
+            .await?
+            .ok_or_else(|| CoreError::BadInput(format!("record {} is not in the local copy", conflict.record)))?;
+        let mut bundle = parse_bundle(&bytes)?;
+        match keep {
+            Keep::Device => {
+                let changes = bundle.changes.entry(conflict.record.clone()).or_default();
+                changes.insert(
+                    conflict.field.clone(),
+                    FieldChange { base: conflict.server.clone(), value: conflict.device.clone() },
+                );
+                bundle.sync.insert(conflict.record.clone(), SyncState::ToUpdate);
+                let entry = self.resolution_entry(conflict, author, now_ms).await?;
+                let bytes = serde_json::to_vec(&entry).map_err(|e| CoreError::BadInput(e.to_string()))?;
+                *batch = self.vault.seal_into(std::mem::take(batch), StoreName::Outbox, &entry.id(), &bytes)?;
+            }
+            Keep::Server => {
+                let record = bundle.record_mut(&conflict.kind, &conflict.record).ok_or_else(|| {
+                    CoreError::BadInput(format!("record {} is not in the local copy", conflict.record))
+                })?;
+                let mut field = BTreeMap::new();
+                field.insert(conflict.field.clone(), conflict.server.clone());
+                apply_fields(record, &field);
+                let left = bundle.changes.get_mut(&conflict.record).map(|c| {
+                    c.remove(&conflict.field);
+                    c.len()
+                });
+                if left.unwrap_or(0) == 0 {
+                    bundle.changes.remove(&conflict.record);
+                    let queued = self
+                        .outbox_entries()
+                        .await?
+                        .iter()
+                        .any(|e| crate::outbox::entry_records(e).contains(&conflict.record));
+                    if !queued {
+                        bundle.sync.remove(&conflict.record);
+                    }
+                }
+            }
+        }
+        Ok(bundle)
+    }
+
+    async fn resolution_entry(&self, conflict: &Conflict, author: &str, now_ms: i64) -> Result<OutboxEntry> {
+        let minor = self.clinic.lock().map(|c| c.metadata.minor_version()).unwrap_or(0);
+        Ok(OutboxEntry {
+            seq: self.next_seq(now_ms).await?,
+            author: author.to_string(),
+            created_at_ms: now_ms,
+            summary: format!("resolve {} of {}", conflict.field, conflict.record),
+            family: if minor >= 42 { Family::Tracker } else { Family::Legacy },
+            payload: EntryPayload::Touches {
+                touches: vec![Touch {
+                    kind: conflict.kind.clone(),
+                    uid: conflict.record.clone(),
+                    tei: conflict.tei.clone(),
+                    deleted: false,
+                }],
+            },
+            state: EntryState::Pending,
+            attempts: 0,
+        })
     }
 }

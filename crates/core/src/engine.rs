@@ -165,6 +165,8 @@ pub struct Engine<S, K, R, H> {
     pub(crate) writer: futures::lock::Mutex<()>,
     /// When a flush last asked the server's version (ms since epoch).
     pub(crate) version_checked_ms: std::sync::Mutex<Option<i64>>,
+    /// What flushes do with a field changed on both sides.
+    pub(crate) conflict_policy: std::sync::Mutex<crate::merge::ConflictPolicy>,
 }
 
 impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R, H> {
@@ -183,6 +185,15 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
             clinic: Default::default(),
             writer: futures::lock::Mutex::new(()),
             version_checked_ms: Default::default(),
+            conflict_policy: Default::default(),
+        }
+    }
+
+    /// Sets what flushes do with a field changed on both sides (default: the device's value is
+    /// sent and the server's kept in the conflict log).
+    pub fn set_conflict_policy(&self, policy: crate::merge::ConflictPolicy) {
+        if let Ok(mut p) = self.conflict_policy.lock() {
+            *p = policy;
         }
     }
 

@@ -22,7 +22,7 @@ use crate::{
     family::{convert, Kind},
     http::{HttpClient, HttpRequest},
     kdf::PasswordKdf,
-    merge::{delta_record, merge_record, server_updated, Conflict, WHOLE_RECORD},
+    merge::{delta_record, merge_record, server_updated, Conflict, ConflictPolicy, WHOLE_RECORD},
     outbox::{EntryPayload, EntryState, OutboxEntry},
     random::RandomSource,
     records::{text, Object, SyncState, TeiBundle},
@@ -757,9 +757,14 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
                         bundle.sync.insert(uid.clone(), *state);
                     }
                     None => {
-                        bundle.sync.remove(uid);
-                        bundle.changes.remove(uid);
                         bundle.settled_at.insert(uid.clone(), now_ms);
+                        // Fields held for a person (policy `hold`) stay changed and unsent.
+                        if merges.contains_key(uid) && bundle.changes.get(uid).is_some_and(|c| !c.is_empty()) {
+                            bundle.sync.insert(uid.clone(), SyncState::ToUpdate);
+                        } else {
+                            bundle.sync.remove(uid);
+                            bundle.changes.remove(uid);
+                        }
                     }
                 }
             }
@@ -869,6 +874,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
         if updates.is_empty() {
             return Ok(out);
         }
+        let policy = self.conflict_policy.lock().map(|p| *p).unwrap_or_default();
         let teis: Vec<String> = updates.iter().map(|t| t.tei.clone()).collect::<BTreeSet<_>>().into_iter().collect();
         let mut server: BTreeMap<String, TeiBundle> = BTreeMap::new();
         for chunk in teis.chunks(TEIS_PER_REQUEST) {
@@ -881,7 +887,13 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
             let Some(bundle) = bundles.get(&t.tei) else { continue };
             let changes = bundle.changes.get(&t.uid).cloned().unwrap_or_default();
             let server_record = server.get(&t.tei).and_then(|b| b.record(&t.kind, &t.uid)).cloned();
-            let merged = merge_record(&changes, server_record.as_ref());
+            let mut merged = merge_record(&changes, server_record.as_ref());
+            let hold = policy == ConflictPolicy::Hold;
+            if hold {
+                for (field, ..) in &merged.conflicts {
+                    merged.send.remove(field);
+                }
+            }
             let (author, changed_at_ms) = captured.get(&t.uid).cloned().unwrap_or_default();
             let conflicts = merged
                 .conflicts
@@ -899,6 +911,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
                     changed_at_ms,
                     found_at_ms: now,
                     server_updated: server_updated(server_record.as_ref()),
+                    held: hold,
                 })
                 .collect();
             let mut settled = merged.send.clone();

@@ -156,6 +156,18 @@ pub fn apply_fields(record: &mut Object, fields: &BTreeMap<String, Value>) {
     }
 }
 
+/// What a flush does with a field changed on both sides to different values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ConflictPolicy {
+    /// The device's value is sent; the server's overwritten value is kept in the conflict log.
+    #[default]
+    DeviceWins,
+    /// The field is not sent: it waits for a person (`resolve_conflict`), while every other
+    /// field of the record flows. The local copy keeps showing the device's value meanwhile.
+    Hold,
+}
+
 /// A field changed on both sides to different values.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -184,6 +196,9 @@ pub struct Conflict {
     pub found_at_ms: i64,
     /// The server's last update time of the record, as it said.
     pub server_updated: Option<String>,
+    /// True when the device's value was NOT sent (policy `hold`): it waits for a person.
+    #[serde(default)]
+    pub held: bool,
 }
 
 impl Conflict {

@@ -115,6 +115,7 @@ fn sync_formats_are_stable() {
         changed_at_ms: 1_780_000_000_000,
         found_at_ms: 1_780_000_100_000,
         server_updated: Some("2026-05-28T20:30:00.000".into()),
+        held: false,
     };
     insta::assert_snapshot!("conflict", serde_json::to_string_pretty(&conflict).unwrap());
 

@@ -334,6 +334,24 @@ impl Engine {
         future_to_promise(async move { Ok(JsValue::from_bool(inner.outbox_has_work().await.map_err(reject)?)) })
     }
 
+    /// What flushes do with a field changed here and on the server: "device-wins" (default:
+    /// the device's value is sent, the server's kept in `conflicts()`) or "hold" (the field
+    /// waits for `resolveConflict`, the rest flows).
+    #[wasm_bindgen(js_name = setConflictPolicy)]
+    pub fn set_conflict_policy(&self, policy: String) -> Result<(), JsValue> {
+        let policy = match policy.as_str() {
+            "device-wins" => tracker_offline_core::merge::ConflictPolicy::DeviceWins,
+            "hold" => tracker_offline_core::merge::ConflictPolicy::Hold,
+            other => {
+                return Err(reject(CoreError::BadInput(format!(
+                    "conflictPolicy must be 'device-wins' or 'hold', not {other:?}"
+                ))))
+            }
+        };
+        self.inner.set_conflict_policy(policy);
+        Ok(())
+    }
+
     /// Sends pending entries (`scope`: "all" or "author"). Resolves with `{ sent, failed,
     /// remaining, requests, stopped, waitingFor }`; `on_progress` gets the same after each step.
     pub fn flush(&self, scope: Option<String>, on_progress: Option<js_sys::Function>) -> Promise {
