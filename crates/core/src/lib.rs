@@ -8,6 +8,9 @@
 //! - [`crypto`]: keys, the versioned AES-256-GCM envelope, keyed hashes.
 //! - [`vault`]: data key per server, user register, offline login, sealed records.
 //! - [`engine`]: online-then-offline login and status, as the JS API exposes them.
+//! - [`outbox`], [`flush`]: queued writes and how they reach the server; [`answer`]: which
+//!   server answers count as evidence; [`merge`]: field-level change tracking and the three-way
+//!   merge; [`conflicts`]: the conflict log and its resolution.
 
 pub mod answer;
 pub mod clinic;
