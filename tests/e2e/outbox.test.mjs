@@ -7,7 +7,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { Sim, DEMO } from './lib/sim.mjs';
-import { launch, openApp, call, dumpOriginStorage, ARTIFACTS } from './lib/browser.mjs';
+import { launch, openApp, call, dumpOriginStorage, ARTIFACTS, syncUntilDone, onlineThenOffline as goOffline } from './lib/browser.mjs';
 import { registerAndVisit, simGet, simFaults, simRequests, A, DE } from './lib/tracker-capture.mjs';
 
 const OU = DEMO.clinic.id;
@@ -15,31 +15,11 @@ let browser;
 before(async () => { browser = await launch(); });
 after(async () => { await browser?.close(); });
 
-async function syncUntilDone(page, attempts = 40) {
-  let report;
-  for (let i = 0; i < attempts; i++) {
-    report = (await call(page, 'sync')).value;
-    if (report && report.remaining === 0 && !report.stopped) return report;
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  return report;
-}
-
-async function onlineThenOffline(sim) {
-  const context = await browser.newContext();
-  const page = await openApp(context, sim.url);
-  const login = await call(page, 'login', DEMO.nurse1.username, DEMO.nurse1.password);
-  assert.equal(login.ok, true, JSON.stringify(login));
-  await page.evaluate(() => window.trackerOffline.download());
-  await sim.kill();
-  return { context, page };
-}
-
 test('registration and an ANC visit offline reach the server once, under their author', async () => {
   const sim = new Sim({ extraArgs: ['--faults', '--tracked-entities', '10'] });
   await sim.start();
   try {
-    const { context, page } = await onlineThenOffline(sim);
+    const { context, page } = await goOffline(browser, sim);
     const ids = await registerAndVisit(page, { nid: '498765432', first: 'Yasmin', last: 'Odeh', ou: OU });
     let status = (await call(page, 'status')).value;
     assert.equal(status.pending, 7, JSON.stringify(status));
@@ -88,7 +68,7 @@ test('5xx, lost answers after commit and latency lose and duplicate nothing', as
   const sim = new Sim({ extraArgs: ['--faults', '--tracked-entities', '5'] });
   await sim.start();
   try {
-    const { context, page } = await onlineThenOffline(sim);
+    const { context, page } = await goOffline(browser, sim);
     const women = [];
     for (let i = 0; i < 6; i++) {
       women.push(await registerAndVisit(page, { nid: `49100000${i}`, first: `Woman${i}`, last: 'Test', ou: OU }));
@@ -129,7 +109,7 @@ test('a refused registration is kept with the server reasons; unrelated work is 
   try {
     const existing = await simGet(sim, `/api/trackedEntityInstances/query.json?ou=${OU}&program=PrMchProg01&pageSize=1`);
     const takenNid = existing.body.rows[0][existing.body.headers.findIndex((h) => h.name === A.nid)];
-    const { context, page } = await onlineThenOffline(sim);
+    const { context, page } = await goOffline(browser, sim);
     const bad = await registerAndVisit(page, { nid: takenNid, first: 'Dup', last: 'Licate', ou: OU });
     const good = await registerAndVisit(page, { nid: '492222222', first: 'Salma', last: 'Awad', ou: OU });
     await sim.start();
@@ -163,7 +143,7 @@ test('two tabs and the service worker flushing at once send each record once', a
   const sim = new Sim({ extraArgs: ['--faults', '--tracked-entities', '5'] });
   await sim.start();
   try {
-    const { context, page } = await onlineThenOffline(sim);
+    const { context, page } = await goOffline(browser, sim);
     const women = [];
     for (let i = 0; i < 4; i++) women.push(await registerAndVisit(page, { nid: `49300000${i}`, first: `Tab${i}`, last: 'Race', ou: OU }));
     const second = await openApp(context, sim.url.replace('127.0.0.1', '127.0.0.1'));

@@ -5,7 +5,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { Sim, DEMO } from './lib/sim.mjs';
-import { launch, openApp, call } from './lib/browser.mjs';
+import { launch, openApp, call, syncUntilDone, onlineThenOffline as goOffline } from './lib/browser.mjs';
 import { registerAndVisit, simGet, simFaults, ANC, P, DE } from './lib/tracker-capture.mjs';
 
 const OU = DEMO.clinic.id;
@@ -13,26 +13,6 @@ const PORTAL = '<!DOCTYPE html><html><body><h1>Clinic WiFi</h1><p>Accept the ter
 let browser;
 before(async () => { browser = await launch(); });
 after(async () => { await browser?.close(); });
-
-async function syncUntilDone(page, attempts = 40) {
-  let report;
-  for (let i = 0; i < attempts; i++) {
-    report = (await call(page, 'sync')).value;
-    if (report && report.remaining === 0 && !report.stopped) return report;
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  return report;
-}
-
-async function onlineThenOffline(sim) {
-  const context = await browser.newContext();
-  const page = await openApp(context, sim.url);
-  const login = await call(page, 'login', DEMO.nurse1.username, DEMO.nurse1.password);
-  assert.equal(login.ok, true, JSON.stringify(login));
-  await page.evaluate(() => window.trackerOffline.download());
-  await sim.kill();
-  return { context, page };
-}
 
 /** Tracker Capture's per-value save, from a page (through the service worker). */
 async function putValue(page, ids, de, value) {
@@ -57,7 +37,7 @@ test('a captive portal answering 200 with HTML leaves the outbox intact', async 
   const sim = new Sim({ extraArgs: ['--faults', '--tracked-entities', '5'] });
   await sim.start();
   try {
-    const { context, page } = await onlineThenOffline(sim);
+    const { context, page } = await goOffline(browser, sim);
     const ids = await registerAndVisit(page, { nid: '491111111', first: 'Rania', last: 'Saleh', ou: OU });
     const before = (await call(page, 'status')).value.pending;
     assert.ok(before > 0);
@@ -83,7 +63,7 @@ test('a visit value saved while a flush waits for a slow server arrives', async 
   const sim = new Sim({ extraArgs: ['--faults', '--tracked-entities', '5'] });
   await sim.start();
   try {
-    const { context, page } = await onlineThenOffline(sim);
+    const { context, page } = await goOffline(browser, sim);
     const ids = await registerAndVisit(page, { nid: '492222222', first: 'Huda', last: 'Nasser', ou: OU });
     await sim.start();
     await simFaults(sim, [{ path: '/api', method: 'POST', latencyMs: 1500 }]);
@@ -108,7 +88,7 @@ test('two tabs editing one visit offline (different fields) both arrive', async 
   const sim = new Sim({ extraArgs: ['--tracked-entities', '5'] });
   await sim.start();
   try {
-    const { context, page } = await onlineThenOffline(sim);
+    const { context, page } = await goOffline(browser, sim);
     const ids = await registerAndVisit(page, { nid: '493333333', first: 'Salma', last: 'Odeh', ou: OU });
     const second = await context.newPage();
     await second.goto(`${sim.url}/index.html`);

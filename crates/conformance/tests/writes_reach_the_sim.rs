@@ -239,6 +239,14 @@ async fn tracker_capture_writes_queued_before_an_upgrade_to_2_42_reach_the_upgra
     assert_eq!(ev["dataValues"][0]["value"], "66");
 }
 
+/// Tracker Capture's "delete" of a woman, captured (the server is down).
+async fn delete_woman(engine: &TestEngine<'_>, tei: &str) {
+    let prepared = engine
+        .prepare_write("DELETE", &format!("{BASE}/trackedEntityInstances/{tei}"), "application/json", b"")
+        .unwrap();
+    engine.capture_write(&prepared, NOW).await.unwrap();
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn a_woman_registered_and_deleted_offline_never_reaches_the_server() {
     let dir = tempfile::tempdir().unwrap();
@@ -246,10 +254,7 @@ async fn a_woman_registered_and_deleted_offline_never_reaches_the_server() {
     let engine = logged_in_with_copy(&server).await;
     server.set_down(true);
     let (tei, _, _) = register_with_visit(&engine, "498888888", "2026-11-22").await;
-    let prepared = engine
-        .prepare_write("DELETE", &format!("{BASE}/trackedEntityInstances/{tei}"), "application/json", b"")
-        .unwrap();
-    engine.capture_write(&prepared, NOW).await.unwrap();
+    delete_woman(&engine, &tei).await;
     server.set_down(false);
     let report = engine.flush(FlushScope::All, NOW, &mut |_| {}).await.unwrap();
     assert_eq!((report.failed, report.remaining), (0, 0), "{report:?} {:?}", engine.failures().await.unwrap());
@@ -274,10 +279,7 @@ async fn a_delete_after_a_create_whose_answer_was_lost_reaches_the_server() {
     let (status, _) = get(&server, &format!("/api/trackedEntityInstances/{tei}.json")).await;
     assert_eq!(status, 200, "the server committed the registration");
     server.set_down(true);
-    let prepared = engine
-        .prepare_write("DELETE", &format!("{BASE}/trackedEntityInstances/{tei}"), "application/json", b"")
-        .unwrap();
-    engine.capture_write(&prepared, NOW).await.unwrap();
+    delete_woman(&engine, &tei).await;
     server.set_down(false);
     let report = engine.flush(FlushScope::All, NOW, &mut |_| {}).await.unwrap();
     assert_eq!((report.failed, report.remaining), (0, 0), "{report:?} {:?}", engine.failures().await.unwrap());

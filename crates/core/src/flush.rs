@@ -427,31 +427,15 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
                 }
                 enrollment.is_some_and(|e| failed.contains(e))
             };
-            // Records with a queued delete (sent in the same flush, deletes last).
-            let deletes_queued: BTreeSet<&str> = pending
-                .iter()
-                .filter_map(|e| match &e.payload {
-                    EntryPayload::Touches { touches } => Some(touches),
-                    EntryPayload::Raw { .. } => None,
-                })
-                .flatten()
-                .filter(|t| t.deleted)
-                .map(|t| t.uid.as_str())
-                .collect();
             let sendable: Vec<Touch> =
                 touches.iter().filter(|t| !blocked(t, &failed_records, &failed_teis)).cloned().collect();
-            // A record with a queued delete (its own, or its tracked entity's) has nothing else
-            // to send: a woman registered and deleted offline is never created on the server.
-            let deleted_teis: BTreeSet<&str> = pending
-                .iter()
-                .filter_map(|e| match &e.payload {
-                    EntryPayload::Touches { touches } => Some(touches),
-                    EntryPayload::Raw { .. } => None,
-                })
-                .flatten()
-                .filter(|t| t.deleted && t.kind == "tei")
-                .map(|t| t.uid.as_str())
-                .collect();
+            // A record with a queued delete (its own, or its tracked entity's; deletes go last)
+            // has nothing else to send: a woman registered and deleted offline is never created
+            // on the server.
+            let deletes: Vec<&Touch> = pending_touches(&pending).filter(|t| t.deleted).collect();
+            let deletes_queued: BTreeSet<&str> = deletes.iter().map(|t| t.uid.as_str()).collect();
+            let deleted_teis: BTreeSet<&str> =
+                deletes.iter().filter(|t| t.kind == "tei").map(|t| t.uid.as_str()).collect();
             let (covered, sendable): (Vec<Touch>, Vec<Touch>) = sendable.into_iter().partition(|t| {
                 !t.deleted && (deletes_queued.contains(t.uid.as_str()) || deleted_teis.contains(t.tei.as_str()))
             });
@@ -799,6 +783,17 @@ pub struct PlannedMerge {
     pub delta: Option<Object>,
     /// Fields changed on both sides (logged once the record is accepted).
     pub conflicts: Vec<Conflict>,
+}
+
+/// The tracker records touched by some entries.
+fn pending_touches<'a>(entries: &'a [&'a OutboxEntry]) -> impl Iterator<Item = &'a Touch> + 'a {
+    entries
+        .iter()
+        .filter_map(|e| match &e.payload {
+            EntryPayload::Touches { touches } => Some(touches),
+            EntryPayload::Raw { .. } => None,
+        })
+        .flatten()
 }
 
 /// Each record's latest capture (author, time) in a segment.

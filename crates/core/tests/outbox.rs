@@ -178,6 +178,17 @@ async fn register(e: &E<'_>, national_id: &str) -> (String, String, String) {
     (tei, enrollment, event)
 }
 
+/// nurse1 and nurse2 both logged in online once on this device (nurse2 by handover), then
+/// the server goes away and nobody is logged in.
+async fn two_nurses_then_offline<'a>(store: &MemoryStore, server: &'a Server) -> E<'a> {
+    let e = engine(store, server);
+    e.login("nurse1", "Nurse1!clinic", T0).await.unwrap();
+    e.login("nurse2", "Nurse2!clinic", T0).await.unwrap(); // handover
+    e.logout();
+    *server.mode.borrow_mut() = Mode::Down;
+    e
+}
+
 async fn logged_in<'a>(store: &MemoryStore, server: &'a Server) -> E<'a> {
     let e = engine(store, server);
     e.login("nurse1", "Nurse1!clinic", T0).await.unwrap();
@@ -377,11 +388,7 @@ fn author_scope_sends_only_own_entries_and_says_who_waits() {
     block_on(async {
         let store = MemoryStore::new();
         let server = Server::new();
-        let e = engine(&store, &server);
-        e.login("nurse1", "Nurse1!clinic", T0).await.unwrap();
-        e.login("nurse2", "Nurse2!clinic", T0).await.unwrap(); // handover
-        e.logout();
-        *server.mode.borrow_mut() = Mode::Down;
+        let e = two_nurses_then_offline(&store, &server).await;
         e.login("nurse1", "Nurse1!clinic", T0).await.unwrap();
         register(&e, "400000011").await;
         e.logout();
@@ -647,11 +654,7 @@ fn author_scope_does_not_deadlock_when_two_nurses_touch_one_woman() {
     block_on(async {
         let store = MemoryStore::new();
         let server = Server::new();
-        let e = engine(&store, &server);
-        e.login("nurse1", "Nurse1!clinic", T0).await.unwrap();
-        e.login("nurse2", "Nurse2!clinic", T0).await.unwrap(); // handover
-        e.logout();
-        *server.mode.borrow_mut() = Mode::Down;
+        let e = two_nurses_then_offline(&store, &server).await;
         // nurse1 registers a woman offline; after the shift change nurse2 records her visit.
         e.login("nurse1", "Nurse1!clinic", T0).await.unwrap();
         let (tei, enrollment, _) = register(&e, "400000033").await;

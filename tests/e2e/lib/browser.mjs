@@ -116,3 +116,25 @@ export async function dumpOriginStorage(page) {
     return parts.join('\n');
   });
 }
+
+/** `app.sync()` until the outbox is empty and the flush was not stopped (or `attempts` tries). */
+export async function syncUntilDone(page, attempts = 40) {
+  let report;
+  for (let i = 0; i < attempts; i++) {
+    report = (await call(page, 'sync')).value;
+    if (report && report.remaining === 0 && !report.stopped) return report;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  return report;
+}
+
+/** nurse1 logs in online in a new context and downloads the clinic; then the sim is killed. */
+export async function onlineThenOffline(browser, sim, user = { username: 'nurse1', password: 'Nurse1!clinic' }) {
+  const context = await browser.newContext();
+  const page = await openApp(context, sim.url);
+  const login = await call(page, 'login', user.username, user.password);
+  if (!login.ok) throw new Error(`login: ${JSON.stringify(login)}`);
+  await page.evaluate(() => window.trackerOffline.download());
+  await sim.kill();
+  return { context, page };
+}
