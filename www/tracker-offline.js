@@ -134,8 +134,7 @@ export class TrackerOffline extends EventTarget {
     const flushScope = options.flushScope ?? 'all';
     if (!['all', 'author'].includes(flushScope)) throw codedError('BAD_INPUT', "flushScope must be 'all' or 'author'");
     const conflictPolicy = options.conflictPolicy ?? 'device-wins';
-    if (!['device-wins', 'hold'].includes(conflictPolicy)) throw codedError('BAD_INPUT', "conflictPolicy must be 'device-wins' or 'hold'");
-    engine.setConflictPolicy(conflictPolicy);
+    engine.setConflictPolicy(conflictPolicy); // the core checks it (BAD_INPUT)
     const app = new TrackerOffline(engine, apiBase, registration, flushScope);
     app.#conflictPolicy = conflictPolicy;
     app.#escrow = options.escrow ?? null;
@@ -267,8 +266,9 @@ export class TrackerOffline extends EventTarget {
 
   /**
    * Fields changed here and, meanwhile, to another value on the server: the device's value was
-   * sent, the server's is kept here. `[{ id, kind, record, tei, field, base, server, device,
-   * author, changedAtMs, foundAtMs, serverUpdated }]`.
+   * sent and the server's is kept here, or (`held`, policy 'hold') neither was sent yet.
+   * `[{ id, kind, record, tei, field, base, server, device, author, changedAtMs, foundAtMs,
+   * serverUpdated, held }]`.
    */
   async conflicts() {
     return this.#registration ? askWorker(this.#registration, { type: 'conflicts', apiBase: this.#apiBase }) : this.#engine.conflicts();
@@ -279,7 +279,7 @@ export class TrackerOffline extends EventTarget {
     const conflict = this.#registration
       ? await askWorker(this.#registration, { type: 'resolve-conflict', apiBase: this.#apiBase, id, keep })
       : await this.#engine.resolveConflict(id, keep);
-    if (keep === 'server') this.#autoSync();
+    this.#autoSync(); // either choice may have queued a value for the server
     this.#emitStatus();
     return conflict;
   }

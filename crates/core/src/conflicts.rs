@@ -34,6 +34,17 @@ pub enum Keep {
     Server,
 }
 
+impl Keep {
+    /// Reads the JS argument: `device` or `server`.
+    pub fn parse(text: &str) -> Result<Self> {
+        match text {
+            "device" => Ok(Keep::Device),
+            "server" => Ok(Keep::Server),
+            other => Err(CoreError::BadInput(format!("keep must be 'device' or 'server', not {other:?}"))),
+        }
+    }
+}
+
 impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R, H> {
     /// The conflicts found by flushes and not resolved yet, oldest first.
     pub async fn conflicts(&self) -> Result<Vec<Conflict>> {

@@ -168,6 +168,19 @@ pub enum ConflictPolicy {
     Hold,
 }
 
+impl ConflictPolicy {
+    /// Reads the JS option: `device-wins` or `hold`.
+    pub fn parse(text: &str) -> crate::error::Result<Self> {
+        match text {
+            "device-wins" => Ok(ConflictPolicy::DeviceWins),
+            "hold" => Ok(ConflictPolicy::Hold),
+            other => Err(crate::error::CoreError::BadInput(format!(
+                "conflictPolicy must be 'device-wins' or 'hold', not {other:?}"
+            ))),
+        }
+    }
+}
+
 /// A field changed on both sides to different values.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -342,6 +355,13 @@ mod tests {
         let values = delta["dataValues"].as_array().unwrap();
         assert_eq!(values.len(), 2, "only the device's fields: {values:?}");
         assert!(!values.iter().any(|v| v["dataElement"] == "D"), "the district's value is not sent");
+    }
+
+    #[test]
+    fn the_policy_option_is_read_strictly() {
+        assert_eq!(ConflictPolicy::parse("hold").ok(), Some(ConflictPolicy::Hold));
+        assert_eq!(ConflictPolicy::parse("device-wins").ok(), Some(ConflictPolicy::DeviceWins));
+        assert!(matches!(ConflictPolicy::parse("server-wins"), Err(crate::error::CoreError::BadInput(_))));
     }
 
     #[test]

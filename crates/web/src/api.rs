@@ -339,15 +339,7 @@ impl Engine {
     /// waits for `resolveConflict`, the rest flows).
     #[wasm_bindgen(js_name = setConflictPolicy)]
     pub fn set_conflict_policy(&self, policy: String) -> Result<(), JsValue> {
-        let policy = match policy.as_str() {
-            "device-wins" => tracker_offline_core::merge::ConflictPolicy::DeviceWins,
-            "hold" => tracker_offline_core::merge::ConflictPolicy::Hold,
-            other => {
-                return Err(reject(CoreError::BadInput(format!(
-                    "conflictPolicy must be 'device-wins' or 'hold', not {other:?}"
-                ))))
-            }
-        };
+        let policy = tracker_offline_core::merge::ConflictPolicy::parse(&policy).map_err(reject)?;
         self.inner.set_conflict_policy(policy);
         Ok(())
     }
@@ -395,15 +387,7 @@ impl Engine {
     pub fn resolve_conflict(&self, id: String, keep: String) -> Promise {
         let inner = self.inner.clone();
         future_to_promise(async move {
-            let keep = match keep.as_str() {
-                "device" => tracker_offline_core::conflicts::Keep::Device,
-                "server" => tracker_offline_core::conflicts::Keep::Server,
-                other => {
-                    return Err(reject(CoreError::BadInput(format!(
-                        "keep must be 'device' or 'server', not {other:?}"
-                    ))))
-                }
-            };
+            let keep = tracker_offline_core::conflicts::Keep::parse(&keep).map_err(reject)?;
             to_js(&inner.resolve_conflict(&id, keep, now_ms()).await.map_err(reject)?)
         })
     }
