@@ -6,6 +6,8 @@
 //   Successful online answers the core deems cacheable are kept sealed (per user where the
 //   answer depends on the user). The server pages Tracker Capture reads outside the API (the
 //   org unit tree, fetched with a POST) are treated the same way.
+// - The clinic copy is downloaded here when a page asks (`download`): the worker is the one
+//   writer of the local copy and the outbox wherever it runs.
 // - Writes under an API base: sent straight through while the server answers and nothing is
 //   queued (with client UIDs added to creates, so a lost answer cannot cause a duplicate);
 //   otherwise captured into the encrypted outbox and answered as the server would.
@@ -235,6 +237,9 @@ async function answerWrite(event, request, apiBase) {
     }
   }
   try {
+    // Which window wrote, and which are open: a value another open window saved and this one
+    // replaces is kept as a conflict (the core decides).
+    if (event.clientId) prepared.fromWindow(event.clientId, (await self.clients.matchAll({ type: 'window' })).map((c) => c.id));
     const answer = await engine.captureWrite(prepared);
     event.waitUntil(
       (async () => {
@@ -307,12 +312,24 @@ self.addEventListener('sync', (event) => {
   );
 });
 
-async function handle(message) {
+/**
+ * Downloads (or refreshes) the clinic copy here, so that the worker stays the one writer of the
+ * local copy while pages keep registering and recording through it. One download at a time
+ * across tabs (Web Locks); progress goes back on the asking page's port.
+ */
+async function download(apiBase, options, port) {
+  const engine = await engineFor(apiBase);
+  if (!(await requestKey(engine))) throw coded('VAULT_LOCKED', 'the clinic copy cannot be downloaded while locked');
+  const run = () => engine.download(options ?? {}, (progress) => port?.postMessage({ progress }));
+  return self.navigator.locks ? self.navigator.locks.request(`tracker-offline:download:${apiBase}`, run) : run();
+}
+
+async function handle(message, port) {
   switch (message?.type) {
     case 'unlock': {
       const engine = await engineFor(message.apiBase);
       // The clinic index stays valid across a shift change (same vault, same key); a logout
-      // already dropped it, and a page's download sends 'invalidate'.
+      // already dropped it, and downloads run here.
       await engine.unlockWithDataKey(message.username, message.key, message.password);
       if (message.flushScope) flushScopes.set(message.apiBase, message.flushScope);
       if (message.conflictPolicy) engine.setConflictPolicy(message.conflictPolicy);
@@ -325,10 +342,8 @@ async function handle(message) {
       for (const pending of engines.values()) (await pending).logout();
       return { unlocked: false };
     }
-    case 'invalidate': {
-      (await engineFor(message.apiBase)).invalidateClinic();
-      return {};
-    }
+    case 'download':
+      return download(message.apiBase, message.options, port);
     case 'cache-shell':
       return cacheShell(message.urls ?? []);
     case 'sync':
@@ -350,6 +365,7 @@ async function handle(message) {
       return {
         unlocked: engine.unlocked, username: status.user?.username ?? null, records: status.records, online: status.online,
         pending: status.pending, failed: status.failed, pendingByAuthor: status.pendingByAuthor, failedByAuthor: status.failedByAuthor,
+        lastDownloadAt: status.lastDownloadAt ?? null,
       };
     }
     case 'resume': {
@@ -397,7 +413,7 @@ self.addEventListener('activate', (event) => event.waitUntil(self.clients.claim(
 self.addEventListener('message', (event) => {
   const port = event.ports[0];
   event.waitUntil(
-    handle(event.data).then(
+    handle(event.data, port).then(
       (result) => port?.postMessage({ ok: true, result }),
       (error) => port?.postMessage({ ok: false, error: { code: error?.code ?? 'SERVICE_WORKER_ERROR', message: String(error?.message ?? error) } }),
     ),

@@ -334,9 +334,13 @@ export interface SyncConflict {
   field: string;
   /** The value both sides started from (`null`: none). */
   base: unknown;
-  /** The value saved on the server meanwhile, overwritten by the device's. */
+  /**
+   * The value replaced by the device's: saved on the server meanwhile (`source: 'server'`), or
+   * saved unsent by another open window of this device that the later window had not seen
+   * (`source: 'window'`).
+   */
   server: unknown;
-  /** The device's value, sent. */
+  /** The device's value (the later window's, for `source: 'window'`), sent. */
   device: unknown;
   /** Who made the device's change. */
   author: string;
@@ -348,6 +352,8 @@ export interface SyncConflict {
   serverUpdated: string | null;
   /** True when the device's value was not sent (`conflictPolicy: 'hold'`): it waits for a person. */
   held: boolean;
+  /** Where the replaced value came from: the server, or another window of this device. */
+  source: 'server' | 'window';
 }
 
 /** A tracker record an outbox entry sends in its current local state. */
@@ -495,8 +501,9 @@ export declare class TrackerOffline extends EventTarget {
 
   /**
    * Downloads (or refreshes, incrementally) the clinic copy: tracked entities, enrollments and
-   * events of the user's org units (or `orgUnits`) for every program (or `programs`). One
-   * download at a time across tabs. Rejects with `VAULT_LOCKED` when nobody is logged in,
+   * events of the user's org units (or `orgUnits`) for every program (or `programs`). Where the
+   * service worker runs, it downloads (it is the one writer of the local copy); one download at
+   * a time across tabs. Rejects with `VAULT_LOCKED` when nobody is logged in,
    * `SERVER_UNREACHABLE`, `STORAGE_FULL`, ...
    */
   download(options?: DownloadOptions): Promise<DownloadReport>;
@@ -511,8 +518,8 @@ export declare class TrackerOffline extends EventTarget {
   conflicts(): Promise<SyncConflict[]>;
 
   /**
-   * Resolves a conflict: `'device'` keeps what was sent; `'server'` puts the server's value back
-   * in the local copy and queues it for the server. Rejects with `BAD_INPUT` for an unknown id.
+   * Resolves a conflict: `'device'` keeps what was sent; `'server'` puts the replaced value
+   * (the server's, or the other window's) back in the local copy and queues it for the server. Rejects with `BAD_INPUT` for an unknown id.
    */
   resolveConflict(id: string, keep: 'device' | 'server'): Promise<SyncConflict>;
 
@@ -591,7 +598,7 @@ export type WorkerRequest =
       conflictPolicy?: 'device-wins' | 'hold';
     }
   | { type: 'lock' }
-  | { type: 'invalidate'; apiBase: string }
+  | { type: 'download'; apiBase: string; options?: Omit<DownloadOptions, 'onProgress'> }
   | { type: 'cache-shell'; urls: string[] }
   | { type: 'sync'; apiBase: string; scope?: FlushScope }
   | { type: 'failures'; apiBase: string }
@@ -602,8 +609,12 @@ export type WorkerRequest =
   | { type: 'status'; apiBase: string }
   | { type: 'resume'; apiBase: string };
 
-/** The answer of sw.js to a {@link WorkerRequest}, on the message port. */
+/**
+ * The answer of sw.js to a {@link WorkerRequest}, on the message port (a `download` first posts
+ * `{ progress }` after every page).
+ */
 export type WorkerAnswer<T = unknown> =
+  | { progress: DownloadProgress }
   | { ok: true; result: T }
   | { ok: false; error: { code: TrackerOfflineErrorCode; message: string } };
 

@@ -36,13 +36,14 @@ function codedError(code, message, extra = {}) {
 }
 
 /** Sends one message to the active service worker and waits for its answer. */
-async function askWorker(registration, message, transfer = [], timeoutMs = 10000) {
+async function askWorker(registration, message, transfer = [], timeoutMs = 10000, onProgress = null) {
   const worker = registration?.active ?? (await navigator.serviceWorker.ready).active;
   if (!worker) throw codedError('SERVICE_WORKER_UNAVAILABLE', 'the service worker is not active');
   const channel = new MessageChannel();
   const answer = new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(codedError('SERVICE_WORKER_UNAVAILABLE', 'the service worker did not answer')), timeoutMs);
     channel.port1.onmessage = ({ data }) => {
+      if (data && 'progress' in data) return onProgress?.(data.progress);
       clearTimeout(timer);
       if (data?.ok) resolve(data.result);
       else reject(codedError(data?.error?.code ?? 'SERVICE_WORKER_ERROR', data?.error?.message ?? 'service worker error'));
@@ -190,9 +191,12 @@ export class TrackerOffline extends EventTarget {
     // The worker sees every request the app makes: its view of the server is the fresher one.
     const worker = this.#registration ? await askWorker(this.#registration, { type: 'status', apiBase: this.#apiBase }).catch(() => null) : null;
     if (worker && typeof worker.online === 'boolean') s.online = worker.online;
-    // The worker queues and sends the outbox: its counts are the current ones.
+    // The worker queues and sends the outbox and downloads the copy: its counts are the current ones.
     if (worker?.unlocked && typeof worker.pending === 'number') {
-      Object.assign(s, { pending: worker.pending, failed: worker.failed, pendingByAuthor: worker.pendingByAuthor, failedByAuthor: worker.failedByAuthor });
+      Object.assign(s, {
+        pending: worker.pending, failed: worker.failed, pendingByAuthor: worker.pendingByAuthor, failedByAuthor: worker.failedByAuthor,
+        records: worker.records, lastDownloadAt: worker.lastDownloadAt ?? s.lastDownloadAt,
+      });
     }
     const estimate = (await navigator.storage?.estimate?.().catch(() => null)) ?? {};
     return {
@@ -228,17 +232,19 @@ export class TrackerOffline extends EventTarget {
    * incremental, resumed, records }`.
    */
   async download({ orgUnits, programs, pageSize, full, onProgress } = {}) {
-    const run = async () => {
-      const report = await this.#engine.download({ orgUnits, programs, pageSize, full }, (progress) => {
-        onProgress?.(progress);
-        this.dispatchEvent(new CustomEvent('progress', { detail: progress }));
-      });
-      if (this.#registration) await askWorker(this.#registration, { type: 'invalidate', apiBase: this.#apiBase }).catch(() => {});
-      this.#emitStatus();
-      return report;
+    const options = { orgUnits, programs, pageSize, full };
+    const progress = (p) => {
+      onProgress?.(p);
+      this.dispatchEvent(new CustomEvent('progress', { detail: p }));
     };
-    if (navigator.locks) return navigator.locks.request(`tracker-offline:download:${this.#apiBase}`, run);
-    return run();
+    // Where a worker runs it is the one writer of the local copy: it downloads, this page asks.
+    const run = () =>
+      this.#registration
+        ? askWorker(this.#registration, { type: 'download', apiBase: this.#apiBase, options }, [], 3600000, progress)
+        : this.#engine.download(options, progress);
+    const report = this.#registration || !navigator.locks ? await run() : await navigator.locks.request(`tracker-offline:download:${this.#apiBase}`, run);
+    this.#emitStatus();
+    return report;
   }
 
   /**

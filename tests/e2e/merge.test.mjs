@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { Sim, DEMO } from './lib/sim.mjs';
 import { launch, openApp, ARTIFACTS } from './lib/browser.mjs';
-import { simGet } from './lib/tracker-capture.mjs';
+import { simGet, districtSets, anOpenVisit } from './lib/tracker-capture.mjs';
 import { loginUI, typeValue, waitForStatus } from './lib/demo-ui.mjs';
 
 const DE = { weight: 'DeWeightKg1', bp: 'DeBpSystol1', remarks: 'DeRemarks01' };
@@ -28,15 +28,6 @@ after(async () => {
 });
 
 /** The district's data manager sets values of a visit on the server (`/api/tracker`: values not sent stay). */
-async function districtSets(header, values) {
-  const { dataValues, notes, relationships, createdAt, updatedAt, createdBy, updatedBy, storedBy, ...event } = header;
-  const r = await fetch(`${sim.url}/api/tracker?async=false&importStrategy=UPDATE`, {
-    method: 'POST',
-    headers: { Authorization: `Basic ${Buffer.from('admin:district').toString('base64')}`, 'Content-Type': 'application/json' },
-    body: JSON.stringify({ events: [{ ...event, dataValues: Object.entries(values).map(([dataElement, value]) => ({ dataElement, value })) }] }),
-  });
-  assert.equal(r.status, 200, await r.text());
-}
 
 async function serverValues(event) {
   const r = await simGet(sim, `/api/tracker/events/${event}?fields=*`);
@@ -45,14 +36,8 @@ async function serverValues(event) {
 }
 
 test('a device offline for days never undoes the district’s changes, and a field changed on both sides is shown', async () => {
-  const list = await simGet(sim, `/api/tracker/events?orgUnit=${OU}&program=PrMchProg01&programStage=PsAncVisit1&fields=*&pageSize=1`);
-  const found = (list.body.events ?? list.body.instances)[0];
-  assert.ok(found, JSON.stringify(list.body));
   // An open visit (the demo shows completed visits read-only).
-  const header = { ...found, status: 'ACTIVE' };
-  delete header.completedAt;
-  delete header.completedBy;
-  await districtSets(header, { [DE.weight]: '60', [DE.bp]: '110', [DE.remarks]: 'first visit' });
+  const header = await anOpenVisit(sim, OU, { [DE.weight]: '60', [DE.bp]: '110', [DE.remarks]: 'first visit' });
 
   const context = await browser.newContext({ viewport: { width: 1366, height: 768 } });
   const page = await openApp(context, sim.url, '/demo/');
@@ -70,7 +55,7 @@ test('a device offline for days never undoes the district’s changes, and a fie
 
   // Meanwhile, on the server: the district corrects the remarks and the blood pressure.
   await sim.start();
-  await districtSets(header, { [DE.remarks]: 'referred to Hebron', [DE.bp]: '130' });
+  await districtSets(sim, header, { [DE.remarks]: 'referred to Hebron', [DE.bp]: '130' });
 
   await page.locator('#sync-btn').click();
   await waitForStatus(page, (s) => s.pending === 0 && s.failed === 0, 60000);

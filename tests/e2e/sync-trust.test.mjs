@@ -1,12 +1,14 @@
 // Sync you can trust, end to end against a real dhis2-sim process (killed and restarted, with
 // fault injection): a captive portal answering 200 with HTML leaves the outbox intact; a visit
 // value saved while a flush waits for a slow server arrives; two tabs editing one visit offline
-// (different fields) both arrive.
+// (different fields) both arrive, or (same field) the later is sent and the earlier is shown as a
+// conflict that can be put back; the clinic copy is downloaded by the service worker, the one
+// writer of the local copy, while the page only asks.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { Sim, DEMO } from './lib/sim.mjs';
 import { launch, openApp, call, syncUntilDone, onlineThenOffline as goOffline } from './lib/browser.mjs';
-import { registerAndVisit, simGet, simFaults, ANC, P, DE } from './lib/tracker-capture.mjs';
+import { registerAndVisit, simGet, simFaults, anOpenVisit, ANC, P, DE } from './lib/tracker-capture.mjs';
 
 const OU = DEMO.clinic.id;
 const PORTAL = '<!DOCTYPE html><html><body><h1>Clinic WiFi</h1><p>Accept the terms to continue.</p></body></html>';
@@ -102,6 +104,63 @@ test('two tabs editing one visit offline (different fields) both arrive', async 
     const values = await serverValues(sim, ids.event);
     assert.equal(values[DE.weight], '67.0', JSON.stringify(values));
     assert.equal(values[DE.bp], '121', JSON.stringify(values));
+    await context.close();
+  } finally {
+    await sim.kill();
+  }
+});
+
+test('two tabs saving one field of a visit offline: the later value is sent, the earlier is shown and can be put back', async () => {
+  const sim = new Sim({ extraArgs: ['--tracked-entities', '5'] });
+  await sim.start();
+  try {
+    const open = await anOpenVisit(sim, OU, { [DE.weight]: '60' });
+    const ids = { event: open.event, tei: open.trackedEntity };
+    const { context, page } = await goOffline(browser, sim);
+    const second = await context.newPage();
+    await second.goto(`${sim.url}/index.html`);
+    await second.waitForFunction(() => window.trackerOffline !== undefined, null, { timeout: 20000, polling: 100 });
+    assert.equal(await putValue(page, ids, DE.weight, '70.1'), 200);
+    assert.equal(await putValue(second, ids, DE.weight, '70.2'), 200);
+    const conflicts = (await call(page, 'conflicts')).value;
+    assert.equal(conflicts.length, 1, JSON.stringify(conflicts));
+    const [c] = conflicts;
+    assert.deepEqual([c.source, c.field, c.server, c.device], ['window', `dv:${DE.weight}`, '70.1', '70.2']);
+    await sim.start();
+    assert.equal((await syncUntilDone(page)).remaining, 0);
+    assert.equal((await serverValues(sim, ids.event))[DE.weight], '70.2', 'the later value is sent');
+    // The nurse decides the first tab was right: its value reaches the server.
+    assert.ok((await call(page, 'resolveConflict', c.id, 'server')).ok);
+    assert.equal((await syncUntilDone(page)).remaining, 0);
+    assert.equal((await serverValues(sim, ids.event))[DE.weight], '70.1');
+    assert.deepEqual((await call(page, 'conflicts')).value, []);
+    await context.close();
+  } finally {
+    await sim.kill();
+  }
+});
+
+test('the page asks the service worker to download: the worker is the one writer of the local copy', async () => {
+  const sim = new Sim({ extraArgs: ['--tracked-entities', '30'] });
+  await sim.start();
+  try {
+    const context = await browser.newContext();
+    const page = await openApp(context, sim.url);
+    assert.ok((await call(page, 'login', 'nurse1', 'Nurse1!clinic')).ok);
+    // Requests the page itself makes (answered by the worker or not) are seen here; the
+    // worker's own requests are not.
+    const fromPage = [];
+    page.on('request', (r) => { if (/trackedEntit/.test(r.url())) fromPage.push(r.url()); });
+    const { report, progress } = await page.evaluate(async () => {
+      const progress = [];
+      const report = await window.trackerOffline.download({ pageSize: 5, onProgress: (p) => progress.push(p) });
+      return { report, progress };
+    });
+    assert.ok(report.trackedEntities >= 10 && report.pages >= 2, JSON.stringify(report));
+    assert.ok(progress.length >= 2 && progress.at(-1).done === report.trackedEntities, `progress reached the page: ${JSON.stringify(progress)}`);
+    assert.deepEqual(fromPage, [], 'the page downloaded nothing itself');
+    const status = (await call(page, 'status')).value;
+    assert.ok(status.records >= report.trackedEntities && status.lastDownloadAt, JSON.stringify(status));
     await context.close();
   } finally {
     await sim.kill();

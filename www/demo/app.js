@@ -51,6 +51,8 @@ const TEXTS = {
     heldText: 'Someone changed this on the server while this device was offline. Your value was not sent: choose which one to keep.',
     serverValue: 'On the server it was', deviceValue: 'Sent from this device', deviceHeld: 'On this device (not sent)', baseValue: 'Before both changes',
     keepDevice: 'Keep this device’s value', keepServer: 'Put the server’s value back', emptyValue: '(empty)',
+    windowText: 'Two windows of this device changed this before it was sent. The later value is the one in use; the earlier one is kept here.',
+    windowValue: 'Saved in the other window', laterValue: 'Saved last (in use)', keepLater: 'Keep the later value', keepEarlier: 'Put the other window’s value back',
     warningsTitle: 'Accepted, with remarks from the server', dismiss: 'Dismiss', field: 'Field',
     downloading: 'Downloading the clinic', sending: 'Sending saved work', lastDownload: 'Clinic copy from',
     neverDownloaded: 'No clinic copy on this device yet', sessionEnded: 'The server asks for a new login: use “Switch user” and log in again.',
@@ -96,6 +98,8 @@ const TEXTS = {
     heldText: 'غيّر أحدهم هذا على الخادم بينما كان الجهاز غير متصل. لم تُرسل قيمتك: اختر أيهما تُبقي.',
     serverValue: 'على الخادم كانت', deviceValue: 'أُرسلت من هذا الجهاز', deviceHeld: 'على هذا الجهاز (لم تُرسل)', baseValue: 'قبل التغييرين',
     keepDevice: 'أبقِ قيمة هذا الجهاز', keepServer: 'أعد قيمة الخادم', emptyValue: '(فارغ)',
+    windowText: 'غيّرت نافذتان على هذا الجهاز هذا الحقل قبل إرساله. القيمة الأحدث هي المعتمدة، والأقدم محفوظة هنا.',
+    windowValue: 'حُفظت في النافذة الأخرى', laterValue: 'حُفظت أخيراً (المعتمدة)', keepLater: 'أبقِ القيمة الأحدث', keepEarlier: 'أعد قيمة النافذة الأخرى',
     warningsTitle: 'قُبل مع ملاحظات من الخادم', dismiss: 'إخفاء', field: 'الحقل',
     downloading: 'تنزيل بيانات العيادة', sending: 'إرسال العمل المحفوظ', lastDownload: 'نسخة العيادة من',
     neverDownloaded: 'لا توجد نسخة من بيانات العيادة على هذا الجهاز', sessionEnded: 'الخادم يطلب تسجيل دخول جديد: استخدم «تبديل المستخدم».',
@@ -853,16 +857,19 @@ function shownValue(v) {
 function conflictCards(conflicts) {
   return h('ul', { class: 'failures conflicts' }, conflicts.map((c) => h('li', { class: 'card', 'data-conflict': c.id },
     h('h2', {}, `${t('field')}: `, h('bdi', {}, fieldLabel(c.field))),
-    h('p', { class: 'small muted' }, t(c.held ? 'heldText' : 'conflictText')),
+    h('p', { class: 'small muted' }, t(windowed(c) ? 'windowText' : c.held ? 'heldText' : 'conflictText')),
     h('dl', { class: 'values' },
-      h('dt', {}, t(c.held ? 'deviceHeld' : 'deviceValue')), h('dd', { 'data-side': 'device' }, h('bdi', {}, shownValue(c.device))),
-      h('dt', {}, t('serverValue')), h('dd', { 'data-side': 'server' }, h('bdi', {}, shownValue(c.server))),
+      h('dt', {}, t(windowed(c) ? 'laterValue' : c.held ? 'deviceHeld' : 'deviceValue')), h('dd', { 'data-side': 'device' }, h('bdi', {}, shownValue(c.device))),
+      h('dt', {}, t(windowed(c) ? 'windowValue' : 'serverValue')), h('dd', { 'data-side': 'server' }, h('bdi', {}, shownValue(c.server))),
       h('dt', {}, t('baseValue')), h('dd', {}, h('bdi', {}, shownValue(c.base)))),
     h('p', { class: 'small muted' }, `${t('author')}: ${c.author} · ${new Date(c.changedAtMs).toLocaleString(lang === 'ar' ? 'ar' : 'en-GB')}`),
     h('div', { class: 'row' },
-      h('button', { type: 'button', class: 'primary', 'data-keep': 'device', onclick: () => resolve(c, 'device') }, t('keepDevice')),
-      h('button', { type: 'button', 'data-keep': 'server', onclick: () => resolve(c, 'server') }, t('keepServer'))),
+      h('button', { type: 'button', class: 'primary', 'data-keep': 'device', onclick: () => resolve(c, 'device') }, t(windowed(c) ? 'keepLater' : 'keepDevice')),
+      h('button', { type: 'button', 'data-keep': 'server', onclick: () => resolve(c, 'server') }, t(windowed(c) ? 'keepEarlier' : 'keepServer'))),
   )));
+  function windowed(c) {
+    return c.source === 'window';
+  }
   async function resolve(c, keep) {
     try {
       await state.app.resolveConflict(c.id, keep);

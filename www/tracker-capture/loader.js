@@ -344,9 +344,13 @@ class StatusBar {
           'li',
           { class: 'tracker-offline-conflict', 'data-id': c.id },
           el('strong', { text: `${c.field} of ${c.record}` }),
-          el('p', { text: `Sent from this device: ${shown(c.device)} (by ${c.author}). On the server it was: ${shown(c.server)}. Before both: ${shown(c.base)}.` }),
-          el('button', { type: 'button', class: 'tracker-offline-keep-device', text: 'Keep this device’s value', onclick: () => resolve('device') }),
-          el('button', { type: 'button', class: 'tracker-offline-keep-server', text: 'Put the server’s value back', onclick: () => resolve('server') }),
+          el('p', {
+            text: c.source === 'window'
+              ? `Two windows changed this before it was sent. Saved last (in use): ${shown(c.device)} (by ${c.author}). Saved in the other window: ${shown(c.server)}. Before both: ${shown(c.base)}.`
+              : `Sent from this device: ${shown(c.device)} (by ${c.author}). On the server it was: ${shown(c.server)}. Before both: ${shown(c.base)}.`,
+          }),
+          el('button', { type: 'button', class: 'tracker-offline-keep-device', text: c.source === 'window' ? 'Keep the later value' : 'Keep this device’s value', onclick: () => resolve('device') }),
+          el('button', { type: 'button', class: 'tracker-offline-keep-server', text: c.source === 'window' ? 'Put the other window’s value back' : 'Put the server’s value back', onclick: () => resolve('server') }),
         ),
       );
     }

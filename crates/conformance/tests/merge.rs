@@ -10,7 +10,7 @@ mod support;
 
 use serde_json::{json, Value};
 use support::*;
-use tracker_offline_core::{conflicts::Keep, flush::FlushScope};
+use tracker_offline_core::{conflicts::Keep, flush::FlushScope, merge::WriteWindow};
 
 const WEIGHT: &str = "DeWeightKg1";
 const SYSTOLIC: &str = "DeBpSystol1";
@@ -224,4 +224,68 @@ async fn with_the_hold_policy_a_field_changed_on_both_sides_waits_for_a_person()
     assert!(engine.conflicts().await.unwrap().is_empty());
     let status = engine.status().await.unwrap();
     assert_eq!(status.pending, 0);
+}
+
+/// The visit as the Capture app holds it in a window now (`/api/tracker` naming).
+async fn form_of(engine: &TestEngine<'_>, event: &str) -> Value {
+    let local = engine.answer_offline(&format!("{BASE}/tracker/events/{event}?fields=*")).await.unwrap().unwrap();
+    serde_json::from_slice(&local.body).unwrap()
+}
+
+/// A window saves its form: the whole event, every value as that window holds it.
+async fn window_saves(engine: &TestEngine<'_>, window: &str, open: &[&str], mut form: Value, values: &[(&str, &str)]) {
+    let list = form["dataValues"].as_array_mut().unwrap();
+    for (de, value) in values {
+        list.retain(|v| v["dataElement"] != *de);
+        list.push(json!({"dataElement": de, "value": value}));
+    }
+    let mut prepared = engine
+        .prepare_write(
+            "POST",
+            &format!("{BASE}/tracker?async=false"),
+            "application/json",
+            json!({ "events": [form] }).to_string().as_bytes(),
+        )
+        .unwrap();
+    prepared.window = Some(WriteWindow { id: window.into(), open: open.iter().map(|w| w.to_string()).collect() });
+    engine.capture_write(&prepared, NOW).await.unwrap();
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn two_windows_saving_one_field_offline_show_a_conflict_and_lose_neither_value() {
+    use tracker_offline_core::merge::ConflictSource;
+    let dir = tempfile::tempdir().unwrap();
+    let server = sim("2.42.0", dir.path(), 3);
+    let (event, header) = a_visit(&server).await;
+    district_sets(&server, &header, &[(WEIGHT, "60"), (SYSTOLIC, "110")]).await;
+    let engine = logged_in_with_copy(&server).await;
+    server.set_down(true);
+    let both = ["tab-a", "tab-b"];
+    // Both windows open the visit; A saves the weight; B, whose form still shows the old weight,
+    // then saves the blood pressure (its whole form, the old weight included).
+    let form_a = form_of(&engine, &event).await;
+    let form_b = form_of(&engine, &event).await;
+    window_saves(&engine, "tab-a", &both, form_a, &[(WEIGHT, "61.5")]).await;
+    window_saves(&engine, "tab-b", &both, form_b, &[(SYSTOLIC, "125")]).await;
+    let conflicts = engine.conflicts().await.unwrap();
+    assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+    let c = &conflicts[0];
+    assert_eq!(c.source, ConflictSource::Window);
+    assert_eq!(c.field, format!("dv:{WEIGHT}"));
+    assert_eq!((&c.base, &c.server, &c.device), (&json!("60"), &json!("61.5"), &json!("60")));
+    // A window correcting its own value is no conflict.
+    let form_b = form_of(&engine, &event).await;
+    window_saves(&engine, "tab-b", &both, form_b, &[(SYSTOLIC, "126")]).await;
+    assert_eq!(engine.conflicts().await.unwrap().len(), 1);
+    server.set_down(false);
+    let report = engine.flush(FlushScope::All, NOW, &mut |_| {}).await.unwrap();
+    assert_eq!((report.failed, report.remaining), (0, 0), "{report:?}");
+    assert_eq!(server_values(&server, &event).await[SYSTOLIC], "126");
+    // The nurse sees both values and keeps window A's: it reaches the server.
+    engine.resolve_conflict(&c.id, Keep::Server, NOW + 1).await.unwrap();
+    let report = engine.flush(FlushScope::All, NOW + 2, &mut |_| {}).await.unwrap();
+    assert_eq!((report.failed, report.remaining), (0, 0), "{report:?} {:?}", engine.failures().await.unwrap());
+    let values = server_values(&server, &event).await;
+    assert_eq!((&values[WEIGHT], &values[SYSTOLIC]), (&json!("61.5"), &json!("126")), "{values}");
+    assert!(engine.conflicts().await.unwrap().is_empty());
 }

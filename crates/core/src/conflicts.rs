@@ -118,7 +118,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
             if base == conflict.server {
                 changes.remove(&conflict.field);
             } else {
-                changes.insert(conflict.field.clone(), FieldChange { base, value: conflict.server.clone() });
+                changes.insert(conflict.field.clone(), FieldChange::new(base, conflict.server.clone()));
             }
             if bundle.state(&conflict.record) != SyncState::ToPost {
                 bundle.sync.insert(conflict.record.clone(), SyncState::ToUpdate);
@@ -152,10 +152,8 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
         match keep {
             Keep::Device => {
                 let changes = bundle.changes.entry(conflict.record.clone()).or_default();
-                changes.insert(
-                    conflict.field.clone(),
-                    FieldChange { base: conflict.server.clone(), value: conflict.device.clone() },
-                );
+                changes
+                    .insert(conflict.field.clone(), FieldChange::new(conflict.server.clone(), conflict.device.clone()));
                 bundle.sync.insert(conflict.record.clone(), SyncState::ToUpdate);
                 let entry = self.resolution_entry(conflict, author, now_ms).await?;
                 let bytes = serde_json::to_vec(&entry).map_err(|e| CoreError::BadInput(e.to_string()))?;

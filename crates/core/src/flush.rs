@@ -22,7 +22,7 @@ use crate::{
     family::{convert, Kind},
     http::{HttpClient, HttpRequest},
     kdf::PasswordKdf,
-    merge::{delta_record, merge_record, server_updated, Conflict, ConflictPolicy, WHOLE_RECORD},
+    merge::{delta_record, merge_record, server_updated, Conflict, ConflictPolicy, ConflictSource, WHOLE_RECORD},
     outbox::{EntryPayload, EntryState, OutboxEntry},
     random::RandomSource,
     records::{text, Object, SyncState, TeiBundle},
@@ -907,6 +907,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
                     found_at_ms: now,
                     server_updated: server_updated(server_record.as_ref()),
                     held: hold,
+                    source: ConflictSource::Server,
                 })
                 .collect();
             let mut settled = merged.send.clone();

@@ -26,7 +26,31 @@ pub struct FieldChange {
     pub base: Value,
     /// The device's value now (`null`: cleared).
     pub value: Value,
+    /// The app window (browser client id) that set `value`, when the write came from one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<String>,
 }
+
+impl FieldChange {
+    /// A change from `base` to `value`, by no particular window.
+    pub fn new(base: Value, value: Value) -> Self {
+        FieldChange { base, value, window: None }
+    }
+}
+
+/// The app window a local write came from, and the windows open when it was made (browser
+/// client ids, as the service worker sees them).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct WriteWindow {
+    /// The window that made the write.
+    pub id: String,
+    /// Every app window open at that moment (the writer included).
+    pub open: Vec<String>,
+}
+
+/// A value one window saved, replaced before it was sent by another window that had not seen
+/// it: (field key, base, the replaced value, the new value).
+pub type WindowOverwrite = (String, Value, Value, Value);
 
 /// The changed fields of one record, by field key.
 pub type RecordChanges = BTreeMap<String, FieldChange>;
@@ -91,8 +115,17 @@ pub fn fields_of(record: &Object) -> BTreeMap<String, Value> {
 
 /// Folds the difference between a record before and after a local write into its changes:
 /// a field changed for the first time keeps the value before as its base; a field changed
-/// back to its base is no longer a change.
-pub fn record_changes(before: &Object, after: &Object, changes: &mut RecordChanges) {
+/// back to its base is no longer a change. Returns the unsent values of another window still
+/// open that this write replaced (two windows editing one field: the later write stands, the
+/// earlier value is shown as a conflict instead of vanishing; a window that was closed or
+/// reloaded since counts as seen, so one nurse correcting her own value is no conflict).
+pub fn record_changes(
+    before: &Object,
+    after: &Object,
+    changes: &mut RecordChanges,
+    window: Option<&WriteWindow>,
+) -> Vec<WindowOverwrite> {
+    let mut overwritten = Vec::new();
     let before = fields_of(before);
     let after = fields_of(after);
     let keys: std::collections::BTreeSet<&String> = before.keys().chain(after.keys()).collect();
@@ -102,18 +135,28 @@ pub fn record_changes(before: &Object, after: &Object, changes: &mut RecordChang
         if a == b {
             continue;
         }
+        let by = window.map(|w| w.id.clone());
         match changes.get_mut(key.as_str()) {
             Some(change) => {
+                let other_window = match (&change.window, window) {
+                    (Some(earlier), Some(now)) => earlier != &now.id && now.open.contains(earlier),
+                    _ => false,
+                };
+                if other_window {
+                    overwritten.push((key.clone(), change.base.clone(), change.value.clone(), a.clone()));
+                }
                 change.value = a;
+                change.window = by;
                 if change.value == change.base {
                     changes.remove(key.as_str());
                 }
             }
             None => {
-                changes.insert(key.clone(), FieldChange { base: b, value: a });
+                changes.insert(key.clone(), FieldChange { base: b, value: a, window: by });
             }
         }
     }
+    overwritten
 }
 
 /// Sets fields on a record (legacy naming): header keys, attributes and data values; `null`
@@ -212,6 +255,21 @@ pub struct Conflict {
     /// True when the device's value was NOT sent (policy `hold`): it waits for a person.
     #[serde(default)]
     pub held: bool,
+    /// Where the replaced value (`server`) came from.
+    #[serde(default)]
+    pub source: ConflictSource,
+}
+
+/// Where the value a conflict replaced came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConflictSource {
+    /// Someone changed the field on the server meanwhile.
+    #[default]
+    Server,
+    /// Another window of this device saved the field, unsent, and this one replaced it without
+    /// having seen it (`server` then holds that window's value).
+    Window,
 }
 
 impl Conflict {
@@ -318,29 +376,29 @@ mod tests {
         apply_fields(&mut v1, &BTreeMap::from([("dv:DeWeight001".to_string(), json!("61"))]));
         v1.insert("lastUpdated".into(), json!("y"));
         let mut changes = RecordChanges::new();
-        record_changes(&v0, &v1, &mut changes);
+        record_changes(&v0, &v1, &mut changes, None);
         assert_eq!(changes.len(), 1, "bookkeeping is not a change: {changes:?}");
         let mut v2 = v1.clone();
         apply_fields(
             &mut v2,
             &BTreeMap::from([("dv:DeWeight001".to_string(), json!("62")), ("dv:DeHeight01".to_string(), Value::Null)]),
         );
-        record_changes(&v1, &v2, &mut changes);
-        assert_eq!(changes["dv:DeWeight001"], FieldChange { base: json!("60"), value: json!("62") });
-        assert_eq!(changes["dv:DeHeight01"], FieldChange { base: json!("160"), value: Value::Null });
+        record_changes(&v1, &v2, &mut changes, None);
+        assert_eq!(changes["dv:DeWeight001"], FieldChange::new(json!("60"), json!("62")));
+        assert_eq!(changes["dv:DeHeight01"], FieldChange::new(json!("160"), Value::Null));
         let mut v3 = v2.clone();
         apply_fields(&mut v3, &BTreeMap::from([("dv:DeWeight001".to_string(), json!("60"))]));
-        record_changes(&v2, &v3, &mut changes);
+        record_changes(&v2, &v3, &mut changes, None);
         assert!(!changes.contains_key("dv:DeWeight001"), "back to its base: no change");
     }
 
     #[test]
     fn three_way_merge_takes_one_sided_changes_and_reports_both_sided_ones() {
         let changes: RecordChanges = [
-            ("dv:A".to_string(), FieldChange { base: json!("1"), value: json!("2") }),
-            ("dv:B".to_string(), FieldChange { base: json!("1"), value: json!("2") }),
-            ("dv:C".to_string(), FieldChange { base: json!("1"), value: json!("2") }),
-            ("status".to_string(), FieldChange { base: json!("ACTIVE"), value: json!("COMPLETED") }),
+            ("dv:A".to_string(), FieldChange::new(json!("1"), json!("2"))),
+            ("dv:B".to_string(), FieldChange::new(json!("1"), json!("2"))),
+            ("dv:C".to_string(), FieldChange::new(json!("1"), json!("2"))),
+            ("status".to_string(), FieldChange::new(json!("ACTIVE"), json!("COMPLETED"))),
         ]
         .into();
         let server = obj(json!({"status": "ACTIVE", "dataValues": [
@@ -355,6 +413,34 @@ mod tests {
         let values = delta["dataValues"].as_array().unwrap();
         assert_eq!(values.len(), 2, "only the device's fields: {values:?}");
         assert!(!values.iter().any(|v| v["dataElement"] == "D"), "the district's value is not sent");
+    }
+
+    #[test]
+    fn a_value_replaced_by_another_open_window_is_reported_once_and_a_window_correcting_itself_is_not() {
+        let with =
+            |v: &str| obj(json!({"status": "ACTIVE", "dataValues": [{"dataElement": "DeWeight001", "value": v}]}));
+        let window =
+            |id: &str, open: &[&str]| WriteWindow { id: id.into(), open: open.iter().map(|s| s.to_string()).collect() };
+        let mut changes = RecordChanges::new();
+        assert!(record_changes(&with("60"), &with("61"), &mut changes, Some(&window("tab-a", &["tab-a", "tab-b"])))
+            .is_empty());
+        // The same window corrects its own value: no conflict.
+        assert!(record_changes(&with("61"), &with("62"), &mut changes, Some(&window("tab-a", &["tab-a", "tab-b"])))
+            .is_empty());
+        // Another open window saves the same field: the replaced value is reported.
+        let replaced =
+            record_changes(&with("62"), &with("70"), &mut changes, Some(&window("tab-b", &["tab-a", "tab-b"])));
+        assert_eq!(replaced, vec![("dv:DeWeight001".to_string(), json!("60"), json!("62"), json!("70"))]);
+        assert_eq!(changes["dv:DeWeight001"].window.as_deref(), Some("tab-b"));
+        // A window closed (or reloaded) since its write counts as seen.
+        let replaced = record_changes(&with("70"), &with("71"), &mut changes, Some(&window("tab-c", &["tab-c"])));
+        assert!(replaced.is_empty(), "{replaced:?}");
+        // A stale form putting the base back still shows what it replaced.
+        record_changes(&with("71"), &with("72"), &mut changes, Some(&window("tab-c", &["tab-c", "tab-d"])));
+        let replaced =
+            record_changes(&with("72"), &with("60"), &mut changes, Some(&window("tab-d", &["tab-c", "tab-d"])));
+        assert_eq!(replaced, vec![("dv:DeWeight001".to_string(), json!("60"), json!("72"), json!("60"))]);
+        assert!(!changes.contains_key("dv:DeWeight001"), "back to its base: nothing to send");
     }
 
     #[test]

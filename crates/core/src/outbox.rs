@@ -173,8 +173,17 @@ pub fn entry_records(entry: &OutboxEntry) -> Vec<String> {
 
 /// Records, for each record a write changed that exists on the server, which fields it changed
 /// and from what (the merge's bases). A record with unsent changes from before fields were
-/// tracked is marked to be sent whole, as it was.
-fn track_field_changes(before: &BTreeMap<String, TeiBundle>, bundles: &mut [TeiBundle], touches: &[Touch]) {
+/// tracked is marked to be sent whole, as it was. Returns the unsent values of another open
+/// window that this write replaced, as conflicts to show.
+fn track_field_changes(
+    before: &BTreeMap<String, TeiBundle>,
+    bundles: &mut [TeiBundle],
+    touches: &[Touch],
+    window: Option<&crate::merge::WriteWindow>,
+    author: &str,
+    now_ms: i64,
+) -> Vec<crate::merge::Conflict> {
+    let mut replaced = Vec::new();
     for bundle in bundles.iter_mut() {
         let tei = bundle.uid().to_string();
         for t in touches.iter().filter(|t| t.tei == tei && !t.deleted) {
@@ -189,13 +198,31 @@ fn track_field_changes(before: &BTreeMap<String, TeiBundle>, bundles: &mut [TeiB
             if untracked {
                 changes.insert(
                     crate::merge::WHOLE_RECORD.into(),
-                    crate::merge::FieldChange { base: serde_json::Value::Null, value: serde_json::Value::Null },
+                    crate::merge::FieldChange::new(serde_json::Value::Null, serde_json::Value::Null),
                 );
             }
             // An empty set stays: the record's changes were undone, nothing is left to send.
-            crate::merge::record_changes(old, &new, changes);
+            for (field, base, earlier, value) in crate::merge::record_changes(old, &new, changes, window) {
+                replaced.push(crate::merge::Conflict {
+                    id: format!("conflict:{}:{field}:{now_ms}:window", t.uid),
+                    kind: t.kind.clone(),
+                    record: t.uid.clone(),
+                    tei: tei.clone(),
+                    field,
+                    base,
+                    server: earlier,
+                    device: value,
+                    author: author.to_string(),
+                    changed_at_ms: now_ms,
+                    found_at_ms: now_ms,
+                    server_updated: None,
+                    held: false,
+                    source: crate::merge::ConflictSource::Window,
+                });
+            }
         }
     }
+    replaced
 }
 
 impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R, H> {
@@ -327,8 +354,9 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
             Mutation::Raw => None,
             _ => self.local_effect(prepared, &author, now_ms, loaded).ok(),
         };
+        let mut replaced = Vec::new();
         let effect = effect.map(|(mut bundles, touches)| {
-            track_field_changes(&before, &mut bundles, &touches);
+            replaced = track_field_changes(&before, &mut bundles, &touches, prepared.window.as_ref(), &author, now_ms);
             (bundles, touches)
         });
         let next_ordinal = self.clinic.lock().map(|c| c.index.next_ordinal()).unwrap_or(1);
@@ -367,7 +395,12 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
             let report = tracker_report(prepared).to_string();
             batch = self.vault.seal_into(batch, StoreName::Cache, &format!("job:{job_id}"), report.as_bytes())?;
         }
-        // The records and the outbox entry commit together.
+        if !replaced.is_empty() {
+            let mut log = self.conflict_log().await?;
+            log.extend(replaced);
+            batch = self.seal_conflict_log(batch, &log)?;
+        }
+        // The records, the outbox entry (and any conflict it made) commit together.
         self.commit_bundles(batch, &bundles.iter().collect::<Vec<_>>(), &[]).await?;
         self.outbox_changed();
         Ok(response)

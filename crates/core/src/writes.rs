@@ -110,6 +110,9 @@ pub struct PreparedWrite {
     pub mutation: Mutation,
     /// API family.
     pub family: Family,
+    /// The app window that made it (set by the service worker from the fetch event), so a
+    /// value replaced by another open window is shown as a conflict.
+    pub window: Option<crate::merge::WriteWindow>,
 }
 
 fn bad(message: impl Into<String>) -> CoreError {
@@ -226,6 +229,7 @@ pub fn prepare_write(
         body: body.to_vec(),
         mutation: Mutation::Raw,
         family: Family::Legacy,
+        window: None,
     };
     let json_body = || -> Result<Value> {
         if body.is_empty() {
@@ -365,7 +369,15 @@ pub fn prepare_write(
         _ => return Ok(raw(body)),
     };
     let body = if new_body.is_null() { body.to_vec() } else { new_body.to_string().into_bytes() };
-    Ok(PreparedWrite { method, url: url.into(), content_type: content_type.into(), body, mutation, family })
+    Ok(PreparedWrite {
+        method,
+        url: url.into(),
+        content_type: content_type.into(),
+        body,
+        mutation,
+        family,
+        window: None,
+    })
 }
 
 fn web_message(status: u16, response: Value) -> HttpResponse {

@@ -57,7 +57,7 @@ fn register_formats_are_stable() {
 fn sync_formats_are_stable() {
     use serde_json::json;
     use tracker_offline_core::{
-        merge::{Conflict, FieldChange},
+        merge::{Conflict, ConflictSource, FieldChange},
         outbox::{EntryPayload, EntryState, Failure, OutboxEntry, Severity},
         records::{SyncState, TeiBundle},
         writes::{Family, Touch},
@@ -74,7 +74,7 @@ fn sync_formats_are_stable() {
     bundle.sync.insert("EvAnc000001".into(), SyncState::ToUpdate);
     bundle.changes.insert(
         "EvAnc000001".into(),
-        [("dv:DeWeightKg1".to_string(), FieldChange { base: json!("60"), value: json!("61.5") })].into(),
+        [("dv:DeWeightKg1".to_string(), FieldChange::new(json!("60"), json!("61.5")))].into(),
     );
     insta::assert_snapshot!("bundle_with_changes", serde_json::to_string_pretty(&bundle).unwrap());
     let before: TeiBundle = serde_json::from_str(
@@ -116,8 +116,13 @@ fn sync_formats_are_stable() {
         found_at_ms: 1_780_000_100_000,
         server_updated: Some("2026-05-28T20:30:00.000".into()),
         held: false,
+        source: ConflictSource::Server,
     };
     insta::assert_snapshot!("conflict", serde_json::to_string_pretty(&conflict).unwrap());
+    // A log written before conflicts had a source: they were all the server's.
+    let mut older = serde_json::to_value(&conflict).unwrap();
+    older.as_object_mut().unwrap().remove("source");
+    assert_eq!(serde_json::from_value::<Conflict>(older).unwrap(), conflict);
 
     let warning = Failure {
         id: "warning:00001780000000000000".into(),

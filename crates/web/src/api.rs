@@ -274,12 +274,6 @@ impl Engine {
         self.inner.api_path()
     }
 
-    /// Reload the clinic index from storage on the next read (another context changed it).
-    #[wasm_bindgen(js_name = invalidateClinic)]
-    pub fn invalidate_clinic(&self) {
-        self.inner.invalidate_clinic();
-    }
-
     /// Understands a write and adds client UIDs to creates. Throws `BAD_INPUT` for a
     /// malformed body.
     #[wasm_bindgen(js_name = prepareWrite)]
@@ -468,6 +462,13 @@ impl PreparedRequest {
     #[wasm_bindgen(getter, js_name = isTracker)]
     pub fn is_tracker(&self) -> bool {
         self.inner.mutation != tracker_offline_core::writes::Mutation::Raw
+    }
+
+    /// Names the app window that made the write and the windows open now (client ids), so a
+    /// value another open window saved and this one replaces is kept as a conflict.
+    #[wasm_bindgen(js_name = fromWindow)]
+    pub fn from_window(&mut self, id: String, open: Vec<String>) {
+        self.inner.window = Some(tracker_offline_core::merge::WriteWindow { id, open });
     }
 }
 

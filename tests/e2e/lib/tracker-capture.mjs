@@ -71,3 +71,29 @@ export async function simRequests(sim, query = '') {
 export function createsOf(log, uid) {
   return log.filter((r) => r.method === 'POST' && r.status !== null && JSON.stringify(r.body ?? '').includes(`"${uid}"`)).length;
 }
+
+/**
+ * The district changes a visit straight on the server (`/api/tracker` UPDATE as admin): the
+ * header as given (minus what the server keeps itself) with exactly these data values.
+ */
+export async function districtSets(sim, header, values) {
+  const { dataValues, notes, relationships, createdAt, updatedAt, createdBy, updatedBy, storedBy, ...event } = header;
+  const r = await fetch(`${sim.url}/api/tracker?async=false&importStrategy=UPDATE`, {
+    method: 'POST',
+    headers: { Authorization: `Basic ${Buffer.from('admin:district').toString('base64')}`, 'Content-Type': 'application/json' },
+    body: JSON.stringify({ events: [{ ...event, dataValues: Object.entries(values).map(([dataElement, value]) => ({ dataElement, value })) }] }),
+  });
+  if (r.status !== 200) throw new Error(`district update: ${r.status} ${await r.text()}`);
+}
+
+/** A visit of the seed, opened (ACTIVE) on the server so the apps may edit it: its header. */
+export async function anOpenVisit(sim, ou, values = {}) {
+  const list = await simGet(sim, `/api/tracker/events?orgUnit=${ou}&program=${P}&programStage=${ANC}&fields=*&pageSize=1`);
+  const found = (list.body.events ?? list.body.instances ?? [])[0];
+  if (!found) throw new Error(`the seed has no visit: ${JSON.stringify(list.body)}`);
+  const header = { ...found, status: 'ACTIVE' };
+  delete header.completedAt;
+  delete header.completedBy;
+  await districtSets(sim, header, values);
+  return header;
+}
