@@ -17,10 +17,11 @@
 //! - the last write wins per field, so the server holds, for each field, the value of its last
 //!   logged write.
 //!
-//! `cargo test -p tracker-offline-core --test model` runs 120 seeded cases of 30 steps (about
-//! 10 s per core in a debug build);
-//! `MODEL_CASES=20000 cargo test -p tracker-offline-core --test model -- --ignored` the long
-//! mode. A failing case prints its seed; `MODEL_SEED=<n>` replays one.
+//! `cargo test -p tracker-offline-core --test model` runs 2,000 seeded cases of 30 steps (about
+//! 9 s per core here; the core is built with `opt-level = 2` in the dev profile for it);
+//! `cargo test -p tracker-offline-core --test model -- --ignored` the long mode: 20,000 cases of
+//! 60 steps (1.2 million steps) on every core (`MODEL_CASES` changes the count). A failing case
+//! prints its seed; `MODEL_SEED=<n>` replays one, `MODEL_TRACE=1` tells each step.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
@@ -342,7 +343,8 @@ async fn observe_local(device: &Device<'_>, events: &[String], seen: &mut Seen) 
     }
 }
 
-async fn edit(device: &Device<'_>, event: &str, de: &str, value: &str) -> bool {
+/// The nurse opens the visit (what the form shows counts as seen) and changes one value.
+async fn edit(device: &Device<'_>, event: &str, de: &str, value: &str, seen: &mut Seen) -> bool {
     let Ok(Some(local)) = device.answer_offline(&format!("{API}/tracker/events/{event}?fields=*")).await else {
         return false;
     };
@@ -350,6 +352,9 @@ async fn edit(device: &Device<'_>, event: &str, de: &str, value: &str) -> bool {
         return false;
     }
     let mut ev: Value = serde_json::from_slice(&local.body).unwrap();
+    for shown in FIELDS {
+        seen.values.entry((event.into(), shown.into())).or_default().insert(data_value(&ev, shown).to_string());
+    }
     set_value(&mut ev, de, Value::String(value.into()));
     let body = json!({ "events": [ev] }).to_string();
     let prepared = device
@@ -405,7 +410,7 @@ fn run_case(seed: u64, steps: usize) -> std::result::Result<(), String> {
                 0..=3 => {
                     let (event, de) = (events[rng.below(events.len())].clone(), FIELDS[rng.below(FIELDS.len())]);
                     let value = unique(NURSES[d].0);
-                    let ok = edit(&devices[d], &event, de, &value).await;
+                    let ok = edit(&devices[d], &event, de, &value, &mut seen[d]).await;
                     if trace {
                         eprintln!("  edit {event} {de}={value}: {ok}");
                     }
@@ -443,11 +448,12 @@ fn run_case(seed: u64, steps: usize) -> std::result::Result<(), String> {
                         let (event, de) = (events[rng.below(events.len())].clone(), FIELDS[rng.below(FIELDS.len())]);
                         let value = unique(NURSES[d].0);
                         let device = &devices[d];
+                        let seen_here = &mut seen[d];
                         let mut progress = |_: &_| {};
                         let (flushed, edited) =
                             futures::future::join(device.flush(FlushScope::All, support::T0, &mut progress), async {
                                 yield_once().await;
-                                edit(device, &event, de, &value).await
+                                edit(device, &event, de, &value, seen_here).await
                             })
                             .await;
                         model.slow.set(false);
@@ -487,6 +493,19 @@ fn run_case(seed: u64, steps: usize) -> std::result::Result<(), String> {
         }
         // The network is back for good: every device sends everything.
         model.fault.set(Fault::None);
+        if trace {
+            for (d, device) in devices.iter().enumerate() {
+                for (tei, _) in &women {
+                    let id = tracker_offline_core::clinic::bundle_id(tei);
+                    if let Ok(Some(bytes)) =
+                        device.vault().get_record(tracker_offline_core::store::StoreName::Records, &id).await
+                    {
+                        let b = tracker_offline_core::clinic::parse_bundle(&bytes).unwrap();
+                        eprintln!("device {d} {tei}: sync {:?} changes {:?}", b.sync, b.changes);
+                    }
+                }
+            }
+        }
         for (d, device) in devices.iter().enumerate() {
             for _ in 0..5 {
                 let report =
@@ -546,8 +565,15 @@ fn run_case(seed: u64, steps: usize) -> std::result::Result<(), String> {
                         && k.device == c.new
                 });
                 if !known && !logged {
+                    let history: Vec<String> = st
+                        .log
+                        .iter()
+                        .filter(|h| h.event == c.event && h.field == c.field)
+                        .map(|h| format!("{} -> {} by {}", h.old, h.new, h.by))
+                        .collect();
                     return Err(format!(
-                        "device {d} overwrote {}={} on {} (never seen) with {} and logged no conflict",
+                        "device {d} overwrote {}={} on {} (never seen) with {} and logged no conflict; \
+                         the field's writes on the server: {history:?}; the device's conflicts: {conflicts:?}",
                         c.field, c.old, c.event, c.new
                     ));
                 }
@@ -602,11 +628,24 @@ fn two_devices_and_the_district_lose_nothing_and_revert_nothing_silently_more_se
     run(n / 2 + 1..=n, 30);
 }
 
-/// Cases in the test command (about 10 s per core in a debug build here).
-const DEFAULT_CASES: u64 = 120;
+/// Cases in the test command (about 9 s per core here).
+const DEFAULT_CASES: u64 = 2_000;
 
 #[test]
-#[ignore = "long mode: MODEL_CASES=20000 cargo test -p tracker-offline-core --test model -- --ignored"]
+#[ignore = "long mode (1.2 million steps): cargo test -p tracker-offline-core --test model -- --ignored"]
 fn long_mode() {
-    run(1_000_000..=1_000_000 + cases(20_000), 60);
+    let first = 1_000_000;
+    let total = cases(20_000);
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get() as u64);
+    let started = std::time::Instant::now();
+    std::thread::scope(|scope| {
+        for t in 0..threads {
+            let from = first + t * total / threads;
+            let to = first + (t + 1) * total / threads;
+            if to > from {
+                scope.spawn(move || run(from..=to - 1, 60));
+            }
+        }
+    });
+    eprintln!("long mode: {total} cases of 60 steps in {:.1} s", started.elapsed().as_secs_f64());
 }
