@@ -3,7 +3,8 @@
 //! When enabled, [`middleware`] wraps every route of the application. It answers the admin API
 //! under `/__sim` itself (404 when faults are off), applies the fault rules to every other
 //! request (latency, fixed status, dropped connection, "commit then drop"), and records every
-//! request under `/api` in a bounded in-memory log with per-route counters.
+//! request under `/api` in a bounded in-memory log with per-route counters. Before any of that,
+//! an `/api` request takes a slot of the overload limit ([`crate::load`]) or is refused.
 //!
 //! Dropping a connection needs the socket: [`FaultListener`] wraps the TCP listener so each
 //! connection carries a [`KillSwitch`], reachable from the request as
@@ -43,6 +44,7 @@ use tokio::{
 use crate::{
     auth::CurrentUser,
     error::{json_response, ApiError, WebMessage},
+    load::Load,
     state::AppState,
 };
 
@@ -206,12 +208,23 @@ impl RuleSet {
 }
 
 /// Fault settings from the command line.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct FaultsConfig {
     /// Serve `/__sim` and apply rules; everything else here is ignored when false.
     pub enabled: bool,
     /// Rules active from the start (`--faults-file`).
     pub rules: RuleSet,
+    /// Overload mode (`--max-inflight`): at most this many `/api` requests in flight, the
+    /// next ones are answered 503 at once. `None`: no limit.
+    pub max_inflight: Option<usize>,
+    /// `Retry-After` of the overload 503, in seconds (`--retry-after-secs`, default 1).
+    pub retry_after_secs: u64,
+}
+
+impl Default for FaultsConfig {
+    fn default() -> Self {
+        Self { enabled: false, rules: RuleSet::default(), max_inflight: None, retry_after_secs: 1 }
+    }
 }
 
 /// What a request's fault evaluation decided.
@@ -304,11 +317,13 @@ impl Default for Inner {
     }
 }
 
-/// The fault injector's state: on/off, rules, RNG, request log and counters (memory only).
+/// The fault injector's state: on/off, rules, RNG, request log and counters, and the
+/// overload limit (memory only).
 #[derive(Debug, Default)]
 pub struct Faults {
     enabled: AtomicBool,
     inner: Mutex<Inner>,
+    load: Arc<Load>,
 }
 
 impl Faults {
@@ -320,6 +335,12 @@ impl Faults {
     pub fn configure(&self, config: &FaultsConfig) {
         self.enabled.store(config.enabled, Ordering::SeqCst);
         self.set_rules(config.rules.clone());
+        self.load.configure(config.max_inflight, config.retry_after_secs);
+    }
+
+    /// Overload mode: the in-flight limit and its counters (`/__sim/load`).
+    pub fn load(&self) -> &Arc<Load> {
+        &self.load
     }
 
     /// Whether fault injection (and `/__sim`) is on.
@@ -410,19 +431,26 @@ impl Faults {
         self.lock().log.iter().filter(|e| filter.accepts(e)).cloned().collect()
     }
 
-    /// Forgets the request log and the counters.
+    /// Forgets the request log and the counters (the overload ones too).
     pub fn clear_requests(&self) {
         let mut inner = self.lock();
         inner.log.clear();
         inner.by_route.clear();
         inner.by_path.clear();
         inner.next_seq = 1;
+        self.load.reset_counters();
     }
 
     /// Counters as `GET /__sim/counters` shows them.
     pub fn counters_json(&self) -> Value {
         let inner = self.lock();
-        json!({ "byRoute": inner.by_route, "byPath": inner.by_path, "total": inner.by_path.values().sum::<u64>() })
+        json!({
+            "byRoute": inner.by_route,
+            "byPath": inner.by_path,
+            "total": inner.by_path.values().sum::<u64>(),
+            "peakInflight": self.load.peak_inflight(),
+            "overloadRejected": self.load.overload_rejected(),
+        })
     }
 }
 
@@ -491,6 +519,35 @@ pub async fn middleware(State(state): State<AppState>, req: Request, next: Next)
     let conn = req.extensions().get::<ConnectInfo<ConnHandle>>().map(|c| c.0.clone());
     let logged = path_matches("/api", &path);
 
+    // Overload mode comes first, as a proxy in front of DHIS2: a refused request is not read
+    // further, and the slot of an accepted one is held through the injected latency and the
+    // handler (dropped with this future, also when the client goes away).
+    let _slot = if logged {
+        match faults.load().try_acquire() {
+            Ok(slot) => Some(slot),
+            Err(refused) => {
+                let refused = refused.into_response();
+                faults.record(LogEntry {
+                    seq: 0,
+                    timestamp,
+                    method: method.to_string(),
+                    path,
+                    query,
+                    route: None,
+                    status: Some(refused.status().as_u16()),
+                    user: None,
+                    body_size: content_length(req.headers()),
+                    body: None,
+                    fault: Some("overload"),
+                    duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+                });
+                return refused;
+            }
+        }
+    } else {
+        None
+    };
+
     // Buffer write bodies so the log can show them.
     let is_write = matches!(method, Method::POST | Method::PUT | Method::PATCH | Method::DELETE);
     let (req, body_size, body) = if logged && is_write {
@@ -503,12 +560,7 @@ pub async fn middleware(State(state): State<AppState>, req: Request, next: Next)
         let size = bytes.len() as u64;
         (Request::from_parts(parts, Body::from(bytes)), size, logged_body)
     } else {
-        let size = req
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
+        let size = content_length(req.headers());
         (req, size, None)
     };
 
@@ -574,6 +626,11 @@ pub async fn middleware(State(state): State<AppState>, req: Request, next: Next)
     response
 }
 
+/// The request's `Content-Length`, 0 when absent.
+fn content_length(headers: &axum::http::HeaderMap) -> u64 {
+    headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
 /// The logged form of a write body: JSON if it parses, else text, else nothing.
 fn log_body(bytes: &Bytes) -> Option<Value> {
     if bytes.is_empty() || bytes.len() > LOG_BODY_LIMIT {
@@ -597,7 +654,7 @@ fn drop_connection(conn: Option<&ConnHandle>) -> Response {
     (StatusCode::OK, Body::from_stream(failing)).into_response()
 }
 
-/// `/__sim/…`: rules, request log, counters.
+/// `/__sim/…`: rules, request log, counters, overload limit.
 async fn admin(faults: &Faults, req: Request) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().trim_end_matches('/').to_owned();
@@ -635,7 +692,22 @@ async fn admin(faults: &Faults, req: Request) -> Response {
             WebMessage::ok(StatusCode::OK, "Request log cleared").into_response()
         }
         (Method::GET, "/__sim/counters") => json_response(StatusCode::OK, &faults.counters_json()),
-        (_, "/__sim/faults" | "/__sim/requests" | "/__sim/counters") => {
+        (Method::GET, "/__sim/load") => json_response(StatusCode::OK, &faults.load().to_json()),
+        (Method::PUT | Method::POST, "/__sim/load") => {
+            let bytes = match axum::body::to_bytes(req.into_body(), READ_BODY_LIMIT).await {
+                Ok(b) => b,
+                Err(e) => return ApiError::BadRequest(format!("Cannot read request body: {e}")).into_response(),
+            };
+            match faults.load().update(&bytes) {
+                Ok(()) => json_response(StatusCode::OK, &faults.load().to_json()),
+                Err(e) => ApiError::BadRequest(e).into_response(),
+            }
+        }
+        (Method::DELETE, "/__sim/load") => {
+            faults.load().configure(None, faults.load().retry_after_secs());
+            json_response(StatusCode::OK, &faults.load().to_json())
+        }
+        (_, "/__sim/faults" | "/__sim/requests" | "/__sim/counters" | "/__sim/load") => {
             ApiError::MethodNotAllowed(format!("Request method '{method}' is not supported")).into_response()
         }
         _ => ApiError::NotFound(format!("No handler found for {method} {path}")).into_response(),

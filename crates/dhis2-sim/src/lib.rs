@@ -13,6 +13,7 @@ pub mod error;
 pub mod faults;
 pub mod fields;
 pub mod generate;
+pub mod load;
 pub mod model;
 pub mod resources;
 pub mod seed;
@@ -190,7 +191,8 @@ pub fn router_with_apps(state: AppState, www: Option<&Path>, apps: &[(String, Pa
         .with_state(state)
 }
 
-/// Permissive CORS for tests: the request's origin is echoed and credentials allowed.
+/// Permissive CORS for tests: the request's origin is echoed and credentials allowed;
+/// `Retry-After` is exposed.
 pub fn cors_layer() -> CorsLayer {
     CorsLayer::new()
         .allow_origin(AllowOrigin::mirror_request())
@@ -201,6 +203,8 @@ pub fn cors_layer() -> CorsLayer {
             header::CONTENT_TYPE,
             HeaderName::from_static("x-requested-with"),
         ]))
+        // So that a page on another origin can read how long an overload 503 asks it to wait.
+        .expose_headers([header::RETRY_AFTER])
         .max_age(Duration::from_secs(3600))
 }
 

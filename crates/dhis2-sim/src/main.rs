@@ -36,6 +36,12 @@ struct Args {
     /// JSON fault rules active from the start (a list, or `{"seed":N,"rules":[…]}`); implies --faults.
     #[arg(long, value_name = "FILE")]
     faults_file: Option<PathBuf>,
+    /// Overload mode: at most N `/api` requests in flight, the next ones get 503 at once; implies --faults.
+    #[arg(long, value_name = "N")]
+    max_inflight: Option<usize>,
+    /// `Retry-After` (seconds) of the overload 503.
+    #[arg(long, value_name = "S", default_value_t = 1)]
+    retry_after_secs: u64,
     /// Serve the static folder DIR at `/NAME/` (e.g. `tracker-capture=/work/tc-build`); repeatable.
     #[arg(long = "app", value_name = "NAME=DIR", value_parser = dhis2_sim::parse_app)]
     apps: Vec<(String, PathBuf)>,
@@ -78,8 +84,12 @@ fn main() -> ExitCode {
             }
         },
     };
-    let mut faults =
-        dhis2_sim::faults::FaultsConfig { enabled: args.faults || args.faults_file.is_some(), ..Default::default() };
+    let mut faults = dhis2_sim::faults::FaultsConfig {
+        enabled: args.faults || args.faults_file.is_some() || args.max_inflight.is_some(),
+        max_inflight: args.max_inflight,
+        retry_after_secs: args.retry_after_secs,
+        ..Default::default()
+    };
     if let Some(file) = &args.faults_file {
         match std::fs::read(file).map_err(|e| e.to_string()).and_then(|b| dhis2_sim::faults::RuleSet::parse(&b)) {
             Ok(rules) => faults.rules = rules,

@@ -253,7 +253,10 @@ async fn request_log_filters_and_counters() {
     let (status, _) = admin(&app, "DELETE", "/__sim/requests", None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(admin(&app, "GET", "/__sim/requests", None).await.1, json!([]));
-    assert_eq!(admin(&app, "GET", "/__sim/counters", None).await.1, json!({"byRoute": {}, "byPath": {}, "total": 0}));
+    assert_eq!(
+        admin(&app, "GET", "/__sim/counters", None).await.1,
+        json!({"byRoute": {}, "byPath": {}, "total": 0, "peakInflight": 0, "overloadRejected": 0})
+    );
 }
 
 #[tokio::test]

@@ -140,3 +140,19 @@ fn admin_api_is_404_without_the_flag() {
     let answer = raw(sim.port, "GET", "/api/system/ping", None, true);
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }
+
+#[test]
+fn max_inflight_flag_limits_the_binary_and_implies_the_admin_api() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let sim = start(&["--max-inflight", "0", "--retry-after-secs", "3"], data.path());
+    let answer = raw(sim.port, "GET", "/api/system/ping", None, true);
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.to_ascii_lowercase().contains("\r\nretry-after: 3\r\n"), "{answer}");
+    assert!(answer.contains(r#""httpStatusCode":503"#), "{answer}");
+    let answer = raw(sim.port, "GET", "/__sim/load", None, false);
+    assert!(answer.starts_with("HTTP/1.1 200") && answer.contains(r#""maxInflight":0"#), "{answer}");
+    let answer = raw(sim.port, "PUT", "/__sim/load", Some(r#"{"maxInflight":null}"#), false);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let answer = raw(sim.port, "GET", "/api/system/ping", None, true);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
