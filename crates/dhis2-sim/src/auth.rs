@@ -8,6 +8,9 @@
 //!   `X-Requested-With: XMLHttpRequest` or an `Authorization: Basic` header → 401 WebMessage
 //!   `Unauthorized`, never a `WWW-Authenticate` header; otherwise → 302 to the login page.
 //!
+//! - With the system setting `keyLockMultipleFailedLogins` on, failed Basic logins are counted
+//!   per username and lock it for a while ([`LoginLockout`]): 401 WebMessage `Account locked`.
+//!
 //! Passwords are stored as PBKDF2-HMAC-SHA256 with a random salt, never in clear.
 
 use std::{
@@ -27,8 +30,9 @@ use rand::RngCore;
 use subtle::ConstantTimeEq;
 
 use crate::{
+    api::settings::lock_multiple_failed_logins,
     db::{self, User},
-    error::ApiError,
+    error::{ApiError, WebMessage},
     state::AppState,
 };
 
@@ -143,6 +147,144 @@ impl Sessions {
     }
 }
 
+/// Failed logins that lock a username (dhis2-core `UserService.LOGIN_MAX_FAILED_ATTEMPTS`, 4 in
+/// 2.40–2.42; `DefaultSecurityService` in 2.40).
+pub const LOGIN_MAX_FAILED_ATTEMPTS: u32 = 4;
+
+/// How long failed logins are remembered after the last one, which is also how long a lock
+/// lasts: dhis2-core keeps the counts in a cache built with `expireAfterWrite(15, MINUTES)`
+/// (`DefaultCacheProvider.createUserFailedLoginAttemptCache`, 2.40–2.42).
+pub const LOGIN_LOCKOUT: Duration = Duration::from_secs(15 * 60);
+
+/// DHIS2's temporary lockout after failed logins, active while the system setting
+/// `keyLockMultipleFailedLogins` is on (off by default). Modelled on dhis2-core 2.40–2.42:
+///
+/// - `DefaultUserService` (2.41, 2.42; `DefaultSecurityService` in 2.40): `registerFailedLogin`
+///   adds one to the username's count, `registerSuccessfulLogin` forgets it, `isLocked` is
+///   `count >= LOGIN_MAX_FAILED_ATTEMPTS`; all three do nothing (and `isLocked` is false)
+///   while the setting is off.
+/// - The count lives in a cache that expires 15 minutes after its last write, so failures are
+///   counted as long as each comes within 15 minutes of the previous one, and a lock ends 15
+///   minutes after the last attempt.
+/// - `TwoFactorAuthenticationProvider.authenticate` checks `isLocked` before the password and
+///   throws `LockedException`, so the right password is refused too; the failure event of
+///   that exception reaches `AuthenticationListener.handleAuthenticationFailure`, which calls
+///   `registerFailedLogin` again: every attempt while locked starts the 15 minutes again.
+/// - `FormLoginBasicAuthenticationEntryPoint.commence` answers a `LockedException` on a Basic
+///   or XHR request with 401 and the WebMessage `unauthorized("Account locked")`.
+///
+/// Counts are kept by username as sent (unknown usernames too, as DHIS2 keys the cache by the
+/// name typed), in memory only, like DHIS2's local cache. The duration can be changed for
+/// tests ([`LoginLockout::set_lockout`], `PUT /__sim/lockout`).
+#[derive(Debug)]
+pub struct LoginLockout {
+    inner: Mutex<LockoutInner>,
+}
+
+#[derive(Debug)]
+struct LockoutInner {
+    lockout: Duration,
+    failed: HashMap<String, FailedLogins>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct FailedLogins {
+    attempts: u32,
+    last: Instant,
+}
+
+impl Default for LoginLockout {
+    fn default() -> Self {
+        Self { inner: Mutex::new(LockoutInner { lockout: LOGIN_LOCKOUT, failed: HashMap::new() }) }
+    }
+}
+
+impl LoginLockout {
+    fn lock(&self) -> std::sync::MutexGuard<'_, LockoutInner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// How long failures are remembered after the last one (DHIS2: 15 minutes).
+    pub fn lockout(&self) -> Duration {
+        self.lock().lockout
+    }
+
+    /// Changes how long failures are remembered (for tests).
+    pub fn set_lockout(&self, lockout: Duration) {
+        self.lock().lockout = lockout;
+    }
+
+    /// Forgets every failed login (unlocks everyone), as a DHIS2 restart empties its cache.
+    pub fn clear(&self) {
+        self.lock().failed.clear();
+    }
+
+    /// The remembered failures of a username, if not expired.
+    fn live(inner: &mut LockoutInner, username: &str, now: Instant) -> Option<FailedLogins> {
+        let entry = *inner.failed.get(username)?;
+        if now.saturating_duration_since(entry.last) < inner.lockout {
+            Some(entry)
+        } else {
+            inner.failed.remove(username);
+            None
+        }
+    }
+
+    /// `isLocked`: at least [`LOGIN_MAX_FAILED_ATTEMPTS`] remembered failures.
+    pub fn is_locked(&self, username: &str) -> bool {
+        let mut inner = self.lock();
+        Self::live(&mut inner, username, Instant::now()).is_some_and(|f| f.attempts >= LOGIN_MAX_FAILED_ATTEMPTS)
+    }
+
+    /// `registerFailedLogin`: one more failure, remembered from now.
+    pub fn register_failed(&self, username: &str) {
+        let mut inner = self.lock();
+        let now = Instant::now();
+        let attempts = Self::live(&mut inner, username, now).map_or(0, |f| f.attempts) + 1;
+        inner.failed.insert(username.to_owned(), FailedLogins { attempts, last: now });
+    }
+
+    /// `registerSuccessfulLogin`: forgets the username's failures.
+    pub fn register_success(&self, username: &str) {
+        self.lock().failed.remove(username);
+    }
+
+    /// `GET /__sim/lockout`: `{"maxFailedAttempts", "lockoutMs", "failedLogins": {username:
+    /// {"attempts", "locked", "expiresInMs"}}}`.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut inner = self.lock();
+        let now = Instant::now();
+        let lockout = inner.lockout;
+        inner.failed.retain(|_, f| now.saturating_duration_since(f.last) < lockout);
+        let failed: serde_json::Map<String, serde_json::Value> = inner
+            .failed
+            .iter()
+            .map(|(name, f)| {
+                let left = lockout.saturating_sub(now.saturating_duration_since(f.last));
+                (
+                    name.clone(),
+                    serde_json::json!({
+                        "attempts": f.attempts,
+                        "locked": f.attempts >= LOGIN_MAX_FAILED_ATTEMPTS,
+                        "expiresInMs": u64::try_from(left.as_millis()).unwrap_or(u64::MAX),
+                    }),
+                )
+            })
+            .collect();
+        serde_json::json!({
+            "maxFailedAttempts": LOGIN_MAX_FAILED_ATTEMPTS,
+            "lockoutMs": u64::try_from(lockout.as_millis()).unwrap_or(u64::MAX),
+            "failedLogins": failed,
+        })
+    }
+}
+
+/// The answer to a Basic login of a locked username: 401 WebMessage `Account locked`
+/// (`FormLoginBasicAuthenticationEntryPoint`, dhis2-core 2.40–2.42).
+pub fn locked_response() -> Response {
+    WebMessage::error(StatusCode::UNAUTHORIZED, "Account locked").into_response()
+}
+
 /// The authenticated user of a request, put there by [`require_auth`].
 #[derive(Debug, Clone)]
 pub struct CurrentUser(pub User);
@@ -234,14 +376,32 @@ struct Authenticated {
     new_session: Option<String>,
 }
 
-/// `Ok(None)`: not authenticated.
-async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Option<Authenticated>, ApiError> {
+/// What checking a request's credentials found.
+enum Outcome {
+    Authenticated(Box<Authenticated>),
+    /// No valid credentials.
+    Unauthenticated,
+    /// A Basic login of a username locked by [`LoginLockout`].
+    Locked,
+}
+
+async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Outcome, ApiError> {
     let cookie_users: Vec<String> =
         session_cookies(headers).iter().filter_map(|id| state.sessions().lookup(id)).collect();
     match basic_credentials(headers) {
-        BasicCredentials::Malformed => Ok(None),
+        BasicCredentials::Malformed => Ok(Outcome::Unauthenticated),
         BasicCredentials::Present(username, password) => {
-            let found = state.db().call(move |conn| Ok(db::user_by_username(conn, &username)?)).await?;
+            let name = username.clone();
+            let (found, lockout_on) = state
+                .db()
+                .call(move |conn| Ok((db::user_by_username(conn, &name)?, lock_multiple_failed_logins(conn)?)))
+                .await?;
+            let lockout = state.login_lockout();
+            // Checked before the password, and counted as one more failure (see LoginLockout).
+            if lockout_on && lockout.is_locked(&username) {
+                lockout.register_failed(&username);
+                return Ok(Outcome::Locked);
+            }
             // The hash check is CPU work: keep it off the async threads and outside the db lock.
             let user = tokio::task::spawn_blocking(move || match found {
                 Some(u) if verify_password(&password, &u.password_hash) => Some(u),
@@ -255,21 +415,32 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Option<Au
             .await?;
             match user {
                 Some(user) if !user.disabled => {
+                    if lockout_on {
+                        lockout.register_success(&username);
+                    }
                     let new_session =
                         if cookie_users.contains(&user.uid) { None } else { Some(state.sessions().create(&user.uid)) };
-                    Ok(Some(Authenticated { user, new_session }))
+                    Ok(Outcome::Authenticated(Box::new(Authenticated { user, new_session })))
                 }
-                _ => Ok(None),
+                _ => {
+                    // A wrong password, an unknown user or a disabled one: all failure events in DHIS2.
+                    if lockout_on {
+                        lockout.register_failed(&username);
+                    }
+                    Ok(Outcome::Unauthenticated)
+                }
             }
         }
         BasicCredentials::Absent => {
             let Some(uid) = cookie_users.into_iter().next() else {
-                return Ok(None);
+                return Ok(Outcome::Unauthenticated);
             };
             let user = state.db().call(move |conn| Ok(db::user_by_uid(conn, &uid)?)).await?;
             match user {
-                Some(user) if !user.disabled => Ok(Some(Authenticated { user, new_session: None })),
-                _ => Ok(None),
+                Some(user) if !user.disabled => {
+                    Ok(Outcome::Authenticated(Box::new(Authenticated { user, new_session: None })))
+                }
+                _ => Ok(Outcome::Unauthenticated),
             }
         }
     }
@@ -283,8 +454,10 @@ pub async fn require_auth(State(state): State<AppState>, mut req: Request, next:
         Err(e) => return e.into_response(),
     };
     match outcome {
-        None => unauthenticated_response(req.headers()),
-        Some(Authenticated { user, new_session }) => {
+        Outcome::Unauthenticated => unauthenticated_response(req.headers()),
+        Outcome::Locked => locked_response(),
+        Outcome::Authenticated(authenticated) => {
+            let Authenticated { user, new_session } = *authenticated;
             req.extensions_mut().insert(CurrentUser(user.clone()));
             let mut response = next.run(req).await;
             // For the request log of `--faults` (outside this layer).
@@ -350,6 +523,33 @@ mod tests {
         h.append(header::COOKIE, HeaderValue::from_static("a=1; JSESSIONID=ABC; b=2"));
         h.append(header::COOKIE, HeaderValue::from_static("JSESSIONID=\"DEF\""));
         assert_eq!(session_cookies(&h), vec!["ABC".to_owned(), "DEF".to_owned()]);
+    }
+
+    #[test]
+    fn four_failures_lock_until_the_lockout_passes_without_one() {
+        let l = LoginLockout::default();
+        assert_eq!(l.lockout(), Duration::from_secs(900));
+        for _ in 0..3 {
+            l.register_failed("u");
+            assert!(!l.is_locked("u"));
+        }
+        l.register_failed("u");
+        assert!(l.is_locked("u"));
+        assert!(!l.is_locked("other"));
+        l.register_success("u");
+        assert!(!l.is_locked("u"));
+
+        l.set_lockout(Duration::from_millis(30));
+        for _ in 0..4 {
+            l.register_failed("u");
+        }
+        assert!(l.is_locked("u"));
+        std::thread::sleep(Duration::from_millis(40));
+        assert!(!l.is_locked("u"), "expired");
+        l.register_failed("u");
+        assert!(!l.is_locked("u"), "counting starts again");
+        l.clear();
+        assert_eq!(l.to_json()["failedLogins"], serde_json::json!({}));
     }
 
     #[test]

@@ -506,7 +506,7 @@ pub async fn middleware(State(state): State<AppState>, req: Request, next: Next)
         if !faults.enabled() {
             return ApiError::NotFound(format!("No handler found for {} {path}", req.method())).into_response();
         }
-        return admin(faults, req).await;
+        return admin(&state, req).await;
     }
     if !faults.enabled() {
         return next.run(req).await;
@@ -654,8 +654,9 @@ fn drop_connection(conn: Option<&ConnHandle>) -> Response {
     (StatusCode::OK, Body::from_stream(failing)).into_response()
 }
 
-/// `/__sim/…`: rules, request log, counters, overload limit.
-async fn admin(faults: &Faults, req: Request) -> Response {
+/// `/__sim/…`: rules, request log, counters, overload limit, login lockout.
+async fn admin(state: &AppState, req: Request) -> Response {
+    let faults = state.faults();
     let method = req.method().clone();
     let path = req.uri().path().trim_end_matches('/').to_owned();
     match (method.clone(), path.as_str()) {
@@ -707,11 +708,42 @@ async fn admin(faults: &Faults, req: Request) -> Response {
             faults.load().configure(None, faults.load().retry_after_secs());
             json_response(StatusCode::OK, &faults.load().to_json())
         }
-        (_, "/__sim/faults" | "/__sim/requests" | "/__sim/counters" | "/__sim/load") => {
+        (Method::GET, "/__sim/lockout") => json_response(StatusCode::OK, &state.login_lockout().to_json()),
+        (Method::PUT | Method::POST, "/__sim/lockout") => {
+            let bytes = match axum::body::to_bytes(req.into_body(), READ_BODY_LIMIT).await {
+                Ok(b) => b,
+                Err(e) => return ApiError::BadRequest(format!("Cannot read request body: {e}")).into_response(),
+            };
+            match parse_lockout(&bytes) {
+                Ok(lockout) => {
+                    state.login_lockout().set_lockout(lockout);
+                    json_response(StatusCode::OK, &state.login_lockout().to_json())
+                }
+                Err(e) => ApiError::BadRequest(e).into_response(),
+            }
+        }
+        (Method::DELETE, "/__sim/lockout") => {
+            state.login_lockout().clear();
+            json_response(StatusCode::OK, &state.login_lockout().to_json())
+        }
+        (_, "/__sim/faults" | "/__sim/requests" | "/__sim/counters" | "/__sim/load" | "/__sim/lockout") => {
             ApiError::MethodNotAllowed(format!("Request method '{method}' is not supported")).into_response()
         }
         _ => ApiError::NotFound(format!("No handler found for {method} {path}")).into_response(),
     }
+}
+
+/// The body of `PUT /__sim/lockout`: `{"lockoutMs": N}`.
+fn parse_lockout(bytes: &[u8]) -> Result<Duration, String> {
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| format!("Invalid JSON: {e}"))?;
+    let Value::Object(fields) = value else {
+        return Err("Expected an object {\"lockoutMs\": N}".into());
+    };
+    if let Some(other) = fields.keys().find(|k| *k != "lockoutMs") {
+        return Err(format!("Unknown field: {other}"));
+    }
+    let ms = fields.get("lockoutMs").ok_or("lockoutMs is required")?;
+    ms.as_u64().map(Duration::from_millis).ok_or_else(|| format!("lockoutMs must be a non-negative integer: {ms}"))
 }
 
 /// Per-connection switch: once killed, the connection's reads and writes fail.

@@ -7,7 +7,7 @@ use std::{
 };
 
 use crate::{
-    auth::Sessions,
+    auth::{LoginLockout, Sessions},
     db::{self, Db},
     error::SimError,
     version::ServerVersion,
@@ -23,6 +23,8 @@ pub struct AppState {
 struct Inner {
     db: Db,
     sessions: Sessions,
+    /// Failed logins per username (`keyLockMultipleFailedLogins`).
+    login_lockout: LoginLockout,
     version: ServerVersion,
     system_id: String,
     faults: crate::faults::Faults,
@@ -53,6 +55,7 @@ impl AppState {
             inner: Arc::new(Inner {
                 db,
                 sessions: Sessions::default(),
+                login_lockout: LoginLockout::default(),
                 version,
                 system_id,
                 faults,
@@ -71,6 +74,11 @@ impl AppState {
     /// The in-memory sessions.
     pub fn sessions(&self) -> &Sessions {
         &self.inner.sessions
+    }
+
+    /// Failed logins and locks (`keyLockMultipleFailedLogins`, `/__sim/lockout`).
+    pub fn login_lockout(&self) -> &LoginLockout {
+        &self.inner.login_lockout
     }
 
     /// The DHIS2 version the simulator answers as.

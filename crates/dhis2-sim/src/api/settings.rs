@@ -64,6 +64,8 @@ pub const SYSTEM_SETTING_DEFAULTS: &[(&str, &str)] = &[
     ("keyCacheStrategy", "\"NO_CACHE\""),
     ("keyHideUnapprovedDataInAnalytics", "false"),
     ("keyAllowObjectAssignment", "false"),
+    // Off by default, as DHIS2's `SettingKey.LOCK_MULTIPLE_FAILED_LOGINS` (see `auth::LoginLockout`).
+    (KEY_LOCK_MULTIPLE_FAILED_LOGINS, "false"),
     // DHIS2's default (`SettingKey.HELP_PAGE_LINK`). The d2-ui header bar waits for it: d2's
     // `systemSettings.get` never settles when the request fails, and the bar stays hidden.
     ("helpPageLink", "\"https://dhis2.github.io/dhis2-docs/master/en/user/html/dhis2_user_manual_en.html\""),
@@ -135,6 +137,13 @@ pub const I18N_STRINGS: &[(&str, &str)] = &[
     ("app_search_placeholder", "Search apps"),
 ];
 
+/// System setting that turns on the temporary lockout after failed logins (DHIS2's
+/// "Lock user account temporarily after multiple failed login attempts").
+pub const KEY_LOCK_MULTIPLE_FAILED_LOGINS: &str = "keyLockMultipleFailedLogins";
+
+/// The authority system setting writes need (or `ALL`).
+pub const SYSTEM_SETTING_AUTHORITY: &str = "F_SYSTEM_SETTING";
+
 /// System setting keys of the custom script and style (`/api/files/*`).
 pub const KEY_CUSTOM_JS: &str = "keyCustomJs";
 /// See [`KEY_CUSTOM_JS`].
@@ -151,7 +160,7 @@ pub fn routes() -> Router<AppState> {
         .route("/userSettings/{key}", get(user_setting).post(set_user_setting).delete(delete_user_setting))
         .route("/systemSettings", get(system_settings))
         .route("/systemSettings.json", get(system_settings))
-        .route("/systemSettings/{key}", get(system_setting))
+        .route("/systemSettings/{key}", get(system_setting).post(set_system_setting).delete(delete_system_setting))
         .route("/i18n", post(i18n))
         .route("/apps", get(apps))
         .route("/apps.json", get(apps))
@@ -305,13 +314,30 @@ async fn delete_user_setting(
     Ok(StatusCode::OK.into_response())
 }
 
-fn all_system_settings() -> Map<String, Value> {
-    SYSTEM_SETTING_DEFAULTS.iter().map(|(k, v)| ((*k).to_owned(), parse_setting(v))).collect()
+/// The system settings: defaults overridden by the values stored through
+/// `POST /api/systemSettings/{key}` (kept in the `settings` table under their key).
+fn all_system_settings(conn: &Connection) -> rusqlite::Result<Map<String, Value>> {
+    let mut out = Map::new();
+    for (key, default) in SYSTEM_SETTING_DEFAULTS {
+        let value = db::get_setting(conn, key)?.unwrap_or_else(|| (*default).to_owned());
+        out.insert((*key).to_owned(), parse_setting(&value));
+    }
+    Ok(out)
+}
+
+/// Whether `keyLockMultipleFailedLogins` is on.
+pub fn lock_multiple_failed_logins(conn: &Connection) -> rusqlite::Result<bool> {
+    Ok(db::get_setting(conn, KEY_LOCK_MULTIPLE_FAILED_LOGINS)?.is_some_and(|v| v == "true"))
 }
 
 /// `GET /api/systemSettings[.json]?key=…`: `{key: value}`.
-async fn system_settings(_user: CurrentUser, params: Params) -> Response {
-    no_cache(json_response(StatusCode::OK, &Value::Object(select_keys(all_system_settings(), &params))))
+async fn system_settings(
+    State(state): State<AppState>,
+    _user: CurrentUser,
+    params: Params,
+) -> Result<Response, ApiError> {
+    let all = state.db().call(|conn| Ok(all_system_settings(conn)?)).await?;
+    Ok(no_cache(json_response(StatusCode::OK, &Value::Object(select_keys(all, &params)))))
 }
 
 /// Whether a request's `Accept` header asks for `text/plain` before JSON or HTML (the two
@@ -332,15 +358,97 @@ fn prefers_plain_text(headers: &HeaderMap) -> bool {
 /// `GET /api/systemSettings/{key}`: as DHIS2, the value as `text/plain` when the client asks
 /// for it (d2's `system.settings.get` does), else `{key: value}`. A key without a value (or
 /// unknown) is an empty string, never a 404.
-async fn system_setting(_user: CurrentUser, Path(key): Path<String>, headers: HeaderMap) -> Response {
+async fn system_setting(
+    State(state): State<AppState>,
+    _user: CurrentUser,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let json_suffix = key.ends_with(".json");
     let key = super::legacy::strip_json(&key).to_owned();
-    let value = all_system_settings().remove(&key).filter(|v| !v.is_null()).unwrap_or_else(|| json!(""));
-    if !json_suffix && prefers_plain_text(&headers) {
+    let mut all = state.db().call(|conn| Ok(all_system_settings(conn)?)).await?;
+    let value = all.remove(&key).filter(|v| !v.is_null()).unwrap_or_else(|| json!(""));
+    Ok(if !json_suffix && prefers_plain_text(&headers) {
         no_cache(text_response(StatusCode::OK, "text/plain;charset=UTF-8", plain(&value)))
     } else {
         no_cache(json_response(StatusCode::OK, &json!({ key: value })))
+    })
+}
+
+/// The error for a key the simulator does not know: 409 `Key is not supported: k` up to 2.41
+/// (`SystemSettingController`), 404 `Setting does not exist: k` on 2.42
+/// (`SystemSettingsController.checkKeyExists`).
+fn unknown_setting(state: &AppState, key: &str) -> ApiError {
+    if state.version().minor >= 42 {
+        ApiError::NotFound(format!("Setting does not exist: {key}"))
+    } else {
+        ApiError::Conflict(format!("Key is not supported: {key}"))
     }
+}
+
+/// Checks a write's authority (`ALL` or `F_SYSTEM_SETTING`) and key; returns the key's default.
+async fn check_setting_write(state: &AppState, user: db::User, key: &str) -> Result<&'static str, ApiError> {
+    let allowed = state.db().call(move |conn| Ok(has_authority(conn, &user, SYSTEM_SETTING_AUTHORITY)?)).await?;
+    if !allowed {
+        return Err(ApiError::Forbidden(format!(
+            "Access is denied, requires one Authority from [{SYSTEM_SETTING_AUTHORITY}]"
+        )));
+    }
+    SYSTEM_SETTING_DEFAULTS.iter().find(|(k, _)| *k == key).map(|(_, d)| *d).ok_or_else(|| unknown_setting(state, key))
+}
+
+/// `POST /api/systemSettings/{key}` with `?value=` or the value as the body (text, or JSON as
+/// 2.42 takes it): 200 WebMessage `System setting 'k' set to value 'v'.` Needs `ALL` or
+/// `F_SYSTEM_SETTING`; only the keys the simulator answers can be set. Booleans must be `true`
+/// or `false`.
+async fn set_system_setting(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(key): Path<String>,
+    params: Params,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let default = check_setting_write(&state, user, &key).await?;
+    let raw = match params.get("value") {
+        Some(v) => v.to_owned(),
+        None => {
+            let text = body_text(body).await?;
+            let is_json = headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.starts_with("application/json"));
+            match serde_json::from_str::<Value>(&text) {
+                Ok(Value::String(s)) if is_json => s,
+                Ok(other) if is_json => other.to_string(),
+                _ => text,
+            }
+        }
+    };
+    if raw.is_empty() {
+        return Err(ApiError::Conflict("Value must be specified as query param or as payload".into()));
+    }
+    let (stored, shown) = match parse_setting(default) {
+        Value::Bool(_) => match raw.trim().to_ascii_lowercase().as_str() {
+            b @ ("true" | "false") => (b.to_owned(), b.to_owned()),
+            _ => return Err(ApiError::BadRequest(format!("Not a valid value for setting {key}: {raw}"))),
+        },
+        _ => (json!(raw).to_string(), raw),
+    };
+    let message = format!("System setting '{key}' set to value '{shown}'.");
+    state.db().call(move |conn| Ok(db::set_setting(conn, &key, &stored)?)).await?;
+    Ok(WebMessage::ok(StatusCode::OK, message).into_response())
+}
+
+/// `DELETE /api/systemSettings/{key}`: back to the default, 204.
+async fn delete_system_setting(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(key): Path<String>,
+) -> Result<Response, ApiError> {
+    check_setting_write(&state, user, &key).await?;
+    state.db().call(move |conn| Ok(db::delete_setting(conn, &key)?)).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// The logos of `/api/staticContent/{key}` and where DHIS2 keeps their defaults.
