@@ -264,6 +264,23 @@ programTrackedEntityAttributes[displayInList,trackedEntityAttribute[id,displayNa
         now_ms: i64,
         progress: &mut dyn FnMut(Progress),
     ) -> Result<DownloadReport> {
+        // Never with a password the server refused (it would count towards a lockout).
+        if self.password_refused().await {
+            return Err(CoreError::AuthRequired);
+        }
+        let outcome = self.download_pages(options, now_ms, progress).await;
+        if matches!(outcome, Err(CoreError::AuthRequired)) && self.vault.session_password().is_some() {
+            self.mark_password_refused().await?;
+        }
+        outcome
+    }
+
+    async fn download_pages(
+        &self,
+        options: DownloadOptions,
+        now_ms: i64,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<DownloadReport> {
         self.ensure_clinic_loaded().await?;
         let page_size = options.page_size.unwrap_or(50).clamp(1, 1000);
         let (meta, server_now) = self.fetch_metadata().await?;

@@ -11,7 +11,7 @@ use crate::{
     kdf::PasswordKdf,
     profile::{UserProfile, ME_FIELDS},
     random::RandomSource,
-    store::{KvStore, StoreName},
+    store::{KvStore, StoreName, WriteBatch},
     vault::{validate_credentials, LoginOutcome, SessionInfo, Vault, VaultPolicy},
 };
 
@@ -64,7 +64,13 @@ pub struct Status {
     pub records: u64,
     /// Last complete download (ms since epoch).
     pub last_download_at: Option<i64>,
+    /// The server refused the logged-in user's password: nothing is sent until she logs in
+    /// online again.
+    pub auth_required: bool,
 }
+
+/// Record id (cache store, sealed) naming the user whose password the server refused.
+pub const PASSWORD_REFUSED_ID: &str = "sync:password-refused";
 
 /// How long after a failed contact requests go straight to the local copy (the fast path),
 /// before the network is tried again.
@@ -74,20 +80,44 @@ pub const OFFLINE_FAST_PATH_MS: i64 = 15_000;
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Connectivity {
     last_failure_ms: Option<i64>,
+    /// Until when the server asked not to be sent anything (`Retry-After`).
+    busy_until_ms: Option<i64>,
 }
 
 impl Connectivity {
     /// True if a request should try the network first.
     pub fn should_try_network(&self, now_ms: i64) -> bool {
         self.last_failure_ms.is_none_or(|t| now_ms.saturating_sub(t) >= OFFLINE_FAST_PATH_MS)
+            && self.busy_wait_ms(now_ms).is_none()
     }
 
-    /// Records the outcome of a contact. A 502/503/504 counts as unreachable (a proxy or
-    /// gateway answered for a server that is down).
-    pub fn record(&mut self, status: Option<u16>, now_ms: i64) -> bool {
-        let reachable = matches!(status, Some(s) if !matches!(s, 502..=504));
-        self.last_failure_ms = if reachable { None } else { Some(now_ms) };
-        reachable
+    /// How long the server still asked to be left alone (`Retry-After`), if it did.
+    pub fn busy_wait_ms(&self, now_ms: i64) -> Option<u64> {
+        self.busy_until_ms.filter(|t| *t > now_ms).map(|t| (t - now_ms) as u64)
+    }
+
+    /// Records the outcome of a contact. 429 and 5xx count as "busy", not reachable (see
+    /// [`crate::backoff`]): the app is answered from the local copy while the server recovers.
+    pub fn record(&mut self, load: crate::backoff::Load, now_ms: i64) -> bool {
+        use crate::backoff::Load;
+        match load {
+            Load::Answered => {
+                self.last_failure_ms = None;
+                true
+            }
+            Load::Busy { retry_after_ms } => {
+                self.last_failure_ms = Some(now_ms);
+                if let Some(wait) = retry_after_ms {
+                    let until = now_ms.saturating_add(i64::try_from(wait).unwrap_or(i64::MAX));
+                    self.busy_until_ms = Some(self.busy_until_ms.map_or(until, |t| t.max(until)));
+                }
+                false
+            }
+            Load::Unreachable => {
+                self.last_failure_ms = Some(now_ms);
+                false
+            }
+        }
     }
 }
 
@@ -167,6 +197,8 @@ pub struct Engine<S, K, R, H> {
     pub(crate) version_checked_ms: std::sync::Mutex<Option<i64>>,
     /// What flushes do with a field changed on both sides.
     pub(crate) conflict_policy: std::sync::Mutex<crate::merge::ConflictPolicy>,
+    /// Server errors (HTTP 500) one record may get before its entry is moved aside.
+    pub(crate) server_error_limit: std::sync::Mutex<u32>,
 }
 
 impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R, H> {
@@ -186,7 +218,20 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
             writer: futures::lock::Mutex::new(()),
             version_checked_ms: Default::default(),
             conflict_policy: Default::default(),
+            server_error_limit: std::sync::Mutex::new(crate::backoff::DEFAULT_SERVER_ERROR_LIMIT),
         }
+    }
+
+    /// Sets how many server errors (HTTP 500) one record may get before its entry is moved
+    /// aside as a failure (at least 1).
+    pub fn set_server_error_limit(&self, limit: u32) -> Result<()> {
+        if limit == 0 {
+            return Err(CoreError::BadInput("serverErrorLimit must be at least 1".into()));
+        }
+        if let Ok(mut l) = self.server_error_limit.lock() {
+            *l = limit;
+        }
+        Ok(())
     }
 
     /// Sets what flushes do with a field changed on both sides (default: the device's value is
@@ -229,20 +274,27 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
             OnlineCheck::Accepted(profile) => {
                 self.set_online(true);
                 let canonical = profile.username.clone();
-                match self.vault.login_verified_online(&canonical, password, profile.clone(), now_ms).await {
-                    // Nobody here to hand the key over: the server escrow, if the clinic keeps one.
-                    Err(CoreError::HandoverRequired(_)) => {
-                        match self.fetch_escrowed_key(&canonical, password).await.unwrap_or(None) {
-                            Some(key) => {
-                                self.vault
-                                    .login_verified_online_with(&canonical, password, profile, now_ms, Some(key))
-                                    .await
+                let username_now = canonical.clone();
+                let outcome =
+                    match self.vault.login_verified_online(&canonical, password, profile.clone(), now_ms).await {
+                        // Nobody here to hand the key over: the server escrow, if the clinic keeps one.
+                        Err(CoreError::HandoverRequired(_)) => {
+                            match self.fetch_escrowed_key(&canonical, password).await.unwrap_or(None) {
+                                Some(key) => {
+                                    self.vault
+                                        .login_verified_online_with(&canonical, password, profile, now_ms, Some(key))
+                                        .await
+                                }
+                                None => Err(CoreError::HandoverRequired(canonical)),
                             }
-                            None => Err(CoreError::HandoverRequired(canonical)),
                         }
-                    }
-                    other => other,
+                        other => other,
+                    };
+                if outcome.is_ok() {
+                    // A password the server accepts again: work may be sent with it.
+                    self.clear_password_refused(&username_now).await?;
                 }
+                outcome
             }
             OnlineCheck::Refused => {
                 self.set_online(true);
@@ -263,10 +315,56 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
         let (Some(info), Some(password)) = (self.vault.session_info(), self.vault.session_password()) else {
             return false;
         };
-        matches!(
-            self.http.send(me_request(&self.config.api_base, &info.username, &password)).await,
-            Ok(response) if matches!(interpret_me_response(&response, &info.username), OnlineCheck::Accepted(_))
-        )
+        if self.password_refused().await {
+            return false; // never again with a password the server refused (account lockout)
+        }
+        match self.http.send(me_request(&self.config.api_base, &info.username, &password)).await {
+            Ok(response) => match interpret_me_response(&response, &info.username) {
+                OnlineCheck::Accepted(_) => true,
+                OnlineCheck::Refused => {
+                    let _ = self.mark_password_refused().await;
+                    false
+                }
+                OnlineCheck::Unreachable(_) => false,
+            },
+            Err(_) => false,
+        }
+    }
+
+    /// True when the server refused the logged-in user's password (a 401 to a request made
+    /// with it): nothing is sent with it again until she logs in online, so that retries never
+    /// lock her account on the server (DHIS2 locks an account after repeated failed logins).
+    pub async fn password_refused(&self) -> bool {
+        let Some(info) = self.vault.session_info() else { return false };
+        match self.vault.get_record(StoreName::Cache, PASSWORD_REFUSED_ID).await {
+            Ok(Some(bytes)) => serde_json::from_slice::<serde_json::Value>(&bytes)
+                .ok()
+                .is_some_and(|v| v.get("username").and_then(|u| u.as_str()) == Some(info.username.as_str())),
+            _ => false,
+        }
+    }
+
+    /// Remembers (sealed, across restarts of the worker) that the server refused the logged-in
+    /// user's password.
+    pub(crate) async fn mark_password_refused(&self) -> Result<()> {
+        let Some(info) = self.vault.session_info() else { return Ok(()) };
+        let bytes = serde_json::to_vec(&serde_json::json!({ "username": info.username }))
+            .map_err(|e| CoreError::BadInput(e.to_string()))?;
+        self.vault.put_record(StoreName::Cache, PASSWORD_REFUSED_ID, &bytes).await
+    }
+
+    async fn clear_password_refused(&self, username: &str) -> Result<()> {
+        let marked = match self.vault.get_record(StoreName::Cache, PASSWORD_REFUSED_ID).await? {
+            Some(bytes) => serde_json::from_slice::<serde_json::Value>(&bytes)
+                .ok()
+                .is_some_and(|v| v.get("username").and_then(|u| u.as_str()) == Some(username)),
+            None => false,
+        };
+        if marked {
+            let batch = self.vault.delete_into(WriteBatch::new(), StoreName::Cache, PASSWORD_REFUSED_ID)?;
+            self.vault.store().write(batch).await?;
+        }
+        Ok(())
     }
 
     /// Logs out: keys and password are zeroized, the in-memory clinic index is dropped.
@@ -285,10 +383,31 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
 
     /// Records the outcome of a request made by the service worker: `status` is None for a
     /// network error or timeout. Returns whether the server counts as reachable.
-    pub fn record_network(&self, status: Option<u16>, now_ms: i64) -> bool {
-        let reachable = self.connectivity.lock().map(|mut c| c.record(status, now_ms)).unwrap_or(false);
+    pub fn record_network(&self, status: Option<u16>, retry_after: Option<&str>, now_ms: i64) -> bool {
+        let load = match status {
+            None => crate::backoff::Load::Unreachable,
+            Some(s) if crate::backoff::is_busy_status(s) => crate::backoff::Load::Busy {
+                retry_after_ms: retry_after.and_then(|v| crate::backoff::retry_after_ms(v, now_ms)),
+            },
+            Some(_) => crate::backoff::Load::Answered,
+        };
+        self.record_load(load, now_ms)
+    }
+
+    /// Records how the server answered one of the engine's own requests.
+    pub(crate) fn record_answer(&self, response: Option<&HttpResponse>, now_ms: i64) -> bool {
+        self.record_load(crate::backoff::load_of(response, now_ms), now_ms)
+    }
+
+    fn record_load(&self, load: crate::backoff::Load, now_ms: i64) -> bool {
+        let reachable = self.connectivity.lock().map(|mut c| c.record(load, now_ms)).unwrap_or(false);
         self.set_online(reachable);
         reachable
+    }
+
+    /// How long the server still asked to be left alone (`Retry-After`), if it did.
+    pub fn busy_wait_ms(&self, now_ms: i64) -> Option<u64> {
+        self.connectivity.lock().ok().and_then(|c| c.busy_wait_ms(now_ms))
     }
 
     /// Drops the in-memory clinic index so the next read reloads it from storage (another
@@ -337,6 +456,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
             registered_users: self.vault.registered_users().await?,
             records: self.record_count(),
             last_download_at: self.last_download_at().await,
+            auth_required: self.password_refused().await,
         })
     }
 }

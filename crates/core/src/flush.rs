@@ -7,7 +7,7 @@
 //! error, 5xx or timeout stops the flush to retry later; a 401 stops it for a new login,
 //! except an ownership refusal, which fails only the records concerned.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -15,12 +15,13 @@ use serde_json::{json, Value};
 pub use crate::answer::{interpret, Verdict};
 use crate::{
     answer::{message_of, raw_accepted},
+    backoff::is_busy_status,
     clinic::{bundle_id, parse_bundle},
     engine::Engine,
     error::{CoreError, Result},
     family::tracker_items,
     family::{convert, Kind},
-    http::{HttpClient, HttpRequest},
+    http::{HttpClient, HttpRequest, HttpResponse},
     kdf::PasswordKdf,
     merge::{delta_record, merge_record, server_updated, Conflict, ConflictPolicy, ConflictSource, WHOLE_RECORD},
     outbox::{EntryPayload, EntryState, OutboxEntry},
@@ -81,6 +82,8 @@ pub struct FlushReport {
     pub stopped: Option<String>,
     /// Authors whose entries wait (author scope).
     pub waiting_for: Vec<String>,
+    /// `SERVER_BUSY`: how long the server asked to be left alone (`Retry-After`), in ms.
+    pub retry_after_ms: Option<u64>,
 }
 
 /// A PUT of one key of the dataStore or the userDataStore (`dataStore/{namespace}/{key}`).
@@ -271,6 +274,16 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
         self.ensure_clinic_loaded().await?;
         let entries = self.outbox_entries().await?;
         let mut report = FlushReport::default();
+        // Nothing goes out with a password the server refused, nor while the server asked to be
+        // left alone (every trigger, the nurse's own included).
+        let refused_password = self.password_refused().await;
+        let busy = self.busy_wait_ms(now_ms);
+        if refused_password || busy.is_some() {
+            report.stopped = Some(if refused_password { "AUTH_REQUIRED" } else { "SERVER_BUSY" }.into());
+            report.retry_after_ms = busy.filter(|_| !refused_password);
+            report.remaining = entries.iter().filter(|e| e.is_pending()).count() as u64;
+            return Ok(report);
+        }
         // Records refused before (failed entries) hold back what depends on them.
         let mut failed_records: BTreeSet<String> = BTreeSet::new();
         let mut failed_teis: BTreeSet<String> = BTreeSet::new();
@@ -353,17 +366,23 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
                         .await
                         .ok();
                 }
-                self.record_network(response.as_ref().map(|r| r.status), now_ms);
+                self.record_answer(response.as_ref(), now_ms);
                 match response {
                     None => {
                         report.stopped = Some("SERVER_UNREACHABLE".into());
                         break 'segments;
                     }
-                    Some(r) if r.status >= 500 || r.status == 408 || r.status == 429 => {
+                    Some(r) if is_busy_status(r.status) => {
+                        report.stopped = Some("SERVER_BUSY".into());
+                        report.retry_after_ms = self.busy_wait_ms(now_ms);
+                        break 'segments;
+                    }
+                    Some(r) if r.status == 408 => {
                         report.stopped = Some("SERVER_UNREACHABLE".into());
                         break 'segments;
                     }
                     Some(r) if r.status == 401 => {
+                        self.mark_password_refused().await?;
                         report.stopped = Some("AUTH_REQUIRED".into());
                         break 'segments;
                     }
@@ -443,6 +462,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
             let merges = match self.merge_updates(family, &sendable, &bundles, entry_times(&segment), now_ms).await {
                 Ok(m) => m,
                 Err(CoreError::AuthRequired) => {
+                    self.mark_password_refused().await?;
                     report.stopped = Some("AUTH_REQUIRED".into());
                     break 'segments;
                 }
@@ -474,7 +494,15 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
             }
             let mut warnings: BTreeMap<String, Vec<String>> = BTreeMap::new();
             let mut stopped = false;
-            for request in plan {
+            // Records the server failed on (HTTP 500) in this flush, with its answer: their
+            // entries count an error, their dependents wait, the rest goes on.
+            let mut server_errors: BTreeMap<String, String> = BTreeMap::new();
+            let mut hunt = ErrorHunt::default();
+            let limit =
+                self.server_error_limit.lock().map(|l| *l).unwrap_or(crate::backoff::DEFAULT_SERVER_ERROR_LIMIT);
+            let mut queue: VecDeque<QueuedRequest> =
+                plan.into_iter().map(|request| QueuedRequest { request, half: None }).collect();
+            while let Some(QueuedRequest { request, half }) = queue.pop_front() {
                 // Children of a record refused earlier in this flush wait as failures too.
                 let skip: Vec<String> = request
                     .uids
@@ -487,10 +515,25 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
                 for u in &skip {
                     refused.entry(u.clone()).or_default().push("waits for a record the server refused".into());
                 }
-                if skip.len() == request.uids.len() {
+                // Children of a record the server failed on in this flush stay queued.
+                let held: BTreeSet<String> = server_errors.keys().cloned().collect();
+                let held_teis: BTreeSet<String> = touches
+                    .iter()
+                    .filter(|t| t.kind == "tei" && held.contains(&t.uid))
+                    .map(|t| t.tei.clone())
+                    .collect();
+                let waits: Vec<String> = request
+                    .uids
+                    .iter()
+                    .filter(|u| !skip.contains(u))
+                    .filter(|u| touches.iter().find(|t| &t.uid == *u).is_some_and(|t| blocked(t, &held, &held_teis)))
+                    .cloned()
+                    .collect();
+                let left_out: Vec<String> = skip.iter().chain(waits.iter()).cloned().collect();
+                if left_out.len() == request.uids.len() {
                     continue;
                 }
-                let request = if skip.is_empty() { request } else { replan_without(&request, &skip) };
+                let request = if left_out.is_empty() { request } else { replan_without(&request, &left_out) };
                 report.requests += 1;
                 let http = HttpRequest {
                     opens_session: false,
@@ -504,7 +547,74 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
                     body: Some(request.body.clone()),
                 };
                 let response = self.http.send(http).await.ok();
-                self.record_network(response.as_ref().map(|r| r.status), now_ms);
+                self.record_answer(response.as_ref(), now_ms);
+                let status = response.as_ref().map(|r| r.status);
+                // Too large for the server (or a proxy before it): halves, down to one record.
+                if status == Some(413) {
+                    if request.uids.len() > 1 {
+                        let (a, b) = halves(&request);
+                        queue.push_front(QueuedRequest { request: b, half: None });
+                        queue.push_front(QueuedRequest { request: a, half: None });
+                    } else {
+                        for uid in &request.uids {
+                            failed_records.insert(uid.clone());
+                            refused.entry(uid.clone()).or_default().push(
+                                "too large for the server (HTTP 413): ask the administrator to raise its upload limit"
+                                    .into(),
+                            );
+                        }
+                    }
+                    continue;
+                }
+                // An internal server error: find the record it fails on, by halves, the other
+                // half being the evidence that the server itself works.
+                if status == Some(500) {
+                    let answer = response.as_ref().map(answer_text).unwrap_or_default();
+                    match hunt.failed(request, half, answer) {
+                        HuntStep::Wait => {}
+                        HuntStep::Send(a, b) => {
+                            queue.push_front(*b);
+                            queue.push_front(*a);
+                        }
+                        HuntStep::Culprit(uid, answer) => {
+                            blame(
+                                &uid,
+                                answer,
+                                &segment,
+                                &touches,
+                                &mut server_errors,
+                                &mut failed_records,
+                                &mut failed_teis,
+                                limit,
+                            );
+                        }
+                        HuntStep::Probe(uid, answer) if self.server_answers(&mut report, now_ms).await => {
+                            blame(
+                                &uid,
+                                answer,
+                                &segment,
+                                &touches,
+                                &mut server_errors,
+                                &mut failed_records,
+                                &mut failed_teis,
+                                limit,
+                            );
+                        }
+                        HuntStep::Probe(..) | HuntStep::ServerFailing => {
+                            report.stopped = Some("SERVER_BUSY".into());
+                            report.retry_after_ms = self.busy_wait_ms(now_ms);
+                            stopped = true;
+                            break;
+                        }
+                    }
+                    continue;
+                }
+                if status.is_some_and(is_busy_status) {
+                    report.stopped = Some("SERVER_BUSY".into());
+                    report.retry_after_ms = self.busy_wait_ms(now_ms);
+                    stopped = true;
+                    break;
+                }
                 let mut verdict = interpret(response.as_ref(), &request.uids, request.family);
                 if request.is_delete() {
                     verdict = already_gone_is_done(verdict);
@@ -527,6 +637,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
                         break;
                     }
                     Verdict::AuthRequired => {
+                        self.mark_password_refused().await?;
                         report.stopped = Some("AUTH_REQUIRED".into());
                         stopped = true;
                         break;
@@ -543,11 +654,30 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
                             refused.entry(uid).or_default().extend(reasons);
                         }
                         accepted.extend(ok);
+                        match hunt.answered(half) {
+                            Some(HuntStep::Send(a, b)) => {
+                                queue.push_front(*b);
+                                queue.push_front(*a);
+                            }
+                            Some(HuntStep::Culprit(uid, answer)) => {
+                                blame(
+                                    &uid,
+                                    answer,
+                                    &segment,
+                                    &touches,
+                                    &mut server_errors,
+                                    &mut failed_records,
+                                    &mut failed_teis,
+                                    limit,
+                                );
+                            }
+                            _ => {}
+                        }
                     }
                 }
             }
             // Settle the entries of this segment in one transaction.
-            let settled = self.settle_segment(&segment, &accepted, &refused, &merges, now_ms).await?;
+            let settled = self.settle_segment(&segment, &accepted, &refused, &merges, &server_errors, now_ms).await?;
             self.keep_warnings(&segment, &accepted, &warnings, now_ms).await?;
             report.sent += settled.0;
             report.failed += settled.1;
@@ -564,6 +694,24 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
             }
         }
         Ok(report)
+    }
+
+    /// Whether the server answers a light read (`system/info`) with its JSON: it works, so an
+    /// error on a record is the record's.
+    async fn server_answers(&self, report: &mut FlushReport, now_ms: i64) -> bool {
+        report.requests += 1;
+        let request = HttpRequest {
+            opens_session: false,
+            method: "GET".into(),
+            url: format!("{}/system/info", self.config.api_base),
+            headers: self.auth_headers(),
+            body: None,
+        };
+        let response = self.http.send(request).await.ok();
+        self.record_answer(response.as_ref(), now_ms);
+        response.is_some_and(|r| {
+            r.status == 200 && serde_json::from_slice::<Value>(&r.body).is_ok_and(|v| v.get("version").is_some())
+        })
     }
 
     /// Whether the server now offers only `/api/tracker` (2.42+), asked when legacy tracker
@@ -677,9 +825,11 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
         accepted: &BTreeSet<String>,
         refused: &BTreeMap<String, Vec<String>>,
         merges: &BTreeMap<String, PlannedMerge>,
+        server_errors: &BTreeMap<String, String>,
         now_ms: i64,
     ) -> Result<(u64, u64)> {
         let _writer = self.writer.lock().await;
+        let limit = self.server_error_limit.lock().map(|l| *l).unwrap_or(crate::backoff::DEFAULT_SERVER_ERROR_LIMIT);
         let mut batch = WriteBatch::new();
         let (mut sent, mut failed) = (0, 0);
         // (tracked entity, record) -> new state (None: synced).
@@ -708,6 +858,26 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
                 batch = self.vault.delete_into(batch, StoreName::Outbox, &entry.id())?;
                 done.insert(entry.seq);
                 sent += 1;
+            } else if let Some((uid, answer)) = touches.iter().find_map(|t| server_errors.get_key_value(&t.uid)) {
+                // The server failed on one of its records: one more error; at the limit the
+                // entry is moved aside as a failure (the rest of the outbox flows meanwhile).
+                let mut e = (*entry).clone();
+                e.attempts += 1;
+                if e.attempts >= limit {
+                    e.state = EntryState::Failed {
+                        reasons: vec![format!(
+                            "{uid}: the server failed on this record {} times in a row; its last answer: {answer}",
+                            e.attempts
+                        )],
+                        at_ms: now_ms,
+                    };
+                    failed += 1;
+                    for t in touches.iter().filter(|t| server_errors.contains_key(&t.uid)) {
+                        states.push((t.tei.clone(), t.uid.clone(), Some(SyncState::Error)));
+                    }
+                }
+                let bytes = serde_json::to_vec(&e).map_err(|err| CoreError::BadInput(err.to_string()))?;
+                batch = self.vault.seal_into(batch, StoreName::Outbox, &e.id(), &bytes)?;
             }
         }
         // A record is synced once no entry left in the outbox touches it.
@@ -990,6 +1160,134 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
 }
 
 /// The same request without some records.
+/// A request of a flush waiting to be sent, and which half it is when it was split to find
+/// the record a server error comes from.
+struct QueuedRequest {
+    request: PlannedRequest,
+    half: Option<Half>,
+}
+
+/// One of the two halves of a request split in the search for a failing record.
+#[derive(Debug, Clone, Copy)]
+struct Half {
+    pair: u32,
+    first: bool,
+}
+
+/// What to do after an answer, in the search for the record an HTTP 500 comes from.
+enum HuntStep {
+    /// Nothing yet: the first half failed, its sibling goes next.
+    Wait,
+    /// Send these halves next.
+    Send(Box<QueuedRequest>, Box<QueuedRequest>),
+    /// The record the server fails on, with its answer.
+    Culprit(String, String),
+    /// Both halves failed: the server itself fails.
+    ServerFailing,
+    /// One record alone failed and nothing else was sent yet: whether the server works is
+    /// asked with one light read; if it does, this record is the culprit.
+    Probe(String, String),
+}
+
+/// The search for the record an HTTP 500 comes from. A request of several records that gets a
+/// 500 is sent again in halves; when one half fails and the other is imported, the failing
+/// half is the suspect and is split again, down to one record; when both fail, the server is
+/// failing, not a record, and the flush backs off. So one record the server cannot import
+/// costs about 2 log2(n) requests and holds nothing else back.
+#[derive(Default)]
+struct ErrorHunt {
+    next_pair: u32,
+    /// First halves that failed, waiting for their sibling's answer (with their answer).
+    first_failed: BTreeMap<u32, (PlannedRequest, String)>,
+    /// Whether the server imported anything in this flush.
+    imported: bool,
+}
+
+impl ErrorHunt {
+    /// A request answered HTTP 500 (`answer`: what it said).
+    fn failed(&mut self, request: PlannedRequest, half: Option<Half>, answer: String) -> HuntStep {
+        match half {
+            Some(h) if h.first => {
+                self.first_failed.insert(h.pair, (request, answer));
+                HuntStep::Wait
+            }
+            Some(h) => match self.first_failed.remove(&h.pair) {
+                Some(_) => HuntStep::ServerFailing,
+                None => self.narrow(request, answer),
+            },
+            None if request.uids.len() > 1 => self.split(&request),
+            None if self.imported => self.narrow(request, answer),
+            None => match request.uids.as_slice() {
+                [uid] => HuntStep::Probe(uid.clone(), answer),
+                _ => HuntStep::ServerFailing,
+            },
+        }
+    }
+
+    /// A request was imported; when it was a second half whose sibling failed, the sibling is
+    /// the suspect.
+    fn answered(&mut self, half: Option<Half>) -> Option<HuntStep> {
+        self.imported = true;
+        let h = half.filter(|h| !h.first)?;
+        let (sibling, answer) = self.first_failed.remove(&h.pair)?;
+        Some(self.narrow(sibling, answer))
+    }
+
+    fn narrow(&mut self, request: PlannedRequest, answer: String) -> HuntStep {
+        match request.uids.as_slice() {
+            [uid] => HuntStep::Culprit(uid.clone(), answer),
+            _ => self.split(&request),
+        }
+    }
+
+    fn split(&mut self, request: &PlannedRequest) -> HuntStep {
+        let (a, b) = halves(request);
+        let pair = self.next_pair;
+        self.next_pair += 1;
+        HuntStep::Send(
+            Box::new(QueuedRequest { request: a, half: Some(Half { pair, first: true }) }),
+            Box::new(QueuedRequest { request: b, half: Some(Half { pair, first: false }) }),
+        )
+    }
+}
+
+/// Notes the record the server failed on. When this error brings its entry to the limit, the
+/// record counts as refused at once, so what depends on it waits as a failure in this flush.
+#[allow(clippy::too_many_arguments)]
+fn blame(
+    uid: &str,
+    answer: String,
+    segment: &[&OutboxEntry],
+    touches: &[Touch],
+    server_errors: &mut BTreeMap<String, String>,
+    failed_records: &mut BTreeSet<String>,
+    failed_teis: &mut BTreeSet<String>,
+    limit: u32,
+) {
+    let at_limit =
+        segment.iter().any(|e| e.attempts + 1 >= limit && crate::outbox::entry_records(e).iter().any(|r| r == uid));
+    if at_limit {
+        failed_records.insert(uid.to_string());
+        if let Some(t) = touches.iter().find(|t| t.uid == uid && t.kind == "tei") {
+            failed_teis.insert(t.tei.clone());
+        }
+    }
+    server_errors.insert(uid.to_string(), answer);
+}
+
+/// A request of several records as two requests of half of them each.
+fn halves(request: &PlannedRequest) -> (PlannedRequest, PlannedRequest) {
+    let middle = request.uids.len() / 2;
+    let (first, second) = request.uids.split_at(middle);
+    (replan_without(request, second), replan_without(request, first))
+}
+
+/// What an answer said, for a person: status and DHIS2's message when there is one.
+fn answer_text(response: &HttpResponse) -> String {
+    let body: Value = serde_json::from_slice(&response.body).unwrap_or(Value::Null);
+    message_of(&body, response.status).chars().take(300).collect::<String>() + &format!(" (HTTP {})", response.status)
+}
+
 fn replan_without(request: &PlannedRequest, skip: &[String]) -> PlannedRequest {
     let mut body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
     if let Some(obj) = body.as_object_mut() {

@@ -13,6 +13,7 @@
 //!   merge; [`conflicts`]: the conflict log and its resolution.
 
 pub mod answer;
+pub mod backoff;
 pub mod clinic;
 pub mod conflicts;
 pub mod crypto;

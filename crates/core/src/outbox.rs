@@ -159,6 +159,9 @@ pub struct OutboxCounts {
     pub failed_by_author: BTreeMap<String, u64>,
 }
 
+/// Id prefix of a stored entry that cannot be read, in `failures()` and `discard`.
+pub const DAMAGED_PREFIX: &str = "damaged:";
+
 fn parse_entry(bytes: &[u8]) -> Result<OutboxEntry> {
     serde_json::from_slice(bytes).map_err(|e| CoreError::StorageCorrupt(format!("outbox entry: {e}")))
 }
@@ -226,14 +229,30 @@ fn track_field_changes(
 }
 
 impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R, H> {
-    /// Every outbox entry, in capture order. Damaged entries are reported, not skipped.
+    /// Every outbox entry that opens, in capture order. Entries that do not open are left out
+    /// here (so they hold nothing back) and reported by [`Self::damaged_entries`].
     pub async fn outbox_entries(&self) -> Result<Vec<OutboxEntry>> {
+        Ok(self.outbox_scan().await?.0)
+    }
+
+    /// Stored entries that cannot be opened or read (damaged or tampered storage): their stored
+    /// key and why. They are failures for a person to see (`failures()`, id `damaged:<key>`)
+    /// and to discard; never counted as nothing.
+    pub async fn damaged_entries(&self) -> Result<Vec<(String, String)>> {
+        Ok(self.outbox_scan().await?.1)
+    }
+
+    async fn outbox_scan(&self) -> Result<(Vec<OutboxEntry>, Vec<(String, String)>)> {
         let mut entries = Vec::new();
-        for (_, opened) in self.vault.open_all(StoreName::Outbox).await? {
-            entries.push(parse_entry(&opened?)?);
+        let mut damaged = Vec::new();
+        for (key, opened) in self.vault.open_all(StoreName::Outbox).await? {
+            match opened.and_then(|bytes| parse_entry(&bytes)) {
+                Ok(entry) => entries.push(entry),
+                Err(e) => damaged.push((key, e.to_string())),
+            }
         }
         entries.sort_by_key(|e| e.seq);
-        Ok(entries)
+        Ok((entries, damaged))
     }
 
     /// Pending and failed counts, per author.
@@ -249,7 +268,9 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
             }
         }
         let mut counts = OutboxCounts::default();
-        for e in self.outbox_entries().await? {
+        let (entries, damaged) = self.outbox_scan().await?;
+        counts.failed += damaged.len() as u64;
+        for e in entries {
             match e.state {
                 EntryState::Pending => {
                     counts.pending += 1;
@@ -476,6 +497,16 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
                 }),
                 EntryState::Pending => None,
             })
+            .chain(self.damaged_entries().await?.into_iter().map(|(key, why)| Failure {
+                id: format!("{DAMAGED_PREFIX}{key}"),
+                author: String::new(),
+                summary: "an unsent change that cannot be read".into(),
+                records: vec![],
+                reasons: vec![format!("STORAGE_CORRUPT: {why}")],
+                created_at_ms: 0,
+                failed_at_ms: 0,
+                severity: Severity::Error,
+            }))
             .chain(self.sync_warnings().await?)
             .collect())
     }
@@ -496,6 +527,33 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
         }
         let bytes = serde_json::to_vec(warnings).map_err(|e| CoreError::BadInput(e.to_string()))?;
         self.vault.put_record(StoreName::Cache, WARNINGS_ID, &bytes).await
+    }
+
+    /// Drops a stored entry that cannot be read (a person saw it in `failures()`).
+    async fn discard_damaged(&self, key: &str) -> Result<OutboxEntry> {
+        let _writer = self.writer.lock().await;
+        let (_, damaged) = self.outbox_scan().await?;
+        let (_, why) = damaged
+            .into_iter()
+            .find(|(k, _)| k == key)
+            .ok_or_else(|| CoreError::BadInput(format!("no damaged outbox entry {key}")))?;
+        self.vault.store().write(WriteBatch::new().delete(StoreName::Outbox, key.to_string())).await?;
+        self.outbox_changed();
+        Ok(OutboxEntry {
+            seq: 0,
+            author: String::new(),
+            created_at_ms: 0,
+            summary: "an unsent change that cannot be read".into(),
+            family: Family::Legacy,
+            payload: EntryPayload::Raw {
+                method: String::new(),
+                url: String::new(),
+                content_type: String::new(),
+                body: Bytes(vec![]),
+            },
+            state: EntryState::Failed { reasons: vec![format!("STORAGE_CORRUPT: {why}")], at_ms: 0 },
+            attempts: 0,
+        })
     }
 
     async fn entry_by_id(&self, id: &str) -> Result<OutboxEntry> {
@@ -534,6 +592,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
         let _writer = self.writer.lock().await;
         let mut entry = self.entry_by_id(id).await?;
         entry.state = EntryState::Pending;
+        entry.attempts = 0; // a person asked: the count of server errors starts again
         let bytes = serde_json::to_vec(&entry).map_err(|e| CoreError::BadInput(e.to_string()))?;
         let written = self.vault.put_record(StoreName::Outbox, id, &bytes).await;
         self.outbox_changed();
@@ -546,6 +605,9 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
     pub async fn discard(&self, id: &str) -> Result<OutboxEntry> {
         if id.starts_with("warning:") {
             return self.dismiss_warning(id).await;
+        }
+        if let Some(key) = id.strip_prefix(DAMAGED_PREFIX) {
+            return self.discard_damaged(key).await;
         }
         let _writer = self.writer.lock().await;
         let entry = self.entry_by_id(id).await?;

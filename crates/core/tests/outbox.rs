@@ -46,6 +46,12 @@ struct Server {
     stored: RefCell<BTreeMap<String, Value>>,
     creates: RefCell<BTreeMap<String, u32>>,
     requests: RefCell<Vec<(String, String, Value)>>,
+    /// A record the importer throws on: any bulk body holding it gets a 500, nothing stored.
+    poison: RefCell<Option<String>>,
+    /// The `Retry-After` sent with `Mode::Status` answers.
+    retry_after: RefCell<Option<String>>,
+    /// Bulk bodies with more records than this get 413 (a proxy's upload limit).
+    max_records: std::cell::Cell<usize>,
 }
 
 impl Server {
@@ -56,7 +62,15 @@ impl Server {
             stored: RefCell::default(),
             creates: RefCell::default(),
             requests: RefCell::default(),
+            poison: RefCell::default(),
+            retry_after: RefCell::default(),
+            max_records: std::cell::Cell::new(usize::MAX),
         }
+    }
+
+    /// Requests that carried a body for this bulk endpoint (`trackedEntityInstances`, ...).
+    fn bulk_requests(&self, path: &str) -> usize {
+        self.requests.borrow().iter().filter(|(m, u, _)| m == "POST" && u.contains(&format!("/api/{path}?"))).count()
     }
 }
 
@@ -75,7 +89,13 @@ impl HttpClient for &Server {
         let mode = *self.mode.borrow();
         match mode {
             Mode::Down => return Err(CoreError::ServerUnreachable("Failed to fetch".into())),
-            Mode::Status(s) => return ok(s, json!({"httpStatusCode": s, "message": "injected"})),
+            Mode::Status(s) => {
+                let mut answer = ok(s, json!({"httpStatusCode": s, "message": "injected"}))?;
+                if let Some(after) = self.retry_after.borrow().clone() {
+                    answer.headers.push(("retry-after".into(), after));
+                }
+                return Ok(answer);
+            }
             Mode::Portal => {
                 return Ok(HttpResponse {
                     status: 200,
@@ -92,15 +112,34 @@ impl HttpClient for &Server {
                 "displayName": "Nurse", "organisationUnits": [{"id": OU}]}),
             );
         }
+        if t.path == "/api/system/info" {
+            return ok(200, json!({"version": "2.40.3", "serverDate": "2026-11-26T09:00:00.000"}));
+        }
         let (wrapper, key) = match t.path.as_str() {
             "/api/trackedEntityInstances" => ("trackedEntityInstances", "trackedEntityInstance"),
             "/api/enrollments" => ("enrollments", "enrollment"),
             "/api/events" => ("events", "event"),
             _ => return ok(200, json!({"status": "OK"})),
         };
+        let items = body.get(wrapper).and_then(Value::as_array).cloned().unwrap_or_default();
+        if items.len() > self.max_records.get() {
+            return Ok(HttpResponse {
+                status: 413,
+                headers: vec![],
+                body: b"<html>413 Request Entity Too Large</html>".to_vec(),
+            });
+        }
+        if let Some(poison) = self.poison.borrow().as_ref() {
+            if items.iter().any(|i| i[key].as_str() == Some(poison.as_str())) {
+                return ok(
+                    500,
+                    json!({"httpStatusCode": 500, "status": "ERROR", "message": "java.lang.NullPointerException"}),
+                );
+            }
+        }
         let mut summaries = Vec::new();
         let mut any_error = false;
-        for item in body.get(wrapper).and_then(Value::as_array).cloned().unwrap_or_default() {
+        for item in items {
             let uid = item[key].as_str().unwrap_or_default().to_string();
             let duplicate = item["attributes"].as_array().is_some_and(|a| a.iter().any(|x| x["value"] == "DUPLICATE"));
             let parent_missing = key != "trackedEntityInstance"
@@ -687,5 +726,190 @@ fn author_scope_does_not_deadlock_when_two_nurses_touch_one_woman() {
         let report = e.flush(FlushScope::Author, T0, &mut |_| {}).await.unwrap();
         assert_eq!((report.sent, report.remaining), (1, 0), "{report:?}");
         assert_eq!(server.stored.borrow()[&visit]["storedBy"], "nurse2");
+    });
+}
+
+/// Registrations queued offline: (tracked entity, enrollment, event) of each.
+async fn registrations(e: &E<'_>, n: usize) -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    for i in 0..n {
+        out.push(register(e, &format!("49000000{i}")).await);
+    }
+    out
+}
+
+#[test]
+fn a_record_the_server_always_fails_on_is_found_by_halves_and_moved_aside_at_the_limit() {
+    block_on(async {
+        let server = Server::new();
+        let store = MemoryStore::new();
+        let e = logged_in(&store, &server).await;
+        let women = registrations(&e, 8).await;
+        let (poison_tei, _, poison_event) = women[3].clone();
+        *server.poison.borrow_mut() = Some(poison_tei.clone());
+        *server.mode.borrow_mut() = Mode::Up;
+        let report = e.flush(FlushScope::All, T0, &mut |_| {}).await.unwrap();
+        // The other seven women arrive whole; hers waits (3 entries), nothing failed yet.
+        assert_eq!((report.sent, report.failed, report.remaining), (21, 0, 3), "{report:?}");
+        assert!(report.stopped.is_none(), "{report:?}");
+        for (tei, enrollment, event) in women.iter().filter(|w| w.0 != poison_tei) {
+            for uid in [tei, enrollment, event] {
+                assert_eq!(server.creates.borrow().get(uid), Some(&1), "{uid}");
+            }
+        }
+        // 1 whole request, then halves: 4+4, 2+2, 1+1 (the failing side split each time).
+        assert!(
+            server.bulk_requests("trackedEntityInstances") <= 7,
+            "{}",
+            server.bulk_requests("trackedEntityInstances")
+        );
+        // Four more flushes: her entry reaches the limit (5) and is moved aside with the answer.
+        for _ in 0..4 {
+            e.flush(FlushScope::All, T0, &mut |_| {}).await.unwrap();
+        }
+        let failures = e.failures().await.unwrap();
+        let hers = failures.iter().find(|f| f.records.contains(&poison_tei)).expect("her registration is a failure");
+        assert!(hers.reasons[0].contains("5 times") && hers.reasons[0].contains("HTTP 500"), "{:?}", hers.reasons);
+        assert!(failures.iter().any(|f| f.records.contains(&poison_event)), "her visit waits as a failure too");
+        let status = e.status().await.unwrap();
+        assert_eq!((status.pending, status.failed), (0, 3), "{status:?}");
+        // A person retries after the server was fixed: it is sent.
+        *server.poison.borrow_mut() = None;
+        for f in failures {
+            e.retry(&f.id).await.unwrap();
+        }
+        let report = e.flush(FlushScope::All, T0, &mut |_| {}).await.unwrap();
+        assert_eq!((report.sent, report.failed, report.remaining), (3, 0, 0), "{report:?}");
+    });
+}
+
+#[test]
+fn a_server_failing_everything_is_not_searched_record_by_record() {
+    block_on(async {
+        let server = Server::new();
+        let store = MemoryStore::new();
+        let e = logged_in(&store, &server).await;
+        registrations(&e, 8).await;
+        *server.mode.borrow_mut() = Mode::Status(500);
+        let report = e.flush(FlushScope::All, T0, &mut |_| {}).await.unwrap();
+        assert_eq!(report.stopped.as_deref(), Some("SERVER_BUSY"), "{report:?}");
+        assert_eq!(report.requests, 3, "the request and its two halves, then the device backs off: {report:?}");
+        assert_eq!((report.sent, report.failed, report.remaining), (0, 0, 24), "{report:?}");
+        assert!(e.outbox_entries().await.unwrap().iter().all(|x| x.attempts == 0), "no record is blamed");
+    });
+}
+
+#[test]
+fn retry_after_is_honoured_by_every_flush_and_the_app_is_answered_locally_meanwhile() {
+    block_on(async {
+        let server = Server::new();
+        let store = MemoryStore::new();
+        let e = logged_in(&store, &server).await;
+        registrations(&e, 2).await;
+        *server.mode.borrow_mut() = Mode::Status(503);
+        *server.retry_after.borrow_mut() = Some("120".into());
+        let report = e.flush(FlushScope::All, T0, &mut |_| {}).await.unwrap();
+        assert_eq!(report.stopped.as_deref(), Some("SERVER_BUSY"), "{report:?}");
+        assert_eq!(report.retry_after_ms, Some(120_000), "{report:?}");
+        *server.mode.borrow_mut() = Mode::Up;
+        let before = server.requests.borrow().len();
+        // A minute later: nothing is sent, whoever asks; the app's requests go to the local copy.
+        let report = e.flush(FlushScope::All, T0 + 60_000, &mut |_| {}).await.unwrap();
+        assert_eq!((report.requests, report.retry_after_ms), (0, Some(60_000)), "{report:?}");
+        assert!(!e.should_try_network(T0 + 60_000));
+        assert_eq!(server.requests.borrow().len(), before, "no request while the server asked for quiet");
+        // After the time it asked for: sent.
+        let report = e.flush(FlushScope::All, T0 + 121_000, &mut |_| {}).await.unwrap();
+        assert_eq!((report.sent, report.remaining, report.stopped.as_deref()), (6, 0, None), "{report:?}");
+        // 429 and 500 are "busy" too, not "reachable".
+        assert!(!e.record_network(Some(429), None, T0 + 200_000));
+        assert!(!e.record_network(Some(500), None, T0 + 200_000));
+        assert!(e.record_network(Some(409), None, T0 + 200_000));
+    });
+}
+
+#[test]
+fn a_request_too_large_for_the_server_is_split_down_to_one_record() {
+    block_on(async {
+        let server = Server::new();
+        let store = MemoryStore::new();
+        let e = logged_in(&store, &server).await;
+        registrations(&e, 8).await;
+        *server.mode.borrow_mut() = Mode::Up;
+        server.max_records.set(3);
+        let report = e.flush(FlushScope::All, T0, &mut |_| {}).await.unwrap();
+        assert_eq!((report.sent, report.failed, report.remaining), (24, 0, 0), "{report:?}");
+        assert_eq!(server.creates.borrow().len(), 24);
+        assert!(server.creates.borrow().values().all(|n| *n == 1));
+        // A single record over the limit: refused with the reason, kept for a person.
+        registrations(&e, 1).await;
+        server.max_records.set(0);
+        let report = e.flush(FlushScope::All, T0, &mut |_| {}).await.unwrap();
+        assert_eq!(report.failed, 3, "{report:?}");
+        let failures = e.failures().await.unwrap();
+        assert!(failures.iter().any(|f| f.reasons.iter().any(|r| r.contains("413"))), "{failures:?}");
+    });
+}
+
+#[test]
+fn a_password_the_server_refused_is_never_sent_again_until_an_online_login() {
+    block_on(async {
+        let server = Server::new();
+        let store = MemoryStore::new();
+        let e = logged_in(&store, &server).await;
+        registrations(&e, 1).await;
+        *server.mode.borrow_mut() = Mode::Status(401);
+        let report = e.flush(FlushScope::All, T0, &mut |_| {}).await.unwrap();
+        assert_eq!(report.stopped.as_deref(), Some("AUTH_REQUIRED"));
+        let after_refusal = server.requests.borrow().len();
+        assert!(e.status().await.unwrap().auth_required);
+        // Every later attempt stays on the device: flushes, session renewal, downloads, even
+        // after the worker restarted (a new engine over the same store, the key handed over).
+        let report = e.flush(FlushScope::All, T0, &mut |_| {}).await.unwrap();
+        assert_eq!((report.requests, report.stopped.as_deref()), (0, Some("AUTH_REQUIRED")));
+        assert!(!e.renew_session().await);
+        let download = e.download(Default::default(), T0, &mut |_| {}).await;
+        assert!(matches!(download, Err(CoreError::AuthRequired)), "{download:?}");
+        let restarted = engine(&store, &server);
+        *server.mode.borrow_mut() = Mode::Down;
+        restarted.login("nurse1", "Nurse1!clinic", T0).await.unwrap(); // offline: the register
+        *server.mode.borrow_mut() = Mode::Up;
+        let after_refusal = after_refusal + 1; // her own login attempt (she typed it) went out
+        let report = restarted.flush(FlushScope::All, T0, &mut |_| {}).await.unwrap();
+        assert_eq!((report.requests, report.stopped.as_deref()), (0, Some("AUTH_REQUIRED")));
+        assert_eq!(server.requests.borrow().len(), after_refusal, "nothing went out with the refused password");
+        // She logs in online (the server accepts her password again): the work goes.
+        restarted.login("nurse1", "Nurse1!clinic", T0).await.unwrap();
+        assert!(!restarted.status().await.unwrap().auth_required);
+        let report = restarted.flush(FlushScope::All, T0, &mut |_| {}).await.unwrap();
+        assert_eq!((report.sent, report.remaining, report.stopped.as_deref()), (3, 0, None), "{report:?}");
+    });
+}
+
+#[test]
+fn a_damaged_stored_entry_is_shown_and_holds_nothing_back() {
+    use tracker_offline_core::store::{KvStore, StoreName, WriteBatch};
+    block_on(async {
+        let server = Server::new();
+        let store = MemoryStore::new();
+        let e = logged_in(&store, &server).await;
+        registrations(&e, 2).await;
+        // One stored entry's bytes are damaged.
+        let (key, mut sealed) = store.list(StoreName::Outbox).await.unwrap().remove(0);
+        let last = sealed.len() - 1;
+        sealed[last] ^= 0xff;
+        store.write(WriteBatch::new().put(StoreName::Outbox, key.clone(), sealed)).await.unwrap();
+        let status = e.status().await.unwrap();
+        assert_eq!((status.pending, status.failed), (5, 1), "never counted as nothing: {status:?}");
+        *server.mode.borrow_mut() = Mode::Up;
+        let report = e.flush(FlushScope::All, T0, &mut |_| {}).await.unwrap();
+        assert_eq!(report.stopped, None, "{report:?}");
+        assert!(report.sent >= 3, "the rest flows: {report:?}");
+        let failures = e.failures().await.unwrap();
+        let damaged = failures.iter().find(|f| f.id == format!("damaged:{key}")).expect("shown");
+        assert!(damaged.reasons[0].starts_with("STORAGE_CORRUPT"), "{:?}", damaged.reasons);
+        e.discard(&damaged.id).await.unwrap();
+        assert!(e.failures().await.unwrap().iter().all(|f| !f.id.starts_with("damaged:")));
+        assert_eq!(store.list(StoreName::Outbox).await.unwrap().iter().filter(|(k, _)| k == &key).count(), 0);
     });
 }

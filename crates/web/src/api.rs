@@ -261,11 +261,19 @@ impl Engine {
         self.inner.should_try_network(now_ms())
     }
 
-    /// Records a request outcome: `status` is undefined for a network error or timeout.
-    /// Returns whether the server counts as reachable.
+    /// Records a request outcome: `status` is undefined for a network error or timeout,
+    /// `retry_after` the answer's `Retry-After` header. Returns whether the server counts as
+    /// reachable and taking work (429 and 5xx: busy, the app is answered locally).
     #[wasm_bindgen(js_name = recordNetwork)]
-    pub fn record_network(&self, status: Option<u16>) -> bool {
-        self.inner.record_network(status, now_ms())
+    pub fn record_network(&self, status: Option<u16>, retry_after: Option<String>) -> bool {
+        self.inner.record_network(status, retry_after.as_deref(), now_ms())
+    }
+
+    /// Sets how many server errors (HTTP 500) one record may get before its entry is moved
+    /// aside as a failure. Throws `BAD_INPUT` below 1.
+    #[wasm_bindgen(js_name = setServerErrorLimit)]
+    pub fn set_server_error_limit(&self, limit: u32) -> Result<(), JsValue> {
+        self.inner.set_server_error_limit(limit).map_err(reject)
     }
 
     /// The path of the API base (`/api`), for matching requests.
@@ -470,6 +478,13 @@ impl PreparedRequest {
     pub fn from_window(&mut self, id: String, open: Vec<String>) {
         self.inner.window = Some(tracker_offline_core::merge::WriteWindow { id, open });
     }
+}
+
+/// Milliseconds a trigger that fires on every device at once (`online`, an online login) waits
+/// before its flush: uniformly random up to 10 s, so devices never send in lockstep.
+#[wasm_bindgen(js_name = triggerDelayMs)]
+pub fn trigger_delay_ms() -> f64 {
+    tracker_offline_core::backoff::trigger_delay_ms(js_sys::Math::random()) as f64
 }
 
 /// Milliseconds to wait before the next automatic flush after `failures` consecutive

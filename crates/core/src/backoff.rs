@@ -1,0 +1,133 @@
+//! Being kind to a struggling server. When a region's network comes back, every clinic device
+//! sends its outbox to one national server at once; these rules keep the device from making
+//! things worse:
+//! - 429 and 5xx mean "busy", not "reachable": the device stops sending, answers the app from
+//!   the local copy, and waits;
+//! - a `Retry-After` (seconds or an HTTP date) is honoured by every trigger, the nurse's own
+//!   "send now" included; without one, automatic triggers wait an exponential, fully jittered
+//!   delay ([`crate::flush::retry_delay_ms`]);
+//! - triggers that fire on every device at the same moment (`online`, an online login) start
+//!   after a random delay ([`trigger_delay_ms`]), so devices never move in lockstep;
+//! - one flush at a time per device (the flush lock), and its requests go one after another.
+
+use crate::http::HttpResponse;
+
+/// How the server answered, for the purpose of sending more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Load {
+    /// An answer of the server itself (2xx-4xx).
+    Answered,
+    /// 429 or 5xx: the server or a proxy in front of it is overloaded or failing; wait before
+    /// sending more. `retry_after_ms` when the server said how long.
+    Busy {
+        /// How long the server asked to wait (`Retry-After`), in ms.
+        retry_after_ms: Option<u64>,
+    },
+    /// No answer (network error, timeout).
+    Unreachable,
+}
+
+/// Classifies an answer (None: no HTTP answer arrived).
+pub fn load_of(response: Option<&HttpResponse>, now_ms: i64) -> Load {
+    match response {
+        None => Load::Unreachable,
+        Some(r) if is_busy_status(r.status) => {
+            Load::Busy { retry_after_ms: r.header("retry-after").and_then(|v| retry_after_ms(v, now_ms)) }
+        }
+        Some(_) => Load::Answered,
+    }
+}
+
+/// 429 (too many requests) and every 5xx.
+pub fn is_busy_status(status: u16) -> bool {
+    status == 429 || (500..600).contains(&status)
+}
+
+/// The longest wait a `Retry-After` is trusted for (a wrong header must not stop a clinic for
+/// days).
+pub const MAX_RETRY_AFTER_MS: u64 = 60 * 60 * 1000;
+
+/// Reads a `Retry-After` value: delay-seconds (`120`) or an HTTP date
+/// (`Wed, 21 Oct 2026 07:28:00 GMT`), as ms from `now_ms`; capped at [`MAX_RETRY_AFTER_MS`].
+pub fn retry_after_ms(value: &str, now_ms: i64) -> Option<u64> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(seconds.saturating_mul(1000).min(MAX_RETRY_AFTER_MS));
+    }
+    let at = http_date_ms(value)?;
+    Some(u64::try_from(at.saturating_sub(now_ms)).unwrap_or(0).min(MAX_RETRY_AFTER_MS))
+}
+
+/// Reads an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`, RFC 9110 section 5.6.7) as ms since
+/// the epoch.
+fn http_date_ms(value: &str) -> Option<i64> {
+    let (_, rest) = value.split_once(", ")?;
+    let mut parts = rest.split(' ');
+    let day: u32 = parts.next()?.parse().ok()?;
+    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    let name = parts.next()?;
+    let month = MONTHS.iter().position(|m| *m == name)? + 1;
+    let year: u32 = parts.next()?.parse().ok()?;
+    let time = parts.next()?;
+    if parts.next()? != "GMT" || parts.next().is_some() {
+        return None;
+    }
+    crate::time::ms_from_iso(&format!("{year:04}-{month:02}-{day:02}T{time}"))
+}
+
+/// The most a trigger that fires on every device at once (`online`, an online login) waits
+/// before its flush.
+pub const TRIGGER_SPREAD_MS: u64 = 10_000;
+
+/// Full jitter for a trigger that fires on every device at once: a delay uniformly in
+/// `0..TRIGGER_SPREAD_MS` (`random` in 0..1).
+pub fn trigger_delay_ms(random: f64) -> u64 {
+    (TRIGGER_SPREAD_MS as f64 * random.clamp(0.0, 1.0)) as u64
+}
+
+/// The server-side errors a single record may get before its entry is moved aside as a failure
+/// (so one entry the server always fails on does not hold the rest of the outbox forever).
+pub const DEFAULT_SERVER_ERROR_LIMIT: u32 = 5;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(status: u16, headers: &[(&str, &str)]) -> HttpResponse {
+        HttpResponse {
+            status,
+            headers: headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            body: vec![],
+        }
+    }
+
+    #[test]
+    fn busy_answers_and_their_retry_after() {
+        let now = crate::time::ms_from_iso("2026-12-03T10:00:00").unwrap();
+        assert_eq!(load_of(None, now), Load::Unreachable);
+        assert_eq!(load_of(Some(&answer(200, &[])), now), Load::Answered);
+        assert_eq!(load_of(Some(&answer(409, &[])), now), Load::Answered);
+        assert_eq!(load_of(Some(&answer(500, &[])), now), Load::Busy { retry_after_ms: None });
+        assert_eq!(
+            load_of(Some(&answer(503, &[("Retry-After", "7")])), now),
+            Load::Busy { retry_after_ms: Some(7_000) }
+        );
+        assert_eq!(
+            load_of(Some(&answer(429, &[("retry-after", "Thu, 03 Dec 2026 10:00:30 GMT")])), now),
+            Load::Busy { retry_after_ms: Some(30_000) }
+        );
+        assert_eq!(retry_after_ms("Thu, 03 Dec 2026 09:00:00 GMT", now), Some(0), "a date passed: go now");
+        assert_eq!(retry_after_ms("999999999", now), Some(MAX_RETRY_AFTER_MS), "capped");
+        for bad in ["", "soon", "-5", "Thu, 03 Dec 2026 10:00:30 CET", "03 Dec 2026 10:00:30 GMT"] {
+            assert_eq!(retry_after_ms(bad, now), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn triggers_spread_over_the_window() {
+        assert_eq!(trigger_delay_ms(0.0), 0);
+        assert_eq!(trigger_delay_ms(0.5), TRIGGER_SPREAD_MS / 2);
+        assert!(trigger_delay_ms(0.999_999) < TRIGGER_SPREAD_MS);
+        assert_eq!(trigger_delay_ms(7.0), TRIGGER_SPREAD_MS, "out of range is clamped");
+    }
+}
