@@ -115,7 +115,7 @@ async function answerRead(event, request, apiBase) {
   if (request.headers.has('authorization')) {
     try {
       const response = await fetchWithTimeout(request);
-      engine.recordNetwork(response.status);
+      engine.recordNetwork(response.status, response.headers.get('retry-after') ?? undefined);
       return response;
     } catch {
       engine.recordNetwork(undefined);
@@ -125,7 +125,7 @@ async function answerRead(event, request, apiBase) {
   if (engine.shouldTryNetwork()) {
     try {
       const response = await fetchWithSession(engine, () => request.clone());
-      if (engine.recordNetwork(response.status)) {
+      if (engine.recordNetwork(response.status, response.headers.get('retry-after') ?? undefined)) {
         if ((response.ok || response.status === 404) && !response.redirected && engine.unlocked) {
           const copy = response.clone();
           event.waitUntil(
@@ -219,7 +219,7 @@ async function answerWrite(event, request, apiBase) {
           credentials: 'same-origin',
         });
       const response = await fetchWithSession(engine, sent);
-      if (engine.recordNetwork(response.status)) {
+      if (engine.recordNetwork(response.status, response.headers.get('retry-after') ?? undefined)) {
         // The local copy follows only an answer that accepts the write (read by the core).
         event.waitUntil(
           response
@@ -365,7 +365,7 @@ async function handle(message, port) {
       return {
         unlocked: engine.unlocked, username: status.user?.username ?? null, records: status.records, online: status.online,
         pending: status.pending, failed: status.failed, pendingByAuthor: status.pendingByAuthor, failedByAuthor: status.failedByAuthor,
-        lastDownloadAt: status.lastDownloadAt ?? null,
+        lastDownloadAt: status.lastDownloadAt ?? null, authRequired: status.authRequired,
       };
     }
     case 'resume': {

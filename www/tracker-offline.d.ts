@@ -243,6 +243,11 @@ export interface TrackerOfflineStatus {
   quota: number | null;
   /** Whether the browser granted persistent storage (no eviction under pressure). */
   persisted: boolean;
+  /**
+   * The server refused the logged-in user's password (HTTP 401): nothing is sent with it again
+   * (so retries never lock her account on the server) until she logs in online.
+   */
+  authRequired: boolean;
 }
 
 /** Progress of a download, after every page (`onProgress` and `progress` events). */
@@ -273,8 +278,12 @@ export interface DownloadReport {
   reservedValues: number;
 }
 
-/** Why a send stopped early. */
-export type SyncStopReason = 'SERVER_UNREACHABLE' | 'AUTH_REQUIRED';
+/**
+ * Why a send stopped early: no answer (`SERVER_UNREACHABLE`); the server is overloaded or
+ * failing (`SERVER_BUSY`: 429 or 5xx; the device waits, at least `retryAfterMs`); the server
+ * refused the password (`AUTH_REQUIRED`).
+ */
+export type SyncStopReason = 'SERVER_UNREACHABLE' | 'SERVER_BUSY' | 'AUTH_REQUIRED';
 
 /** What {@link TrackerOffline.sync} resolves with (and `flush` events carry, after each step). */
 export interface SyncReport {
@@ -290,6 +299,8 @@ export interface SyncReport {
   stopped: SyncStopReason | null;
   /** Authors whose entries wait for them to log in online (`flushScope: 'author'`). */
   waitingFor: string[];
+  /** `SERVER_BUSY`: how long the server asked not to be sent anything (`Retry-After`), in ms, or `null`. */
+  retryAfterMs: number | null;
 }
 
 /** An outbox entry the server refused, as {@link TrackerOffline.failures} lists it. */

@@ -9,9 +9,9 @@
 //   await app.logout();
 //   await app.status();                    // -> { online, user, locked, pending, failed, lastSyncAt, records,
 //                                          //      usage, quota, lastDownloadAt, pendingByAuthor,
-//                                          //      failedByAuthor, registeredUsers, persisted }
+//                                          //      failedByAuthor, registeredUsers, persisted, authRequired }
 //   await app.download({ orgUnits, programs, onProgress }); // clinic copy for offline use
-//   await app.sync();                      // -> { sent, failed, remaining, requests, stopped, waitingFor }
+//   await app.sync();                      // -> { sent, failed, remaining, requests, stopped, waitingFor, retryAfterMs }
 //   await app.failures(); await app.retry(id); await app.discard(id);
 //   await app.conflicts(); await app.resolveConflict(id, 'device' | 'server');
 //   await app.cacheAppFiles(urls);         // app files kept for offline use
@@ -23,7 +23,7 @@
 // CONFLICT, BAD_INPUT, BAD_RESPONSE, CRYPTO_ERROR, SERVICE_WORKER_UNAVAILABLE,
 // SERVICE_WORKER_ERROR); the full list is TrackerOfflineErrorCode in tracker-offline.d.ts.
 
-import init, { Engine, retryDelayMs } from './pkg/tracker_offline.js';
+import init, { Engine, retryDelayMs, triggerDelayMs } from './pkg/tracker_offline.js';
 
 let wasmReady = null;
 function loadWasm() {
@@ -71,7 +71,8 @@ export class TrackerOffline extends EventTarget {
     this.#apiBase = apiBase;
     this.#registration = registration;
     this.#flushScope = flushScope;
-    addEventListener('online', () => this.#autoSync());
+    // Every device of a region sees `online` at once: each waits a random moment first.
+    addEventListener('online', () => this.#autoSync({ spread: true }));
     navigator.serviceWorker?.addEventListener('message', (event) => {
       if (event.data?.apiBase !== this.#apiBase) return;
       if (event.data.type === 'tracker-offline:flush-progress') {
@@ -162,7 +163,7 @@ export class TrackerOffline extends EventTarget {
     this.#emitStatus();
     // Online login: send the unsent work now, and keep the key in escrow if the clinic wants it.
     if (outcome.mode === 'online') {
-      this.#autoSync();
+      this.#autoSync({ spread: true });
       if (this.#escrow) {
         await this.#engine.enableEscrow(this.#escrow).catch((error) =>
           this.dispatchEvent(new CustomEvent('escrow-error', { detail: { code: error.code, message: error.message } })),
@@ -195,7 +196,7 @@ export class TrackerOffline extends EventTarget {
     if (worker?.unlocked && typeof worker.pending === 'number') {
       Object.assign(s, {
         pending: worker.pending, failed: worker.failed, pendingByAuthor: worker.pendingByAuthor, failedByAuthor: worker.failedByAuthor,
-        records: worker.records, lastDownloadAt: worker.lastDownloadAt ?? s.lastDownloadAt,
+        records: worker.records, lastDownloadAt: worker.lastDownloadAt ?? s.lastDownloadAt, authRequired: worker.authRequired,
       });
     }
     const estimate = (await navigator.storage?.estimate?.().catch(() => null)) ?? {};
@@ -216,6 +217,7 @@ export class TrackerOffline extends EventTarget {
       pendingByAuthor: s.pendingByAuthor,
       failedByAuthor: s.failedByAuthor,
       registeredUsers: s.registeredUsers,
+      authRequired: s.authRequired ?? false,
       records: s.records,
       lastDownloadAt: s.lastDownloadAt ?? null,
       usage: estimate.usage ?? null,
@@ -249,14 +251,18 @@ export class TrackerOffline extends EventTarget {
 
   /**
    * Sends the outbox now (through the service worker, which also flushes on its own).
-   * Resolves with `{ sent, failed, remaining, requests, stopped, waitingFor }`.
+   * Resolves with `{ sent, failed, remaining, requests, stopped, waitingFor, retryAfterMs }`;
+   * `stopped` is `SERVER_UNREACHABLE`, `SERVER_BUSY` (429/5xx: the device waits, at least
+   * `retryAfterMs` when the server said) or `AUTH_REQUIRED` (nothing is sent with a password
+   * the server refused until an online login).
    */
   async sync() {
     const report = this.#registration
       ? await askWorker(this.#registration, { type: 'sync', apiBase: this.#apiBase, scope: this.#flushScope }, [], 600000)
       : await this.#engine.flush(this.#flushScope, (p) => this.dispatchEvent(new CustomEvent('flush', { detail: p })));
-    this.#unreachableFlushes = report.stopped === 'SERVER_UNREACHABLE' ? this.#unreachableFlushes + 1 : 0;
-    if (report.remaining > 0 && report.stopped === 'SERVER_UNREACHABLE') this.#scheduleRetry();
+    const waiting = report.stopped === 'SERVER_UNREACHABLE' || report.stopped === 'SERVER_BUSY';
+    this.#unreachableFlushes = waiting ? this.#unreachableFlushes + 1 : 0;
+    if (report.remaining > 0 && waiting) this.#scheduleRetry(report.retryAfterMs ?? 0);
     this.#emitStatus();
     return report;
   }
@@ -322,18 +328,26 @@ export class TrackerOffline extends EventTarget {
     restart();
   }
 
-  #autoSync() {
+  /** Sends the outbox now, or (`spread`) after a random moment of up to 10 s. */
+  #autoSync({ spread = false } = {}) {
     if (!this.#engine.unlocked) return;
+    if (spread) {
+      setTimeout(() => this.#autoSync(), triggerDelayMs());
+      return;
+    }
     this.sync().catch(() => this.#scheduleRetry());
   }
 
-  /** A timer with exponential backoff and jitter while the server cannot be reached. */
-  #scheduleRetry() {
+  /**
+   * A timer with exponential backoff and jitter while the server cannot be reached or is busy
+   * (never sooner than its `Retry-After`, `atLeastMs`).
+   */
+  #scheduleRetry(atLeastMs = 0) {
     if (this.#retryTimer !== null || !this.#engine.unlocked) return;
     this.#retryTimer = setTimeout(() => {
       this.#retryTimer = null;
       this.#autoSync();
-    }, retryDelayMs(this.#unreachableFlushes));
+    }, Math.max(atLeastMs, retryDelayMs(this.#unreachableFlushes)));
   }
 
   /**

@@ -63,6 +63,8 @@ const TEXTS = {
     stillPending: 'saved changes are waiting to be sent; they stay on this device and are sent by whoever logs in next while online.',
     sentOk: 'All saved work was sent.', sentSome: 'Sent {sent}, refused {failed}, still waiting {remaining}.',
     serverUnreachable: 'The server cannot be reached; the work stays on this device.',
+    serverBusy: 'The server is busy; this device waits ({seconds} s or more) and sends the work later by itself.',
+    passwordRefused: 'The server refused your saved password: nothing is sent until you log in online again (“Switch user”).',
     downOn: 'Demo: the server now drops every /api request.', downOff: 'Demo: the server answers again (the app notices within about 15 s).',
     outageHelp: 'To simulate an outage: tick “Server down (demo)” (when the demo runs with --faults), or stop the server.',
     chgRegister: 'Registration of a woman', chgProfile: 'Change to a woman\'s details', chgEnroll: 'Enrollment in the program',
@@ -110,6 +112,8 @@ const TEXTS = {
     stillPending: 'تغييرات محفوظة بانتظار الإرسال؛ تبقى على الجهاز ويرسلها من يدخل بعدك متصلاً.',
     sentOk: 'أُرسل كل العمل المحفوظ.', sentSome: 'أُرسل {sent}، رُفض {failed}، بانتظار {remaining}.',
     serverUnreachable: 'لا يمكن الوصول إلى الخادم؛ يبقى العمل على هذا الجهاز.',
+    serverBusy: 'الخادم مشغول؛ ينتظر هذا الجهاز ({seconds} ث أو أكثر) ثم يرسل العمل تلقائياً.',
+    passwordRefused: 'رفض الخادم كلمة المرور المحفوظة: لن يُرسل شيء حتى تسجّلي الدخول عبر الإنترنت مجدداً («تبديل المستخدم»).',
     downOn: 'تجربة: الخادم يسقط كل طلبات ‎/api‎ الآن.', downOff: 'تجربة: الخادم يجيب من جديد (يلاحظ التطبيق ذلك خلال 15 ثانية تقريباً).',
     outageHelp: 'لمحاكاة انقطاع: فعّل «الخادم متوقف (تجربة)» (عند تشغيل العرض مع ‎--faults‎) أو أوقف الخادم.',
     chgRegister: 'تسجيل امرأة', chgProfile: 'تعديل بيانات امرأة', chgEnroll: 'الإدراج في البرنامج',
@@ -256,6 +260,9 @@ async function refreshStatus() {
     state.status = await state.app.status();
     state.conflicts = (await state.app.conflicts()).length;
   } catch { /* keep the last one */ }
+  // The server refused the saved password: say so once, until she logs in online again.
+  if (state.status?.authRequired && !state.passwordRefusedShown) showNotice(t('passwordRefused'), 'error');
+  state.passwordRefusedShown = Boolean(state.status?.authRequired);
   renderStatus();
 }
 
@@ -418,6 +425,8 @@ async function runSync() {
     const report = await state.app.sync();
     noteReachable(report.stopped !== 'SERVER_UNREACHABLE');
     if (report.stopped === 'SERVER_UNREACHABLE') showNotice(t('serverUnreachable'));
+    else if (report.stopped === 'SERVER_BUSY') showNotice(t('serverBusy', { seconds: Math.ceil((report.retryAfterMs ?? 0) / 1000) }));
+    else if (report.stopped === 'AUTH_REQUIRED') showNotice(t('passwordRefused'), 'error');
     else if (!report.remaining && !report.failed) showNotice(t('sentOk'));
     else showNotice(t('sentSome', report), report.failed ? 'error' : 'info');
   } catch (error) {
