@@ -339,6 +339,12 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
 
         let api = self.config.api_base.clone();
         let tracker_only = self.server_has_only_tracker_api(&pending, now_ms).await;
+        let segments = if self.password_refused().await {
+            report.stopped = Some("AUTH_REQUIRED".into());
+            Vec::new()
+        } else {
+            segments
+        };
         'segments: for segment in segments {
             if let EntryPayload::Raw { method, url, content_type, body } = &segment[0].payload {
                 let entry = segment[0];
@@ -733,7 +739,15 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
             }
             *checked = Some(now_ms);
         }
-        let Ok(info) = self.get_json(&format!("{}/system/info", self.config.api_base)).await else { return false };
+        let info = match self.get_json(&format!("{}/system/info", self.config.api_base)).await {
+            Ok(info) => info,
+            Err(CoreError::AuthRequired) => {
+                // The password is refused: the flush sends nothing more with it.
+                let _ = self.mark_password_refused().await;
+                return false;
+            }
+            Err(_) => return false,
+        };
         let version = info.get("version").and_then(Value::as_str).unwrap_or_default();
         let minor: u32 = version.split('.').nth(1).and_then(|m| m.parse().ok()).unwrap_or(0);
         if minor >= 42 {
