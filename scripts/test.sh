@@ -29,6 +29,9 @@ step "build the wasm package and dhis2-sim"
 scripts/build-wasm.sh
 cargo build -p dhis2-sim
 
+step "reconnect storm, small (R8: 50 devices of the real core against a dhis2-sim process behind an overload limit; correctness only)"
+cargo run -q -p tracker-offline-conformance --bin storm -- --sim target/debug/dhis2-sim --devices 50 --max-inflight 4 --check
+
 step "npm package (scripts/package.sh; declarations checked by a strict tsc consumer)"
 node --test tests/package/
 

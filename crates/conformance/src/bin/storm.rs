@@ -1,0 +1,543 @@
+//! R8, the reconnect storm: many clinic devices come back online at once after a 3-day outage
+//! and send their outboxes to one real `dhis2-sim` process (spawned here, HTTP over loopback)
+//! that sits behind an overload limit (`--max-inflight`: a 503 with `Retry-After` beyond it,
+//! as a reverse proxy in front of DHIS2 answers).
+//!
+//! Each device is the real core engine over its own in-memory store: one online login and a
+//! download, then, offline, registrations (woman + enrollment + first visit) and value updates
+//! on existing visits, some of them registrations the server must refuse (a national ID it
+//! already has). All devices are released within one second and behave as the service worker
+//! does: the `online` trigger's random delay, then flushes, waiting after a busy or unreachable
+//! answer as long as the server asked and at least the jittered exponential backoff.
+//!
+//! Reported (stdout, and JSON with `--out`): work delivered exactly once (the server holds each
+//! accepted registration once, nothing else), refused work kept on its device with reasons,
+//! the server's peak in-flight requests and 503s sent, time to drain per device (p50/p95/max)
+//! and the fairness ratio (slowest / median). `--check` exits non-zero on any lost,
+//! duplicated or dropped work (correctness only: no timing is asserted).
+//!
+//! `cargo run -p tracker-offline-conformance --bin storm -- --sim target/debug/dhis2-sim
+//!  --devices 50 --check`
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::{
+    cell::Cell,
+    collections::BTreeMap,
+    io::{BufRead, BufReader},
+    net::SocketAddr,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use serde_json::{json, Value};
+use tracker_offline_core::{
+    backoff::trigger_delay_ms,
+    download::DownloadOptions,
+    engine::{Engine, EngineConfig},
+    flush::{retry_delay_ms, FlushScope},
+    http::{HttpClient, HttpRequest, HttpResponse},
+    kdf::RustPbkdf2,
+    random::OsRandom,
+    store::MemoryStore,
+    vault::VaultPolicy,
+    CoreError,
+};
+
+const OU: &str = "OuBaniNaim1";
+const P: &str = "PrMchProg01";
+const ANC: &str = "PsAncVisit1";
+
+/// Options, `--name value`.
+struct Options {
+    sim: String,
+    devices: usize,
+    registrations: usize,
+    updates: usize,
+    max_inflight: usize,
+    out: Option<String>,
+    svg: Option<String>,
+    check: bool,
+}
+
+fn options() -> Options {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let value = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
+    let number = |name: &str, default: usize| value(name).map_or(default, |v| v.parse().expect(name));
+    Options {
+        sim: value("--sim").unwrap_or_else(|| "target/debug/dhis2-sim".into()),
+        devices: number("--devices", 50),
+        registrations: number("--registrations", 15),
+        updates: number("--updates", 5),
+        max_inflight: number("--max-inflight", 8),
+        out: value("--out"),
+        svg: value("--svg"),
+        check: args.iter().any(|a| a == "--check"),
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// A device's network: HTTP/1.1 over loopback to the sim, one connection per request; `down`
+/// plays the outage.
+struct Loopback {
+    addr: SocketAddr,
+    down: Cell<bool>,
+}
+
+impl HttpClient for &Loopback {
+    async fn send(&self, request: HttpRequest) -> tracker_offline_core::Result<HttpResponse> {
+        if self.down.get() {
+            return Err(CoreError::ServerUnreachable("offline".into()));
+        }
+        let unreachable = |e: &dyn std::fmt::Display| CoreError::ServerUnreachable(e.to_string());
+        let stream = tokio::net::TcpStream::connect(self.addr).await.map_err(|e| unreachable(&e))?;
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| unreachable(&e))?;
+        tokio::task::spawn_local(connection);
+        let path = request
+            .url
+            .split_once("://")
+            .map_or(request.url.as_str(), |(_, rest)| rest.find('/').map_or("/", |i| &rest[i..]));
+        let mut builder =
+            hyper::Request::builder().method(request.method.as_str()).uri(path).header("host", self.addr.to_string());
+        for (k, v) in &request.headers {
+            builder = builder.header(k.as_str(), v.as_str());
+        }
+        let body = Full::new(Bytes::from(request.body.unwrap_or_default()));
+        let response = sender.send_request(builder.body(body).unwrap()).await.map_err(|e| unreachable(&e))?;
+        let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or_default().to_string()))
+            .collect();
+        let body = response.into_body().collect().await.map_err(|e| unreachable(&e))?.to_bytes().to_vec();
+        Ok(HttpResponse { status, headers, body })
+    }
+}
+
+type Device<'a> = Engine<MemoryStore, RustPbkdf2, OsRandom, &'a Loopback>;
+
+/// The sim process, killed when dropped.
+struct Sim {
+    child: Child,
+    url: String,
+    _data: tempfile::TempDir,
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_sim(binary: &str) -> Sim {
+    let data = tempfile::tempdir().unwrap();
+    let mut child = Command::new(binary)
+        .args(["--host", "127.0.0.1", "--port", "0", "--seed", "demo", "--tracked-entities", "10", "--faults"])
+        .arg("--data")
+        .arg(data.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {binary}: {e} (build it: cargo build -p dhis2-sim)"));
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let url = loop {
+        let line = lines.next().expect("dhis2-sim exited").unwrap();
+        if let Some(i) = line.find("listening on ") {
+            break line[i + "listening on ".len()..].trim().to_string();
+        }
+    };
+    std::thread::spawn(move || lines.for_each(drop)); // keep its stdout drained
+    Sim { child, url, _data: data }
+}
+
+/// One admin call to the sim (its `/__sim` API or `/api` as admin).
+async fn admin(http: &Loopback, url: &str, method: &str, path: &str, body: Option<Value>) -> Value {
+    let response = http
+        .send(HttpRequest {
+            opens_session: false,
+            method: method.into(),
+            url: format!("{url}{path}"),
+            headers: vec![
+                ("Authorization".into(), "Basic YWRtaW46ZGlzdHJpY3Q=".into()),
+                ("Content-Type".into(), "application/json".into()),
+            ],
+            body: body.map(|b| b.to_string().into_bytes()),
+        })
+        .await
+        .unwrap();
+    serde_json::from_slice(&response.body).unwrap_or(Value::Null)
+}
+
+async fn capture(device: &Device<'_>, api: &str, method: &str, path: &str, body: Value) -> Value {
+    let prepared = device
+        .prepare_write(method, &format!("{api}/{path}"), "application/json", body.to_string().as_bytes())
+        .unwrap();
+    let answer = device.capture_write(&prepared, now_ms()).await.unwrap();
+    serde_json::from_slice(&answer.body).unwrap_or(Value::Null)
+}
+
+fn reference(answer: &Value) -> String {
+    answer["response"]["importSummaries"][0]["reference"].as_str().unwrap().to_string()
+}
+
+/// The outage: registrations (one per device refused: a national ID the server has) and value
+/// updates on existing visits. Returns the tracked entities the server must accept.
+async fn offline_work(
+    device: &Device<'_>,
+    api: &str,
+    index: usize,
+    options: &Options,
+    taken_nid: &str,
+    visits: &[String],
+) -> Vec<String> {
+    let mut accepted = Vec::new();
+    for r in 0..options.registrations {
+        let nid = if r == 0 { taken_nid.to_string() } else { format!("8{index:05}{r:03}") };
+        let woman = json!([{"attribute": "AtNationId1", "value": nid}, {"attribute": "AtFirstNam1", "value": "Noor"},
+            {"attribute": "AtLastName1", "value": "Jaber"}, {"attribute": "AtBirthDat1", "value": "1994-02-03"}]);
+        let tei = reference(
+            &capture(
+                device,
+                api,
+                "POST",
+                "trackedEntityInstances",
+                json!({"trackedEntityType": "TetPerson01", "orgUnit": OU, "attributes": woman}),
+            )
+            .await,
+        );
+        let enrollment = reference(
+            &capture(
+                device,
+                api,
+                "POST",
+                "enrollments",
+                json!({"trackedEntityInstance": tei, "program": P, "orgUnit": OU,
+                "status": "ACTIVE", "enrollmentDate": "2026-11-28", "incidentDate": "2026-11-28"}),
+            )
+            .await,
+        );
+        capture(
+            device,
+            api,
+            "POST",
+            "events.json",
+            json!({"events": [{"trackedEntityInstance": tei, "program": P,
+            "programStage": ANC, "enrollment": enrollment, "orgUnit": OU, "status": "ACTIVE", "eventDate": "2026-11-28",
+            "dataValues": [{"dataElement": "DeWeightKg1", "value": format!("{}.{}", 55 + r % 20, index % 10)}]}]}),
+        )
+        .await;
+        if r != 0 {
+            accepted.push(tei);
+        }
+    }
+    for u in 0..options.updates {
+        let event = &visits[(index + u) % visits.len()];
+        capture(
+            device,
+            api,
+            "PUT",
+            &format!("events/{event}/DeRemarks01"),
+            json!({"dataValues": [{"dataElement": "DeRemarks01", "value": format!("device {index} note {u}")}]}),
+        )
+        .await;
+    }
+    accepted
+}
+
+/// What one device did once released.
+struct Drained {
+    ms: u64,
+    flushes: u32,
+    pending: u64,
+    failed: u64,
+    failures_with_reasons: usize,
+}
+
+/// The device after the network is back: the `online` trigger's random delay, then flushes
+/// until nothing is pending, waiting as the service worker does after a busy or unreachable
+/// answer.
+async fn drain(device: &Device<'_>, released: Instant) -> Drained {
+    tokio::time::sleep(Duration::from_millis(trigger_delay_ms(rand_unit()))).await;
+    let mut flushes = 0;
+    let mut waits = 0u32;
+    loop {
+        flushes += 1;
+        let report = device.flush(FlushScope::All, now_ms(), &mut |_| {}).await.expect("flush");
+        if report.remaining == 0 && report.stopped.is_none() {
+            break;
+        }
+        assert_ne!(report.stopped.as_deref(), Some("AUTH_REQUIRED"), "{report:?}");
+        let backoff = retry_delay_ms(waits, rand_unit());
+        waits = if report.stopped.is_some() { waits + 1 } else { 0 };
+        let wait = report.retry_after_ms.unwrap_or(0).max(if report.stopped.is_some() { backoff } else { 0 });
+        tokio::time::sleep(Duration::from_millis(wait)).await;
+    }
+    let status = device.status().await.unwrap();
+    let failures = device.failures().await.unwrap();
+    Drained {
+        ms: released.elapsed().as_millis() as u64,
+        flushes,
+        pending: status.pending,
+        failed: status.failed,
+        failures_with_reasons: failures.iter().filter(|f| !f.reasons.is_empty()).count(),
+    }
+}
+
+fn rand_unit() -> f64 {
+    let mut b = [0u8; 8];
+    getrandom::getrandom(&mut b).unwrap();
+    (u64::from_le_bytes(b) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+fn percentile(sorted: &[u64], p: f64) -> u64 {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// The drain time of every device, slowest last, with the median and p95 marked.
+fn chart(sorted_ms: &[u64], result: &Value) -> String {
+    let (w, h, left, bottom) = (720.0, 360.0, 60.0, 40.0);
+    let max = *sorted_ms.last().unwrap_or(&1) as f64;
+    let bar = (w - left - 20.0) / sorted_ms.len().max(1) as f64;
+    let y = |ms: f64| h - bottom - (h - bottom - 40.0) * ms / max.max(1.0);
+    let mut out = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n\
+         <text x=\"{left}\" y=\"20\">R8 reconnect storm: {} devices, {} queued writes, server limit {} in flight; time to drain per device</text>\n",
+        result["devices"], result["queuedWrites"], result["maxInflight"]
+    );
+    for (i, ms) in sorted_ms.iter().enumerate() {
+        let top = y(*ms as f64);
+        out += &format!(
+            "<rect x=\"{:.1}\" y=\"{top:.1}\" width=\"{:.2}\" height=\"{:.1}\" fill=\"#4a7ab5\"/>\n",
+            left + i as f64 * bar,
+            bar.max(0.5),
+            h - bottom - top
+        );
+    }
+    for (label, color) in [("p50", "#2a8a2a"), ("p95", "#c07000")] {
+        let ms = result["drainMs"][label].as_f64().unwrap_or(0.0);
+        let (line_y, right, text_x, seconds) = (y(ms), w - 20.0, w - 110.0, ms / 1000.0);
+        out += &format!(
+            "<line x1=\"{left}\" x2=\"{right}\" y1=\"{line_y:.1}\" y2=\"{line_y:.1}\" stroke=\"{color}\"/>\
+             <text x=\"{text_x}\" y=\"{:.1}\" fill=\"{color}\">{label} {seconds:.1} s</text>\n",
+            line_y - 4.0
+        );
+    }
+    out += &format!(
+        "<text x=\"{left}\" y=\"{}\">devices, fastest to slowest · max {:.1} s · fairness (max/median) {} · 503s sent {} · peak in flight {}</text>\n\
+         <text x=\"4\" y=\"{:.1}\">{:.0} s</text><text x=\"4\" y=\"{}\">0 s</text>\n</svg>\n",
+        h - 12.0,
+        max / 1000.0,
+        result["fairness"],
+        result["overloadRejected"],
+        result["peakInflight"],
+        y(max) + 4.0,
+        max / 1000.0,
+        h - bottom
+    );
+    out
+}
+
+fn main() {
+    let options = options();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let local = tokio::task::LocalSet::new();
+    let failed = local.block_on(&runtime, storm(options));
+    std::process::exit(i32::from(failed));
+}
+
+async fn storm(options: Options) -> bool {
+    let sim = start_sim(&options.sim);
+    let addr: SocketAddr = sim.url.trim_start_matches("http://").trim_end_matches('/').parse().unwrap();
+    let api = format!("{}/api", sim.url);
+    let control = Loopback { addr, down: Cell::new(false) };
+    // What the seed has: a national ID to collide with, visits to update, the women count.
+    let teis = admin(
+        &control,
+        &sim.url,
+        "GET",
+        &format!("/api/trackedEntityInstances.json?ou={OU}&program={P}&fields=*&pageSize=50"),
+        None,
+    )
+    .await;
+    let list = teis["trackedEntityInstances"].as_array().cloned().unwrap_or_default();
+    let taken_nid = list
+        .iter()
+        .flat_map(|t| t["attributes"].as_array().cloned().unwrap_or_default())
+        .find(|a| a["attribute"] == "AtNationId1")
+        .and_then(|a| a["value"].as_str().map(str::to_string))
+        .expect("a seeded national ID");
+    // Five visits of the seed, opened by the district so the nurses may change them.
+    let events = admin(
+        &control,
+        &sim.url,
+        "GET",
+        &format!("/api/tracker/events?orgUnit={OU}&program={P}&programStage={ANC}&fields=*&pageSize=5"),
+        None,
+    )
+    .await;
+    let mut visits = Vec::new();
+    for event in
+        events.get("events").or_else(|| events.get("instances")).and_then(Value::as_array).cloned().unwrap_or_default()
+    {
+        let mut header = event.clone();
+        let fields = header.as_object_mut().unwrap();
+        for key in [
+            "dataValues",
+            "notes",
+            "relationships",
+            "createdAt",
+            "updatedAt",
+            "createdBy",
+            "updatedBy",
+            "storedBy",
+            "completedAt",
+            "completedBy",
+        ] {
+            fields.remove(key);
+        }
+        fields.insert("status".into(), json!("ACTIVE"));
+        admin(
+            &control,
+            &sim.url,
+            "POST",
+            "/api/tracker?async=false&importStrategy=UPDATE",
+            Some(json!({"events": [header]})),
+        )
+        .await;
+        visits.push(event["event"].as_str().unwrap().to_string());
+    }
+    assert!(!visits.is_empty(), "the seed has visits: {events}");
+    let women_before = list.len();
+
+    // Devices: one online login and a download each, then the outage and the offline work.
+    let setup = Instant::now();
+    // Each device's network lives as long as the program (the engines borrow it).
+    let networks: Vec<&'static Loopback> =
+        (0..options.devices).map(|_| &*Box::leak(Box::new(Loopback { addr, down: Cell::new(false) }))).collect();
+    let mut devices = Vec::new();
+    let mut expected: Vec<Vec<String>> = Vec::new();
+    for (i, net) in networks.iter().enumerate() {
+        let policy = VaultPolicy { iterations: 1_000, ..VaultPolicy::default() };
+        let device: Device<'static> =
+            Engine::new(EngineConfig::new(&api, policy).unwrap(), MemoryStore::new(), RustPbkdf2, OsRandom, *net);
+        device.login("nurse1", "Nurse1!clinic", now_ms()).await.expect("login");
+        device.download(DownloadOptions::default(), now_ms(), &mut |_| {}).await.expect("download");
+        net.down.set(true);
+        expected.push(offline_work(&device, &api, i, &options, &taken_nid, &visits).await);
+        devices.push(device);
+    }
+    let queued: u64 = {
+        let mut n = 0;
+        for d in &devices {
+            n += d.status().await.unwrap().pending;
+        }
+        n
+    };
+    eprintln!(
+        "{} devices ready with {queued} queued writes in {:.1} s",
+        options.devices,
+        setup.elapsed().as_secs_f64()
+    );
+
+    // The server comes back behind its limit; the devices are released within one second.
+    admin(
+        &control,
+        &sim.url,
+        "PUT",
+        "/__sim/load",
+        Some(json!({"maxInflight": options.max_inflight, "retryAfterSecs": 1})),
+    )
+    .await;
+    admin(&control, &sim.url, "DELETE", "/__sim/counters", None).await;
+    let released = Instant::now();
+    let mut tasks = Vec::new();
+    for (device, net) in devices.into_iter().zip(networks.iter().copied()) {
+        let start = Duration::from_millis((rand_unit() * 1000.0) as u64);
+        tasks.push(tokio::task::spawn_local(async move {
+            tokio::time::sleep(start).await;
+            net.down.set(false);
+            drain(&device, released).await
+        }));
+    }
+    let mut drained = Vec::new();
+    for t in tasks {
+        drained.push(t.await.unwrap());
+    }
+    let wall_ms = released.elapsed().as_millis() as u64;
+    let counters = admin(&control, &sim.url, "GET", "/__sim/counters", None).await;
+    admin(&control, &sim.url, "DELETE", "/__sim/load", None).await;
+
+    // Exactly once: the server holds every accepted registration once, and nothing more.
+    let mut missing = 0usize;
+    let all: Vec<String> = expected.iter().flatten().cloned().collect();
+    for chunk in all.chunks(50) {
+        let found = admin(&control, &sim.url, "GET", &format!("/api/trackedEntityInstances.json?trackedEntityInstance={}&ouMode=ACCESSIBLE&fields=trackedEntityInstance&skipPaging=true", chunk.join(";")), None).await;
+        let got = found["trackedEntityInstances"].as_array().map_or(0, Vec::len);
+        missing += chunk.len() - got;
+    }
+    let after = admin(
+        &control,
+        &sim.url,
+        "GET",
+        &format!("/api/trackedEntityInstances.json?ou={OU}&program={P}&fields=trackedEntityInstance&skipPaging=true"),
+        None,
+    )
+    .await;
+    let women_after = after["trackedEntityInstances"].as_array().map_or(0, Vec::len);
+    // Registrations on the server beyond the accepted ones that arrived: duplicates.
+    let delta = women_after as i64 - women_before as i64;
+    let duplicated = (delta - (all.len() - missing) as i64).max(0);
+    let extra_or_lost = delta - all.len() as i64;
+    let pending: u64 = drained.iter().map(|d| d.pending).sum();
+    let refused: u64 = drained.iter().map(|d| d.failed).sum();
+    let refused_expected = (options.devices * 3) as u64; // one registration of 3 entries each
+    let kept_with_reasons = drained.iter().all(|d| d.failures_with_reasons as u64 == d.failed);
+    let mut times: Vec<u64> = drained.iter().map(|d| d.ms).collect();
+    times.sort_unstable();
+    let (p50, p95, max) = (percentile(&times, 0.5), percentile(&times, 0.95), *times.last().unwrap());
+    let fairness = max as f64 / p50.max(1) as f64;
+    let flushes: u32 = drained.iter().map(|d| d.flushes).sum();
+    let result = json!({
+        "devices": options.devices, "queuedWrites": queued, "maxInflight": options.max_inflight,
+        "acceptedRegistrations": all.len(), "missing": missing, "duplicated": duplicated,
+        "serverWomenDelta": women_after as i64 - women_before as i64,
+        "pendingLeft": pending, "refusedKept": refused, "refusedExpected": refused_expected,
+        "refusedKeptWithReasons": kept_with_reasons,
+        "peakInflight": counters["peakInflight"], "overloadRejected": counters["overloadRejected"],
+        "requests": counters["total"], "flushes": flushes,
+        "drainMs": {"p50": p50, "p95": p95, "max": max}, "fairness": (fairness * 100.0).round() / 100.0,
+        "wallMs": wall_ms,
+    });
+    println!("{}", serde_json::to_string_pretty(&result).unwrap());
+    if let Some(out) = &options.out {
+        std::fs::write(out, serde_json::to_string_pretty(&result).unwrap() + "\n").unwrap();
+    }
+    if let Some(svg) = &options.svg {
+        std::fs::write(svg, chart(&times, &result)).unwrap();
+    }
+    let mut problems: BTreeMap<&str, String> = BTreeMap::new();
+    if missing != 0 || extra_or_lost != 0 {
+        problems.insert("exactly once", format!("missing {missing}, server delta off by {extra_or_lost}"));
+    }
+    if pending != 0 {
+        problems.insert("drained", format!("{pending} writes still pending"));
+    }
+    if refused != refused_expected || !kept_with_reasons {
+        problems.insert(
+            "refused kept",
+            format!("{refused} kept (expected {refused_expected}), with reasons: {kept_with_reasons}"),
+        );
+    }
+    for (what, why) in &problems {
+        eprintln!("FAILED {what}: {why}");
+    }
+    options.check && !problems.is_empty()
+}
