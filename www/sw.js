@@ -333,6 +333,7 @@ async function handle(message, port) {
       await engine.unlockWithDataKey(message.username, message.key, message.password);
       if (message.flushScope) flushScopes.set(message.apiBase, message.flushScope);
       if (message.conflictPolicy) engine.setConflictPolicy(message.conflictPolicy);
+      if (message.serverErrorLimit !== undefined) engine.setServerErrorLimit(message.serverErrorLimit);
       const waiters = keyWaiters;
       keyWaiters = [];
       waiters.forEach((resolve) => resolve(true));

@@ -122,6 +122,11 @@ export interface TrackerOfflineOptions {
    */
   conflictPolicy?: 'device-wins' | 'hold';
   /**
+   * How many server errors (HTTP 500) one record may get before its entry is moved aside as a
+   * failure, while the rest of the outbox flows (default 5; below 1 rejects with `BAD_INPUT`).
+   */
+  serverErrorLimit?: number;
+  /**
    * Keep the data key in the server's dataStore after each online login, shared read-only with
    * these users and groups, so a first login on this device works with nobody logged in.
    * Failures do not fail the login: they are dispatched as `escrow-error` events
@@ -607,6 +612,7 @@ export type WorkerRequest =
       password?: string;
       flushScope?: FlushScope;
       conflictPolicy?: 'device-wins' | 'hold';
+      serverErrorLimit?: number;
     }
   | { type: 'lock' }
   | { type: 'download'; apiBase: string; options?: Omit<DownloadOptions, 'onProgress'> }

@@ -59,6 +59,7 @@ export class TrackerOffline extends EventTarget {
   #registration;
   #flushScope;
   #conflictPolicy = 'device-wins';
+  #serverErrorLimit = undefined;
   #escrow = null;
   #idleLockMs = 0;
   #idleTimer = null;
@@ -101,7 +102,9 @@ export class TrackerOffline extends EventTarget {
    * `idleLockMinutes` (default 15, 0 = never): log out after that long without input.
    * `conflictPolicy`: 'device-wins' (default: a field changed here and on the server is sent
    * with this device's value, the server's kept in `conflicts()`) or 'hold' (that field waits
-   * for `resolveConflict`, every other field flows).
+   * for `resolveConflict`, every other field flows). `serverErrorLimit` (default 5): how many
+   * server errors (HTTP 500) one record may get before its entry is moved aside as a failure
+   * (the rest of the outbox flows meanwhile).
    */
   static async start(options = {}) {
     const apiBase = new URL(options.apiBase ?? '/api', location.href).href.replace(/\/+$/, '');
@@ -137,8 +140,10 @@ export class TrackerOffline extends EventTarget {
     if (!['all', 'author'].includes(flushScope)) throw codedError('BAD_INPUT', "flushScope must be 'all' or 'author'");
     const conflictPolicy = options.conflictPolicy ?? 'device-wins';
     engine.setConflictPolicy(conflictPolicy); // the core checks it (BAD_INPUT)
+    if (options.serverErrorLimit !== undefined) engine.setServerErrorLimit(options.serverErrorLimit);
     const app = new TrackerOffline(engine, apiBase, registration, flushScope);
     app.#conflictPolicy = conflictPolicy;
+    app.#serverErrorLimit = options.serverErrorLimit;
     app.#escrow = options.escrow ?? null;
     app.#idleLockMs = options.idleLockMinutes === 0 ? 0 : (options.idleLockMinutes ?? 15) * 60000;
     // After a reload the worker may still hold the session: take it back rather than showing a
@@ -374,7 +379,10 @@ export class TrackerOffline extends EventTarget {
     const password = this.#engine.sessionPassword();
     await askWorker(
       this.#registration,
-      { type: 'unlock', apiBase: this.#apiBase, username: name, key, password, flushScope: this.#flushScope, conflictPolicy: this.#conflictPolicy },
+      {
+        type: 'unlock', apiBase: this.#apiBase, username: name, key, password, flushScope: this.#flushScope,
+        conflictPolicy: this.#conflictPolicy, serverErrorLimit: this.#serverErrorLimit,
+      },
       [key.buffer],
     );
   }
