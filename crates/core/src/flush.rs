@@ -576,25 +576,22 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
                 // half being the evidence that the server itself works.
                 if status == Some(500) {
                     let answer = response.as_ref().map(answer_text).unwrap_or_default();
-                    match hunt.failed(request, half, answer) {
+                    // One record alone, nothing imported yet: one light read tells whether the
+                    // server works (then the record is the culprit) or fails as a whole.
+                    let step = match hunt.failed(request, half, answer) {
+                        HuntStep::Probe(uid, answer) if self.server_answers(&mut report, now_ms).await => {
+                            HuntStep::Culprit(uid, answer)
+                        }
+                        HuntStep::Probe(..) => HuntStep::ServerFailing,
+                        other => other,
+                    };
+                    match step {
                         HuntStep::Wait => {}
                         HuntStep::Send(a, b) => {
                             queue.push_front(*b);
                             queue.push_front(*a);
                         }
                         HuntStep::Culprit(uid, answer) => {
-                            blame(
-                                &uid,
-                                answer,
-                                &segment,
-                                &touches,
-                                &mut server_errors,
-                                &mut failed_records,
-                                &mut failed_teis,
-                                limit,
-                            );
-                        }
-                        HuntStep::Probe(uid, answer) if self.server_answers(&mut report, now_ms).await => {
                             blame(
                                 &uid,
                                 answer,

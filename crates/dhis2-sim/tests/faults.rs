@@ -38,17 +38,6 @@ async fn status_of(app: &Router, method: &str, uri: &str) -> StatusCode {
     send(app, req(method, uri, None)).await.status()
 }
 
-async fn admin(app: &Router, method: &str, uri: &str, body: Option<Value>) -> (StatusCode, Value) {
-    let b = Request::builder().method(method).uri(uri);
-    let request = match body {
-        Some(v) => b.header("content-type", "application/json").body(Body::from(v.to_string())),
-        None => b.body(Body::empty()),
-    }
-    .expect("request");
-    let resp = send(app, request).await;
-    (resp.status(), body_json(resp).await)
-}
-
 #[tokio::test]
 async fn admin_api_is_absent_without_the_flag() {
     let (app, _dir) = demo_app("2.40");

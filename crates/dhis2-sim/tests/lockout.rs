@@ -66,17 +66,6 @@ async fn lock_on(app: &Router) {
     assert_eq!(status, StatusCode::OK, "{body}");
 }
 
-async fn sim(app: &Router, method: &str, uri: &str, body: Option<Value>) -> (StatusCode, Value) {
-    let b = Request::builder().method(method).uri(uri);
-    let request = match body {
-        Some(v) => b.header("content-type", "application/json").body(Body::from(v.to_string())),
-        None => b.body(Body::empty()),
-    }
-    .expect("request");
-    let resp = send(app, request).await;
-    (resp.status(), body_json(resp).await)
-}
-
 #[tokio::test]
 async fn off_by_default_nothing_locks() {
     let (app, _dir) = sim_app("2.40", false);
@@ -152,18 +141,18 @@ async fn a_successful_login_forgets_earlier_failures() {
 async fn after_the_lockout_time_the_account_works_again() {
     let (app, _dir) = sim_app("2.42", true);
     lock_on(&app).await;
-    let (status, lockout) = sim(&app, "GET", "/__sim/lockout", None).await;
+    let (status, lockout) = admin(&app, "GET", "/__sim/lockout", None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(lockout, json!({"maxFailedAttempts": 4, "lockoutMs": 900_000, "failedLogins": {}}));
     // DHIS2's 15 minutes, shortened for the test.
-    let (status, lockout) = sim(&app, "PUT", "/__sim/lockout", Some(json!({"lockoutMs": 1500}))).await;
+    let (status, lockout) = admin(&app, "PUT", "/__sim/lockout", Some(json!({"lockoutMs": 1500}))).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(lockout["lockoutMs"], 1500);
 
     for _ in 0..4 {
         assert_login(&app, NURSE1_USERNAME, "wrong", StatusCode::UNAUTHORIZED, Some(UNAUTHORIZED)).await;
     }
-    let (_, lockout) = sim(&app, "GET", "/__sim/lockout", None).await;
+    let (_, lockout) = admin(&app, "GET", "/__sim/lockout", None).await;
     assert_eq!(lockout["failedLogins"][NURSE1_USERNAME]["attempts"], 4, "{lockout}");
     assert_eq!(lockout["failedLogins"][NURSE1_USERNAME]["locked"], true, "{lockout}");
 
@@ -175,7 +164,7 @@ async fn after_the_lockout_time_the_account_works_again() {
     assert_login(&app, NURSE1_USERNAME, NURSE1_PASSWORD, StatusCode::UNAUTHORIZED, Some(LOCKED)).await;
     tokio::time::sleep(Duration::from_millis(1600)).await;
     assert_login(&app, NURSE1_USERNAME, NURSE1_PASSWORD, StatusCode::OK, None).await;
-    let (_, lockout) = sim(&app, "GET", "/__sim/lockout", None).await;
+    let (_, lockout) = admin(&app, "GET", "/__sim/lockout", None).await;
     assert_eq!(lockout["failedLogins"], json!({}), "a success forgets the failures");
 
     // DELETE /__sim/lockout unlocks everyone (as a DHIS2 restart empties its cache).
@@ -183,13 +172,13 @@ async fn after_the_lockout_time_the_account_works_again() {
         login(&app, NURSE1_USERNAME, "wrong").await;
     }
     assert_login(&app, NURSE1_USERNAME, NURSE1_PASSWORD, StatusCode::UNAUTHORIZED, Some(LOCKED)).await;
-    let (status, lockout) = sim(&app, "DELETE", "/__sim/lockout", None).await;
+    let (status, lockout) = admin(&app, "DELETE", "/__sim/lockout", None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(lockout["failedLogins"], json!({}));
     assert_login(&app, NURSE1_USERNAME, NURSE1_PASSWORD, StatusCode::OK, None).await;
 
     for bad in [json!({"lockoutMs": -1}), json!({"lockoutMs": "1"}), json!({"other": 1}), json!(5)] {
-        let (status, _) = sim(&app, "PUT", "/__sim/lockout", Some(bad.clone())).await;
+        let (status, _) = admin(&app, "PUT", "/__sim/lockout", Some(bad.clone())).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
     }
 }

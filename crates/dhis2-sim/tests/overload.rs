@@ -37,17 +37,6 @@ fn put_key(key: &str) -> Request<Body> {
         .expect("request")
 }
 
-async fn admin(app: &Router, method: &str, uri: &str, body: Option<Value>) -> (StatusCode, Value) {
-    let b = Request::builder().method(method).uri(uri);
-    let request = match body {
-        Some(v) => b.header("content-type", "application/json").body(Body::from(v.to_string())),
-        None => b.body(Body::empty()),
-    }
-    .expect("request");
-    let resp = send(app, request).await;
-    (resp.status(), body_json(resp).await)
-}
-
 /// Holds every PUT under `/api/dataStore/load` for `ms` milliseconds (the existing latency fault).
 async fn slow_puts(app: &Router, ms: u64) {
     let rules = json!([{"path": "/api/dataStore/load", "method": "PUT", "latencyMs": ms}]);

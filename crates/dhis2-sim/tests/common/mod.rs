@@ -72,6 +72,21 @@ pub async fn body_json(resp: Response<Body>) -> Value {
     serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&bytes)))
 }
 
+/// A call to the admin API (`/__sim/...`) with an optional JSON body: status and JSON answer
+/// (`null` for an empty body).
+pub async fn admin(app: &Router, method: &str, uri: &str, body: Option<Value>) -> (axum::http::StatusCode, Value) {
+    let b = Request::builder().method(method).uri(uri);
+    let request = match body {
+        Some(v) => b.header("content-type", "application/json").body(Body::from(v.to_string())),
+        None => b.body(Body::empty()),
+    }
+    .expect("request");
+    let resp = send(app, request).await;
+    let status = resp.status();
+    let bytes = body_bytes(resp).await;
+    (status, if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).expect("json") })
+}
+
 /// The `JSESSIONID` value from a response's `Set-Cookie`, if any.
 pub fn session_cookie(resp: &Response<Body>) -> Option<String> {
     resp.headers()
