@@ -3,7 +3,11 @@
 //! offers (legacy up to 2.41, `/api/tracker` on 2.42+). Each page and the cursor are written in
 //! one transaction, so an interrupted download resumes where it stopped; later runs are
 //! incremental (`lastUpdatedStartDate` / `updatedAfter`) and apply deletions. Records with
-//! unsent local changes are never overwritten.
+//! unsent local changes are never overwritten. A malformed tracked entity on a page (an invalid
+//! UID, a value of the wrong JSON type, in it or in one of its enrollments or events) is
+//! skipped whole and reported ([`DownloadReport::skipped`]); the rest of its page is stored.
+//! An incremental run asks for it again once it changes on the server; a full run
+//! (`full: true`) asks for it again at once.
 
 use std::collections::BTreeSet;
 
@@ -21,7 +25,7 @@ use crate::{
     metadata::ClinicMetadata,
     params::percent_encode,
     random::RandomSource,
-    records::{flag, text, Object, TeiBundle},
+    records::{flag, text, uid_of, Object, TeiBundle},
     store::{KvStore, StoreName, WriteBatch},
     time::iso_from_ms,
 };
@@ -78,6 +82,27 @@ pub struct DownloadReport {
     pub records: u64,
     /// Generated attribute values newly reserved on the server for offline registrations.
     pub reserved_values: u64,
+    /// Tracked entities of the server's pages that could not be stored in this call: a
+    /// malformed record (a missing or invalid UID, a JSON value of the wrong type) in the
+    /// tracked entity or in any of its enrollments and events. Each is skipped whole (a local
+    /// copy of it, if any, stays as it was) and the rest of its page is stored.
+    pub skipped: u64,
+    /// The first [`MAX_SKIPPED_LISTED`] skipped records, in page order: which and why.
+    pub skipped_records: Vec<SkippedRecord>,
+}
+
+/// How many skipped records a [`DownloadReport`] lists (all are counted in `skipped`).
+pub const MAX_SKIPPED_LISTED: usize = 100;
+
+/// A tracked entity of a download page that could not be stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SkippedRecord {
+    /// The tracked entity's UID as the server wrote it, when it is a string (it may be the
+    /// invalid part); None when the item has none (or is not an object).
+    pub uid: Option<String>,
+    /// Why it was skipped (which record and field are wrong).
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -343,6 +368,8 @@ programTrackedEntityAttributes[displayInList,trackedEntityAttribute[id,displayNa
             resumed,
             records: 0,
             reserved_values: 0,
+            skipped: 0,
+            skipped_records: Vec::new(),
         };
         let family_is_tracker = meta.minor_version() >= 42;
         while cursor.step < cursor.steps.len() {
@@ -350,6 +377,8 @@ programTrackedEntityAttributes[displayInList,trackedEntityAttribute[id,displayNa
             let url = self.page_url(&meta, &ou, &program, cursor.page, page_size, cursor.since.as_deref());
             let body = self.get_json(&url).await?;
             report.pages += 1;
+            // Every item of the page, as the server sent it: a malformed one is skipped (and
+            // reported) by `apply_server_page`, never dropped silently, and counts for paging.
             let (items, total) = if family_is_tracker {
                 let items = tracker_items(Kind::TrackedEntity, &body).cloned().unwrap_or_default();
                 let total = body
@@ -357,16 +386,12 @@ programTrackedEntityAttributes[displayInList,trackedEntityAttribute[id,displayNa
                     .and_then(|p| p.get("total"))
                     .or_else(|| body.get("total"))
                     .and_then(Value::as_u64);
-                let items = items
-                    .into_iter()
-                    .filter_map(|v| v.as_object().map(|o| convert(Kind::TrackedEntity, o, false)))
-                    .collect::<Vec<_>>();
                 (items, total)
             } else {
                 let items = body
                     .get("trackedEntityInstances")
                     .and_then(Value::as_array)
-                    .map(|l| l.iter().filter_map(|v| v.as_object().cloned()).collect::<Vec<_>>())
+                    .cloned()
                     .ok_or_else(|| CoreError::BadResponse("no 'trackedEntityInstances' list".into()))?;
                 let total = body.get("pager").and_then(|p| p.get("total")).and_then(Value::as_u64);
                 (items, total)
@@ -377,10 +402,13 @@ programTrackedEntityAttributes[displayInList,trackedEntityAttribute[id,displayNa
             let received = items.len();
             // The page is merged into the local copy as it is now, under the one writer.
             let _writer = self.writer.lock().await;
-            let (batch, applied) = self.apply_server_page(items, now_ms).await?;
+            let (batch, applied) = self.apply_server_page(items, family_is_tracker, now_ms).await?;
             report.tracked_entities += applied.stored;
             report.deleted += applied.deleted;
             report.kept_local += applied.kept_local;
+            report.skipped += applied.skipped.len() as u64;
+            let room = MAX_SKIPPED_LISTED.saturating_sub(report.skipped_records.len());
+            report.skipped_records.extend(applied.skipped.into_iter().take(room));
             cursor.done += received as u64;
             let last_page = received < page_size || total.is_some_and(|t| (cursor.page * page_size) as u64 >= t);
             if last_page {
@@ -418,13 +446,51 @@ programTrackedEntityAttributes[displayInList,trackedEntityAttribute[id,displayNa
         Ok(report)
     }
 
-    async fn apply_server_page(&self, items: Vec<Object>, fetched_at_ms: i64) -> Result<(WriteBatch, AppliedPage)> {
+    /// Merges one page of tracked entities (`tracker`: in the `/api/tracker` naming) into the
+    /// local copy, as a batch to commit. A malformed item (see [`DownloadReport::skipped`]) is
+    /// skipped whole and listed in [`AppliedPage::skipped`]; the others are applied. Errors are
+    /// the device's (storage, crypto), never the server's data.
+    async fn apply_server_page(
+        &self,
+        items: Vec<Value>,
+        tracker: bool,
+        fetched_at_ms: i64,
+    ) -> Result<(WriteBatch, AppliedPage)> {
         let mut batch = WriteBatch::new();
         let mut applied = AppliedPage::default();
         let mut next_ordinal = self.clinic.lock().map(|c| c.index.next_ordinal()).unwrap_or(1);
         for item in items {
+            let item = match item {
+                Value::Object(o) if tracker => convert(Kind::TrackedEntity, &o, false),
+                Value::Object(o) => o,
+                other => {
+                    applied.skip(None, format!("the item is not a JSON object: {}", json_kind(&other)));
+                    continue;
+                }
+            };
+            let uid_text = text(&item, "trackedEntityInstance").map(str::to_string);
             let deleted = flag(&item, "deleted");
-            let mut server = TeiBundle::from_nested(item)?;
+            // A tracked entity the server deleted needs nothing but its UID.
+            let parsed = if deleted {
+                uid_of(&item, "trackedEntityInstance").map(|uid| {
+                    let mut tei = Object::new();
+                    tei.insert("trackedEntityInstance".into(), Value::String(uid));
+                    TeiBundle { tei, ..Default::default() }
+                })
+            } else {
+                TeiBundle::from_nested(item)
+            };
+            let mut server = match parsed {
+                Ok(server) => server,
+                Err(e) => {
+                    let reason = match e {
+                        CoreError::BadInput(reason) => reason,
+                        other => other.to_string(),
+                    };
+                    applied.skip(uid_text, reason);
+                    continue;
+                }
+            };
             let uid = server.uid().to_string();
             // Read from storage, not the in-memory index: another context (the service worker,
             // another tab) may have stored her since this engine loaded its index.
@@ -499,4 +565,24 @@ struct AppliedPage {
     kept_local: u64,
     rows: Vec<IndexRow>,
     removed: Vec<String>,
+    /// Items of the page that could not be stored.
+    skipped: Vec<SkippedRecord>,
+}
+
+impl AppliedPage {
+    fn skip(&mut self, uid: Option<String>, reason: String) {
+        self.skipped.push(SkippedRecord { uid, reason });
+    }
+}
+
+/// The JSON type of a value, for messages.
+fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
 }

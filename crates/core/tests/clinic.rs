@@ -110,13 +110,13 @@ impl HttpClient for &FakeDhis2 {
                 if t.path.starts_with("/api/tracker") {
                     let items: Vec<Value> = items
                         .into_iter()
-                        .map(|v| {
-                            let o = v.as_object().unwrap();
-                            Value::Object(tracker_offline_core::family::convert(
+                        .map(|v| match v.as_object() {
+                            Some(o) => Value::Object(tracker_offline_core::family::convert(
                                 tracker_offline_core::family::Kind::TrackedEntity,
                                 o,
                                 true,
-                            ))
+                            )),
+                            None => v, // a malformed item is served as it is
                         })
                         .collect();
                     ok(json!({"pager": {"page": page, "pageSize": size, "total": total}, "trackedEntities": items}))
@@ -302,6 +302,38 @@ fn a_2_42_server_is_read_through_the_tracker_api() {
         assert_eq!(tes["pager"]["total"], 30);
         assert!(tes.get("page").is_none());
     });
+}
+
+/// A page with malformed records (an invalid event UID, `enrollments` that is not a list, an
+/// item that is not an object) stores its good records and reports the bad ones, in both API
+/// families; the bad ones are not stored and the download completes.
+#[test]
+fn a_page_with_bad_records_stores_the_good_ones_and_reports_the_bad_ones() {
+    for version in ["2.40.3", "2.42.0"] {
+        block_on(async {
+            let store = MemoryStore::new();
+            let server = FakeDhis2::new(version, 5);
+            server.teis.borrow_mut()[1]["enrollments"][0]["events"][0]["event"] = json!("not-a-uid");
+            server.teis.borrow_mut()[3]["enrollments"] = json!("oops");
+            server.teis.borrow_mut().push(json!("not a record"));
+            let e = engine(&store, &server);
+            e.login("nurse1", "Nurse1!clinic", T0).await.unwrap();
+            let report = e.download(DownloadOptions::default(), T0, &mut |_| {}).await.unwrap();
+            assert_eq!(report.tracked_entities, 3, "{version}");
+            assert_eq!(report.skipped, 3, "{version}");
+            assert_eq!(report.records, 3, "{version}");
+            let skipped: Vec<Option<&str>> = report.skipped_records.iter().map(|s| s.uid.as_deref()).collect();
+            assert_eq!(skipped, vec![Some("Te000000001"), Some("Te000000003"), None], "{version}");
+            assert!(report.skipped_records[0].reason.contains("not-a-uid"), "{:?}", report.skipped_records);
+            assert!(report.skipped_records[1].reason.contains("enrollments"), "{:?}", report.skipped_records);
+            let dash = body(&e, "trackedEntityInstances/Te000000002.json").await;
+            assert_eq!(dash["enrollments"][0]["events"][0]["event"], "Ev000000002");
+            let missing =
+                e.answer_offline("http://127.0.0.1:9/api/trackedEntityInstances/Te000000001.json").await.unwrap();
+            assert_eq!(missing.unwrap().status, 404, "a bad record is not stored");
+            assert!(e.last_download_at().await.is_some(), "the download completed");
+        });
+    }
 }
 
 #[test]
