@@ -267,7 +267,7 @@ export class TrackerOffline extends EventTarget {
       : await this.#engine.flush(this.#flushScope, (p) => this.dispatchEvent(new CustomEvent('flush', { detail: p })));
     const waiting = report.stopped === 'SERVER_UNREACHABLE' || report.stopped === 'SERVER_BUSY';
     this.#unreachableFlushes = waiting ? this.#unreachableFlushes + 1 : 0;
-    if (report.remaining > 0 && waiting) this.#scheduleRetry(report.retryAfterMs ?? 0);
+    if (report.remaining > 0 && waiting) this.#scheduleRetry(report.retryAfterMs ?? undefined);
     this.#emitStatus();
     return report;
   }
@@ -344,15 +344,15 @@ export class TrackerOffline extends EventTarget {
   }
 
   /**
-   * A timer with exponential backoff and jitter while the server cannot be reached or is busy
-   * (never sooner than its `Retry-After`, `atLeastMs`).
+   * A timer while the server cannot be reached or is busy: its `Retry-After` (`retryAfterMs`)
+   * spread over up to twice that, or exponential backoff with full jitter (the core's rule).
    */
-  #scheduleRetry(atLeastMs = 0) {
+  #scheduleRetry(retryAfterMs = undefined) {
     if (this.#retryTimer !== null || !this.#engine.unlocked) return;
     this.#retryTimer = setTimeout(() => {
       this.#retryTimer = null;
       this.#autoSync();
-    }, Math.max(atLeastMs, retryDelayMs(this.#unreachableFlushes)));
+    }, retryDelayMs(this.#unreachableFlushes, retryAfterMs));
   }
 
   /**

@@ -4,8 +4,8 @@
 //! - 429 and 5xx mean "busy", not "reachable": the device stops sending, answers the app from
 //!   the local copy, and waits;
 //! - a `Retry-After` (seconds or an HTTP date) is honoured by every trigger, the nurse's own
-//!   "send now" included; without one, automatic triggers wait an exponential, fully jittered
-//!   delay ([`crate::flush::retry_delay_ms`]);
+//!   "send now" included, and automatic retries spread over up to twice that; without one they
+//!   wait an exponential, fully jittered delay ([`next_flush_delay_ms`]);
 //! - triggers that fire on every device at the same moment (`online`, an online login) start
 //!   after a random delay ([`trigger_delay_ms`]), so devices never move in lockstep;
 //! - one flush at a time per device (the flush lock), and its requests go one after another.
@@ -75,6 +75,22 @@ fn http_date_ms(value: &str) -> Option<i64> {
     crate::time::ms_from_iso(&format!("{year:04}-{month:02}-{day:02}T{time}"))
 }
 
+/// Delay before the next automatic flush after `failures` consecutive flushes that did not get
+/// through (`random` in 0..1). When the server said how long to wait (`Retry-After`), that long
+/// plus up to as long again at random: the server sets the pace and the devices it turned away
+/// come back spread out, not together. Otherwise exponential from 5 s, capped at 10 minutes,
+/// with full jitter (at least 1 s).
+pub fn next_flush_delay_ms(failures: u32, retry_after_ms: Option<u64>, random: f64) -> u64 {
+    let random = random.clamp(0.0, 1.0);
+    match retry_after_ms {
+        Some(wait) => wait + (wait as f64 * random) as u64,
+        None => {
+            let cap = 5_000u64.saturating_mul(1u64 << failures.min(16)).min(600_000);
+            ((cap as f64 * random) as u64).max(1_000)
+        }
+    }
+}
+
 /// The most a trigger that fires on every device at once (`online`, an online login) waits
 /// before its flush.
 pub const TRIGGER_SPREAD_MS: u64 = 10_000;
@@ -121,6 +137,17 @@ mod tests {
         for bad in ["", "soon", "-5", "Thu, 03 Dec 2026 10:00:30 CET", "03 Dec 2026 10:00:30 GMT"] {
             assert_eq!(retry_after_ms(bad, now), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn retries_follow_the_server_or_back_off_with_full_jitter() {
+        assert_eq!(next_flush_delay_ms(7, Some(2_000), 0.0), 2_000, "never sooner than asked, whatever the count");
+        assert_eq!(next_flush_delay_ms(0, Some(2_000), 1.0), 4_000);
+        assert_eq!(next_flush_delay_ms(0, None, 1.0), 5_000);
+        assert_eq!(next_flush_delay_ms(3, None, 1.0), 40_000);
+        assert_eq!(next_flush_delay_ms(30, None, 1.0), 600_000, "capped");
+        assert_eq!(next_flush_delay_ms(3, None, 0.0), 1_000, "full jitter, with a floor");
+        assert_eq!(next_flush_delay_ms(3, None, 0.5), 20_000);
     }
 
     #[test]

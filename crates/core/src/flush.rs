@@ -42,15 +42,6 @@ pub enum FlushScope {
     Author,
 }
 
-/// Delay before the next automatic flush attempt after `failures` consecutive unreachable
-/// attempts: exponential from 5 s, capped at 10 minutes, with up to 50 % random jitter
-/// (`jitter` in 0..1) so a clinic's devices do not all retry at once.
-pub fn retry_delay_ms(failures: u32, jitter: f64) -> u64 {
-    let base = 5_000u64.saturating_mul(1u64 << failures.min(16)).min(600_000);
-    let jitter = jitter.clamp(0.0, 1.0);
-    base - (base as f64 * 0.5 * jitter) as u64
-}
-
 /// How often a flush with legacy work waiting asks the server its version (an upgrade to 2.42
 /// removes the legacy endpoints).
 pub const VERSION_CHECK_MS: i64 = 10 * 60 * 1000;

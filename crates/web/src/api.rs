@@ -487,11 +487,13 @@ pub fn trigger_delay_ms() -> f64 {
     tracker_offline_core::backoff::trigger_delay_ms(js_sys::Math::random()) as f64
 }
 
-/// Milliseconds to wait before the next automatic flush after `failures` consecutive
-/// unreachable attempts (exponential backoff with jitter).
+/// Milliseconds to wait before the next automatic flush after `failures` consecutive flushes
+/// that did not get through: the server's `Retry-After` (`retry_after_ms`) spread over up to
+/// twice that, or exponential backoff with full jitter.
 #[wasm_bindgen(js_name = retryDelayMs)]
-pub fn retry_delay_ms(failures: u32) -> f64 {
-    tracker_offline_core::flush::retry_delay_ms(failures, js_sys::Math::random()) as f64
+pub fn retry_delay_ms(failures: u32, retry_after_ms: Option<f64>) -> f64 {
+    let asked = retry_after_ms.filter(|ms| ms.is_finite() && *ms >= 0.0).map(|ms| ms as u64);
+    tracker_offline_core::backoff::next_flush_delay_ms(failures, asked, js_sys::Math::random()) as f64
 }
 
 /// PBKDF2-HMAC-SHA256 by the pure-Rust implementation (benchmarks and equality tests).

@@ -33,10 +33,10 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use serde_json::{json, Value};
 use tracker_offline_core::{
-    backoff::trigger_delay_ms,
+    backoff::{next_flush_delay_ms, trigger_delay_ms},
     download::DownloadOptions,
     engine::{Engine, EngineConfig},
-    flush::{retry_delay_ms, FlushScope},
+    flush::FlushScope,
     http::{HttpClient, HttpRequest, HttpResponse},
     kdf::RustPbkdf2,
     random::OsRandom,
@@ -275,9 +275,14 @@ async fn drain(device: &Device<'_>, released: Instant) -> Drained {
             break;
         }
         assert_ne!(report.stopped.as_deref(), Some("AUTH_REQUIRED"), "{report:?}");
-        let backoff = retry_delay_ms(waits, rand_unit());
+        // As the page does: the core's delay after a flush that did not get through.
+        // (Work left without a stop waits for a record refused meanwhile: a second later.)
+        let wait = if report.stopped.is_some() {
+            next_flush_delay_ms(waits, report.retry_after_ms, rand_unit())
+        } else {
+            1_000
+        };
         waits = if report.stopped.is_some() { waits + 1 } else { 0 };
-        let wait = report.retry_after_ms.unwrap_or(0).max(if report.stopped.is_some() { backoff } else { 0 });
         tokio::time::sleep(Duration::from_millis(wait)).await;
     }
     let status = device.status().await.unwrap();
