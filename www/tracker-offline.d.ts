@@ -281,6 +281,13 @@ export interface DownloadReport {
   records: number;
   /** Generated attribute values newly reserved on the server for offline registrations. */
   reservedValues: number;
+  /**
+   * Tracked entities of the server's pages that could not be stored (a malformed record in
+   * them or in one of their enrollments or events): each skipped whole, the rest stored.
+   */
+  skipped: number;
+  /** The first 100 skipped tracked entities: their UID as the server wrote it (or `null`) and why. */
+  skippedRecords: { uid: string | null; reason: string }[];
 }
 
 /**
