@@ -17,13 +17,14 @@ pub fn date_from_ms(ms: i64) -> String {
 }
 
 /// Reads `YYYY-MM-DDTHH:MM:SS[.mmm]` (DHIS2's form, no zone) as milliseconds since the epoch,
-/// as if it were UTC; a trailing `Z` is accepted. None for anything else.
+/// as if it were UTC; a trailing `Z` is accepted. None for anything else, years after 9999
+/// included (the text comes from servers and headers: never a panic, never an overflow).
 pub fn ms_from_iso(text: &str) -> Option<i64> {
     let text = text.trim().trim_end_matches('Z');
     let (date, time) = text.split_once('T').unwrap_or((text, "00:00:00"));
     let mut d = date.split('-').map(|p| p.parse::<i64>().ok());
     let (y, m, day) = (d.next()??, d.next()??, d.next()??);
-    if d.next().is_some() || !(1..=12).contains(&m) || !(1..=31).contains(&day) {
+    if d.next().is_some() || !(0..=MAX_YEAR).contains(&y) || !(1..=12).contains(&m) || !(1..=31).contains(&day) {
         return None;
     }
     let (hms, millis) = time.split_once('.').unwrap_or((time, "0"));
@@ -32,9 +33,16 @@ pub fn ms_from_iso(text: &str) -> Option<i64> {
     if !(0..24).contains(&h) || !(0..60).contains(&min) || !(0..61).contains(&sec) {
         return None;
     }
+    if millis.is_empty() || !millis.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    // The first three digits (`.1` is 100 ms); the text is ASCII digits, so bytes are chars.
     let millis: i64 = format!("{millis:0<3}")[..3].parse().ok()?;
     Some((days_from_civil(y, m, day) * 86_400 + h * 3600 + min * 60 + sec) * 1000 + millis)
 }
+
+/// The last year [`ms_from_iso`] reads (DHIS2 writes four-digit years).
+const MAX_YEAR: i64 = 9999;
 
 /// Howard Hinnant's civil-to-days algorithm.
 fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
@@ -74,6 +82,20 @@ mod tests {
         assert_eq!(ms_from_iso("2026-05-28T20:26:40Z"), Some(1_780_000_000_000));
         assert_eq!(ms_from_iso("2026-13-01T00:00:00.000"), None);
         assert_eq!(ms_from_iso("yesterday"), None);
+    }
+
+    /// Found by the fuzz harness (tests/fuzz.rs): a `serverDate` or a `Retry-After` date with
+    /// non-ASCII milliseconds cut a character in two, and a huge year overflowed.
+    #[test]
+    fn odd_dates_are_none_not_a_panic() {
+        assert_eq!(ms_from_iso("2026-01-01T00:00:00.éé"), None);
+        assert_eq!(ms_from_iso("2026-01-01T00:00:00.1é"), None);
+        assert_eq!(ms_from_iso("2026-01-01T00:00:00."), None);
+        assert_eq!(ms_from_iso("99999999999999-01-01T00:00:00.000"), None);
+        assert_eq!(ms_from_iso("9223372036854775807-12-31T23:59:59.999"), None);
+        assert_eq!(ms_from_iso("10000-01-01"), None);
+        assert_eq!(ms_from_iso("9999-12-31T23:59:59.999"), Some(253_402_300_799_999));
+        assert_eq!(ms_from_iso("2026-05-28T20:26:40.12345"), Some(1_780_000_000_123));
     }
 
     #[test]
