@@ -201,6 +201,20 @@ fn rebuild_bulk(original: &Value, wrapper: &str, items: &[Object]) -> Value {
     }
 }
 
+/// How deeply a write's JSON body may nest. DHIS2 records are a few levels deep; the local
+/// copy stores a record up to two levels deeper than the body gave it, and must read it back
+/// (serde_json reads at most 128 levels), so a deeper body is refused before anything is stored.
+pub const MAX_BODY_DEPTH: usize = 64;
+
+/// Levels of nesting of a JSON value (a scalar is 0, `[]` and `{}` are 1).
+fn json_depth(value: &Value) -> usize {
+    match value {
+        Value::Array(items) => 1 + items.iter().map(json_depth).max().unwrap_or(0),
+        Value::Object(map) => 1 + map.values().map(json_depth).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
 fn strip_json(s: &str) -> &str {
     s.strip_suffix(".json").unwrap_or(s)
 }
@@ -235,7 +249,11 @@ pub fn prepare_write(
         if body.is_empty() {
             return Ok(Value::Null);
         }
-        serde_json::from_slice(body).map_err(|e| bad(format!("the body is not JSON: {e}")))
+        let value: Value = serde_json::from_slice(body).map_err(|e| bad(format!("the body is not JSON: {e}")))?;
+        if json_depth(&value) > MAX_BODY_DEPTH {
+            return Err(bad(format!("the body is nested deeper than {MAX_BODY_DEPTH} levels")));
+        }
+        Ok(value)
     };
     let strategy_delete =
         target.get("strategy").or(target.get("importStrategy")).is_some_and(|s| s.eq_ignore_ascii_case("DELETE"));
@@ -854,4 +872,31 @@ fn upsert_event(
 pub fn describe(prepared: &PreparedWrite) -> String {
     let target = Target::parse(&prepared.url);
     format!("{} {}", prepared.method, target.path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::random::DeterministicRandom;
+
+    /// Found by the fuzz harness (tests/fuzz.rs, target `writes`): an event whose value nested
+    /// 120 levels parsed as a body, was captured, and its bundle (two levels deeper) could no
+    /// longer be read: every read of that woman failed with STORAGE_CORRUPT.
+    #[test]
+    fn a_body_nested_too_deeply_is_refused_before_anything_is_stored() {
+        let mut value = serde_json::json!("61");
+        for _ in 0..120 {
+            value = Value::Array(vec![value]);
+        }
+        let body = json!({"program": "PrMchProg01", "programStage": "PsAncVisit1", "orgUnit": "OuBaniNaim1",
+            "dataValues": [{"dataElement": "DeWeightKg1", "value": value}]});
+        let rng = DeterministicRandom::new(1);
+        let err = prepare_write("POST", "/api/events", "/api", "application/json", body.to_string().as_bytes(), &rng)
+            .unwrap_err();
+        assert_eq!(err.code(), "BAD_INPUT");
+        assert!(err.to_string().contains("nested deeper"), "{err}");
+        let shallow = json!({"events": [{"program": "PrMchProg01", "dataValues": [{"dataElement": "DeWeightKg1", "value": "61"}]}]});
+        assert!(prepare_write("POST", "/api/events", "/api", "", shallow.to_string().as_bytes(), &rng).is_ok());
+        assert_eq!(json_depth(&shallow), 5);
+    }
 }
