@@ -57,9 +57,15 @@ where
     Ok((batch, row))
 }
 
-/// Parses a stored bundle.
+/// Parses a stored bundle. One without its tracked entity's UID (every bundle is stored with
+/// it) is damaged, like one that does not parse.
 pub fn parse_bundle(bytes: &[u8]) -> Result<TeiBundle> {
-    serde_json::from_slice(bytes).map_err(|e| CoreError::StorageCorrupt(format!("bundle does not parse: {e}")))
+    let bundle: TeiBundle =
+        serde_json::from_slice(bytes).map_err(|e| CoreError::StorageCorrupt(format!("bundle does not parse: {e}")))?;
+    if bundle.uid().is_empty() {
+        return Err(CoreError::StorageCorrupt("bundle without tracked entity UID".into()));
+    }
+    Ok(bundle)
 }
 
 impl<S, K, R, H> crate::engine::Engine<S, K, R, H>
@@ -97,5 +103,23 @@ where
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by the fuzz harness (tests/fuzz.rs, target `stored`): a stored bundle whose
+    /// tracked entity lost its UID was read as good, and a capture on it then failed with
+    /// BAD_INPUT (the app's write blamed) instead of STORAGE_CORRUPT.
+    #[test]
+    fn a_bundle_without_its_uid_is_damaged() {
+        let err = parse_bundle(br#"{"tei":{"orgUnit":"OuBaniNaim1"},"enrollments":[],"events":[]}"#).unwrap_err();
+        assert_eq!(err.code(), "STORAGE_CORRUPT");
+        let err = parse_bundle(br#"{"tei":{"trackedEntityInstance":7},"enrollments":[],"events":[]}"#).unwrap_err();
+        assert_eq!(err.code(), "STORAGE_CORRUPT");
+        let ok = parse_bundle(br#"{"tei":{"trackedEntityInstance":"PQfMcpmXeFE"},"enrollments":[],"events":[]}"#);
+        assert_eq!(ok.unwrap().uid(), "PQfMcpmXeFE");
     }
 }
