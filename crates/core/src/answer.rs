@@ -195,6 +195,13 @@ fn classify_legacy(summary: &Value, uid: &str, ours: &BTreeSet<&str>, verdict: &
         return;
     }
     let reasons = conflicts_text(summary);
+    // A record named by several summaries of one answer is refused if any refuses it, whatever
+    // their order: never both accepted and refused, and its warnings only while accepted.
+    let mut refuse = |reasons: Vec<String>| {
+        ok.remove(uid);
+        warnings.remove(uid);
+        refused.entry(uid.to_string()).or_default().extend(reasons);
+    };
     match summary.get("status").and_then(Value::as_str) {
         Some("SUCCESS") | Some("OK") | Some("WARNING") => {
             let ignored = summary.pointer("/importCount/ignored").and_then(Value::as_u64).unwrap_or(0);
@@ -204,7 +211,10 @@ fn classify_legacy(summary: &Value, uid: &str, ours: &BTreeSet<&str>, verdict: &
                 if r.is_empty() {
                     r.push("the server ignored the record".into());
                 }
-                refused.entry(uid.to_string()).or_default().extend(r);
+                refuse(r);
+                return;
+            }
+            if refused.contains_key(uid) {
                 return;
             }
             ok.insert(uid.to_string());
@@ -217,8 +227,7 @@ fn classify_legacy(summary: &Value, uid: &str, ours: &BTreeSet<&str>, verdict: &
             if r.is_empty() {
                 r.push("the server refused the record".into());
             }
-            ok.remove(uid);
-            refused.entry(uid.to_string()).or_default().extend(r);
+            refuse(r);
         }
         // A summary without a known status names nothing.
         _ => {}
@@ -348,4 +357,40 @@ pub fn raw_accepted(response: &HttpResponse) -> bool {
         start.starts_with("<!doctype html") || start.starts_with("<html")
     };
     !content_type.contains("html") && !looks_html
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn answer(body: Value) -> HttpResponse {
+        HttpResponse { status: 409, headers: vec![], body: body.to_string().into_bytes() }
+    }
+
+    /// Found by the fuzz harness (tests/fuzz.rs, target `answers`): a record named by two
+    /// summaries, one refusing it, was both accepted and refused when the refusal came first
+    /// (and kept a warning of an acceptance that did not stand); the order of the summaries
+    /// no longer matters.
+    #[test]
+    fn a_record_refused_by_one_summary_is_refused_whatever_the_order() {
+        let uid = "EvAnc000001".to_string();
+        let success = json!({"responseType": "ImportSummary", "status": "SUCCESS", "reference": uid,
+            "conflicts": [{"object": "DeWeightKg1", "value": "value ignored"}]});
+        let error = json!({"responseType": "ImportSummary", "status": "ERROR", "reference": uid,
+            "conflicts": [{"object": "DeWeightKg1", "value": "value_not_numeric"}]});
+        let ignored = json!({"responseType": "ImportSummary", "status": "SUCCESS", "reference": uid,
+            "importCount": {"imported": 0, "ignored": 1}});
+        for summaries in [vec![error.clone(), success.clone()], vec![success.clone(), error], vec![success, ignored]] {
+            let body = json!({"httpStatusCode": 409, "status": "ERROR",
+                "response": {"responseType": "ImportSummaries", "importSummaries": summaries}});
+            let Verdict::PerRecord { ok, refused, warnings } =
+                interpret(Some(&answer(body)), std::slice::from_ref(&uid), Family::Legacy)
+            else {
+                panic!("a verdict per record")
+            };
+            assert!(ok.is_empty() && warnings.is_empty(), "{ok:?} {warnings:?}");
+            assert!(refused.contains_key(&uid));
+        }
+    }
 }
