@@ -143,6 +143,12 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
 
     /// GET a JSON document from the server with the session's credentials.
     pub(crate) async fn get_json(&self, url: &str) -> Result<Value> {
+        self.get_json_at(url, None).await
+    }
+
+    /// [`Self::get_json`] that also records how the server answered at `now_ms` (a busy
+    /// answer's `Retry-After` holds back every flush), for the reads a flush makes.
+    pub(crate) async fn get_json_at(&self, url: &str, now_ms: Option<i64>) -> Result<Value> {
         let request = HttpRequest {
             opens_session: false,
             method: "GET".into(),
@@ -150,7 +156,11 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
             headers: self.auth_headers(),
             body: None,
         };
-        let response = match self.http.send(request).await {
+        let sent = self.http.send(request).await;
+        if let Some(now) = now_ms {
+            self.record_answer(sent.as_ref().ok(), now);
+        }
+        let response = match sent {
             Ok(r) => r,
             Err(e) => {
                 self.set_online(false);
@@ -167,7 +177,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
                     .map_err(|e| CoreError::BadResponse(format!("{url}: not JSON ({e})")))
             }
             401 => Err(CoreError::AuthRequired),
-            s if s >= 500 => {
+            s if crate::backoff::is_busy_status(s) => {
                 self.set_online(false);
                 Err(CoreError::ServerUnreachable(format!("{url}: HTTP {s}")))
             }

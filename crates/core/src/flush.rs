@@ -463,9 +463,12 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
                     report.stopped = Some("AUTH_REQUIRED".into());
                     break 'segments;
                 }
-                // No usable answer (down, 5xx, a portal's HTML): not reached, tried again later.
+                // No usable answer (down, 5xx, a portal's HTML): not reached, tried again later;
+                // a busy server's Retry-After holds.
                 Err(CoreError::ServerUnreachable(_)) | Err(CoreError::BadResponse(_)) => {
-                    report.stopped = Some("SERVER_UNREACHABLE".into());
+                    report.retry_after_ms = self.busy_wait_ms(now_ms);
+                    let busy = report.retry_after_ms.is_some();
+                    report.stopped = Some(if busy { "SERVER_BUSY" } else { "SERVER_UNREACHABLE" }.into());
                     break 'segments;
                 }
                 Err(other) => return Err(other),
@@ -1045,7 +1048,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
         let teis: Vec<String> = updates.iter().map(|t| t.tei.clone()).collect::<BTreeSet<_>>().into_iter().collect();
         let mut server: BTreeMap<String, TeiBundle> = BTreeMap::new();
         for chunk in teis.chunks(TEIS_PER_REQUEST) {
-            server.extend(self.server_copies(family, chunk).await?);
+            server.extend(self.server_copies(family, chunk, now).await?);
         }
         for t in updates {
             if out.contains_key(&t.uid) {
@@ -1111,7 +1114,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
 
     /// The server's current copies of some tracked entities (with enrollments and events), in
     /// the API family of the writes.
-    async fn server_copies(&self, family: Family, teis: &[String]) -> Result<BTreeMap<String, TeiBundle>> {
+    async fn server_copies(&self, family: Family, teis: &[String], now_ms: i64) -> Result<BTreeMap<String, TeiBundle>> {
         let api = &self.config.api_base;
         let minor = self.clinic.lock().map(|c| c.metadata.minor_version()).unwrap_or(0);
         let url = match family {
@@ -1131,7 +1134,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
                 teis.join(";")
             ),
         };
-        let body = self.get_json(&url).await?;
+        let body = self.get_json_at(&url, Some(now_ms)).await?;
         let items: Vec<Object> = match family {
             Family::Legacy => body
                 .get("trackedEntityInstances")

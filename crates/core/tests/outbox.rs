@@ -913,3 +913,33 @@ fn a_damaged_stored_entry_is_shown_and_holds_nothing_back() {
         assert_eq!(store.list(StoreName::Outbox).await.unwrap().iter().filter(|(k, _)| k == &key).count(), 0);
     });
 }
+
+#[test]
+fn a_busy_answer_to_the_merge_read_holds_the_flush_back_as_asked() {
+    block_on(async {
+        let server = Server::new();
+        let store = MemoryStore::new();
+        let e = logged_in(&store, &server).await;
+        let (_, _, event) = register(&e, "497777777").await;
+        *server.mode.borrow_mut() = Mode::Up;
+        assert_eq!(e.flush(FlushScope::All, T0, &mut |_| {}).await.unwrap().remaining, 0);
+        // An update made offline: its flush first reads the server's copy (the merge).
+        write(
+            &e,
+            "PUT",
+            &format!("events/{event}/DeWeightKg1"),
+            json!({"dataValues": [{"dataElement": "DeWeightKg1", "value": "70"}]}),
+        )
+        .await;
+        *server.mode.borrow_mut() = Mode::Status(503);
+        *server.retry_after.borrow_mut() = Some("30".into());
+        let report = e.flush(FlushScope::All, T0 + 1_000, &mut |_| {}).await.unwrap();
+        assert_eq!(
+            (report.stopped.as_deref(), report.retry_after_ms),
+            (Some("SERVER_BUSY"), Some(30_000)),
+            "{report:?}"
+        );
+        let again = e.flush(FlushScope::All, T0 + 2_000, &mut |_| {}).await.unwrap();
+        assert_eq!(again.requests, 0, "{again:?}");
+    });
+}
