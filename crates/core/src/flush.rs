@@ -730,7 +730,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
             }
             *checked = Some(now_ms);
         }
-        let info = match self.get_json(&format!("{}/system/info", self.config.api_base)).await {
+        let info = match self.get_json_at(&format!("{}/system/info", self.config.api_base), Some(now_ms)).await {
             Ok(info) => info,
             Err(CoreError::AuthRequired) => {
                 // The password is refused: the flush sends nothing more with it.
