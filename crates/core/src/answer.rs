@@ -298,8 +298,8 @@ fn read_tracker(body: &Value, uids: &[String]) -> Option<Verdict> {
     if !named_any && refused.is_empty() && unowned_errors.is_empty() {
         let stats = body.get("stats");
         let count = |k: &str| stats.and_then(|s| s.get(k)).and_then(Value::as_u64).unwrap_or(0);
-        let done = count("created") + count("updated") + count("deleted");
-        if count("ignored") == 0 && done as usize == uids.len() && status != "ERROR" {
+        let done = count("created").saturating_add(count("updated")).saturating_add(count("deleted"));
+        if count("ignored") == 0 && done == uids.len() as u64 && status != "ERROR" {
             ok.extend(uids.iter().cloned());
         }
     }
@@ -366,6 +366,24 @@ mod tests {
 
     fn answer(body: Value) -> HttpResponse {
         HttpResponse { status: 409, headers: vec![], body: body.to_string().into_bytes() }
+    }
+
+    /// Found by the fuzz harness (tests/fuzz.rs, target `answers`): huge counts in the stats of
+    /// an ImportReport without object reports overflowed their sum, and on a 32-bit target (the
+    /// browser's wasm32) a count above 2^32 was cut to a small one that could match the records
+    /// sent and accept them all.
+    #[test]
+    fn huge_import_counts_are_no_evidence() {
+        let uids = vec!["EvAnc000001".to_string()];
+        for stats in [
+            json!({"created": u64::MAX, "updated": 1, "deleted": 0, "ignored": 0}),
+            json!({"created": (1u64 << 32) + 1, "updated": 0, "deleted": 0, "ignored": 0}),
+        ] {
+            let body =
+                json!({"status": "OK", "validationReport": {"errorReports": [], "warningReports": []}, "stats": stats});
+            let response = HttpResponse { status: 200, headers: vec![], body: body.to_string().into_bytes() };
+            assert!(!accepts_all(&response, &uids, Family::Tracker), "{stats}");
+        }
     }
 
     /// Found by the fuzz harness (tests/fuzz.rs, target `answers`): a record named by two
