@@ -390,7 +390,12 @@ programTrackedEntityAttributes[displayInList,trackedEntityAttribute[id,displayNa
             // Every item of the page, as the server sent it: a malformed one is skipped (and
             // reported) by `apply_server_page`, never dropped silently, and counts for paging.
             let (items, total) = if family_is_tracker {
-                let items = tracker_items(Kind::TrackedEntity, &body).cloned().unwrap_or_default();
+                // A 200 without the list (another JSON) is not an empty page: taking it for one
+                // would end the run as complete and move the incremental mark past records
+                // never received.
+                let items = tracker_items(Kind::TrackedEntity, &body)
+                    .cloned()
+                    .ok_or_else(|| CoreError::BadResponse("no 'trackedEntities' (or 'instances') list".into()))?;
                 let total = body
                     .get("pager")
                     .and_then(|p| p.get("total"))

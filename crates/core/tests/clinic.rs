@@ -34,6 +34,8 @@ struct FakeDhis2 {
     teis: RefCell<Vec<Value>>,
     requests: RefCell<Vec<String>>,
     fail_on_page: RefCell<Option<usize>>,
+    /// A page answered with this JSON instead (a 200 that is not a page).
+    odd_page: RefCell<Option<(usize, Value)>>,
 }
 
 fn tei(n: usize, first: &str, nid: &str, updated: &str) -> Value {
@@ -61,6 +63,7 @@ impl FakeDhis2 {
             teis: RefCell::new(teis),
             requests: RefCell::default(),
             fail_on_page: RefCell::new(None),
+            odd_page: RefCell::new(None),
         }
     }
 }
@@ -95,6 +98,9 @@ impl HttpClient for &FakeDhis2 {
                 let page: usize = t.get("page").unwrap_or("1").parse().unwrap_or(1);
                 if *self.fail_on_page.borrow() == Some(page) {
                     return Err(CoreError::ServerUnreachable("Failed to fetch".into()));
+                }
+                if let Some((_, body)) = self.odd_page.borrow().as_ref().filter(|(p, _)| *p == page) {
+                    return ok(body.clone());
                 }
                 let size: usize = t.get("pageSize").unwrap_or("50").parse().unwrap_or(50);
                 let since = t.get("lastUpdatedStartDate").or(t.get("updatedAfter")).unwrap_or("");
@@ -334,6 +340,30 @@ fn a_page_with_bad_records_stores_the_good_ones_and_reports_the_bad_ones() {
             assert!(e.last_download_at().await.is_some(), "the download completed");
         });
     }
+}
+
+/// Found by the fuzz harness (tests/fuzz.rs, target `download`): a 2.42 server's 200 without
+/// the `trackedEntities` list (another JSON) was taken for an empty last page: the run ended
+/// as complete and the next incremental run started after records never received.
+#[test]
+fn a_tracker_page_without_its_list_is_an_error_not_an_empty_page() {
+    block_on(async {
+        let store = MemoryStore::new();
+        let server = FakeDhis2::new("2.42.0", 120);
+        *server.odd_page.borrow_mut() = Some((2, json!({"pager": {"page": 2, "pageSize": 50}})));
+        let e = engine(&store, &server);
+        e.login("nurse1", "Nurse1!clinic", T0).await.unwrap();
+        let err = e.download(DownloadOptions::default(), T0, &mut |_| {}).await.unwrap_err();
+        assert_eq!(err.code(), "BAD_RESPONSE");
+        assert_eq!(e.record_count(), 50, "page 1 was kept");
+        assert_eq!(e.last_download_at().await, None, "the run is not complete");
+        *server.odd_page.borrow_mut() = Some((2, json!({"trackedEntities": "x"})));
+        assert_eq!(e.download(DownloadOptions::default(), T0, &mut |_| {}).await.unwrap_err().code(), "BAD_RESPONSE");
+        *server.odd_page.borrow_mut() = None;
+        let report = e.download(DownloadOptions::default(), T0, &mut |_| {}).await.unwrap();
+        assert!(report.resumed);
+        assert_eq!(e.record_count(), 120);
+    });
 }
 
 #[test]
