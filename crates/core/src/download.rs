@@ -560,7 +560,7 @@ programTrackedEntityAttributes[displayInList,trackedEntityAttribute[id,displayNa
                 }
                 None => {
                     server.ordinal = next_ordinal;
-                    next_ordinal += 1;
+                    next_ordinal = next_ordinal.saturating_add(1);
                     server
                 }
             };

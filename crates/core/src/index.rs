@@ -162,14 +162,33 @@ impl ClinicIndex {
         self.rows.is_empty()
     }
 
-    /// The next free position at the end of the server order.
+    /// The next free position at the end of the server order (the last one, once a row holds
+    /// the largest: positions only order rows, ties go by UID).
     pub fn next_ordinal(&self) -> u64 {
-        self.rows.values().map(|r| r.ordinal).max().map_or(1, |m| m + 1)
+        self.rows.values().map(|r| r.ordinal).max().map_or(1, |m| m.saturating_add(1))
     }
 
     /// Forgets everything (lock).
     pub fn clear(&mut self) {
         self.rows.clear();
         self.owner_of.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by the fuzz harness (tests/fuzz.rs, target `stored`): an index row holding the
+    /// largest position (damaged storage) made the next position overflow.
+    #[test]
+    fn the_next_position_after_the_largest_is_the_largest() {
+        let mut index = ClinicIndex::default();
+        assert_eq!(index.next_ordinal(), 1);
+        let mut row = IndexRow::of(&TeiBundle::default());
+        row.uid = "PQfMcpmXeFE".into();
+        row.ordinal = u64::MAX;
+        index.upsert(row);
+        assert_eq!(index.next_ordinal(), u64::MAX);
     }
 }

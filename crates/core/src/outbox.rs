@@ -383,7 +383,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
         let next_ordinal = self.clinic.lock().map(|c| c.index.next_ordinal()).unwrap_or(1);
         let effect = effect.map(|(mut bundles, touches)| {
             for (i, b) in bundles.iter_mut().filter(|b| b.ordinal == 0).enumerate() {
-                b.ordinal = next_ordinal + i as u64;
+                b.ordinal = next_ordinal.saturating_add(i as u64);
             }
             (bundles, touches)
         });
@@ -439,7 +439,12 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
             }
         }
         let mut last = self.last_seq.lock().map_err(|_| CoreError::Storage("seq lock poisoned".into()))?;
-        let seq = (now_ms.max(0) as u64).saturating_mul(1000).max(*last + 1);
+        // Capture times in µs never come near the end of u64: only a damaged entry does, and
+        // the next entry must not take its place.
+        let after = last
+            .checked_add(1)
+            .ok_or_else(|| CoreError::StorageCorrupt("an outbox entry holds the last sequence number".into()))?;
+        let seq = (now_ms.max(0) as u64).saturating_mul(1000).max(after);
         *last = seq;
         Ok(seq)
     }

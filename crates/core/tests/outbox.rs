@@ -943,3 +943,31 @@ fn a_busy_answer_to_the_merge_read_holds_the_flush_back_as_asked() {
         assert_eq!(again.requests, 0, "{again:?}");
     });
 }
+
+/// Found by the fuzz harness (tests/fuzz.rs, target `stored`): an outbox entry holding the last
+/// sequence number (damaged storage, still authentic) made the next capture overflow; it is
+/// refused as damaged storage, and nothing is written (no entry takes the place of another).
+#[test]
+fn an_entry_holding_the_last_sequence_number_refuses_the_next_capture_cleanly() {
+    block_on(async {
+        let store = MemoryStore::new();
+        let server = Server::new();
+        let e = logged_in(&store, &server).await;
+        register(&e, "401234567").await;
+        let mut entry = e.outbox_entries().await.unwrap().remove(0);
+        let id = entry.id();
+        entry.seq = u64::MAX;
+        e.vault()
+            .put_record(tracker_offline_core::store::StoreName::Outbox, &id, &serde_json::to_vec(&entry).unwrap())
+            .await
+            .unwrap();
+        let e = engine(&store, &server); // a restarted worker reads the sequence from storage
+        e.vault().login_offline("nurse1", "Nurse1!clinic", T0).await.unwrap();
+        let before = dump(&store).await;
+        let prepared =
+            e.prepare_write("PUT", &format!("{API}/dataStore/clinic/settings"), "application/json", b"{}").unwrap();
+        let err = e.capture_write(&prepared, T0).await.unwrap_err();
+        assert_eq!(err.code(), "STORAGE_CORRUPT");
+        assert_eq!(dump(&store).await, before, "nothing written");
+    });
+}
