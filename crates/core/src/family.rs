@@ -183,7 +183,7 @@ pub fn tracker_envelope(minor: u32, kind: Kind, items: Vec<Value>, paging: Pagin
     if paging.page > 1 {
         pager.insert("prevPage".into(), json!(page_link(url, paging.page - 1)));
     }
-    if paging.total > paging.page * paging.page_size {
+    if paging.total > paging.page.saturating_mul(paging.page_size) {
         pager.insert("nextPage".into(), json!(page_link(url, paging.page + 1)));
     }
     let mut out = Map::new();
@@ -228,6 +228,16 @@ mod tests {
         assert_eq!(t["createdAt"], "c");
         assert_eq!(t["dataValues"][0]["createdAt"], "x");
         assert_eq!(Value::Object(convert(Kind::Event, &t, false)), legacy);
+    }
+
+    /// Found by the fuzz harness (tests/fuzz.rs, target `reads`): a huge `page` overflowed the
+    /// next-page test of the 2.41+ envelope.
+    #[test]
+    fn a_huge_page_number_has_no_next_page() {
+        let p = Paging { page: usize::MAX, page_size: 50, total: 3, total_pages: true, skip_paging: false };
+        let v = tracker_envelope(42, Kind::Event, vec![], p, "http://h/api/tracker/events?page=1");
+        assert!(v["pager"].get("nextPage").is_none());
+        assert_eq!(v["pager"]["pageCount"], 1);
     }
 
     #[test]

@@ -248,7 +248,7 @@ fn legacy_pager(p: &Paging) -> Value {
     if p.total_pages {
         json!({"page": p.page, "pageSize": p.page_size, "total": p.total, "pageCount": p.page_count()})
     } else {
-        json!({"page": p.page, "pageSize": p.page_size, "isLastPage": p.page * p.page_size >= p.total})
+        json!({"page": p.page, "pageSize": p.page_size, "isLastPage": p.page.saturating_mul(p.page_size) >= p.total})
     }
 }
 
@@ -838,6 +838,14 @@ fn cache_id(target: &Target) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the fuzz harness (tests/fuzz.rs, target `reads`): `page=18446744073709551615`
+    /// on an event list overflowed the pager's last-page test.
+    #[test]
+    fn a_huge_page_number_is_a_last_page_not_an_overflow() {
+        let p = Paging { page: usize::MAX, page_size: 50, total: 3, total_pages: false, skip_paging: false };
+        assert_eq!(legacy_pager(&p)["isLastPage"], true);
+    }
 
     #[test]
     fn routes() {
