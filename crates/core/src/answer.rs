@@ -309,7 +309,8 @@ fn read_tracker(body: &Value, uids: &[String]) -> Option<Verdict> {
         return Some(Verdict::PerRecord {
             ok,
             refused: uids.iter().map(|u| (u.clone(), unowned_errors.clone())).collect(),
-            warnings,
+            // Nothing was accepted: no warning on an accepted record to keep.
+            warnings: BTreeMap::new(),
         });
     }
     warnings.retain(|uid, _| ok.contains(uid));
@@ -366,6 +367,24 @@ mod tests {
 
     fn answer(body: Value) -> HttpResponse {
         HttpResponse { status: 409, headers: vec![], body: body.to_string().into_bytes() }
+    }
+
+    /// Found by the fuzz harness (tests/fuzz.rs, target `answers`): an ImportReport refused as a
+    /// whole (an error tied to no record) kept the warnings of records it refused.
+    #[test]
+    fn a_report_refused_as_a_whole_warns_about_nothing() {
+        let uid = "EvAnc000001".to_string();
+        let body = json!({"status": "ERROR", "validationReport": {
+            "errorReports": [{"errorCode": "E1302", "message": "Value not numeric", "trackerType": "EVENT"}],
+            "warningReports": [{"warningCode": "E1017", "message": "Attribute value ignored", "uid": uid}]}});
+        let response = HttpResponse { status: 409, headers: vec![], body: body.to_string().into_bytes() };
+        let Verdict::PerRecord { ok, refused, warnings } =
+            interpret(Some(&response), std::slice::from_ref(&uid), Family::Tracker)
+        else {
+            panic!("a verdict per record")
+        };
+        assert!(ok.is_empty() && warnings.is_empty(), "{warnings:?}");
+        assert_eq!(refused[&uid], vec!["E1302: Value not numeric".to_string()]);
     }
 
     /// Found by the fuzz harness (tests/fuzz.rs, target `answers`): huge counts in the stats of
