@@ -126,6 +126,18 @@ struct DownloadCursor {
     last_complete_server_ms: Option<i64>,
 }
 
+impl DownloadCursor {
+    /// Whether an unfinished run can be continued from here: one total per step, a step still
+    /// to do, a page from 1 that this run reached (each page before it was full, so brought at
+    /// least one of the records counted in `done`).
+    fn fits(&self) -> bool {
+        self.totals.len() == self.steps.len()
+            && self.step < self.steps.len()
+            && self.page >= 1
+            && (self.page - 1) as u64 <= self.done
+    }
+}
+
 impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R, H> {
     pub(crate) fn auth_headers(&self) -> Vec<(String, String)> {
         let mut headers = vec![
@@ -329,8 +341,10 @@ programTrackedEntityAttributes[displayInList,trackedEntityAttribute[id,displayNa
         let steps: Vec<(String, String)> =
             roots.iter().flat_map(|ou| programs.iter().map(move |p| (ou.clone(), p.clone()))).collect();
 
+        // A cursor that does not parse, or an unfinished one that does not fit its own steps
+        // (damaged storage), is ignored: the run starts over in full.
         let previous: Option<DownloadCursor> = match self.vault.get_record(StoreName::Cache, CURSOR_ID).await? {
-            Some(b) => serde_json::from_slice(&b).ok(),
+            Some(b) => serde_json::from_slice::<DownloadCursor>(&b).ok().filter(|c| c.complete || c.fits()),
             None => None,
         };
         let resumed = previous.as_ref().is_some_and(|c| !c.complete && c.steps == steps);
@@ -342,7 +356,7 @@ programTrackedEntityAttributes[displayInList,trackedEntityAttribute[id,displayNa
                 let last_server = if full { None } else { other.as_ref().and_then(|c| c.last_complete_server_ms) };
                 // Since the server's clock at the last complete run when known (older cursors:
                 // the device's), with a margin for a run that overlapped changes being saved.
-                let since = last_server.or(last).map(|ms| iso_from_ms(ms - INCREMENTAL_MARGIN_MS));
+                let since = last_server.or(last).map(|ms| iso_from_ms(ms.saturating_sub(INCREMENTAL_MARGIN_MS)));
                 DownloadCursor {
                     totals: vec![None; steps.len()],
                     steps: steps.clone(),
@@ -424,13 +438,14 @@ programTrackedEntityAttributes[displayInList,trackedEntityAttribute[id,displayNa
             report.skipped += applied.skipped.len() as u64;
             let room = MAX_SKIPPED_LISTED.saturating_sub(report.skipped_records.len());
             report.skipped_records.extend(applied.skipped.into_iter().take(room));
-            cursor.done += received as u64;
-            let last_page = received < page_size || total.is_some_and(|t| (cursor.page * page_size) as u64 >= t);
+            cursor.done = cursor.done.saturating_add(received as u64);
+            let last_page =
+                received < page_size || total.is_some_and(|t| cursor.page.saturating_mul(page_size) as u64 >= t);
             if last_page {
                 cursor.step += 1;
                 cursor.page = 1;
             } else {
-                cursor.page += 1;
+                cursor.page = cursor.page.saturating_add(1);
             }
             if cursor.step >= cursor.steps.len() {
                 cursor.complete = true;
@@ -452,7 +467,7 @@ programTrackedEntityAttributes[displayInList,trackedEntityAttribute[id,displayNa
                     c.index.upsert(row);
                 }
             }
-            let known: Option<u64> = cursor.totals.iter().try_fold(0u64, |acc, t| t.map(|t| acc + t));
+            let known: Option<u64> = cursor.totals.iter().try_fold(0u64, |acc, t| t.map(|t| acc.saturating_add(t)));
             progress(Progress { done: cursor.done, total: known.or(total) });
         }
         report.records = self.record_count();

@@ -112,7 +112,8 @@ impl HttpClient for &FakeDhis2 {
                     .cloned()
                     .collect();
                 let total = all.len();
-                let items: Vec<Value> = all.into_iter().skip((page - 1) * size).take(size).collect();
+                let items: Vec<Value> =
+                    all.into_iter().skip(page.saturating_sub(1).saturating_mul(size)).take(size).collect();
                 if t.path.starts_with("/api/tracker") {
                     let items: Vec<Value> = items
                         .into_iter()
@@ -363,6 +364,60 @@ fn a_tracker_page_without_its_list_is_an_error_not_an_empty_page() {
         let report = e.download(DownloadOptions::default(), T0, &mut |_| {}).await.unwrap();
         assert!(report.resumed);
         assert_eq!(e.record_count(), 120);
+    });
+}
+
+/// Found by the fuzz harness (tests/fuzz.rs, target `stored`): a damaged download cursor (still
+/// authentic) made the next download panic: a last-run time at the end of i64 overflowed the
+/// incremental margin, a page number at the end of usize the paging. Fuller damage (no total
+/// per step, a step beyond the steps) would index out of bounds or never download again. A
+/// cursor that does not fit its steps is ignored (a full run), and its numbers never overflow.
+#[test]
+fn a_damaged_download_cursor_never_stops_the_download() {
+    let steps = json!([[OU, PROGRAM]]);
+    let cursors = [
+        json!({"steps": steps, "step": 0, "page": 1, "since": null, "runStartedMs": 0, "done": 0, "totals": [null],
+            "complete": true, "lastCompleteMs": i64::MIN, "lastCompleteServerMs": i64::MIN}),
+        json!({"steps": steps, "step": 0, "page": 1, "since": null, "runStartedMs": 0, "done": 0, "totals": [],
+            "complete": false, "lastCompleteMs": null}),
+        json!({"steps": steps, "step": 5, "page": 1, "since": null, "runStartedMs": 0, "done": 0, "totals": [null],
+            "complete": false, "lastCompleteMs": null}),
+        json!({"steps": steps, "step": 0, "page": usize::MAX, "since": null, "runStartedMs": 0, "done": 0,
+            "totals": [null], "complete": false, "lastCompleteMs": null}),
+        json!({"steps": steps, "step": 0, "page": 0, "since": null, "runStartedMs": 0, "done": 0, "totals": [null],
+            "complete": false, "lastCompleteMs": null}),
+    ];
+    for cursor in cursors {
+        block_on(async {
+            let store = MemoryStore::new();
+            let server = FakeDhis2::new("2.40.3", 3);
+            let e = engine(&store, &server);
+            e.login("nurse1", "Nurse1!clinic", T0).await.unwrap();
+            e.vault()
+                .put_record(StoreName::Cache, tracker_offline_core::clinic::CURSOR_ID, cursor.to_string().as_bytes())
+                .await
+                .unwrap();
+            let report = e.download(DownloadOptions::default(), T0, &mut |_| {}).await.unwrap();
+            assert_eq!(report.records, 3, "{cursor}");
+            assert!(e.last_download_at().await.is_some(), "{cursor}");
+        });
+    }
+    // Numbers at the end of their range that still fit (a page this run could have reached):
+    // the run continues from there without overflowing.
+    block_on(async {
+        let store = MemoryStore::new();
+        let server = FakeDhis2::new("2.40.3", 3);
+        let e = engine(&store, &server);
+        e.login("nurse1", "Nurse1!clinic", T0).await.unwrap();
+        let cursor = json!({"steps": steps, "step": 0, "page": usize::MAX, "since": null, "runStartedMs": 0,
+            "done": u64::MAX, "totals": [u64::MAX], "complete": false, "lastCompleteMs": null});
+        e.vault()
+            .put_record(StoreName::Cache, tracker_offline_core::clinic::CURSOR_ID, cursor.to_string().as_bytes())
+            .await
+            .unwrap();
+        let report = e.download(DownloadOptions::default(), T0, &mut |_| {}).await.unwrap();
+        assert!(report.resumed);
+        assert!(e.last_download_at().await.is_some());
     });
 }
 
