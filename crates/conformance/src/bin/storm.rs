@@ -93,6 +93,15 @@ impl HttpClient for &Loopback {
         if self.down.get() {
             return Err(CoreError::ServerUnreachable("offline".into()));
         }
+        // As the browser binding does: no answer within 15 s is a network failure.
+        tokio::time::timeout(Duration::from_secs(15), self.exchange(request))
+            .await
+            .unwrap_or_else(|_| Err(CoreError::ServerUnreachable("timeout".into())))
+    }
+}
+
+impl Loopback {
+    async fn exchange(&self, request: HttpRequest) -> tracker_offline_core::Result<HttpResponse> {
         let unreachable = |e: &dyn std::fmt::Display| CoreError::ServerUnreachable(e.to_string());
         let stream = tokio::net::TcpStream::connect(self.addr).await.map_err(|e| unreachable(&e))?;
         let (mut sender, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
@@ -268,13 +277,27 @@ async fn drain(device: &Device<'_>, released: Instant) -> Drained {
     tokio::time::sleep(Duration::from_millis(trigger_delay_ms(rand_unit()))).await;
     let mut flushes = 0;
     let mut waits = 0u32;
+    let mut idle = 0u32;
     loop {
         flushes += 1;
         let report = device.flush(FlushScope::All, now_ms(), &mut |_| {}).await.expect("flush");
         if report.remaining == 0 && report.stopped.is_none() {
             break;
         }
+        // Work left that flushes neither send nor refuse: it waits for refused work (a visit of
+        // a woman the server refused waits for a person to fix or discard her registration).
+        // Counted below; the device is done.
+        idle = if report.stopped.is_none() && report.sent == 0 && report.failed == 0 { idle + 1 } else { 0 };
+        if idle >= 3 {
+            break;
+        }
         assert_ne!(report.stopped.as_deref(), Some("AUTH_REQUIRED"), "{report:?}");
+        if std::env::var("STORM_TRACE").is_ok() {
+            eprintln!(
+                "{:?} {:?} sent {} remaining {}",
+                report.stopped, report.retry_after_ms, report.sent, report.remaining
+            );
+        }
         // As the page does: the core's delay after a flush that did not get through.
         // (Work left without a stop waits for a record refused meanwhile: a second later.)
         let wait = if report.stopped.is_some() {
@@ -501,10 +524,14 @@ async fn storm(options: Options) -> bool {
     let delta = women_after as i64 - women_before as i64;
     let duplicated = (delta - (all.len() - missing) as i64).max(0);
     let extra_or_lost = delta - all.len() as i64;
+    // Each device's refused registration (3 entries): refused, or waiting for the refused
+    // woman (when a busy answer cut the flush between her and her enrollment or visit).
     let pending: u64 = drained.iter().map(|d| d.pending).sum();
     let refused: u64 = drained.iter().map(|d| d.failed).sum();
-    let refused_expected = (options.devices * 3) as u64; // one registration of 3 entries each
-    let kept_with_reasons = drained.iter().all(|d| d.failures_with_reasons as u64 == d.failed);
+    let refused_expected = (options.devices * 3) as u64;
+    let kept_with_reasons = drained
+        .iter()
+        .all(|d| d.failures_with_reasons as u64 == d.failed && d.failed >= 1 && d.failed + d.pending == 3);
     let mut times: Vec<u64> = drained.iter().map(|d| d.ms).collect();
     times.sort_unstable();
     let (p50, p95, max) = (percentile(&times, 0.5), percentile(&times, 0.95), *times.last().unwrap());
@@ -514,7 +541,7 @@ async fn storm(options: Options) -> bool {
         "devices": options.devices, "queuedWrites": queued, "maxInflight": options.max_inflight,
         "acceptedRegistrations": all.len(), "missing": missing, "duplicated": duplicated,
         "serverWomenDelta": women_after as i64 - women_before as i64,
-        "pendingLeft": pending, "refusedKept": refused, "refusedExpected": refused_expected,
+        "waitingForRefused": pending, "refusedKept": refused, "refusedOrWaitingExpected": refused_expected,
         "refusedKeptWithReasons": kept_with_reasons,
         "peakInflight": counters["peakInflight"], "overloadRejected": counters["overloadRejected"],
         "requests": counters["total"], "flushes": flushes,
@@ -532,13 +559,10 @@ async fn storm(options: Options) -> bool {
     if missing != 0 || extra_or_lost != 0 {
         problems.insert("exactly once", format!("missing {missing}, server delta off by {extra_or_lost}"));
     }
-    if pending != 0 {
-        problems.insert("drained", format!("{pending} writes still pending"));
-    }
-    if refused != refused_expected || !kept_with_reasons {
+    if refused + pending != refused_expected || !kept_with_reasons {
         problems.insert(
             "refused kept",
-            format!("{refused} kept (expected {refused_expected}), with reasons: {kept_with_reasons}"),
+            format!("{refused} refused + {pending} waiting (expected {refused_expected} in all), with reasons: {kept_with_reasons}"),
         );
     }
     for (what, why) in &problems {
