@@ -333,9 +333,17 @@ programTrackedEntityAttributes[displayInList,trackedEntityAttribute[id,displayNa
         let (meta, server_now) = self.fetch_metadata().await?;
         let roots = options.org_units.clone().unwrap_or_else(|| meta.capture_org_units.clone());
         let programs = options.programs.clone().unwrap_or_else(|| meta.programs.iter().map(|p| p.id.clone()).collect());
-        for uid in roots.iter().chain(programs.iter()) {
-            if !crate::records::is_uid(uid) {
-                return Err(CoreError::BadInput(format!("not a UID: {uid:?}")));
+        // A UID the app gave is its mistake; one the server gave (the user's org units, the
+        // program list) is the server's answer that cannot be used.
+        for (uids, given) in [(&roots, options.org_units.is_some()), (&programs, options.programs.is_some())] {
+            if let Some(uid) = uids.iter().find(|u| !crate::records::is_uid(u)) {
+                return Err(if given {
+                    CoreError::BadInput(format!("not a UID: {uid:?}"))
+                } else {
+                    CoreError::BadResponse(format!(
+                        "the server named an org unit or program that is not a UID: {uid:?}"
+                    ))
+                });
             }
         }
         let steps: Vec<(String, String)> =
