@@ -213,11 +213,12 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
         let rows = self.vault.open_all(StoreName::Index).await?;
         let mut state = crate::clinic::ClinicState { loaded: true, metadata, ..Default::default() };
         for (_, opened) in rows {
+            // A row naming no tracked entity (every row is stored with its UID) is damaged too.
             match opened.and_then(|b| {
                 serde_json::from_slice::<IndexRow>(&b).map_err(|e| CoreError::StorageCorrupt(e.to_string()))
             }) {
-                Ok(row) => state.index.upsert(row),
-                Err(_) => state.damaged_rows += 1,
+                Ok(row) if crate::records::is_uid(&row.uid) => state.index.upsert(row),
+                _ => state.damaged_rows += 1,
             }
         }
         let mut guard = self.clinic.lock().map_err(|_| CoreError::Storage("clinic lock poisoned".into()))?;

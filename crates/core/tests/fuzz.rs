@@ -3284,3 +3284,31 @@ fn regression_a_server_program_that_is_not_a_uid_is_a_bad_response() {
     .unwrap_err();
     assert_eq!(err.code(), "BAD_INPUT");
 }
+
+/// Long-mode `stored` seeds 1071684 and 1120598: an index row (authentic, damaged) whose UID
+/// was no UID made every list read fail with BAD_INPUT (a record id too long), blaming the app;
+/// it is a damaged row, skipped like one that does not open (download.rs).
+#[test]
+fn regression_an_index_row_without_a_uid() {
+    for uid in [json!(""), json!("Te000000002".to_string() + &"a".repeat(5_000)), json!("x/y")] {
+        let store = restore(None);
+        block_on(async {
+            let e = unlocked(&store, Down, 1).await.unwrap();
+            let id = bundle_id(&tei_uid(2));
+            let mut row: Value =
+                serde_json::from_slice(&e.vault().get_record(StoreName::Index, &id).await.unwrap().unwrap()).unwrap();
+            row["uid"] = uid.clone();
+            e.vault().put_record(StoreName::Index, &id, row.to_string().as_bytes()).await.unwrap();
+            let e = unlocked(&store, Down, 2).await.unwrap();
+            for read in [
+                "tracker/trackedEntities?orgUnits=OuBaniNaim1&orgUnitMode=DESCENDANTS&fields=*",
+                "events.json?ouMode=ACCESSIBLE&program=PrMchProg01&skipPaging=true&fields=*",
+                "trackedEntityInstances.json?ouMode=ALL&skipPaging=true",
+            ] {
+                let answer = e.answer_offline(&format!("{API}/{read}")).await.unwrap().unwrap();
+                assert_eq!(answer.status, 200, "{read} with {uid}");
+            }
+            assert_eq!(e.status().await.unwrap().records, CLINIC_TEIS as u64, "the damaged row is not counted");
+        });
+    }
+}
