@@ -232,10 +232,20 @@ test('a registration the server refuses: failures screen with its reasons, retry
   await page.locator('#attr-AtNationId1').fill(taken);
   await page.locator('#attr-AtFirstNam1').fill('Nour');
   await sim.kill();
-  await page.locator('#failed-btn').click(); // away to another screen and back
+  // Away to another screen and back before that screen has loaded (its list is made slow here,
+  // as a busy worker makes it): the late list must not replace the form she came back to.
+  await page.evaluate(() => {
+    const app = window.trackerOffline;
+    const failures = app.failures.bind(app);
+    app.failures = async () => { await new Promise((r) => setTimeout(r, 1500)); return failures(); };
+  });
+  await page.locator('#failed-btn').click();
   await page.locator('h1', { hasText: 'Refused by the server' }).waitFor();
   await page.goBack();
   await page.locator('#register-form').waitFor();
+  await page.waitForTimeout(2000); // the slow list has arrived by now
+  await page.locator('#register-form').waitFor({ timeout: 1000 });
+  await page.evaluate(() => { delete window.trackerOffline.failures; });
   assert.equal(await page.locator('#attr-AtNationId1').inputValue(), taken);
   assert.equal(await page.locator('#attr-AtFirstNam1').inputValue(), 'Nour');
   assert.match(await page.locator('#attr-AtRegNumbr1').inputValue(), /^MCH-\d{6}$/);

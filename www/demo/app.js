@@ -156,7 +156,14 @@ const state = {
   busy: null, // 'download' | 'sync' while this page runs one
   serverDown: false,
   drafts: { register: null, search: '' },
+  screen: 0, // bumped by every screen that starts; a screen still loading draws only if it is the latest
 };
+
+/** Starts a screen: returns a check that tells, after an await, whether it is still the one shown. */
+function beginScreen() {
+  const mine = ++state.screen;
+  return () => state.screen === mine;
+}
 
 // ---------------------------------------------------------------------------------------
 // The DHIS2 API, called as Tracker Capture calls it. `local` tells whether the library's
@@ -320,6 +327,7 @@ function setFieldError(form, name, message) {
 }
 
 async function screenLogin(message, shift = false) {
+  beginScreen();
   const registered = state.status?.registeredUsers;
   const pending = state.status?.pending ?? 0;
   const form = h('form', { id: 'login-form', class: 'card narrow', novalidate: true },
@@ -460,6 +468,7 @@ function queryUrl(filter) {
 }
 
 async function screenList() {
+  beginScreen();
   const searchForm = h('form', { class: 'search row', role: 'search' },
     h('label', { for: 'search', class: 'sr-only' }, t('search')),
     h('input', { id: 'search', name: 'q', type: 'search', placeholder: t('search'), value: state.drafts.search, autocomplete: 'off' }),
@@ -513,6 +522,7 @@ function attributeMeta() {
 }
 
 async function screenRegister() {
+  beginScreen();
   if (!state.program) return setView(t('regTitle'), h('p', { class: 'field-error' }, t('metadataMissing')));
   const draft = (state.drafts.register ??= { values: {} });
   const inputType = (vt) => (vt === 'DATE' ? 'date' : vt === 'PHONE_NUMBER' ? 'tel' : 'text');
@@ -655,13 +665,16 @@ function statusText(s) {
 }
 
 async function screenTei(teiUid) {
+  const stillShown = beginScreen();
   setView(t('dashboard'), h('p', { class: 'muted' }, t('loading')));
   let tei;
   try {
     tei = await loadTei(teiUid);
   } catch (error) {
+    if (!stillShown()) return;
     return setView(t('dashboard'), h('p', { class: 'field-error' }, `${error.message} (${error.code})`), h('a', { href: '#/list', class: 'button' }, t('back')));
   }
+  if (!stillShown()) return; // she went to another screen while this one loaded
   const enrollment = (tei.enrollments ?? []).find((e) => e.program === PROGRAM && e.status === 'ACTIVE') ?? tei.enrollments?.[0];
   const name = `${attrValue(tei, ATTR.first)} ${attrValue(tei, ATTR.last)}`.trim();
   const profile = h('dl', { class: 'profile card' },
@@ -732,13 +745,16 @@ function validateValue(valueType, value) {
 }
 
 async function screenEvent(teiUid, eventUid) {
+  const stillShown = beginScreen();
   setView(t('loading'), h('p', { class: 'muted' }, t('loading')));
   let tei;
   try {
     tei = await loadTei(teiUid);
   } catch (error) {
+    if (!stillShown()) return;
     return setView(t('dashboard'), h('p', { class: 'field-error' }, `${error.message} (${error.code})`));
   }
+  if (!stillShown()) return;
   const enrollment = (tei.enrollments ?? []).find((en) => (en.events ?? []).some((ev) => ev.event === eventUid));
   const event = enrollment?.events.find((ev) => ev.event === eventUid);
   const stage = stagesMeta().find((st) => st.id === event?.programStage);
@@ -903,14 +919,18 @@ function warningCards(warnings) {
 }
 
 async function screenFailures() {
+  const stillShown = beginScreen();
   setView(t('failuresTitle'), h('p', { class: 'muted' }, t('loading')));
   let items = [];
   let conflicts = [];
   try {
     [items, conflicts] = await Promise.all([state.app.failures(), state.app.conflicts()]);
   } catch (error) {
+    if (!stillShown()) return;
     return setView(t('failuresTitle'), h('p', { class: 'field-error' }, `${error.message} (${error.code})`));
   }
+  // She went back to the form while the list loaded: the form stays (its fields with it).
+  if (!stillShown()) return;
   const failures = items.filter((f) => f.severity !== 'warning');
   const warnings = items.filter((f) => f.severity === 'warning');
   const extra = [
