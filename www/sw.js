@@ -1,6 +1,10 @@
 // tracker-offline service worker. Registered beside the app (its folder is its scope).
-// - Holds the vault's data key only while a page has handed it over, forgets it on logout,
-//   and asks open pages for it again after the browser restarted the worker.
+// - The only holder of the vault's data key and the session password: a page sends the typed
+//   credentials here (`login`), the worker runs the login and answers with the outcome only.
+//   Nothing ever sends key material or a password back. Messages are taken only from windows
+//   this worker controls, inside its scope, and only the kinds allowed in the vault's state
+//   (locked: configure, login, lock, status, resume, cache-shell). A worker the browser restarts
+//   has no key: the nurse logs in again (open pages keep it alive with their status calls).
 // - GET requests under an API base: network first; when the server cannot be reached (or
 //   during the fast path after a failure) the answer comes from the local copy (Rust core).
 //   Successful online answers the core deems cacheable are kept sealed (per user where the
@@ -23,13 +27,18 @@ const SYNC_TAG = 'tracker-offline-outbox';
 
 const SHELL_CACHE = 'tracker-offline-shell-v1';
 const NETWORK_TIMEOUT_MS = 8000;
-const KEY_WAIT_MS = 1500;
 const DB_PREFIX = 'tracker-offline:';
+
+/** What a page may ask while the vault is locked; everything else needs an open session. */
+const LOCKED_MESSAGES = new Set(['configure', 'login', 'lock', 'status', 'resume', 'cache-shell']);
+const SESSION_MESSAGES = new Set(['escrow', 'download', 'sync', 'failures', 'retry', 'discard', 'conflicts', 'resolve-conflict']);
+/** The vault policy a page may set (`configure`), as `Engine.open` takes it. */
+const POLICY_OPTIONS = ['pbkdf2Iterations', 'lockoutFreeAttempts', 'lockoutBaseMs', 'maxOfflineDays', 'requestTimeoutMs'];
 
 let wasmReady = null;
 const engines = new Map(); // absolute apiBase -> Promise<Engine>
-const flushScopes = new Map(); // absolute apiBase -> 'all' | 'author'
-let keyWaiters = [];
+const policies = new Map(); // absolute apiBase -> the policy its engine was opened with (JSON)
+const settings = new Map(); // absolute apiBase -> { flushScope, conflictPolicy, serverErrorLimit }
 
 function loadWasm() {
   wasmReady ??= init({ module_or_path: new URL('./pkg/tracker_offline_bg.wasm', import.meta.url) });
@@ -47,13 +56,34 @@ async function engineFor(apiBase) {
   return engines.get(apiBase);
 }
 
-/** The API bases known on this origin: every vault database is named after one. */
+/**
+ * An API base this worker serves: an absolute URL of its own origin whose path ends in DHIS2's
+ * `/api` (after an optional context path), nothing else. An API base of the origin's root would
+ * make every URL of the origin an API request.
+ */
+function isApiBase(apiBase) {
+  if (typeof apiBase !== 'string') return false;
+  let url;
+  try {
+    url = new URL(apiBase);
+  } catch {
+    return false;
+  }
+  return url.origin === self.location.origin && url.href === apiBase && /^(\/[^/]+)*\/api$/.test(url.pathname);
+}
+
+function checkedApiBase(apiBase) {
+  if (!isApiBase(apiBase)) throw coded('BAD_INPUT', `not an API base of this app's origin: ${String(apiBase).slice(0, 200)}`);
+  return apiBase;
+}
+
+/** The API bases known on this origin: every vault database is named after one (any other name, which any page can create, is ignored). */
 async function knownApiBases() {
   const fromDbs = (await indexedDB.databases())
     .map((d) => d.name)
     .filter((n) => n?.startsWith(DB_PREFIX))
     .map((n) => n.slice(DB_PREFIX.length));
-  return [...new Set([...engines.keys(), ...fromDbs])];
+  return [...new Set([...engines.keys(), ...fromDbs])].filter(isApiBase);
 }
 
 async function apiBaseOf(url) {
@@ -62,18 +92,6 @@ async function apiBaseOf(url) {
     if (new URL(base).origin === url.origin && (url.pathname === path || url.pathname.startsWith(path + '/'))) return base;
   }
   return null;
-}
-
-/** After a restart the worker has no key: ask the open pages, wait briefly. */
-async function requestKey(engine) {
-  if (engine.unlocked) return true;
-  const arrived = new Promise((resolve) => {
-    keyWaiters.push(resolve);
-    setTimeout(() => resolve(false), KEY_WAIT_MS);
-  });
-  for (const client of await self.clients.matchAll({ type: 'window' })) client.postMessage({ type: 'tracker-offline:key-request' });
-  await arrived;
-  return engine.unlocked;
 }
 
 function jsonResponse(status, body, extraHeaders = {}) {
@@ -140,7 +158,7 @@ async function answerRead(event, request, apiBase) {
       engine.recordNetwork(undefined);
     }
   }
-  if (!(await requestKey(engine))) {
+  if (!engine.unlocked) {
     return webMessage(503, 'Service Unavailable', 'Offline, and the local copy is locked: log in again.', 'VAULT_LOCKED');
   }
   try {
@@ -175,7 +193,7 @@ async function flush(apiBase, scope) {
   const engine = await engineFor(apiBase);
   if (!engine.unlocked) throw coded('VAULT_LOCKED', 'the outbox cannot be sent while locked');
   const run = () =>
-    engine.flush(scope ?? flushScopes.get(apiBase) ?? 'all', (progress) =>
+    engine.flush(scope ?? settings.get(apiBase)?.flushScope ?? 'all', (progress) =>
       notifyClients({ type: 'tracker-offline:flush-progress', apiBase, progress }),
     );
   const report = self.navigator.locks ? await self.navigator.locks.request(`tracker-offline:flush:${apiBase}`, run) : await run();
@@ -194,7 +212,7 @@ async function registerSync() {
 async function answerWrite(event, request, apiBase) {
   const engine = await engineFor(apiBase);
   const body = new Uint8Array(await request.clone().arrayBuffer());
-  if (!(await requestKey(engine))) {
+  if (!engine.unlocked) {
     // Without the key nothing can be queued: the server answers or the app sees the failure.
     try {
       return await fetchWithTimeout(request);
@@ -302,7 +320,7 @@ self.addEventListener('sync', (event) => {
       let unreachable = false;
       for (const apiBase of await knownApiBases()) {
         const engine = await engineFor(apiBase);
-        if (!(await requestKey(engine))) continue;
+        if (!engine.unlocked) continue;
         const report = await flush(apiBase).catch(() => null);
         if (report?.stopped === 'SERVER_UNREACHABLE') unreachable = true;
       }
@@ -319,68 +337,106 @@ self.addEventListener('sync', (event) => {
  */
 async function download(apiBase, options, port) {
   const engine = await engineFor(apiBase);
-  if (!(await requestKey(engine))) throw coded('VAULT_LOCKED', 'the clinic copy cannot be downloaded while locked');
   const run = () => engine.download(options ?? {}, (progress) => port?.postMessage({ progress }));
   return self.navigator.locks ? self.navigator.locks.request(`tracker-offline:download:${apiBase}`, run) : run();
 }
 
+/**
+ * Opens (again) the engine of `apiBase` with the policy the app configured. An engine holding a
+ * session keeps its policy until the session ends.
+ */
+async function configure(apiBase, message) {
+  const policy = {};
+  for (const name of POLICY_OPTIONS) if (message.policy?.[name] !== undefined) policy[name] = message.policy[name];
+  const wanted = JSON.stringify(policy);
+  const current = await engineFor(apiBase);
+  if (policies.get(apiBase) !== wanted && !current.unlocked) {
+    const engine = await Engine.open({ apiBase, ...policy }); // BAD_INPUT for a policy below the minimums
+    engines.set(apiBase, Promise.resolve(engine));
+    policies.set(apiBase, wanted);
+  }
+  const { flushScope, conflictPolicy, serverErrorLimit } = message;
+  if (flushScope !== undefined && !['all', 'author'].includes(flushScope)) throw coded('BAD_INPUT', "flushScope must be 'all' or 'author'");
+  settings.set(apiBase, { flushScope, conflictPolicy, serverErrorLimit });
+  applySettings(apiBase, await engineFor(apiBase));
+  return {};
+}
+
+function applySettings(apiBase, engine) {
+  const { conflictPolicy, serverErrorLimit } = settings.get(apiBase) ?? {};
+  if (conflictPolicy !== undefined) engine.setConflictPolicy(conflictPolicy);
+  if (serverErrorLimit !== undefined) engine.setServerErrorLimit(serverErrorLimit);
+}
+
+/** What the worker tells a page of its vault: counts and who is logged in, never key material. */
+async function statusOf(engine) {
+  const status = await engine.status();
+  return {
+    unlocked: engine.unlocked, locked: status.locked, username: status.user?.username ?? null, user: status.user ?? null,
+    records: status.records, online: status.online, pending: status.pending, failed: status.failed,
+    pendingByAuthor: status.pendingByAuthor, failedByAuthor: status.failedByAuthor,
+    lastDownloadAt: status.lastDownloadAt ?? null, authRequired: status.authRequired,
+  };
+}
+
 async function handle(message, port) {
-  switch (message?.type) {
-    case 'unlock': {
-      const engine = await engineFor(message.apiBase);
-      // The clinic index stays valid across a shift change (same vault, same key); a logout
-      // already dropped it, and downloads run here.
-      await engine.unlockWithDataKey(message.username, message.key, message.password);
-      if (message.flushScope) flushScopes.set(message.apiBase, message.flushScope);
-      if (message.conflictPolicy) engine.setConflictPolicy(message.conflictPolicy);
-      if (message.serverErrorLimit !== undefined) engine.setServerErrorLimit(message.serverErrorLimit);
-      const waiters = keyWaiters;
-      keyWaiters = [];
-      waiters.forEach((resolve) => resolve(true));
-      return { unlocked: engine.unlocked, username: message.username };
+  const type = message?.type;
+  if (!LOCKED_MESSAGES.has(type) && !SESSION_MESSAGES.has(type)) throw coded('BAD_INPUT', `unknown message ${String(type).slice(0, 100)}`);
+  if (type === 'lock') {
+    for (const pending of engines.values()) (await pending).logout();
+    return { unlocked: false };
+  }
+  if (type === 'cache-shell') return cacheShell(Array.isArray(message.urls) ? message.urls : []);
+  const apiBase = checkedApiBase(message.apiBase);
+  if (type === 'configure') return configure(apiBase, message);
+  const engine = await engineFor(apiBase);
+  if (SESSION_MESSAGES.has(type) && !engine.unlocked) throw coded('VAULT_LOCKED', 'log in first');
+  switch (type) {
+    case 'login': {
+      // The password stays here: the page gets the outcome (who, online or offline, profile).
+      const outcome = await engine.login(String(message.username ?? ''), String(message.password ?? ''));
+      applySettings(apiBase, engine);
+      return outcome;
     }
-    case 'lock': {
-      for (const pending of engines.values()) (await pending).logout();
-      return { unlocked: false };
-    }
+    case 'escrow':
+      return engine.enableEscrow(message.sharing);
     case 'download':
-      return download(message.apiBase, message.options, port);
-    case 'cache-shell':
-      return cacheShell(message.urls ?? []);
+      return download(apiBase, message.options, port);
     case 'sync':
-      return flush(message.apiBase, message.scope);
+      return flush(apiBase, message.scope);
     case 'failures':
-      return (await engineFor(message.apiBase)).failures();
+      return engine.failures();
     case 'retry':
-      await (await engineFor(message.apiBase)).retry(message.id);
+      await engine.retry(String(message.id ?? ''));
       return {};
     case 'discard':
-      return (await engineFor(message.apiBase)).discard(message.id);
+      return engine.discard(String(message.id ?? ''));
     case 'conflicts':
-      return (await engineFor(message.apiBase)).conflicts();
+      return engine.conflicts();
     case 'resolve-conflict':
-      return (await engineFor(message.apiBase)).resolveConflict(message.id, message.keep);
-    case 'status': {
-      const engine = await engineFor(message.apiBase);
-      const status = await engine.status();
-      return {
-        unlocked: engine.unlocked, username: status.user?.username ?? null, records: status.records, online: status.online,
-        pending: status.pending, failed: status.failed, pendingByAuthor: status.pendingByAuthor, failedByAuthor: status.failedByAuthor,
-        lastDownloadAt: status.lastDownloadAt ?? null, authRequired: status.authRequired,
-      };
-    }
+      return engine.resolveConflict(String(message.id ?? ''), String(message.keep ?? ''));
+    case 'status':
+      return statusOf(engine);
     case 'resume': {
-      // A reloaded page of the same origin takes the open session back (same-origin channel,
-      // as the handover that gave it to this worker).
-      const engine = await engineFor(message.apiBase);
-      if (!engine.unlocked) return { unlocked: false };
+      // A reloaded page learns whether a session is open and whose; the key stays here.
       const status = await engine.status();
-      const key = engine.exportDataKey();
-      return { unlocked: true, username: status.user?.username, key, password: engine.sessionPassword() };
+      return { unlocked: engine.unlocked, username: engine.unlocked ? (status.user?.username ?? null) : null };
     }
     default:
-      throw coded('BAD_INPUT', `unknown message ${message?.type}`);
+      throw coded('BAD_INPUT', `unknown message ${type}`);
   }
+}
+
+/**
+ * The window that sent a message, when this worker controls it and its URL is inside this
+ * registration's scope; otherwise null (another app of the origin, an uncontrolled page, a
+ * worker, a frame of another scope).
+ */
+async function checkedSender(source) {
+  if (!source || source.type !== 'window' || typeof source.url !== 'string') return null;
+  if (!source.url.startsWith(self.registration.scope)) return null;
+  const controlled = await self.clients.matchAll({ type: 'window' });
+  return controlled.some((client) => client.id === source.id) ? source : null;
 }
 
 /** The library's own files, kept so a reload works offline. */
@@ -414,9 +470,18 @@ self.addEventListener('activate', (event) => event.waitUntil(self.clients.claim(
 self.addEventListener('message', (event) => {
   const port = event.ports[0];
   event.waitUntil(
-    handle(event.data, port).then(
+    (async () => {
+      if (!(await checkedSender(event.source))) {
+        throw coded('NOT_ALLOWED', 'this worker takes messages only from the windows of its app that it controls');
+      }
+      return handle(event.data, port);
+    })().then(
       (result) => port?.postMessage({ ok: true, result }),
-      (error) => port?.postMessage({ ok: false, error: { code: error?.code ?? 'SERVICE_WORKER_ERROR', message: String(error?.message ?? error) } }),
+      (error) =>
+        port?.postMessage({
+          ok: false,
+          error: { code: error?.code ?? 'SERVICE_WORKER_ERROR', message: String(error?.message ?? error), retryAfterMs: error?.retryAfterMs },
+        }),
     ),
   );
 });

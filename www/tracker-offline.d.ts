@@ -50,7 +50,9 @@ export type TrackerOfflineErrorCode =
   | 'BAD_RESPONSE'
   | 'CRYPTO_ERROR'
   | 'SERVICE_WORKER_UNAVAILABLE'
-  | 'SERVICE_WORKER_ERROR';
+  | 'SERVICE_WORKER_ERROR'
+  /** The service worker refused a message: it takes them only from windows of its app that it controls. */
+  | 'NOT_ALLOWED';
 
 /** The fields every error of this library has. */
 export interface TrackerOfflineErrorBase extends Error {
@@ -443,6 +445,14 @@ export interface WorkerStatus {
   unlocked: boolean;
   /** The user whose session the worker holds, or `null`. */
   username: string | null;
+  /** That user's session as {@link TrackerOffline.status} has it before shaping (`null` while locked). */
+  user: { username: string; mode: 'online' | 'offline'; profile?: UserProfile } | null;
+  /** True while the worker holds no session. */
+  locked: boolean;
+  /** When the clinic copy was last downloaded (ms since 1970), or `null`. */
+  lastDownloadAt: number | null;
+  /** Whether the server refused the session's password (an online login is needed to send). */
+  authRequired: boolean;
   /** Tracked entities in the local copy (0 while locked). */
   records: number;
   /** Whether the server answered the worker's last contact; `null` before any contact. */
@@ -603,8 +613,7 @@ export declare class TrackerOffline extends EventTarget {
 export type WorkerBroadcast =
   | { type: 'tracker-offline:flush-progress'; apiBase: string; progress: SyncReport }
   | { type: 'tracker-offline:flushed'; apiBase: string; report: SyncReport }
-  | { type: 'tracker-offline:queued'; apiBase: string }
-  | { type: 'tracker-offline:key-request' };
+  | { type: 'tracker-offline:queued'; apiBase: string };
 
 /**
  * The requests a page sends sw.js with `postMessage(message, [port])`; the answer comes on the
@@ -612,15 +621,16 @@ export type WorkerBroadcast =
  */
 export type WorkerRequest =
   | {
-      type: 'unlock';
+      type: 'configure';
       apiBase: string;
-      username: string;
-      key: Uint8Array;
-      password?: string;
+      policy?: Pick<TrackerOfflineOptions, 'pbkdf2Iterations' | 'lockoutFreeAttempts' | 'lockoutBaseMs' | 'maxOfflineDays' | 'requestTimeoutMs'>;
       flushScope?: FlushScope;
       conflictPolicy?: 'device-wins' | 'hold';
       serverErrorLimit?: number;
     }
+  /** The worker runs the login and answers a {@link LoginOutcome}; the key and the password stay there. */
+  | { type: 'login'; apiBase: string; username: string; password: string }
+  | { type: 'escrow'; apiBase: string; sharing: EscrowSharing }
   | { type: 'lock' }
   | { type: 'download'; apiBase: string; options?: Omit<DownloadOptions, 'onProgress'> }
   | { type: 'cache-shell'; urls: string[] }

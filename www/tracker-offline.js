@@ -1,6 +1,7 @@
 // tracker-offline: the JS face of the library, for the page. A thin layer over the wasm
 // package (www/pkg): every rule lives in Rust (crates/core); this file only loads the module,
-// registers the service worker, hands the data key to it, and turns answers into JS values.
+// registers the service worker, passes the typed credentials to it (where a worker runs, it is
+// the only holder of the data key and the password), and turns answers into JS values.
 // Types of everything here: tracker-offline.d.ts.
 //
 //   import { TrackerOffline } from './tracker-offline.js';
@@ -21,7 +22,7 @@
 // LOCKED_OUT with retryAfterMs, CREDENTIAL_EXPIRED, SERVER_UNREACHABLE, AUTH_REQUIRED,
 // VAULT_LOCKED, HANDOVER_REQUIRED, ESCROW_UNSAFE, STORAGE_FULL, STORAGE_CORRUPT, STORAGE_ERROR,
 // CONFLICT, BAD_INPUT, BAD_RESPONSE, CRYPTO_ERROR, SERVICE_WORKER_UNAVAILABLE,
-// SERVICE_WORKER_ERROR); the full list is TrackerOfflineErrorCode in tracker-offline.d.ts.
+// SERVICE_WORKER_ERROR, NOT_ALLOWED); the full list is TrackerOfflineErrorCode in tracker-offline.d.ts.
 
 import init, { Engine, retryDelayMs, triggerDelayMs } from './pkg/tracker_offline.js';
 
@@ -46,7 +47,10 @@ async function askWorker(registration, message, transfer = [], timeoutMs = 10000
       if (data && 'progress' in data) return onProgress?.(data.progress);
       clearTimeout(timer);
       if (data?.ok) resolve(data.result);
-      else reject(codedError(data?.error?.code ?? 'SERVICE_WORKER_ERROR', data?.error?.message ?? 'service worker error'));
+      else {
+        const extra = typeof data?.error?.retryAfterMs === 'number' ? { retryAfterMs: data.error.retryAfterMs } : {};
+        reject(codedError(data?.error?.code ?? 'SERVICE_WORKER_ERROR', data?.error?.message ?? 'service worker error', extra));
+      }
     };
   });
   worker.postMessage(message, [channel.port2, ...transfer]);
@@ -65,6 +69,8 @@ export class TrackerOffline extends EventTarget {
   #idleTimer = null;
   #retryTimer = null;
   #unreachableFlushes = 0;
+  #workerUnlocked = false; // with a worker: whether it holds a session (it alone holds the key)
+  #heartbeat = null;
 
   constructor(engine, apiBase, registration, flushScope) {
     super();
@@ -84,12 +90,11 @@ export class TrackerOffline extends EventTarget {
         if (event.data.type === 'tracker-offline:queued') this.#scheduleRetry();
       }
     });
-    // A restarted service worker asks open pages for the key again.
-    navigator.serviceWorker?.addEventListener('message', (event) => {
-      if (event.data?.type === 'tracker-offline:key-request' && this.#engine.unlocked) {
-        this.#handKeyToWorker(this.#engine.status().then((s) => s.user?.username)).catch(() => {});
-      }
-    });
+  }
+
+  /** Whether a session is open: the worker's where it runs, else this page's own engine. */
+  get #unlocked() {
+    return this.#registration ? this.#workerUnlocked : this.#engine.unlocked;
   }
 
   /**
@@ -129,6 +134,17 @@ export class TrackerOffline extends EventTarget {
         if (!registration) throw codedError('SERVER_UNREACHABLE', `cannot install the service worker: ${error.message}`);
       }
       await navigator.serviceWorker.ready;
+      // The worker takes messages only from pages it controls: a first visit waits for it to
+      // claim this page. A page it does not control (a hard reload) is its own writer.
+      if (!navigator.serviceWorker.controller) {
+        await Promise.race([
+          new Promise((resolve) => navigator.serviceWorker.addEventListener('controllerchange', resolve, { once: true })),
+          new Promise((resolve) => setTimeout(resolve, 5000)),
+        ]);
+      }
+      if (!navigator.serviceWorker.controller) registration = null;
+    }
+    if (registration) {
       // The files this page loaded before the worker controlled it: keep them for offline
       // reloads (and put them back if another app emptied Cache Storage).
       const shell = [location.href, ...performance.getEntriesByType('resource').map((e) => e.name)];
@@ -141,16 +157,25 @@ export class TrackerOffline extends EventTarget {
     const conflictPolicy = options.conflictPolicy ?? 'device-wins';
     engine.setConflictPolicy(conflictPolicy); // the core checks it (BAD_INPUT)
     if (options.serverErrorLimit !== undefined) engine.setServerErrorLimit(options.serverErrorLimit);
+    if (registration) {
+      // The worker runs the logins: it opens the vault with the same policy as this page.
+      const policy = {
+        pbkdf2Iterations: options.pbkdf2Iterations, lockoutFreeAttempts: options.lockoutFreeAttempts,
+        lockoutBaseMs: options.lockoutBaseMs, maxOfflineDays: options.maxOfflineDays, requestTimeoutMs: options.requestTimeoutMs,
+      };
+      await askWorker(registration, { type: 'configure', apiBase, policy, flushScope, conflictPolicy, serverErrorLimit: options.serverErrorLimit });
+    }
     const app = new TrackerOffline(engine, apiBase, registration, flushScope);
     app.#conflictPolicy = conflictPolicy;
     app.#serverErrorLimit = options.serverErrorLimit;
     app.#escrow = options.escrow ?? null;
     app.#idleLockMs = options.idleLockMinutes === 0 ? 0 : (options.idleLockMinutes ?? 15) * 60000;
-    // After a reload the worker may still hold the session: take it back rather than showing a
-    // login form while the worker serves decrypted data to this origin.
+    // After a reload the worker may still hold the session: carry on with it (the key stays in
+    // the worker) rather than showing a login form while it serves decrypted data to this origin.
     if (registration) {
       const held = await askWorker(registration, { type: 'resume', apiBase }).catch(() => null);
-      if (held?.unlocked) await engine.unlockWithDataKey(held.username, held.key, held.password ?? undefined);
+      app.#workerUnlocked = held?.unlocked === true;
+      app.#keepWorkerAlive();
     }
     app.#watchIdle();
     return app;
@@ -163,14 +188,25 @@ export class TrackerOffline extends EventTarget {
 
   /** Logs in: the server first; the local register when the server cannot be reached. */
   async login(username, password) {
-    const outcome = await this.#engine.login(String(username ?? ''), String(password ?? ''));
-    await this.#handKeyToWorker(outcome.username);
+    const credentials = [String(username ?? ''), String(password ?? '')];
+    let outcome;
+    if (this.#registration) {
+      // The worker checks them (server first, then its register) and keeps the key; the page
+      // gets the outcome only.
+      outcome = await askWorker(this.#registration, { type: 'login', apiBase: this.#apiBase, username: credentials[0], password: credentials[1] }, [], 120000);
+      this.#workerUnlocked = true;
+    } else {
+      outcome = await this.#engine.login(...credentials);
+    }
     this.#emitStatus();
     // Online login: send the unsent work now, and keep the key in escrow if the clinic wants it.
     if (outcome.mode === 'online') {
       this.#autoSync({ spread: true });
       if (this.#escrow) {
-        await this.#engine.enableEscrow(this.#escrow).catch((error) =>
+        const escrow = this.#registration
+          ? askWorker(this.#registration, { type: 'escrow', apiBase: this.#apiBase, sharing: this.#escrow }, [], 60000)
+          : this.#engine.enableEscrow(this.#escrow);
+        await escrow.catch((error) =>
           this.dispatchEvent(new CustomEvent('escrow-error', { detail: { code: error.code, message: error.message } })),
         );
       }
@@ -183,6 +219,7 @@ export class TrackerOffline extends EventTarget {
     clearTimeout(this.#retryTimer);
     this.#engine.logout();
     if (this.#registration) {
+      this.#workerUnlocked = false;
       await askWorker(this.#registration, { type: 'lock' }).catch(() => {});
     }
     this.#emitStatus();
@@ -197,6 +234,12 @@ export class TrackerOffline extends EventTarget {
     // The worker sees every request the app makes: its view of the server is the fresher one.
     const worker = this.#registration ? await askWorker(this.#registration, { type: 'status', apiBase: this.#apiBase }).catch(() => null) : null;
     if (worker && typeof worker.online === 'boolean') s.online = worker.online;
+    if (this.#registration) {
+      // The worker holds the session (this page's engine never does): who is logged in is its answer.
+      this.#workerUnlocked = worker?.unlocked === true;
+      s.user = this.#workerUnlocked ? worker.user : null;
+      s.locked = !this.#workerUnlocked;
+    }
     // The worker queues and sends the outbox and downloads the copy: its counts are the current ones.
     if (worker?.unlocked && typeof worker.pending === 'number') {
       Object.assign(s, {
@@ -324,7 +367,7 @@ export class TrackerOffline extends EventTarget {
     const restart = () => {
       clearTimeout(this.#idleTimer);
       this.#idleTimer = setTimeout(() => {
-        if (this.#engine.unlocked) {
+        if (this.#unlocked) {
           this.logout().then(() => this.dispatchEvent(new CustomEvent('idle-lock')));
         }
       }, this.#idleLockMs);
@@ -335,7 +378,7 @@ export class TrackerOffline extends EventTarget {
 
   /** Sends the outbox now, or (`spread`) after a random moment of up to 10 s. */
   #autoSync({ spread = false } = {}) {
-    if (!this.#engine.unlocked) return;
+    if (!this.#unlocked) return;
     if (spread) {
       setTimeout(() => this.#autoSync(), triggerDelayMs());
       return;
@@ -348,7 +391,7 @@ export class TrackerOffline extends EventTarget {
    * spread over up to twice that, or exponential backoff with full jitter (the core's rule).
    */
   #scheduleRetry(retryAfterMs = undefined) {
-    if (this.#retryTimer !== null || !this.#engine.unlocked) return;
+    if (this.#retryTimer !== null || !this.#unlocked) return;
     this.#retryTimer = setTimeout(() => {
       this.#retryTimer = null;
       this.#autoSync();
@@ -372,19 +415,24 @@ export class TrackerOffline extends EventTarget {
     return askWorker(this.#registration, { type: 'status', apiBase: this.#apiBase });
   }
 
-  async #handKeyToWorker(username) {
-    if (!this.#registration) return;
-    const name = await username;
-    const key = this.#engine.exportDataKey();
-    const password = this.#engine.sessionPassword();
-    await askWorker(
-      this.#registration,
-      {
-        type: 'unlock', apiBase: this.#apiBase, username: name, key, password, flushScope: this.#flushScope,
-        conflictPolicy: this.#conflictPolicy, serverErrorLimit: this.#serverErrorLimit,
-      },
-      [key.buffer],
-    );
+  /**
+   * Browsers stop an idle service worker after about 30 s, and a stopped worker has forgotten the
+   * key. While a session is open this page asks it for its status every 20 s, which keeps it
+   * running; should it have been stopped anyway, the page sees the session gone.
+   */
+  #keepWorkerAlive() {
+    if (!this.#registration || this.#heartbeat !== null) return;
+    this.#heartbeat = setInterval(() => {
+      if (!this.#workerUnlocked) return;
+      askWorker(this.#registration, { type: 'status', apiBase: this.#apiBase })
+        .then((worker) => {
+          if (worker?.unlocked === false) {
+            this.#workerUnlocked = false;
+            this.#emitStatus();
+          }
+        })
+        .catch(() => {});
+    }, 20000);
   }
 
   #emitStatus() {

@@ -7,32 +7,15 @@
 // renewed for the logged-in user when it is back, and nothing readable is stored.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DEMO, ROOT, Sim } from './lib/sim.mjs';
 import { launchPersistent, dumpOriginStorage } from './lib/browser.mjs';
-
-const PACKAGE = join(ROOT, 'target', 'npm', 'package');
-/** The packed tarball, as an integrator receives it (configure extracts it). */
-const TARBALL = () => join(ROOT, 'target', 'npm', readdirSync(join(ROOT, 'target', 'npm')).find((f) => f.endsWith('.tgz')));
-
-function configure(source) {
-  const out = join(mkdtempSync(join(tmpdir(), 'tc-configured-')), 'tracker-capture');
-  execFileSync('node', [join(ROOT, 'scripts', 'configure-tracker-capture.mjs'), source, out, '--package', TARBALL(),
-    '--config', JSON.stringify({ idleLockMinutes: 0, title: 'Tracker Capture' })]);
-  return out;
-}
+import { PACKAGE, configure, loginThroughOverlay } from './lib/stand-in.mjs';
 
 async function simRequests(sim, since = 0) {
   return (await (await fetch(`${sim.url}/__sim/requests?since=${since}`)).json()).filter((r) => !r.path.startsWith('/__sim'));
-}
-
-async function loginThroughOverlay(page, { username, password }) {
-  await page.locator('#tracker-offline-username').fill(username);
-  await page.locator('#tracker-offline-password').fill(password);
-  await page.locator('#tracker-offline-password').press('Enter');
 }
 
 async function appResults(page) {

@@ -91,6 +91,7 @@ function describeError(error: unknown): string {
     case 'CRYPTO_ERROR':
     case 'SERVICE_WORKER_UNAVAILABLE':
     case 'SERVICE_WORKER_ERROR':
+    case 'NOT_ALLOWED':
       return `${code}: ${other.message}`;
     default: {
       const never: never = code;
@@ -244,8 +245,6 @@ function onWorkerMessage(data: WorkerBroadcast): void {
       break;
     case 'tracker-offline:queued':
       show(data.apiBase);
-      break;
-    case 'tracker-offline:key-request':
       break;
   }
 }
