@@ -1,9 +1,19 @@
 //! Authentication as DHIS2 2.38+ does it on `/api/**`.
 //!
-//! - `Authorization: Basic` is checked on every request; a valid login also opens a session
-//!   and sets `JSESSIONID=<random>; Path=/; HttpOnly`.
+//! - `Authorization: Basic` is checked on every request, except the one case below; a valid
+//!   login also opens a session and sets `JSESSIONID=<random>; Path=/; HttpOnly`.
 //! - A valid `JSESSIONID` cookie authenticates. Sessions live in memory only, so they die
 //!   with the process, as on a real server.
+//! - A Basic header whose username is the username of the request's live session is NOT
+//!   checked: the request is the session's user whatever the password. This is Spring
+//!   Security's `BasicAuthenticationFilter` (the filter DHIS2 puts on `/api/**`): it only
+//!   authenticates the header when `authenticationIsRequired(username)` is true, and that is
+//!   false when the `Authentication` loaded from the session is authenticated and its
+//!   `getName()` equals the Basic username. The filter then calls no provider, so neither the
+//!   lock nor the password is looked at and no success or failure event is published (the
+//!   lockout count is left as it was). A Basic header of another username is checked as
+//!   usual. So on DHIS2 a 200 to a request sent with the browser's cookies is no proof of the
+//!   password that came with it.
 //! - Unauthenticated (`FormLoginBasicAuthenticationEntryPoint`): with
 //!   `X-Requested-With: XMLHttpRequest` or an `Authorization: Basic` header → 401 WebMessage
 //!   `Unauthorized`, never a `WWW-Authenticate` header; otherwise → 302 to the login page.
@@ -396,6 +406,11 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Outcome, 
                 .db()
                 .call(move |conn| Ok((db::user_by_username(conn, &name)?, lock_multiple_failed_logins(conn)?)))
                 .await?;
+            // Spring's `authenticationIsRequired` is false: the session's user, nothing checked,
+            // nothing counted.
+            if let Some(user) = found.as_ref().filter(|u| !u.disabled && cookie_users.contains(&u.uid)) {
+                return Ok(Outcome::Authenticated(Box::new(Authenticated { user: user.clone(), new_session: None })));
+            }
             let lockout = state.login_lockout();
             // Checked before the password, and counted as one more failure (see LoginLockout).
             if lockout_on && lockout.is_locked(&username) {
@@ -418,8 +433,7 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Outcome, 
                     if lockout_on {
                         lockout.register_success(&username);
                     }
-                    let new_session =
-                        if cookie_users.contains(&user.uid) { None } else { Some(state.sessions().create(&user.uid)) };
+                    let new_session = Some(state.sessions().create(&user.uid));
                     Ok(Outcome::Authenticated(Box::new(Authenticated { user, new_session })))
                 }
                 _ => {
