@@ -1,6 +1,30 @@
 //! Reads answered by the service worker when the server cannot be reached: what each GET
 //! under the API base means, the answer from the local copy in the server's own shape (both
 //! API families), and the sealed cache of every other API GET seen online.
+//!
+//! # Whose a cached read is
+//!
+//! Every decision about a read (its route, whether it is cached, under which key, for whom)
+//! is taken on its path without the API version segment ([`unversioned`]): DHIS2 answers
+//! `/api/40/me` as `/api/me`, and the Capture app always asks with a version. A cached read
+//! is kept **per user** (its key names the logged-in user, so a shift change offline never
+//! shows the next nurse what the server told the previous one) unless its resource is in
+//! [`VAULT_WIDE_API_READS`]: the program metadata every user of the clinic reads alike
+//! (programs and their stages, sections, rules, indicators; tracked entity types and
+//! attributes; option sets; data elements and category combos; relationship types, constants,
+//! org unit levels, legend sets, attributes, schemas), kept once for the vault so a nurse new
+//! to the device can open the app offline. Not on the list, so per user: `me` and everything
+//! under it, `userSettings`, `userDataStore`, `dataStore` (sharing is per key),
+//! `messageConversations`, `organisationUnits` (`userOnly`, `withinUserHierarchy`),
+//! `system/info` and `systemSettings` (DHIS2 hides sensitive fields from non-superusers),
+//! `apps`, working lists and filters (shared per user), and every resource not named, known
+//! or not. `{resource}/orgUnits` of a listed resource is per user too (DHIS2's
+//! `programs/orgUnits` answers only the org units of the current user's scope).
+//!
+//! Keys are the request's method, path without the version and query (without jQuery's
+//! cache buster), prefixed with `user:{username}` when per user. A read kept before this rule
+//! under a versioned path (`GET /api/40/me?…`, vault-wide) is never looked up again: it
+//! simply misses, and the next online answer is kept under the new key.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
@@ -63,14 +87,45 @@ fn strip_json(segment: &str) -> &str {
     segment.strip_suffix(".json").unwrap_or(segment)
 }
 
-/// Classifies a GET by its path relative to the API base (`trackedEntityInstances/x.json`).
+/// A path relative to the API base without its API version segment: `40/me` -> `me`,
+/// `41` -> ``, `me` -> `me`. DHIS2 serves `/api/{version}/…` (versions 28 to 42 today) as
+/// `/api/…`; any first segment of exactly two digits is taken as a version, so that later
+/// versions are too. Every decision about a read starts from this path.
+pub fn unversioned(relative: &str) -> &str {
+    let (first, rest) = relative.split_once('/').unwrap_or((relative, ""));
+    if first.len() == 2 && first.bytes().all(|b| b.is_ascii_digit()) {
+        rest
+    } else {
+        relative
+    }
+}
+
+/// Who a cached API read belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheScope {
+    /// Kept for the logged-in user only (the default).
+    User,
+    /// Kept once for every user of the vault (metadata of [`VAULT_WIDE_API_READS`]).
+    Vault,
+}
+
+/// The scope of a cached read by its path relative to the API base, version stripped or
+/// not: per user unless its resource is in [`VAULT_WIDE_API_READS`] (and it is not that
+/// resource's per-user `orgUnits` association).
+pub fn cache_scope(relative: &str) -> CacheScope {
+    let mut parts = unversioned(relative).split('/').map(strip_json);
+    let resource = parts.next().unwrap_or_default();
+    if VAULT_WIDE_API_READS.contains(&resource) && parts.next() != Some("orgUnits") {
+        CacheScope::Vault
+    } else {
+        CacheScope::User
+    }
+}
+
+/// Classifies a GET by its path relative to the API base (`trackedEntityInstances/x.json`);
+/// versioned paths like `40/trackedEntityInstances` mean the same.
 pub fn route(relative: &str) -> ReadRoute {
-    let parts: Vec<&str> = relative.trim_matches('/').split('/').collect();
-    // Versioned paths like `40/trackedEntityInstances` mean the same.
-    let parts: Vec<&str> = match parts.first() {
-        Some(p) if !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()) => parts[1..].to_vec(),
-        _ => parts,
-    };
+    let parts: Vec<&str> = unversioned(relative.trim_start_matches('/')).trim_matches('/').split('/').collect();
     match parts.as_slice() {
         ["trackedEntityInstances", "query.json" | "query"] => ReadRoute::LegacyGrid { count: false },
         ["trackedEntityInstances", "count.json" | "count"] => ReadRoute::LegacyGrid { count: true },
@@ -386,7 +441,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
             ReadRoute::Cached => {
                 return match self.cached_response(url).await? {
                     Some(answer) => Ok(Some(answer)),
-                    None => Ok(target.relative_to(&self.api_path()).and_then(offline_default)),
+                    None => Ok(target.relative_to(&self.api_path()).map(unversioned).and_then(offline_default)),
                 }
             }
             ReadRoute::Generate(attribute) => return self.generate_offline(&attribute).await,
@@ -581,7 +636,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
         let get = method.eq_ignore_ascii_case("GET");
         let post = method.eq_ignore_ascii_case("POST");
         if let Some(relative) = target.relative_to(&self.api_path()) {
-            let first = relative.split('/').next().map(strip_json).unwrap_or_default();
+            let first = unversioned(relative).split('/').next().map(strip_json).unwrap_or_default();
             return get || post && API_READS_BY_POST.contains(&first);
         }
         // The selection actions (`ouwt/setorgunit.action`) only touch the server session.
@@ -617,17 +672,24 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
         if !self.is_server_read(method, url) {
             return None;
         }
-        let target = Target::parse(url);
-        let (per_user, keeps_not_found) = match target.relative_to(&self.api_path()) {
+        let mut target = Target::parse(url);
+        let api = self.api_path();
+        let (per_user, keeps_not_found) = match target.relative_to(&api) {
             Some(relative) => {
-                if !matches!(route(relative), ReadRoute::Cached | ReadRoute::RequiredValues(_)) {
+                let stripped = unversioned(relative);
+                if !matches!(route(stripped), ReadRoute::Cached | ReadRoute::RequiredValues(_)) {
                     return None;
                 }
-                let first = relative.split('/').next().map(strip_json).unwrap_or_default();
+                let first = stripped.split('/').next().map(strip_json).unwrap_or_default();
                 // Key-value reads answer 404 for a key never set; the app expects that answer.
                 let key_value = matches!(first, "dataStore" | "userDataStore" | "userSettings" | "systemSettings")
-                    && relative.contains('/');
-                (PER_USER_API_READS.contains(&first), key_value)
+                    && stripped.contains('/');
+                let decision = (cache_scope(stripped) == CacheScope::User, key_value);
+                // The key is the path without the version: `/api/40/programs` is `/api/programs`.
+                if stripped.len() != relative.len() {
+                    target.path = format!("{api}/{stripped}");
+                }
+                decision
             }
             // Server pages carry the user's org unit tree, menu and selection.
             None => (true, false),
@@ -686,9 +748,37 @@ fn offline_default(relative: &str) -> Option<HttpResponse> {
     Some(answer)
 }
 
-/// API reads whose answer depends on who asks: kept per user, so a shift change offline never
-/// shows the previous user's profile or settings.
-const PER_USER_API_READS: &[&str] = &["me", "userSettings", "userDataStore", "currentUser"];
+/// API resources (first segment after the version, `.json` stripped) whose cached answers are
+/// kept once for the vault and served to any user who logs in on the device: the program
+/// metadata the clinic's users share (see the module doc). Every other cached read is kept
+/// per user. Add a resource here only when its answer does not depend on who asks.
+pub const VAULT_WIDE_API_READS: &[&str] = &[
+    "programs",
+    "programStages",
+    "programStageSections",
+    "programSections",
+    "programStageDataElements",
+    "programTrackedEntityAttributes",
+    "programRules",
+    "programRuleVariables",
+    "programRuleActions",
+    "programIndicators",
+    "trackedEntityTypes",
+    "trackedEntityAttributes",
+    "relationshipTypes",
+    "optionSets",
+    "options",
+    "optionGroups",
+    "dataElements",
+    "categoryCombos",
+    "categories",
+    "categoryOptionCombos",
+    "constants",
+    "organisationUnitLevels",
+    "legendSets",
+    "attributes",
+    "schemas",
+];
 
 /// Folders of server pages (outside the API) that Tracker Capture reads: the org unit tree,
 /// selection actions, header menu and form templates. Not the login/logout pages.
@@ -861,5 +951,54 @@ mod tests {
         assert_eq!(route("me"), ReadRoute::Cached);
         assert_eq!(route("programs.json"), ReadRoute::Cached);
         assert_eq!(route("tracker/jobs/abc"), ReadRoute::Cached);
+        assert_eq!(route("/41/tracker/events"), ReadRoute::Tracker(Kind::Event, None));
+    }
+
+    #[test]
+    fn the_version_segment_is_two_digits_first() {
+        assert_eq!(unversioned("40/me"), "me");
+        assert_eq!(unversioned("28/programs.json"), "programs.json");
+        assert_eq!(unversioned("41"), "");
+        assert_eq!(unversioned("42/"), "");
+        assert_eq!(unversioned("me"), "me");
+        assert_eq!(unversioned("me/40"), "me/40");
+        assert_eq!(unversioned("4/me"), "4/me");
+        assert_eq!(unversioned("400/me"), "400/me");
+        assert_eq!(unversioned("4a/me"), "4a/me");
+        assert_eq!(unversioned(""), "");
+    }
+
+    #[test]
+    fn cached_reads_are_per_user_unless_allow_listed_metadata() {
+        for user in [
+            "me",
+            "40/me",
+            "me/authorization",
+            "userSettings",
+            "41/userDataStore/a/b",
+            "dataStore/a/b",
+            "messageConversations",
+            "organisationUnits",
+            "system/info",
+            "systemSettings",
+            "programs/orgUnits",
+            "40/programs/orgUnits.json",
+            "unknownThing",
+            "",
+            "40",
+        ] {
+            assert_eq!(cache_scope(user), CacheScope::User, "{user}");
+        }
+        for shared in [
+            "programs",
+            "40/programs.json",
+            "programs/PrMchProg01",
+            "41/optionSets",
+            "trackedEntityTypes.json",
+            "trackedEntityAttributes/AtNationId1/requiredValues",
+            "programRules",
+        ] {
+            assert_eq!(cache_scope(shared), CacheScope::Vault, "{shared}");
+        }
     }
 }
