@@ -35,7 +35,8 @@ use crate::{
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum FlushScope {
-    /// Every author's, under the session of whoever is logged in (default).
+    /// Every author's tracker records, under the session of whoever is logged in, each with its
+    /// author as `storedBy` (default). Raw requests wait for their own author's session.
     #[default]
     All,
     /// Only the logged-in user's own entries.
@@ -306,8 +307,19 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
             }
         }
         let others_first = |uid: &str| first_author.get(uid).is_some_and(|a| a != &me);
-        let pending: Vec<&OutboxEntry> =
-            entries.iter().filter(|e| e.is_pending()).filter(|e| scope == FlushScope::All || e.author == me).collect();
+        // A raw request (a write the library does not model, e.g. a `userDataStore` key) names
+        // no author: the server applies it as whoever sends it. It waits for its author's own
+        // session, whatever the scope; tracker records flow with their author as `storedBy`.
+        let is_others_raw = |e: &OutboxEntry| matches!(e.payload, EntryPayload::Raw { .. }) && e.author != me;
+        for e in entries.iter().filter(|e| e.is_pending() && is_others_raw(e)) {
+            waiting.insert(e.author.clone());
+        }
+        let pending: Vec<&OutboxEntry> = entries
+            .iter()
+            .filter(|e| e.is_pending())
+            .filter(|e| scope == FlushScope::All || e.author == me)
+            .filter(|e| !is_others_raw(e))
+            .collect();
         report.waiting_for = waiting.into_iter().collect();
 
         // Segments: runs of touch entries of one family; each raw entry alone.

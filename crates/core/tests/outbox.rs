@@ -971,3 +971,36 @@ fn an_entry_holding_the_last_sequence_number_refuses_the_next_capture_cleanly() 
         assert_eq!(dump(&store).await, before, "nothing written");
     });
 }
+
+/// Issue 13 item 6: a raw request (a write the library does not model, e.g. the app's
+/// `userDataStore`) names no author in its body: the server applies it as whoever sends it. It
+/// is replayed only under its author's session, never under the nurse who flushes next.
+#[test]
+fn a_raw_request_is_sent_only_under_its_author() {
+    block_on(async {
+        let store = MemoryStore::new();
+        let server = Server::new();
+        let e = two_nurses_then_offline(&store, &server).await;
+        e.login("nurse1", "Nurse1!clinic", T0).await.unwrap();
+        write(&e, "PUT", "userDataStore/capture/layout", json!({"columns": ["name"]})).await;
+        register(&e, "400000033").await;
+        e.logout();
+        e.login("nurse2", "Nurse2!clinic", T0).await.unwrap();
+        *server.mode.borrow_mut() = Mode::Up;
+        let sent_before = server.requests.borrow().len();
+        let report = e.flush(FlushScope::All, T0, &mut |_| {}).await.unwrap();
+        let raw_sent = |from: usize| {
+            server.requests.borrow()[from..].iter().filter(|(_, u, _)| u.contains("/userDataStore/")).count()
+        };
+        assert_eq!(raw_sent(sent_before), 0, "nurse1's own setting was sent under nurse2's session");
+        assert_eq!(report.sent, 3, "the tracker records flow under the flusher, with their author as storedBy");
+        assert_eq!(report.remaining, 1);
+        assert_eq!(report.waiting_for, vec!["nurse1".to_string()]);
+        e.logout();
+        e.login("nurse1", "Nurse1!clinic", T0).await.unwrap();
+        let sent_before = server.requests.borrow().len();
+        let report = e.flush(FlushScope::All, T0, &mut |_| {}).await.unwrap();
+        assert_eq!(raw_sent(sent_before), 1);
+        assert_eq!(report.remaining, 0, "{report:?}");
+    });
+}
