@@ -7,8 +7,8 @@
 //   has no key: the nurse logs in again (open pages keep it alive with their status calls).
 // - GET requests under an API base: network first; when the server cannot be reached (or
 //   during the fast path after a failure) the answer comes from the local copy (Rust core).
-//   Successful online answers the core deems cacheable are kept sealed (per user where the
-//   answer depends on the user). The server pages Tracker Capture reads outside the API (the
+//   Successful online answers the core deems cacheable are kept sealed (per user, except the
+//   clinic-wide metadata of the core's allow-list). The server pages Tracker Capture reads outside the API (the
 //   org unit tree, fetched with a POST) are treated the same way.
 // - The clinic copy is downloaded here when a page asks (`download`): the worker is the one
 //   writer of the local copy and the outbox wherever it runs.
@@ -123,8 +123,8 @@ async function fetchWithSession(engine, makeRequest) {
 
 /**
  * A read: API GETs, and the server pages the app reads outside the API (org unit tree, with a
- * POST). Network first; online answers the core deems cacheable are kept sealed (per user where
- * they depend on the user); offline, the answer comes from the local copy or that cache.
+ * POST). Network first; online answers the core deems cacheable are kept sealed (per user,
+ * except the core's allow-listed metadata); offline, the answer comes from the local copy or that cache.
  */
 async function answerRead(event, request, apiBase) {
   const engine = await engineFor(apiBase);
