@@ -14,6 +14,8 @@
  * - `UNKNOWN_USER_OFFLINE`: offline, and this user never logged in online on this device.
  * - `LOCKED_OUT`: too many failed offline attempts; `retryAfterMs` says how long to wait.
  * - `CREDENTIAL_EXPIRED`: the last online login is older than `maxOfflineDays`.
+ * - `CREDENTIAL_REVOKED`: the server refused this very password at an online login (changed
+ *   there, account disabled): offline it opens nothing until an online login the server accepts.
  * - `SERVER_UNREACHABLE`: the server was needed and could not be reached (also: the service
  *   worker could not be installed at all).
  * - `AUTH_REQUIRED`: the server asks for a new online login (e.g. the password changed).
@@ -37,6 +39,7 @@ export type TrackerOfflineErrorCode =
   | 'UNKNOWN_USER_OFFLINE'
   | 'LOCKED_OUT'
   | 'CREDENTIAL_EXPIRED'
+  | 'CREDENTIAL_REVOKED'
   | 'SERVER_UNREACHABLE'
   | 'AUTH_REQUIRED'
   | 'VAULT_LOCKED'
@@ -518,10 +521,11 @@ export declare class TrackerOffline extends EventTarget {
   readonly apiBase: string;
 
   /**
-   * Logs in: the server first (`GET {apiBase}/me`, Basic authentication); the register on this
-   * device when the server cannot be reached. Hands the data key to the service worker; after
-   * an online login sends the outbox and, with `escrow`, keeps the key in escrow.
-   * Rejects with `BAD_CREDENTIALS`, `UNKNOWN_USER_OFFLINE`, `LOCKED_OUT`, `CREDENTIAL_EXPIRED`,
+   * Logs in: the server first (`GET {apiBase}/me`, Basic authentication, without cookies); the
+   * register on this device when the server cannot be reached. Where the service worker runs,
+   * it runs the login and alone keeps the data key and the password (this page gets the
+   * outcome); after an online login sends the outbox and, with `escrow`, keeps the key in escrow.
+   * Rejects with `BAD_CREDENTIALS`, `UNKNOWN_USER_OFFLINE`, `LOCKED_OUT`, `CREDENTIAL_EXPIRED`, `CREDENTIAL_REVOKED`,
    * `HANDOVER_REQUIRED`, `AUTH_REQUIRED`, `BAD_INPUT`, ...
    */
   login(username: string, password: string): Promise<LoginResult>;

@@ -19,7 +19,7 @@
 //   app.addEventListener('status' | 'progress' | 'flush' | 'escrow-error' | 'idle-lock', (e) => e.detail);
 //
 // Failures reject with an Error whose `code` is stable (BAD_CREDENTIALS, UNKNOWN_USER_OFFLINE,
-// LOCKED_OUT with retryAfterMs, CREDENTIAL_EXPIRED, SERVER_UNREACHABLE, AUTH_REQUIRED,
+// LOCKED_OUT with retryAfterMs, CREDENTIAL_EXPIRED, CREDENTIAL_REVOKED, SERVER_UNREACHABLE, AUTH_REQUIRED,
 // VAULT_LOCKED, HANDOVER_REQUIRED, ESCROW_UNSAFE, STORAGE_FULL, STORAGE_CORRUPT, STORAGE_ERROR,
 // CONFLICT, BAD_INPUT, BAD_RESPONSE, CRYPTO_ERROR, SERVICE_WORKER_UNAVAILABLE,
 // SERVICE_WORKER_ERROR, NOT_ALLOWED); the full list is TrackerOfflineErrorCode in tracker-offline.d.ts.

@@ -77,6 +77,7 @@ function describeError(error: unknown): string {
     case 'BAD_CREDENTIALS':
     case 'UNKNOWN_USER_OFFLINE':
     case 'CREDENTIAL_EXPIRED':
+    case 'CREDENTIAL_REVOKED':
     case 'SERVER_UNREACHABLE':
     case 'AUTH_REQUIRED':
     case 'VAULT_LOCKED':

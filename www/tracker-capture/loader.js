@@ -26,6 +26,7 @@ const MESSAGES = {
     'The server cannot be reached, and this user has not logged in on this device while online. Connect to the network for the first login.',
   LOCKED_OUT: 'Too many wrong passwords. Try again in {s} seconds.',
   CREDENTIAL_EXPIRED: 'This device has been offline too long for this user. Connect to the network to log in.',
+  CREDENTIAL_REVOKED: 'The server no longer accepts this password. Connect to the network and log in with your current password.',
   HANDOVER_REQUIRED:
     'A new user on this device logs in for the first time while a colleague is still logged in (or while the server can be reached).',
   SERVER_UNREACHABLE: 'The server cannot be reached.',

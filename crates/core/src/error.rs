@@ -24,6 +24,10 @@ pub enum CoreError {
         /// Days since the last online login.
         age_days: u64,
     },
+    /// The server refused this user's stored password (changed, account disabled or locked):
+    /// offline login with it stops until an online login the server accepts.
+    #[error("the server no longer accepts this password; log in online with the current one")]
+    CredentialRevoked,
     /// The server could not be reached (network error, timeout, 5xx) and no offline path applies.
     #[error("the server is unreachable: {0}")]
     ServerUnreachable(String),
@@ -72,6 +76,7 @@ impl CoreError {
             CoreError::UnknownUserOffline(_) => "UNKNOWN_USER_OFFLINE",
             CoreError::LockedOut { .. } => "LOCKED_OUT",
             CoreError::CredentialExpired { .. } => "CREDENTIAL_EXPIRED",
+            CoreError::CredentialRevoked => "CREDENTIAL_REVOKED",
             CoreError::ServerUnreachable(_) => "SERVER_UNREACHABLE",
             CoreError::AuthRequired => "AUTH_REQUIRED",
             CoreError::VaultLocked => "VAULT_LOCKED",

@@ -96,6 +96,12 @@ pub struct UserEntry {
     pub failed_attempts: u32,
     /// No offline attempt is checked before this time (ms since epoch).
     pub locked_until_ms: i64,
+    /// The server refused the password this entry holds (and has not accepted it since). While
+    /// set, offline login refuses it: a password revoked on the server does not keep opening
+    /// the clinic's data on this device. The wrapped key stays, so an online login the server
+    /// accepts with the same password opens it again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub refused_by_server: bool,
 }
 
 impl UserEntry {

@@ -356,6 +356,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource> Vault<S, K, R> {
             last_online_login_ms: now_ms,
             failed_attempts: 0,
             locked_until_ms: 0,
+            refused_by_server: false,
         };
         batch = batch.put(StoreName::Users, user_key, entry.encode()?);
         self.store.write(batch).await?;
@@ -390,6 +391,9 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource> Vault<S, K, R> {
                 CoreError::BadCredentials
             });
         }
+        if entry.refused_by_server {
+            return Err(CoreError::CredentialRevoked);
+        }
         let data_key = SecretKey::from_slice(
             &secrets.key_encryption_key.open(&Self::wrap_aad(&meta, &user_key), &entry.wrapped_data_key.0)?,
         )?;
@@ -408,6 +412,26 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource> Vault<S, K, R> {
             .map_err(|e| CoreError::StorageCorrupt(format!("profile does not parse: {e}")))?;
         self.open_session(username, data_key, Some(password), Some(profile.clone()), LoginMode::Offline)?;
         Ok(LoginOutcome { username: username.to_string(), mode: LoginMode::Offline, profile, handover: false })
+    }
+
+    /// The server refused `password` for `username` (a check it could not pass on a session).
+    /// When that is the password this register holds for her, offline login with it stops
+    /// ([`CoreError::CredentialRevoked`]) until an online login the server accepts; the data and
+    /// everyone else's access stay. True when the entry was marked. A wrong guess changes nothing
+    /// (the comparison is the offline login's, in constant time).
+    pub async fn note_password_refused_by_server(&self, username: &str, password: &str) -> Result<bool> {
+        validate_credentials(username, password)?;
+        let Some(meta) = self.load_meta().await? else { return Ok(false) };
+        let user_key = Self::user_key(&meta, username);
+        let Some(bytes) = self.store.get(StoreName::Users, &user_key).await? else { return Ok(false) };
+        let mut entry = UserEntry::decode(&bytes)?;
+        let secrets = self.derive(password, &entry.kdf).await?;
+        if !constant_time_eq(&secrets.verifier, &entry.verifier.0) || entry.refused_by_server {
+            return Ok(false);
+        }
+        entry.refused_by_server = true;
+        self.store.write(WriteBatch::new().put(StoreName::Users, user_key, entry.encode()?)).await?;
+        Ok(true)
     }
 
     /// This vault's identifier (None before the first login on this device).

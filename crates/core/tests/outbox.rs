@@ -1004,3 +1004,40 @@ fn a_raw_request_is_sent_only_under_its_author() {
         assert_eq!(report.remaining, 0, "{report:?}");
     });
 }
+
+/// Issue 13 item 7: the server refusing the very password the register holds (changed on the
+/// server, account disabled) stops it opening the clinic's data offline; nobody else loses
+/// access, nothing is deleted, and an online login the server accepts opens it again.
+#[test]
+fn a_password_the_server_refuses_no_longer_opens_the_vault_offline() {
+    block_on(async {
+        let store = MemoryStore::new();
+        let server = Server::new();
+        let e = two_nurses_then_offline(&store, &server).await;
+        e.login("nurse1", "Nurse1!clinic", T0).await.unwrap();
+        register(&e, "400000044").await;
+        e.logout();
+        // A wrong guess refused online changes nothing.
+        *server.mode.borrow_mut() = Mode::Status(401);
+        assert_eq!(e.login("nurse1", "not-her-password", T0).await.unwrap_err(), CoreError::BadCredentials);
+        *server.mode.borrow_mut() = Mode::Down;
+        e.login("nurse1", "Nurse1!clinic", T0).await.unwrap();
+        e.logout();
+        // Her own password refused online: offline it no longer opens anything.
+        *server.mode.borrow_mut() = Mode::Status(401);
+        assert_eq!(e.login("nurse1", "Nurse1!clinic", T0).await.unwrap_err(), CoreError::BadCredentials);
+        *server.mode.borrow_mut() = Mode::Down;
+        assert_eq!(e.login("nurse1", "Nurse1!clinic", T0).await.unwrap_err(), CoreError::CredentialRevoked);
+        assert!(e.status().await.unwrap().locked);
+        // nurse2 still opens the clinic's data, with nurse1's unsent work in it.
+        e.login("nurse2", "Nurse2!clinic", T0).await.unwrap();
+        assert_eq!(e.outbox_counts().await.unwrap().pending, 3);
+        e.logout();
+        // The server accepts her password again (account re-enabled): online, then offline.
+        *server.mode.borrow_mut() = Mode::Up;
+        e.login("nurse1", "Nurse1!clinic", T0).await.unwrap();
+        e.logout();
+        *server.mode.borrow_mut() = Mode::Down;
+        e.login("nurse1", "Nurse1!clinic", T0).await.unwrap();
+    });
+}
