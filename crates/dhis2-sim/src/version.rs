@@ -43,6 +43,21 @@ impl ServerVersion {
     }
 }
 
+impl ServerVersion {
+    /// `PUT /api/dataStore/{ns}/{key}` creates a missing key (`putEntry`, 201): from 2.38.5,
+    /// 2.39.3 and 2.40.1. Before (2.39.0-2.39.2, 2.40.0), `updateKeyJsonValue` answers 404
+    /// "Key 'k' not found in namespace 'ns'" and only POST creates.
+    pub fn datastore_put_creates(&self) -> bool {
+        match self.minor {
+            ..=37 => false,
+            38 => self.patch >= 5,
+            39 => self.patch >= 3,
+            40 => self.patch >= 1,
+            _ => true,
+        }
+    }
+}
+
 impl Default for ServerVersion {
     fn default() -> Self {
         Self::new(40)
@@ -86,6 +101,24 @@ impl FromStr for ServerVersion {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn datastore_put_creates_by_version() {
+        let v = |s: &str| s.parse::<ServerVersion>().expect("version");
+        for (version, creates) in [
+            ("2.39.0", false),
+            ("2.39.2", false),
+            ("2.39.3", true),
+            ("2.40.0", false),
+            ("2.40.1", true),
+            ("2.41.0", true),
+            ("2.42.0", true),
+        ] {
+            assert_eq!(v(version).datastore_put_creates(), creates, "{version}");
+        }
+        assert!(!ServerVersion { minor: 38, patch: 4 }.datastore_put_creates());
+        assert!(ServerVersion { minor: 38, patch: 5 }.datastore_put_creates());
+    }
 
     #[test]
     fn parses_supported_versions() {

@@ -72,8 +72,13 @@ async fn datastore_verbs_and_errors() {
         (StatusCode::OK, web_message(200, "OK", "OK", "Key updated: 'cfg'"))
     );
     assert_eq!(call(&app, "GET", "/api/dataStore/capture/cfg", NURSE1, None).await, (StatusCode::OK, json!("v2")));
+    // 2.40.0 answers a PUT of a missing key with 404 (see put_creates_a_missing_key_only_from_…).
     assert_eq!(
         call(&app, "PUT", "/api/dataStore/capture/other", NURSE1, Some(json!([true]))).await,
+        (StatusCode::NOT_FOUND, web_message(404, "Not Found", "ERROR", "Key 'other' not found in namespace 'capture'"))
+    );
+    assert_eq!(
+        call(&app, "POST", "/api/dataStore/capture/other", NURSE1, Some(json!([true]))).await,
         (StatusCode::CREATED, web_message(201, "Created", "OK", "Key created: 'other'"))
     );
     assert_eq!(
@@ -149,6 +154,65 @@ async fn datastore_verbs_and_errors() {
     // Unauthenticated: the usual 401.
     let resp = send(&app, get("/api/dataStore", &[("x-requested-with", "XMLHttpRequest")])).await;
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+}
+
+/// `PUT /api/dataStore/{ns}/{key}` of a key that does not exist: DHIS2 2.39.0-2.39.2 and
+/// 2.40.0 answer 404 (`updateKeyJsonValue` calls `getExistingEntry` before reading the value, so
+/// a bad body does not matter there); 2.38.5+, 2.39.3+ and 2.40.1+ create it (`putEntry`: 201
+/// "Key created", with `?encrypt=true` honoured). POST of an existing key is 409 everywhere.
+#[tokio::test]
+async fn put_creates_a_missing_key_only_from_2_39_3_and_2_40_1() {
+    let not_found = web_message(404, "Not Found", "ERROR", "Key 'k' not found in namespace 'ns'");
+    for (version, creates) in [
+        ("2.39.0", false),
+        ("2.39.2", false),
+        ("2.39.3", true),
+        ("2.39.5", true),
+        ("2.40", false),
+        ("2.40.1", true),
+        ("2.40.3", true),
+        ("2.41", true),
+        ("2.42", true),
+    ] {
+        let (app, _dir) = demo_app(version);
+        let put = call(&app, "PUT", "/api/dataStore/ns/k?encrypt=true", NURSE1, Some(json!({"v": 1}))).await;
+        if creates {
+            assert_eq!(put, (StatusCode::CREATED, web_message(201, "Created", "OK", "Key created: 'k'")), "{version}");
+            assert_eq!(call(&app, "GET", "/api/dataStore/ns/k", NURSE1, None).await.1, json!({"v": 1}), "{version}");
+            let (_, meta) = call(&app, "GET", "/api/dataStore/ns/k/metaData", NURSE1, None).await;
+            assert_eq!(meta["encrypted"], true, "{version}");
+            assert_eq!(meta["sharing"]["public"], "rw------", "{version}: new keys are public");
+        } else {
+            assert_eq!(put, (StatusCode::NOT_FOUND, not_found.clone()), "{version}");
+            assert_eq!(call(&app, "GET", "/api/dataStore/ns/k", NURSE1, None).await.0, StatusCode::NOT_FOUND);
+            assert_eq!(call(&app, "GET", "/api/dataStore/ns", NURSE1, None).await.0, StatusCode::NOT_FOUND);
+            // The key is looked up before the body is parsed.
+            let bad = Request::builder()
+                .method("PUT")
+                .uri("/api/dataStore/ns/k")
+                .header("authorization", basic(NURSE1.0, NURSE1.1))
+                .header("content-type", "application/json")
+                .body(Body::from("{not json"))
+                .expect("request");
+            assert_eq!(send(&app, bad).await.status(), StatusCode::NOT_FOUND, "{version}");
+            assert_eq!(
+                call(&app, "POST", "/api/dataStore/ns/k", NURSE1, Some(json!({"v": 1}))).await.0,
+                StatusCode::CREATED
+            );
+        }
+        // Existing key: PUT updates, POST conflicts, on every version.
+        assert_eq!(
+            call(&app, "PUT", "/api/dataStore/ns/k", NURSE1, Some(json!({"v": 2}))).await,
+            (StatusCode::OK, web_message(200, "OK", "OK", "Key updated: 'k'")),
+            "{version}"
+        );
+        assert_eq!(
+            call(&app, "POST", "/api/dataStore/ns/k", NURSE1, Some(json!({"v": 3}))).await,
+            (StatusCode::CONFLICT, web_message(409, "Conflict", "ERROR", "Key 'k' already exists in namespace 'ns'")),
+            "{version}"
+        );
+        assert_eq!(call(&app, "GET", "/api/dataStore/ns/k", NURSE1, None).await.1, json!({"v": 2}), "{version}");
+    }
 }
 
 /// nurse1 creates a key and makes it private; what nurse2 may do depends on the version.

@@ -6,9 +6,13 @@
 //! DataStore entries carry per-key sharing (see `api/sharing.rs`): new keys are public
 //! read/write (`rw------`). Writes are always checked against it; reads only on server versions
 //! that check them ([`ServerVersion::enforces_datastore_read_sharing`]). Superusers bypass
-//! sharing, and may use another user's userDataStore with `?username=`.
+//! sharing, and may use another user's userDataStore with `?username=`. POST creates (409 if
+//! the key exists); PUT updates, and creates a missing key only where DHIS2's does
+//! ([`ServerVersion::datastore_put_creates`]: 404 before 2.39.3 and in 2.40.0). No dataStore
+//! request can carry sharing: a new key is public until `/api/sharing` changes it.
 //!
 //! [`ServerVersion::enforces_datastore_read_sharing`]: crate::version::ServerVersion::enforces_datastore_read_sharing
+//! [`ServerVersion::datastore_put_creates`]: crate::version::ServerVersion::datastore_put_creates
 
 use axum::{
     body::Body,
@@ -308,6 +312,12 @@ impl IntoResponse for Failure {
 /// Reads a JSON value body as DHIS2 does: `application/json` only (415 otherwise, as Spring's
 /// `consumes`), valid JSON (400 `Invalid JSON value for key 'k'`). Returns compact JSON text.
 async fn json_value(headers: &HeaderMap, body: Body, key: &str) -> Result<String, Failure> {
+    json_body(headers, body, key).await?.map_err(Failure::Api)
+}
+
+/// [`json_value`] in two stages: the outer error (415, unreadable body) comes before the
+/// handler runs; the inner one (invalid JSON) only where the handler parses the value.
+async fn json_body(headers: &HeaderMap, body: Body, key: &str) -> Result<Result<String, ApiError>, Failure> {
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
     let is_json = content_type.is_some_and(|ct| {
         let mime = ct.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
@@ -321,9 +331,9 @@ async fn json_value(headers: &HeaderMap, body: Body, key: &str) -> Result<String
     let bytes = axum::body::to_bytes(body, MAX_VALUE_BYTES)
         .await
         .map_err(|e| ApiError::BadRequest(format!("Cannot read request body: {e}")))?;
-    let value: Value = serde_json::from_slice(&bytes)
-        .map_err(|_| ApiError::BadRequest(format!("Invalid JSON value for key '{key}'")))?;
-    Ok(serde_json::to_string(&value).unwrap_or_else(|_| "null".into()))
+    Ok(serde_json::from_slice::<Value>(&bytes)
+        .map(|value| serde_json::to_string(&value).unwrap_or_else(|_| "null".into()))
+        .map_err(|_| ApiError::BadRequest(format!("Invalid JSON value for key '{key}'"))))
 }
 
 /// A stored JSON value as a 200 `application/json` response.
@@ -554,16 +564,20 @@ async fn ds_put(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, Failure> {
-    let value = json_value(&headers, body, &key).await?;
+    let value = json_body(&headers, body, &key).await?;
     let encrypt = flag(&params, "encrypt");
     let enforce = state.version().enforces_datastore_read_sharing();
+    let creates = state.version().datastore_put_creates();
     Ok(state
         .db()
         .call(move |conn| {
             let tx = conn.transaction()?;
             let response = match entry(&tx, "", &ns, &key)? {
-                None => create_ds(&tx, enforce, &user, &ns, &key, value, encrypt)?,
+                // Before 2.39.3 / 2.40.1 the key is looked up first: 404 whatever the body.
+                None if !creates => return Err(key_not_found(&ns, &key)),
+                None => create_ds(&tx, enforce, &user, &ns, &key, value?, encrypt)?,
                 Some(e) => {
+                    let value = value?;
                     let a = access(&e, &user, is_superuser(&tx, &user)?);
                     if (enforce && !a.read) || !a.write {
                         return Err(access_denied(&ns, &key));
