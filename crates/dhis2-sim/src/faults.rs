@@ -111,6 +111,34 @@ pub struct FaultRule {
     /// Hit at most this many requests, then the rule stays inert.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub times: Option<u64>,
+    /// Only requests whose body contains this text (bytes, case-sensitive): a "poison record"
+    /// (a UID or an attribute value) that makes DHIS2's importer fail on every request carrying
+    /// it, whatever the API. Bodies are seen for writes under `/api` only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_contains: Option<String>,
+    /// Only requests whose body is larger than this many bytes (as a reverse proxy's
+    /// `client_max_body_size`). With `status: 413` and no `message`, `body` or `html`, the
+    /// answer is nginx's own HTML page ([`NGINX_413_PAGE`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_larger_than: Option<u64>,
+    /// Run the handler (its writes commit), then wait this many milliseconds before answering:
+    /// a server killed in this window has done the work but sent no answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer_delay_ms: Option<u64>,
+}
+
+/// What nginx answers to a body over its `client_max_body_size` (`text/html`, with
+/// `Connection: close`), before DHIS2 sees the request.
+pub const NGINX_413_PAGE: &str = "<html>\r\n<head><title>413 Request Entity Too Large</title></head>\r\n<body>\r\n\
+    <center><h1>413 Request Entity Too Large</h1></center>\r\n<hr><center>nginx/1.24.0</center>\r\n</body>\r\n</html>\r\n";
+
+/// What the rules can see of a request's body.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BodyView<'a> {
+    /// Size in bytes (read, or the `Content-Length` when the body was not read).
+    pub size: u64,
+    /// The bytes, when the fault layer read them (writes under `/api`).
+    pub bytes: Option<&'a [u8]>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -132,8 +160,14 @@ impl FaultRule {
         if terminal > 1 {
             return Err("A rule can have only one of drop, status and commitThenDrop".into());
         }
-        if terminal == 0 && self.latency_ms.is_none() {
-            return Err("A rule needs one of drop, status, commitThenDrop or latencyMs".into());
+        if terminal == 0 && self.latency_ms.is_none() && self.answer_delay_ms.is_none() {
+            return Err("A rule needs one of drop, status, commitThenDrop, latencyMs or answerDelayMs".into());
+        }
+        if self.answer_delay_ms.is_some() && (self.drop || self.status.is_some()) {
+            return Err("answerDelayMs goes with a handler that runs: not with drop or status".into());
+        }
+        if self.body_contains.as_deref().is_some_and(str::is_empty) {
+            return Err("bodyContains must not be empty".into());
         }
         if (self.body.is_some() || self.html.is_some() || self.message.is_some()) && self.status.is_none() {
             return Err("body, html and message need a status".into());
@@ -162,8 +196,13 @@ impl FaultRule {
         Ok(())
     }
 
-    fn matches(&self, method: &Method, path: &str) -> bool {
-        self.method.as_deref().is_none_or(|m| m.eq_ignore_ascii_case(method.as_str())) && path_matches(&self.path, path)
+    fn matches(&self, method: &Method, path: &str, body: BodyView<'_>) -> bool {
+        self.method.as_deref().is_none_or(|m| m.eq_ignore_ascii_case(method.as_str()))
+            && path_matches(&self.path, path)
+            && self.body_larger_than.is_none_or(|limit| body.size > limit)
+            && self.body_contains.as_deref().is_none_or(|needle| {
+                body.bytes.is_some_and(|b| b.windows(needle.len()).any(|w| w == needle.as_bytes()))
+            })
     }
 }
 
@@ -231,6 +270,8 @@ impl Default for FaultsConfig {
 #[derive(Debug, Clone, Default, PartialEq)]
 struct Decision {
     latency: Duration,
+    /// Wait after the handler ran, before answering.
+    answer_delay: Duration,
     action: Option<Action>,
 }
 
@@ -372,13 +413,13 @@ impl Faults {
         })
     }
 
-    fn decide(&self, method: &Method, path: &str) -> Decision {
+    fn decide(&self, method: &Method, path: &str, body: BodyView<'_>) -> Decision {
         let mut inner = self.lock();
         let Inner { rng, rules, .. } = &mut *inner;
         let mut decision = Decision::default();
         for active in rules.iter_mut() {
             let rule = &active.rule;
-            if !rule.matches(method, path) || rule.times.is_some_and(|t| active.hits >= t) {
+            if !rule.matches(method, path, body) || rule.times.is_some_and(|t| active.hits >= t) {
                 continue;
             }
             if let Some(rate) = rule.rate {
@@ -392,16 +433,21 @@ impl Faults {
                 Some(Latency::Fixed(ms)) => Duration::from_millis(ms),
                 Some(Latency::Range { min, max }) => Duration::from_millis(rng.random_range(min..=max)),
             };
+            decision.answer_delay += Duration::from_millis(rule.answer_delay_ms.unwrap_or(0));
             let action = if rule.drop {
                 Some(Action::Drop)
             } else if rule.commit_then_drop {
                 Some(Action::CommitThenDrop)
             } else {
-                rule.status.and_then(|s| StatusCode::from_u16(s).ok()).map(|status| Action::Status {
-                    status,
-                    message: rule.message.clone(),
-                    body: rule.body.clone(),
-                    html: rule.html.clone(),
+                rule.status.and_then(|s| StatusCode::from_u16(s).ok()).map(|status| {
+                    let plain = rule.message.is_none() && rule.body.is_none() && rule.html.is_none();
+                    let proxy_413 = plain && status == StatusCode::PAYLOAD_TOO_LARGE && rule.body_larger_than.is_some();
+                    Action::Status {
+                        status,
+                        message: rule.message.clone(),
+                        body: rule.body.clone(),
+                        html: if proxy_413 { Some(NGINX_413_PAGE.to_owned()) } else { rule.html.clone() },
+                    }
                 })
             };
             if action.is_some() {
@@ -550,7 +596,7 @@ pub async fn middleware(State(state): State<AppState>, req: Request, next: Next)
 
     // Buffer write bodies so the log can show them.
     let is_write = matches!(method, Method::POST | Method::PUT | Method::PATCH | Method::DELETE);
-    let (req, body_size, body) = if logged && is_write {
+    let (req, body_size, body, read) = if logged && is_write {
         let (parts, body) = req.into_parts();
         let bytes = match axum::body::to_bytes(body, READ_BODY_LIMIT).await {
             Ok(b) => b,
@@ -558,18 +604,20 @@ pub async fn middleware(State(state): State<AppState>, req: Request, next: Next)
         };
         let logged_body = log_body(&bytes);
         let size = bytes.len() as u64;
-        (Request::from_parts(parts, Body::from(bytes)), size, logged_body)
+        (Request::from_parts(parts, Body::from(bytes.clone())), size, logged_body, Some(bytes))
     } else {
         let size = content_length(req.headers());
-        (req, size, None)
+        (req, size, None, None)
     };
 
-    let decision = faults.decide(&method, &path);
+    let decision = faults.decide(&method, &path, BodyView { size: body_size, bytes: read.as_deref() });
+    drop(read);
     if !decision.latency.is_zero() {
         tokio::time::sleep(decision.latency).await;
     }
     let fault = match &decision.action {
         Some(a) => Some(a.name()),
+        None if !decision.answer_delay.is_zero() => Some("answerDelay"),
         None if !decision.latency.is_zero() => Some("latency"),
         None => None,
     };
@@ -579,6 +627,9 @@ pub async fn middleware(State(state): State<AppState>, req: Request, next: Next)
         Some(Action::Status { status, message, body, html }) => {
             let response = match (body, html) {
                 (Some(body), _) => json_response(status, &body),
+                (None, Some(page)) if page == NGINX_413_PAGE => {
+                    (status, [(header::CONTENT_TYPE, "text/html"), (header::CONNECTION, "close")], page).into_response()
+                }
                 (None, Some(page)) => {
                     (status, [(header::CONTENT_TYPE, "text/html;charset=UTF-8")], page).into_response()
                 }
@@ -594,12 +645,16 @@ pub async fn middleware(State(state): State<AppState>, req: Request, next: Next)
             // Let the body finish (a handler may stream), then throw it away.
             let (parts, body) = response.into_parts();
             let _ = axum::body::to_bytes(body, usize::MAX).await;
+            tokio::time::sleep(decision.answer_delay).await;
             let mut dropped = drop_connection(conn.as_ref());
             dropped.extensions_mut().extend(parts.extensions);
             (dropped, Some(status))
         }
         None => {
             let response = next.run(req).await;
+            if !decision.answer_delay.is_zero() {
+                tokio::time::sleep(decision.answer_delay).await;
+            }
             let status = response.status().as_u16();
             (response, Some(status))
         }
@@ -901,7 +956,7 @@ mod tests {
             serde_json::from_str(r#"[{"path":"/api","rate":0.5,"status":503}]"#).expect("rules");
         let run = |faults: &Faults| -> Vec<bool> {
             faults.set_rules(RuleSet { seed: Some(42), rules: rules.clone() });
-            (0..64).map(|_| faults.decide(&Method::GET, "/api/me").action.is_some()).collect()
+            (0..64).map(|_| faults.decide(&Method::GET, "/api/me", BodyView::default()).action.is_some()).collect()
         };
         let a = run(&faults);
         assert_eq!(a, run(&faults));
@@ -911,9 +966,9 @@ mod tests {
         let limited: Vec<FaultRule> =
             serde_json::from_str(r#"[{"path":"/api","method":"post","drop":true,"times":2}]"#).expect("rules");
         faults.set_rules(RuleSet { seed: None, rules: limited });
-        assert_eq!(faults.decide(&Method::GET, "/api/x").action, None);
-        assert_eq!(faults.decide(&Method::POST, "/api/x").action, Some(Action::Drop));
-        assert_eq!(faults.decide(&Method::POST, "/api/x").action, Some(Action::Drop));
-        assert_eq!(faults.decide(&Method::POST, "/api/x").action, None);
+        assert_eq!(faults.decide(&Method::GET, "/api/x", BodyView::default()).action, None);
+        assert_eq!(faults.decide(&Method::POST, "/api/x", BodyView::default()).action, Some(Action::Drop));
+        assert_eq!(faults.decide(&Method::POST, "/api/x", BodyView::default()).action, Some(Action::Drop));
+        assert_eq!(faults.decide(&Method::POST, "/api/x", BodyView::default()).action, None);
     }
 }

@@ -188,7 +188,8 @@ async fn drop_and_commit_then_drop_without_a_socket_fail_the_body() {
 
 #[tokio::test]
 async fn request_log_filters_and_counters() {
-    let (app, _dir) = faulty_app("2.40");
+    // 2.40.1: a PUT of a missing dataStore key creates it (2.40.0 answers 404).
+    let (app, _dir) = faulty_app("2.40.1");
     send(&app, req("GET", "/api/me?fields=id", None)).await;
     send(&app, req("PUT", "/api/dataStore/ns/a", Some(json!({"n": 1})))).await;
     send(&app, req("PUT", "/api/dataStore/ns/a", Some(json!({"n": 2})))).await;
@@ -266,4 +267,117 @@ async fn html_rules_answer_like_a_captive_portal() {
     let (status, _) =
         admin(&app, "POST", "/__sim/faults", Some(json!([{"status": 200, "html": "<html></html>", "body": {}}]))).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+/// A registration of the demo clinic in the legacy API, with this national ID.
+fn woman_body(tei: &str, nid: &str) -> Value {
+    json!({"trackedEntityInstance": tei, "trackedEntityType": "TetPerson01", "orgUnit": "OuBaniNaim1",
+        "attributes": [{"attribute": "AtNationId1", "value": nid}, {"attribute": "AtFirstNam1", "value": "Noor"},
+            {"attribute": "AtLastName1", "value": "Jaber"}, {"attribute": "AtBirthDat1", "value": "1994-02-03"}]})
+}
+
+#[tokio::test]
+async fn body_contains_rules_fail_every_import_that_carries_a_poison_record() {
+    let (app, _dir) = faulty_app("2.40");
+    let rules = json!([{"path": "/api", "method": "POST", "bodyContains": "PoisonTei01", "status": 500,
+        "message": "java.lang.NullPointerException"}]);
+    let (status, listed) = admin(&app, "POST", "/__sim/faults", Some(rules)).await;
+    assert_eq!(status, StatusCode::OK, "{listed}");
+    assert_eq!(listed["rules"][0]["bodyContains"], "PoisonTei01");
+
+    // The poison record alone, or among good ones, in each import API: 500, nothing imported.
+    let poison = woman_body("PoisonTei01", "491111111");
+    let good = woman_body("GoodTeiUid1", "492222222");
+    for (path, body) in [
+        ("/api/trackedEntityInstances", json!({"trackedEntityInstances": [good.clone(), poison.clone()]})),
+        ("/api/trackedEntityInstances", poison.clone()),
+        ("/api/enrollments", json!({"trackedEntityInstance": "PoisonTei01", "program": "PrMchProg01",
+            "orgUnit": "OuBaniNaim1", "enrollmentDate": "2026-11-20", "incidentDate": "2026-11-20"})),
+        ("/api/events", json!({"events": [{"trackedEntityInstance": "PoisonTei01", "program": "PrMchProg01",
+            "programStage": "PsAncVisit1", "orgUnit": "OuBaniNaim1", "eventDate": "2026-11-20"}]})),
+        ("/api/tracker?async=false", json!({"trackedEntities": [{"trackedEntity": "PoisonTei01",
+            "trackedEntityType": "TetPerson01", "orgUnit": "OuBaniNaim1"}]})),
+    ] {
+        let resp = send(&app, req("POST", path, Some(body))).await;
+        assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR, "{path}");
+        let answer = body_json(resp).await;
+        assert_eq!(answer["httpStatusCode"], 500, "{answer}");
+        assert_eq!(answer["message"], "java.lang.NullPointerException");
+    }
+    let resp = send(&app, req("GET", "/api/trackedEntityInstances/GoodTeiUid1", None)).await;
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND, "the good record of the failed request was not imported");
+
+    // Without the poison: imported. A read naming it has no body: not hit.
+    let resp = send(&app, req("POST", "/api/trackedEntityInstances", Some(good))).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(body_json(resp).await["response"]["importSummaries"][0]["status"], "SUCCESS");
+    let resp = send(&app, req("GET", "/api/trackedEntityInstances/PoisonTei01", None)).await;
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    let (_, listed) = admin(&app, "GET", "/__sim/faults", None).await;
+    assert_eq!(listed["hits"], json!([5]));
+    let (_, log) = admin(&app, "GET", "/__sim/requests?status=500", None).await;
+    assert!(log.as_array().expect("list").iter().all(|e| e["fault"] == "status"), "{log}");
+
+    // bodyContains needs a string and an action, as every condition.
+    for bad in [json!([{"bodyContains": "x"}]), json!([{"bodyContains": 5, "status": 500}])] {
+        assert_eq!(admin(&app, "POST", "/__sim/faults", Some(bad.clone())).await.0, StatusCode::BAD_REQUEST, "{bad}");
+    }
+}
+
+#[tokio::test]
+async fn body_larger_than_rules_answer_413_as_nginx_does() {
+    let (app, _dir) = faulty_app("2.40");
+    let rules = json!([{"path": "/api", "bodyLargerThan": 400, "status": 413}]);
+    let (status, listed) = admin(&app, "POST", "/__sim/faults", Some(rules)).await;
+    assert_eq!(status, StatusCode::OK, "{listed}");
+
+    let one = json!({"trackedEntityInstances": [woman_body("SmallTei001", "493333333")]});
+    let two = json!({"trackedEntityInstances": [woman_body("BigTeiUid01", "494444444"), woman_body("BigTeiUid02", "495555555")]});
+    assert!(one.to_string().len() <= 400 && two.to_string().len() > 400);
+
+    // Larger than the limit: nginx's own page, the handler never ran.
+    let resp = send(&app, req("POST", "/api/trackedEntityInstances", Some(two))).await;
+    assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(resp.headers()["content-type"].to_str().expect("type").starts_with("text/html"));
+    let page = String::from_utf8(body_bytes(resp).await).expect("utf8");
+    assert!(page.contains("<title>413 Request Entity Too Large</title>") && page.contains("nginx"), "{page}");
+    assert_eq!(status_of(&app, "GET", "/api/trackedEntityInstances/BigTeiUid01").await, StatusCode::NOT_FOUND);
+
+    // At or under the limit: imported; requests without a body pass.
+    let resp = send(&app, req("POST", "/api/trackedEntityInstances", Some(one))).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(status_of(&app, "GET", "/api/trackedEntityInstances/SmallTei001").await, StatusCode::OK);
+    let (_, listed) = admin(&app, "GET", "/__sim/faults", None).await;
+    assert_eq!(listed["hits"], json!([1]));
+
+    // A status, message or body given in the rule wins over the page.
+    let rules = json!([{"bodyLargerThan": 10, "status": 413, "message": "Too big"}]);
+    admin(&app, "POST", "/__sim/faults", Some(rules)).await;
+    let resp = send(&app, req("POST", "/api/dataStore/ns/k", Some(json!({"long": "enough to be over"})))).await;
+    assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(body_json(resp).await["message"], "Too big");
+    assert_eq!(admin(&app, "POST", "/__sim/faults", Some(json!([{"bodyLargerThan": 10}]))).await.0, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn answer_delay_rules_answer_late_after_the_write_committed() {
+    let (app, _dir) = faulty_app("2.41");
+    let rules = json!([{"path": "/api/dataStore/ns/slow", "method": "PUT", "answerDelayMs": 600}]);
+    let (status, listed) = admin(&app, "POST", "/__sim/faults", Some(rules)).await;
+    assert_eq!(status, StatusCode::OK, "{listed}");
+    let started = Instant::now();
+    let slow = tokio::spawn({
+        let app = app.clone();
+        async move { send(&app, req("PUT", "/api/dataStore/ns/slow", Some(json!({"v": 1})))).await.status() }
+    });
+    // While the answer is held back, the write is already there (a kill now loses only the answer).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!slow.is_finished());
+    let resp = send(&app, req("GET", "/api/dataStore/ns/slow", None)).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(body_json(resp).await, json!({"v": 1}));
+    assert_eq!(slow.await.expect("join"), StatusCode::CREATED);
+    assert!(started.elapsed() >= Duration::from_millis(600));
+    let (_, log) = admin(&app, "GET", "/__sim/requests?method=PUT", None).await;
+    assert_eq!(log[0]["fault"], "answerDelay", "{log}");
 }
