@@ -5,7 +5,7 @@
 
 use std::sync::Mutex;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::{
@@ -351,7 +351,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource> Vault<S, K, R> {
             sealed_profile: Bytes(data_key.seal(
                 &self.rng,
                 &Self::profile_aad(&meta, &user_key),
-                &profile_json(&profile)?,
+                &SealedUserFacts::fresh(&profile, now_ms).encode()?,
             )?),
             last_online_login_ms: now_ms,
             failed_attempts: 0,
@@ -403,13 +403,26 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource> Vault<S, K, R> {
             entry.locked_until_ms = 0;
             self.store.write(WriteBatch::new().put(StoreName::Users, user_key.clone(), entry.encode()?)).await?;
         }
-        let age_ms = now_ms.saturating_sub(entry.last_online_login_ms);
-        if age_ms > self.policy.max_offline_age_ms as i64 {
-            return Err(CoreError::CredentialExpired { age_days: (age_ms / DAY_MS) as u64 });
+        // The times that bound offline login are the sealed ones (the plain copy in the entry
+        // is for reading only): the latest time seen, so a clock moved back gains nothing.
+        let mut facts = SealedUserFacts::decode(
+            &data_key.open(&Self::profile_aad(&meta, &user_key), &entry.sealed_profile.0)?,
+            entry.last_online_login_ms,
+        )?;
+        let latest_ms = now_ms.max(facts.clock_high_water_ms);
+        let age_ms = latest_ms.saturating_sub(facts.last_online_login_ms);
+        let clock_moved_back = now_ms < facts.clock_high_water_ms.saturating_sub(CLOCK_SLACK_MS)
+            || now_ms < facts.last_online_login_ms.saturating_sub(CLOCK_SLACK_MS);
+        if clock_moved_back || age_ms > self.policy.max_offline_age_ms as i64 {
+            return Err(CoreError::CredentialExpired { age_days: (age_ms.max(0) / DAY_MS) as u64 });
         }
-        let profile_bytes = data_key.open(&Self::profile_aad(&meta, &user_key), &entry.sealed_profile.0)?;
-        let profile: UserProfile = serde_json::from_slice(&profile_bytes)
-            .map_err(|e| CoreError::StorageCorrupt(format!("profile does not parse: {e}")))?;
+        if now_ms > facts.clock_high_water_ms {
+            facts.clock_high_water_ms = now_ms;
+            entry.sealed_profile =
+                Bytes(data_key.seal(&self.rng, &Self::profile_aad(&meta, &user_key), &facts.encode()?)?);
+            self.store.write(WriteBatch::new().put(StoreName::Users, user_key.clone(), entry.encode()?)).await?;
+        }
+        let profile = facts.profile;
         self.open_session(username, data_key, Some(password), Some(profile.clone()), LoginMode::Offline)?;
         Ok(LoginOutcome { username: username.to_string(), mode: LoginMode::Offline, profile, handover: false })
     }
@@ -460,7 +473,8 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource> Vault<S, K, R> {
                 data_key
                     .open(&Self::profile_aad(&meta, &user_key), &entry.sealed_profile.0)
                     .ok()
-                    .and_then(|b| serde_json::from_slice::<UserProfile>(&b).ok())
+                    .and_then(|b| SealedUserFacts::decode(&b, entry.last_online_login_ms).ok())
+                    .map(|facts| facts.profile)
             }
             None => None,
         };
@@ -540,8 +554,45 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource> Vault<S, K, R> {
     }
 }
 
-fn profile_json(profile: &UserProfile) -> Result<Vec<u8>> {
-    serde_json::to_vec(profile).map_err(|e| CoreError::BadInput(e.to_string()))
+/// How far back a clock may be corrected (a network time sync) without counting as moved back.
+const CLOCK_SLACK_MS: i64 = 60 * 60 * 1000;
+
+/// What a register entry seals under the data key beside the user's profile: the times that
+/// bound offline login. Nobody without a registered password can change them (the plain
+/// `lastOnlineLoginMs` of the entry can be edited by anyone with the storage).
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SealedUserFacts {
+    profile: UserProfile,
+    /// Her last online login (the server accepted her password), ms since epoch.
+    last_online_login_ms: i64,
+    /// The latest time this device's clock showed at one of her logins.
+    clock_high_water_ms: i64,
+}
+
+impl SealedUserFacts {
+    fn fresh(profile: &UserProfile, now_ms: i64) -> Self {
+        Self { profile: profile.clone(), last_online_login_ms: now_ms, clock_high_water_ms: now_ms }
+    }
+
+    fn encode(&self) -> Result<Vec<u8>> {
+        serde_json::to_vec(self).map_err(|e| CoreError::BadInput(e.to_string()))
+    }
+
+    /// Reads the sealed bytes; entries written before the times were sealed hold the profile
+    /// alone, and their plain last online login stands in (the next online login seals it).
+    fn decode(bytes: &[u8], plain_last_online_login_ms: i64) -> Result<Self> {
+        if let Ok(facts) = serde_json::from_slice::<SealedUserFacts>(bytes) {
+            return Ok(facts);
+        }
+        let profile: UserProfile = serde_json::from_slice(bytes)
+            .map_err(|e| CoreError::StorageCorrupt(format!("profile does not parse: {e}")))?;
+        Ok(Self {
+            profile,
+            last_online_login_ms: plain_last_online_login_ms,
+            clock_high_water_ms: plain_last_online_login_ms,
+        })
+    }
 }
 
 /// Refuses usernames and passwords that cannot be right before any work is done.

@@ -353,3 +353,50 @@ fn default_policy_uses_600000_iterations() {
         v.login_offline("nurse1", "Nurse1!clinic", T0).await.unwrap();
     });
 }
+
+/// Issue 13 item 7: the stored `lastOnlineLoginMs` is plain JSON; what bounds offline login is
+/// the time sealed under the data key beside her profile, which nobody without a password
+/// changes. An edited plain value extends nothing.
+#[test]
+fn an_edited_last_online_login_does_not_extend_offline_login() {
+    block_on(async {
+        let store = MemoryStore::new();
+        let v = vault(&store);
+        v.login_verified_online("nurse1", "Nurse1!clinic", profile("nurse1", "Amal"), T0).await.unwrap();
+        v.lock();
+        let users = store.list(StoreName::Users).await.unwrap();
+        let mut entry: serde_json::Value = serde_json::from_slice(&users[0].1).unwrap();
+        entry["lastOnlineLoginMs"] = serde_json::json!(T0 + 40 * DAY);
+        store.raw_put(StoreName::Users, &users[0].0, serde_json::to_vec(&entry).unwrap()).unwrap();
+        let err = v.login_offline("nurse1", "Nurse1!clinic", T0 + 31 * DAY).await.unwrap_err();
+        assert_eq!(err, CoreError::CredentialExpired { age_days: 31 });
+    });
+}
+
+/// Issue 13 item 7: a device clock moved back (by hand, or a dead battery) must not give the
+/// offline period back. Every offline login seals the latest time seen; a clock earlier than
+/// that by more than an hour, or earlier than the last online login, counts as expired.
+#[test]
+fn a_clock_moved_back_counts_as_expired() {
+    block_on(async {
+        let store = MemoryStore::new();
+        let v = vault(&store);
+        v.login_verified_online("nurse1", "Nurse1!clinic", profile("nurse1", "Amal"), T0).await.unwrap();
+        v.lock();
+        v.login_offline("nurse1", "Nurse1!clinic", T0 + 29 * DAY).await.unwrap();
+        v.lock();
+        // Back to day 2 so that day 29 seems 27 days ago... refused.
+        let err = v.login_offline("nurse1", "Nurse1!clinic", T0 + 2 * DAY).await.unwrap_err();
+        assert_eq!(err.code(), "CREDENTIAL_EXPIRED");
+        // A clock before her last online login: refused.
+        let err = v.login_offline("nurse1", "Nurse1!clinic", T0 - DAY).await.unwrap_err();
+        assert_eq!(err.code(), "CREDENTIAL_EXPIRED");
+        // A small correction (a few minutes, as a network time sync makes) is fine.
+        v.login_offline("nurse1", "Nurse1!clinic", T0 + 29 * DAY - 10 * 60 * 1000).await.unwrap();
+        v.lock();
+        // An online login starts afresh, whatever the clock said before.
+        v.login_verified_online("nurse1", "Nurse1!clinic", profile("nurse1", "Amal"), T0 + 3 * DAY).await.unwrap();
+        v.lock();
+        v.login_offline("nurse1", "Nurse1!clinic", T0 + 4 * DAY).await.unwrap();
+    });
+}
