@@ -4,6 +4,14 @@
 //! the users or user groups the clinic names, never public. Servers whose dataStore does not
 //! enforce read sharing (2.37.0-2.39.4, 2.40.0-2.40.2; dhis2-api.md section 6) are refused:
 //! there, every user could read the entry.
+//!
+//! The key is stored as it is (base64), not wrapped: whatever would wrap it, the users meant to
+//! read it must obtain through the server, under the same sharing, so a wrapping key would be
+//! exactly as readable as the key (and the data key opens nothing without the device's
+//! storage, which would hold any device-side wrapping key too). What protects it is that no
+//! one else can ever read the entry while it holds the key: DHIS2 creates dataStore keys public
+//! read/write and takes no sharing at creation, so the entry is created empty, restricted,
+//! checked, and only then given the key ([`Engine::enable_escrow`]).
 
 use base64::{engine::general_purpose::STANDARD as B64, Engine as _};
 use serde::Deserialize;
@@ -51,6 +59,65 @@ fn escrow_key(vault_id: &str) -> String {
     format!("vault-{vault_id}")
 }
 
+/// How far a round of escrow got, for its cleanup.
+#[derive(Default)]
+struct Progress {
+    /// The create was sent (it may have been applied even if no answer came back).
+    sent_create: bool,
+    /// The entry turned out to be someone else's: not ours to delete.
+    owned_by_other: bool,
+}
+
+/// The owner of a dataStore entry, from its `metaData` (`sharing.owner`, else `createdBy`).
+fn entry_owner(meta: &Value) -> Option<&str> {
+    meta.pointer("/sharing/owner")
+        .and_then(Value::as_str)
+        .or_else(|| meta.pointer("/createdBy/id").and_then(Value::as_str))
+        .or_else(|| meta.pointer("/user/id").and_then(Value::as_str))
+}
+
+/// Whether a DHIS2 access string grants metadata read (`r` first) or write (`w` second).
+fn grants(access: &str, what: u8) -> bool {
+    let at = if what == b'w' { 1 } else { 0 };
+    access.as_bytes().get(at) == Some(&what)
+}
+
+/// Checks the sharing read back from an entry's `metaData`: owned by `me`, no public or
+/// external access, and nobody but the named users and groups, none of them with write
+/// access; at least one of them kept (DHIS2 silently drops ids it does not know).
+fn check_restricted(meta: &Value, me: &str, wanted: &EscrowSharing) -> Result<()> {
+    let refuse = |why: &str| Err(CoreError::BadResponse(format!("escrow entry sharing not as set: {why}")));
+    let Some(sharing) = meta.get("sharing") else { return refuse("no sharing in its metaData") };
+    if entry_owner(meta) != Some(me) {
+        return refuse("another owner");
+    }
+    let public = sharing.get("public").and_then(Value::as_str).unwrap_or("rw------");
+    if grants(public, b'r') || grants(public, b'w') {
+        return refuse("public access");
+    }
+    if sharing.get("external").and_then(Value::as_bool).unwrap_or(false) {
+        return refuse("external access");
+    }
+    let mut readers = 0;
+    for (field, allowed) in [("users", &wanted.users), ("userGroups", &wanted.user_groups)] {
+        let Some(map) = sharing.get(field).and_then(Value::as_object) else { continue };
+        for (id, access) in map {
+            let access = access.get("access").and_then(Value::as_str).unwrap_or("rw------");
+            if !allowed.contains(id) {
+                return refuse(&format!("{field} {id} not asked for"));
+            }
+            if grants(access, b'w') {
+                return refuse(&format!("{field} {id} may write"));
+            }
+            readers += usize::from(grants(access, b'r'));
+        }
+    }
+    if readers == 0 {
+        return refuse("none of the users or groups asked for can read it (unknown ids?)");
+    }
+    Ok(())
+}
+
 impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R, H> {
     async fn send_json(&self, method: &str, url: String, body: Option<Value>) -> Result<(u16, Value)> {
         let mut headers = self.auth_headers();
@@ -74,6 +141,13 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
     /// Puts the open session's data key in escrow on the server, readable only by `sharing`.
     /// Needs an online session. Refused (`ESCROW_UNSAFE`) where the server does not enforce
     /// dataStore read sharing.
+    ///
+    /// DHIS2 creates every dataStore key public read/write and no dataStore request carries
+    /// sharing (2.36-2.42), so the key never travels with a create: the entry is created by
+    /// POST holding no key material, its sharing is set, read back and checked (owner: the
+    /// user enabling escrow; public: none; readers: only those named, read-only), and only
+    /// then is the key written into it by PUT. Every failure deletes the entry (when the
+    /// network lets us); one left behind by a network failure holds no key.
     pub async fn enable_escrow(&self, sharing: &EscrowSharing) -> Result<()> {
         if sharing.users.is_empty() && sharing.user_groups.is_empty() {
             return Err(CoreError::BadInput("escrow needs at least one user or user group to share with".into()));
@@ -83,35 +157,120 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
             return Err(CoreError::EscrowUnsafe(version));
         }
         let vault_id = self.vault.vault_id().await?.ok_or(CoreError::VaultLocked)?;
-        let key = self.vault.export_data_key()?;
-        let api = &self.config.api_base;
-        let url = format!("{api}/dataStore/{ESCROW_NAMESPACE}/{}?encrypt=true", escrow_key(&vault_id));
-        let body = json!({"format": 1, "vaultId": vault_id, "dataKey": B64.encode(&key[..])});
-        let (status, answer) = self.send_json("PUT", url, Some(body)).await?;
-        if !(200..300).contains(&status) {
-            return Err(CoreError::BadResponse(format!("escrow not stored: HTTP {status} {answer}")));
+        let me = self.current_user_id().await?;
+        let entry = format!("{}/dataStore/{ESCROW_NAMESPACE}/{}", self.config.api_base, escrow_key(&vault_id));
+        // A second round only if the entry vanished between its check and the key's write.
+        for _ in 0..2 {
+            let mut progress = Progress::default();
+            match self.escrow_round(&entry, &vault_id, &me, sharing, &mut progress).await {
+                Ok(true) => return Ok(()),
+                Ok(false) => continue,
+                Err(e) => {
+                    if progress.sent_create && !progress.owned_by_other {
+                        // Never leave the entry behind; if the network is gone, what stays
+                        // holds no key, or is already restricted.
+                        let _ = self.send_json("DELETE", entry.clone(), None).await;
+                    }
+                    return Err(e);
+                }
+            }
         }
-        let (status, meta) = self
-            .send_json("GET", format!("{api}/dataStore/{ESCROW_NAMESPACE}/{}/metaData", escrow_key(&vault_id)), None)
-            .await?;
-        let id = meta
-            .get("id")
-            .and_then(Value::as_str)
-            .filter(|_| status == 200)
-            .ok_or_else(|| CoreError::BadResponse(format!("escrow entry has no id: HTTP {status}")))?;
+        Err(CoreError::BadResponse("escrow entry deleted while it was being written, twice".into()))
+    }
+
+    /// One round of [`Self::enable_escrow`]: Ok(false) if the entry was gone when the key was
+    /// written (nothing of the write is left: a 404, or a new entry deleted at once).
+    async fn escrow_round(
+        &self,
+        entry: &str,
+        vault_id: &str,
+        me: &str,
+        sharing: &EscrowSharing,
+        progress: &mut Progress,
+    ) -> Result<bool> {
+        // 1. The entry, without the key: POST creates (a PUT of a missing key is a 404 on
+        //    DHIS2 2.39.0-2.39.2 and 2.40.0); 409 if it exists (an earlier escrow, or one
+        //    interrupted), which is then used if it is ours.
+        progress.sent_create = true;
+        let placeholder = json!({"format": 1, "vaultId": vault_id, "pending": true});
+        let (status, answer) = self.send_json("POST", format!("{entry}?encrypt=true"), Some(placeholder)).await?;
+        if status != 201 && status != 409 {
+            return Err(CoreError::BadResponse(format!("escrow entry not created: HTTP {status} {answer}")));
+        }
+        let id = self.escrow_entry_owned_by(entry, me, progress).await?;
+        // 2. Its sharing: nobody but the owner and the named readers, read-only.
         let access = |ids: &[String]| ids.iter().map(|id| json!({"id": id, "access": "r-------"})).collect::<Vec<_>>();
-        let sharing_body = json!({"object": {"publicAccess": "--------", "userAccesses": access(&sharing.users),
-            "userGroupAccesses": access(&sharing.user_groups)}});
+        let sharing_body = json!({"object": {"publicAccess": "--------", "externalAccess": false,
+            "userAccesses": access(&sharing.users), "userGroupAccesses": access(&sharing.user_groups)}});
+        let api = &self.config.api_base;
         let (status, answer) =
             self.send_json("POST", format!("{api}/sharing?type=dataStore&id={id}"), Some(sharing_body)).await?;
         if !(200..300).contains(&status) {
-            // Never leave a readable key behind.
-            let _ = self
-                .send_json("DELETE", format!("{api}/dataStore/{ESCROW_NAMESPACE}/{}", escrow_key(&vault_id)), None)
-                .await;
             return Err(CoreError::BadResponse(format!("escrow sharing refused: HTTP {status} {answer}")));
         }
-        Ok(())
+        // 3. Read back: the same entry, still ours, shared as asked and no wider.
+        let meta = self.escrow_metadata(entry).await?;
+        if meta.get("id").and_then(Value::as_str) != Some(id.as_str()) {
+            return Err(CoreError::BadResponse("escrow entry replaced while its sharing was set".into()));
+        }
+        check_restricted(&meta, me, sharing)?;
+        // 4. Only now the key, into that entry. PUT updates it; a 404 (older DHIS2) or a 201
+        //    (newer DHIS2 creating it anew, public) means the entry was deleted meanwhile.
+        let key = self.vault.export_data_key()?;
+        let body = json!({"format": 1, "vaultId": vault_id, "dataKey": B64.encode(&key[..])});
+        let (status, answer) = self.send_json("PUT", format!("{entry}?encrypt=true"), Some(body)).await?;
+        match status {
+            200 | 204 => Ok(true),
+            404 => Ok(false),
+            201 => {
+                // Created public with the key in it: delete it at once, then start again.
+                let (status, _) = self.send_json("DELETE", entry.to_string(), None).await?;
+                if !(200..300).contains(&status) && status != 404 {
+                    return Err(CoreError::BadResponse(format!("escrow entry could not be deleted: HTTP {status}")));
+                }
+                Ok(false)
+            }
+            _ => Err(CoreError::BadResponse(format!("escrow not stored: HTTP {status} {answer}"))),
+        }
+    }
+
+    /// The entry's `metaData` (id, owner, sharing).
+    async fn escrow_metadata(&self, entry: &str) -> Result<Value> {
+        let (status, meta) = self.send_json("GET", format!("{entry}/metaData"), None).await?;
+        if status != 200 {
+            return Err(CoreError::BadResponse(format!("escrow entry unreadable: HTTP {status} {meta}")));
+        }
+        Ok(meta)
+    }
+
+    /// The entry's id, if `me` owns it (else an error: the key never goes to an entry someone
+    /// else owns, as the owner can always read it and change its sharing).
+    async fn escrow_entry_owned_by(&self, entry: &str, me: &str, progress: &mut Progress) -> Result<String> {
+        let meta = self.escrow_metadata(entry).await?;
+        let id = meta
+            .get("id")
+            .and_then(Value::as_str)
+            .ok_or_else(|| CoreError::BadResponse("escrow entry has no id".into()))?;
+        if entry_owner(&meta) != Some(me) {
+            progress.owned_by_other = true;
+            return Err(CoreError::BadResponse(format!(
+                "escrow entry {id} belongs to another user ({}): delete it as a superuser first",
+                entry_owner(&meta).unwrap_or("unknown")
+            )));
+        }
+        Ok(id.to_string())
+    }
+
+    /// The DHIS2 user id of whoever is logged in.
+    async fn current_user_id(&self) -> Result<String> {
+        if let Some(id) = self.vault.session_info().and_then(|i| i.profile).map(|p| p.id) {
+            return Ok(id);
+        }
+        let me = self.get_json(&format!("{}/me?fields=id", self.config.api_base)).await?;
+        me.get("id")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| CoreError::BadResponse("/api/me has no id".into()))
     }
 
     /// The escrowed data key of this device's vault, read with the credentials of the user
@@ -141,11 +300,12 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
         if v.get("vaultId").and_then(Value::as_str) != Some(vault_id.as_str()) {
             return Ok(None);
         }
-        let bytes = v
-            .get("dataKey")
-            .and_then(Value::as_str)
+        // An entry whose setup was interrupted holds no key.
+        let Some(key) = v.get("dataKey") else { return Ok(None) };
+        let bytes = key
+            .as_str()
             .and_then(|k| B64.decode(k).ok())
-            .ok_or_else(|| CoreError::BadResponse("escrow entry without a key".into()))?;
+            .ok_or_else(|| CoreError::BadResponse("escrow entry with a malformed key".into()))?;
         SecretKey::from_slice(&bytes).map(Some)
     }
 
