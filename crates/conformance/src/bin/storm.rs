@@ -21,33 +21,18 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::{
-    cell::Cell,
     collections::BTreeMap,
-    io::{BufRead, BufReader},
-    net::SocketAddr,
-    process::{Child, Command, Stdio},
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant},
 };
 
-use http_body_util::{BodyExt, Full};
-use hyper::body::Bytes;
 use serde_json::{json, Value};
+use tracker_offline_conformance::live::{
+    admin, capture, device, now_ms, rand_unit, register, Device, Loopback, Sim, ANC, OU, P,
+};
 use tracker_offline_core::{
     backoff::{next_flush_delay_ms, trigger_delay_ms},
-    download::DownloadOptions,
-    engine::{Engine, EngineConfig},
     flush::FlushScope,
-    http::{HttpClient, HttpRequest, HttpResponse},
-    kdf::RustPbkdf2,
-    random::OsRandom,
-    store::MemoryStore,
-    vault::VaultPolicy,
-    CoreError,
 };
-
-const OU: &str = "OuBaniNaim1";
-const P: &str = "PrMchProg01";
-const ANC: &str = "PsAncVisit1";
 
 /// Options, `--name value`.
 struct Options {
@@ -77,126 +62,6 @@ fn options() -> Options {
     }
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
-}
-
-/// A device's network: HTTP/1.1 over loopback to the sim, one connection per request; `down`
-/// plays the outage.
-struct Loopback {
-    addr: SocketAddr,
-    down: Cell<bool>,
-}
-
-impl HttpClient for &Loopback {
-    async fn send(&self, request: HttpRequest) -> tracker_offline_core::Result<HttpResponse> {
-        if self.down.get() {
-            return Err(CoreError::ServerUnreachable("offline".into()));
-        }
-        // As the browser binding does: no answer within 15 s is a network failure.
-        tokio::time::timeout(Duration::from_secs(15), self.exchange(request))
-            .await
-            .unwrap_or_else(|_| Err(CoreError::ServerUnreachable("timeout".into())))
-    }
-}
-
-impl Loopback {
-    async fn exchange(&self, request: HttpRequest) -> tracker_offline_core::Result<HttpResponse> {
-        let unreachable = |e: &dyn std::fmt::Display| CoreError::ServerUnreachable(e.to_string());
-        let stream = tokio::net::TcpStream::connect(self.addr).await.map_err(|e| unreachable(&e))?;
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .map_err(|e| unreachable(&e))?;
-        tokio::task::spawn_local(connection);
-        let path = request
-            .url
-            .split_once("://")
-            .map_or(request.url.as_str(), |(_, rest)| rest.find('/').map_or("/", |i| &rest[i..]));
-        let mut builder =
-            hyper::Request::builder().method(request.method.as_str()).uri(path).header("host", self.addr.to_string());
-        for (k, v) in &request.headers {
-            builder = builder.header(k.as_str(), v.as_str());
-        }
-        let body = Full::new(Bytes::from(request.body.unwrap_or_default()));
-        let response = sender.send_request(builder.body(body).unwrap()).await.map_err(|e| unreachable(&e))?;
-        let status = response.status().as_u16();
-        let headers = response
-            .headers()
-            .iter()
-            .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or_default().to_string()))
-            .collect();
-        let body = response.into_body().collect().await.map_err(|e| unreachable(&e))?.to_bytes().to_vec();
-        Ok(HttpResponse { status, headers, body })
-    }
-}
-
-type Device<'a> = Engine<MemoryStore, RustPbkdf2, OsRandom, &'a Loopback>;
-
-/// The sim process, killed when dropped.
-struct Sim {
-    child: Child,
-    url: String,
-    _data: tempfile::TempDir,
-}
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_sim(binary: &str) -> Sim {
-    let data = tempfile::tempdir().unwrap();
-    let mut child = Command::new(binary)
-        .args(["--host", "127.0.0.1", "--port", "0", "--seed", "demo", "--tracked-entities", "10", "--faults"])
-        .arg("--data")
-        .arg(data.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {binary}: {e} (build it: cargo build -p dhis2-sim)"));
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let url = loop {
-        let line = lines.next().expect("dhis2-sim exited").unwrap();
-        if let Some(i) = line.find("listening on ") {
-            break line[i + "listening on ".len()..].trim().to_string();
-        }
-    };
-    std::thread::spawn(move || lines.for_each(drop)); // keep its stdout drained
-    Sim { child, url, _data: data }
-}
-
-/// One admin call to the sim (its `/__sim` API or `/api` as admin).
-async fn admin(http: &Loopback, url: &str, method: &str, path: &str, body: Option<Value>) -> Value {
-    let response = http
-        .send(HttpRequest {
-            opens_session: false,
-            method: method.into(),
-            url: format!("{url}{path}"),
-            headers: vec![
-                ("Authorization".into(), "Basic YWRtaW46ZGlzdHJpY3Q=".into()),
-                ("Content-Type".into(), "application/json".into()),
-            ],
-            body: body.map(|b| b.to_string().into_bytes()),
-        })
-        .await
-        .unwrap();
-    serde_json::from_slice(&response.body).unwrap_or(Value::Null)
-}
-
-async fn capture(device: &Device<'_>, api: &str, method: &str, path: &str, body: Value) -> Value {
-    let prepared = device
-        .prepare_write(method, &format!("{api}/{path}"), "application/json", body.to_string().as_bytes())
-        .unwrap();
-    let answer = device.capture_write(&prepared, now_ms()).await.unwrap();
-    serde_json::from_slice(&answer.body).unwrap_or(Value::Null)
-}
-
-fn reference(answer: &Value) -> String {
-    answer["response"]["importSummaries"][0]["reference"].as_str().unwrap().to_string()
-}
-
 /// The outage: registrations (one per device refused: a national ID the server has) and value
 /// updates on existing visits. Returns the tracked entities the server must accept.
 async fn offline_work(
@@ -210,39 +75,8 @@ async fn offline_work(
     let mut accepted = Vec::new();
     for r in 0..options.registrations {
         let nid = if r == 0 { taken_nid.to_string() } else { format!("8{index:05}{r:03}") };
-        let woman = json!([{"attribute": "AtNationId1", "value": nid}, {"attribute": "AtFirstNam1", "value": "Noor"},
-            {"attribute": "AtLastName1", "value": "Jaber"}, {"attribute": "AtBirthDat1", "value": "1994-02-03"}]);
-        let tei = reference(
-            &capture(
-                device,
-                api,
-                "POST",
-                "trackedEntityInstances",
-                json!({"trackedEntityType": "TetPerson01", "orgUnit": OU, "attributes": woman}),
-            )
-            .await,
-        );
-        let enrollment = reference(
-            &capture(
-                device,
-                api,
-                "POST",
-                "enrollments",
-                json!({"trackedEntityInstance": tei, "program": P, "orgUnit": OU,
-                "status": "ACTIVE", "enrollmentDate": "2026-11-28", "incidentDate": "2026-11-28"}),
-            )
-            .await,
-        );
-        capture(
-            device,
-            api,
-            "POST",
-            "events.json",
-            json!({"events": [{"trackedEntityInstance": tei, "program": P,
-            "programStage": ANC, "enrollment": enrollment, "orgUnit": OU, "status": "ACTIVE", "eventDate": "2026-11-28",
-            "dataValues": [{"dataElement": "DeWeightKg1", "value": format!("{}.{}", 55 + r % 20, index % 10)}]}]}),
-        )
-        .await;
+        let weight = format!("{}.{}", 55 + r % 20, index % 10);
+        let (tei, _, _) = register(device, api, &nid, &weight).await;
         if r != 0 {
             accepted.push(tei);
         }
@@ -319,12 +153,6 @@ async fn drain(device: &Device<'_>, released: Instant) -> Drained {
     }
 }
 
-fn rand_unit() -> f64 {
-    let mut b = [0u8; 8];
-    getrandom::getrandom(&mut b).unwrap();
-    (u64::from_le_bytes(b) >> 11) as f64 / (1u64 << 53) as f64
-}
-
 fn percentile(sorted: &[u64], p: f64) -> u64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
@@ -382,14 +210,13 @@ fn main() {
 }
 
 async fn storm(options: Options) -> bool {
-    let sim = start_sim(&options.sim);
-    let addr: SocketAddr = sim.url.trim_start_matches("http://").trim_end_matches('/').parse().unwrap();
-    let api = format!("{}/api", sim.url);
-    let control = Loopback { addr, down: Cell::new(false) };
+    let sim = Sim::start(std::path::Path::new(&options.sim), &["--tracked-entities", "10"]);
+    let addr = sim.addr;
+    let api = sim.api();
+    let control = Loopback::new(addr);
     // What the seed has: a national ID to collide with, visits to update, the women count.
     let teis = admin(
         &control,
-        &sim.url,
         "GET",
         &format!("/api/trackedEntityInstances.json?ou={OU}&program={P}&fields=*&pageSize=50"),
         None,
@@ -405,7 +232,6 @@ async fn storm(options: Options) -> bool {
     // Five visits of the seed, opened by the district so the nurses may change them.
     let events = admin(
         &control,
-        &sim.url,
         "GET",
         &format!("/api/tracker/events?orgUnit={OU}&program={P}&programStage={ANC}&fields=*&pageSize=5"),
         None,
@@ -432,14 +258,8 @@ async fn storm(options: Options) -> bool {
             fields.remove(key);
         }
         fields.insert("status".into(), json!("ACTIVE"));
-        admin(
-            &control,
-            &sim.url,
-            "POST",
-            "/api/tracker?async=false&importStrategy=UPDATE",
-            Some(json!({"events": [header]})),
-        )
-        .await;
+        admin(&control, "POST", "/api/tracker?async=false&importStrategy=UPDATE", Some(json!({"events": [header]})))
+            .await;
         visits.push(event["event"].as_str().unwrap().to_string());
     }
     assert!(!visits.is_empty(), "the seed has visits: {events}");
@@ -449,15 +269,11 @@ async fn storm(options: Options) -> bool {
     let setup = Instant::now();
     // Each device's network lives as long as the program (the engines borrow it).
     let networks: Vec<&'static Loopback> =
-        (0..options.devices).map(|_| &*Box::leak(Box::new(Loopback { addr, down: Cell::new(false) }))).collect();
+        (0..options.devices).map(|_| &*Box::leak(Box::new(Loopback::new(addr)))).collect();
     let mut devices = Vec::new();
     let mut expected: Vec<Vec<String>> = Vec::new();
     for (i, net) in networks.iter().enumerate() {
-        let policy = VaultPolicy { iterations: 1_000, ..VaultPolicy::default() };
-        let device: Device<'static> =
-            Engine::new(EngineConfig::new(&api, policy).unwrap(), MemoryStore::new(), RustPbkdf2, OsRandom, *net);
-        device.login("nurse1", "Nurse1!clinic", now_ms()).await.expect("login");
-        device.download(DownloadOptions::default(), now_ms(), &mut |_| {}).await.expect("download");
+        let device: Device<'static> = device(&api, net).await;
         net.down.set(true);
         expected.push(offline_work(&device, &api, i, &options, &taken_nid, &visits).await);
         devices.push(device);
@@ -476,15 +292,9 @@ async fn storm(options: Options) -> bool {
     );
 
     // The server comes back behind its limit; the devices are released within one second.
-    admin(
-        &control,
-        &sim.url,
-        "PUT",
-        "/__sim/load",
-        Some(json!({"maxInflight": options.max_inflight, "retryAfterSecs": 1})),
-    )
-    .await;
-    admin(&control, &sim.url, "DELETE", "/__sim/counters", None).await;
+    admin(&control, "PUT", "/__sim/load", Some(json!({"maxInflight": options.max_inflight, "retryAfterSecs": 1})))
+        .await;
+    admin(&control, "DELETE", "/__sim/counters", None).await;
     let released = Instant::now();
     let mut tasks = Vec::new();
     for (device, net) in devices.into_iter().zip(networks.iter().copied()) {
@@ -500,20 +310,19 @@ async fn storm(options: Options) -> bool {
         drained.push(t.await.unwrap());
     }
     let wall_ms = released.elapsed().as_millis() as u64;
-    let counters = admin(&control, &sim.url, "GET", "/__sim/counters", None).await;
-    admin(&control, &sim.url, "DELETE", "/__sim/load", None).await;
+    let counters = admin(&control, "GET", "/__sim/counters", None).await;
+    admin(&control, "DELETE", "/__sim/load", None).await;
 
     // Exactly once: the server holds every accepted registration once, and nothing more.
     let mut missing = 0usize;
     let all: Vec<String> = expected.iter().flatten().cloned().collect();
     for chunk in all.chunks(50) {
-        let found = admin(&control, &sim.url, "GET", &format!("/api/trackedEntityInstances.json?trackedEntityInstance={}&ouMode=ACCESSIBLE&fields=trackedEntityInstance&skipPaging=true", chunk.join(";")), None).await;
+        let found = admin(&control, "GET", &format!("/api/trackedEntityInstances.json?trackedEntityInstance={}&ouMode=ACCESSIBLE&fields=trackedEntityInstance&skipPaging=true", chunk.join(";")), None).await;
         let got = found["trackedEntityInstances"].as_array().map_or(0, Vec::len);
         missing += chunk.len() - got;
     }
     let after = admin(
         &control,
-        &sim.url,
         "GET",
         &format!("/api/trackedEntityInstances.json?ou={OU}&program={P}&fields=trackedEntityInstance&skipPaging=true"),
         None,
