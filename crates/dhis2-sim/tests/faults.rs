@@ -291,12 +291,21 @@ async fn body_contains_rules_fail_every_import_that_carries_a_poison_record() {
     for (path, body) in [
         ("/api/trackedEntityInstances", json!({"trackedEntityInstances": [good.clone(), poison.clone()]})),
         ("/api/trackedEntityInstances", poison.clone()),
-        ("/api/enrollments", json!({"trackedEntityInstance": "PoisonTei01", "program": "PrMchProg01",
-            "orgUnit": "OuBaniNaim1", "enrollmentDate": "2026-11-20", "incidentDate": "2026-11-20"})),
-        ("/api/events", json!({"events": [{"trackedEntityInstance": "PoisonTei01", "program": "PrMchProg01",
-            "programStage": "PsAncVisit1", "orgUnit": "OuBaniNaim1", "eventDate": "2026-11-20"}]})),
-        ("/api/tracker?async=false", json!({"trackedEntities": [{"trackedEntity": "PoisonTei01",
-            "trackedEntityType": "TetPerson01", "orgUnit": "OuBaniNaim1"}]})),
+        (
+            "/api/enrollments",
+            json!({"trackedEntityInstance": "PoisonTei01", "program": "PrMchProg01",
+            "orgUnit": "OuBaniNaim1", "enrollmentDate": "2026-11-20", "incidentDate": "2026-11-20"}),
+        ),
+        (
+            "/api/events",
+            json!({"events": [{"trackedEntityInstance": "PoisonTei01", "program": "PrMchProg01",
+            "programStage": "PsAncVisit1", "orgUnit": "OuBaniNaim1", "eventDate": "2026-11-20"}]}),
+        ),
+        (
+            "/api/tracker?async=false",
+            json!({"trackedEntities": [{"trackedEntity": "PoisonTei01",
+            "trackedEntityType": "TetPerson01", "orgUnit": "OuBaniNaim1"}]}),
+        ),
     ] {
         let resp = send(&app, req("POST", path, Some(body))).await;
         assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR, "{path}");
@@ -356,7 +365,10 @@ async fn body_larger_than_rules_answer_413_as_nginx_does() {
     let resp = send(&app, req("POST", "/api/dataStore/ns/k", Some(json!({"long": "enough to be over"})))).await;
     assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(body_json(resp).await["message"], "Too big");
-    assert_eq!(admin(&app, "POST", "/__sim/faults", Some(json!([{"bodyLargerThan": 10}]))).await.0, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        admin(&app, "POST", "/__sim/faults", Some(json!([{"bodyLargerThan": 10}]))).await.0,
+        StatusCode::BAD_REQUEST
+    );
 }
 
 #[tokio::test]

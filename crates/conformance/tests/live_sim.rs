@@ -1,0 +1,284 @@
+//! The real core engine against a real `dhis2-sim` process (HTTP over loopback, see
+//! `tracker_offline_conformance::live`): what a struggling server does to a flush, with the
+//! sim's fault rules, checked on the server's own data. A record the importer always fails on
+//! is found by halves and moved aside at the error limit while the rest flows; a reverse proxy's
+//! 413 splits requests down to one record; a server process killed in the middle of a flush and
+//! started again loses nothing and duplicates nothing.
+#![allow(clippy::expect_used, clippy::unwrap_used, missing_docs)]
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tracker_offline_conformance::live::{
+    admin, admin_call, device, now_ms, register, sim_binary, Device, Loopback, Sim, OU, P,
+};
+use tracker_offline_core::flush::{FlushReport, FlushScope};
+
+/// Runs a test body on one thread with a `LocalSet` (the loopback client needs one).
+fn run<F: std::future::Future<Output = ()>>(body: F) {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    tokio::task::LocalSet::new().block_on(&runtime, body);
+}
+
+/// One flush as the page asks for it; when the device is backing off (nothing sent, a wait
+/// given), it waits as asked and asks again.
+async fn flush(device: &Device<'_>) -> FlushReport {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let report = device.flush(FlushScope::All, now_ms(), &mut |_| {}).await.expect("flush");
+        match report.retry_after_ms {
+            Some(wait) if report.requests == 0 && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(wait.min(3_000))).await;
+            }
+            _ => return report,
+        }
+    }
+}
+
+/// `n` registrations made offline (woman, enrollment, visit), national IDs from `first`.
+async fn offline_registrations(device: &Device<'_>, api: &str, first: u64, n: u64) -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    for i in 0..n {
+        out.push(register(device, api, &format!("{}", first + i), &format!("{}.5", 50 + i)).await);
+    }
+    out
+}
+
+/// What the server holds of a registration: (tracked entity found, enrollments, events).
+async fn on_server(net: &Loopback, tei: &str) -> (bool, Vec<String>, Vec<String>) {
+    let (status, back) =
+        admin_call(net, "GET", &format!("/api/trackedEntityInstances/{tei}.json?fields=*"), None).await;
+    if status == 404 {
+        return (false, Vec::new(), Vec::new());
+    }
+    assert_eq!(status, 200, "{back}");
+    let enrollments = back["enrollments"].as_array().cloned().unwrap_or_default();
+    let events = enrollments
+        .iter()
+        .flat_map(|e| e["events"].as_array().cloned().unwrap_or_default())
+        .map(|e| e["event"].as_str().unwrap_or_default().to_string())
+        .collect();
+    (true, enrollments.iter().map(|e| e["enrollment"].as_str().unwrap_or_default().to_string()).collect(), events)
+}
+
+/// Women of the clinic in the MCH program, on the server.
+async fn women_on_server(net: &Loopback) -> usize {
+    let list = admin(
+        net,
+        "GET",
+        &format!("/api/trackedEntityInstances.json?ou={OU}&program={P}&fields=trackedEntityInstance&skipPaging=true"),
+        None,
+    )
+    .await;
+    list["trackedEntityInstances"].as_array().map_or(0, Vec::len)
+}
+
+/// Every registration on the server exactly as made: the woman once, one enrollment, one visit.
+async fn assert_each_once(net: &Loopback, registrations: &[(String, String, String)]) {
+    for (tei, enrollment, event) in registrations {
+        let (found, enrollments, events) = on_server(net, tei).await;
+        assert!(found, "{tei} is on the server");
+        assert_eq!(enrollments, std::slice::from_ref(enrollment), "{tei}: her enrollment, once");
+        assert_eq!(events, std::slice::from_ref(event), "{tei}: her visit, once");
+    }
+}
+
+/// Successful import requests (2xx) to `path` logged by the sim whose body names `uid`.
+fn imports_naming(log: &Value, path: &str, uid: &str) -> usize {
+    log.as_array()
+        .expect("request log")
+        .iter()
+        .filter(|e| e["path"] == path && e["status"].as_u64().is_some_and(|s| (200..300).contains(&s)))
+        .filter(|e| e["body"].to_string().contains(uid))
+        .count()
+}
+
+#[test]
+fn a_record_the_importer_always_fails_on_is_found_by_halves_and_moved_aside_while_the_rest_flows() {
+    run(async {
+        let started = Instant::now();
+        let sim = Sim::start(&sim_binary(), &["--version", "2.40.3"]);
+        // The device's network, and the district's (admin) one, never down.
+        let (net, ctl) = (Loopback::new(sim.addr), Loopback::new(sim.addr));
+        let api = sim.api();
+        let device = device(&api, &net).await;
+        device.set_server_error_limit(3).unwrap();
+        let before = women_on_server(&ctl).await;
+
+        // 20 registrations offline; the 8th woman's record crashes the server's importer,
+        // whichever API carries her UID.
+        net.down.set(true);
+        let registrations = offline_registrations(&device, &api, 471_000_000, 20).await;
+        let (poison, poison_enrollment, poison_event) = registrations[7].clone();
+        let others: Vec<_> = registrations.iter().filter(|r| r.0 != poison).cloned().collect();
+        let rules = json!([{"path": "/api", "method": "POST", "bodyContains": poison, "status": 500,
+            "message": "java.lang.NullPointerException: Cannot invoke \"Object.getClass()\""}]);
+        let (status, set) = admin_call(&ctl, "POST", "/__sim/faults", Some(rules)).await;
+        assert_eq!(status, 200, "{set}");
+        net.down.set(false);
+
+        // First flush: the 19 others arrive whole; hers (3 entries) waits, not failed yet.
+        let report = flush(&device).await;
+        assert_eq!((report.sent, report.failed, report.remaining), (57, 0, 3), "{report:?}");
+        assert!(report.stopped.is_none(), "{report:?}");
+        assert_each_once(&ctl, &others).await;
+        assert!(!on_server(&ctl, &poison).await.0);
+        // Found by halves: 20 -> 10+10 -> 5+5 -> 2+3 -> 1+1 (or so), not record by record.
+        let (_, counters) = admin_call(&ctl, "GET", "/__sim/counters", None).await;
+        let tei_posts = counters["byPath"]["POST /api/trackedEntityInstances"].as_u64().unwrap_or(0);
+        assert!((3..=10).contains(&tei_posts), "{tei_posts} requests to find her: {counters}");
+
+        // Below the limit her entries stay pending; at the third error they are failures
+        // with the server's answer, and nothing else was sent again.
+        let report = flush(&device).await;
+        assert_eq!((report.sent, report.failed, report.remaining), (0, 0, 3), "{report:?}");
+        let report = flush(&device).await;
+        assert_eq!((report.sent, report.failed, report.remaining), (0, 3, 0), "{report:?}");
+        let status = device.status().await.unwrap();
+        assert_eq!((status.pending, status.failed), (0, 3), "{status:?}");
+        let failures = device.failures().await.unwrap();
+        let hers = failures.iter().find(|f| f.records.contains(&poison)).expect("her registration is a failure");
+        assert!(
+            hers.reasons.iter().any(|r| r.contains("HTTP 500") && r.contains("NullPointerException")),
+            "{:?}",
+            hers.reasons
+        );
+        for uid in [&poison_enrollment, &poison_event] {
+            assert!(failures.iter().any(|f| f.records.contains(uid)), "{uid} waits as a failure: {failures:?}");
+        }
+        let report = flush(&device).await;
+        assert_eq!((report.sent, report.requests, report.remaining), (0, 0, 0), "nothing left to send: {report:?}");
+
+        // Exactly once: the server holds 19 more women, and each accepted record went in one
+        // successful request only.
+        assert_eq!(women_on_server(&ctl).await, before + 19);
+        let log = admin(&ctl, "GET", "/__sim/requests?method=POST", None).await;
+        for (tei, enrollment, event) in &others {
+            assert_eq!(imports_naming(&log, "/api/trackedEntityInstances", tei), 1, "{tei}");
+            assert_eq!(imports_naming(&log, "/api/enrollments", enrollment), 1, "{enrollment}");
+            assert_eq!(imports_naming(&log, "/api/events", event), 1, "{event}");
+        }
+
+        // The importer is fixed; a person retries her registration: it arrives.
+        admin_call(&ctl, "DELETE", "/__sim/faults", None).await;
+        for f in device.failures().await.unwrap() {
+            device.retry(&f.id).await.unwrap();
+        }
+        let report = flush(&device).await;
+        assert_eq!((report.sent, report.failed, report.remaining), (3, 0, 0), "{report:?}");
+        assert_each_once(&ctl, &registrations).await;
+        assert_eq!(women_on_server(&ctl).await, before + 20);
+        eprintln!("poison record: {:.1} s, {tei_posts} requests to find her", started.elapsed().as_secs_f64());
+    });
+}
+
+/// Bytes nginx lets through in the 413 test: more than any one record's request of a
+/// registration (about 400 bytes for a woman, 285 for an enrollment, 400 for a visit), less
+/// than any two (about 775, 550 and 780). Checked on the request log below.
+const PROXY_LIMIT: u64 = 480;
+
+#[test]
+fn a_proxy_refusing_large_bodies_gets_every_registration_one_record_at_a_time() {
+    run(async {
+        let started = Instant::now();
+        let sim = Sim::start(&sim_binary(), &["--version", "2.40.3"]);
+        let (net, ctl) = (Loopback::new(sim.addr), Loopback::new(sim.addr));
+        let api = sim.api();
+        let device = device(&api, &net).await;
+        let before = women_on_server(&ctl).await;
+        net.down.set(true);
+        let registrations = offline_registrations(&device, &api, 473_000_000, 10).await;
+        // nginx in front of the server: client_max_body_size fits one record, not two.
+        let rules = json!([{"path": "/api", "method": "POST", "bodyLargerThan": PROXY_LIMIT, "status": 413}]);
+        let (status, set) = admin_call(&ctl, "POST", "/__sim/faults", Some(rules)).await;
+        assert_eq!(status, 200, "{set}");
+        admin_call(&ctl, "DELETE", "/__sim/requests", None).await;
+        net.down.set(false);
+
+        let report = flush(&device).await;
+        assert_eq!((report.sent, report.failed, report.remaining), (30, 0, 0), "{report:?}");
+        assert!(report.stopped.is_none(), "{report:?}");
+        assert!(device.failures().await.unwrap().is_empty());
+        assert_each_once(&ctl, &registrations).await;
+        assert_eq!(women_on_server(&ctl).await, before + 10);
+
+        // The proxy refused the large requests; every request that got through carried one
+        // record (the limit fits one, not two), and each record went through once.
+        let log = admin(&ctl, "GET", "/__sim/requests?method=POST", None).await;
+        let entries = log.as_array().expect("log");
+        let refused = entries.iter().filter(|e| e["status"] == 413).count();
+        assert!(refused >= 3 * 9, "{refused} requests refused with 413: one per split");
+        for e in entries.iter().filter(|e| e["status"] != 413) {
+            let records =
+                e["body"].as_object().and_then(|b| b.values().next()).and_then(Value::as_array).map_or(0, Vec::len);
+            assert_eq!(records, 1, "{e}");
+            assert!(e["bodySize"].as_u64().unwrap() <= PROXY_LIMIT, "{e}");
+        }
+        assert!(entries.iter().filter(|e| e["status"] == 413).all(|e| e["bodySize"].as_u64().unwrap() > PROXY_LIMIT));
+        for (tei, enrollment, event) in &registrations {
+            assert_eq!(imports_naming(&log, "/api/trackedEntityInstances", tei), 1, "{tei}");
+            assert_eq!(imports_naming(&log, "/api/enrollments", enrollment), 1, "{enrollment}");
+            assert_eq!(imports_naming(&log, "/api/events", event), 1, "{event}");
+        }
+        eprintln!("413 halving: {:.1} s", started.elapsed().as_secs_f64());
+    });
+}
+
+#[test]
+fn a_server_killed_in_the_middle_of_a_flush_and_restarted_loses_nothing_and_duplicates_nothing() {
+    run(async {
+        let started = Instant::now();
+        let mut sim = Sim::start(&sim_binary(), &["--version", "2.40.3"]);
+        let (net, ctl) = (Loopback::new(sim.addr), Loopback::new(sim.addr));
+        let api = sim.api();
+        let device = device(&api, &net).await;
+        let before = women_on_server(&ctl).await;
+        net.down.set(true);
+        let registrations = offline_registrations(&device, &api, 474_000_000, 10).await;
+        // The enrollments' import commits, and its answer is held back long enough to kill
+        // the process before it is sent: work done on the server, no answer on the device.
+        let rules = json!([{"path": "/api/enrollments", "method": "POST", "answerDelayMs": 5_000, "times": 1}]);
+        let (status, set) = admin_call(&ctl, "POST", "/__sim/faults", Some(rules)).await;
+        assert_eq!(status, 200, "{set}");
+        net.down.set(false);
+
+        let mut progress = |_: &FlushReport| {};
+        let flushing = device.flush(FlushScope::All, now_ms(), &mut progress);
+        let killer = async {
+            // Once the enrollments are on the server (their answer not sent yet): kill -9.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let (_, enrollments, _) = on_server(&ctl, &registrations[9].0).await;
+                if !enrollments.is_empty() {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "the enrollments never reached the server");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            sim.kill();
+        };
+        let (report, ()) = tokio::join!(flushing, killer);
+        let report = report.expect("flush");
+        assert_eq!(report.stopped.as_deref(), Some("SERVER_UNREACHABLE"), "{report:?}");
+        // The women were answered; the enrollments and visits are still pending on the device.
+        assert_eq!((report.sent, report.failed, report.remaining), (10, 0, 20), "{report:?}");
+
+        // The server comes back on the same database; the device flushes again.
+        sim.restart();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let report = flush(&device).await;
+            assert_eq!(report.failed, 0, "{report:?} {:?}", device.failures().await.unwrap());
+            if report.remaining == 0 && report.stopped.is_none() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "still not drained: {report:?}");
+            tokio::time::sleep(Duration::from_millis(report.retry_after_ms.unwrap_or(500).min(3_000))).await;
+        }
+        let status = device.status().await.unwrap();
+        assert_eq!((status.pending, status.failed), (0, 0), "{status:?}");
+        assert_each_once(&ctl, &registrations).await;
+        assert_eq!(women_on_server(&ctl).await, before + 10, "no woman twice, none lost");
+        eprintln!("kill and restart: {:.1} s", started.elapsed().as_secs_f64());
+    });
+}
