@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { Sim, DEMO } from './lib/sim.mjs';
 import { launch, openApp, call, dumpOriginStorage, ARTIFACTS } from './lib/browser.mjs';
+import { loginUI, logoutUI } from './lib/demo-ui.mjs';
 
 let sim;
 let browser;
@@ -140,5 +141,46 @@ test('an idle session locks itself, in the page and in the service worker', asyn
     return { before: before.locked, after: (await app.status()).locked, worker: await app.workerStatus() };
   }, DEMO.nurse1);
   assert.deepEqual([result.before, result.after, result.worker.unlocked], [false, true, false]);
+  await context.close();
+});
+
+test('a live DHIS2 session of the same user never stands in for her password at "Switch user"', async () => {
+  // DHIS2 does not check a Basic password when the request carries a live session of the same
+  // username (Spring Security's BasicAuthenticationFilter; dhis2-sim does the same). The
+  // library's password check goes without cookies, so the browser's session cannot answer it.
+  const context = await browser.newContext();
+  const page = await openApp(context, sim.url, '/demo/');
+  const { nurse1 } = DEMO;
+  await loginUI(page, nurse1, 'online');
+  // The browser holds nurse1's session, and the server takes it whatever Basic password comes with it.
+  const cookies = await context.cookies(sim.url);
+  assert.ok(cookies.some((c) => c.name === 'JSESSIONID'), 'the login opened a session for the app');
+  const wrongBasic = `Basic ${Buffer.from(`${nurse1.username}:attacker!`).toString('base64')}`;
+  const withSession = await context.request.get(`${sim.url}/api/me`, { headers: { Authorization: wrongBasic, 'X-Requested-With': 'XMLHttpRequest' } });
+  assert.equal(withSession.status(), 200, 'the session answers for the wrong password, as on DHIS2');
+
+  // Someone takes the device: "Switch user", nurse1, a wrong password, the server up.
+  await page.locator('#switch-btn').click();
+  await page.locator('#shift-help').waitFor();
+  await page.locator('#username').fill(nurse1.username);
+  await page.locator('#password').fill('attacker!');
+  await page.locator('#password').press('Enter');
+  const refused = page.locator('#password-error').filter({ hasText: 'BAD_CREDENTIALS' }).waitFor({ timeout: 30000 })
+    .then(() => 'refused', () => 'no error shown');
+  const accepted = page.locator('#shift-help').waitFor({ state: 'detached', timeout: 30000 })
+    .then(() => 'logged in', () => 'form still there');
+  const outcome = await Promise.race([refused, accepted]);
+  assert.equal(outcome, 'refused', 'a wrong password was let in by the session cookie');
+  await Promise.allSettled([refused, accepted]);
+
+  // Offline, her register entry still opens with her own password only (it was not re-wrapped
+  // under the wrong one).
+  await sim.kill();
+  await logoutUI(page);
+  await page.locator('#username').fill(nurse1.username);
+  await page.locator('#password').fill('attacker!');
+  await page.locator('#password').press('Enter');
+  await page.locator('#password-error').filter({ hasText: 'BAD_CREDENTIALS' }).waitFor({ timeout: 30000 });
+  assert.match(await loginUI(page, nurse1, 'offline'), /Amal Haddad/);
   await context.close();
 });

@@ -134,13 +134,35 @@ pub enum OnlineCheck {
 
 /// The `GET {api}/me` request that checks credentials (Basic auth, and the XHR header so
 /// DHIS2 answers 401 instead of redirecting to its login page).
+///
+/// Sent without the browser's cookies (`opens_session: false`): DHIS2 does not check a Basic
+/// password at all when the request carries a live session of the same username (Spring
+/// Security's `BasicAuthenticationFilter.authenticationIsRequired`), so a 200 to a request
+/// with cookies proves nothing about the password. The session the app uses is opened
+/// afterwards by [`session_request`].
 pub fn me_request(api_base: &str, username: &str, password: &str) -> HttpRequest {
+    HttpRequest { opens_session: false, ..basic_me_request(api_base, username, password, ME_FIELDS) }
+}
+
+/// The `GET {api}/me?fields=id` request, with the browser's cookies, that opens the DHIS2
+/// session the app then uses, once [`me_request`] has verified the password. Its answer
+/// proves nothing (see [`me_request`]) and is not used.
+pub fn session_request(api_base: &str, username: &str, password: &str) -> HttpRequest {
+    HttpRequest { opens_session: true, ..basic_me_request(api_base, username, password, "id") }
+}
+
+/// [`me_request`] with cookies, for [`Engine::renew_session`]: opens a session for a user
+/// already logged in (its answer is not a password check).
+fn renew_request(api_base: &str, username: &str, password: &str) -> HttpRequest {
+    HttpRequest { opens_session: true, ..basic_me_request(api_base, username, password, ME_FIELDS) }
+}
+
+fn basic_me_request(api_base: &str, username: &str, password: &str, fields: &str) -> HttpRequest {
     let token = B64.encode(format!("{username}:{password}"));
     HttpRequest {
-        // The login check is the one request whose session the browser keeps (the app uses it).
-        opens_session: true,
+        opens_session: false,
         method: "GET".into(),
-        url: format!("{api_base}/me?fields={ME_FIELDS}"),
+        url: format!("{api_base}/me?fields={fields}"),
         headers: vec![
             ("Authorization".into(), format!("Basic {token}")),
             ("X-Requested-With".into(), "XMLHttpRequest".into()),
@@ -293,6 +315,10 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
                 if outcome.is_ok() {
                     // A password the server accepts again: work may be sent with it.
                     self.clear_password_refused(&username_now).await?;
+                    // The password is verified (without cookies); now the browser's session for
+                    // the app. Its failure does not undo the login: where the service worker
+                    // runs, the app's first request that finds no session renews it.
+                    let _ = self.http.send(session_request(&self.config.api_base, &username_now, password)).await;
                 }
                 outcome
             }
@@ -318,7 +344,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
         if self.password_refused().await {
             return false; // never again with a password the server refused (account lockout)
         }
-        match self.http.send(me_request(&self.config.api_base, &info.username, &password)).await {
+        match self.http.send(renew_request(&self.config.api_base, &info.username, &password)).await {
             Ok(response) => match interpret_me_response(&response, &info.username) {
                 OnlineCheck::Accepted(_) => true,
                 OnlineCheck::Refused => {

@@ -15,9 +15,12 @@ pub struct HttpRequest {
     /// Body bytes, if any.
     pub body: Option<Vec<u8>>,
     /// Whether the browser may send and keep its session cookie for this request: only the
-    /// online login check, whose DHIS2 session the app then uses. Every other request of the
-    /// library authenticates on its own (Basic) and leaves the browser's cookies alone, so a
-    /// download or flush of one user never replaces the session of the user logged in next.
+    /// request that opens the DHIS2 session the app then uses, once a login is verified, and
+    /// its renewal. Every other request of the library authenticates on its own (Basic) and
+    /// leaves the browser's cookies alone, so a download or flush of one user never replaces
+    /// the session of the user logged in next, and the login's password check is never
+    /// answered by a live session instead of the password (DHIS2 does not check a Basic
+    /// password when the request carries a session of the same username).
     pub opens_session: bool,
 }
 

@@ -27,6 +27,15 @@ fn online_login_sends_basic_auth_with_xhr_header_and_registers_user() {
         let auth = req.headers.iter().find(|(k, _)| k == "Authorization").unwrap();
         assert_eq!(auth.1, "Basic bnVyc2UxOk51cnNlMSFjbGluaWM=");
         assert!(req.headers.iter().any(|(k, v)| k == "X-Requested-With" && v == "XMLHttpRequest"));
+        // The password check goes without the browser's cookies (a live session of the same
+        // user would answer it on DHIS2); once it passed, a second request opens the app's
+        // session, with the same credentials.
+        assert!(!req.opens_session, "the password check must not carry the session cookie");
+        let session = http.requests.borrow()[1].clone();
+        assert!(session.opens_session);
+        assert_eq!((session.method.as_str(), session.url.as_str()), ("GET", "/api/me?fields=id"));
+        assert_eq!(session.headers, req.headers);
+        assert_eq!(http.requests.borrow().len(), 2);
         let status = e.status().await.unwrap();
         assert_eq!(status.online, Some(true));
         assert!(!status.locked);
@@ -113,4 +122,110 @@ fn a_lost_session_is_a_401_or_a_redirect_to_the_login_page() {
     assert!(!session_lost(200, None));
     assert!(!session_lost(200, Some("http://h/api/me.json")));
     assert!(!session_lost(403, None));
+}
+
+/// A server that does what DHIS2 (Spring Security's `BasicAuthenticationFilter`) does: a
+/// request that carries the browser's cookies (`opens_session`) while the browser holds a live
+/// session of the Basic username is answered as that user whatever the password. Only nurse1
+/// exists, with `Nurse1!clinic`.
+#[derive(Default)]
+struct SessionServer {
+    /// The username of the session the browser's cookie holds.
+    session: std::cell::RefCell<Option<String>>,
+    down: std::cell::Cell<bool>,
+    requests: std::cell::RefCell<Vec<tracker_offline_core::http::HttpRequest>>,
+}
+
+impl tracker_offline_core::http::HttpClient for &SessionServer {
+    async fn send(
+        &self,
+        request: tracker_offline_core::http::HttpRequest,
+    ) -> tracker_offline_core::Result<tracker_offline_core::http::HttpResponse> {
+        use base64::Engine as _;
+        self.requests.borrow_mut().push(request.clone());
+        if self.down.get() {
+            return Err(tracker_offline_core::CoreError::ServerUnreachable("Failed to fetch".into()));
+        }
+        let answer = |status: u16, body: &str| {
+            Ok(tracker_offline_core::http::HttpResponse { status, headers: vec![], body: body.as_bytes().to_vec() })
+        };
+        let basic = request
+            .headers
+            .iter()
+            .find(|(k, _)| k == "Authorization")
+            .and_then(|(_, v)| v.strip_prefix("Basic "))
+            .and_then(|t| base64::engine::general_purpose::STANDARD.decode(t).ok())
+            .and_then(|b| String::from_utf8(b).ok());
+        let Some((user, pass)) = basic.as_deref().and_then(|b| b.split_once(':')) else {
+            return answer(401, UNAUTHORIZED);
+        };
+        let session_of_user = request.opens_session && self.session.borrow().as_deref() == Some(user);
+        let verified = session_of_user || (user == "nurse1" && pass == "Nurse1!clinic");
+        if !verified {
+            return answer(401, UNAUTHORIZED);
+        }
+        if request.opens_session {
+            *self.session.borrow_mut() = Some(user.to_owned());
+        }
+        if request.url.starts_with("/api/me?") {
+            answer(200, ME_NURSE1)
+        } else {
+            answer(404, "{}")
+        }
+    }
+}
+
+#[test]
+fn a_live_session_of_the_same_user_never_stands_in_for_her_password() {
+    block_on(async {
+        use tracker_offline_core::store::{KvStore, StoreName};
+        let store = MemoryStore::new();
+        let server = SessionServer::default();
+        let e = tracker_offline_core::engine::Engine::new(
+            tracker_offline_core::engine::EngineConfig::new("/api", fast_policy()).unwrap(),
+            store.clone(),
+            tracker_offline_core::kdf::RustPbkdf2,
+            tracker_offline_core::random::OsRandom,
+            &server,
+        );
+        let out = e.login("nurse1", "Nurse1!clinic", T0).await.unwrap();
+        assert_eq!(out.mode, LoginMode::Online);
+        // The browser now holds her session (the app uses it).
+        assert_eq!(server.session.borrow().as_deref(), Some("nurse1"));
+        let register = store.list(StoreName::Users).await.unwrap();
+
+        // "Switch user" to nurse1 with a wrong password, her session still open in the browser
+        // and her keys still in memory: refused, and her register entry is left as it was.
+        assert_eq!(e.login("nurse1", "attacker!", T0 + 1000).await.unwrap_err().code(), "BAD_CREDENTIALS");
+        assert_eq!(store.list(StoreName::Users).await.unwrap(), register, "register entry re-wrapped");
+        // The same after a logout (no key in memory to hand over).
+        e.logout();
+        assert_eq!(e.login("nurse1", "attacker!", T0 + 2000).await.unwrap_err().code(), "BAD_CREDENTIALS");
+        assert_eq!(store.list(StoreName::Users).await.unwrap(), register, "register entry re-wrapped");
+
+        // Offline, her own password still opens the register and the wrong one does not.
+        e.logout();
+        server.down.set(true);
+        let out = e.login("nurse1", "Nurse1!clinic", T0 + 3000).await.unwrap();
+        assert_eq!(out.mode, LoginMode::Offline);
+        e.logout();
+        assert_eq!(e.login("nurse1", "attacker!", T0 + 4000).await.unwrap_err().code(), "BAD_CREDENTIALS");
+    });
+}
+
+#[test]
+fn a_session_that_cannot_be_opened_does_not_fail_a_verified_login() {
+    block_on(async {
+        let store = MemoryStore::new();
+        let http = ScriptedHttp::default();
+        let e = engine(&store, &http);
+        http.push(Answer::Status(200, ME_NURSE1));
+        http.push(Answer::NetworkDown);
+        let out = e.login("nurse1", "Nurse1!clinic", T0).await.unwrap();
+        assert_eq!(out.mode, LoginMode::Online);
+        assert_eq!(http.requests.borrow().len(), 2);
+        assert!(http.requests.borrow()[1].opens_session);
+        assert_eq!(e.status().await.unwrap().online, Some(true));
+        assert!(!e.status().await.unwrap().locked);
+    });
 }
