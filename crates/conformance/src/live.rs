@@ -258,9 +258,14 @@ pub type Device<'a> = Engine<MemoryStore, RustPbkdf2, OsRandom, &'a Loopback>;
 
 /// A device of nurse1 (cheap vault policy) with one online login and the clinic downloaded.
 pub async fn device<'a>(api: &str, net: &'a Loopback) -> Device<'a> {
+    device_over(api, net, MemoryStore::new()).await
+}
+
+/// [`device`] over `store` (a clone shares its data: a test can damage what the device stored).
+pub async fn device_over<'a>(api: &str, net: &'a Loopback, store: MemoryStore) -> Device<'a> {
     let policy = VaultPolicy { iterations: 1_000, ..VaultPolicy::default() };
     let config = EngineConfig::new(api, policy).expect("engine config");
-    let device = Engine::new(config, MemoryStore::new(), RustPbkdf2, OsRandom, net);
+    let device = Engine::new(config, store, RustPbkdf2, OsRandom, net);
     device.login("nurse1", "Nurse1!clinic", now_ms()).await.expect("login");
     device.download(DownloadOptions::default(), now_ms(), &mut |_| {}).await.expect("download");
     device

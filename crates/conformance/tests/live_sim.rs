@@ -3,14 +3,16 @@
 //! sim's fault rules, checked on the server's own data. A record the importer always fails on
 //! is found by halves and moved aside at the error limit while the rest flows; a reverse proxy's
 //! 413 splits requests down to one record; a server process killed in the middle of a flush and
-//! started again loses nothing and duplicates nothing.
+//! started again loses nothing and duplicates nothing; a damaged stored entry is reported and
+//! holds nothing back.
 #![allow(clippy::expect_used, clippy::unwrap_used, missing_docs)]
 
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use tracker_offline_conformance::live::{
-    admin, admin_call, device, now_ms, register, sim_binary, Device, Loopback, Sim, OU, P,
+    admin, admin_call, capture, device, device_over, now_ms, reference, register, sim_binary, Device, Loopback, Sim,
+    OU, P,
 };
 use tracker_offline_core::flush::{FlushReport, FlushScope};
 
@@ -280,5 +282,96 @@ fn a_server_killed_in_the_middle_of_a_flush_and_restarted_loses_nothing_and_dupl
         assert_each_once(&ctl, &registrations).await;
         assert_eq!(women_on_server(&ctl).await, before + 10, "no woman twice, none lost");
         eprintln!("kill and restart: {:.1} s", started.elapsed().as_secs_f64());
+    });
+}
+
+#[test]
+fn a_damaged_stored_entry_is_reported_and_the_rest_reaches_the_server_once() {
+    use tracker_offline_core::store::{KvStore, MemoryStore, StoreName};
+    run(async {
+        let started = Instant::now();
+        let sim = Sim::start(&sim_binary(), &["--version", "2.40.3"]);
+        let (net, ctl) = (Loopback::new(sim.addr), Loopback::new(sim.addr));
+        let api = sim.api();
+        let store = MemoryStore::new();
+        let device = device_over(&api, &net, store.clone()).await;
+        let before = women_on_server(&ctl).await;
+        net.down.set(true);
+        let registrations = offline_registrations(&device, &api, 475_000_000, 5).await;
+        // A sixth woman and her enrollment; then her visit, whose stored entry gets damaged.
+        let tei = reference(
+            &capture(
+                &device,
+                &api,
+                "POST",
+                "trackedEntityInstances",
+                json!({"trackedEntityType": "TetPerson01",
+                "orgUnit": OU, "attributes": [{"attribute": "AtNationId1", "value": "475000099"},
+                {"attribute": "AtFirstNam1", "value": "Huda"}, {"attribute": "AtLastName1", "value": "Amro"},
+                {"attribute": "AtBirthDat1", "value": "1990-05-06"}]}),
+            )
+            .await,
+        );
+        let enrollment = reference(
+            &capture(
+                &device,
+                &api,
+                "POST",
+                "enrollments",
+                json!({"trackedEntityInstance": tei, "program": P,
+                "orgUnit": OU, "status": "ACTIVE", "enrollmentDate": "2026-11-28", "incidentDate": "2026-11-28"}),
+            )
+            .await,
+        );
+        let keys_before: Vec<String> =
+            store.list(StoreName::Outbox).await.unwrap().into_iter().map(|(k, _)| k).collect();
+        capture(
+            &device,
+            &api,
+            "POST",
+            "events.json",
+            json!({"events": [{"trackedEntityInstance": tei, "program": P,
+            "programStage": "PsAncVisit1", "enrollment": enrollment, "orgUnit": OU, "status": "ACTIVE",
+            "eventDate": "2026-11-28", "dataValues": [{"dataElement": "DeWeightKg1", "value": "61"}]}]}),
+        )
+        .await;
+        let mut new: Vec<(String, Vec<u8>)> = store
+            .list(StoreName::Outbox)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|(k, _)| !keys_before.contains(k))
+            .collect();
+        assert_eq!(new.len(), 1, "the visit is one stored entry");
+        let (key, mut sealed) = new.remove(0);
+        let last = sealed.len() - 1;
+        sealed[last] ^= 0xff;
+        store.raw_put(StoreName::Outbox, &key, sealed).unwrap();
+        let status = device.status().await.unwrap();
+        assert_eq!((status.pending, status.failed), (17, 1), "never counted as nothing: {status:?}");
+
+        net.down.set(false);
+        let report = flush(&device).await;
+        assert_eq!((report.sent, report.remaining, report.stopped.as_deref()), (17, 0, None), "{report:?}");
+        let failures = device.failures().await.unwrap();
+        assert_eq!(failures.len(), 1, "{failures:?}");
+        assert_eq!(failures[0].id, format!("damaged:{key}"));
+        assert!(failures[0].reasons[0].starts_with("STORAGE_CORRUPT"), "{:?}", failures[0].reasons);
+
+        // On the server: the five registrations once, the sixth woman and her enrollment once,
+        // and no visit of hers (its entry could not be read).
+        assert_each_once(&ctl, &registrations).await;
+        let (found, enrollments, events) = on_server(&ctl, &tei).await;
+        assert!(found);
+        assert_eq!(enrollments, std::slice::from_ref(&enrollment));
+        assert!(events.is_empty(), "{events:?}");
+        assert_eq!(women_on_server(&ctl).await, before + 6);
+
+        // The nurse discards it: gone from the device, nothing else sent.
+        device.discard(&failures[0].id).await.unwrap();
+        assert!(device.failures().await.unwrap().is_empty());
+        let status = device.status().await.unwrap();
+        assert_eq!((status.pending, status.failed), (0, 0), "{status:?}");
+        eprintln!("damaged entry: {:.1} s", started.elapsed().as_secs_f64());
     });
 }
