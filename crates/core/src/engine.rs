@@ -324,6 +324,10 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
             }
             OnlineCheck::Refused => {
                 self.set_online(true);
+                // Refused without cookies, so it is the password itself: if it is the one the
+                // register holds, it stops opening the vault offline. A storage failure here
+                // does not change the answer she gets.
+                let _ = self.vault.note_password_refused_by_server(username, password).await;
                 Err(CoreError::BadCredentials)
             }
             OnlineCheck::Unreachable(_) => {
@@ -376,6 +380,8 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
         let Some(info) = self.vault.session_info() else { return Ok(()) };
         let bytes = serde_json::to_vec(&serde_json::json!({ "username": info.username }))
             .map_err(|e| CoreError::BadInput(e.to_string()))?;
+        // Offline login stays open (unlike a refusal of her own online login): a background
+        // 401 may be a lockout someone else's guesses caused, and nothing is sent meanwhile.
         self.vault.put_record(StoreName::Cache, PASSWORD_REFUSED_ID, &bytes).await
     }
 
