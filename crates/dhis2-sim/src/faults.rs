@@ -2,7 +2,8 @@
 //!
 //! When enabled, [`middleware`] wraps every route of the application. It answers the admin API
 //! under `/__sim` itself (404 when faults are off), applies the fault rules to every other
-//! request (latency, fixed status, dropped connection, "commit then drop"), and records every
+//! request (latency, fixed status, dropped connection, "commit then drop", an answer held back
+//! after the handler ran; by path, method, and what the body holds or its size), and records every
 //! request under `/api` in a bounded in-memory log with per-route counters. Before any of that,
 //! an `/api` request takes a slot of the overload limit ([`crate::load`]) or is refused.
 //!
