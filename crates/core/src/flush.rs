@@ -570,6 +570,10 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
                     } else {
                         for uid in &request.uids {
                             failed_records.insert(uid.clone());
+                            // As for a refusal: her enrollments and visits wait with her.
+                            if let Some(t) = touches.iter().find(|t| &t.uid == uid && t.kind == "tei") {
+                                failed_teis.insert(t.tei.clone());
+                            }
                             refused.entry(uid.clone()).or_default().push(
                                 "too large for the server (HTTP 413): ask the administrator to raise its upload limit"
                                     .into(),

@@ -1041,3 +1041,22 @@ fn a_password_the_server_refuses_no_longer_opens_the_vault_offline() {
         e.login("nurse1", "Nurse1!clinic", T0).await.unwrap();
     });
 }
+
+/// A woman too large for the server even alone (413) is refused; her enrollment and visit wait
+/// as failures with her and are not sent to a server that has no woman to put them under
+/// (found by the live dhis2-sim test of the 413 split).
+#[test]
+fn the_records_of_a_woman_too_large_for_the_server_are_not_sent_without_her() {
+    block_on(async {
+        let server = Server::new();
+        let store = MemoryStore::new();
+        let e = logged_in(&store, &server).await;
+        registrations(&e, 1).await;
+        *server.mode.borrow_mut() = Mode::Up;
+        server.max_records.set(0);
+        let report = e.flush(FlushScope::All, T0, &mut |_| {}).await.unwrap();
+        assert_eq!(report.failed, 3, "{report:?}");
+        assert_eq!(server.bulk_requests("enrollments"), 0, "her enrollment went without her");
+        assert_eq!(server.bulk_requests("events"), 0, "her visit went without her");
+    });
+}
