@@ -163,6 +163,13 @@ impl MemoryStore {
         Self { tables: Arc::default(), quota_bytes: Some(quota_bytes) }
     }
 
+    /// The same data as a device whose storage is full: every write is refused with
+    /// [`CoreError::StorageFull`], as a browser refuses any IndexedDB write over its quota (even
+    /// one that would not grow the data).
+    pub fn full(&self) -> Self {
+        Self { tables: self.tables.clone(), quota_bytes: Some(0) }
+    }
+
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, Tables>> {
         self.tables.lock().map_err(|_| CoreError::Storage("memory store poisoned".into()))
     }

@@ -420,7 +420,11 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource> Vault<S, K, R> {
             facts.clock_high_water_ms = now_ms;
             entry.sealed_profile =
                 Bytes(data_key.seal(&self.rng, &Self::profile_aad(&meta, &user_key), &facts.encode()?)?);
-            self.store.write(WriteBatch::new().put(StoreName::Users, user_key.clone(), entry.encode()?)).await?;
+            // Best effort on a full device: the nurse still logs in (the time is kept next time).
+            match self.store.write(WriteBatch::new().put(StoreName::Users, user_key.clone(), entry.encode()?)).await {
+                Ok(()) | Err(CoreError::StorageFull) => {}
+                Err(other) => return Err(other),
+            }
         }
         let profile = facts.profile;
         self.open_session(username, data_key, Some(password), Some(profile.clone()), LoginMode::Offline)?;

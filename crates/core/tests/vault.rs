@@ -400,3 +400,19 @@ fn a_clock_moved_back_counts_as_expired() {
         v.login_offline("nurse1", "Nurse1!clinic", T0 + 4 * DAY).await.unwrap();
     });
 }
+
+/// A full device still lets the next nurse log in offline: keeping the latest time seen is
+/// best effort there (the e2e storage-full test found the login failing with STORAGE_FULL).
+#[test]
+fn offline_login_on_a_full_device_works_a_day_later() {
+    block_on(async {
+        let store = MemoryStore::new();
+        vault(&store).login_verified_online("nurse1", "Nurse1!clinic", profile("nurse1", "Amal"), T0).await.unwrap();
+        let full = store.full();
+        let v = vault(&full);
+        v.login_offline("nurse1", "Nurse1!clinic", T0).await.unwrap();
+        assert_eq!(v.put_record(StoreName::Records, "r", b"x").await.unwrap_err().code(), "STORAGE_FULL");
+        v.lock();
+        v.login_offline("nurse1", "Nurse1!clinic", T0 + DAY).await.unwrap();
+    });
+}
