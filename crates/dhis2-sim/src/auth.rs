@@ -146,6 +146,11 @@ impl Sessions {
         self.lock().remove(id);
     }
 
+    /// Ends every session of a user (DHIS2's `invalidateUserSessions`).
+    pub fn remove_user(&self, user_uid: &str) {
+        self.lock().retain(|_, s| s.user_uid != user_uid);
+    }
+
     /// Number of sessions held.
     pub fn len(&self) -> usize {
         self.lock().len()

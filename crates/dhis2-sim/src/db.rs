@@ -439,6 +439,11 @@ pub fn set_user_disabled(conn: &Connection, uid: &str, disabled: bool) -> rusqli
     Ok(conn.execute("UPDATE users SET disabled = ?2 WHERE uid = ?1", params![uid, disabled])? > 0)
 }
 
+/// Sets a user's stored password hash; returns whether a user was changed.
+pub fn set_user_password_hash(conn: &Connection, uid: &str, password_hash: &str) -> rusqlite::Result<bool> {
+    Ok(conn.execute("UPDATE users SET password_hash = ?2 WHERE uid = ?1", params![uid, password_hash])? > 0)
+}
+
 /// Inserts an org unit (fails if the UID or code exists).
 pub fn insert_org_unit(conn: &Connection, o: &OrgUnit) -> rusqlite::Result<()> {
     conn.execute(

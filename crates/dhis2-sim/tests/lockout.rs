@@ -223,3 +223,51 @@ async fn system_settings_writes_need_the_authority_and_a_known_key() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(body["message"], "Setting does not exist: keyNoSuchThing");
 }
+
+/// `PUT /api/me/changePassword` as `user` (Basic `pass`): status and body text.
+async fn change_password(app: &Router, user: &str, pass: &str, body: &Value) -> (StatusCode, String) {
+    let req = Request::builder()
+        .method("PUT")
+        .uri("/api/me/changePassword")
+        .header("authorization", basic(user, pass))
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .expect("request");
+    let resp = send(app, req).await;
+    let status = resp.status();
+    (status, String::from_utf8(body_bytes(resp).await).expect("utf8"))
+}
+
+/// A password changed on the server (the nurse on another computer, or a reset): the old one
+/// is a failed login from then on, and counts toward the lockout; her sessions end.
+#[tokio::test]
+async fn a_changed_password_replaces_the_old_one_at_once_and_ends_her_sessions() {
+    let (app, _dir) = sim_app("2.40", true);
+    lock_on(&app).await;
+    let resp = send(&app, get_as("/api/me", NURSE1_USERNAME, NURSE1_PASSWORD)).await;
+    let cookie = format!("JSESSIONID={}", session_cookie(&resp).expect("cookie"));
+    const NEW: &str = "Nurse1!changed";
+
+    for (body, message) in [
+        (json!({"oldPassword": NURSE1_PASSWORD}), "OldPassword and newPassword must be provided"),
+        (json!({"oldPassword": "wrong", "newPassword": NEW}), "OldPassword is incorrect"),
+        (json!({"oldPassword": NURSE1_PASSWORD, "newPassword": "short"}), "Password must have at least 8"),
+    ] {
+        let (status, text) = change_password(&app, NURSE1_USERNAME, NURSE1_PASSWORD, &body).await;
+        assert_eq!(status, StatusCode::CONFLICT, "{body}: {text}");
+        assert!(text.contains(message), "{text}");
+    }
+    assert_login(&app, NURSE1_USERNAME, NURSE1_PASSWORD, StatusCode::OK, None).await;
+
+    let body = json!({"oldPassword": NURSE1_PASSWORD, "newPassword": NEW});
+    let (status, text) = change_password(&app, NURSE1_USERNAME, NURSE1_PASSWORD, &body).await;
+    assert_eq!((status, text.as_str()), (StatusCode::ACCEPTED, ""));
+    assert_login(&app, NURSE1_USERNAME, NURSE1_PASSWORD, StatusCode::UNAUTHORIZED, Some(UNAUTHORIZED)).await;
+    let (_, lockout) = admin(&app, "GET", "/__sim/lockout", None).await;
+    assert_eq!(lockout["failedLogins"][NURSE1_USERNAME]["attempts"], 1, "the old password is a failure: {lockout}");
+    let resp = send(&app, get("/api/me", &[("cookie", &cookie), ("x-requested-with", "XMLHttpRequest")])).await;
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "her session ended");
+    assert_login(&app, NURSE1_USERNAME, NEW, StatusCode::OK, None).await;
+    let (_, lockout) = admin(&app, "GET", "/__sim/lockout", None).await;
+    assert_eq!(lockout["failedLogins"], json!({}), "{lockout}");
+}

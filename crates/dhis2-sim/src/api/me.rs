@@ -3,14 +3,19 @@
 //! The handler builds the full object (org units and roles expanded) and the `fields` filter
 //! trims it; without `fields` references are ids only (`"organisationUnits":[{"id":"…"}]`).
 //! `userCredentials` exists up to 2.41 and is gone in 2.42.
+//!
+//! `PUT /api/me/changePassword` (`MeController.changePassword`): `{"oldPassword", "newPassword"}`,
+//! 202 with no body; 409 WebMessage when either is missing or the old one is wrong; the new
+//! password replaces the old at once and every session of the user ends.
 
 use std::collections::BTreeSet;
 
 use axum::{
+    body::Body,
     extract::{Path, State},
     http::StatusCode,
-    response::Response,
-    routing::get,
+    response::{IntoResponse, Response},
+    routing::{get, put},
     Router,
 };
 use serde_json::{json, Value};
@@ -34,6 +39,7 @@ pub fn routes() -> Router<AppState> {
         .route("/me", get(me))
         .route("/me.json", get(me))
         .route("/me/authorization", get(authorization))
+        .route("/me/changePassword", put(change_password))
         .route("/me/authorization/{authority}", get(has_authority))
 }
 
@@ -187,6 +193,44 @@ pub async fn me(
 ) -> Result<Response, ApiError> {
     let data = load(&state, user).await?;
     Ok(filtered_json(&me_json(&data, &state), &params, "*", &FilterOptions { embedded: EMBEDDED }))
+}
+
+/// Lengths DHIS2's password validation accepts (`PasswordValidationService`: 8 to 72 characters
+/// by default; its other rules, digits, letters, special characters, are not checked here).
+const PASSWORD_LENGTHS: std::ops::RangeInclusive<usize> = 8..=72;
+
+/// `PUT /api/me/changePassword`: see the module doc.
+pub async fn change_password(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let bytes = axum::body::to_bytes(body, 1 << 20)
+        .await
+        .map_err(|e| ApiError::BadRequest(format!("Cannot read request body: {e}")))?;
+    let body: serde_json::Map<String, Value> =
+        serde_json::from_slice(&bytes).map_err(|e| ApiError::BadRequest(format!("Invalid JSON body: {e}")))?;
+    let field = |name: &str| body.get(name).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_owned);
+    let (Some(old), Some(new)) = (field("oldPassword"), field("newPassword")) else {
+        return Err(ApiError::Conflict("OldPassword and newPassword must be provided".into()));
+    };
+    let stored = user.password_hash.clone();
+    let valid = tokio::task::spawn_blocking(move || crate::auth::verify_password(&old, &stored))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    if !valid {
+        return Err(ApiError::Conflict("OldPassword is incorrect".into()));
+    }
+    if !PASSWORD_LENGTHS.contains(&new.chars().count()) {
+        return Err(ApiError::Conflict("Password must have at least 8, and at most 72 characters".into()));
+    }
+    let hash = tokio::task::spawn_blocking(move || crate::auth::hash_password(&new))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let uid = user.uid.clone();
+    state.db().call(move |conn| Ok(db::set_user_password_hash(conn, &uid, &hash)?)).await?;
+    state.sessions().remove_user(&user.uid);
+    Ok(StatusCode::ACCEPTED.into_response())
 }
 
 /// `GET /api/me/authorization`: the list of the user's authorities.
