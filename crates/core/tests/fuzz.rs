@@ -2038,8 +2038,16 @@ impl FuzzTarget for Stored {
                 }
             }
             if input.download {
-                if let Err(err) = e.download(DownloadOptions::default(), T0 + 3_600_000, &mut |_| {}).await {
-                    coded("download", &err, READ_CODES)?;
+                // An edit may leave a valid "password refused" mark for her: then the download
+                // must refuse to send the password, and nothing else.
+                let refused = e.password_refused().await;
+                match e.download(DownloadOptions::default(), T0 + 3_600_000, &mut |_| {}).await {
+                    Err(err) if refused => {
+                        coded("download with her password marked refused", &err, &["AUTH_REQUIRED"])?
+                    }
+                    Ok(_) if refused => return Err("a download ran with her password marked refused".into()),
+                    Err(err) => coded("download", &err, READ_CODES)?,
+                    Ok(_) => {}
                 }
             }
             Ok(())
@@ -3311,4 +3319,21 @@ fn regression_an_index_row_without_a_uid() {
             assert_eq!(e.status().await.unwrap().records, CLINIC_TEIS as u64, "the damaged row is not counted");
         });
     }
+}
+
+/// `stored` long-mode seed 1550678: the template's "password refused" mark (for another user)
+/// was changed into a valid mark for the logged-in nurse; the download then rightly refused to
+/// send her password (AUTH_REQUIRED), which the harness did not allow. Not a core fault: the
+/// harness now requires AUTH_REQUIRED, and no download at all, when the mark is hers.
+#[test]
+fn regression_a_stored_password_refused_mark_for_her_stops_the_download() {
+    let mut input = Stored.generate(&mut Rng::new(1_550_678), 1_550_678);
+    input.edits = vec![Edit::Plain {
+        store: StoreName::Cache,
+        id: PASSWORD_REFUSED_ID.into(),
+        plaintext: Shown(br#"{"username":"nurse1"}"#.to_vec()),
+    }];
+    input.reads = vec![];
+    input.download = true;
+    Stored.check(&input).unwrap();
 }
