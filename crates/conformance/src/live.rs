@@ -82,7 +82,7 @@ impl Loopback {
         for (k, v) in &request.headers {
             builder = builder.header(k.as_str(), v.as_str());
         }
-        let body = Full::new(Bytes::from(request.body.unwrap_or_default()));
+        let body = Full::new(Bytes::from(request.body.clone().unwrap_or_default()));
         let request = builder.body(body).map_err(|e| CoreError::BadInput(e.to_string()))?;
         let response = sender.send_request(request).await.map_err(|e| unreachable(&e))?;
         let status = response.status().as_u16();
@@ -232,20 +232,46 @@ fn spawn(binary: &Path, args: &[String], port: u16, data: &Path) -> (Child, Sock
 /// One call as the sim's admin: its `/__sim` API or `/api` (`path` from `/`). The status and
 /// the JSON answer (`Null` when it is not JSON).
 pub async fn admin_call(http: &Loopback, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    call_as(http, ADMIN_BASIC, method, path, body).await
+}
+
+/// One call with the `Authorization` header `authorization` (e.g. [`basic`]), no cookie:
+/// the status and the JSON answer (`Null` when it is not JSON).
+pub async fn call_as(
+    http: &Loopback,
+    authorization: &str,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
     let response = http
         .send(HttpRequest {
             opens_session: false,
             method: method.into(),
             url: path.into(),
             headers: vec![
-                ("Authorization".into(), ADMIN_BASIC.into()),
+                ("Authorization".into(), authorization.into()),
                 ("Content-Type".into(), "application/json".into()),
             ],
             body: body.map(|b| b.to_string().into_bytes()),
         })
         .await
-        .expect("the sim answers its admin");
+        .expect("the sim answers");
     (response.status, serde_json::from_slice(&response.body).unwrap_or(Value::Null))
+}
+
+/// `Basic <base64(user:password)>`.
+pub fn basic(user: &str, password: &str) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let bytes = format!("{user}:{password}").into_bytes();
+    let mut out = String::from("Basic ");
+    for chunk in bytes.chunks(3) {
+        let n = chunk.iter().enumerate().fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+        for i in 0..4 {
+            out.push(if i <= chunk.len() { char::from(ALPHABET[(n >> (18 - 6 * i)) as usize & 63]) } else { '=' });
+        }
+    }
+    out
 }
 
 /// [`admin_call`], the answer only.
@@ -255,6 +281,9 @@ pub async fn admin(http: &Loopback, method: &str, path: &str, body: Option<Value
 
 /// A device: the real core engine over an in-memory store, talking to the sim over loopback.
 pub type Device<'a> = Engine<MemoryStore, RustPbkdf2, OsRandom, &'a Loopback>;
+
+/// nurse1's password in the demo seed.
+pub const NURSE1_PASSWORD: &str = "Nurse1!clinic";
 
 /// A device of nurse1 (cheap vault policy) with one online login and the clinic downloaded.
 pub async fn device<'a>(api: &str, net: &'a Loopback) -> Device<'a> {
@@ -266,7 +295,7 @@ pub async fn device_over<'a>(api: &str, net: &'a Loopback, store: MemoryStore) -
     let policy = VaultPolicy { iterations: 1_000, ..VaultPolicy::default() };
     let config = EngineConfig::new(api, policy).expect("engine config");
     let device = Engine::new(config, store, RustPbkdf2, OsRandom, net);
-    device.login("nurse1", "Nurse1!clinic", now_ms()).await.expect("login");
+    device.login("nurse1", NURSE1_PASSWORD, now_ms()).await.expect("login");
     device.download(DownloadOptions::default(), now_ms(), &mut |_| {}).await.expect("download");
     device
 }
@@ -325,4 +354,15 @@ pub async fn register(device: &Device<'_>, api: &str, nid: &str, weight: &str) -
         .await,
     );
     (tei, enrollment, event)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn basic_encodes_as_base64() {
+        assert_eq!(super::basic("admin", "district"), super::ADMIN_BASIC);
+        assert_eq!(super::basic("ab", "c"), "Basic YWI6Yw==");
+        assert_eq!(super::basic("a", "b"), "Basic YTpi");
+        assert_eq!(super::basic("nurse1", "Nurse1!clinic"), "Basic bnVyc2UxOk51cnNlMSFjbGluaWM=");
+    }
 }

@@ -4,15 +4,16 @@
 //! is found by halves and moved aside at the error limit while the rest flows; a reverse proxy's
 //! 413 splits requests down to one record; a server process killed in the middle of a flush and
 //! started again loses nothing and duplicates nothing; a damaged stored entry is reported and
-//! holds nothing back.
+//! holds nothing back; a password changed on the server while the device was offline is sent
+//! once, never again until she logs in online, so DHIS2's failed-login lockout never locks her.
 #![allow(clippy::expect_used, clippy::unwrap_used, missing_docs)]
 
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use tracker_offline_conformance::live::{
-    admin, admin_call, capture, device, device_over, now_ms, reference, register, sim_binary, Device, Loopback, Sim,
-    OU, P,
+    admin, admin_call, basic, call_as, capture, device, device_over, now_ms, reference, register, sim_binary, Device,
+    Loopback, Sim, NURSE1_PASSWORD, OU, P,
 };
 use tracker_offline_core::flush::{FlushReport, FlushScope};
 
@@ -373,5 +374,100 @@ fn a_damaged_stored_entry_is_reported_and_the_rest_reaches_the_server_once() {
         let status = device.status().await.unwrap();
         assert_eq!((status.pending, status.failed), (0, 0), "{status:?}");
         eprintln!("damaged entry: {:.1} s", started.elapsed().as_secs_f64());
+    });
+}
+
+#[test]
+fn a_password_changed_on_the_server_is_sent_once_and_never_locks_her_account() {
+    use tracker_offline_core::{download::DownloadOptions, CoreError};
+    run(async {
+        let started = Instant::now();
+        let sim = Sim::start(&sim_binary(), &["--version", "2.40.3"]);
+        let (net, ctl) = (Loopback::new(sim.addr), Loopback::new(sim.addr));
+        let api = sim.api();
+        // DHIS2's failed-login lockout on: 4 failures in a row lock the username.
+        let (status, set) =
+            admin_call(&ctl, "POST", "/api/systemSettings/keyLockMultipleFailedLogins?value=true", None).await;
+        assert_eq!(status, 200, "{set}");
+        let lockout = admin(&ctl, "GET", "/__sim/lockout", None).await;
+        let threshold = lockout["maxFailedAttempts"].as_u64().unwrap();
+        assert_eq!(threshold, 4, "{lockout}");
+        let device = device(&api, &net).await;
+        let before = women_on_server(&ctl).await;
+
+        // Offline, she registers 3 women; meanwhile her password is changed on the server
+        // (on another computer, or the district resets it).
+        net.down.set(true);
+        let mut registrations = offline_registrations(&device, &api, 476_000_000, 3).await;
+        const NEW_PASSWORD: &str = "Nurse1!renewed";
+        let (status, changed) = call_as(
+            &ctl,
+            &basic("nurse1", NURSE1_PASSWORD),
+            "PUT",
+            "/api/me/changePassword",
+            Some(json!({"oldPassword": NURSE1_PASSWORD, "newPassword": NEW_PASSWORD})),
+        )
+        .await;
+        assert_eq!(status, 202, "{changed}");
+        admin_call(&ctl, "DELETE", "/__sim/requests", None).await;
+
+        // Back online: the first request with the old password is refused.
+        net.down.set(false);
+        let report = device.flush(FlushScope::All, now_ms(), &mut |_| {}).await.unwrap();
+        assert_eq!(report.stopped.as_deref(), Some("AUTH_REQUIRED"), "{report:?}");
+        assert_eq!((report.sent, report.failed, report.remaining), (0, 0, 9), "{report:?}");
+        assert!(device.status().await.unwrap().auth_required);
+
+        // A busy day after that: more captures, each followed by the flush a capture asks
+        // for, the nurse's "send now", session renewals and downloads: nothing goes out.
+        for round in 0..threshold * 3 {
+            registrations.push(register(&device, &api, &format!("{}", 476_000_100 + round), "61.5").await);
+            let report = device.flush(FlushScope::All, now_ms(), &mut |_| {}).await.unwrap();
+            assert_eq!((report.stopped.as_deref(), report.requests), (Some("AUTH_REQUIRED"), 0), "{report:?}");
+            assert!(!device.renew_session().await, "no session renewal with the refused password");
+            if round % 4 == 0 {
+                let downloaded = device.download(DownloadOptions::default(), now_ms(), &mut |_| {}).await;
+                assert!(matches!(downloaded, Err(CoreError::AuthRequired)), "{downloaded:?}");
+            }
+        }
+        let queued = 3 * registrations.len() as u64;
+
+        // On the server: exactly one request carried the old password; her account is not
+        // locked, and she can log in with the new one.
+        let refused = admin(&ctl, "GET", "/__sim/requests?status=401", None).await;
+        assert_eq!(refused.as_array().unwrap().len(), 1, "one request with the old password: {refused}");
+        let lockout = admin(&ctl, "GET", "/__sim/lockout", None).await;
+        assert_eq!(lockout["failedLogins"]["nurse1"]["attempts"], 1, "{lockout}");
+        assert_eq!(lockout["failedLogins"]["nurse1"]["locked"], false, "{lockout}");
+        let (status, me) = call_as(&ctl, &basic("nurse1", NEW_PASSWORD), "GET", "/api/me?fields=username", None).await;
+        assert_eq!((status, &me["username"]), (200, &json!("nurse1")), "not locked: {me}");
+        assert_eq!(women_on_server(&ctl).await, before, "nothing arrived");
+
+        // The device kept everything.
+        let status = device.status().await.unwrap();
+        assert_eq!((status.pending, status.failed, status.auth_required), (queued, 0, true), "{status:?}");
+
+        // She logs in online with the new password: the queue drains, exactly once.
+        device.login("nurse1", NEW_PASSWORD, now_ms()).await.expect("online login with the new password");
+        assert!(!device.status().await.unwrap().auth_required);
+        let report = flush(&device).await;
+        assert_eq!(
+            (report.sent, report.failed, report.remaining, report.stopped.as_deref()),
+            (queued, 0, 0, None),
+            "{report:?}"
+        );
+        let report = flush(&device).await;
+        assert_eq!((report.sent, report.requests, report.remaining), (0, 0, 0), "nothing left: {report:?}");
+        assert_each_once(&ctl, &registrations).await;
+        assert_eq!(women_on_server(&ctl).await, before + registrations.len());
+        let log = admin(&ctl, "GET", "/__sim/requests?method=POST", None).await;
+        for (tei, enrollment, event) in &registrations {
+            assert_eq!(imports_naming(&log, "/api/trackedEntityInstances", tei), 1, "{tei}");
+            assert_eq!(imports_naming(&log, "/api/enrollments", enrollment), 1, "{enrollment}");
+            assert_eq!(imports_naming(&log, "/api/events", event), 1, "{event}");
+        }
+        let refused = admin(&ctl, "GET", "/__sim/requests?status=401", None).await;
+        assert_eq!(refused.as_array().unwrap().len(), 1, "still the one: {refused}");
+        eprintln!("changed password: {:.1} s", started.elapsed().as_secs_f64());
     });
 }
