@@ -21,6 +21,8 @@
  * - `AUTH_REQUIRED`: the server asks for a new online login (e.g. the password changed).
  * - `VAULT_LOCKED`: nobody is logged in.
  * - `HANDOVER_REQUIRED`: first login on this device with nobody logged in and no escrow.
+ * - `OUTSIDE_CLINIC`: first login on this device of a user whose org units do not cover the
+ *   clinic copied here: the logged-in colleague's data key is not handed over to her.
  * - `STORAGE_FULL`: the browser's quota is exhausted; nothing of that write was kept.
  * - `STORAGE_CORRUPT`: stored bytes were changed, moved or do not parse; never used.
  * - `STORAGE_ERROR`: IndexedDB failed for another reason.
@@ -44,6 +46,7 @@ export type TrackerOfflineErrorCode =
   | 'AUTH_REQUIRED'
   | 'VAULT_LOCKED'
   | 'HANDOVER_REQUIRED'
+  | 'OUTSIDE_CLINIC'
   | 'STORAGE_FULL'
   | 'STORAGE_CORRUPT'
   | 'STORAGE_ERROR'
@@ -526,7 +529,7 @@ export declare class TrackerOffline extends EventTarget {
    * it runs the login and alone keeps the data key and the password (this page gets the
    * outcome); after an online login sends the outbox and, with `escrow`, keeps the key in escrow.
    * Rejects with `BAD_CREDENTIALS`, `UNKNOWN_USER_OFFLINE`, `LOCKED_OUT`, `CREDENTIAL_EXPIRED`, `CREDENTIAL_REVOKED`,
-   * `HANDOVER_REQUIRED`, `AUTH_REQUIRED`, `BAD_INPUT`, ...
+   * `HANDOVER_REQUIRED`, `OUTSIDE_CLINIC`, `AUTH_REQUIRED`, `BAD_INPUT`, ...
    */
   login(username: string, password: string): Promise<LoginResult>;
 

@@ -82,6 +82,7 @@ function describeError(error: unknown): string {
     case 'AUTH_REQUIRED':
     case 'VAULT_LOCKED':
     case 'HANDOVER_REQUIRED':
+    case 'OUTSIDE_CLINIC':
     case 'STORAGE_FULL':
     case 'STORAGE_CORRUPT':
     case 'STORAGE_ERROR':

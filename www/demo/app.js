@@ -366,7 +366,7 @@ async function screenLogin(message, shift = false) {
       await afterLogin(outcome);
     } catch (error) {
       const text = `${error.message} (${t('errorCode')}: ${error.code ?? 'ERROR'})${error.retryAfterMs ? ` · ${Math.ceil(error.retryAfterMs / 1000)} s` : ''}`;
-      const field = ['UNKNOWN_USER_OFFLINE', 'HANDOVER_REQUIRED'].includes(error.code) ? 'username'
+      const field = ['UNKNOWN_USER_OFFLINE', 'HANDOVER_REQUIRED', 'OUTSIDE_CLINIC'].includes(error.code) ? 'username'
         : ['BAD_CREDENTIALS', 'LOCKED_OUT', 'CREDENTIAL_EXPIRED', 'CREDENTIAL_REVOKED', 'BAD_INPUT'].includes(error.code) ? 'password' : null;
       if (field) {
         setFieldError(form, field, text);

@@ -29,6 +29,7 @@ const MESSAGES = {
   CREDENTIAL_REVOKED: 'The server no longer accepts this password. Connect to the network and log in with your current password.',
   HANDOVER_REQUIRED:
     'A new user on this device logs in for the first time while a colleague is still logged in (or while the server can be reached).',
+  OUTSIDE_CLINIC: 'This user is not assigned to the clinic whose data is on this device.',
   SERVER_UNREACHABLE: 'The server cannot be reached.',
   STORAGE_FULL: 'The device storage is full. Free some space, then try again.',
   STORAGE_CORRUPT: 'The local data of this device cannot be read.',

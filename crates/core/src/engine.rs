@@ -9,8 +9,10 @@ use crate::{
     error::{CoreError, Result},
     http::{HttpClient, HttpRequest, HttpResponse},
     kdf::PasswordKdf,
+    metadata::ClinicMetadata,
     profile::{UserProfile, ME_FIELDS},
     random::RandomSource,
+    scope::UserScope,
     store::{KvStore, StoreName, WriteBatch},
     vault::{validate_credentials, LoginOutcome, SessionInfo, Vault, VaultPolicy},
 };
@@ -297,6 +299,9 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
                 self.set_online(true);
                 let canonical = profile.username.clone();
                 let username_now = canonical.clone();
+                if self.handover_outside_clinic(&canonical, &profile).await? {
+                    return Err(CoreError::OutsideClinic(canonical));
+                }
                 let outcome =
                     match self.vault.login_verified_online(&canonical, password, profile.clone(), now_ms).await {
                         // Nobody here to hand the key over: the server escrow, if the clinic keeps one.
@@ -335,6 +340,21 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
                 self.vault.login_offline(username, password, now_ms).await
             }
         }
+    }
+
+    /// True when logging `username` in would hand her the open session's data key (she is new
+    /// to this device) although her org units do not cover the clinic copied here.
+    async fn handover_outside_clinic(&self, username: &str, profile: &UserProfile) -> Result<bool> {
+        let Some(session) = self.vault.session_info() else { return Ok(false) };
+        if session.username == username || self.vault.is_registered(username).await? {
+            return Ok(false);
+        }
+        let meta: ClinicMetadata = match self.vault.get_record(StoreName::Cache, crate::clinic::METADATA_ID).await? {
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| CoreError::StorageCorrupt(format!("clinic metadata: {e}")))?,
+            None => return Ok(false),
+        };
+        Ok(!UserScope::of(profile).covers_clinic(&meta))
     }
 
     /// Opens a new DHIS2 session in the browser for the logged-in user (the server lost the

@@ -41,6 +41,10 @@ pub enum CoreError {
     /// user must be logged in (shift change handover) so the data key can be shared.
     #[error("this device's data is locked: the first login of '{0}' here needs a logged-in colleague (handover) or server escrow")]
     HandoverRequired(String),
+    /// A user new to this device whose organisation units do not cover the clinic copied here:
+    /// the clinic's data is not handed over to her (the server would not show it to her).
+    #[error("'{0}' is not assigned to this device's clinic: its data is not handed over to her")]
+    OutsideClinic(String),
     /// The browser's storage quota is exhausted; nothing was written.
     #[error("device storage is full; nothing was written")]
     StorageFull,
@@ -81,6 +85,7 @@ impl CoreError {
             CoreError::AuthRequired => "AUTH_REQUIRED",
             CoreError::VaultLocked => "VAULT_LOCKED",
             CoreError::HandoverRequired(_) => "HANDOVER_REQUIRED",
+            CoreError::OutsideClinic(_) => "OUTSIDE_CLINIC",
             CoreError::StorageFull => "STORAGE_FULL",
             CoreError::StorageCorrupt(_) => "STORAGE_CORRUPT",
             CoreError::Storage(_) => "STORAGE_ERROR",

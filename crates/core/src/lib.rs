@@ -38,6 +38,7 @@ pub mod reads;
 pub mod records;
 pub mod register;
 pub mod reserved;
+pub mod scope;
 pub mod store;
 pub mod time;
 pub mod uid;

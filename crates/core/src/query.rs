@@ -9,6 +9,7 @@ use crate::{
     index::{ClinicIndex, IndexRow},
     metadata::ClinicMetadata,
     params::Target,
+    scope::UserScope,
 };
 
 /// How `ou` selects org units.
@@ -244,6 +245,18 @@ impl TeiQuery {
         })
     }
 
+    /// The first asked org unit that `scope` (the logged-in user's org units) does not see, for
+    /// modes that name org units; without a scope, as [`TeiQuery::outside_search_scope`].
+    pub fn outside_scope(&self, meta: &ClinicMetadata, scope: Option<&UserScope>) -> Option<String> {
+        match scope {
+            Some(scope) if matches!(self.ou_mode, OuMode::Selected | OuMode::Children | OuMode::Descendants) => {
+                self.org_units.iter().find(|ou| !scope.sees(ou, meta)).cloned()
+            }
+            Some(_) => None,
+            None => self.outside_search_scope(meta),
+        }
+    }
+
     /// The first asked org unit outside the user's search scope (the server refuses such a
     /// query with 409), for modes that name org units.
     pub fn outside_search_scope(&self, meta: &ClinicMetadata) -> Option<String> {
@@ -336,7 +349,19 @@ impl TeiQuery {
 
     /// Runs the query: the page of matching rows and the total number of matches.
     pub fn run<'a>(&self, index: &'a ClinicIndex, meta: &ClinicMetadata) -> (Vec<&'a IndexRow>, usize) {
-        let mut hits: Vec<&IndexRow> = index.rows().filter(|r| self.matches(r, meta)).collect();
+        self.run_within(index, meta, None)
+    }
+
+    /// As [`TeiQuery::run`], counting and returning only the rows `scope` sees (the logged-in
+    /// user's org units), so totals and pages are hers.
+    pub fn run_within<'a>(
+        &self,
+        index: &'a ClinicIndex,
+        meta: &ClinicMetadata,
+        scope: Option<&UserScope>,
+    ) -> (Vec<&'a IndexRow>, usize) {
+        let visible = |r: &IndexRow| scope.is_none_or(|s| s.sees(&r.org_unit, meta));
+        let mut hits: Vec<&IndexRow> = index.rows().filter(|r| visible(r) && self.matches(r, meta)).collect();
         hits.sort_by(|a, b| {
             for (column, desc) in &self.order {
                 let ord = compare_values(Self::sort_key(a, column), Self::sort_key(b, column));

@@ -43,6 +43,7 @@ use crate::{
     query::TeiQuery,
     random::RandomSource,
     records::{text, Object, SyncState, TeiBundle},
+    scope::UserScope,
     store::{KvStore, StoreName},
 };
 
@@ -365,19 +366,37 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
         base_path(&self.config.api_base)
     }
 
+    /// The logged-in user's org units, which every offline read is limited to (None when her
+    /// profile names none: a session without a profile, or a user with no org unit, whose
+    /// scope is unknown here).
+    fn user_scope(&self) -> Option<UserScope> {
+        let profile = self.vault.session_info()?.profile?;
+        Some(UserScope::of(&profile)).filter(|scope| !scope.roots().is_empty())
+    }
+
+    /// A tracked entity with its enrollments and events, if the logged-in user's org units see
+    /// it (one outside them reads as absent, as the server would not show it to her).
     async fn bundle(&self, tei_uid: &str) -> Result<Option<TeiBundle>> {
-        match self.vault.get_record(StoreName::Records, &bundle_id(tei_uid)).await? {
-            Some(bytes) => parse_bundle(&bytes).map(Some),
-            None => Ok(None),
+        let bundle = match self.vault.get_record(StoreName::Records, &bundle_id(tei_uid)).await? {
+            Some(bytes) => parse_bundle(&bytes)?,
+            None => return Ok(None),
+        };
+        if let Some(scope) = self.user_scope() {
+            let clinic = self.clinic.lock().map_err(|_| CoreError::Storage("clinic lock poisoned".into()))?;
+            if !scope.sees(text(&bundle.tei, "orgUnit").unwrap_or_default(), &clinic.metadata) {
+                return Ok(None);
+            }
         }
+        Ok(Some(bundle))
     }
 
     fn matching_rows(&self, q: &TeiQuery) -> Result<(Vec<IndexRow>, usize, ClinicMetadata)> {
+        let scope = self.user_scope();
         let clinic = self.clinic.lock().map_err(|_| CoreError::Storage("clinic lock poisoned".into()))?;
-        if let Some(outside) = q.outside_search_scope(&clinic.metadata) {
+        if let Some(outside) = q.outside_scope(&clinic.metadata, scope.as_ref()) {
             return Err(CoreError::Conflict(format!("Organisation unit is not part of the search scope: {outside}")));
         }
-        let (rows, total) = q.run(&clinic.index, &clinic.metadata);
+        let (rows, total) = q.run_within(&clinic.index, &clinic.metadata, scope.as_ref());
         Ok((rows.into_iter().cloned().collect(), total, clinic.metadata.clone()))
     }
 

@@ -186,6 +186,12 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource> Vault<S, K, R> {
         self.store.count(StoreName::Users).await
     }
 
+    /// True when `username` is in this device's register.
+    pub async fn is_registered(&self, username: &str) -> Result<bool> {
+        let Some(meta) = self.load_meta().await? else { return Ok(false) };
+        Ok(self.store.get(StoreName::Users, &Self::user_key(&meta, username)).await?.is_some())
+    }
+
     async fn load_meta(&self) -> Result<Option<VaultMeta>> {
         match self.store.get(StoreName::Meta, VAULT_META_KEY).await? {
             None => Ok(None),

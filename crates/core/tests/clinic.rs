@@ -24,6 +24,9 @@ use tracker_offline_core::{
 };
 
 const OU: &str = "OuBaniNaim1";
+/// A second clinic of the same district, and the district.
+const OU2: &str = "OuSaeerCli1";
+const DISTRICT: &str = "OuHebronDs1";
 const PROGRAM: &str = "PrMchProg01";
 const FIRST: &str = "AtFirstNam1";
 const NID: &str = "AtNationId1";
@@ -80,11 +83,22 @@ impl HttpClient for &FakeDhis2 {
             // nurse2's Basic credential starts with base64("nurse2") = "bnVyc2Uy".
             "/api/me" if request.headers.iter().any(|(_, v)| v.contains("bnVyc2Uy")) => ok(json!({"id": "UsNurse0002",
                 "username": "nurse2", "displayName": "Rania Khalil", "organisationUnits": [{"id": OU}]})),
+            // base64("super1") and base64("nurse3"): the district's supervisor and a nurse of a
+            // clinic in another district.
+            "/api/me" if request.headers.iter().any(|(_, v)| v.contains("c3VwZXIx")) => ok(json!({"id": "UsSuper0001",
+                "username": "super1", "displayName": "Salma Odeh", "organisationUnits": [{"id": DISTRICT}]})),
+            "/api/me" if request.headers.iter().any(|(_, v)| v.contains("bnVyc2Uz")) => ok(json!({"id": "UsNurse0003",
+                "username": "nurse3", "displayName": "Noor Saleh", "organisationUnits": [{"id": "OuNablusCl1"}]})),
             "/api/me" => ok(json!({"id": "UsNurse0001", "username": "nurse1", "displayName": "Amal Haddad",
                 "organisationUnits": [{"id": OU, "displayName": "Bani Naim Clinic"}]})),
             "/api/system/info" => ok(json!({"version": self.version})),
             "/api/organisationUnits" => ok(json!({"organisationUnits": [
-                {"id": OU, "path": "/OuPalestin1/OuHebronDs1/OuBaniNaim1", "displayName": "Bani Naim Clinic"}]})),
+                {"id": OU, "path": "/OuPalestin1/OuHebronDs1/OuBaniNaim1", "displayName": "Bani Naim Clinic"},
+                {"id": OU2, "path": "/OuPalestin1/OuHebronDs1/OuSaeerCli1", "displayName": "Sa'ir Clinic"},
+                {"id": DISTRICT, "path": "/OuPalestin1/OuHebronDs1", "displayName": "Hebron"}]})),
+            "/api/organisationUnits/OuHebronDs1" => {
+                ok(json!({"id": DISTRICT, "path": "/OuPalestin1/OuHebronDs1", "displayName": "Hebron"}))
+            }
             "/api/organisationUnits/OuBaniNaim1" => {
                 ok(json!({"id": OU, "path": "/OuPalestin1/OuHebronDs1/OuBaniNaim1", "displayName": "Bani Naim Clinic"}))
             }
@@ -547,5 +561,101 @@ fn a_lost_server_session_is_renewed_only_for_the_logged_in_user() {
         assert!(server.requests.borrow()[before..].iter().any(|u| u.contains("/api/me")));
         e.logout();
         assert!(!e.renew_session().await, "the password is gone with the session");
+    });
+}
+
+/// Issue 13 item 6: the data key goes at a shift change only to a colleague whose org units
+/// cover the clinic copied here; nobody is handed a clinic the server would not show her.
+#[test]
+fn a_colleague_whose_org_units_do_not_cover_the_clinic_is_not_handed_its_data() {
+    block_on(async {
+        let store = MemoryStore::new();
+        let server = FakeDhis2::new("2.40.3", 10);
+        let e = engine(&store, &server);
+        e.login("nurse1", "Nurse1!clinic", T0).await.unwrap();
+        e.download(DownloadOptions::default(), T0, &mut |_| {}).await.unwrap();
+
+        let err = e.login("nurse3", "Nurse3!nablus", T0).await.unwrap_err();
+        assert_eq!(err.code(), "OUTSIDE_CLINIC", "{err}");
+        assert!(!e.vault().is_registered("nurse3").await.unwrap(), "nothing written for her");
+        assert_eq!(e.vault().session_info().unwrap().username, "nurse1", "nurse1's session stays open");
+        e.logout();
+        let offline = e.vault().login_offline("nurse3", "Nurse3!nablus", T0).await.unwrap_err();
+        assert_eq!(offline.code(), "UNKNOWN_USER_OFFLINE");
+
+        // The district's supervisor covers the clinic (her org unit is above it).
+        e.login("nurse1", "Nurse1!clinic", T0).await.unwrap();
+        let out = e.login("super1", "Super1!district", T0).await.unwrap();
+        assert!(out.handover);
+    });
+}
+
+/// Issue 13 item 6: offline reads show the logged-in user only the women of her org units,
+/// although one data key opens the whole copy (here the district's supervisor downloaded two
+/// clinics, and a nurse of one of them logs in on the same device).
+#[test]
+fn offline_reads_show_only_the_logged_in_users_org_units() {
+    block_on(async {
+        let store = MemoryStore::new();
+        let server = FakeDhis2::new("2.40.3", 10);
+        for n in 5..10 {
+            let mut teis = server.teis.borrow_mut();
+            teis[n]["orgUnit"] = json!(OU2);
+            teis[n]["enrollments"][0]["orgUnit"] = json!(OU2);
+            teis[n]["enrollments"][0]["events"][0]["orgUnit"] = json!(OU2);
+        }
+        let e = engine(&store, &server);
+        e.login("nurse2", "Nurse2!clinic", T0).await.unwrap(); // her clinic: OU only
+        e.login("super1", "Super1!district", T0).await.unwrap(); // handover: the district covers OU
+        e.download(DownloadOptions::default(), T0, &mut |_| {}).await.unwrap();
+        let district_wide =
+            body(&e, &format!("trackedEntityInstances.json?ou={DISTRICT}&ouMode=DESCENDANTS&paging=false")).await;
+        assert_eq!(district_wide["trackedEntityInstances"].as_array().unwrap().len(), 10);
+        e.logout();
+
+        e.vault().login_offline("nurse2", "Nurse2!clinic", T0).await.unwrap();
+        let e = engine(&store, &server); // a reload: the copy comes back from storage
+        e.vault().login_offline("nurse2", "Nurse2!clinic", T0).await.unwrap();
+        let uids = |v: &Value, list: &str| -> Vec<String> {
+            v[list]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t["trackedEntityInstance"].as_str().unwrap().to_string())
+                .collect()
+        };
+        let mine = body(&e, &format!("trackedEntityInstances.json?ou={OU}&ouMode=DESCENDANTS&paging=false")).await;
+        assert_eq!(uids(&mine, "trackedEntityInstances").len(), 5);
+        let accessible = body(&e, "trackedEntityInstances.json?ouMode=ACCESSIBLE&paging=false").await;
+        assert_eq!(uids(&accessible, "trackedEntityInstances"), uids(&mine, "trackedEntityInstances"));
+        let all = body(&e, "trackedEntityInstances.json?ouMode=ALL&paging=false").await;
+        assert_eq!(uids(&all, "trackedEntityInstances").len(), 5, "ALL is still only what she may see");
+        let count = body(&e, &format!("trackedEntityInstances/count.json?ou={OU}&ouMode=DESCENDANTS")).await;
+        assert_eq!(count, 5);
+        // The other clinic: a 409 for the query, as the server answers outside the search scope,
+        // and nothing by UID (the woman, her enrollment, her visit).
+        let other = e
+            .answer_offline(&format!("http://127.0.0.1:9/api/trackedEntityInstances.json?ou={OU2}&paging=false"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(other.status, 409);
+        let by_uid = |path: String| {
+            let e = &e;
+            async move { e.answer_offline(&format!("http://127.0.0.1:9/api/{path}")).await.unwrap().unwrap().status }
+        };
+        assert_eq!(by_uid("trackedEntityInstances/Te000000007.json".into()).await, 404);
+        assert_eq!(by_uid("enrollments/En000000007.json".into()).await, 404);
+        assert_eq!(by_uid("events/Ev000000007.json".into()).await, 404);
+        assert_eq!(by_uid("tracker/trackedEntities/Te000000007".into()).await, 404);
+        assert_eq!(by_uid("trackedEntityInstances/Te000000002.json".into()).await, 200);
+        let events = body(&e, "events.json?paging=false").await;
+        assert_eq!(events["events"].as_array().unwrap().len(), 5, "the event list is hers too");
+        e.logout();
+
+        // The supervisor, offline, still sees the district.
+        e.vault().login_offline("super1", "Super1!district", T0).await.unwrap();
+        let all = body(&e, &format!("trackedEntityInstances.json?ou={DISTRICT}&ouMode=DESCENDANTS&paging=false")).await;
+        assert_eq!(all["trackedEntityInstances"].as_array().unwrap().len(), 10);
     });
 }
