@@ -4,7 +4,9 @@
 # end-to-end tests (Playwright driving Debian's chromium against a real dhis2-sim process).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-step() { printf '\n\033[1;32m==> %s\033[0m\n' "$*"; }
+started=$SECONDS
+# Each step says how long the run has taken so far, so CI logs show where the time goes.
+step() { printf '\n\033[1;32m==> [%dm%02ds] %s\033[0m\n' $(((SECONDS - started) / 60)) $(((SECONDS - started) % 60)) "$*"; }
 
 step "setup"
 scripts/setup.sh
@@ -40,3 +42,5 @@ node --test --test-concurrency=1 --test-timeout=180000 tests/e2e/
 
 step "benchmark smoke (tiny sizes: every measurement taken, no timing asserted)"
 node tests/bench/run.mjs --smoke
+
+step "all tests passed"
