@@ -15,14 +15,13 @@
 // - Writes under an API base: sent straight through while the server answers and nothing is
 //   queued (with client UIDs added to creates, so a lost answer cannot cause a duplicate);
 //   otherwise captured into the encrypted outbox and answered as the server would.
-//   The outbox is flushed on Background Sync (after the random trigger delay: the browser fires
-//   it on every device of a region when the network comes back), on a page's request, and
-//   after a capture while the server answers, one flusher at a time (Web Locks).
+//   The outbox is flushed on Background Sync, on a page's request, and after a capture while
+//   the server answers, one flusher at a time (Web Locks).
 // - Everything else of the app's origin (the app shell): network first, copy kept in Cache
 //   Storage and re-cached on every online load.
 // It never touches `window`; every rule lives in Rust.
 
-import init, { Engine, triggerDelayMs } from './pkg/tracker_offline.js';
+import init, { Engine } from './pkg/tracker_offline.js';
 
 const SYNC_TAG = 'tracker-offline-outbox';
 
@@ -318,10 +317,6 @@ self.addEventListener('sync', (event) => {
   if (event.tag !== SYNC_TAG) return;
   event.waitUntil(
     (async () => {
-      // Fired when the network comes back, on every device at the same moment (as `online`):
-      // each waits a random moment (0-10 s, the core's trigger delay) before its flush.
-      await loadWasm();
-      await new Promise((resolve) => setTimeout(resolve, triggerDelayMs()));
       let unreachable = false;
       for (const apiBase of await knownApiBases()) {
         const engine = await engineFor(apiBase);
