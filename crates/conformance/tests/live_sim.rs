@@ -5,7 +5,8 @@
 //! 413 splits requests down to one record; a server process killed in the middle of a flush and
 //! started again loses nothing and duplicates nothing; a damaged stored entry is reported and
 //! holds nothing back; a password changed on the server while the device was offline is sent
-//! once, never again until she logs in online, so DHIS2's failed-login lockout never locks her.
+//! once, never again until she logs in online, so DHIS2's failed-login lockout never locks her;
+//! captures start no flush while the device backs off, and the backoff grows with each failure.
 #![allow(clippy::expect_used, clippy::unwrap_used, missing_docs)]
 
 use std::time::{Duration, Instant};
@@ -469,5 +470,86 @@ fn a_password_changed_on_the_server_is_sent_once_and_never_locks_her_account() {
         let refused = admin(&ctl, "GET", "/__sim/requests?status=401", None).await;
         assert_eq!(refused.as_array().unwrap().len(), 1, "still the one: {refused}");
         eprintln!("changed password: {:.1} s", started.elapsed().as_secs_f64());
+    });
+}
+
+/// The API requests the sim logged since its log was last cleared.
+async fn api_requests(ctl: &Loopback) -> Vec<Value> {
+    let log = admin(ctl, "GET", "/__sim/requests", None).await;
+    log.as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["path"].as_str().unwrap_or_default().starts_with("/api"))
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn captures_start_no_flush_while_the_device_backs_off_and_the_backoff_grows_with_each_failure() {
+    run(async {
+        let started = Instant::now();
+        let mut sim = Sim::start(&sim_binary(), &["--version", "2.40.3"]);
+        let (net, ctl) = (Loopback::new(sim.addr), Loopback::new(sim.addr));
+        let api = sim.api();
+        let device = device(&api, &net).await;
+        let before = women_on_server(&ctl).await;
+
+        // The server process dies; she keeps registering. The flush her first capture asks for
+        // finds no server: the device backs off (full jitter: 1-5 s after one failure).
+        sim.kill();
+        let mut registrations = offline_registrations(&device, &api, 478_000_000, 3).await;
+        let t0 = now_ms();
+        let report = device.flush_if_due(FlushScope::All, t0, &mut |_| {}).await.unwrap();
+        assert_eq!(report.stopped.as_deref(), Some("SERVER_UNREACHABLE"), "{report:?}");
+        let wait = report.next_try_in_ms.expect("a backoff");
+        assert!((1_000..=5_000).contains(&wait), "{report:?}");
+
+        // The server is back, but answers 503 (no Retry-After) to the next two writes. Until
+        // the backoff ends, every capture's flush sends nothing at all.
+        sim.restart();
+        let rules = json!([{"path": "/api", "method": "POST", "status": 503, "times": 2}]);
+        let (status, set) = admin_call(&ctl, "POST", "/__sim/faults", Some(rules)).await;
+        assert_eq!(status, 200, "{set}");
+        let mut due = t0 + wait as i64;
+        let mut failures = 1u32;
+        for round in 0..2u64 {
+            admin_call(&ctl, "DELETE", "/__sim/requests", None).await;
+            for i in 0..4 {
+                let nid = format!("{}", 478_000_100 + round * 10 + i);
+                registrations.push(register(&device, &api, &nid, "58.5").await);
+                let report = device.flush_if_due(FlushScope::All, due - 1, &mut |_| {}).await.unwrap();
+                assert_eq!((report.stopped.as_deref(), report.requests), (Some("BACKING_OFF"), 0), "{report:?}");
+                assert_eq!(report.next_try_in_ms, Some(1), "{report:?}");
+                assert_eq!(report.remaining, 3 * registrations.len() as u64, "{report:?}");
+            }
+            assert_eq!(api_requests(&ctl).await, Vec::<Value>::new(), "nothing reached the server while backing off");
+            // Due: one flush, one 503, and a longer backoff (at most 5 s doubled per failure).
+            let report = device.flush_if_due(FlushScope::All, due, &mut |_| {}).await.unwrap();
+            assert_eq!(report.stopped.as_deref(), Some("SERVER_BUSY"), "{report:?}");
+            let posts = api_requests(&ctl).await.into_iter().filter(|r| r["method"] == "POST").count();
+            assert_eq!(posts, 1, "one write tried, then the device stopped");
+            let wait = report.next_try_in_ms.expect("a backoff");
+            failures += 1;
+            assert!((1_000..=5_000u64 << (failures - 1)).contains(&wait), "failure {failures}: {report:?}");
+            due += wait as i64;
+        }
+
+        // The nurse's own "send now" is not held by the device's backoff (the server set no
+        // Retry-After): everything arrives once.
+        let report = device.flush_if_due(FlushScope::All, due - 1, &mut |_| {}).await.unwrap();
+        assert_eq!(report.stopped.as_deref(), Some("BACKING_OFF"), "{report:?}");
+        let report = device.flush(FlushScope::All, due - 1, &mut |_| {}).await.unwrap();
+        let queued = 3 * registrations.len() as u64;
+        assert_eq!(
+            (report.sent, report.failed, report.remaining, report.stopped.as_deref()),
+            (queued, 0, 0, None),
+            "{report:?}"
+        );
+        // An answer ends the backoff: the next capture's flush may go at once.
+        let report = device.flush_if_due(FlushScope::All, due - 1, &mut |_| {}).await.unwrap();
+        assert_eq!((report.stopped.as_deref(), report.next_try_in_ms), (None, None), "{report:?}");
+        assert_each_once(&ctl, &registrations).await;
+        assert_eq!(women_on_server(&ctl).await, before + registrations.len());
+        eprintln!("backoff: {:.1} s", started.elapsed().as_secs_f64());
     });
 }

@@ -8,6 +8,10 @@
 //!   wait an exponential, fully jittered delay ([`next_flush_delay_ms`]);
 //! - triggers that fire on every device at the same moment (`online`, an online login) start
 //!   after a random delay ([`trigger_delay_ms`]), so devices never move in lockstep;
+//! - one backoff per device, shared by every automatic trigger (a capture, a retry timer,
+//!   `online`, Background Sync, a login): while it runs they start no flush
+//!   ([`crate::engine::Engine::flush_if_due`]); it grows one step per attempt that does not get
+//!   through and ends with the first answer;
 //! - one flush at a time per device (the flush lock), and its requests go one after another.
 
 use crate::http::HttpResponse;
@@ -148,6 +152,32 @@ mod tests {
         assert_eq!(next_flush_delay_ms(30, None, 1.0), 600_000, "capped");
         assert_eq!(next_flush_delay_ms(3, None, 0.0), 1_000, "full jitter, with a floor");
         assert_eq!(next_flush_delay_ms(3, None, 0.5), 20_000);
+    }
+
+    #[test]
+    fn the_device_backoff_grows_one_step_per_attempt_and_an_answer_ends_it() {
+        use crate::engine::Connectivity;
+        let mut device = Connectivity::default();
+        assert_eq!(device.flush_wait_ms(0), None);
+        // random 1.0: the top of each step's range (5 s, 10 s, 20 s, ...).
+        assert!(!device.record(Load::Unreachable, 0, 1.0));
+        assert_eq!(device.flush_wait_ms(0), Some(5_000));
+        // A second failure of the same attempt (a read, the request after the version check)
+        // is not a new step.
+        device.record(Load::Unreachable, 100, 1.0);
+        assert_eq!(device.flush_wait_ms(100), Some(5_000));
+        device.record(Load::Busy { retry_after_ms: None }, 5_100, 1.0);
+        assert_eq!(device.flush_wait_ms(5_100), Some(10_000));
+        device.record(Load::Unreachable, 15_100, 1.0);
+        assert_eq!(device.flush_wait_ms(15_100), Some(20_000));
+        assert_eq!(device.flush_wait_ms(35_100), None, "due");
+        // The server's Retry-After sets the pace when it says more.
+        device.record(Load::Busy { retry_after_ms: Some(90_000) }, 35_100, 0.0);
+        assert_eq!(device.flush_wait_ms(35_100), Some(90_000));
+        assert!(device.record(Load::Answered, 125_100, 1.0));
+        assert_eq!(device.flush_wait_ms(125_100), None);
+        device.record(Load::Unreachable, 130_100, 1.0);
+        assert_eq!(device.flush_wait_ms(130_100), Some(5_000), "an answer starts the steps again");
     }
 
     #[test]

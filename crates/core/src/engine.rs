@@ -84,6 +84,11 @@ pub struct Connectivity {
     last_failure_ms: Option<i64>,
     /// Until when the server asked not to be sent anything (`Retry-After`).
     busy_until_ms: Option<i64>,
+    /// Contacts in a row that did not get through (busy or unreachable).
+    failed_contacts: u32,
+    /// Until when automatic flushes wait: the device's backoff, shared by every trigger
+    /// ([`crate::backoff::next_flush_delay_ms`]).
+    backoff_until_ms: Option<i64>,
 }
 
 impl Connectivity {
@@ -98,28 +103,48 @@ impl Connectivity {
         self.busy_until_ms.filter(|t| *t > now_ms).map(|t| (t - now_ms) as u64)
     }
 
+    /// How long automatic flushes (after a capture, on a timer, on `online`, Background Sync
+    /// or a login) still wait: the later of the server's `Retry-After` and the device's backoff
+    /// after contacts that did not get through. None: a flush may start now.
+    pub fn flush_wait_ms(&self, now_ms: i64) -> Option<u64> {
+        let until = self.busy_until_ms.max(self.backoff_until_ms)?;
+        (until > now_ms).then(|| (until - now_ms) as u64)
+    }
+
     /// Records the outcome of a contact. 429 and 5xx count as "busy", not reachable (see
     /// [`crate::backoff`]): the app is answered from the local copy while the server recovers.
-    pub fn record(&mut self, load: crate::backoff::Load, now_ms: i64) -> bool {
+    /// A contact that does not get through starts the next backoff step
+    /// ([`crate::backoff::next_flush_delay_ms`] with `random` in 0..1, counted from this
+    /// contact); one during a running step may lengthen it but does not count as a new step.
+    /// An answer ends the backoff.
+    pub fn record(&mut self, load: crate::backoff::Load, now_ms: i64, random: f64) -> bool {
         use crate::backoff::Load;
-        match load {
+        let asked = match load {
             Load::Answered => {
                 self.last_failure_ms = None;
-                true
+                self.failed_contacts = 0;
+                self.backoff_until_ms = None;
+                return true;
             }
-            Load::Busy { retry_after_ms } => {
-                self.last_failure_ms = Some(now_ms);
-                if let Some(wait) = retry_after_ms {
-                    let until = now_ms.saturating_add(i64::try_from(wait).unwrap_or(i64::MAX));
-                    self.busy_until_ms = Some(self.busy_until_ms.map_or(until, |t| t.max(until)));
-                }
-                false
-            }
-            Load::Unreachable => {
-                self.last_failure_ms = Some(now_ms);
-                false
-            }
+            Load::Busy { retry_after_ms } => retry_after_ms,
+            Load::Unreachable => None,
+        };
+        self.last_failure_ms = Some(now_ms);
+        if let Some(wait) = asked {
+            let until = now_ms.saturating_add(i64::try_from(wait).unwrap_or(i64::MAX));
+            self.busy_until_ms = Some(self.busy_until_ms.map_or(until, |t| t.max(until)));
         }
+        // One step per backoff: the failures of one attempt (a flush's version check and its
+        // request, reads meanwhile) do not count twice.
+        let running = self.backoff_until_ms.is_some_and(|t| t > now_ms);
+        let steps = if running { self.failed_contacts.saturating_sub(1) } else { self.failed_contacts };
+        let delay = crate::backoff::next_flush_delay_ms(steps, asked, random);
+        let until = now_ms.saturating_add(i64::try_from(delay).unwrap_or(i64::MAX));
+        self.backoff_until_ms = Some(self.backoff_until_ms.map_or(until, |t| t.max(until)));
+        if !running {
+            self.failed_contacts = self.failed_contacts.saturating_add(1);
+        }
+        false
     }
 }
 
@@ -452,7 +477,8 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
     }
 
     fn record_load(&self, load: crate::backoff::Load, now_ms: i64) -> bool {
-        let reachable = self.connectivity.lock().map(|mut c| c.record(load, now_ms)).unwrap_or(false);
+        let random = crate::random::unit_f64(self.vault.rng());
+        let reachable = self.connectivity.lock().map(|mut c| c.record(load, now_ms, random)).unwrap_or(false);
         self.set_online(reachable);
         reachable
     }
@@ -460,6 +486,13 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
     /// How long the server still asked to be left alone (`Retry-After`), if it did.
     pub fn busy_wait_ms(&self, now_ms: i64) -> Option<u64> {
         self.connectivity.lock().ok().and_then(|c| c.busy_wait_ms(now_ms))
+    }
+
+    /// How long automatic flushes still wait (the server's `Retry-After` or the device's
+    /// backoff after contacts that did not get through); None: a flush may start now. See
+    /// [`Engine::flush_if_due`].
+    pub fn flush_wait_ms(&self, now_ms: i64) -> Option<u64> {
+        self.connectivity.lock().ok().and_then(|c| c.flush_wait_ms(now_ms))
     }
 
     /// Drops the in-memory clinic index so the next read reloads it from storage (another

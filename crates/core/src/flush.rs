@@ -70,12 +70,17 @@ pub struct FlushReport {
     pub remaining: u64,
     /// Requests made.
     pub requests: u64,
-    /// Why the flush stopped early (`SERVER_UNREACHABLE`, `AUTH_REQUIRED`), if it did.
+    /// Why the flush stopped early (`SERVER_UNREACHABLE`, `SERVER_BUSY`, `AUTH_REQUIRED`;
+    /// `BACKING_OFF` from [`Engine::flush_if_due`]), if it did.
     pub stopped: Option<String>,
     /// Authors whose entries wait (author scope).
     pub waiting_for: Vec<String>,
     /// `SERVER_BUSY`: how long the server asked to be left alone (`Retry-After`), in ms.
     pub retry_after_ms: Option<u64>,
+    /// When the flush stopped because the server was busy or out of reach (or, from
+    /// [`Engine::flush_if_due`], `BACKING_OFF`: it did not start): in how many ms the next
+    /// automatic flush is due, by the device's backoff shared by every trigger.
+    pub next_try_in_ms: Option<u64>,
 }
 
 /// A PUT of one key of the dataStore or the userDataStore (`dataStore/{namespace}/{key}`).
@@ -273,6 +278,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
         if refused_password || busy.is_some() {
             report.stopped = Some(if refused_password { "AUTH_REQUIRED" } else { "SERVER_BUSY" }.into());
             report.retry_after_ms = busy.filter(|_| !refused_password);
+            report.next_try_in_ms = self.flush_wait_ms(now_ms).filter(|_| !refused_password);
             report.remaining = entries.iter().filter(|e| e.is_pending()).count() as u64;
             return Ok(report);
         }
@@ -706,7 +712,35 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
                 *g = Some(now_ms);
             }
         }
+        if matches!(report.stopped.as_deref(), Some("SERVER_BUSY" | "SERVER_UNREACHABLE")) {
+            report.next_try_in_ms = self.flush_wait_ms(now_ms);
+        }
         Ok(report)
+    }
+
+    /// The flush of every automatic trigger (after a capture, a retry timer, `online`,
+    /// Background Sync, a login): while the device backs off (the server asked to wait, or
+    /// the last contacts did not get through) it sends nothing and reports `BACKING_OFF` with
+    /// `next_try_in_ms`; otherwise it is [`Engine::flush`]. Only the nurse's own "send now"
+    /// calls `flush` directly, which skips the backoff but not the server's `Retry-After`.
+    pub async fn flush_if_due(
+        &self,
+        scope: FlushScope,
+        now_ms: i64,
+        progress: &mut dyn FnMut(&FlushReport),
+    ) -> Result<FlushReport> {
+        let Some(wait) = self.flush_wait_ms(now_ms) else {
+            return self.flush(scope, now_ms, progress).await;
+        };
+        self.vault.session_info().ok_or(CoreError::VaultLocked)?;
+        let remaining = self.outbox_counts().await?.pending;
+        Ok(FlushReport {
+            remaining,
+            stopped: Some("BACKING_OFF".into()),
+            retry_after_ms: self.busy_wait_ms(now_ms),
+            next_try_in_ms: Some(wait),
+            ..FlushReport::default()
+        })
     }
 
     /// Whether the server answers a light read (`system/info`) with its JSON: it works, so an

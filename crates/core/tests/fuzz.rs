@@ -2368,9 +2368,16 @@ impl FuzzTarget for Answers {
                 return Err(format!("Retry-After {value:?} read beyond the cap"));
             }
             let mut connectivity = tracker_offline_core::engine::Connectivity::default();
-            connectivity.record(Load::Busy { retry_after_ms: retry_after_ms(value, input.now_ms) }, input.now_ms);
+            let asked = retry_after_ms(value, input.now_ms);
+            connectivity.record(Load::Busy { retry_after_ms: asked }, input.now_ms, 1.0);
             let _ = connectivity.busy_wait_ms(input.now_ms);
             let _ = connectivity.should_try_network(input.now_ms);
+            // The backoff never ends sooner than the server asked, nor past twice its cap.
+            let wait = connectivity.flush_wait_ms(input.now_ms).unwrap_or(0);
+            let clock_fits = input.now_ms.checked_add(2 * MAX_RETRY_AFTER_MS as i64).is_some();
+            if clock_fits && asked.is_some_and(|a| wait < a) || wait > 2 * MAX_RETRY_AFTER_MS {
+                return Err(format!("Retry-After {value:?} gave a backoff of {wait} ms"));
+            }
         }
         let _ = interpret_me_response(&response, USER);
         let _ = session_lost(status, None);

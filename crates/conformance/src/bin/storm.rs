@@ -7,8 +7,9 @@
 //! download, then, offline, registrations (woman + enrollment + first visit) and value updates
 //! on existing visits, some of them registrations the server must refuse (a national ID it
 //! already has). All devices are released within one second and behave as the service worker
-//! does: the `online` trigger's random delay, then flushes, waiting after a busy or unreachable
-//! answer as long as the server asked and at least the jittered exponential backoff.
+//! does: the `online` trigger's random delay, then automatic flushes (`flush_if_due`), each next
+//! one when the core's backoff says it is due (after a busy or unreachable answer: as long as
+//! the server asked, spread, or the jittered exponential backoff).
 //!
 //! Reported (stdout, and JSON with `--out`): work delivered exactly once (the server holds each
 //! accepted registration once, nothing else), refused work kept on its device with reasons,
@@ -29,10 +30,7 @@ use serde_json::{json, Value};
 use tracker_offline_conformance::live::{
     admin, capture, device, now_ms, rand_unit, register, Device, Loopback, Sim, ANC, OU, P,
 };
-use tracker_offline_core::{
-    backoff::{next_flush_delay_ms, trigger_delay_ms},
-    flush::FlushScope,
-};
+use tracker_offline_core::{backoff::trigger_delay_ms, flush::FlushScope};
 
 /// Options, `--name value`.
 struct Options {
@@ -110,11 +108,14 @@ struct Drained {
 async fn drain(device: &Device<'_>, released: Instant) -> Drained {
     tokio::time::sleep(Duration::from_millis(trigger_delay_ms(rand_unit()))).await;
     let mut flushes = 0;
-    let mut waits = 0u32;
     let mut idle = 0u32;
     loop {
-        flushes += 1;
-        let report = device.flush(FlushScope::All, now_ms(), &mut |_| {}).await.expect("flush");
+        // The flush of an automatic trigger: held while the device backs off (the core's
+        // backoff: the server's Retry-After, or exponential with full jitter).
+        let report = device.flush_if_due(FlushScope::All, now_ms(), &mut |_| {}).await.expect("flush");
+        if report.stopped.as_deref() != Some("BACKING_OFF") {
+            flushes += 1;
+        }
         if report.remaining == 0 && report.stopped.is_none() {
             break;
         }
@@ -128,18 +129,13 @@ async fn drain(device: &Device<'_>, released: Instant) -> Drained {
         assert_ne!(report.stopped.as_deref(), Some("AUTH_REQUIRED"), "{report:?}");
         if std::env::var("STORM_TRACE").is_ok() {
             eprintln!(
-                "{:?} {:?} sent {} remaining {}",
-                report.stopped, report.retry_after_ms, report.sent, report.remaining
+                "{:?} {:?} {:?} sent {} remaining {}",
+                report.stopped, report.retry_after_ms, report.next_try_in_ms, report.sent, report.remaining
             );
         }
-        // As the page does: the core's delay after a flush that did not get through.
-        // (Work left without a stop waits for a record refused meanwhile: a second later.)
-        let wait = if report.stopped.is_some() {
-            next_flush_delay_ms(waits, report.retry_after_ms, rand_unit())
-        } else {
-            1_000
-        };
-        waits = if report.stopped.is_some() { waits + 1 } else { 0 };
+        // As the page's timer does: when the core says the next try is due. (Work left without
+        // a stop waits for a record refused meanwhile: a second later.)
+        let wait = report.next_try_in_ms.unwrap_or(1_000).max(1);
         tokio::time::sleep(Duration::from_millis(wait)).await;
     }
     let status = device.status().await.unwrap();
