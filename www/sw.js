@@ -15,13 +15,15 @@
 // - Writes under an API base: sent straight through while the server answers and nothing is
 //   queued (with client UIDs added to creates, so a lost answer cannot cause a duplicate);
 //   otherwise captured into the encrypted outbox and answered as the server would.
-//   The outbox is flushed on Background Sync, on a page's request, and after a capture while
-//   the server answers, one flusher at a time (Web Locks).
+//   The outbox is flushed on Background Sync (after the random trigger delay: the browser fires
+//   it on every device of a region when the network comes back), on a page's request, and
+//   after a capture, one flusher at a time (Web Locks); every automatic trigger waits while
+//   the device backs off (the core's backoff, shared by all of them).
 // - Everything else of the app's origin (the app shell): network first, copy kept in Cache
 //   Storage and re-cached on every online load.
 // It never touches `window`; every rule lives in Rust.
 
-import init, { Engine } from './pkg/tracker_offline.js';
+import init, { Engine, triggerDelayMs } from './pkg/tracker_offline.js';
 
 const SYNC_TAG = 'tracker-offline-outbox';
 
@@ -188,14 +190,18 @@ async function notifyClients(message) {
   for (const client of await self.clients.matchAll({ type: 'window' })) client.postMessage(message);
 }
 
-/** Sends the outbox of one API base; one flusher at a time across tabs and this worker. */
-async function flush(apiBase, scope) {
+/**
+ * Sends the outbox of one API base; one flusher at a time across tabs and this worker.
+ * `ifDue` for automatic triggers: while the device backs off (the core's backoff, shared by
+ * every trigger) nothing is sent and the report says `BACKING_OFF` with `nextTryInMs`.
+ */
+async function flush(apiBase, scope, { ifDue = false, networkBack = false } = {}) {
   const engine = await engineFor(apiBase);
   if (!engine.unlocked) throw coded('VAULT_LOCKED', 'the outbox cannot be sent while locked');
-  const run = () =>
-    engine.flush(scope ?? settings.get(apiBase)?.flushScope ?? 'all', (progress) =>
-      notifyClients({ type: 'tracker-offline:flush-progress', apiBase, progress }),
-    );
+  if (networkBack) engine.networkBack();
+  const onProgress = (progress) => notifyClients({ type: 'tracker-offline:flush-progress', apiBase, progress });
+  const flushScope = scope ?? settings.get(apiBase)?.flushScope ?? 'all';
+  const run = () => (ifDue ? engine.flushIfDue(flushScope, onProgress) : engine.flush(flushScope, onProgress));
   const report = self.navigator.locks ? await self.navigator.locks.request(`tracker-offline:flush:${apiBase}`, run) : await run();
   await notifyClients({ type: 'tracker-offline:flushed', apiBase, report });
   return report;
@@ -263,7 +269,8 @@ async function answerWrite(event, request, apiBase) {
       (async () => {
         await notifyClients({ type: 'tracker-offline:queued', apiBase });
         await registerSync();
-        if (engine.shouldTryNetwork()) await flush(apiBase).catch(() => {});
+        // Never while the device backs off (the core decides; the report says when).
+        await flush(apiBase, undefined, { ifDue: true }).catch(() => {});
       })(),
     );
     return toResponse(answer);
@@ -317,15 +324,19 @@ self.addEventListener('sync', (event) => {
   if (event.tag !== SYNC_TAG) return;
   event.waitUntil(
     (async () => {
-      let unreachable = false;
+      // Fired when the network comes back, on every device of a region at the same moment
+      // (as `online`): each waits a random moment (the core's trigger delay) first.
+      await loadWasm();
+      await new Promise((resolve) => setTimeout(resolve, triggerDelayMs()));
+      let waiting = false;
       for (const apiBase of await knownApiBases()) {
         const engine = await engineFor(apiBase);
         if (!engine.unlocked) continue;
-        const report = await flush(apiBase).catch(() => null);
-        if (report?.stopped === 'SERVER_UNREACHABLE') unreachable = true;
+        const report = await flush(apiBase, undefined, { ifDue: true, networkBack: true }).catch(() => null);
+        if (report?.remaining > 0 && ['SERVER_UNREACHABLE', 'SERVER_BUSY', 'BACKING_OFF'].includes(report.stopped)) waiting = true;
       }
       // Rejecting makes the browser retry the sync later, with its own backoff.
-      if (unreachable && !event.lastChance) throw new Error('server unreachable; the outbox waits');
+      if (waiting && !event.lastChance) throw new Error('the server is out of reach or busy; the outbox waits');
     })(),
   );
 });
@@ -403,7 +414,7 @@ async function handle(message, port) {
     case 'download':
       return download(apiBase, message.options, port);
     case 'sync':
-      return flush(apiBase, message.scope);
+      return flush(apiBase, message.scope, { ifDue: message.ifDue === true, networkBack: message.networkBack === true });
     case 'failures':
       return engine.failures();
     case 'retry':

@@ -301,9 +301,11 @@ export interface DownloadReport {
 /**
  * Why a send stopped early: no answer (`SERVER_UNREACHABLE`); the server is overloaded or
  * failing (`SERVER_BUSY`: 429 or 5xx; the device waits, at least `retryAfterMs`); the server
- * refused the password (`AUTH_REQUIRED`).
+ * refused the password (`AUTH_REQUIRED`). `BACKING_OFF` only from the automatic sends (after a
+ * capture, on a timer, `online`, Background Sync, a login), never from `sync()`: the device is
+ * backing off and did not start.
  */
-export type SyncStopReason = 'SERVER_UNREACHABLE' | 'SERVER_BUSY' | 'AUTH_REQUIRED';
+export type SyncStopReason = 'SERVER_UNREACHABLE' | 'SERVER_BUSY' | 'AUTH_REQUIRED' | 'BACKING_OFF';
 
 /** What {@link TrackerOffline.sync} resolves with (and `flush` events carry, after each step). */
 export interface SyncReport {
@@ -321,6 +323,12 @@ export interface SyncReport {
   waitingFor: string[];
   /** `SERVER_BUSY`: how long the server asked not to be sent anything (`Retry-After`), in ms, or `null`. */
   retryAfterMs: number | null;
+  /**
+   * `SERVER_UNREACHABLE`, `SERVER_BUSY`, `BACKING_OFF`: in how many ms the next automatic send is
+   * due (the device's backoff, shared by every trigger: exponential with full jitter, or the
+   * server's `Retry-After` spread over up to twice that), or `null`.
+   */
+  nextTryInMs: number | null;
 }
 
 /** An outbox entry the server refused, as {@link TrackerOffline.failures} lists it. */

@@ -12,7 +12,7 @@
 //                                          //      usage, quota, lastDownloadAt, pendingByAuthor,
 //                                          //      failedByAuthor, registeredUsers, persisted, authRequired }
 //   await app.download({ orgUnits, programs, onProgress }); // clinic copy for offline use
-//   await app.sync();                      // -> { sent, failed, remaining, requests, stopped, waitingFor, retryAfterMs }
+//   await app.sync();                      // -> { sent, failed, remaining, requests, stopped, waitingFor, retryAfterMs, nextTryInMs }
 //   await app.failures(); await app.retry(id); await app.discard(id);
 //   await app.conflicts(); await app.resolveConflict(id, 'device' | 'server');
 //   await app.cacheAppFiles(urls);         // app files kept for offline use
@@ -24,7 +24,10 @@
 // CONFLICT, BAD_INPUT, BAD_RESPONSE, CRYPTO_ERROR, SERVICE_WORKER_UNAVAILABLE,
 // SERVICE_WORKER_ERROR, NOT_ALLOWED); the full list is TrackerOfflineErrorCode in tracker-offline.d.ts.
 
-import init, { Engine, retryDelayMs, triggerDelayMs } from './pkg/tracker_offline.js';
+import init, { Engine, triggerDelayMs } from './pkg/tracker_offline.js';
+
+/** A queued write with no flush report in sight: when an automatic flush is tried anyway (ms). */
+const QUEUED_CHECK_MS = 30000;
 
 let wasmReady = null;
 function loadWasm() {
@@ -68,7 +71,6 @@ export class TrackerOffline extends EventTarget {
   #idleLockMs = 0;
   #idleTimer = null;
   #retryTimer = null;
-  #unreachableFlushes = 0;
   #workerUnlocked = false; // with a worker: whether it holds a session (it alone holds the key)
   #heartbeat = null;
 
@@ -79,7 +81,7 @@ export class TrackerOffline extends EventTarget {
     this.#registration = registration;
     this.#flushScope = flushScope;
     // Every device of a region sees `online` at once: each waits a random moment first.
-    addEventListener('online', () => this.#autoSync({ spread: true }));
+    addEventListener('online', () => this.#autoSync({ spread: true, networkBack: true }));
     navigator.serviceWorker?.addEventListener('message', (event) => {
       if (event.data?.apiBase !== this.#apiBase) return;
       if (event.data.type === 'tracker-offline:flush-progress') {
@@ -87,7 +89,9 @@ export class TrackerOffline extends EventTarget {
       }
       if (event.data.type === 'tracker-offline:flushed' || event.data.type === 'tracker-offline:queued') {
         this.#emitStatus();
-        if (event.data.type === 'tracker-offline:queued') this.#scheduleRetry();
+        // The worker's flush after a capture says when the next try is due (its backoff).
+        if (event.data.type === 'tracker-offline:flushed') this.#followUp(event.data.report);
+        else if (this.#retryTimer === null) this.#scheduleRetry(QUEUED_CHECK_MS);
       }
     });
   }
@@ -299,18 +303,26 @@ export class TrackerOffline extends EventTarget {
 
   /**
    * Sends the outbox now (through the service worker, which also flushes on its own).
-   * Resolves with `{ sent, failed, remaining, requests, stopped, waitingFor, retryAfterMs }`;
+   * Resolves with `{ sent, failed, remaining, requests, stopped, waitingFor, retryAfterMs, nextTryInMs }`;
    * `stopped` is `SERVER_UNREACHABLE`, `SERVER_BUSY` (429/5xx: the device waits, at least
    * `retryAfterMs` when the server said) or `AUTH_REQUIRED` (nothing is sent with a password
    * the server refused until an online login).
    */
   async sync() {
+    return this.#sync(false);
+  }
+
+  /**
+   * A flush: the nurse's "send now", or (`ifDue`) an automatic one the device's backoff holds;
+   * `networkBack` when the browser said the network is back (ends a backoff of no answers).
+   */
+  async #sync(ifDue, networkBack = false) {
+    const onProgress = (p) => this.dispatchEvent(new CustomEvent('flush', { detail: p }));
+    if (!this.#registration && networkBack) this.#engine.networkBack();
     const report = this.#registration
-      ? await askWorker(this.#registration, { type: 'sync', apiBase: this.#apiBase, scope: this.#flushScope }, [], 600000)
-      : await this.#engine.flush(this.#flushScope, (p) => this.dispatchEvent(new CustomEvent('flush', { detail: p })));
-    const waiting = report.stopped === 'SERVER_UNREACHABLE' || report.stopped === 'SERVER_BUSY';
-    this.#unreachableFlushes = waiting ? this.#unreachableFlushes + 1 : 0;
-    if (report.remaining > 0 && waiting) this.#scheduleRetry(report.retryAfterMs ?? undefined);
+      ? await askWorker(this.#registration, { type: 'sync', apiBase: this.#apiBase, scope: this.#flushScope, ifDue, networkBack }, [], 600000)
+      : await (ifDue ? this.#engine.flushIfDue(this.#flushScope, onProgress) : this.#engine.flush(this.#flushScope, onProgress));
+    this.#followUp(report);
     this.#emitStatus();
     return report;
   }
@@ -339,7 +351,7 @@ export class TrackerOffline extends EventTarget {
     const conflict = this.#registration
       ? await askWorker(this.#registration, { type: 'resolve-conflict', apiBase: this.#apiBase, id, keep })
       : await this.#engine.resolveConflict(id, keep);
-    this.#autoSync(); // either choice may have queued a value for the server
+    this.#autoSync({ now: true }); // either choice may have queued a value for the server
     this.#emitStatus();
     return conflict;
   }
@@ -348,7 +360,7 @@ export class TrackerOffline extends EventTarget {
   async retry(id) {
     if (this.#registration) await askWorker(this.#registration, { type: 'retry', apiBase: this.#apiBase, id });
     else await this.#engine.retry(id);
-    this.#autoSync();
+    this.#autoSync({ now: true });
   }
 
   /** Drops an entry for good (the app asks the user first); resolves with the dropped entry. */
@@ -376,26 +388,33 @@ export class TrackerOffline extends EventTarget {
     restart();
   }
 
-  /** Sends the outbox now, or (`spread`) after a random moment of up to 10 s. */
-  #autoSync({ spread = false } = {}) {
+  /**
+   * An automatic flush (held while the device backs off), now or (`spread`) after a random
+   * moment of up to 10 s; `now` for the nurse's own actions (retry, a resolved conflict), which
+   * skip the backoff as "send now" does; `networkBack` for the `online` event.
+   */
+  #autoSync({ spread = false, now = false, networkBack = false } = {}) {
     if (!this.#unlocked) return;
     if (spread) {
-      setTimeout(() => this.#autoSync(), triggerDelayMs());
+      setTimeout(() => this.#autoSync({ now, networkBack }), triggerDelayMs());
       return;
     }
-    this.sync().catch(() => this.#scheduleRetry());
+    this.#sync(!now, networkBack).catch(() => this.#scheduleRetry(QUEUED_CHECK_MS));
   }
 
-  /**
-   * A timer while the server cannot be reached or is busy: its `Retry-After` (`retryAfterMs`)
-   * spread over up to twice that, or exponential backoff with full jitter (the core's rule).
-   */
-  #scheduleRetry(retryAfterMs = undefined) {
-    if (this.#retryTimer !== null || !this.#unlocked) return;
+  /** Work waits on a busy or unreachable server: a timer for when the core says it is due. */
+  #followUp(report) {
+    if (report?.remaining > 0 && typeof report.nextTryInMs === 'number') this.#scheduleRetry(report.nextTryInMs);
+  }
+
+  /** The one retry timer, set to the latest due time the core gave. */
+  #scheduleRetry(delayMs) {
+    if (!this.#unlocked) return;
+    clearTimeout(this.#retryTimer);
     this.#retryTimer = setTimeout(() => {
       this.#retryTimer = null;
       this.#autoSync();
-    }, retryDelayMs(this.#unreachableFlushes, retryAfterMs));
+    }, delayMs);
   }
 
   /**

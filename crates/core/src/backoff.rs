@@ -11,7 +11,8 @@
 //! - one backoff per device, shared by every automatic trigger (a capture, a retry timer,
 //!   `online`, Background Sync, a login): while it runs they start no flush
 //!   ([`crate::engine::Engine::flush_if_due`]); it grows one step per attempt that does not get
-//!   through and ends with the first answer;
+//!   through and ends with the first answer, or when the browser says the network is back
+//!   (`online`, Background Sync) if no answer was the cause;
 //! - one flush at a time per device (the flush lock), and its requests go one after another.
 
 use crate::http::HttpResponse;
@@ -178,6 +179,29 @@ mod tests {
         assert_eq!(device.flush_wait_ms(125_100), None);
         device.record(Load::Unreachable, 130_100, 1.0);
         assert_eq!(device.flush_wait_ms(130_100), Some(5_000), "an answer starts the steps again");
+    }
+
+    #[test]
+    fn the_network_coming_back_ends_a_backoff_of_no_answers_but_not_one_the_server_asked_for() {
+        use crate::engine::Connectivity;
+        let mut device = Connectivity::default();
+        for at in [0, 10_000, 30_000] {
+            device.record(Load::Unreachable, at, 1.0);
+        }
+        assert_eq!(device.flush_wait_ms(30_000), Some(20_000));
+        device.network_back();
+        assert_eq!(device.flush_wait_ms(30_000), None, "offline for days: send when the network is back");
+        assert!(device.should_try_network(30_000));
+        device.record(Load::Unreachable, 31_000, 1.0);
+        assert_eq!(device.flush_wait_ms(31_000), Some(5_000), "the steps start again");
+
+        let mut device = Connectivity::default();
+        device.record(Load::Busy { retry_after_ms: None }, 0, 1.0);
+        device.network_back();
+        assert_eq!(device.flush_wait_ms(0), Some(5_000), "a failing server is not cured by the network");
+        device.record(Load::Busy { retry_after_ms: Some(60_000) }, 5_000, 0.0);
+        device.network_back();
+        assert_eq!(device.flush_wait_ms(5_000), Some(60_000));
     }
 
     #[test]

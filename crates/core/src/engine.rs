@@ -86,6 +86,8 @@ pub struct Connectivity {
     busy_until_ms: Option<i64>,
     /// Contacts in a row that did not get through (busy or unreachable).
     failed_contacts: u32,
+    /// Whether the last of them got no answer at all (the network, not the server).
+    last_failure_unanswered: bool,
     /// Until when automatic flushes wait: the device's backoff, shared by every trigger
     /// ([`crate::backoff::next_flush_delay_ms`]).
     backoff_until_ms: Option<i64>,
@@ -111,6 +113,17 @@ impl Connectivity {
         (until > now_ms).then(|| (until - now_ms) as u64)
     }
 
+    /// The browser says the network is back (`online`, Background Sync): a backoff that grew
+    /// while no answer came at all ends (the network was the problem), one the server asked
+    /// for or earned with 429/5xx stays.
+    pub fn network_back(&mut self) {
+        if self.last_failure_unanswered {
+            self.failed_contacts = 0;
+            self.backoff_until_ms = None;
+            self.last_failure_ms = None;
+        }
+    }
+
     /// Records the outcome of a contact. 429 and 5xx count as "busy", not reachable (see
     /// [`crate::backoff`]): the app is answered from the local copy while the server recovers.
     /// A contact that does not get through starts the next backoff step
@@ -130,6 +143,7 @@ impl Connectivity {
             Load::Unreachable => None,
         };
         self.last_failure_ms = Some(now_ms);
+        self.last_failure_unanswered = load == Load::Unreachable;
         if let Some(wait) = asked {
             let until = now_ms.saturating_add(i64::try_from(wait).unwrap_or(i64::MAX));
             self.busy_until_ms = Some(self.busy_until_ms.map_or(until, |t| t.max(until)));
@@ -486,6 +500,14 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
     /// How long the server still asked to be left alone (`Retry-After`), if it did.
     pub fn busy_wait_ms(&self, now_ms: i64) -> Option<u64> {
         self.connectivity.lock().ok().and_then(|c| c.busy_wait_ms(now_ms))
+    }
+
+    /// The browser says the network is back (`online`, Background Sync): see
+    /// [`Connectivity::network_back`]. Call it before the trigger's [`Engine::flush_if_due`].
+    pub fn network_back(&self) {
+        if let Ok(mut c) = self.connectivity.lock() {
+            c.network_back();
+        }
     }
 
     /// How long automatic flushes still wait (the server's `Retry-After` or the device's

@@ -63,6 +63,16 @@ pub fn random_array<const N: usize>(rng: &impl RandomSource) -> Result<[u8; N]> 
     Ok(out)
 }
 
+/// A number uniformly in 0..1 from `source` (for jitter, not for keys); 0.5 if the source
+/// fails, so a broken RNG never turns a backoff into none.
+pub fn unit_f64(source: &impl RandomSource) -> f64 {
+    let mut bytes = [0u8; 8];
+    match source.fill(&mut bytes) {
+        Ok(()) => (u64::from_le_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64,
+        Err(_) => 0.5,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -84,15 +94,5 @@ mod tests {
         let x: [u8; 32] = random_array(&OsRandom).unwrap();
         let y: [u8; 32] = random_array(&OsRandom).unwrap();
         assert_ne!(x, y);
-    }
-}
-
-/// A number uniformly in 0..1 from `source` (for jitter, not for keys); 0.5 if the source
-/// fails, so a broken RNG never turns a backoff into none.
-pub fn unit_f64(source: &impl RandomSource) -> f64 {
-    let mut bytes = [0u8; 8];
-    match source.fill(&mut bytes) {
-        Ok(()) => (u64::from_le_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64,
-        Err(_) => 0.5,
     }
 }

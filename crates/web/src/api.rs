@@ -346,9 +346,38 @@ impl Engine {
         Ok(())
     }
 
-    /// Sends pending entries (`scope`: "all" or "author"). Resolves with `{ sent, failed,
-    /// remaining, requests, stopped, waitingFor }`; `on_progress` gets the same after each step.
+    /// Sends pending entries now, the nurse's "send now" (`scope`: "all" or "author"): it skips
+    /// the device's backoff but not the server's `Retry-After`. Resolves with `{ sent, failed,
+    /// remaining, requests, stopped, waitingFor, retryAfterMs, nextTryInMs }`; `on_progress`
+    /// gets the same after each step.
     pub fn flush(&self, scope: Option<String>, on_progress: Option<js_sys::Function>) -> Promise {
+        self.flush_with(scope, on_progress, false)
+    }
+
+    /// The flush of an automatic trigger (a capture, a retry timer, `online`, Background Sync,
+    /// a login): while the device backs off it sends nothing and resolves with
+    /// `stopped: 'BACKING_OFF'` and `nextTryInMs`; otherwise as `flush`.
+    #[wasm_bindgen(js_name = flushIfDue)]
+    pub fn flush_if_due(&self, scope: Option<String>, on_progress: Option<js_sys::Function>) -> Promise {
+        self.flush_with(scope, on_progress, true)
+    }
+
+    /// The browser says the network is back (`online`, Background Sync): a backoff caused by
+    /// no answers at all ends; one the server asked for (429/5xx, `Retry-After`) stays. Call it
+    /// before the trigger's `flushIfDue`.
+    #[wasm_bindgen(js_name = networkBack)]
+    pub fn network_back(&self) {
+        self.inner.network_back();
+    }
+
+    /// How long automatic flushes still wait (ms; the server's `Retry-After` or the device's
+    /// backoff), or undefined when one may start now.
+    #[wasm_bindgen(js_name = flushWaitMs)]
+    pub fn flush_wait_ms(&self) -> Option<f64> {
+        self.inner.flush_wait_ms(now_ms()).map(|ms| ms as f64)
+    }
+
+    fn flush_with(&self, scope: Option<String>, on_progress: Option<js_sys::Function>, if_due: bool) -> Promise {
         let inner = self.inner.clone();
         future_to_promise(async move {
             let scope = match scope.as_deref() {
@@ -365,8 +394,12 @@ impl Engine {
                     let _ = f.call1(&JsValue::NULL, &v);
                 }
             };
-            let report = inner.flush(scope, now_ms(), &mut report_progress).await.map_err(reject)?;
-            to_js(&report)
+            let report = if if_due {
+                inner.flush_if_due(scope, now_ms(), &mut report_progress).await
+            } else {
+                inner.flush(scope, now_ms(), &mut report_progress).await
+            };
+            to_js(&report.map_err(reject)?)
         })
     }
 
@@ -485,15 +518,6 @@ impl PreparedRequest {
 #[wasm_bindgen(js_name = triggerDelayMs)]
 pub fn trigger_delay_ms() -> f64 {
     tracker_offline_core::backoff::trigger_delay_ms(js_sys::Math::random()) as f64
-}
-
-/// Milliseconds to wait before the next automatic flush after `failures` consecutive flushes
-/// that did not get through: the server's `Retry-After` (`retry_after_ms`) spread over up to
-/// twice that, or exponential backoff with full jitter.
-#[wasm_bindgen(js_name = retryDelayMs)]
-pub fn retry_delay_ms(failures: u32, retry_after_ms: Option<f64>) -> f64 {
-    let asked = retry_after_ms.filter(|ms| ms.is_finite() && *ms >= 0.0).map(|ms| ms as u64);
-    tracker_offline_core::backoff::next_flush_delay_ms(failures, asked, js_sys::Math::random()) as f64
 }
 
 /// PBKDF2-HMAC-SHA256 by the pure-Rust implementation (benchmarks and equality tests).
