@@ -2,7 +2,8 @@
 // (killed and restarted) with its overload mode and DHIS2's failed-login lockout: a device that
 // was told to wait (503 + Retry-After) sends nothing until then, whatever the nurse does; a
 // password the server refuses is sent once, not again (each retry would extend DHIS2's account
-// lock), and the work goes after an online login.
+// lock), and the work goes after an online login; Background Sync, which the browser fires on
+// every device when the network comes back, waits the random trigger delay first.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
@@ -105,6 +106,50 @@ test('a password the server refuses is sent once and never again (no account loc
     const done = await syncUntilDone(page);
     assert.equal(done.remaining, 0, JSON.stringify(done));
     assert.equal((await simGet(sim, `/api/trackedEntityInstances/${ids.tei}.json?fields=*`)).status, 200);
+    await context.close();
+  } finally {
+    await sim.kill();
+  }
+});
+
+test('Background Sync, fired on every device when the network comes back, waits the random trigger delay before its flush', async () => {
+  const sim = new Sim({ extraArgs: ['--faults', '--tracked-entities', '5'] });
+  await sim.start();
+  try {
+    const { context, page } = await goOffline(browser, sim);
+    // The device loses its network (the browser holds Background Sync until it is back).
+    await context.setOffline(true);
+    // The worker's random numbers: this device's draw is 0.6 of the spread (6 s of 10 s). Every
+    // worker the context lists gets it (an old one may still be listed beside the active one).
+    const workers = context.serviceWorkers();
+    assert.ok(workers.length > 0, 'the app has a service worker');
+    const set = await Promise.all(workers.map((w) => w.evaluate(() => { Math.random = () => 0.6; return Math.random(); }).catch(() => null)));
+    assert.ok(set.includes(0.6), `Math.random set in a worker: ${JSON.stringify(set)}`);
+    await registerAndVisit(page, { nid: '497777777', first: 'Dima', last: 'Awad', ou: OU });
+    // The page's own timers stay out of it: only the worker's Background Sync sends.
+    await page.close();
+    await sim.start();
+    const since = await lastSeq(sim);
+    // The network is back: the browser fires the outbox's Background Sync.
+    const back = Date.now();
+    await context.setOffline(false);
+    let first;
+    while (!first && Date.now() - back < 15000) {
+      first = (await simRequests(sim, `?since=${since}`)).find((r) => r.path.startsWith('/api/'));
+      if (!first) await sleep(100);
+    }
+    assert.ok(first, 'the outbox was sent');
+    const after = Date.parse(first.timestamp) - back;
+    assert.ok(after >= 5500 && after < 9000, `first request ${after} ms after the network came back (expected about 6000)`);
+    // The registration went, once: the backoff the device built while no answer came (the
+    // server down, then no network) ended with the network coming back.
+    const deadline = Date.now() + 15000;
+    let teis = [];
+    while (teis.length === 0 && Date.now() < deadline) {
+      teis = (await simRequests(sim, `?since=${since}`)).filter((r) => r.method === 'POST' && r.path.startsWith('/api/trackedEntityInstances'));
+      if (teis.length === 0) await sleep(200);
+    }
+    assert.equal(teis.length, 1, 'the registration went once');
     await context.close();
   } finally {
     await sim.kill();
