@@ -2,6 +2,8 @@
 //! AES-256-GCM envelope every sealed value uses, key derivation from a password master secret,
 //! and keyed hashes for lookup keys. Nothing here touches storage.
 
+use std::sync::OnceLock;
+
 use aes_gcm::{
     aead::{Aead, KeyInit, Payload},
     Aes256Gcm, Nonce,
@@ -9,7 +11,7 @@ use aes_gcm::{
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
-use zeroize::{Zeroize, ZeroizeOnDrop};
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use crate::{
     error::{CoreError, Result},
@@ -28,8 +30,30 @@ pub const MIN_ENVELOPE_LEN: usize = 1 + NONCE_LEN + TAG_LEN;
 type HmacSha256 = Hmac<Sha256>;
 
 /// A 256-bit secret key. Zeroized when dropped; never printed.
-#[derive(Clone, Zeroize, ZeroizeOnDrop)]
-pub struct SecretKey([u8; 32]);
+///
+/// The bytes live in one heap allocation for the key's whole life, so moving a key (into a
+/// session, out of a function, across an `await`) copies a pointer, never the bytes; the
+/// AES-256-GCM cipher (its key schedule and GHASH key) is built at the first seal or open and
+/// kept beside them, and is zeroized with them (aes-gcm, aes and polyval are built with
+/// `zeroize`).
+pub struct SecretKey {
+    bytes: Box<[u8; 32]>,
+    cipher: OnceLock<Box<Aes256Gcm>>,
+}
+
+impl Drop for SecretKey {
+    fn drop(&mut self) {
+        self.bytes.zeroize();
+    }
+}
+
+impl ZeroizeOnDrop for SecretKey {}
+
+impl Clone for SecretKey {
+    fn clone(&self) -> Self {
+        Self::filled(|out| out.copy_from_slice(&self.bytes[..]))
+    }
+}
 
 impl std::fmt::Debug for SecretKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -38,39 +62,64 @@ impl std::fmt::Debug for SecretKey {
 }
 
 impl SecretKey {
-    /// A fresh random key.
-    pub fn generate(rng: &impl RandomSource) -> Result<Self> {
-        Ok(Self(random_array(rng)?))
+    /// A key whose bytes `fill` writes in place (they are never copied elsewhere).
+    pub fn filled(fill: impl FnOnce(&mut [u8; 32])) -> Self {
+        let mut key = Self { bytes: Box::new([0u8; 32]), cipher: OnceLock::new() };
+        fill(&mut key.bytes);
+        key
     }
 
-    /// Takes ownership of raw key bytes.
-    pub fn from_bytes(bytes: [u8; 32]) -> Self {
-        Self(bytes)
+    /// [`SecretKey::filled`] with a fill that may fail (nothing of it is kept then).
+    pub fn try_filled(fill: impl FnOnce(&mut [u8; 32]) -> Result<()>) -> Result<Self> {
+        let mut key = Self::filled(|_| ());
+        fill(&mut key.bytes)?;
+        Ok(key)
+    }
+
+    /// A fresh random key.
+    pub fn generate(rng: &impl RandomSource) -> Result<Self> {
+        Self::try_filled(|out| rng.fill(&mut out[..]))
+    }
+
+    /// Takes ownership of raw key bytes (the caller's array is a copy this key cannot wipe:
+    /// prefer [`SecretKey::filled`]).
+    pub fn from_bytes(mut bytes: [u8; 32]) -> Self {
+        let key = Self::filled(|out| out.copy_from_slice(&bytes));
+        bytes.zeroize();
+        key
     }
 
     /// Builds a key from a slice, which must be exactly 32 bytes.
     pub fn from_slice(bytes: &[u8]) -> Result<Self> {
-        let arr: [u8; 32] = bytes
-            .try_into()
-            .map_err(|_| CoreError::BadInput(format!("a key must be 32 bytes, got {}", bytes.len())))?;
-        Ok(Self(arr))
+        if bytes.len() != 32 {
+            return Err(CoreError::BadInput(format!("a key must be 32 bytes, got {}", bytes.len())));
+        }
+        Ok(Self::filled(|out| out.copy_from_slice(bytes)))
     }
 
-    /// The raw bytes (for wrapping or handing over to the service worker).
+    /// The raw bytes (for wrapping under a user's key).
     pub fn expose(&self) -> &[u8; 32] {
-        &self.0
+        &self.bytes
+    }
+
+    fn cipher(&self) -> Result<&Aes256Gcm> {
+        if let Some(cipher) = self.cipher.get() {
+            return Ok(cipher);
+        }
+        let cipher = Aes256Gcm::new_from_slice(&self.bytes[..]).map_err(|e| CoreError::Crypto(e.to_string()))?;
+        Ok(self.cipher.get_or_init(|| Box::new(cipher)))
     }
 
     /// Derives an independent subkey: HMAC-SHA256(self, label).
     pub fn derive(&self, label: &str) -> SecretKey {
-        SecretKey(hmac_sha256(&self.0, label.as_bytes()))
+        SecretKey::filled(|out| hmac_sha256_into(&self.bytes[..], label.as_bytes(), out))
     }
 
     /// A keyed hash of `parts` under this key, hex encoded. Parts are length-prefixed so that
     /// ("ab","c") and ("a","bc") differ.
     #[allow(clippy::expect_used, reason = "HMAC accepts keys of any length")]
     pub fn keyed_hash_hex(&self, parts: &[&[u8]]) -> String {
-        let mut mac = <HmacSha256 as Mac>::new_from_slice(&self.0).expect("HMAC accepts any key length");
+        let mut mac = <HmacSha256 as Mac>::new_from_slice(&self.bytes[..]).expect("HMAC accepts any key length");
         for part in parts {
             mac.update(&(part.len() as u64).to_be_bytes());
             mac.update(part);
@@ -85,9 +134,9 @@ impl SecretKey {
     }
 
     fn seal_with_nonce(&self, nonce: [u8; NONCE_LEN], aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>> {
-        let cipher = Aes256Gcm::new_from_slice(&self.0).map_err(|e| CoreError::Crypto(e.to_string()))?;
         let full_aad = envelope_aad(ENVELOPE_VERSION, aad);
-        let ciphertext = cipher
+        let ciphertext = self
+            .cipher()?
             .encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext, aad: &full_aad })
             .map_err(|_| CoreError::Crypto("encryption failed".into()))?;
         let mut out = Vec::with_capacity(1 + NONCE_LEN + ciphertext.len());
@@ -108,11 +157,17 @@ impl SecretKey {
             return Err(CoreError::StorageCorrupt(format!("unknown envelope version {version}")));
         }
         let (nonce, ciphertext) = envelope[1..].split_at(NONCE_LEN);
-        let cipher = Aes256Gcm::new_from_slice(&self.0).map_err(|e| CoreError::Crypto(e.to_string()))?;
         let full_aad = envelope_aad(version, aad);
-        cipher
+        self.cipher()?
             .decrypt(Nonce::from_slice(nonce), Payload { msg: ciphertext, aad: &full_aad })
             .map_err(|_| CoreError::StorageCorrupt("authentication failed".into()))
+    }
+
+    /// Opens an envelope that holds a key (a wrapped data key): the plaintext is zeroized once
+    /// the key is made.
+    pub fn open_key(&self, aad: &[u8], envelope: &[u8]) -> Result<SecretKey> {
+        let plain = Zeroizing::new(self.open(aad, envelope)?);
+        SecretKey::from_slice(&plain)
     }
 }
 
@@ -126,11 +181,20 @@ fn envelope_aad(version: u8, aad: &[u8]) -> Vec<u8> {
 }
 
 /// HMAC-SHA256 of `data` under `key`.
-#[allow(clippy::expect_used, reason = "HMAC accepts keys of any length")]
 pub fn hmac_sha256(key: &[u8], data: &[u8]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    hmac_sha256_into(key, data, &mut out);
+    out
+}
+
+/// HMAC-SHA256 of `data` under `key`, written into `out`.
+#[allow(clippy::expect_used, reason = "HMAC accepts keys of any length")]
+fn hmac_sha256_into(key: &[u8], data: &[u8], out: &mut [u8; 32]) {
     let mut mac = <HmacSha256 as Mac>::new_from_slice(key).expect("HMAC accepts any key length");
     mac.update(data);
-    mac.finalize().into_bytes().into()
+    let mut tag: [u8; 32] = mac.finalize().into_bytes().into();
+    out.copy_from_slice(&tag);
+    tag.zeroize();
 }
 
 /// Constant-time equality of two byte strings.
@@ -165,7 +229,7 @@ impl Drop for PasswordSecrets {
 
 /// PBKDF2-HMAC-SHA256 in pure Rust (the reference; the browser may use WebCrypto instead).
 pub fn pbkdf2_sha256(password: &[u8], salt: &[u8], iterations: u32) -> SecretKey {
-    SecretKey(pbkdf2::pbkdf2_hmac_array::<Sha256, 32>(password, salt, iterations))
+    SecretKey::filled(|out| pbkdf2::pbkdf2_hmac::<Sha256>(password, salt, iterations, &mut out[..]))
 }
 
 #[cfg(test)]

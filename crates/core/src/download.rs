@@ -145,10 +145,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
             ("Accept".to_string(), "application/json".to_string()),
         ];
         if let (Some(info), Some(password)) = (self.vault.session_info(), self.vault.session_password()) {
-            use base64::Engine as _;
-            let token =
-                base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", info.username, password.as_str()));
-            headers.push(("Authorization".into(), format!("Basic {token}")));
+            headers.push(crate::http::basic_authorization(&info.username, &password));
         }
         headers
     }

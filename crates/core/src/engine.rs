@@ -2,7 +2,6 @@
 //! first, register when the server cannot be reached), and reports status. Platform parts come
 //! in through the [`KvStore`], [`PasswordKdf`], [`HttpClient`] and [`RandomSource`] traits.
 
-use base64::{engine::general_purpose::STANDARD as B64, Engine as _};
 use serde::Serialize;
 
 use crate::{
@@ -182,30 +181,29 @@ pub enum OnlineCheck {
 /// with cookies proves nothing about the password. The session the app uses is opened
 /// afterwards by [`session_request`].
 pub fn me_request(api_base: &str, username: &str, password: &str) -> HttpRequest {
-    HttpRequest { opens_session: false, ..basic_me_request(api_base, username, password, ME_FIELDS) }
+    basic_me_request(api_base, username, password, ME_FIELDS, false)
 }
 
 /// The `GET {api}/me?fields=id` request, with the browser's cookies, that opens the DHIS2
 /// session the app then uses, once [`me_request`] has verified the password. Its answer
 /// proves nothing (see [`me_request`]) and is not used.
 pub fn session_request(api_base: &str, username: &str, password: &str) -> HttpRequest {
-    HttpRequest { opens_session: true, ..basic_me_request(api_base, username, password, "id") }
+    basic_me_request(api_base, username, password, "id", true)
 }
 
 /// [`me_request`] with cookies, for [`Engine::renew_session`]: opens a session for a user
 /// already logged in (its answer is not a password check).
 fn renew_request(api_base: &str, username: &str, password: &str) -> HttpRequest {
-    HttpRequest { opens_session: true, ..basic_me_request(api_base, username, password, ME_FIELDS) }
+    basic_me_request(api_base, username, password, ME_FIELDS, true)
 }
 
-fn basic_me_request(api_base: &str, username: &str, password: &str, fields: &str) -> HttpRequest {
-    let token = B64.encode(format!("{username}:{password}"));
+fn basic_me_request(api_base: &str, username: &str, password: &str, fields: &str, opens_session: bool) -> HttpRequest {
     HttpRequest {
-        opens_session: false,
+        opens_session,
         method: "GET".into(),
         url: format!("{api_base}/me?fields={fields}"),
         headers: vec![
-            ("Authorization".into(), format!("Basic {token}")),
+            crate::http::basic_authorization(username, password),
             ("X-Requested-With".into(), "XMLHttpRequest".into()),
             ("Accept".into(), "application/json".into()),
         ],

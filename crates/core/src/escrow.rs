@@ -13,9 +13,12 @@
 //! read/write and takes no sharing at creation, so the entry is created empty, restricted,
 //! checked, and only then given the key ([`Engine::enable_escrow`]).
 
+use std::borrow::Cow;
+
 use base64::{engine::general_purpose::STANDARD as B64, Engine as _};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::{
     crypto::SecretKey,
@@ -118,17 +121,26 @@ fn check_restricted(meta: &Value, me: &str, wanted: &EscrowSharing) -> Result<()
     Ok(())
 }
 
+/// An escrow entry as read back: the key borrowed from the answer's bytes where it can be.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct EscrowEntry<'a> {
+    #[serde(default)]
+    vault_id: Option<String>,
+    #[serde(default, borrow)]
+    data_key: Option<Cow<'a, str>>,
+}
+
 impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R, H> {
     async fn send_json(&self, method: &str, url: String, body: Option<Value>) -> Result<(u16, Value)> {
+        self.send_bytes(method, url, body.map(|b| b.to_string().into_bytes())).await
+    }
+
+    /// [`Self::send_json`] with the body as bytes (zeroized with the request).
+    async fn send_bytes(&self, method: &str, url: String, body: Option<Vec<u8>>) -> Result<(u16, Value)> {
         let mut headers = self.auth_headers();
         headers.push(("Content-Type".into(), "application/json".into()));
-        let request = HttpRequest {
-            opens_session: false,
-            method: method.into(),
-            url,
-            headers,
-            body: body.map(|b| b.to_string().into_bytes()),
-        };
+        let request = HttpRequest { opens_session: false, method: method.into(), url, headers, body };
         let r = self.http.send(request).await.map_err(|e| CoreError::ServerUnreachable(e.to_string()))?;
         Ok((r.status, serde_json::from_slice(&r.body).unwrap_or(Value::Null)))
     }
@@ -216,9 +228,8 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
         check_restricted(&meta, me, sharing)?;
         // 4. Only now the key, into that entry. PUT updates it; a 404 (older DHIS2) or a 201
         //    (newer DHIS2 creating it anew, public) means the entry was deleted meanwhile.
-        let key = self.vault.export_data_key()?;
-        let body = json!({"format": 1, "vaultId": vault_id, "dataKey": B64.encode(&key[..])});
-        let (status, answer) = self.send_json("PUT", format!("{entry}?encrypt=true"), Some(body)).await?;
+        let body = self.escrow_body(vault_id)?;
+        let (status, answer) = self.send_bytes("PUT", format!("{entry}?encrypt=true"), Some(body)).await?;
         match status {
             200 | 204 => Ok(true),
             404 => Ok(false),
@@ -232,6 +243,20 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
             }
             _ => Err(CoreError::BadResponse(format!("escrow not stored: HTTP {status} {answer}"))),
         }
+    }
+
+    /// `{"format":1,"vaultId":..,"dataKey":"<base64>"}`, built in one buffer reserved up front
+    /// (no copy of the key left behind by a growing string or a JSON value).
+    fn escrow_body(&self, vault_id: &str) -> Result<Vec<u8>> {
+        let key = self.vault.export_data_key()?;
+        let vault_id = serde_json::to_string(vault_id).map_err(|e| CoreError::BadInput(e.to_string()))?;
+        let mut body = Zeroizing::new(String::with_capacity(64 + vault_id.len() + 44));
+        body.push_str(r#"{"format":1,"vaultId":"#);
+        body.push_str(&vault_id);
+        body.push_str(r#","dataKey":""#);
+        B64.encode_string(&key[..], &mut body);
+        body.push_str(r#""}"#);
+        Ok(std::mem::take(&mut *body).into_bytes())
     }
 
     /// The entry's `metaData` (id, owner, sharing).
@@ -281,13 +306,12 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
             return Ok(None);
         }
         let url = format!("{}/dataStore/{ESCROW_NAMESPACE}/{}", self.config.api_base, escrow_key(&vault_id));
-        let token = B64.encode(format!("{username}:{password}"));
         let request = HttpRequest {
             opens_session: false,
             method: "GET".into(),
             url,
             headers: vec![
-                ("Authorization".into(), format!("Basic {token}")),
+                crate::http::basic_authorization(username, password),
                 ("X-Requested-With".into(), "XMLHttpRequest".into()),
             ],
             body: None,
@@ -296,27 +320,32 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
         if r.status != 200 {
             return Ok(None);
         }
-        let v: Value = serde_json::from_slice(&r.body).map_err(|e| CoreError::BadResponse(format!("escrow: {e}")))?;
-        if v.get("vaultId").and_then(Value::as_str) != Some(vault_id.as_str()) {
+        // The answer holds the key: its bytes are zeroized, and the key is read from them in
+        // place (borrowed, not copied into a JSON value).
+        let body = Zeroizing::new(r.body);
+        let entry: EscrowEntry<'_> =
+            serde_json::from_slice(&body).map_err(|e| CoreError::BadResponse(format!("escrow: {e}")))?;
+        if entry.vault_id.as_deref() != Some(vault_id.as_str()) {
             return Ok(None);
         }
         // An entry whose setup was interrupted holds no key.
-        let Some(key) = v.get("dataKey") else { return Ok(None) };
-        let bytes = key
-            .as_str()
-            .and_then(|k| B64.decode(k).ok())
-            .ok_or_else(|| CoreError::BadResponse("escrow entry with a malformed key".into()))?;
-        SecretKey::from_slice(&bytes).map(Some)
+        let Some(key) = entry.data_key else { return Ok(None) };
+        let malformed = || CoreError::BadResponse("escrow entry with a malformed key".into());
+        let mut bytes = Zeroizing::new(vec![0u8; 48]);
+        let len = B64.decode_slice(key.as_bytes(), &mut bytes[..]).map_err(|_| malformed())?;
+        if let Cow::Owned(mut copy) = key {
+            copy.zeroize();
+        }
+        SecretKey::from_slice(&bytes[..len]).map(Some)
     }
 
     async fn server_version_with(&self, username: &str, password: &str) -> Result<String> {
-        let token = B64.encode(format!("{username}:{password}"));
         let request = HttpRequest {
             opens_session: false,
             method: "GET".into(),
             url: format!("{}/system/info", self.config.api_base),
             headers: vec![
-                ("Authorization".into(), format!("Basic {token}")),
+                crate::http::basic_authorization(username, password),
                 ("X-Requested-With".into(), "XMLHttpRequest".into()),
             ],
             body: None,

@@ -375,11 +375,10 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
                 if response.as_ref().is_some_and(|r| r.status == 404) && is_key_value_put(method, url, &self.api_path())
                 {
                     report.requests += 1;
-                    response = self
-                        .http
-                        .send(HttpRequest { opens_session: false, method: "POST".into(), ..request })
-                        .await
-                        .ok();
+                    let mut post = request;
+                    post.method = "POST".into();
+                    post.opens_session = false;
+                    response = self.http.send(post).await.ok();
                 }
                 self.record_answer(response.as_ref(), now_ms);
                 match response {

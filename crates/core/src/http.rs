@@ -1,10 +1,15 @@
 //! The HTTP contract of the core: plain request/response values and a client trait the browser
 //! implements with `fetch`. The core builds every request and interprets every answer.
 
+use base64::{engine::general_purpose::STANDARD as B64, Engine as _};
+use zeroize::{Zeroize, Zeroizing};
+
 use crate::error::Result;
 
-/// An HTTP request built by the core.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An HTTP request built by the core. Its header values and body are zeroized when it is
+/// dropped (the `Authorization` header carries the password; an escrow body, the data key),
+/// and `Debug` never prints the `Authorization` value.
+#[derive(Clone, PartialEq, Eq)]
 pub struct HttpRequest {
     /// `GET`, `POST`, ...
     pub method: String,
@@ -22,6 +27,53 @@ pub struct HttpRequest {
     /// answered by a live session instead of the password (DHIS2 does not check a Basic
     /// password when the request carries a session of the same username).
     pub opens_session: bool,
+}
+
+impl Drop for HttpRequest {
+    fn drop(&mut self) {
+        for (_, value) in &mut self.headers {
+            value.zeroize();
+        }
+        if let Some(body) = &mut self.body {
+            body.zeroize();
+        }
+    }
+}
+
+impl std::fmt::Debug for HttpRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let headers: Vec<(&str, &str)> = self
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), if k.eq_ignore_ascii_case("authorization") { "<redacted>" } else { v.as_str() }))
+            .collect();
+        f.debug_struct("HttpRequest")
+            .field("method", &self.method)
+            .field("url", &self.url)
+            .field("headers", &headers)
+            .field("body", &self.body.as_ref().map(|b| format!("<{} bytes>", b.len())))
+            .field("opens_session", &self.opens_session)
+            .finish()
+    }
+}
+
+/// The `Authorization` header pair `Basic base64(username:password)`. Every buffer that holds
+/// the password on the way (`username:password`, its base64) is zeroized; the returned value
+/// moves into a request's headers without being copied (see [`HttpRequest`]'s drop).
+pub fn basic_authorization(username: &str, password: &str) -> (String, String) {
+    let mut plain = Zeroizing::new(Vec::with_capacity(username.len() + 1 + password.len()));
+    plain.extend_from_slice(username.as_bytes());
+    plain.push(b':');
+    plain.extend_from_slice(password.as_bytes());
+    const PREFIX: &[u8] = b"Basic ";
+    let encoded_len = plain.len().div_ceil(3) * 4;
+    let mut value = Zeroizing::new(vec![0u8; PREFIX.len() + encoded_len]);
+    value[..PREFIX.len()].copy_from_slice(PREFIX);
+    let written = B64.encode_slice(plain.as_slice(), &mut value[PREFIX.len()..]).unwrap_or(0);
+    value.truncate(PREFIX.len() + written);
+    // Base64 and the prefix are ASCII: the bytes become the String as they are (no copy).
+    let value = String::from_utf8(std::mem::take(&mut *value)).unwrap_or_default();
+    ("Authorization".into(), value)
 }
 
 /// An HTTP response as the client received it.
@@ -48,4 +100,36 @@ impl HttpResponse {
 pub trait HttpClient {
     /// Sends one request.
     async fn send(&self, request: HttpRequest) -> Result<HttpResponse>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basic_authorization_is_the_base64_of_user_colon_password() {
+        assert_eq!(
+            basic_authorization("nurse1", "Nurse1!clinic"),
+            ("Authorization".to_string(), "Basic bnVyc2UxOk51cnNlMSFjbGluaWM=".to_string())
+        );
+        assert_eq!(basic_authorization("ab", "c").1, "Basic YWI6Yw==");
+        assert_eq!(basic_authorization("a", "b").1, "Basic YTpi");
+        assert_eq!(basic_authorization("سارة", "كلمة").1, format!("Basic {}", B64.encode("سارة:كلمة")));
+    }
+
+    #[test]
+    fn debug_of_a_request_never_prints_the_authorization_value() {
+        let request = HttpRequest {
+            opens_session: false,
+            method: "GET".into(),
+            url: "/api/me".into(),
+            headers: vec![basic_authorization("nurse1", "Nurse1!clinic"), ("Accept".into(), "application/json".into())],
+            body: Some(b"{\"dataKey\":\"secret\"}".to_vec()),
+        };
+        let printed = format!("{request:?} {request:#?}");
+        for secret in ["bnVyc2UxOk51cnNlMSFjbGluaWM=", "Nurse1!clinic", "dataKey"] {
+            assert!(!printed.contains(secret), "{secret} printed: {printed}");
+        }
+        assert!(printed.contains("<redacted>") && printed.contains("application/json") && printed.contains("/api/me"));
+    }
 }

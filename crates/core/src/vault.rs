@@ -3,7 +3,7 @@
 //! and sealed records addressed by keyed hashes. Keys live only in the in-memory session and
 //! are zeroized on logout.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
@@ -91,7 +91,9 @@ pub struct LoginOutcome {
 /// The in-memory state while someone is logged in. Dropping it zeroizes every secret.
 struct Session {
     username: String,
-    data_key: SecretKey,
+    /// Shared with operations under way (each seals and opens with the one cipher built for
+    /// it); zeroized when the last of them ends.
+    data_key: Arc<SecretKey>,
     lookup_key: SecretKey,
     /// Kept (never stored) so work can be sent to the server later without asking again.
     password: Option<Zeroizing<String>>,
@@ -248,7 +250,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource> Vault<S, K, R> {
         let lookup_key = data_key.derive("tracker-offline/lookup/v1");
         self.set_session(Some(Session {
             username: username.to_string(),
-            data_key,
+            data_key: Arc::new(data_key),
             lookup_key,
             password: password.map(|p| Zeroizing::new(p.to_string())),
             profile,
@@ -256,7 +258,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource> Vault<S, K, R> {
         }))
     }
 
-    fn session_data_key(&self) -> Option<SecretKey> {
+    fn session_data_key(&self) -> Option<Arc<SecretKey>> {
         self.with_session(|s| s.as_ref().map(|s| s.data_key.clone())).ok().flatten()
     }
 
@@ -314,11 +316,11 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource> Vault<S, K, R> {
                 if let Some(entry) = &existing {
                     let secrets = self.derive(password, &entry.kdf).await?;
                     if constant_time_eq(&secrets.verifier, &entry.verifier.0) {
-                        own_key = Some(SecretKey::from_slice(
-                            &secrets
+                        own_key = Some(
+                            secrets
                                 .key_encryption_key
-                                .open(&Self::wrap_aad(&meta, &user_key), &entry.wrapped_data_key.0)?,
-                        )?);
+                                .open_key(&Self::wrap_aad(&meta, &user_key), &entry.wrapped_data_key.0)?,
+                        );
                         if entry.kdf.iterations >= self.policy.iterations {
                             current_wrap =
                                 Some((entry.kdf.clone(), entry.verifier.clone(), entry.wrapped_data_key.clone()));
@@ -328,7 +330,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource> Vault<S, K, R> {
                 let (data_key, handover) = match own_key {
                     Some(key) => (key, false),
                     // New user, or a password changed on the server: only an open session can share the key.
-                    None => match self.session_data_key().or(escrowed_key) {
+                    None => match self.session_data_key().map(|k| SecretKey::clone(&k)).or(escrowed_key) {
                         Some(key) => (key, true),
                         None => return Err(CoreError::HandoverRequired(username.to_string())),
                     },
@@ -400,9 +402,8 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource> Vault<S, K, R> {
         if entry.refused_by_server {
             return Err(CoreError::CredentialRevoked);
         }
-        let data_key = SecretKey::from_slice(
-            &secrets.key_encryption_key.open(&Self::wrap_aad(&meta, &user_key), &entry.wrapped_data_key.0)?,
-        )?;
+        let data_key =
+            secrets.key_encryption_key.open_key(&Self::wrap_aad(&meta, &user_key), &entry.wrapped_data_key.0)?;
         Self::check_data_key(&meta, &data_key)?;
         if entry.failed_attempts != 0 || entry.locked_until_ms != 0 {
             entry.failed_attempts = 0;
@@ -491,7 +492,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource> Vault<S, K, R> {
         self.open_session(username, data_key, password, profile, LoginMode::Offline)
     }
 
-    fn record_address(&self, store: StoreName, id: &str) -> Result<(SecretKey, String)> {
+    fn record_address(&self, store: StoreName, id: &str) -> Result<(Arc<SecretKey>, String)> {
         if id.is_empty() || id.len() > 4096 {
             return Err(CoreError::BadInput("record id must be 1 to 4096 bytes".into()));
         }

@@ -4,7 +4,7 @@
 
 use std::rc::Rc;
 
-use js_sys::{Promise, Uint8Array};
+use js_sys::{JsString, Promise, Uint8Array};
 use serde::{Deserialize, Serialize};
 use tracker_offline_core::{
     download::{DownloadOptions, Progress},
@@ -16,6 +16,7 @@ use tracker_offline_core::{
 };
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::{
     error::to_js_error,
@@ -107,18 +108,24 @@ impl Engine {
     }
 
     /// Logs in (server first, local register when unreachable). Resolves with
-    /// `{ username, mode, profile, handover }`.
-    pub fn login(&self, username: String, password: String) -> Promise {
+    /// `{ username, mode, profile, handover }`. The password is read from the JS string straight
+    /// into memory that is zeroized after the login (see [`password_from_js`]).
+    pub fn login(&self, username: String, password: JsString) -> Promise {
         let inner = self.inner.clone();
+        let password = password.is_string().then(|| password_from_js(&password));
         future_to_promise(async move {
+            let password =
+                password.ok_or_else(|| reject(CoreError::BadInput("the password is not a string".into())))?;
             let outcome = inner.login(&username, &password, now_ms()).await.map_err(reject)?;
             to_js(&outcome)
         })
     }
 
-    /// Logs out: the data key and the password are zeroized.
+    /// Logs out: the data key, the keys derived from it and the password are zeroized, and so
+    /// is the stack space below this call, where copies made by the crypto on the way may lie.
     pub fn logout(&self) {
         self.inner.logout();
+        scrub_stack();
     }
 
     /// `{ online, user, locked, pending, failed, lastSyncAt, registeredUsers }`.
@@ -127,29 +134,6 @@ impl Engine {
         future_to_promise(async move {
             let status = inner.status().await.map_err(reject)?;
             to_js(&status)
-        })
-    }
-
-    /// The data key of the open session, for the service worker (same origin only).
-    #[wasm_bindgen(js_name = exportDataKey)]
-    pub fn export_data_key(&self) -> Result<Uint8Array, JsValue> {
-        let key = self.inner.vault().export_data_key().map_err(reject)?;
-        Ok(Uint8Array::from(&key[..]))
-    }
-
-    /// Opens a session from a key handed over by an unlocked page.
-    #[wasm_bindgen(js_name = unlockWithDataKey)]
-    pub fn unlock_with_data_key(&self, username: String, key: Uint8Array, password: Option<String>) -> Promise {
-        let inner = self.inner.clone();
-        future_to_promise(async move {
-            let mut bytes = key.to_vec();
-            key.fill(0, 0, key.length());
-            let password = password.map(zeroize::Zeroizing::new);
-            let result =
-                inner.vault().unlock_with_data_key(&username, &bytes, password.as_deref().map(String::as_str)).await;
-            zeroize::Zeroize::zeroize(&mut bytes);
-            result.map_err(reject)?;
-            Ok(JsValue::UNDEFINED)
         })
     }
 
@@ -442,13 +426,6 @@ impl Engine {
         future_to_promise(async move { to_js(&inner.discard(&id).await.map_err(reject)?) })
     }
 
-    /// The password typed at this session's login (memory only), to hand to the service
-    /// worker with the key so it can send the outbox; undefined when none is held.
-    #[wasm_bindgen(js_name = sessionPassword)]
-    pub fn session_password(&self) -> Option<String> {
-        self.inner.vault().session_password().map(|p| p.as_str().to_string())
-    }
-
     /// Puts the data key in escrow on the server's dataStore, shared read-only with
     /// `{ users: [uid], userGroups: [uid] }`, so a colleague's first login on this device can
     /// join the vault while nobody is logged in. Rejects with `ESCROW_UNSAFE` on servers that
@@ -470,6 +447,32 @@ impl Engine {
         self.inner.vault().is_unlocked()
     }
 }
+
+/// Reads a JS string into a buffer reserved at its largest UTF-8 size, so it never moves
+/// (wasm-bindgen's own `String` argument is written, then grown and moved for any non-ASCII
+/// character, leaving the first copy in freed memory), and zeroized on drop. The JS string
+/// itself stays in the JS heap, out of reach.
+fn password_from_js(text: &JsString) -> Zeroizing<String> {
+    let mut out = Zeroizing::new(String::with_capacity(text.length() as usize * 3));
+    for c in char::decode_utf16(text.iter()) {
+        out.push(c.unwrap_or(char::REPLACEMENT_CHARACTER));
+    }
+    out
+}
+
+/// Zeroizes `STACK_SCRUB_BYTES` of the stack below the caller. The wasm stack is linear memory:
+/// what a function left in its frame (an HMAC or PBKDF2 block holding a key, a key moved by
+/// value, the AES key schedule before it was boxed) stays there after it returns, until
+/// another call happens to overwrite it. Called at logout, near the top of the stack.
+#[inline(never)]
+fn scrub_stack() {
+    let mut area = [0u8; STACK_SCRUB_BYTES];
+    area.zeroize();
+    std::hint::black_box(&area);
+}
+
+/// How much of the stack [`scrub_stack`] wipes (the wasm stack is 1 MiB).
+const STACK_SCRUB_BYTES: usize = 256 * 1024;
 
 /// `{ status, headers: [[k, v]], body: Uint8Array }` for building a `Response`.
 fn response_to_js(response: &tracker_offline_core::http::HttpResponse) -> Result<JsValue, JsValue> {

@@ -71,13 +71,13 @@ impl PasswordKdf for WebCryptoPbkdf2 {
             .await
             .map_err(crypto_error)?;
         let view = Uint8Array::new(&bits);
-        let mut out = [0u8; 32];
         if view.length() != 32 {
             return Err(CoreError::Crypto("deriveBits returned the wrong length".into()));
         }
-        view.copy_to(&mut out);
+        // Straight into the key's own memory, then wiped on the JS side.
+        let key = SecretKey::filled(|out| view.copy_to(&mut out[..]));
         view.fill(0, 0, 32);
-        Ok(SecretKey::from_bytes(out))
+        Ok(key)
     }
 }
 
@@ -116,8 +116,8 @@ impl HttpClient for FetchHttp {
         for (name, value) in &request.headers {
             builder = builder.header(name, value);
         }
-        let built = match request.body {
-            Some(body) => builder.body(Uint8Array::from(body.as_slice())),
+        let built = match request.body.as_deref() {
+            Some(body) => builder.body(Uint8Array::from(body)),
             None => builder.build(),
         }
         .map_err(|e| CoreError::BadInput(format!("request: {e}")))?;

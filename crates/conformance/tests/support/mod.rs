@@ -77,7 +77,7 @@ impl HttpClient for &InProcess {
             builder = builder.header("Cookie", c.as_str());
         }
         let req = builder
-            .body(Body::from(request.body.unwrap_or_default()))
+            .body(Body::from(request.body.clone().unwrap_or_default()))
             .map_err(|e| CoreError::BadInput(e.to_string()))?;
         let router = self.router.borrow().clone();
         let response = router.oneshot(req).await.map_err(|e| CoreError::ServerUnreachable(e.to_string()))?;
