@@ -24,6 +24,15 @@ fn run<F: std::future::Future<Output = ()>>(body: F) {
     tokio::task::LocalSet::new().block_on(&runtime, body);
 }
 
+/// A dhis2-sim process of version 2.40.3 with the demo seed: the device's and the test's own
+/// loopback clients, and its API base.
+fn started_sim() -> (Sim, Loopback, Loopback, String) {
+    let sim = Sim::start(&sim_binary(), &["--version", "2.40.3"]);
+    let (net, ctl) = (Loopback::new(sim.addr), Loopback::new(sim.addr));
+    let api = sim.api();
+    (sim, net, ctl, api)
+}
+
 /// One flush as the page asks for it; when the device is backing off (nothing sent, a wait
 /// given), it waits as asked and asks again.
 async fn flush(device: &Device<'_>) -> FlushReport {
@@ -185,9 +194,7 @@ const PROXY_LIMIT: u64 = 480;
 fn a_proxy_refusing_large_bodies_gets_every_registration_one_record_at_a_time() {
     run(async {
         let started = Instant::now();
-        let sim = Sim::start(&sim_binary(), &["--version", "2.40.3"]);
-        let (net, ctl) = (Loopback::new(sim.addr), Loopback::new(sim.addr));
-        let api = sim.api();
+        let (_sim, net, ctl, api) = started_sim();
         let device = device(&api, &net).await;
         let before = women_on_server(&ctl).await;
         net.down.set(true);
@@ -232,9 +239,7 @@ fn a_proxy_refusing_large_bodies_gets_every_registration_one_record_at_a_time() 
 fn a_server_killed_in_the_middle_of_a_flush_and_restarted_loses_nothing_and_duplicates_nothing() {
     run(async {
         let started = Instant::now();
-        let mut sim = Sim::start(&sim_binary(), &["--version", "2.40.3"]);
-        let (net, ctl) = (Loopback::new(sim.addr), Loopback::new(sim.addr));
-        let api = sim.api();
+        let (mut sim, net, ctl, api) = started_sim();
         let device = device(&api, &net).await;
         let before = women_on_server(&ctl).await;
         net.down.set(true);
@@ -292,9 +297,7 @@ fn a_damaged_stored_entry_is_reported_and_the_rest_reaches_the_server_once() {
     use tracker_offline_core::store::{KvStore, MemoryStore, StoreName};
     run(async {
         let started = Instant::now();
-        let sim = Sim::start(&sim_binary(), &["--version", "2.40.3"]);
-        let (net, ctl) = (Loopback::new(sim.addr), Loopback::new(sim.addr));
-        let api = sim.api();
+        let (_sim, net, ctl, api) = started_sim();
         let store = MemoryStore::new();
         let device = device_over(&api, &net, store.clone()).await;
         let before = women_on_server(&ctl).await;
@@ -383,9 +386,7 @@ fn a_password_changed_on_the_server_is_sent_once_and_never_locks_her_account() {
     use tracker_offline_core::{download::DownloadOptions, CoreError};
     run(async {
         let started = Instant::now();
-        let sim = Sim::start(&sim_binary(), &["--version", "2.40.3"]);
-        let (net, ctl) = (Loopback::new(sim.addr), Loopback::new(sim.addr));
-        let api = sim.api();
+        let (_sim, net, ctl, api) = started_sim();
         // DHIS2's failed-login lockout on: 4 failures in a row lock the username.
         let (status, set) =
             admin_call(&ctl, "POST", "/api/systemSettings/keyLockMultipleFailedLogins?value=true", None).await;
@@ -488,9 +489,7 @@ async fn api_requests(ctl: &Loopback) -> Vec<Value> {
 fn captures_start_no_flush_while_the_device_backs_off_and_the_backoff_grows_with_each_failure() {
     run(async {
         let started = Instant::now();
-        let mut sim = Sim::start(&sim_binary(), &["--version", "2.40.3"]);
-        let (net, ctl) = (Loopback::new(sim.addr), Loopback::new(sim.addr));
-        let api = sim.api();
+        let (mut sim, net, ctl, api) = started_sim();
         let device = device(&api, &net).await;
         let before = women_on_server(&ctl).await;
 
