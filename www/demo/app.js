@@ -9,6 +9,7 @@
 // value is saved through the service worker the moment it changes.
 
 import { TrackerOffline } from '../tracker-offline.js';
+import { LANGUAGES, direction, explainError, formatDateTime, pickLanguage, t as translate } from '../tracker-capture/i18n.js';
 
 const API = '/api';
 const PROGRAM = 'PrMchProg01';
@@ -20,109 +21,11 @@ const PROGRAM_URL = `/programs/${PROGRAM}.json?fields=id,displayName,trackedEnti
   'dataElement[id,displayName,valueType,optionSet[options[code,displayName]]]]]';
 
 // ---------------------------------------------------------------------------------------
-// Texts (English and Arabic). Metadata names come from the server as they are.
-const TEXTS = {
-  en: {
-    skip: 'Skip to content', title: 'MCH clinic', starting: 'Starting…', loading: 'Loading…',
-    online: 'Online', offline: 'Offline', pending: 'Pending', failed: 'Failed', sync: 'Send now',
-    download: 'Download clinic', serverDown: 'Server down (demo)', switchUser: 'Switch user', cancel: 'Cancel',
-    loginTitle: 'Log in', username: 'Username', password: 'Password', loginBtn: 'Log in',
-    loginHelp: 'When the server cannot be reached, staff who logged in online on this device before can still log in.',
-    loggedInOnline: 'Logged in online', loggedInOffline: 'Logged in offline (server unreachable)',
-    usersHere: 'Staff registered on this device', none: 'none yet',
-    list: 'Women in care', search: 'Search by name or national ID', searchBtn: 'Search', clear: 'Show all',
-    register: 'Register a woman', noResults: 'No woman found.', open: 'Open',
-    nid: 'National ID', name: 'Name', dob: 'Date of birth', regNo: 'Registration no.',
-    regTitle: 'Register and enroll a woman', enrollDate: 'Date of registration', lmp: 'Last menstrual period',
-    regNoHelpOnline: 'Given by the server.', regNoHelpReserved: 'Reserved from the server earlier, for offline use.', regNoHelpOffline: 'Offline: the server will need to give one later.',
-    required: 'Required', dateFuture: 'Cannot be in the future', badDate: 'Not a valid date',
-    nidTaken: 'This national ID is already registered', saveReg: 'Register and enroll',
-    back: 'Back to list', dashboard: 'Dashboard', enrollment: 'Enrollment', noEvents: 'No events yet.',
-    newEvent: 'New', visitDate: 'Date', status: 'Status', by: 'Recorded by', values: 'Values',
-    completeBtn: 'Complete visit', completed: 'Completed', active: 'Open', schedule: 'Scheduled',
-    saving: 'Saving…', saved: 'Saved', savedLocal: 'Saved on this device, waiting to send',
-    saveFailed: 'Not saved', notNumber: 'Enter a number', notInteger: 'Enter a whole number',
-    notPositive: 'Must be more than 0', notZeroPos: 'Must be 0 or more', yes: 'Yes', no: 'No',
-    backToWoman: 'Back to her dashboard', eventReadOnly: 'This visit is completed and can no longer be changed here.',
-    failuresTitle: 'Refused by the server', noFailures: 'Nothing was refused.', reasons: 'Server said',
-    retry: 'Retry', discard: 'Discard', discardTitle: 'Discard this change for good?',
-    discardText: 'It will not be sent to the server and cannot be recovered.', author: 'Made by',
-    conflictsTitle: 'Changed here and on the server', conflictText: 'Someone changed this on the server while this device was offline. Your value was sent; theirs is kept here.',
-    heldText: 'Someone changed this on the server while this device was offline. Your value was not sent: choose which one to keep.',
-    serverValue: 'On the server it was', deviceValue: 'Sent from this device', deviceHeld: 'On this device (not sent)', baseValue: 'Before both changes',
-    keepDevice: 'Keep this device’s value', keepServer: 'Put the server’s value back', emptyValue: '(empty)',
-    windowText: 'Two windows of this device changed this before it was sent. The later value is the one in use; the earlier one is kept here.',
-    windowValue: 'Saved in the other window', laterValue: 'Saved last (in use)', keepLater: 'Keep the later value', keepEarlier: 'Put the other window’s value back',
-    warningsTitle: 'Accepted, with remarks from the server', dismiss: 'Dismiss', field: 'Field',
-    downloading: 'Downloading the clinic', sending: 'Sending saved work', lastDownload: 'Clinic copy from',
-    neverDownloaded: 'No clinic copy on this device yet', sessionEnded: 'The server asks for a new login: use “Switch user” and log in again.',
-    notAvailableOffline: 'Not available offline.', metadataMissing: 'The program settings are not on this device: log in online once.',
-    leaveDraft: 'The unsaved registration form will be cleared.',
-    shiftHelp: 'Shift change: the next user logs in here. {name} stays logged in until then (a first login on this device receives the clinic data from this session).',
-    logoutBtn: 'Log out', switchTitle: 'Switch user',
-    stillPending: 'saved changes are waiting to be sent; they stay on this device and are sent by whoever logs in next while online.',
-    sentOk: 'All saved work was sent.', sentSome: 'Sent {sent}, refused {failed}, still waiting {remaining}.',
-    serverUnreachable: 'The server cannot be reached; the work stays on this device.',
-    serverBusy: 'The server is busy; this device waits ({seconds} s or more) and sends the work later by itself.',
-    passwordRefused: 'The server refused your saved password: nothing is sent until you log in online again (“Switch user”).',
-    downOn: 'Demo: the server now drops every /api request.', downOff: 'Demo: the server answers again (the app notices within about 15 s).',
-    outageHelp: 'To simulate an outage: tick “Server down (demo)” (when the demo runs with --faults), or stop the server.',
-    chgRegister: 'Registration of a woman', chgProfile: 'Change to a woman\'s details', chgEnroll: 'Enrollment in the program',
-    chgNewVisit: 'New visit', chgValue: 'A visit value', chgVisit: 'Visit (completed or changed)',
-    created: 'Registered', ou: 'Clinic', errorCode: 'code',
-  },
-  ar: {
-    skip: 'انتقل إلى المحتوى', title: 'عيادة صحة الأم والطفل', starting: 'جارٍ البدء…', loading: 'جارٍ التحميل…',
-    online: 'متصل', offline: 'غير متصل', pending: 'بانتظار الإرسال', failed: 'مرفوض', sync: 'أرسل الآن',
-    download: 'تنزيل بيانات العيادة', serverDown: 'الخادم متوقف (تجربة)', switchUser: 'تبديل المستخدم', cancel: 'إلغاء',
-    loginTitle: 'تسجيل الدخول', username: 'اسم المستخدم', password: 'كلمة المرور', loginBtn: 'دخول',
-    loginHelp: 'عند تعذر الوصول إلى الخادم يمكن لمن سجّل الدخول على هذا الجهاز من قبل أن يدخل دون اتصال.',
-    loggedInOnline: 'دخول متصل', loggedInOffline: 'دخول دون اتصال (الخادم غير متاح)',
-    usersHere: 'المستخدمون المسجلون على هذا الجهاز', none: 'لا أحد بعد',
-    list: 'النساء قيد المتابعة', search: 'ابحث بالاسم أو رقم الهوية', searchBtn: 'بحث', clear: 'عرض الكل',
-    register: 'تسجيل امرأة', noResults: 'لم يتم العثور على أحد.', open: 'فتح',
-    nid: 'رقم الهوية', name: 'الاسم', dob: 'تاريخ الميلاد', regNo: 'رقم التسجيل',
-    regTitle: 'تسجيل امرأة وإدراجها في البرنامج', enrollDate: 'تاريخ التسجيل', lmp: 'آخر دورة شهرية',
-    regNoHelpOnline: 'يعطيه الخادم.', regNoHelpReserved: 'محجوز من الخادم مسبقاً للعمل دون اتصال.', regNoHelpOffline: 'دون اتصال: سيعطيه الخادم لاحقاً.',
-    required: 'مطلوب', dateFuture: 'لا يمكن أن يكون في المستقبل', badDate: 'تاريخ غير صالح',
-    nidTaken: 'رقم الهوية هذا مسجل من قبل', saveReg: 'تسجيل وإدراج',
-    back: 'العودة إلى القائمة', dashboard: 'الملف', enrollment: 'الإدراج', noEvents: 'لا زيارات بعد.',
-    newEvent: 'جديد', visitDate: 'التاريخ', status: 'الحالة', by: 'سجّلها', values: 'القيم',
-    completeBtn: 'إنهاء الزيارة', completed: 'منتهية', active: 'مفتوحة', schedule: 'مجدولة',
-    saving: 'جارٍ الحفظ…', saved: 'تم الحفظ', savedLocal: 'محفوظ على الجهاز بانتظار الإرسال',
-    saveFailed: 'لم يُحفظ', notNumber: 'أدخل رقماً', notInteger: 'أدخل عدداً صحيحاً',
-    notPositive: 'يجب أن يكون أكبر من 0', notZeroPos: 'يجب أن يكون 0 أو أكثر', yes: 'نعم', no: 'لا',
-    backToWoman: 'العودة إلى ملفها', eventReadOnly: 'هذه الزيارة منتهية ولا يمكن تعديلها هنا.',
-    failuresTitle: 'ما رفضه الخادم', noFailures: 'لم يُرفض شيء.', reasons: 'رد الخادم',
-    retry: 'أعد المحاولة', discard: 'تجاهل', discardTitle: 'تجاهل هذا التغيير نهائياً؟',
-    discardText: 'لن يُرسل إلى الخادم ولا يمكن استعادته.', author: 'بواسطة',
-    conflictsTitle: 'تغيّر هنا وعلى الخادم', conflictText: 'غيّر أحدهم هذا على الخادم بينما كان الجهاز غير متصل. أُرسلت قيمتك، وقيمته محفوظة هنا.',
-    heldText: 'غيّر أحدهم هذا على الخادم بينما كان الجهاز غير متصل. لم تُرسل قيمتك: اختر أيهما تُبقي.',
-    serverValue: 'على الخادم كانت', deviceValue: 'أُرسلت من هذا الجهاز', deviceHeld: 'على هذا الجهاز (لم تُرسل)', baseValue: 'قبل التغييرين',
-    keepDevice: 'أبقِ قيمة هذا الجهاز', keepServer: 'أعد قيمة الخادم', emptyValue: '(فارغ)',
-    windowText: 'غيّرت نافذتان على هذا الجهاز هذا الحقل قبل إرساله. القيمة الأحدث هي المعتمدة، والأقدم محفوظة هنا.',
-    windowValue: 'حُفظت في النافذة الأخرى', laterValue: 'حُفظت أخيراً (المعتمدة)', keepLater: 'أبقِ القيمة الأحدث', keepEarlier: 'أعد قيمة النافذة الأخرى',
-    warningsTitle: 'قُبل مع ملاحظات من الخادم', dismiss: 'إخفاء', field: 'الحقل',
-    downloading: 'تنزيل بيانات العيادة', sending: 'إرسال العمل المحفوظ', lastDownload: 'نسخة العيادة من',
-    neverDownloaded: 'لا توجد نسخة من بيانات العيادة على هذا الجهاز', sessionEnded: 'الخادم يطلب تسجيل دخول جديد: استخدم «تبديل المستخدم».',
-    notAvailableOffline: 'غير متاح دون اتصال.', metadataMissing: 'إعدادات البرنامج غير موجودة على هذا الجهاز: سجّل الدخول متصلاً مرة واحدة.',
-    leaveDraft: 'سيُمسح نموذج التسجيل غير المحفوظ.',
-    shiftHelp: 'تبديل المناوبة: يسجّل المستخدم التالي دخوله هنا. يبقى {name} مسجلاً حتى ذلك الحين.',
-    logoutBtn: 'تسجيل الخروج', switchTitle: 'تبديل المستخدم',
-    stillPending: 'تغييرات محفوظة بانتظار الإرسال؛ تبقى على الجهاز ويرسلها من يدخل بعدك متصلاً.',
-    sentOk: 'أُرسل كل العمل المحفوظ.', sentSome: 'أُرسل {sent}، رُفض {failed}، بانتظار {remaining}.',
-    serverUnreachable: 'لا يمكن الوصول إلى الخادم؛ يبقى العمل على هذا الجهاز.',
-    serverBusy: 'الخادم مشغول؛ ينتظر هذا الجهاز ({seconds} ث أو أكثر) ثم يرسل العمل تلقائياً.',
-    passwordRefused: 'رفض الخادم كلمة المرور المحفوظة: لن يُرسل شيء حتى تسجّلي الدخول عبر الإنترنت مجدداً («تبديل المستخدم»).',
-    downOn: 'تجربة: الخادم يسقط كل طلبات ‎/api‎ الآن.', downOff: 'تجربة: الخادم يجيب من جديد (يلاحظ التطبيق ذلك خلال 15 ثانية تقريباً).',
-    outageHelp: 'لمحاكاة انقطاع: فعّل «الخادم متوقف (تجربة)» (عند تشغيل العرض مع ‎--faults‎) أو أوقف الخادم.',
-    chgRegister: 'تسجيل امرأة', chgProfile: 'تعديل بيانات امرأة', chgEnroll: 'الإدراج في البرنامج',
-    chgNewVisit: 'زيارة جديدة', chgValue: 'قيمة في زيارة', chgVisit: 'زيارة (إنهاء أو تعديل)',
-    created: 'سُجّلت', ou: 'العيادة', errorCode: 'رمز',
-  },
-};
-let lang = (localStorage.getItem('tracker-offline-demo:lang') === 'ar') ? 'ar' : 'en'; // a UI preference, nothing sensitive
-const t = (key, vars = {}) => (TEXTS[lang][key] ?? TEXTS.en[key] ?? key).replace(/\{(\w+)\}/g, (_, k) => String(vars[k] ?? ''));
+// Texts: the catalogue shared with the Tracker Capture loader (English and Arabic). Metadata
+// names come from the server as they are.
+let lang = localStorage.getItem('tracker-offline-demo:lang') ?? pickLanguage(navigator.languages); // a UI preference, nothing sensitive
+if (!LANGUAGES.includes(lang)) lang = 'en';
+const t = (key, vars = {}) => translate(lang, key, vars);
 
 // ---------------------------------------------------------------------------------------
 // Tiny DOM helpers.
@@ -365,7 +268,7 @@ async function screenLogin(message, shift = false) {
       form.elements.password.value = '';
       await afterLogin(outcome);
     } catch (error) {
-      const text = `${error.message} (${t('errorCode')}: ${error.code ?? 'ERROR'})${error.retryAfterMs ? ` · ${Math.ceil(error.retryAfterMs / 1000)} s` : ''}`;
+      const text = `${explainError(lang, error)} (${t('errorCode')}: ${error.code ?? 'ERROR'})`;
       const field = ['UNKNOWN_USER_OFFLINE', 'HANDOVER_REQUIRED', 'OUTSIDE_CLINIC'].includes(error.code) ? 'username'
         : ['BAD_CREDENTIALS', 'LOCKED_OUT', 'CREDENTIAL_EXPIRED', 'CREDENTIAL_REVOKED', 'BAD_INPUT'].includes(error.code) ? 'password' : null;
       if (field) {
@@ -413,7 +316,7 @@ async function runDownload() {
   try {
     await state.app.download({ onProgress: (p) => showProgress(t('downloading'), p) });
   } catch (error) {
-    showNotice(error.code === 'SERVER_UNREACHABLE' ? `${t('download')}: ${t('serverUnreachable')}` : `${t('download')}: ${error.message} (${error.code})`, 'error');
+    showNotice(error.code === 'SERVER_UNREACHABLE' ? `${t('download')}: ${t('serverUnreachable')}` : `${t('download')}: ${explainError(lang, error)} (${t('errorCode')}: ${error.code})`, 'error');
   } finally {
     state.busy = null;
     showProgress(null, null);
@@ -451,7 +354,7 @@ function renderLastDownload() {
   const el = $('#last-download');
   if (!el) return;
   const at = state.status?.lastDownloadAt;
-  el.textContent = at ? `${t('lastDownload')} ${new Date(at).toLocaleString(lang === 'ar' ? 'ar' : 'en-GB')}` : t('neverDownloaded');
+  el.textContent = at ? `${t('lastDownload')} ${formatDateTime(lang, at)}` : t('neverDownloaded');
 }
 
 function gridRows(grid) {
@@ -887,7 +790,7 @@ function conflictCards(conflicts) {
       h('dt', {}, t(windowed(c) ? 'laterValue' : c.held ? 'deviceHeld' : 'deviceValue')), h('dd', { 'data-side': 'device' }, h('bdi', {}, shownValue(c.device))),
       h('dt', {}, t(windowed(c) ? 'windowValue' : 'serverValue')), h('dd', { 'data-side': 'server' }, h('bdi', {}, shownValue(c.server))),
       h('dt', {}, t('baseValue')), h('dd', {}, h('bdi', {}, shownValue(c.base)))),
-    h('p', { class: 'small muted' }, `${t('author')}: ${c.author} · ${new Date(c.changedAtMs).toLocaleString(lang === 'ar' ? 'ar' : 'en-GB')}`),
+    h('p', { class: 'small muted' }, `${t('author')}: ${c.author} · ${formatDateTime(lang, c.changedAtMs)}`),
     h('div', { class: 'row' },
       h('button', { type: 'button', class: 'primary', 'data-keep': 'device', onclick: () => resolve(c, 'device') }, t(windowed(c) ? 'keepLater' : 'keepDevice')),
       h('button', { type: 'button', 'data-keep': 'server', onclick: () => resolve(c, 'server') }, t(windowed(c) ? 'keepEarlier' : 'keepServer'))),
@@ -940,7 +843,7 @@ async function screenFailures() {
   const list = failures.length ? h('ul', { class: 'failures' }, failures.map((f) => h('li', { class: 'card', 'data-failure': f.id },
     h('h2', {}, describeChange(f.summary)),
     h('p', { class: 'small muted', dir: 'ltr' }, f.summary ?? f.id),
-    h('p', { class: 'small muted' }, `${t('author')}: ${f.author ?? '?'}${f.failedAtMs ? ` · ${new Date(f.failedAtMs).toLocaleString(lang === 'ar' ? 'ar' : 'en-GB')}` : ''}`),
+    h('p', { class: 'small muted' }, `${t('author')}: ${f.author ?? '?'}${f.failedAtMs ? ` · ${formatDateTime(lang, f.failedAtMs)}` : ''}`),
     h('p', {}, h('strong', {}, `${t('reasons')}: `)),
     h('ul', { class: 'reasons' }, (f.reasons ?? []).map((r) => h('li', {}, r))),
     h('div', { class: 'row' },
@@ -1004,11 +907,12 @@ async function logout() {
 
 function applyLanguage() {
   document.documentElement.lang = lang;
-  document.documentElement.dir = lang === 'ar' ? 'rtl' : 'ltr';
+  document.documentElement.dir = direction(lang);
   for (const el of document.querySelectorAll('[data-i18n]')) el.textContent = t(el.dataset.i18n);
   const btn = $('#lang-btn');
-  btn.textContent = lang === 'ar' ? 'English' : 'العربية';
-  btn.lang = lang === 'ar' ? 'en' : 'ar';
+  const other = lang === 'ar' ? 'en' : 'ar';
+  btn.textContent = translate(other, 'languageName');
+  btn.lang = other;
 }
 
 async function detectSimFaults() {

@@ -11,29 +11,28 @@
 //   4. shows, on top of the app, who is logged in, online/offline, pending work and refusals
 //      (with retry and discard), and handles logout, shift change and the idle lock.
 // It only presents: every rule lives in the library. Configuration comes from the JSON in
-// `<script id="tracker-offline-config" type="application/json">`.
+// `<script id="tracker-offline-config" type="application/json">`. Its texts come from the
+// catalogue shared with the demo (./i18n.js), in English or Arabic: before a login the
+// browser's language, after it the user's DHIS2 UI language (`keyUiLocale`).
 
 import { TrackerOffline } from '../tracker-offline.js';
+import { direction, explainError, pickLanguage, t as translate } from './i18n.js';
 
 const APP_ROOT = new URL('../', import.meta.url);
 const DEFERRED = 'tracker-offline/deferred';
 const LOGOUT_PATH = 'dhis-web-commons-security/logout.action';
 const STATUS_REFRESH_MS = 10000;
 
-const MESSAGES = {
-  BAD_CREDENTIALS: 'Wrong user name or password.',
-  UNKNOWN_USER_OFFLINE:
-    'The server cannot be reached, and this user has not logged in on this device while online. Connect to the network for the first login.',
-  LOCKED_OUT: 'Too many wrong passwords. Try again in {s} seconds.',
-  CREDENTIAL_EXPIRED: 'This device has been offline too long for this user. Connect to the network to log in.',
-  CREDENTIAL_REVOKED: 'The server no longer accepts this password. Connect to the network and log in with your current password.',
-  HANDOVER_REQUIRED:
-    'A new user on this device logs in for the first time while a colleague is still logged in (or while the server can be reached).',
-  OUTSIDE_CLINIC: 'This user is not assigned to the clinic whose data is on this device.',
-  SERVER_UNREACHABLE: 'The server cannot be reached.',
-  STORAGE_FULL: 'The device storage is full. Free some space, then try again.',
-  STORAGE_CORRUPT: 'The local data of this device cannot be read.',
-};
+/** The language of the loader's texts: the browser's until a user is logged in, then hers. */
+let lang = pickLanguage(navigator.languages);
+const t = (key, vars) => translate(lang, key, vars);
+
+/** Marks one of the loader's own elements with the language of its texts and their direction. */
+function speaking(node) {
+  node.lang = lang;
+  node.dir = direction(lang);
+  return node;
+}
 
 /**
  * The app's Storage: the browser's, except for the keys that identify the user, which stay in
@@ -80,16 +79,42 @@ for (const [name, storage] of Object.entries(appStorage)) {
  * the username its org unit tree cache is keyed by, and its user settings (it reads them in
  * a race with its home screen, whose labels stay untranslated without them), fetched online
  * from the server or offline from the sealed per-user cache of the service worker.
+ * Resolves with those settings (null when they could not be read).
  */
 async function primeAppStorage(username) {
   if (username) window.localStorage.setItem('ouUsername', username);
   try {
     const url = new URL('../api/userSettings.json?key=keyDbLocale&key=keyUiLocale&key=keyStyle', APP_ROOT);
     const response = await fetch(url, { credentials: 'same-origin', headers: { accept: 'application/json' } });
-    if (response.ok) window.sessionStorage.setItem('USER_SETTING', JSON.stringify(await response.json()));
+    if (!response.ok) return null;
+    const settings = await response.json();
+    window.sessionStorage.setItem('USER_SETTING', JSON.stringify(settings));
+    return settings;
   } catch {
-    /* the app fetches them itself */
+    return null; /* the app fetches them itself */
   }
+}
+
+/**
+ * The logged-in user's language: her DHIS2 UI locale (`keyUiLocale` of her user settings), kept
+ * per user in localStorage for the loads where the settings cannot be read (offline without a
+ * sealed copy of them); the browser's language when neither is known. Only the language is kept,
+ * under a SHA-256 of the username so that the key does not name her.
+ */
+async function userLanguage(username, settings) {
+  let storageKey = null;
+  if (username && globalThis.crypto?.subtle) {
+    const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(username)));
+    storageKey = `tracker-offline:ui-language:${[...digest.slice(0, 16)].map((b) => b.toString(16).padStart(2, '0')).join('')}`;
+  }
+  const locale = typeof settings?.keyUiLocale === 'string' ? settings.keyUiLocale : null;
+  if (locale) {
+    const chosen = pickLanguage(locale);
+    if (storageKey) window.localStorage.setItem(storageKey, chosen);
+    return chosen;
+  }
+  const kept = storageKey ? window.localStorage.getItem(storageKey) : null;
+  return kept ? pickLanguage(kept) : pickLanguage(navigator.languages);
 }
 
 function config() {
@@ -110,12 +135,6 @@ function el(tag, attributes = {}, ...children) {
   }
   node.append(...children.filter(Boolean));
   return node;
-}
-
-function explain(error) {
-  const template = MESSAGES[error?.code];
-  if (!template) return error?.message ?? String(error);
-  return template.replace('{s}', String(Math.ceil((error.retryAfterMs ?? 0) / 1000)));
 }
 
 /** Resolves once the service worker controls this page (reloads once if it never does). */
@@ -209,36 +228,36 @@ function retranslateWhenReady() {
 class LoginOverlay {
   constructor(app, { title }) {
     this.app = app;
+    this.title = title;
     this.message = el('p', { class: 'tracker-offline-message', role: 'alert', 'aria-live': 'assertive' });
-    this.username = el('input', { id: 'tracker-offline-username', name: 'username', autocomplete: 'username', required: true, autocapitalize: 'off', spellcheck: 'false' });
-    this.password = el('input', { id: 'tracker-offline-password', name: 'password', type: 'password', autocomplete: 'current-password', required: true });
-    this.submit = el('button', { type: 'submit', id: 'tracker-offline-login', text: 'Log in' });
-    this.form = el(
-      'form',
-      { class: 'tracker-offline-login', 'aria-labelledby': 'tracker-offline-title', onsubmit: (e) => this.#onSubmit(e) },
-      el('h1', { id: 'tracker-offline-title', text: title }),
-      el('p', { class: 'tracker-offline-hint', text: 'Works with or without the network. Without it, only users who have logged in on this device before can log in.' }),
-      el('label', { for: 'tracker-offline-username', text: 'User name' }),
-      this.username,
-      el('label', { for: 'tracker-offline-password', text: 'Password' }),
-      this.password,
-      this.submit,
-      this.message,
-    );
+    this.username = el('input', { id: 'tracker-offline-username', name: 'username', autocomplete: 'username', required: true, autocapitalize: 'off', spellcheck: 'false', dir: 'ltr' });
+    this.password = el('input', { id: 'tracker-offline-password', name: 'password', type: 'password', autocomplete: 'current-password', required: true, dir: 'ltr' });
+    this.submit = el('button', { type: 'submit', id: 'tracker-offline-login' });
+    this.form = el('form', { class: 'tracker-offline-login', 'aria-labelledby': 'tracker-offline-title', onsubmit: (e) => this.#onSubmit(e) });
     this.root = el('div', { class: 'tracker-offline-overlay', id: 'tracker-offline-overlay', role: 'dialog', 'aria-modal': 'true' }, this.form);
   }
 
   /**
-   * Shows the form; resolves with the login outcome. `previous` pre-fills the user name.
-   * `onLogout`: a shift change, the session still open; the form offers to log out instead.
+   * Shows the form, in the loader's current language; resolves with the login outcome.
+   * `previous` pre-fills the user name. `onLogout`: a shift change, the session still open;
+   * the form offers to log out instead.
    */
   show(previous, { onLogout } = {}) {
-    this.logoutButton?.remove();
-    this.logoutButton = onLogout
-      ? el('button', { type: 'button', id: 'tracker-offline-logout', class: 'tracker-offline-secondary', text: 'Log out without a successor', onclick: onLogout })
-      : null;
-    if (this.logoutButton) this.form.append(this.logoutButton);
-    document.body.append(this.root);
+    this.submit.textContent = t('loginBtn');
+    this.form.replaceChildren(
+      el('h1', { id: 'tracker-offline-title', text: this.title }),
+      el('p', { class: 'tracker-offline-hint', text: t('loginHelp') }),
+      el('label', { for: 'tracker-offline-username', text: t('username') }),
+      this.username,
+      el('label', { for: 'tracker-offline-password', text: t('password') }),
+      this.password,
+      this.submit,
+      this.message,
+      onLogout
+        ? el('button', { type: 'button', id: 'tracker-offline-logout', class: 'tracker-offline-secondary', text: t('logoutNoSuccessor'), onclick: onLogout })
+        : null,
+    );
+    document.body.append(speaking(this.root));
     this.message.textContent = '';
     this.username.value = previous ?? '';
     this.password.value = '';
@@ -251,14 +270,14 @@ class LoginOverlay {
   async #onSubmit(event) {
     event.preventDefault();
     this.submit.disabled = true;
-    this.message.textContent = 'Logging in…';
+    this.message.textContent = t('loggingIn');
     try {
       const outcome = await this.app.login(this.username.value.trim(), this.password.value);
       this.password.value = '';
       this.root.remove();
       this.resolve?.(outcome);
     } catch (error) {
-      this.message.textContent = explain(error);
+      this.message.textContent = explainError(lang, error);
       this.password.select();
     } finally {
       this.submit.disabled = false;
@@ -275,7 +294,7 @@ class StatusBar {
     this.pending = el('span', { class: 'tracker-offline-pending', id: 'tracker-offline-pending' });
     this.failedButton = el('button', { type: 'button', id: 'tracker-offline-failed', hidden: true, onclick: () => this.toggleFailures() });
     this.progress = el('span', { class: 'tracker-offline-progress', id: 'tracker-offline-progress', hidden: true });
-    this.panel = el('section', { class: 'tracker-offline-panel', id: 'tracker-offline-failures', hidden: true, 'aria-label': 'Refused by the server' });
+    this.panel = el('section', { class: 'tracker-offline-panel', id: 'tracker-offline-failures', hidden: true, 'aria-label': t('failuresTitle') });
     this.root = el(
       'div',
       { class: 'tracker-offline-bar', id: 'tracker-offline-bar', role: 'status' },
@@ -284,8 +303,8 @@ class StatusBar {
       this.pending,
       this.progress,
       this.failedButton,
-      el('button', { type: 'button', id: 'tracker-offline-sync', text: 'Send now', onclick: () => this.app.sync().catch(() => {}).then(() => this.refresh()) }),
-      el('button', { type: 'button', id: 'tracker-offline-switch', text: 'Switch user', onclick: onSwitchUser }),
+      el('button', { type: 'button', id: 'tracker-offline-sync', text: t('sync'), onclick: () => this.app.sync().catch(() => {}).then(() => this.refresh()) }),
+      el('button', { type: 'button', id: 'tracker-offline-switch', text: t('switchUser'), onclick: onSwitchUser }),
     );
     app.addEventListener('status', (e) => this.render(e.detail));
     app.addEventListener('flush', () => this.refresh());
@@ -294,7 +313,7 @@ class StatusBar {
   }
 
   mount() {
-    document.body.append(this.root, this.panel);
+    document.body.append(speaking(this.root), speaking(this.panel));
     return this.refresh();
   }
 
@@ -306,25 +325,27 @@ class StatusBar {
     if (!status) return;
     this.status = status;
     this.root.dataset.online = String(status.online);
-    this.state.textContent = status.online ? 'Online' : 'Offline';
-    this.user.textContent = status.user ? status.user.displayName : 'Locked';
-    this.pending.textContent = status.pending ? `${status.pending} waiting to be sent` : 'All sent';
+    this.state.textContent = status.online ? t('online') : t('offline');
+    this.user.textContent = status.user ? status.user.displayName : t('locked');
+    this.user.dir = 'auto'; // a name may be written in either script
+    this.pending.textContent = status.pending ? t('pendingCount', { count: status.pending }) : t('allSent');
     this.pending.dataset.count = String(status.pending ?? 0);
     this.failedButton.hidden = !status.failed;
-    this.failedButton.textContent = `${status.failed} refused`;
+    this.failedButton.textContent = t('refusedCount', { count: status.failed });
     this.failedButton.dataset.count = String(status.failed ?? 0);
     // Conflicts (changed here and on the server) need a person too: the same button opens them.
     this.app.conflicts().then((conflicts) => {
       if (!conflicts.length) return;
       this.failedButton.hidden = false;
-      this.failedButton.textContent = `${status.failed ? `${status.failed} refused, ` : ''}${conflicts.length} changed on both sides`;
+      const bothSides = t('bothSidesCount', { count: conflicts.length });
+      this.failedButton.textContent = status.failed ? `${t('refusedCount', { count: status.failed })}${t('listSeparator')}${bothSides}` : bothSides;
     }, () => {});
     if (!this.panel.hidden) this.renderFailures();
   }
 
   showProgress({ done, total }) {
     this.progress.hidden = done >= total;
-    this.progress.textContent = `Copying clinic data ${done}/${total}`;
+    this.progress.textContent = t('copyingClinic', { done, total });
   }
 
   toggleFailures() {
@@ -337,22 +358,25 @@ class StatusBar {
     const conflicts = await this.app.conflicts().catch(() => []);
     const failures = items.filter((f) => f.severity !== 'warning');
     const warnings = items.filter((f) => f.severity === 'warning');
-    const shown = (v) => (v === null || v === undefined || v === '' ? '(empty)' : String(v));
+    const shown = (v) => (v === null || v === undefined || v === '' ? t('emptyValue') : String(v));
+    /** One value of a conflict: its label, and the value isolated from the text's direction. */
+    const value = (label, v, side) => el('p', { 'data-side': side }, `${label}: `, el('bdi', { text: shown(v) }));
     const conflictList = el('ul');
     for (const c of conflicts) {
       const resolve = (keep) => this.app.resolveConflict(c.id, keep).then(() => this.refresh());
+      const windowed = c.source === 'window';
       conflictList.append(
         el(
           'li',
           { class: 'tracker-offline-conflict', 'data-id': c.id },
-          el('strong', { text: `${c.field} of ${c.record}` }),
-          el('p', {
-            text: c.source === 'window'
-              ? `Two windows changed this before it was sent. Saved last (in use): ${shown(c.device)} (by ${c.author}). Saved in the other window: ${shown(c.server)}. Before both: ${shown(c.base)}.`
-              : `Sent from this device: ${shown(c.device)} (by ${c.author}). On the server it was: ${shown(c.server)}. Before both: ${shown(c.base)}.`,
-          }),
-          el('button', { type: 'button', class: 'tracker-offline-keep-device', text: c.source === 'window' ? 'Keep the later value' : 'Keep this device’s value', onclick: () => resolve('device') }),
-          el('button', { type: 'button', class: 'tracker-offline-keep-server', text: c.source === 'window' ? 'Put the other window’s value back' : 'Put the server’s value back', onclick: () => resolve('server') }),
+          el('strong', { text: t('fieldOfRecord', { field: c.field, record: c.record }) }),
+          el('p', { text: t(windowed ? 'windowText' : c.held ? 'heldText' : 'conflictText') }),
+          value(t(windowed ? 'laterValue' : c.held ? 'deviceHeld' : 'deviceValue'), c.device, 'device'),
+          value(t(windowed ? 'windowValue' : 'serverValue'), c.server, 'server'),
+          value(t('baseValue'), c.base, 'base'),
+          el('p', {}, `${t('author')}: `, el('bdi', { text: c.author })),
+          el('button', { type: 'button', class: 'tracker-offline-keep-device', text: t(windowed ? 'keepLater' : 'keepDevice'), onclick: () => resolve('device') }),
+          el('button', { type: 'button', class: 'tracker-offline-keep-server', text: t(windowed ? 'keepEarlier' : 'keepServer'), onclick: () => resolve('server') }),
         ),
       );
     }
@@ -362,9 +386,9 @@ class StatusBar {
         el(
           'li',
           { class: 'tracker-offline-warning', 'data-id': w.id },
-          el('strong', { text: w.summary ?? w.id }),
-          el('p', { text: (w.reasons ?? []).join('; ') }),
-          el('button', { type: 'button', text: 'Dismiss', onclick: () => this.app.discard(w.id).then(() => this.refresh()) }),
+          el('strong', { dir: 'ltr', text: w.summary ?? w.id }),
+          el('p', { dir: 'auto', text: (w.reasons ?? []).join('; ') }),
+          el('button', { type: 'button', text: t('dismiss'), onclick: () => this.app.discard(w.id).then(() => this.refresh()) }),
         ),
       );
     }
@@ -375,16 +399,16 @@ class StatusBar {
         el(
           'li',
           { class: 'tracker-offline-failure', 'data-id': failure.id },
-          el('strong', { text: failure.summary ?? failure.id }),
-          el('span', { text: ` by ${failure.author}` }),
-          el('p', { text: reasons || 'Refused by the server.' }),
-          el('button', { type: 'button', class: 'tracker-offline-retry', text: 'Try again', onclick: () => this.app.retry(failure.id).then(() => this.refresh()) }),
+          el('strong', { dir: 'ltr', text: failure.summary ?? failure.id }),
+          el('p', {}, `${t('author')}: `, el('bdi', { text: failure.author })),
+          reasons ? el('p', { dir: 'auto', text: reasons }) : el('p', { text: t('refusedNoReason') }),
+          el('button', { type: 'button', class: 'tracker-offline-retry', text: t('retry'), onclick: () => this.app.retry(failure.id).then(() => this.refresh()) }),
           el('button', {
             type: 'button',
             class: 'tracker-offline-discard',
-            text: 'Discard',
+            text: t('discard'),
             onclick: async () => {
-              if (!confirm(`Discard "${failure.summary ?? failure.id}" for good? It will never reach the server.`)) return;
+              if (!confirm(`${t('discardTitle')}\n${failure.summary ?? failure.id}\n${t('discardText')}`)) return;
               await this.app.discard(failure.id);
               await this.refresh();
             },
@@ -393,11 +417,11 @@ class StatusBar {
       );
     }
     this.panel.replaceChildren(
-      el('h2', { text: 'Refused by the server' }),
-      failures.length ? list : el('p', { text: 'Nothing refused.' }),
-      ...(conflicts.length ? [el('h2', { text: 'Changed here and on the server' }), conflictList] : []),
-      ...(warnings.length ? [el('h2', { text: 'Accepted, with remarks from the server' }), warningList] : []),
-      el('button', { type: 'button', text: 'Close', onclick: () => this.toggleFailures() }),
+      el('h2', { text: t('failuresTitle') }),
+      failures.length ? list : el('p', { text: t('noFailures') }),
+      ...(conflicts.length ? [el('h2', { text: t('conflictsTitle') }), conflictList] : []),
+      ...(warnings.length ? [el('h2', { text: t('warningsTitle') }), warningList] : []),
+      el('button', { type: 'button', text: t('close'), onclick: () => this.toggleFailures() }),
     );
   }
 }
@@ -485,9 +509,10 @@ async function main() {
     const outcome = await overlay.show(null);
     afterLogin(outcome);
   }
+  const username = (await app.status()).user?.username;
+  lang = await userLanguage(username, await primeAppStorage(username));
   const bar = new StatusBar(app, { onSwitchUser: switchUser });
   await bar.mount();
-  await primeAppStorage((await app.status()).user?.username);
   await bootApp();
   refreshClinicCopy();
   keepAppFiles();
@@ -495,5 +520,5 @@ async function main() {
 
 main().catch((error) => {
   console.error('[tracker-offline] loader failed', error);
-  document.body.append(el('p', { class: 'tracker-offline-fatal', role: 'alert', text: `Offline support failed to start: ${explain(error)}` }));
+  document.body.append(speaking(el('p', { class: 'tracker-offline-fatal', role: 'alert', text: t('startFailed', { reason: explainError(lang, error) }) })));
 });
