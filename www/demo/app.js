@@ -9,7 +9,7 @@
 // value is saved through the service worker the moment it changes.
 
 import { TrackerOffline } from '../tracker-offline.js';
-import { LANGUAGES, direction, explainError, formatDateTime, pickLanguage, t as translate } from '../tracker-capture/i18n.js';
+import { LANGUAGES, describeChange, direction, explainError, formatDateTime, pickLanguage, t as translate } from '../tracker-capture/i18n.js';
 
 const API = '/api';
 const PROGRAM = 'PrMchProg01';
@@ -759,16 +759,6 @@ async function screenEvent(teiUid, eventUid) {
   setView(`${stage.displayName} · ${name}`, form);
 }
 
-/** "POST /api/enrollments" -> words a nurse reads. */
-function describeChange(summary = '') {
-  const [method, path = ''] = summary.split(' ');
-  const parts = path.replace(/^.*\/api\//, '').replace(/\.json$/, '').split(/[/?]/);
-  if (parts[0] === 'trackedEntityInstances') return method === 'POST' ? t('chgRegister') : t('chgProfile');
-  if (parts[0] === 'enrollments') return t('chgEnroll');
-  if (parts[0] === 'events') return method === 'POST' ? t('chgNewVisit') : parts.length > 2 ? t('chgValue') : t('chgVisit');
-  return summary;
-}
-
 /** A field key of a conflict (`dv:<data element>`, `attr:<attribute>`, or a field name) as a label. */
 function fieldLabel(field) {
   const [kind, uid] = field.includes(':') ? field.split(':') : ['', field];
@@ -812,7 +802,7 @@ function conflictCards(conflicts) {
 
 function warningCards(warnings) {
   return h('ul', { class: 'failures warnings' }, warnings.map((f) => h('li', { class: 'card', 'data-warning': f.id },
-    h('h2', {}, describeChange(f.summary)),
+    h('h2', {}, describeChange(lang, f.summary)),
     h('ul', { class: 'reasons' }, (f.reasons ?? []).map((r) => h('li', {}, r))),
     h('div', { class: 'row' }, h('button', { type: 'button', onclick: async () => {
       await state.app.discard(f.id).catch((e) => showNotice(`${e.message} (${e.code})`, 'error'));
@@ -841,7 +831,7 @@ async function screenFailures() {
     ...(warnings.length ? [h('h2', {}, t('warningsTitle')), warningCards(warnings)] : []),
   ];
   const list = failures.length ? h('ul', { class: 'failures' }, failures.map((f) => h('li', { class: 'card', 'data-failure': f.id },
-    h('h2', {}, describeChange(f.summary)),
+    h('h2', {}, describeChange(lang, f.summary)),
     h('p', { class: 'small muted', dir: 'ltr' }, f.summary ?? f.id),
     h('p', { class: 'small muted' }, `${t('author')}: ${f.author ?? '?'}${f.failedAtMs ? ` · ${formatDateTime(lang, f.failedAtMs)}` : ''}`),
     h('p', {}, h('strong', {}, `${t('reasons')}: `)),

@@ -214,6 +214,16 @@ export function explainError(lang, error) {
   return t(lang, key, { seconds: Math.ceil((error.retryAfterMs ?? 0) / 1000) });
 }
 
+/** A change of the outbox by its summary ("POST /api/enrollments") in words a nurse reads. */
+export function describeChange(lang, summary = '') {
+  const [method, path = ''] = summary.split(' ');
+  const parts = path.replace(/^.*\/api\//, '').replace(/\.json$/, '').split(/[/?]/);
+  if (parts[0] === 'trackedEntityInstances') return method === 'POST' ? t(lang, 'chgRegister') : t(lang, 'chgProfile');
+  if (parts[0] === 'enrollments') return t(lang, 'chgEnroll');
+  if (parts[0] === 'events') return method === 'POST' ? t(lang, 'chgNewVisit') : parts.length > 2 ? t(lang, 'chgValue') : t(lang, 'chgVisit');
+  return summary;
+}
+
 // Numerals and dates. DHIS2's Arabic UI writes digits as Western (Latin) digits: its dates follow
 // the system's date format (yyyy-MM-dd by default) whatever the UI language, and Tracker Capture
 // shows counts and values as they are stored. Intl's Arabic digits depend on the locale and the

@@ -16,7 +16,7 @@
 // browser's language, after it the user's DHIS2 UI language (`keyUiLocale`).
 
 import { TrackerOffline } from '../tracker-offline.js';
-import { direction, explainError, pickLanguage, t as translate } from './i18n.js';
+import { describeChange, direction, explainError, pickLanguage, t as translate } from './i18n.js';
 
 const APP_ROOT = new URL('../', import.meta.url);
 const DEFERRED = 'tracker-offline/deferred';
@@ -244,7 +244,7 @@ class LoginOverlay {
    */
   show(previous, { onLogout } = {}) {
     this.submit.textContent = t('loginBtn');
-    this.form.replaceChildren(
+    const children = [
       el('h1', { id: 'tracker-offline-title', text: this.title }),
       el('p', { class: 'tracker-offline-hint', text: t('loginHelp') }),
       el('label', { for: 'tracker-offline-username', text: t('username') }),
@@ -256,7 +256,8 @@ class LoginOverlay {
       onLogout
         ? el('button', { type: 'button', id: 'tracker-offline-logout', class: 'tracker-offline-secondary', text: t('logoutNoSuccessor'), onclick: onLogout })
         : null,
-    );
+    ];
+    this.form.replaceChildren(...children.filter(Boolean));
     document.body.append(speaking(this.root));
     this.message.textContent = '';
     this.username.value = previous ?? '';
@@ -374,7 +375,7 @@ class StatusBar {
           value(t(windowed ? 'laterValue' : c.held ? 'deviceHeld' : 'deviceValue'), c.device, 'device'),
           value(t(windowed ? 'windowValue' : 'serverValue'), c.server, 'server'),
           value(t('baseValue'), c.base, 'base'),
-          el('p', {}, `${t('author')}: `, el('bdi', { text: c.author })),
+          el('div', {}, `${t('author')}: `, el('bdi', { text: c.author })),
           el('button', { type: 'button', class: 'tracker-offline-keep-device', text: t(windowed ? 'keepLater' : 'keepDevice'), onclick: () => resolve('device') }),
           el('button', { type: 'button', class: 'tracker-offline-keep-server', text: t(windowed ? 'keepEarlier' : 'keepServer'), onclick: () => resolve('server') }),
         ),
@@ -386,7 +387,8 @@ class StatusBar {
         el(
           'li',
           { class: 'tracker-offline-warning', 'data-id': w.id },
-          el('strong', { dir: 'ltr', text: w.summary ?? w.id }),
+          el('strong', { text: describeChange(lang, w.summary) || w.id }),
+          el('div', { class: 'tracker-offline-summary' }, el('bdi', { dir: 'ltr', text: w.summary ?? w.id })),
           el('p', { dir: 'auto', text: (w.reasons ?? []).join('; ') }),
           el('button', { type: 'button', text: t('dismiss'), onclick: () => this.app.discard(w.id).then(() => this.refresh()) }),
         ),
@@ -399,8 +401,9 @@ class StatusBar {
         el(
           'li',
           { class: 'tracker-offline-failure', 'data-id': failure.id },
-          el('strong', { dir: 'ltr', text: failure.summary ?? failure.id }),
-          el('p', {}, `${t('author')}: `, el('bdi', { text: failure.author })),
+          el('strong', { text: describeChange(lang, failure.summary) || failure.id }),
+          el('div', { class: 'tracker-offline-summary' }, el('bdi', { dir: 'ltr', text: failure.summary ?? failure.id })),
+          el('div', {}, `${t('author')}: `, el('bdi', { text: failure.author })),
           reasons ? el('p', { dir: 'auto', text: reasons }) : el('p', { text: t('refusedNoReason') }),
           el('button', { type: 'button', class: 'tracker-offline-retry', text: t('retry'), onclick: () => this.app.retry(failure.id).then(() => this.refresh()) }),
           el('button', {

@@ -15,9 +15,10 @@ export async function launch() {
   return chromium.launch({ executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium', headless: true, args: ARGS });
 }
 
-export async function launchPersistent(userDataDir) {
+/** A browser with a profile folder; `options` are Playwright's (e.g. `locale`: the browser's language). */
+export async function launchPersistent(userDataDir, options = {}) {
   return chromium.launchPersistentContext(userDataDir, {
-    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium', headless: true, args: ARGS,
+    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium', headless: true, args: ARGS, ...options,
   });
 }
 
