@@ -26,6 +26,8 @@
  * - `STORAGE_FULL`: the browser's quota is exhausted; nothing of that write was kept.
  * - `STORAGE_CORRUPT`: stored bytes were changed, moved or do not parse; never used.
  * - `STORAGE_ERROR`: IndexedDB failed for another reason.
+ * - `STALE_WRITE`: another context (a tab's engine, the worker) kept changing the same stored
+ *   data while this write was retried; nothing of it was written. Try again.
  * - `BAD_INPUT`: empty or oversized username/password, malformed body, bad options, unknown id.
  * - `CONFLICT`: the request conflicts with a rule of the server (DHIS2's 409, answered offline).
  * - `ESCROW_UNSAFE`: escrow refused on a server that does not enforce dataStore read sharing.
@@ -50,6 +52,7 @@ export type TrackerOfflineErrorCode =
   | 'STORAGE_FULL'
   | 'STORAGE_CORRUPT'
   | 'STORAGE_ERROR'
+  | 'STALE_WRITE'
   | 'BAD_INPUT'
   | 'CONFLICT'
   | 'ESCROW_UNSAFE'

@@ -86,6 +86,7 @@ function describeError(error: unknown): string {
     case 'STORAGE_FULL':
     case 'STORAGE_CORRUPT':
     case 'STORAGE_ERROR':
+    case 'STALE_WRITE':
     case 'BAD_INPUT':
     case 'CONFLICT':
     case 'ESCROW_UNSAFE':

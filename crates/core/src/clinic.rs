@@ -93,7 +93,7 @@ where
             batch = self.vault.delete_into(batch, StoreName::Records, &bundle_id(uid))?;
             batch = self.vault.delete_into(batch, StoreName::Index, &bundle_id(uid))?;
         }
-        self.vault.store().write(batch).await?;
+        self.vault.commit(batch).await?;
         if let Ok(mut clinic) = self.clinic.lock() {
             for row in rows {
                 clinic.index.upsert(row);

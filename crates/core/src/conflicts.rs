@@ -76,7 +76,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
             return Ok(());
         }
         let batch = self.seal_conflict_log(WriteBatch::new(), &log)?;
-        self.vault.store().write(batch).await
+        self.vault.commit(batch).await
     }
 
     pub(crate) fn seal_conflict_log(&self, batch: WriteBatch, log: &[Conflict]) -> Result<WriteBatch> {

@@ -384,7 +384,7 @@ programTrackedEntityAttributes[displayInList,trackedEntityAttribute[id,displayNa
             METADATA_ID,
             &serde_json::to_vec(&meta).map_err(|e| CoreError::BadInput(e.to_string()))?,
         )?;
-        self.vault.store().write(metadata_batch).await?;
+        self.vault.commit(metadata_batch).await?;
         if let Ok(mut c) = self.clinic.lock() {
             c.metadata = meta.clone();
         }
@@ -464,7 +464,7 @@ programTrackedEntityAttributes[displayInList,trackedEntityAttribute[id,displayNa
                 CURSOR_ID,
                 &serde_json::to_vec(&cursor).map_err(|e| CoreError::BadInput(e.to_string()))?,
             )?;
-            self.vault.store().write(batch).await?;
+            self.vault.commit(batch).await?;
             if let Ok(mut c) = self.clinic.lock() {
                 for uid in &applied.removed {
                     c.index.remove(uid);

@@ -451,7 +451,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
         };
         if marked {
             let batch = self.vault.delete_into(WriteBatch::new(), StoreName::Cache, PASSWORD_REFUSED_ID)?;
-            self.vault.store().write(batch).await?;
+            self.vault.commit(batch).await?;
         }
         Ok(())
     }

@@ -51,6 +51,11 @@ pub enum CoreError {
     /// Stored bytes failed authentication, were moved, or do not parse: never used.
     #[error("stored data is damaged or was tampered with ({0})")]
     StorageCorrupt(String),
+    /// A write's precondition failed: another writer changed the database since this one
+    /// read it (see [`crate::store::WriteOp::Expect`]). Nothing was written; the vault reloads
+    /// and tries again, so this does not reach the app.
+    #[error("the stored data changed under this write; nothing was written: {0}")]
+    StaleWrite(String),
     /// The storage backend failed for another reason.
     #[error("storage error: {0}")]
     Storage(String),
@@ -89,6 +94,7 @@ impl CoreError {
             CoreError::StorageFull => "STORAGE_FULL",
             CoreError::StorageCorrupt(_) => "STORAGE_CORRUPT",
             CoreError::Storage(_) => "STORAGE_ERROR",
+            CoreError::StaleWrite(_) => "STALE_WRITE",
             CoreError::BadInput(_) => "BAD_INPUT",
             CoreError::Conflict(_) => "CONFLICT",
             CoreError::EscrowUnsafe(_) => "ESCROW_UNSAFE",

@@ -27,6 +27,7 @@ pub mod flush;
 pub mod http;
 pub mod index;
 pub mod kdf;
+pub mod manifest;
 pub mod merge;
 pub mod metadata;
 pub mod outbox;

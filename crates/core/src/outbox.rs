@@ -528,7 +528,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
     pub(crate) async fn store_sync_warnings(&self, warnings: &[Failure]) -> Result<()> {
         if warnings.is_empty() {
             let batch = self.vault.delete_into(WriteBatch::new(), StoreName::Cache, WARNINGS_ID)?;
-            return self.vault.store().write(batch).await;
+            return self.vault.commit(batch).await;
         }
         let bytes = serde_json::to_vec(warnings).map_err(|e| CoreError::BadInput(e.to_string()))?;
         self.vault.put_record(StoreName::Cache, WARNINGS_ID, &bytes).await
@@ -542,7 +542,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
             .into_iter()
             .find(|(k, _)| k == key)
             .ok_or_else(|| CoreError::BadInput(format!("no damaged outbox entry {key}")))?;
-        self.vault.store().write(WriteBatch::new().delete(StoreName::Outbox, key.to_string())).await?;
+        self.vault.commit(WriteBatch::new().delete(StoreName::Outbox, key.to_string())).await?;
         self.outbox_changed();
         Ok(OutboxEntry {
             seq: 0,

@@ -66,6 +66,18 @@ pub enum WriteOp {
         /// Key.
         key: String,
     },
+    /// A precondition checked inside the batch's transaction, before any write: the batch
+    /// fails with [`CoreError::StaleWrite`] and writes nothing unless the key holds exactly
+    /// `value` (`None`: the key is absent). Two writers over one database use it to never
+    /// overwrite each other's manifest updates (see [`crate::manifest`]).
+    Expect {
+        /// Store of the key.
+        store: StoreName,
+        /// Key.
+        key: String,
+        /// The bytes the key must hold, or `None` for absent.
+        value: Option<Vec<u8>>,
+    },
 }
 
 /// A logical write: every operation commits together or none does.
@@ -92,6 +104,12 @@ impl WriteBatch {
         self
     }
 
+    /// Adds a precondition ([`WriteOp::Expect`]).
+    pub fn expect(mut self, store: StoreName, key: impl Into<String>, value: Option<Vec<u8>>) -> Self {
+        self.ops.push(WriteOp::Expect { store, key: key.into(), value });
+        self
+    }
+
     /// The operations, in order.
     pub fn ops(&self) -> &[WriteOp] {
         &self.ops
@@ -103,7 +121,7 @@ impl WriteBatch {
             .ops
             .iter()
             .map(|op| match op {
-                WriteOp::Put { store, .. } | WriteOp::Delete { store, .. } => *store,
+                WriteOp::Put { store, .. } | WriteOp::Delete { store, .. } | WriteOp::Expect { store, .. } => *store,
             })
             .collect();
         stores.sort();
@@ -118,8 +136,19 @@ impl WriteBatch {
             .map(|op| match op {
                 WriteOp::Put { key, value, .. } => key.len() + value.len(),
                 WriteOp::Delete { key, .. } => key.len(),
+                WriteOp::Expect { .. } => 0,
             })
             .sum()
+    }
+
+    /// Number of operations.
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+
+    /// Keeps the first `len` operations (drops what was added after them).
+    pub fn truncate(&mut self, len: usize) {
+        self.ops.truncate(len);
     }
 
     /// True if the batch has no operation.
@@ -204,10 +233,19 @@ impl KvStore for MemoryStore {
 
     async fn write(&self, batch: WriteBatch) -> Result<()> {
         let mut tables = self.lock()?;
+        // Preconditions first, under the same lock as the writes.
+        for op in batch.ops() {
+            if let WriteOp::Expect { store, key, value } = op {
+                if tables.get(store).and_then(|t| t.get(key)) != value.as_ref() {
+                    return Err(CoreError::StaleWrite(format!("{} {key} changed", store.as_str())));
+                }
+            }
+        }
         // Apply to a copy and swap, so a failure leaves nothing half-written.
         let mut next = tables.clone();
         for op in batch.ops() {
             match op {
+                WriteOp::Expect { .. } => {}
                 WriteOp::Put { store, key, value } => {
                     if key.is_empty() {
                         return Err(CoreError::BadInput("empty store key".into()));
@@ -305,6 +343,51 @@ pub mod conformance {
         Ok(())
     }
 
+    /// A precondition that holds lets the batch through; one that fails refuses the whole
+    /// batch with [`CoreError::StaleWrite`] (a value that changed, a key expected absent that
+    /// exists, a key expected present that is absent), whatever stores it spans.
+    pub async fn precondition_guards_the_batch(store: &impl KvStore) -> Result<()> {
+        store.write(WriteBatch::new().put(StoreName::Meta, "root", vec![1, 2, 3])).await?;
+        store
+            .write(
+                WriteBatch::new()
+                    .expect(StoreName::Meta, "root", Some(vec![1, 2, 3]))
+                    .expect(StoreName::Meta, "none", None)
+                    .put(StoreName::Records, "r", vec![1])
+                    .put(StoreName::Meta, "root", vec![4]),
+            )
+            .await?;
+        check(store.get(StoreName::Records, "r").await? == Some(vec![1]), "a batch whose precondition holds")?;
+        for (expected, what) in [
+            (Some(vec![1, 2, 3]), "a changed value"),
+            (None, "a key expected absent"),
+            (Some(vec![4, 0]), "a longer value"),
+            (Some(vec![]), "an empty value"),
+        ] {
+            let stale = store
+                .write(
+                    WriteBatch::new()
+                        .delete(StoreName::Records, "r")
+                        .put(StoreName::Outbox, "o", vec![2])
+                        .expect(StoreName::Meta, "root", expected)
+                        .put(StoreName::Meta, "root", vec![5]),
+                )
+                .await;
+            check(matches!(stale, Err(CoreError::StaleWrite(_))), what)?;
+            check(store.get(StoreName::Records, "r").await? == Some(vec![1]), "a stale batch deletes nothing")?;
+            check(store.get(StoreName::Outbox, "o").await?.is_none(), "a stale batch puts nothing")?;
+            check(store.get(StoreName::Meta, "root").await? == Some(vec![4]), "a stale batch keeps the value")?;
+        }
+        let absent = store.write(WriteBatch::new().expect(StoreName::Meta, "none", Some(vec![4])).put(
+            StoreName::Records,
+            "x",
+            vec![1],
+        ));
+        check(matches!(absent.await, Err(CoreError::StaleWrite(_))), "a key expected present")?;
+        check(store.get(StoreName::Records, "x").await?.is_none(), "nothing of it written")?;
+        Ok(())
+    }
+
     /// Runs the whole suite on fresh stores produced by `make`.
     pub async fn run_all<S: KvStore, F: std::future::Future<Output = S>>(
         mut make: impl FnMut(&'static str) -> F,
@@ -313,6 +396,7 @@ pub mod conformance {
         batch_spans_stores(&make("batch_spans_stores").await).await?;
         failed_batch_writes_nothing(&make("failed_batch_writes_nothing").await).await?;
         large_values(&make("large_values").await).await?;
+        precondition_guards_the_batch(&make("precondition_guards_the_batch").await).await?;
         Ok(())
     }
 

@@ -12,6 +12,7 @@ use crate::{
     crypto::{constant_time_eq, hmac_sha256, PasswordSecrets, SecretKey},
     error::{CoreError, Result},
     kdf::{PasswordKdf, DEFAULT_ITERATIONS, PBKDF2_SHA256},
+    manifest::{Manifest, StoredManifest, ROOT_KEY},
     profile::UserProfile,
     random::{random_array, RandomSource},
     register::{Bytes, KdfParams, UserEntry, VaultMeta, REGISTER_FORMAT, VAULT_META_KEY},
@@ -23,6 +24,9 @@ pub const MAX_USERNAME_LEN: usize = 255;
 /// Longest password accepted, in bytes (DHIS2 allows 256 characters; UTF-8 may need more bytes).
 pub const MAX_PASSWORD_BYTES: usize = 1024;
 const KEY_CHECK_TEXT: &[u8] = b"tracker-offline key check v1";
+/// The key check of a vault that has a sealed manifest ([`crate::manifest`]): its manifest
+/// missing is STORAGE_CORRUPT, never a reason to trust what is stored again.
+const KEY_CHECK_WITH_MANIFEST: &[u8] = b"tracker-offline key check v2 manifest";
 const DAY_MS: i64 = 24 * 60 * 60 * 1000;
 
 /// Tunable rules of the register.
@@ -120,12 +124,14 @@ pub struct Vault<S, K, R> {
     rng: R,
     policy: VaultPolicy,
     session: Mutex<Option<Session>>,
+    /// This context's copy of the sealed manifest (reloaded when another writer changed it).
+    manifest: Mutex<Option<Manifest>>,
 }
 
 impl<S: KvStore, K: PasswordKdf, R: RandomSource> Vault<S, K, R> {
     /// A locked vault over `store`.
     pub fn new(store: S, kdf: K, rng: R, policy: VaultPolicy) -> Self {
-        Self { store, kdf, rng, policy, session: Mutex::new(None) }
+        Self { store, kdf, rng, policy, session: Mutex::new(None), manifest: Mutex::new(None) }
     }
 
     /// The underlying store.
@@ -181,6 +187,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource> Vault<S, K, R> {
     /// Forgets every key and the password (logout, idle lock).
     pub fn lock(&self) {
         let _ = self.set_session(None);
+        self.set_manifest(None);
     }
 
     /// Number of users registered on this device.
@@ -219,7 +226,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource> Vault<S, K, R> {
 
     fn check_data_key(meta: &VaultMeta, data_key: &SecretKey) -> Result<()> {
         let text = data_key.open(&Self::key_check_aad(meta), &meta.key_check.0)?;
-        if text != KEY_CHECK_TEXT {
+        if text != KEY_CHECK_TEXT && text != KEY_CHECK_WITH_MANIFEST {
             return Err(CoreError::StorageCorrupt("key check text differs".into()));
         }
         Ok(())
@@ -302,7 +309,8 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource> Vault<S, K, R> {
                     key_check: Bytes::default(),
                     created_at_ms: now_ms,
                 };
-                meta.key_check = Bytes(data_key.seal(&self.rng, &Self::key_check_aad(&meta), KEY_CHECK_TEXT)?);
+                meta.key_check =
+                    Bytes(data_key.seal(&self.rng, &Self::key_check_aad(&meta), KEY_CHECK_WITH_MANIFEST)?);
                 let batch = WriteBatch::new().put(StoreName::Meta, VAULT_META_KEY, meta.encode()?);
                 (meta, batch, data_key, false)
             }
@@ -367,7 +375,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource> Vault<S, K, R> {
             refused_by_server: false,
         };
         batch = batch.put(StoreName::Users, user_key, entry.encode()?);
-        self.store.write(batch).await?;
+        self.commit_with(&data_key, batch).await?;
         self.open_session(username, data_key, Some(password), Some(profile.clone()), LoginMode::Online)?;
         Ok(LoginOutcome { username: username.to_string(), mode: LoginMode::Online, profile, handover })
     }
@@ -410,6 +418,9 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource> Vault<S, K, R> {
             entry.locked_until_ms = 0;
             self.store.write(WriteBatch::new().put(StoreName::Users, user_key.clone(), entry.encode()?)).await?;
         }
+        // Her credential must be the one the manifest holds: an older entry put back (to bring
+        // back an old password) is refused, whatever its password.
+        self.check_current(&data_key, StoreName::Users, &user_key, &entry.encode()?).await?;
         // The times that bound offline login are the sealed ones (the plain copy in the entry
         // is for reading only): the latest time seen, so a clock moved back gains nothing.
         let mut facts = SealedUserFacts::decode(
@@ -428,7 +439,10 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource> Vault<S, K, R> {
             entry.sealed_profile =
                 Bytes(data_key.seal(&self.rng, &Self::profile_aad(&meta, &user_key), &facts.encode()?)?);
             // Best effort on a full device: the nurse still logs in (the time is kept next time).
-            match self.store.write(WriteBatch::new().put(StoreName::Users, user_key.clone(), entry.encode()?)).await {
+            match self
+                .commit_with(&data_key, WriteBatch::new().put(StoreName::Users, user_key.clone(), entry.encode()?))
+                .await
+            {
                 Ok(()) | Err(CoreError::StorageFull) => {}
                 Err(other) => return Err(other),
             }
@@ -521,15 +535,31 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource> Vault<S, K, R> {
     /// Stores one sealed record.
     pub async fn put_record(&self, store: StoreName, id: &str, plaintext: &[u8]) -> Result<()> {
         let batch = self.seal_into(WriteBatch::new(), store, id, plaintext)?;
-        self.store.write(batch).await
+        self.commit(batch).await
     }
 
     /// Reads and opens one record. Tampered or moved bytes give [`CoreError::StorageCorrupt`].
     pub async fn get_record(&self, store: StoreName, id: &str) -> Result<Option<Vec<u8>>> {
         let (data_key, key) = self.record_address(store, id)?;
-        match self.store.get(store, &key).await? {
-            None => Ok(None),
-            Some(sealed) => data_key.open(&Self::record_aad(store, &key), &sealed).map(Some),
+        self.get_current(&data_key, store, &key).await
+    }
+
+    /// Reads and opens the value under a storage key, and checks it is the one the manifest
+    /// names. A mismatch is checked again against the stored manifest and value (another
+    /// writer may have changed both since this context read them) before it is reported.
+    async fn get_current(&self, data_key: &SecretKey, store: StoreName, key: &str) -> Result<Option<Vec<u8>>> {
+        let mut attempt = 0;
+        loop {
+            let Some(sealed) = self.store.get(store, key).await? else { return Ok(None) };
+            let opened = data_key.open(&Self::record_aad(store, key), &sealed)?;
+            match self.manifest(data_key).await?.check(store, key, &sealed) {
+                Ok(()) => return Ok(Some(opened)),
+                Err(e) if attempt >= 2 => return Err(e),
+                Err(_) => {
+                    attempt += 1;
+                    self.refresh_manifest(data_key).await?;
+                }
+            }
         }
     }
 
@@ -538,13 +568,24 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource> Vault<S, K, R> {
     pub async fn open_all(&self, store: StoreName) -> Result<Vec<(String, Result<Vec<u8>>)>> {
         let data_key = self.session_data_key().ok_or(CoreError::VaultLocked)?;
         let entries = self.store.list(store).await?;
-        Ok(entries
-            .into_iter()
-            .map(|(key, sealed)| {
-                let opened = data_key.open(&Self::record_aad(store, &key), &sealed);
-                (key, opened)
-            })
-            .collect())
+        let manifest = self.manifest(&data_key).await?;
+        let mut out = Vec::with_capacity(entries.len());
+        for (key, sealed) in entries {
+            let opened = match data_key.open(&Self::record_aad(store, &key), &sealed) {
+                Err(e) => Err(e),
+                Ok(plain) => match manifest.check(store, &key, &sealed) {
+                    Ok(()) => Ok(plain),
+                    // Checked again against what is stored now; gone meanwhile: left out.
+                    Err(_) => match self.get_current(&data_key, store, &key).await {
+                        Ok(None) => continue,
+                        Ok(Some(plain)) => Ok(plain),
+                        Err(e) => Err(e),
+                    },
+                },
+            };
+            out.push((key, opened));
+        }
+        Ok(out)
     }
 
     /// Adds the delete of one record to `batch`.
@@ -556,7 +597,151 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource> Vault<S, K, R> {
     /// Removes one record.
     pub async fn delete_record(&self, store: StoreName, id: &str) -> Result<()> {
         let (_, key) = self.record_address(store, id)?;
-        self.store.write(WriteBatch::new().delete(store, key)).await
+        self.commit(WriteBatch::new().delete(store, key)).await
+    }
+
+    /// Commits a batch of sealed values (built with [`Vault::seal_into`] and
+    /// [`Vault::delete_into`]) with its manifest update, in one transaction. Every write of
+    /// `records`, `outbox`, `cache` or `index` goes through here: a value written past it is
+    /// STORAGE_CORRUPT when read.
+    pub async fn commit(&self, batch: WriteBatch) -> Result<()> {
+        let data_key = self.session_data_key().ok_or(CoreError::VaultLocked)?;
+        self.commit_with(&data_key, batch).await
+    }
+
+    /// As [`Vault::commit`], under `data_key` (a login, before its session opens). When another
+    /// writer changed the manifest since this context read it, the changed shards are read
+    /// again and the update re-applied (the values themselves are not sealed again).
+    async fn commit_with(&self, data_key: &SecretKey, batch: WriteBatch) -> Result<()> {
+        let mut attempt = 0;
+        let mut batch = batch;
+        loop {
+            let manifest = self.manifest(data_key).await?;
+            let len = batch.len();
+            if manifest.root_bytes().is_none() {
+                batch = self.mark_manifest_in_key_check(data_key, batch).await?;
+            }
+            let (next, full) = manifest.apply(data_key, &self.rng, batch)?;
+            batch = full;
+            match self.store.write(batch.clone()).await {
+                Ok(()) => {
+                    self.set_manifest(Some(next));
+                    return Ok(());
+                }
+                Err(CoreError::StaleWrite(_)) if attempt < MAX_COMMIT_ATTEMPTS => {
+                    attempt += 1;
+                    batch.truncate(len);
+                    self.refresh_manifest(data_key).await?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The first manifest stored turns the key check into one that says the vault has a
+    /// manifest (in the same batch), so that deleting the manifest later is not taken for a
+    /// vault written before it.
+    async fn mark_manifest_in_key_check(&self, data_key: &SecretKey, batch: WriteBatch) -> Result<WriteBatch> {
+        let Some(stored) = self.store.get(StoreName::Meta, VAULT_META_KEY).await? else { return Ok(batch) };
+        let mut meta = VaultMeta::decode(&stored)?;
+        if data_key.open(&Self::key_check_aad(&meta), &meta.key_check.0)? == KEY_CHECK_WITH_MANIFEST {
+            return Ok(batch);
+        }
+        meta.key_check = Bytes(data_key.seal(&self.rng, &Self::key_check_aad(&meta), KEY_CHECK_WITH_MANIFEST)?);
+        Ok(batch.expect(StoreName::Meta, VAULT_META_KEY, Some(stored)).put(
+            StoreName::Meta,
+            VAULT_META_KEY,
+            meta.encode()?,
+        ))
+    }
+
+    fn cached_manifest(&self) -> Option<Manifest> {
+        self.manifest.lock().ok().and_then(|m| m.clone())
+    }
+
+    fn set_manifest(&self, manifest: Option<Manifest>) {
+        if let Ok(mut m) = self.manifest.lock() {
+            *m = manifest;
+        }
+    }
+
+    /// The manifest: this context's copy, or the stored one.
+    async fn manifest(&self, data_key: &SecretKey) -> Result<Manifest> {
+        match self.cached_manifest() {
+            Some(m) => Ok(m),
+            None => self.reload_manifest(data_key).await,
+        }
+    }
+
+    /// Reads the whole stored manifest (one read of the `meta` store). A vault written before
+    /// the manifest gets one built from what is stored (trust on first use), stored at once.
+    async fn reload_manifest(&self, data_key: &SecretKey) -> Result<Manifest> {
+        let stored = StoredManifest::from_meta(self.store.list(StoreName::Meta).await?);
+        let manifest = match Manifest::open(data_key, stored)? {
+            Some(m) => m,
+            None => self.build_manifest(data_key).await?,
+        };
+        self.set_manifest(Some(manifest.clone()));
+        Ok(manifest)
+    }
+
+    async fn build_manifest(&self, data_key: &SecretKey) -> Result<Manifest> {
+        let mut manifest = Manifest::empty();
+        let Some(meta) = self.load_meta().await? else { return Ok(manifest) };
+        if data_key.open(&Self::key_check_aad(&meta), &meta.key_check.0)? == KEY_CHECK_WITH_MANIFEST {
+            return Err(CoreError::StorageCorrupt("the vault's sealed manifest is missing".into()));
+        }
+        for store in [StoreName::Users, StoreName::Records, StoreName::Outbox, StoreName::Cache, StoreName::Index] {
+            for (key, value) in self.store.list(store).await? {
+                // A value that cannot be ours (too short, a register entry that does not
+                // parse) stays out, and so stays STORAGE_CORRUPT.
+                let _ = manifest.insert(store, &key, &value);
+            }
+        }
+        // Stored at once (every shard); on a full device it is built again next time.
+        let batch = self.mark_manifest_in_key_check(data_key, WriteBatch::new()).await?;
+        let (stored, batch) = manifest.apply(data_key, &self.rng, batch)?;
+        match self.store.write(batch).await {
+            Ok(()) => Ok(stored),
+            Err(CoreError::StorageFull) => Ok(manifest),
+            // Another writer stored one first: that one is read.
+            Err(CoreError::StaleWrite(_)) => {
+                let stored = StoredManifest::from_meta(self.store.list(StoreName::Meta).await?);
+                Manifest::open(data_key, stored)?
+                    .ok_or_else(|| CoreError::StorageCorrupt("the vault's sealed manifest vanished".into()))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Reads again the root and the shards another writer changed. A manifest that changed
+    /// between those reads is read whole instead (one consistent read).
+    async fn refresh_manifest(&self, data_key: &SecretKey) -> Result<Manifest> {
+        let Some(cached) = self.cached_manifest() else { return self.reload_manifest(data_key).await };
+        let Some(root) = self.store.get(StoreName::Meta, ROOT_KEY).await? else {
+            return self.reload_manifest(data_key).await;
+        };
+        let mut fetched = std::collections::BTreeMap::new();
+        for n in cached.changed_shards(data_key, &root)? {
+            if let Some(bytes) = self.store.get(StoreName::Meta, &Manifest::shard_storage_key(n)).await? {
+                fetched.insert(n, bytes);
+            }
+        }
+        match cached.refreshed(data_key, Some(root), &fetched) {
+            Ok(Some(next)) => {
+                self.set_manifest(Some(next.clone()));
+                Ok(next)
+            }
+            _ => self.reload_manifest(data_key).await,
+        }
+    }
+
+    /// Checks a stored value against the manifest (read again once on a mismatch).
+    async fn check_current(&self, data_key: &SecretKey, store: StoreName, key: &str, value: &[u8]) -> Result<()> {
+        if self.manifest(data_key).await?.check(store, key, value).is_ok() {
+            return Ok(());
+        }
+        self.refresh_manifest(data_key).await?.check(store, key, value)
     }
 
     /// The storage key of a record (tests use it to tamper with raw bytes).
@@ -564,6 +749,9 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource> Vault<S, K, R> {
         self.record_address(store, id).map(|(_, k)| k)
     }
 }
+
+/// How often a commit that lost the race against another writer is tried again.
+const MAX_COMMIT_ATTEMPTS: u32 = 16;
 
 /// How far back a clock may be corrected (a network time sync) without counting as moved back.
 const CLOCK_SLACK_MS: i64 = 60 * 60 * 1000;

@@ -279,7 +279,7 @@ fn interrupted_download_resumes_and_later_runs_are_incremental_with_deletions() 
                 .unwrap();
         b.sync.insert("Te000000003".into(), SyncState::ToUpdate);
         let (batch, _) = seal_bundle(e.vault(), WriteBatch::new(), &b).unwrap();
-        store.write(batch).await.unwrap();
+        e.vault().commit(batch).await.unwrap();
         {
             let mut teis = server.teis.borrow_mut();
             for n in [3usize, 4] {

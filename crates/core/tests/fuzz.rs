@@ -849,6 +849,14 @@ async fn snapshot(store: &MemoryStore) -> Snapshot {
     out
 }
 
+/// Drops the sealed manifest (its root and shards in the meta store) from a snapshot: for
+/// comparisons that allow a write, whose manifest update comes with it in the same batch.
+fn without_manifest(s: &mut Snapshot) {
+    if let Some(meta) = s.get_mut(&StoreName::Meta) {
+        meta.retain(|k, _| k != "manifest" && !k.starts_with("manifest:"));
+    }
+}
+
 /// What differs between two snapshots (store, key: added / removed / changed).
 fn diff(before: &Snapshot, after: &Snapshot) -> String {
     let mut out = Vec::new();
@@ -2689,6 +2697,7 @@ async fn failed_download_wrote_nothing(
     if err.code() == "AUTH_REQUIRED" {
         for s in [&mut expected, &mut after] {
             s.get_mut(&StoreName::Cache).unwrap().remove(refused_key);
+            without_manifest(s);
         }
     }
     if after != expected {
@@ -3164,7 +3173,7 @@ fn regression_a_tracker_page_that_is_not_one() {
         let err = block_on(download_from(&server, &store)).unwrap_err();
         assert_eq!(err.code(), "BAD_RESPONSE", "{page}");
         let mut after = block_on(snapshot(&store));
-        // Only the metadata read before the page is new.
+        // Only the metadata read before the page is new (with its manifest update).
         let meta = block_on(unlocked(&store, Down, 3))
             .unwrap()
             .vault()
@@ -3173,6 +3182,7 @@ fn regression_a_tracker_page_that_is_not_one() {
         let mut expected = before;
         for s in [&mut expected, &mut after] {
             s.get_mut(&StoreName::Cache).unwrap().remove(&meta);
+            without_manifest(s);
         }
         assert_eq!(after, expected, "{page}");
     }

@@ -1060,3 +1060,33 @@ fn the_records_of_a_woman_too_large_for_the_server_are_not_sent_without_her() {
         assert_eq!(server.bulk_requests("events"), 0, "her visit went without her");
     });
 }
+
+#[test]
+fn a_sent_outbox_entry_put_back_is_not_sent_again() {
+    block_on(async {
+        use tracker_offline_core::store::{KvStore, StoreName};
+        let store = MemoryStore::new();
+        let server = Server::new();
+        let e = logged_in(&store, &server).await;
+        register(&e, "400000001").await;
+        let queued = store.list(StoreName::Outbox).await.unwrap();
+        assert_eq!(queued.len(), 3);
+        *server.mode.borrow_mut() = Mode::Up;
+        assert_eq!(e.flush(FlushScope::All, T0, &mut |_| {}).await.unwrap().sent, 3);
+        assert_eq!(store.count(StoreName::Outbox).await.unwrap(), 0);
+        // Someone with the storage puts the sent entries back (an older copy of each value).
+        for (key, value) in queued {
+            store.raw_put(StoreName::Outbox, &key, value).unwrap();
+        }
+        server.requests.borrow_mut().clear();
+        let report = e.flush(FlushScope::All, T0 + 1, &mut |_| {}).await.unwrap();
+        assert_eq!(report.sent, 0, "{report:?}");
+        assert!(server.requests.borrow().iter().all(|(m, _, _)| m != "POST"), "a sent entry was sent again");
+        assert!(server.creates.borrow().values().all(|n| *n == 1), "{:?}", server.creates.borrow());
+        // They show as damaged, for a person to discard.
+        let failures = e.failures().await.unwrap();
+        assert_eq!(failures.len(), 3, "{failures:?}");
+        assert!(failures.iter().all(|f| f.id.starts_with("damaged:")), "{failures:?}");
+        assert!(failures.iter().all(|f| f.reasons[0].starts_with("STORAGE_CORRUPT")), "{failures:?}");
+    });
+}

@@ -295,11 +295,12 @@ fn bad_input_is_refused_before_any_write() {
 #[test]
 fn full_quota_fails_with_storage_full_and_keeps_the_vault_consistent() {
     block_on(async {
-        let store = MemoryStore::with_quota(4_000);
+        // Room for the vault, its register entry and the sealed manifest (a 16 KiB root).
+        let store = MemoryStore::with_quota(40_000);
         let v = vault(&store);
         v.login_verified_online("nurse1", "Nurse1!clinic", profile("nurse1", "Amal"), T0).await.unwrap();
         let before = dump(&store).await;
-        let err = v.put_record(StoreName::Records, "big", &vec![0u8; 10_000]).await.unwrap_err();
+        let err = v.put_record(StoreName::Records, "big", &vec![0u8; 100_000]).await.unwrap_err();
         assert_eq!(err.code(), "STORAGE_FULL");
         assert_eq!(dump(&store).await, before);
         v.lock();

@@ -154,10 +154,24 @@ impl KvStore for IdbStore {
             .with_options(options)
             .build()
             .map_err(idb_error)?;
+        // Preconditions first, read inside this same readwrite transaction (no other writer
+        // can commit between the read and the writes below); a mismatch returns early and
+        // dropping `tx` aborts it.
+        for op in batch.ops() {
+            if let WriteOp::Expect { store, key, value } = op {
+                let os = tx.object_store(store.as_str()).map_err(idb_error)?;
+                let stored: Option<JsValue> =
+                    os.get(key.as_str()).primitive().map_err(idb_error)?.await.map_err(idb_error)?;
+                if stored.map(bytes_of).transpose()? != *value {
+                    return Err(CoreError::StaleWrite(format!("{} {key} changed", store.as_str())));
+                }
+            }
+        }
         // Requests are pipelined; an error returns early and dropping `tx` aborts it, so
         // nothing of the batch is kept.
         for op in batch.ops() {
             match op {
+                WriteOp::Expect { .. } => {}
                 WriteOp::Put { store, key, value } => {
                     if key.is_empty() {
                         return Err(CoreError::BadInput("empty store key".into()));

@@ -1,0 +1,377 @@
+//! The sealed manifest (issue 13): for every sealed value of the vault, a fingerprint of the
+//! envelope that is current, so that a single value rolled back to an older envelope, put
+//! back after it was deleted, or a register entry restored to an older credential is
+//! [`CoreError::StorageCorrupt`] instead of being used.
+//!
+//! - The fingerprint of a value of `records`, `outbox`, `cache` or `index` is its AES-GCM tag
+//!   (the last 16 bytes of the envelope): a MAC under the data key over the nonce (fresh per
+//!   write), the associated data and the ciphertext. Two envelopes written by this vault have
+//!   different tags (a collision would take 2^64 writes), and nobody without the data key can
+//!   make an envelope that opens with a chosen tag. So "opens, and its tag is the manifest's" is
+//!   "it is the envelope last written under that key". This binds the exact envelope, where a
+//!   version counter in the associated data would bind only a number: nothing in the envelope
+//!   format changes, a writer that lost a race re-applies its fingerprints without sealing its
+//!   values again, and a vault written before the manifest keeps every value as it is.
+//! - The fingerprint of a register entry is SHA-256 (16 bytes) of its credential part (KDF
+//!   parameters, verifier, wrapped data key, sealed profile): what only a holder of the data key
+//!   writes. The failed-attempt counters are written without the data key and are left out.
+//! - The manifest is sharded by the storage key's first three hex characters (4096 shards;
+//!   storage keys are keyed hashes, so shards fill evenly): a write rewrites only the shards of
+//!   the keys it touches, plus the root. The root seals every shard's version, and each shard
+//!   is sealed with its version in its associated data, so a shard cannot be rolled back alone.
+//! - Every write of sealed values carries its manifest update in the same batch, guarded by a
+//!   precondition on the root's stored bytes ([`crate::store::WriteOp::Expect`]): two writers
+//!   over one database (a service worker and a page's engine) never overwrite each other's
+//!   updates; the one that lost reloads the shards that changed and tries again.
+//!
+//! Nothing here is secret beyond what the storage keys already show; it is sealed so that it
+//! cannot be edited.
+
+use std::{collections::BTreeMap, sync::Arc};
+
+use sha2::{Digest, Sha256};
+
+use crate::{
+    crypto::SecretKey,
+    error::{CoreError, Result},
+    random::RandomSource,
+    register::UserEntry,
+    store::{StoreName, WriteBatch, WriteOp},
+};
+
+/// Number of shards (the first three hex characters of a storage key).
+pub const SHARDS: usize = 4096;
+/// Key of the root in the `meta` store.
+pub const ROOT_KEY: &str = "manifest";
+const SHARD_PREFIX: &str = "manifest:";
+const FORMAT: u8 = 1;
+const ROOT_AAD: &[u8] = b"meta|manifest|root";
+
+/// A fingerprint: 16 bytes.
+pub type Fingerprint = [u8; 16];
+
+/// The stores whose values the manifest tracks, with their tag byte.
+fn tag_of(store: StoreName) -> Option<u8> {
+    match store {
+        StoreName::Meta => None,
+        StoreName::Users => Some(1),
+        StoreName::Records => Some(2),
+        StoreName::Outbox => Some(3),
+        StoreName::Cache => Some(4),
+        StoreName::Index => Some(5),
+    }
+}
+
+/// True for the stores the manifest tracks.
+pub fn tracks(store: StoreName) -> bool {
+    tag_of(store).is_some()
+}
+
+fn shard_of(key: &str) -> usize {
+    match key.get(..3).and_then(|p| u16::from_str_radix(p, 16).ok()) {
+        Some(n) => usize::from(n),
+        None => {
+            let h = Sha256::digest(key.as_bytes());
+            (usize::from(h[0]) << 4 | usize::from(h[1] >> 4)) % SHARDS
+        }
+    }
+}
+
+fn shard_key(shard: usize) -> String {
+    format!("{SHARD_PREFIX}{shard:03x}")
+}
+
+fn shard_aad(shard: usize, version: u32) -> Vec<u8> {
+    format!("meta|manifest|{shard:03x}|v{version}").into_bytes()
+}
+
+/// The fingerprint of a stored value, or an error when it cannot have been written by us.
+pub fn fingerprint(store: StoreName, value: &[u8]) -> Result<Fingerprint> {
+    let corrupt = || CoreError::StorageCorrupt("a stored value is too short to be an envelope".into());
+    match store {
+        StoreName::Users => {
+            let entry = UserEntry::decode(value)?;
+            let mut h = Sha256::new();
+            let kdf = serde_json::to_vec(&entry.kdf).map_err(|e| CoreError::Storage(e.to_string()))?;
+            for part in [&kdf, &entry.verifier.0, &entry.wrapped_data_key.0, &entry.sealed_profile.0] {
+                h.update((part.len() as u64).to_le_bytes());
+                h.update(part);
+            }
+            let mut out = [0u8; 16];
+            out.copy_from_slice(&h.finalize()[..16]);
+            Ok(out)
+        }
+        _ => {
+            let tail = value.len().checked_sub(16).ok_or_else(corrupt)?;
+            let mut out = [0u8; 16];
+            out.copy_from_slice(&value[tail..]);
+            Ok(out)
+        }
+    }
+}
+
+type Shard = BTreeMap<(u8, String), Fingerprint>;
+
+/// The manifest as held in memory by one vault: the root's stored bytes (for the write
+/// precondition), every shard's version and entries.
+#[derive(Clone, Debug)]
+pub struct Manifest {
+    root_bytes: Option<Vec<u8>>,
+    versions: Vec<u32>,
+    /// Shared between copies until written (a commit clones the manifest: only the shards it
+    /// touches are copied, not every fingerprint of the vault).
+    shards: Vec<Arc<Shard>>,
+}
+
+fn encode_root(versions: &[u32]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1 + 4 * versions.len());
+    out.push(FORMAT);
+    for v in versions {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    out
+}
+
+fn decode_root(bytes: &[u8]) -> Result<Vec<u32>> {
+    if bytes.len() != 1 + 4 * SHARDS || bytes[0] != FORMAT {
+        return Err(CoreError::StorageCorrupt("the manifest root has an unknown format".into()));
+    }
+    Ok(bytes[1..].chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+}
+
+fn encode_shard(shard: &Shard) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1 + shard.len() * 84);
+    out.push(FORMAT);
+    for ((tag, key), fp) in shard {
+        out.push(*tag);
+        out.extend_from_slice(&(key.len() as u16).to_le_bytes());
+        out.extend_from_slice(key.as_bytes());
+        out.extend_from_slice(fp);
+    }
+    out
+}
+
+fn decode_shard(bytes: &[u8]) -> Result<Shard> {
+    let bad = || CoreError::StorageCorrupt("a manifest shard does not parse".into());
+    let (&format, mut rest) = bytes.split_first().ok_or_else(bad)?;
+    if format != FORMAT {
+        return Err(bad());
+    }
+    let mut shard = Shard::new();
+    while !rest.is_empty() {
+        if rest.len() < 3 {
+            return Err(bad());
+        }
+        let tag = rest[0];
+        let len = usize::from(u16::from_le_bytes([rest[1], rest[2]]));
+        rest = &rest[3..];
+        if rest.len() < len + 16 {
+            return Err(bad());
+        }
+        let key = std::str::from_utf8(&rest[..len]).map_err(|_| bad())?.to_string();
+        let mut fp = [0u8; 16];
+        fp.copy_from_slice(&rest[len..len + 16]);
+        rest = &rest[len + 16..];
+        shard.insert((tag, key), fp);
+    }
+    Ok(shard)
+}
+
+fn open_shard(data_key: &SecretKey, shard: usize, version: u32, sealed: Option<&[u8]>) -> Result<Shard> {
+    match sealed {
+        None if version == 0 => Ok(Shard::new()),
+        None => Err(CoreError::StorageCorrupt(format!("manifest shard {shard:03x} is missing"))),
+        Some(bytes) => data_key
+            .open(&shard_aad(shard, version), bytes)
+            .map_err(|_| CoreError::StorageCorrupt(format!("manifest shard {shard:03x} is not the root's version")))
+            .and_then(|plain| decode_shard(&plain)),
+    }
+}
+
+/// The parts of a stored manifest, as read from the `meta` store.
+pub struct StoredManifest {
+    /// The root's bytes, if stored.
+    pub root: Option<Vec<u8>>,
+    /// Shards by number.
+    pub shards: BTreeMap<usize, Vec<u8>>,
+}
+
+impl StoredManifest {
+    /// Picks the manifest out of every (key, value) of the `meta` store.
+    pub fn from_meta(entries: Vec<(String, Vec<u8>)>) -> Self {
+        let mut root = None;
+        let mut shards = BTreeMap::new();
+        for (key, value) in entries {
+            if key == ROOT_KEY {
+                root = Some(value);
+            } else if let Some(n) = key.strip_prefix(SHARD_PREFIX).and_then(|h| usize::from_str_radix(h, 16).ok()) {
+                shards.insert(n, value);
+            }
+        }
+        Self { root, shards }
+    }
+}
+
+impl Manifest {
+    /// An empty manifest not yet stored (a new vault, or one being built from what is stored).
+    pub fn empty() -> Self {
+        // One empty shard shared by all until written (copy on write).
+        let empty = Arc::new(Shard::new());
+        Self { root_bytes: None, versions: vec![0; SHARDS], shards: vec![empty; SHARDS] }
+    }
+
+    /// Opens a stored manifest. `None` when no root is stored.
+    pub fn open(data_key: &SecretKey, stored: StoredManifest) -> Result<Option<Self>> {
+        let Some(root_bytes) = stored.root else { return Ok(None) };
+        let versions = decode_root(
+            &data_key
+                .open(ROOT_AAD, &root_bytes)
+                .map_err(|_| CoreError::StorageCorrupt("the manifest root does not open".into()))?,
+        )?;
+        let mut shards = Vec::with_capacity(SHARDS);
+        for (n, version) in versions.iter().enumerate() {
+            shards.push(Arc::new(open_shard(data_key, n, *version, stored.shards.get(&n).map(Vec::as_slice))?));
+        }
+        Ok(Some(Self { root_bytes: Some(root_bytes), versions, shards }))
+    }
+
+    /// The root's stored bytes this copy was read from or written as.
+    pub fn root_bytes(&self) -> Option<&[u8]> {
+        self.root_bytes.as_deref()
+    }
+
+    /// Brings this copy up to a newer root: only the shards whose version changed are read
+    /// (`fetched`: their stored bytes, see [`Manifest::changed_shards`]).
+    pub fn refreshed(
+        &self,
+        data_key: &SecretKey,
+        root: Option<Vec<u8>>,
+        fetched: &BTreeMap<usize, Vec<u8>>,
+    ) -> Result<Option<Self>> {
+        let Some(root_bytes) = root else { return Ok(None) };
+        if self.root_bytes.as_deref() == Some(root_bytes.as_slice()) {
+            return Ok(Some(self.clone()));
+        }
+        let versions = decode_root(
+            &data_key
+                .open(ROOT_AAD, &root_bytes)
+                .map_err(|_| CoreError::StorageCorrupt("the manifest root does not open".into()))?,
+        )?;
+        let mut next = Self { root_bytes: Some(root_bytes), versions: versions.clone(), shards: self.shards.clone() };
+        for (n, version) in versions.iter().enumerate() {
+            if *version != self.versions[n] {
+                next.shards[n] = Arc::new(open_shard(data_key, n, *version, fetched.get(&n).map(Vec::as_slice))?);
+            }
+        }
+        Ok(Some(next))
+    }
+
+    /// The shards whose version differs from `root` (the ones [`Manifest::refreshed`] reads).
+    pub fn changed_shards(&self, data_key: &SecretKey, root: &[u8]) -> Result<Vec<usize>> {
+        if self.root_bytes.as_deref() == Some(root) {
+            return Ok(Vec::new());
+        }
+        let versions = decode_root(
+            &data_key
+                .open(ROOT_AAD, root)
+                .map_err(|_| CoreError::StorageCorrupt("the manifest root does not open".into()))?,
+        )?;
+        Ok((0..SHARDS).filter(|n| versions[*n] != self.versions[*n]).collect())
+    }
+
+    /// Checks a stored value against the manifest.
+    pub fn check(&self, store: StoreName, key: &str, value: &[u8]) -> Result<()> {
+        let Some(tag) = tag_of(store) else { return Ok(()) };
+        let expected = self.shards[shard_of(key)].get(&(tag, key.to_string()));
+        match expected {
+            None => Err(CoreError::StorageCorrupt(format!(
+                "{} value {key} is not in the manifest (put back after it was deleted?)",
+                store.as_str()
+            ))),
+            Some(fp) if *fp == fingerprint(store, value)? => Ok(()),
+            Some(_) => Err(CoreError::StorageCorrupt(format!(
+                "{} value {key} is not the one last written (an older copy?)",
+                store.as_str()
+            ))),
+        }
+    }
+
+    /// Records `value` as the current one of `key` (used when building from what is stored).
+    pub fn insert(&mut self, store: StoreName, key: &str, value: &[u8]) -> Result<()> {
+        if let Some(tag) = tag_of(store) {
+            let fp = fingerprint(store, value)?;
+            Arc::make_mut(&mut self.shards[shard_of(key)]).insert((tag, key.to_string()), fp);
+        }
+        Ok(())
+    }
+
+    /// The manifest after `batch`, and `batch` with the manifest's own writes added: the
+    /// precondition that the root is still the one this copy was read from, the touched
+    /// shards (version + 1) and the new root. A manifest not stored yet (a new vault, one built
+    /// from what is stored) is written whole: the root and every shard that is not empty.
+    pub fn apply(
+        &self,
+        data_key: &SecretKey,
+        rng: &impl RandomSource,
+        batch: WriteBatch,
+    ) -> Result<(Self, WriteBatch)> {
+        let first = self.root_bytes.is_none();
+        let mut next = self.clone();
+        let mut touched: Vec<bool> = self.shards.iter().map(|s| first && !s.is_empty()).collect();
+        for op in batch.ops() {
+            match op {
+                WriteOp::Put { store, key, value } => {
+                    if let Some(tag) = tag_of(*store) {
+                        let n = shard_of(key);
+                        Arc::make_mut(&mut next.shards[n]).insert((tag, key.clone()), fingerprint(*store, value)?);
+                        touched[n] = true;
+                    }
+                }
+                WriteOp::Delete { store, key } => {
+                    if let Some(tag) = tag_of(*store) {
+                        let n = shard_of(key);
+                        Arc::make_mut(&mut next.shards[n]).remove(&(tag, key.clone()));
+                        touched[n] = true;
+                    }
+                }
+                WriteOp::Expect { .. } => {}
+            }
+        }
+        if !first && !touched.iter().any(|t| *t) {
+            return Ok((next, batch));
+        }
+        let mut batch = batch.expect(StoreName::Meta, ROOT_KEY, self.root_bytes.clone());
+        for n in (0..SHARDS).filter(|n| touched[*n]) {
+            next.versions[n] = next.versions[n]
+                .checked_add(1)
+                .ok_or_else(|| CoreError::StorageCorrupt("a manifest shard version overflows".into()))?;
+            let sealed = data_key.seal(rng, &shard_aad(n, next.versions[n]), &encode_shard(&next.shards[n]))?;
+            batch = batch.put(StoreName::Meta, shard_key(n), sealed);
+        }
+        let root = data_key.seal(rng, ROOT_AAD, &encode_root(&next.versions))?;
+        next.root_bytes = Some(root.clone());
+        Ok((next, batch.put(StoreName::Meta, ROOT_KEY, root)))
+    }
+
+    /// The number of a shard's storage key (for reading one shard).
+    pub fn shard_storage_key(shard: usize) -> String {
+        shard_key(shard)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_round_trip_and_keys_spread() {
+        let mut s = Shard::new();
+        s.insert((2, "abc123".into()), [7; 16]);
+        s.insert((5, "ffff".into()), [9; 16]);
+        assert_eq!(decode_shard(&encode_shard(&s)).unwrap(), s);
+        assert!(decode_shard(&[FORMAT, 2, 200, 0]).is_err());
+        assert_eq!(shard_of("fff0"), 4095);
+        assert_eq!(shard_of("000f"), 0);
+        assert!(shard_of("tei:x") < SHARDS);
+    }
+}
