@@ -316,7 +316,7 @@ export interface SyncReport {
   sent: number;
   /** Entries the server refused in this run (kept: see `failures()`). */
   failed: number;
-  /** Entries still pending. */
+  /** Entries still pending (`BACKING_OFF`: entries stored, pending or failed). */
   remaining: number;
   /** Requests made. */
   requests: number;

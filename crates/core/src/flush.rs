@@ -66,7 +66,7 @@ pub struct FlushReport {
     pub sent: u64,
     /// Entries the server refused in this flush.
     pub failed: u64,
-    /// Entries still pending.
+    /// Entries still pending (`BACKING_OFF`: entries stored, pending or failed; not opened).
     pub remaining: u64,
     /// Requests made.
     pub requests: u64,
@@ -732,7 +732,9 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
             return self.flush(scope, now_ms, progress).await;
         };
         self.vault.session_info().ok_or(CoreError::VaultLocked)?;
-        let remaining = self.outbox_counts().await?.pending;
+        // Not opened while backing off (a capture asks this after every write): the entries
+        // stored, pending or failed.
+        let remaining = self.vault.store().count(StoreName::Outbox).await?;
         Ok(FlushReport {
             remaining,
             stopped: Some("BACKING_OFF".into()),
