@@ -144,6 +144,7 @@ pub fn open_state(config: &Config) -> Result<AppState, SimError> {
     api::datastore::create_tables(&db.lock())?;
     api::settings::create_tables(&db.lock())?;
     let state = AppState::new(db, config.version)?;
+    state.installed_apps().load(config.data_dir.join("apps"))?;
     state.faults().configure(&config.faults);
     Ok(state)
 }
@@ -171,7 +172,8 @@ pub fn router_with_apps(state: AppState, www: Option<&Path>, apps: &[(String, Pa
         .nest("/api", api)
         .merge(commons::routes(state.clone()))
         .merge(resources::routes(state.clone()))
-        .route(auth::LOGIN_PAGE, get(login_page));
+        .route(auth::LOGIN_PAGE, get(login_page))
+        .merge(api::apps::override_routes().layer(middleware::from_fn_with_state(state.clone(), auth::require_auth)));
     for (name, dir) in apps {
         app = app.merge(static_app(name, dir));
     }
@@ -209,7 +211,7 @@ pub fn cors_layer() -> CorsLayer {
 }
 
 /// The content type forced for a static path, whatever the MIME database says.
-fn forced_content_type(path: &str) -> Option<&'static str> {
+pub(crate) fn forced_content_type(path: &str) -> Option<&'static str> {
     let path = path.to_ascii_lowercase();
     if path.ends_with(".wasm") {
         Some("application/wasm")

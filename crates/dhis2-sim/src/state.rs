@@ -31,6 +31,8 @@ struct Inner {
     tracker_jobs: crate::api::tracker::Jobs,
     /// Static apps served at `/NAME/` (`--app NAME=DIR`), listed by `/api/apps`.
     apps: RwLock<Vec<(String, PathBuf)>>,
+    /// Apps installed through `POST /api/apps`.
+    installed_apps: crate::api::apps::InstalledApps,
     /// The org unit tree selection of each user (`/dhis-web-commons/ouwt/*.action`).
     ou_selection: Mutex<HashMap<String, Vec<String>>>,
 }
@@ -61,6 +63,7 @@ impl AppState {
                 faults,
                 tracker_jobs: Default::default(),
                 apps: RwLock::default(),
+                installed_apps: Default::default(),
                 ou_selection: Mutex::default(),
             }),
         })
@@ -104,6 +107,11 @@ impl AppState {
     /// The static apps served, as `(name, dir)`.
     pub fn apps(&self) -> Vec<(String, PathBuf)> {
         self.inner.apps.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// Apps installed through App Management (`/api/apps`).
+    pub fn installed_apps(&self) -> &crate::api::apps::InstalledApps {
+        &self.inner.installed_apps
     }
 
     /// The org unit tree selection of a user.

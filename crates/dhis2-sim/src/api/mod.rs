@@ -3,6 +3,7 @@
 //! Each endpoint family lives in its own module and contributes a `routes()` router; new
 //! families (tracker, dataStore, …) are added in [`protected_routes`] or [`public_routes`].
 
+pub mod apps;
 pub mod datastore;
 pub mod legacy;
 pub mod me;
@@ -42,6 +43,7 @@ pub fn protected_routes() -> Router<AppState> {
         .merge(sharing::routes())
         .merge(tracker::routes())
         .merge(settings::routes())
+        .merge(apps::routes())
 }
 
 /// All query parameters of a request, in order (repeated names kept).

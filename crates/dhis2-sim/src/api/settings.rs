@@ -162,8 +162,6 @@ pub fn routes() -> Router<AppState> {
         .route("/systemSettings.json", get(system_settings))
         .route("/systemSettings/{key}", get(system_setting).post(set_system_setting).delete(delete_system_setting))
         .route("/i18n", post(i18n))
-        .route("/apps", get(apps))
-        .route("/apps.json", get(apps))
 }
 
 /// Routes of this module that need no login (under `/api`): `/api/staticContent/{key}`, as
@@ -493,30 +491,6 @@ async fn i18n(_user: CurrentUser, body: Body) -> Result<Response, ApiError> {
         })
         .collect();
     Ok(json_response(StatusCode::OK, &Value::Object(out)))
-}
-
-/// `GET /api/apps`: the static apps served with `--app NAME=DIR`.
-async fn apps(State(state): State<AppState>, _user: CurrentUser, headers: HeaderMap) -> Response {
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
-    let list: Vec<Value> = state
-        .apps()
-        .iter()
-        .map(|(name, _)| {
-            json!({
-                "key": name,
-                "name": name,
-                "displayName": name,
-                "folderName": name,
-                "appType": "APP",
-                "appState": "OK",
-                "version": "",
-                "isBundledApp": false,
-                "baseUrl": format!("http://{host}/{name}"),
-                "launchUrl": format!("http://{host}/{name}/index.html"),
-            })
-        })
-        .collect();
-    json_response(StatusCode::OK, &Value::Array(list))
 }
 
 // ---------------------------------------------------------------------------------------------
