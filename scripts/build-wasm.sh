@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds the wasm package into www/pkg (release, --target web), then shrinks it with
+# Builds the wasm package into www/pkg (release, --target web; and the `no-modules` glue of the
+# same wasm for the classic service worker, pkg/tracker_offline_worker.js), then shrinks it with
 # binaryen's wasm-opt from npm (Debian's binaryen 108 produces wasm that fails in Chromium).
 # Usage: scripts/build-wasm.sh [--dev]
 set -euo pipefail
@@ -13,5 +14,12 @@ if [ "$profile" = "--release" ] && [ -x "$wasm_opt" ]; then
     --enable-reference-types --enable-multivalue \
     www/pkg/tracker_offline_bg.wasm -o www/pkg/tracker_offline_bg.wasm
 fi
+# The service worker is a classic worker (see www/sw.js): it loads wasm-bindgen's `no-modules`
+# glue of the same wasm. Same out-name, so its imports match the _bg.wasm above.
+raw="${CARGO_TARGET_DIR:-target}/wasm32-unknown-unknown/$([ "$profile" = "--release" ] && echo release || echo debug)/tracker_offline.wasm"
+glue=$(mktemp -d)
+wasm-bindgen --target no-modules --out-dir "$glue" --out-name tracker_offline "$raw"
+cp "$glue/tracker_offline.js" www/pkg/tracker_offline_worker.js
+rm -rf "$glue"
 rm -f www/pkg/.gitignore
 echo "www/pkg: $(du -b www/pkg/tracker_offline_bg.wasm | cut -f1) bytes wasm, $(gzip -9c www/pkg/tracker_offline_bg.wasm | wc -c) gzipped"

@@ -3,12 +3,21 @@
 // covers the app; the page module; the wasm package; the loader), and rewrites index.html so
 // the app's scripts wait for a login through the library. See www/INTEGRATION.md.
 //
-// node scripts/configure-tracker-capture.mjs <tracker-capture build> <out> [--package DIR|TGZ]
-//      [--config '{"idleLockMinutes":15,"flushScope":"all","title":"..."}']
+// node scripts/configure-tracker-capture.mjs <tracker-capture build> [<out>] [--zip <app.zip>]
+//      [--package DIR|TGZ] [--config '{"idleLockMinutes":15,"flushScope":"all","title":"..."}']
+//
+// --zip also packs the result as an app for DHIS2's App Management (`POST /api/apps`). Its
+// manifest.webapp keeps Tracker Capture's key, `short_name` "tracker-capture", so the zip
+// overrides the bundled Tracker Capture and is served where it was, `/dhis-web-tracker-capture/`
+// (DHIS2 2.39-2.41; `/api/apps/tracker-capture/` redirects there). Not beside it under another
+// key: Tracker Capture hard-codes `../api` and `../dhis-web-commons/...`, which only work from
+// that folder, and the library's API base must be the one the app calls (`../api`, which is
+// also what `activities.dhis.href: ".."` says). The version is the library's.
 import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, posix, relative, resolve, sep } from 'node:path';
 import { execFileSync } from 'node:child_process';
+import { zipBytes } from './zip.mjs';
 
 const DEFERRED = 'tracker-offline/deferred';
 const PACKAGE_FILES = ['tracker-offline.js', 'sw.js', 'pkg', 'tracker-capture'];
@@ -21,10 +30,11 @@ function fail(message) {
 
 function parseArgs(argv) {
   const positional = [];
-  const options = { package: null, config: {} };
+  const options = { package: null, config: {}, zip: null };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     if (arg === '--package') options.package = argv[++i];
+    else if (arg === '--zip') options.zip = argv[++i];
     else if (arg === '--config') {
       try {
         options.config = JSON.parse(argv[++i]);
@@ -32,12 +42,35 @@ function parseArgs(argv) {
         fail(`--config is not JSON: ${error.message}`);
       }
     } else if (arg === '-h' || arg === '--help') {
-      console.log('usage: configure-tracker-capture <tracker-capture build> <out> [--package DIR|TGZ] [--config JSON]');
+      console.log('usage: configure-tracker-capture <tracker-capture build> [<out>] [--zip <app.zip>] [--package DIR|TGZ] [--config JSON]');
       process.exit(0);
     } else positional.push(arg);
   }
-  if (positional.length !== 2) fail('expected <tracker-capture build> <out>; see --help');
-  return { source: resolve(positional[0]), out: resolve(positional[1]), ...options };
+  if (positional.length !== 2 && !(positional.length === 1 && options.zip)) fail('expected <tracker-capture build> <out> or --zip <app.zip>; see --help');
+  if (options.zip !== null && !/\.zip$/i.test(options.zip)) fail('--zip takes a file name ending in .zip (DHIS2 names the app\'s folder after it)');
+  const out = positional[1] ? resolve(positional[1]) : join(mkdtempSync(join(tmpdir(), 'tracker-capture-zip-')), 'tracker-capture');
+  return { source: resolve(positional[0]), out, ...options, zip: options.zip && resolve(options.zip) };
+}
+
+/**
+ * The manifest.webapp of the offline app: the build's own (Tracker Capture's has `short_name`
+ * "tracker-capture", `core_app: true`, `activities.dhis.href` ".."), with the key, name and
+ * version App Management needs. DHIS2 (2.39-2.41) fails on a manifest without `version` or
+ * `activities.dhis`; 2.39.0-2.39.5 and 2.40.0-2.40.4 refuse a bundled key without `core_app`.
+ */
+export function offlineManifest(original, version) {
+  const activities = { ...(original.activities ?? {}) };
+  activities.dhis = { href: '..', ...(activities.dhis ?? {}) };
+  return {
+    ...original,
+    name: 'Tracker Capture (offline)',
+    short_name: 'tracker-capture',
+    version,
+    description: `Tracker Capture${original.version ? ` ${original.version}` : ''} with tracker-offline ${version}: offline login, encrypted local data, an outbox sent once on reconnect`,
+    launch_path: original.launch_path ?? 'index.html',
+    core_app: true,
+    activities,
+  };
 }
 
 /** The unpacked package folder: a directory as is, a .tgz extracted to a temporary folder. */
@@ -141,7 +174,23 @@ function main() {
   writeFileSync(join(args.out, 'tracker-offline.version'), `${version}\n`);
   const files = offlineFiles(args.out, html);
   writeFileSync(join(args.out, 'tracker-offline-files.json'), JSON.stringify({ version, files }, null, 1));
+  const manifestPath = join(args.out, 'manifest.webapp');
+  let original = {};
+  if (existsSync(manifestPath)) {
+    try {
+      original = JSON.parse(readFileSync(manifestPath, 'utf8'));
+    } catch (error) {
+      fail(`the build's manifest.webapp is not JSON: ${error.message}`);
+    }
+  }
+  writeFileSync(manifestPath, `${JSON.stringify(offlineManifest(original, version), null, 2)}\n`);
   console.log(`configured ${args.out}: tracker-offline ${version}, ${deferred} scripts wait for the login, ${files.length} files kept for offline use`);
+  if (args.zip) {
+    // Every file: an app that overrides a bundled one has no fallback to the bundled files.
+    const entries = filesBelow(args.out).sort().map((name) => ({ name, data: readFileSync(join(args.out, name)) }));
+    writeFileSync(args.zip, zipBytes(entries));
+    console.log(`app zip ${args.zip}: ${entries.length} files, ${statSync(args.zip).size} bytes; install it with App Management (key tracker-capture, served at /dhis-web-tracker-capture/)`);
+  }
 }
 
 if (process.argv[1] && resolve(process.argv[1]) === resolve(new URL(import.meta.url).pathname)) main();

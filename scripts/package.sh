@@ -37,7 +37,10 @@ rm -f "$out"/tracker-offline-*.tgz
 mkdir -p "$stage/pkg"
 
 cp www/tracker-offline.js www/tracker-offline.d.ts www/sw.js "$stage/"
-for f in tracker_offline.js tracker_offline.d.ts tracker_offline_bg.wasm tracker_offline_bg.wasm.d.ts; do
+# The worker says which version it is (and so differs from every other release's byte for byte).
+sed -i "s/^const LIBRARY_VERSION = 'dev';\$/const LIBRARY_VERSION = '$version';/" "$stage/sw.js"
+grep -q "^const LIBRARY_VERSION = '$version';\$" "$stage/sw.js" || { echo "package.sh: could not stamp the version into sw.js" >&2; exit 1; }
+for f in tracker_offline.js tracker_offline_worker.js tracker_offline.d.ts tracker_offline_bg.wasm tracker_offline_bg.wasm.d.ts; do
   cp "www/pkg/$f" "$stage/pkg/"
 done
 if [ -d www/tracker-capture ]; then

@@ -22,8 +22,18 @@
 // - Everything else of the app's origin (the app shell): network first, copy kept in Cache
 //   Storage and re-cached on every online load.
 // It never touches `window`; every rule lives in Rust.
+//
+// A classic worker, not a module: browsers fetch a module worker's script without cookies, and
+// on DHIS2 the app's folder is behind the server's login (the script would be answered with a
+// redirect to the login page, which a worker registration refuses). A classic worker's script
+// and its importScripts are fetched with the session's cookies. The wasm glue it imports is
+// wasm-bindgen's `no-modules` build of the same wasm (scripts/build-wasm.sh).
+'use strict';
 
-import init, { Engine, triggerDelayMs } from './pkg/tracker_offline.js';
+importScripts('./pkg/tracker_offline_worker.js');
+/* global wasm_bindgen */
+const { Engine, triggerDelayMs } = wasm_bindgen;
+const init = wasm_bindgen;
 
 const SYNC_TAG = 'tracker-offline-outbox';
 
@@ -31,6 +41,11 @@ const SHELL_CACHE = 'tracker-offline-shell-v1';
 const NETWORK_TIMEOUT_MS = 8000;
 const DB_PREFIX = 'tracker-offline:';
 
+/**
+ * The library version, stamped by scripts/package.sh ('dev' in the source tree). It also makes
+ * every release's worker script differ byte for byte, which is what makes browsers install it.
+ */
+const LIBRARY_VERSION = 'dev';
 /** What a page may ask while the vault is locked; everything else needs an open session. */
 const LOCKED_MESSAGES = new Set(['configure', 'login', 'lock', 'status', 'resume', 'cache-shell']);
 const SESSION_MESSAGES = new Set(['escrow', 'download', 'sync', 'failures', 'retry', 'discard', 'conflicts', 'resolve-conflict']);
@@ -43,7 +58,7 @@ const policies = new Map(); // absolute apiBase -> the policy its engine was ope
 const settings = new Map(); // absolute apiBase -> { flushScope, conflictPolicy, serverErrorLimit }
 
 function loadWasm() {
-  wasmReady ??= init({ module_or_path: new URL('./pkg/tracker_offline_bg.wasm', import.meta.url) });
+  wasmReady ??= init({ module_or_path: new URL('./pkg/tracker_offline_bg.wasm', self.location.href) });
   return wasmReady;
 }
 
@@ -289,7 +304,8 @@ async function answerShell(event, request) {
   const cache = await caches.open(SHELL_CACHE);
   try {
     const response = await fetchWithTimeout(request);
-    if (response.ok && response.type === 'basic' && !isNeverShell(new URL(request.url))) {
+    // Not a page the server redirected to (its login page when the session is gone).
+    if (response.ok && !response.redirected && response.type === 'basic' && !isNeverShell(new URL(request.url))) {
       event.waitUntil(cache.put(request, response.clone()).catch(() => {}));
     }
     return response;
@@ -387,6 +403,7 @@ async function statusOf(engine) {
     records: status.records, online: status.online, pending: status.pending, failed: status.failed,
     pendingByAuthor: status.pendingByAuthor, failedByAuthor: status.failedByAuthor,
     lastDownloadAt: status.lastDownloadAt ?? null, authRequired: status.authRequired,
+    version: LIBRARY_VERSION,
   };
 }
 
@@ -451,7 +468,7 @@ async function checkedSender(source) {
 }
 
 /** The library's own files, kept so a reload works offline. */
-const LIBRARY_FILES = ['./tracker-offline.js', './pkg/tracker_offline.js', './pkg/tracker_offline_bg.wasm'];
+const LIBRARY_FILES = ['./tracker-offline.js', './pkg/tracker_offline.js', './pkg/tracker_offline_worker.js', './pkg/tracker_offline_bg.wasm'];
 
 /** Caches the given same-origin URLs that are not yet in the shell cache (or all, when `refresh`). */
 async function cacheShell(urls, refresh = false) {

@@ -470,6 +470,8 @@ export interface WorkerStatus {
   lastDownloadAt: number | null;
   /** Whether the server refused the session's password (an online login is needed to send). */
   authRequired: boolean;
+  /** The library version of this worker (`'dev'` when served from the source tree): which release a device runs after an upgrade. */
+  version: string;
   /** Tracked entities in the local copy (0 while locked). */
   records: number;
   /** Whether the server answered the worker's last contact; `null` before any contact. */

@@ -131,7 +131,9 @@ export class TrackerOffline extends EventTarget {
       const url = new URL(options.serviceWorker ?? 'sw.js', location.href);
       if (url.origin !== location.origin) throw codedError('BAD_INPUT', 'the service worker must be on the app\'s origin');
       try {
-        registration = await navigator.serviceWorker.register(url, { type: 'module' });
+        // Classic, not a module: a module worker's script is fetched without the session's
+        // cookies, which a server login in front of the app's folder answers with a redirect.
+        registration = await navigator.serviceWorker.register(url, { type: 'classic' });
       } catch (error) {
         // Offline, the update check of the worker script fails; the installed worker still runs.
         registration = await navigator.serviceWorker.getRegistration(url);

@@ -64,6 +64,7 @@ test('the tarball is named after the workspace version and holds exactly the pac
     'pkg/tracker_offline.js',
     'pkg/tracker_offline_bg.wasm',
     'pkg/tracker_offline_bg.wasm.d.ts',
+    'pkg/tracker_offline_worker.js',
     'sw.js',
     'tracker-offline.d.ts',
     'tracker-offline.js',
@@ -76,9 +77,14 @@ test('the tarball is named after the workspace version and holds exactly the pac
     assert.doesNotMatch(f, /\.gitignore$|\.test\.|\.map$|\.rs$|node_modules/, f);
   }
   // Packed copies are the sources' (no stale file from an earlier run).
-  for (const f of ['tracker-offline.js', 'tracker-offline.d.ts', 'sw.js', 'pkg/tracker_offline_bg.wasm']) {
+  for (const f of ['tracker-offline.js', 'tracker-offline.d.ts', 'pkg/tracker_offline_bg.wasm', 'pkg/tracker_offline_worker.js']) {
     assert.ok(readFileSync(join(stage, f)).equals(readFileSync(join(root, 'www', f))), f);
   }
+  // The worker is the source with the package's version stamped in (so each release's differs).
+  const version = JSON.parse(readFileSync(join(stage, 'package.json'), 'utf8')).version;
+  const source = readFileSync(join(root, 'www', 'sw.js'), 'utf8');
+  assert.ok(source.includes("const LIBRARY_VERSION = 'dev';"));
+  assert.equal(readFileSync(join(stage, 'sw.js'), 'utf8'), source.replace("const LIBRARY_VERSION = 'dev';", `const LIBRARY_VERSION = '${version}';`));
 });
 
 test('package.json: ES module, license, no dependencies, every export resolves', () => {

@@ -506,6 +506,10 @@ async function main() {
   );
   // The app's screens of the previous session go with a reload (its storage is in memory).
   app.addEventListener('idle-lock', () => restartAtHome());
+  // A newer version installed on the server (App Management) brings a new worker, which takes
+  // over this page. It holds no session (the old one goes with the old worker): the app starts
+  // again on the new version's files and asks for a login. Unsent work stays in the outbox.
+  navigator.serviceWorker?.addEventListener('controllerchange', () => restartAtHome());
 
   const status = await app.status();
   if (!status.user || status.locked) {
