@@ -37,9 +37,12 @@ rm -f "$out"/tracker-offline-*.tgz
 mkdir -p "$stage/pkg"
 
 cp www/tracker-offline.js www/tracker-offline.d.ts www/sw.js "$stage/"
-# The worker says which version it is (and so differs from every other release's byte for byte).
-sed -i "s/^const LIBRARY_VERSION = 'dev';\$/const LIBRARY_VERSION = '$version';/" "$stage/sw.js"
-grep -q "^const LIBRARY_VERSION = '$version';\$" "$stage/sw.js" || { echo "package.sh: could not stamp the version into sw.js" >&2; exit 1; }
+# The worker says which version it is (and so differs from every other release's byte for byte);
+# The page registers it under a URL with that version (a newer release installs at once).
+for f in sw.js tracker-offline.js; do
+  sed -i "s/^const LIBRARY_VERSION = 'dev';\$/const LIBRARY_VERSION = '$version';/" "$stage/$f"
+  grep -q "^const LIBRARY_VERSION = '$version';\$" "$stage/$f" || { echo "package.sh: could not stamp the version into $f" >&2; exit 1; }
+done
 for f in tracker_offline.js tracker_offline_worker.js tracker_offline.d.ts tracker_offline_bg.wasm tracker_offline_bg.wasm.d.ts; do
   cp "www/pkg/$f" "$stage/pkg/"
 done

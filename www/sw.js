@@ -30,7 +30,14 @@
 // wasm-bindgen's `no-modules` build of the same wasm (scripts/build-wasm.sh).
 'use strict';
 
-importScripts('./pkg/tracker_offline_worker.js');
+/**
+ * The library version, stamped by scripts/package.sh ('dev' in the source tree). It also makes
+ * every release's worker script differ byte for byte, which is what makes browsers install it.
+ */
+const LIBRARY_VERSION = 'dev';
+
+// Versioned URL: a newer release's worker never gets an older glue from the HTTP cache.
+importScripts(`./pkg/tracker_offline_worker.js?v=${LIBRARY_VERSION}`);
 /* global wasm_bindgen */
 const { Engine, triggerDelayMs } = wasm_bindgen;
 const init = wasm_bindgen;
@@ -41,11 +48,6 @@ const SHELL_CACHE = 'tracker-offline-shell-v1';
 const NETWORK_TIMEOUT_MS = 8000;
 const DB_PREFIX = 'tracker-offline:';
 
-/**
- * The library version, stamped by scripts/package.sh ('dev' in the source tree). It also makes
- * every release's worker script differ byte for byte, which is what makes browsers install it.
- */
-const LIBRARY_VERSION = 'dev';
 /** What a page may ask while the vault is locked; everything else needs an open session. */
 const LOCKED_MESSAGES = new Set(['configure', 'login', 'lock', 'status', 'resume', 'cache-shell']);
 const SESSION_MESSAGES = new Set(['escrow', 'download', 'sync', 'failures', 'retry', 'discard', 'conflicts', 'resolve-conflict']);
@@ -57,8 +59,22 @@ const engines = new Map(); // absolute apiBase -> Promise<Engine>
 const policies = new Map(); // absolute apiBase -> the policy its engine was opened with (JSON)
 const settings = new Map(); // absolute apiBase -> { flushScope, conflictPolicy, serverErrorLimit }
 
+/**
+ * This worker's own copy of the wasm, kept at install under its version: the glue it imported
+ * (`importScripts`, kept by the browser with the worker) works only with the wasm of the same
+ * build. Fetching the server's wasm instead breaks a worker still running when a newer release
+ * is installed on the server (seen with 0.1.0: the first page load after an upgrade failed).
+ */
+const WASM_URL = new URL('./pkg/tracker_offline_bg.wasm', self.location.href).href;
+
+/** Cache Storage name of this release's own library files. */
+const LIBRARY_CACHE = `tracker-offline-library-${LIBRARY_VERSION}`;
+
 function loadWasm() {
-  wasmReady ??= init({ module_or_path: new URL('./pkg/tracker_offline_bg.wasm', self.location.href) });
+  wasmReady ??= (async () => {
+    const own = await caches.open(LIBRARY_CACHE).then((cache) => cache.match(WASM_URL)).catch(() => undefined);
+    return init({ module_or_path: own ?? WASM_URL });
+  })();
   return wasmReady;
 }
 
@@ -468,7 +484,7 @@ async function checkedSender(source) {
 }
 
 /** The library's own files, kept so a reload works offline. */
-const LIBRARY_FILES = ['./tracker-offline.js', './pkg/tracker_offline.js', './pkg/tracker_offline_worker.js', './pkg/tracker_offline_bg.wasm'];
+const LIBRARY_FILES = ['./tracker-offline.js', './pkg/tracker_offline.js', './pkg/tracker_offline_bg.wasm'];
 
 /** Caches the given same-origin URLs that are not yet in the shell cache (or all, when `refresh`). */
 async function cacheShell(urls, refresh = false) {
@@ -491,10 +507,33 @@ async function cacheShell(urls, refresh = false) {
   return { added };
 }
 
+/** Keeps this release's wasm under its own name (see `loadWasm`); in development, refreshed. */
+async function keepOwnWasm() {
+  const response = await fetch(WASM_URL, { cache: 'no-cache' });
+  if (!response.ok) throw new Error(`the wasm could not be fetched: ${response.status}`);
+  await (await caches.open(LIBRARY_CACHE)).put(WASM_URL, response);
+}
+
+// Install: this release's wasm under its version, and the library files of the page refreshed
+// in the shell cache (an offline page load must get the files of the worker that answers it).
 self.addEventListener('install', (event) =>
-  event.waitUntil(cacheShell(LIBRARY_FILES.map((f) => new URL(f, self.location.href).href)).then(() => self.skipWaiting())),
+  event.waitUntil(
+    keepOwnWasm()
+      .then(() => cacheShell(LIBRARY_FILES.map((f) => new URL(f, self.location.href).href), true))
+      .then(() => self.skipWaiting()),
+  ),
 );
-self.addEventListener('activate', (event) => event.waitUntil(self.clients.claim()));
+// Activate: take the open pages over; older releases' wasm goes.
+self.addEventListener('activate', (event) =>
+  event.waitUntil(
+    (async () => {
+      for (const name of await caches.keys()) {
+        if (name.startsWith('tracker-offline-library-') && name !== LIBRARY_CACHE) await caches.delete(name);
+      }
+      await self.clients.claim();
+    })(),
+  ),
+);
 self.addEventListener('message', (event) => {
   const port = event.ports[0];
   event.waitUntil(

@@ -28,6 +28,8 @@ import init, { Engine, triggerDelayMs } from './pkg/tracker_offline.js';
 
 /** A queued write with no flush report in sight: when an automatic flush is tried anyway (ms). */
 const QUEUED_CHECK_MS = 30000;
+/** The library version, stamped by scripts/package.sh ('dev' in the source tree). */
+const LIBRARY_VERSION = 'dev';
 
 let wasmReady = null;
 function loadWasm() {
@@ -129,11 +131,17 @@ export class TrackerOffline extends EventTarget {
     let registration = null;
     if (options.serviceWorker !== false && 'serviceWorker' in navigator) {
       const url = new URL(options.serviceWorker ?? 'sw.js', location.href);
+      // Each release registers its worker under its own URL: a newer release installed on the
+      // server (App Management) is then installed by the first page load that runs its code,
+      // whatever the HTTP cache holds of the older worker script.
+      if (!url.searchParams.has('v')) url.searchParams.set('v', LIBRARY_VERSION);
       if (url.origin !== location.origin) throw codedError('BAD_INPUT', 'the service worker must be on the app\'s origin');
       try {
         // Classic, not a module: a module worker's script is fetched without the session's
         // cookies, which a server login in front of the app's folder answers with a redirect.
-        registration = await navigator.serviceWorker.register(url, { type: 'classic' });
+        // updateViaCache 'none': update checks of the worker and its imports skip the HTTP cache (DHIS2
+        // serves app files without Cache-Control, so browsers would cache them by heuristics).
+        registration = await navigator.serviceWorker.register(url, { type: 'classic', updateViaCache: 'none' });
       } catch (error) {
         // Offline, the update check of the worker script fails; the installed worker still runs.
         registration = await navigator.serviceWorker.getRegistration(url);

@@ -77,14 +77,16 @@ test('the tarball is named after the workspace version and holds exactly the pac
     assert.doesNotMatch(f, /\.gitignore$|\.test\.|\.map$|\.rs$|node_modules/, f);
   }
   // Packed copies are the sources' (no stale file from an earlier run).
-  for (const f of ['tracker-offline.js', 'tracker-offline.d.ts', 'pkg/tracker_offline_bg.wasm', 'pkg/tracker_offline_worker.js']) {
+  for (const f of ['tracker-offline.d.ts', 'pkg/tracker_offline_bg.wasm', 'pkg/tracker_offline_worker.js']) {
     assert.ok(readFileSync(join(stage, f)).equals(readFileSync(join(root, 'www', f))), f);
   }
-  // The worker is the source with the package's version stamped in (so each release's differs).
-  const version = JSON.parse(readFileSync(join(stage, 'package.json'), 'utf8')).version;
-  const source = readFileSync(join(root, 'www', 'sw.js'), 'utf8');
-  assert.ok(source.includes("const LIBRARY_VERSION = 'dev';"));
-  assert.equal(readFileSync(join(stage, 'sw.js'), 'utf8'), source.replace("const LIBRARY_VERSION = 'dev';", `const LIBRARY_VERSION = '${version}';`));
+  // The worker and the page module are the sources with the package's version stamped in.
+  const stamped = JSON.parse(readFileSync(join(stage, 'package.json'), 'utf8')).version;
+  for (const f of ['sw.js', 'tracker-offline.js']) {
+    const source = readFileSync(join(root, 'www', f), 'utf8');
+    assert.ok(source.includes("const LIBRARY_VERSION = 'dev';"), f);
+    assert.equal(readFileSync(join(stage, f), 'utf8'), source.replace("const LIBRARY_VERSION = 'dev';", `const LIBRARY_VERSION = '${stamped}';`), f);
+  }
 });
 
 test('package.json: ES module, license, no dependencies, every export resolves', () => {
