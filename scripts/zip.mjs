@@ -25,6 +25,19 @@ const DOS_TIME = 0;
 const DOS_DATE = (0 << 9) | (1 << 5) | 1;
 const UTF8_NAMES = 1 << 11;
 
+/** Version needed (2.0), flags, method, time, date, CRC, sizes and name length, from `at`. */
+function writeEntryFields(buffer, at, { method, crc, compressed, size, nameLength }) {
+  buffer.writeUInt16LE(20, at);
+  buffer.writeUInt16LE(UTF8_NAMES, at + 2);
+  buffer.writeUInt16LE(method, at + 4);
+  buffer.writeUInt16LE(DOS_TIME, at + 6);
+  buffer.writeUInt16LE(DOS_DATE, at + 8);
+  buffer.writeUInt32LE(crc, at + 10);
+  buffer.writeUInt32LE(compressed, at + 14);
+  buffer.writeUInt32LE(size, at + 18);
+  buffer.writeUInt16LE(nameLength, at + 22);
+}
+
 /**
  * The bytes of a zip holding `entries` (`[{ name, data }]`, `data` a Buffer or string), in the
  * order given. Throws on a name that is absolute, has `..`, a backslash, or is repeated.
@@ -50,32 +63,17 @@ export function zipBytes(entries) {
     const crc = crc32(raw);
     if (offset > 0xffffffff || raw.length > 0xffffffff) throw new Error('zip: too large (no zip64)');
 
+    // The fields from "version needed" to the name's length are the same in both headers.
+    const fields = { method, crc, compressed: body.length, size: raw.length, nameLength: nameBytes.length };
     const local = Buffer.alloc(30);
     local.writeUInt32LE(0x04034b50, 0);
-    local.writeUInt16LE(20, 4); // version needed: 2.0 (deflate)
-    local.writeUInt16LE(UTF8_NAMES, 6);
-    local.writeUInt16LE(method, 8);
-    local.writeUInt16LE(DOS_TIME, 10);
-    local.writeUInt16LE(DOS_DATE, 12);
-    local.writeUInt32LE(crc, 14);
-    local.writeUInt32LE(body.length, 18);
-    local.writeUInt32LE(raw.length, 22);
-    local.writeUInt16LE(nameBytes.length, 26);
-    local.writeUInt16LE(0, 28);
+    writeEntryFields(local, 4, fields);
     locals.push(local, nameBytes, body);
 
     const header = Buffer.alloc(46);
     header.writeUInt32LE(0x02014b50, 0);
     header.writeUInt16LE((3 << 8) | 20, 4); // made by: unix, 2.0
-    header.writeUInt16LE(20, 6);
-    header.writeUInt16LE(UTF8_NAMES, 8);
-    header.writeUInt16LE(method, 10);
-    header.writeUInt16LE(DOS_TIME, 12);
-    header.writeUInt16LE(DOS_DATE, 14);
-    header.writeUInt32LE(crc, 16);
-    header.writeUInt32LE(body.length, 20);
-    header.writeUInt32LE(raw.length, 24);
-    header.writeUInt16LE(nameBytes.length, 28);
+    writeEntryFields(header, 6, fields);
     header.writeUInt32LE(((0o100644 << 16) >>> 0), 38); // external attributes: a regular file, rw-r--r--
     header.writeUInt32LE(offset, 42);
     central.push(header, nameBytes);
