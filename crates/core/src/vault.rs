@@ -410,6 +410,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource> Vault<S, K, R> {
         if entry.refused_by_server {
             return Err(CoreError::CredentialRevoked);
         }
+        // The sealed mark (below, once the facts are open) is the one that counts.
         let data_key =
             secrets.key_encryption_key.open_key(&Self::wrap_aad(&meta, &user_key), &entry.wrapped_data_key.0)?;
         Self::check_data_key(&meta, &data_key)?;
@@ -427,6 +428,9 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource> Vault<S, K, R> {
             &data_key.open(&Self::profile_aad(&meta, &user_key), &entry.sealed_profile.0)?,
             entry.last_online_login_ms,
         )?;
+        if facts.refused_by_server {
+            return Err(CoreError::CredentialRevoked);
+        }
         let latest_ms = now_ms.max(facts.clock_high_water_ms);
         let age_ms = latest_ms.saturating_sub(facts.last_online_login_ms);
         let clock_moved_back = now_ms < facts.clock_high_water_ms.saturating_sub(CLOCK_SLACK_MS)
@@ -467,8 +471,22 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource> Vault<S, K, R> {
         if !constant_time_eq(&secrets.verifier, &entry.verifier.0) || entry.refused_by_server {
             return Ok(false);
         }
+        // Her password opens her wrapped key: the mark is sealed under the data key beside her
+        // login times, and committed with the manifest, so that neither editing the entry nor
+        // putting back the one from before the mark takes it off.
+        let data_key =
+            secrets.key_encryption_key.open_key(&Self::wrap_aad(&meta, &user_key), &entry.wrapped_data_key.0)?;
+        Self::check_data_key(&meta, &data_key)?;
+        self.check_current(&data_key, StoreName::Users, &user_key, &bytes).await?;
+        let profile_aad = Self::profile_aad(&meta, &user_key);
+        let mut facts = SealedUserFacts::decode(
+            &data_key.open(&profile_aad, &entry.sealed_profile.0)?,
+            entry.last_online_login_ms,
+        )?;
+        facts.refused_by_server = true;
+        entry.sealed_profile = Bytes(data_key.seal(&self.rng, &profile_aad, &facts.encode()?)?);
         entry.refused_by_server = true;
-        self.store.write(WriteBatch::new().put(StoreName::Users, user_key, entry.encode()?)).await?;
+        self.commit_with(&data_key, WriteBatch::new().put(StoreName::Users, user_key, entry.encode()?)).await?;
         Ok(true)
     }
 
@@ -767,11 +785,20 @@ struct SealedUserFacts {
     last_online_login_ms: i64,
     /// The latest time this device's clock showed at one of her logins.
     clock_high_water_ms: i64,
+    /// The server refused the password of this entry: the sealed copy of
+    /// [`UserEntry::refused_by_server`], which anyone with the storage could edit.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    refused_by_server: bool,
 }
 
 impl SealedUserFacts {
     fn fresh(profile: &UserProfile, now_ms: i64) -> Self {
-        Self { profile: profile.clone(), last_online_login_ms: now_ms, clock_high_water_ms: now_ms }
+        Self {
+            profile: profile.clone(),
+            last_online_login_ms: now_ms,
+            clock_high_water_ms: now_ms,
+            refused_by_server: false,
+        }
     }
 
     fn encode(&self) -> Result<Vec<u8>> {
@@ -790,6 +817,7 @@ impl SealedUserFacts {
             profile,
             last_online_login_ms: plain_last_online_login_ms,
             clock_high_water_ms: plain_last_online_login_ms,
+            refused_by_server: false,
         })
     }
 }

@@ -1042,6 +1042,51 @@ fn a_password_the_server_refuses_no_longer_opens_the_vault_offline() {
     });
 }
 
+/// The mark "the server refused this password" cannot be taken off by someone with the device's
+/// storage and the old password (a nurse who left, her account disabled): neither by editing
+/// the stored entry nor by putting back the entry as it was before the mark.
+#[test]
+fn the_servers_refusal_of_a_password_cannot_be_edited_or_rolled_back() {
+    block_on(async {
+        use tracker_offline_core::store::{KvStore, StoreName, WriteBatch};
+        let store = MemoryStore::new();
+        let server = Server::new();
+        let e = two_nurses_then_offline(&store, &server).await;
+        let before = store.list(StoreName::Users).await.unwrap();
+        *server.mode.borrow_mut() = Mode::Status(401);
+        assert_eq!(e.login("nurse1", "Nurse1!clinic", T0).await.unwrap_err(), CoreError::BadCredentials);
+        *server.mode.borrow_mut() = Mode::Down;
+        let after = store.list(StoreName::Users).await.unwrap();
+        let (marked_key, marked) = after
+            .iter()
+            .find(|(k, v)| before.iter().any(|(bk, bv)| bk == k && bv != v))
+            .expect("her entry changed")
+            .clone();
+
+        // The mark taken off the stored entry.
+        let mut edited: Value = serde_json::from_slice(&marked).unwrap();
+        edited.as_object_mut().unwrap().remove("refusedByServer");
+        store
+            .write(WriteBatch::new().put(StoreName::Users, marked_key.clone(), serde_json::to_vec(&edited).unwrap()))
+            .await
+            .unwrap();
+        assert!(e.login("nurse1", "Nurse1!clinic", T0).await.is_err(), "an edited entry opened the vault");
+
+        // Her entry as it was before the mark, put back.
+        let (_, unmarked) = before.iter().find(|(k, _)| *k == marked_key).unwrap().clone();
+        store.write(WriteBatch::new().put(StoreName::Users, marked_key.clone(), unmarked)).await.unwrap();
+        assert!(
+            e.login("nurse1", "Nurse1!clinic", T0).await.is_err(),
+            "the entry from before the mark opened the vault"
+        );
+
+        // Put back as the vault wrote it: revoked, and nurse2 unaffected.
+        store.write(WriteBatch::new().put(StoreName::Users, marked_key, marked)).await.unwrap();
+        assert_eq!(e.login("nurse1", "Nurse1!clinic", T0).await.unwrap_err(), CoreError::CredentialRevoked);
+        e.login("nurse2", "Nurse2!clinic", T0).await.unwrap();
+    });
+}
+
 /// A woman too large for the server even alone (413) is refused; her enrollment and visit wait
 /// as failures with her and are not sent to a server that has no woman to put them under
 /// (found by the live dhis2-sim test of the 413 split).
