@@ -344,6 +344,10 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
                         // Nobody here to hand the key over: the server escrow, if the clinic keeps one.
                         Err(CoreError::HandoverRequired(_)) => {
                             match self.fetch_escrowed_key(&canonical, password).await.unwrap_or(None) {
+                                // The escrow lets in only whom a colleague's handover would.
+                                Some(key) if self.clinic_not_covered(Some(&key), &profile).await? => {
+                                    Err(CoreError::OutsideClinic(canonical))
+                                }
                                 Some(key) => {
                                     self.vault
                                         .login_verified_online_with(&canonical, password, profile, now_ms, Some(key))
@@ -386,11 +390,23 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
         if session.username == username || self.vault.is_registered(username).await? {
             return Ok(false);
         }
-        let meta: ClinicMetadata = match self.vault.get_record(StoreName::Cache, crate::clinic::METADATA_ID).await? {
-            Some(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| CoreError::StorageCorrupt(format!("clinic metadata: {e}")))?,
-            None => return Ok(false),
+        self.clinic_not_covered(None, profile).await
+    }
+
+    /// True when a clinic copy is stored here and `profile`'s org units do not cover it; read
+    /// under `data_key` when given (no session is open), else under the session's.
+    async fn clinic_not_covered(
+        &self,
+        data_key: Option<&crate::crypto::SecretKey>,
+        profile: &UserProfile,
+    ) -> Result<bool> {
+        let bytes = match data_key {
+            Some(key) => self.vault.get_record_under(key, StoreName::Cache, crate::clinic::METADATA_ID).await?,
+            None => self.vault.get_record(StoreName::Cache, crate::clinic::METADATA_ID).await?,
         };
+        let Some(bytes) = bytes else { return Ok(false) };
+        let meta: ClinicMetadata =
+            serde_json::from_slice(&bytes).map_err(|e| CoreError::StorageCorrupt(format!("clinic metadata: {e}")))?;
         Ok(!UserScope::of(profile).covers_clinic(&meta))
     }
 

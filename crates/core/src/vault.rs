@@ -24,6 +24,9 @@ pub const MAX_USERNAME_LEN: usize = 255;
 /// Longest password accepted, in bytes (DHIS2 allows 256 characters; UTF-8 may need more bytes).
 pub const MAX_PASSWORD_BYTES: usize = 1024;
 const KEY_CHECK_TEXT: &[u8] = b"tracker-offline key check v1";
+/// What the key that names records in storage is derived from the data key with.
+const LOOKUP_KEY_LABEL: &str = "tracker-offline/lookup/v1";
+
 /// The key check of a vault that has a sealed manifest ([`crate::manifest`]): its manifest
 /// missing is STORAGE_CORRUPT, never a reason to trust what is stored again.
 const KEY_CHECK_WITH_MANIFEST: &[u8] = b"tracker-offline key check v2 manifest";
@@ -254,7 +257,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource> Vault<S, K, R> {
         profile: Option<UserProfile>,
         mode: LoginMode,
     ) -> Result<()> {
-        let lookup_key = data_key.derive("tracker-offline/lookup/v1");
+        let lookup_key = data_key.derive(LOOKUP_KEY_LABEL);
         self.set_session(Some(Session {
             username: username.to_string(),
             data_key: Arc::new(data_key),
@@ -560,6 +563,19 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource> Vault<S, K, R> {
     pub async fn get_record(&self, store: StoreName, id: &str) -> Result<Option<Vec<u8>>> {
         let (data_key, key) = self.record_address(store, id)?;
         self.get_current(&data_key, store, &key).await
+    }
+
+    /// [`Vault::get_record`] under a data key obtained before any session is open (a first
+    /// login through the server escrow checks the clinic copy's org units before it lets her
+    /// in). The key must be this vault's.
+    pub async fn get_record_under(&self, data_key: &SecretKey, store: StoreName, id: &str) -> Result<Option<Vec<u8>>> {
+        if id.is_empty() || id.len() > 4096 {
+            return Err(CoreError::BadInput("record id must be 1 to 4096 bytes".into()));
+        }
+        let meta = self.load_meta().await?.ok_or(CoreError::VaultLocked)?;
+        Self::check_data_key(&meta, data_key)?;
+        let key = data_key.derive(LOOKUP_KEY_LABEL).keyed_hash_hex(&[store.as_str().as_bytes(), id.as_bytes()]);
+        self.get_current(data_key, store, &key).await
     }
 
     /// Reads and opens the value under a storage key, and checks it is the one the manifest

@@ -17,10 +17,12 @@ use futures::executor::block_on;
 use serde_json::{json, Value};
 use support::*;
 use tracker_offline_core::{
+    clinic::METADATA_ID,
     engine::{Engine, EngineConfig},
     escrow::EscrowSharing,
     http::{HttpClient, HttpRequest, HttpResponse},
     kdf::RustPbkdf2,
+    metadata::{ClinicMetadata, OrgUnitInfo},
     random::OsRandom,
     store::{MemoryStore, StoreName},
     CoreError, Result,
@@ -600,5 +602,33 @@ fn a_placeholder_entry_lets_nobody_in_and_breaks_nothing() {
         fake.0.borrow_mut().down = false;
         assert!(!fake.0.borrow().entries.is_empty(), "the entry could not be deleted: the network was down");
         assert!(!nurse2_joins(&e).await);
+    });
+}
+
+/// Issue 13 item 6: a first login through the escrow is checked against the org units of the
+/// clinic copied here, as a colleague's handover is: a user the server would not show the
+/// clinic is not let into its data, and nothing is written for her.
+#[test]
+fn an_escrow_login_of_a_user_outside_the_clinic_is_refused_and_writes_nothing() {
+    block_on(async {
+        let fake = Fake::new("2.41.0", true);
+        let store = MemoryStore::new();
+        let e = logged_in(&store, &fake).await;
+        e.enable_escrow(&nurse2()).await.unwrap();
+        // The clinic copied on this device lies outside nurse2's org unit (the fake's users
+        // all have DiszpKrYNg8).
+        let mut clinic = ClinicMetadata { capture_org_units: vec!["OuNablus001".into()], ..Default::default() };
+        for (id, path) in [("DiszpKrYNg8", "/Pal/Hebron/DiszpKrYNg8"), ("OuNablus001", "/Pal/Nablus/OuNablus001")] {
+            clinic
+                .org_units
+                .insert(id.into(), OrgUnitInfo { id: id.into(), path: path.into(), display_name: id.into() });
+        }
+        e.vault().put_record(StoreName::Cache, METADATA_ID, &serde_json::to_vec(&clinic).unwrap()).await.unwrap();
+        e.logout();
+        let err = e.login("nurse2", "Nurse2!clinic", T0 + 1000).await.unwrap_err();
+        assert_eq!(err.code(), "OUTSIDE_CLINIC", "{err}");
+        assert!(!e.vault().is_registered("nurse2").await.unwrap(), "nothing written for her");
+        assert!(e.status().await.unwrap().locked);
+        no_violations(&fake);
     });
 }
