@@ -27,6 +27,7 @@ pub mod flush;
 pub mod http;
 pub mod index;
 pub mod kdf;
+pub mod keypair;
 pub mod manifest;
 pub mod merge;
 pub mod metadata;

@@ -97,6 +97,16 @@ pub fn fingerprint(store: StoreName, value: &[u8]) -> Result<Fingerprint> {
                 h.update((part.len() as u64).to_le_bytes());
                 h.update(part);
             }
+            // The key pair and a rotated key, when present (entries without them keep the
+            // fingerprint they had before key pairs existed).
+            let optional = [&entry.public_key, &entry.wrapped_private_key, &entry.rotated_data_key];
+            for (tag, part) in (1u8..).zip(optional) {
+                if let Some(part) = part {
+                    h.update([tag]);
+                    h.update((part.0.len() as u64).to_le_bytes());
+                    h.update(&part.0);
+                }
+            }
             let mut out = [0u8; 16];
             out.copy_from_slice(&h.finalize()[..16]);
             Ok(out)
@@ -218,6 +228,18 @@ impl Manifest {
         // One empty shard shared by all until written (copy on write).
         let empty = Arc::new(Shard::new());
         Self { root_bytes: None, versions: vec![0; SHARDS], shards: vec![empty; SHARDS] }
+    }
+
+    /// An empty manifest that replaces `old` whole (a rotation of the data key seals every
+    /// value again): writing it expects `old`'s root, so a write another context made
+    /// meanwhile makes it fail instead of being lost. Every shard starts again at version 0.
+    pub fn replacing(old: &Manifest) -> Self {
+        Self { root_bytes: old.root_bytes.clone(), ..Self::empty() }
+    }
+
+    /// True for the `meta` keys that hold the manifest (root and shards).
+    pub fn is_storage_key(key: &str) -> bool {
+        key == ROOT_KEY || key.starts_with(SHARD_PREFIX)
     }
 
     /// Opens a stored manifest. `None` when no root is stored.

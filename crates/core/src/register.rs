@@ -46,6 +46,11 @@ pub struct VaultMeta {
     pub key_check: Bytes,
     /// When the vault was created (ms since epoch).
     pub created_at_ms: i64,
+    /// After a rotation of the data key (a user removed), the key that names records in
+    /// storage, sealed under the current data key: storage keys stay as they were. Before any
+    /// rotation it is derived from the data key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed_lookup_key: Option<Bytes>,
 }
 
 /// Parameters of the password KDF, stored per user so they can be raised later.
@@ -102,6 +107,18 @@ pub struct UserEntry {
     /// accepts with the same password opens it again.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub refused_by_server: bool,
+    /// Her X25519 public key ([`crate::keypair`]): a data key rotated while she is away is
+    /// sealed to it. Entries written before key pairs have none until her next login.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_key: Option<Bytes>,
+    /// Her private key, sealed under her key-encryption key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wrapped_private_key: Option<Bytes>,
+    /// The data key after a rotation, sealed to her public key by the user who removed a
+    /// colleague. It replaces `wrapped_data_key` until her next login wraps it under her
+    /// password again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotated_data_key: Option<Bytes>,
 }
 
 impl UserEntry {

@@ -51,6 +51,19 @@ fn register_formats_are_stable() {
     });
 }
 
+/// A register entry written before key pairs (issue 13 item 7) still reads: it has no key pair
+/// until her next login makes one.
+#[test]
+fn a_register_entry_from_before_key_pairs_still_reads() {
+    let before = r#"{"failedAttempts":0,"format":1,"kdf":{"algorithm":"pbkdf2-hmac-sha256","iterations":1000,
+        "salt":"bjmJv9q5Z1CJopb4uXRDHA=="},"lastOnlineLoginMs":1780000000000,"lockedUntilMs":0,
+        "sealedProfile":"AUd5zumOg/GhWS3k8sMEpOLmC2Rg1bnQ1a/EfSZHUYK6b3KxmsJnhBf6unTqWojx1iLrGzWutE1tpLN/o+W8hWU=",
+        "verifier":"sr8E02cBLjoytvLPlSMGAUn3j4JDb0xe8sLlEJorIjw=",
+        "wrappedDataKey":"AY6bzUP3pLJXlTy8Kwgy2dru3mrUEnX4CJ/+wwdoRzIbEh+wf37nAedOYagZ0E6gT3Kcg2yxiwW3sdeM6w=="}"#;
+    let entry = UserEntry::decode(before.as_bytes()).unwrap();
+    assert_eq!((entry.public_key, entry.wrapped_private_key, entry.rotated_data_key), (None, None, None));
+}
+
 /// The sync formats (inside sealed values): a bundle with field changes, an outbox entry, a
 /// conflict, a warning. A bundle written before fields were tracked (no `changes`) still reads.
 #[test]

@@ -8,10 +8,15 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
+mod rotation;
+
+pub use rotation::RemovalOutcome;
+
 use crate::{
     crypto::{constant_time_eq, hmac_sha256, PasswordSecrets, SecretKey},
     error::{CoreError, Result},
     kdf::{PasswordKdf, DEFAULT_ITERATIONS, PBKDF2_SHA256},
+    keypair::PrivateKey,
     manifest::{Manifest, StoredManifest, ROOT_KEY},
     profile::UserProfile,
     random::{random_array, RandomSource},
@@ -223,6 +228,48 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource> Vault<S, K, R> {
         format!("users|profile|{}|{}", meta.vault_id, user_key).into_bytes()
     }
 
+    fn private_key_aad(meta: &VaultMeta, user_key: &str) -> Vec<u8> {
+        format!("users|private-key|{}|{}", meta.vault_id, user_key).into_bytes()
+    }
+
+    fn rotated_key_aad(meta: &VaultMeta, user_key: &str) -> Vec<u8> {
+        format!("users|rotated-dek|{}|{}", meta.vault_id, user_key).into_bytes()
+    }
+
+    fn lookup_key_aad(meta: &VaultMeta) -> Vec<u8> {
+        format!("meta|lookup-key|{}", meta.vault_id).into_bytes()
+    }
+
+    /// The key that names records in storage: derived from the data key, or after a rotation
+    /// the one sealed in the metadata (storage keys do not change with the data key).
+    fn lookup_key_of(meta: &VaultMeta, data_key: &SecretKey) -> Result<SecretKey> {
+        match &meta.sealed_lookup_key {
+            Some(sealed) => data_key.open_key(&Self::lookup_key_aad(meta), &sealed.0),
+            None => Ok(data_key.derive(LOOKUP_KEY_LABEL)),
+        }
+    }
+
+    /// Her data key, opened with her key-encryption key: the one wrapped under it, or after a
+    /// rotation the one sealed to her public key (opened with her private key).
+    fn open_own_data_key(meta: &VaultMeta, user_key: &str, entry: &UserEntry, kek: &SecretKey) -> Result<SecretKey> {
+        let Some(rotated) = &entry.rotated_data_key else {
+            return kek.open_key(&Self::wrap_aad(meta, user_key), &entry.wrapped_data_key.0);
+        };
+        let wrapped = entry
+            .wrapped_private_key
+            .as_ref()
+            .ok_or_else(|| CoreError::StorageCorrupt("a rotated key without a private key".into()))?;
+        let private = PrivateKey::open_under(kek, &Self::private_key_aad(meta, user_key), &wrapped.0)?;
+        private.open_key(&Self::rotated_key_aad(meta, user_key), &rotated.0)
+    }
+
+    /// A new key pair for her: (public key, private key sealed under her key-encryption key).
+    fn new_key_pair(&self, meta: &VaultMeta, user_key: &str, kek: &SecretKey) -> Result<(Bytes, Bytes)> {
+        let private = PrivateKey::generate(&self.rng)?;
+        let wrapped = private.seal_under(kek, &self.rng, &Self::private_key_aad(meta, user_key))?;
+        Ok((Bytes(private.public_key().to_vec()), Bytes(wrapped)))
+    }
+
     fn key_check_aad(meta: &VaultMeta) -> Vec<u8> {
         format!("meta|key-check|{}", meta.vault_id).into_bytes()
     }
@@ -251,13 +298,14 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource> Vault<S, K, R> {
 
     fn open_session(
         &self,
+        meta: &VaultMeta,
         username: &str,
         data_key: SecretKey,
         password: Option<&str>,
         profile: Option<UserProfile>,
         mode: LoginMode,
     ) -> Result<()> {
-        let lookup_key = data_key.derive(LOOKUP_KEY_LABEL);
+        let lookup_key = Self::lookup_key_of(meta, &data_key)?;
         self.set_session(Some(Session {
             username: username.to_string(),
             data_key: Arc::new(data_key),
@@ -298,7 +346,8 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource> Vault<S, K, R> {
     ) -> Result<LoginOutcome> {
         validate_credentials(username, password)?;
         let meta = self.load_meta().await?;
-        let mut current_wrap: Option<(KdfParams, Bytes, Bytes)> = None;
+        // Her entry and password secrets, when her wrap can be kept as it is.
+        let mut current_wrap: Option<(UserEntry, PasswordSecrets)> = None;
         let (meta, mut batch, data_key, handover) = match meta {
             None => {
                 if self.registered_users().await? > 0 {
@@ -311,6 +360,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource> Vault<S, K, R> {
                     username_salt: Bytes(random_array::<32>(&self.rng)?.to_vec()),
                     key_check: Bytes::default(),
                     created_at_ms: now_ms,
+                    sealed_lookup_key: None,
                 };
                 meta.key_check =
                     Bytes(data_key.seal(&self.rng, &Self::key_check_aad(&meta), KEY_CHECK_WITH_MANIFEST)?);
@@ -324,26 +374,29 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource> Vault<S, K, R> {
                     None => None,
                 };
                 let mut own_key = None;
-                if let Some(entry) = &existing {
+                if let Some(entry) = existing {
                     let secrets = self.derive(password, &entry.kdf).await?;
                     if constant_time_eq(&secrets.verifier, &entry.verifier.0) {
-                        own_key = Some(
-                            secrets
-                                .key_encryption_key
-                                .open_key(&Self::wrap_aad(&meta, &user_key), &entry.wrapped_data_key.0)?,
-                        );
-                        if entry.kdf.iterations >= self.policy.iterations {
-                            current_wrap =
-                                Some((entry.kdf.clone(), entry.verifier.clone(), entry.wrapped_data_key.clone()));
+                        own_key = Some(Self::open_own_data_key(&meta, &user_key, &entry, &secrets.key_encryption_key)?);
+                        // A rotated key is wrapped under her password again.
+                        if entry.kdf.iterations >= self.policy.iterations && entry.rotated_data_key.is_none() {
+                            current_wrap = Some((entry, secrets));
                         }
                     }
                 }
                 let (data_key, handover) = match own_key {
                     Some(key) => (key, false),
                     // New user, or a password changed on the server: only an open session can share the key.
-                    None => match self.session_data_key().map(|k| SecretKey::clone(&k)).or(escrowed_key) {
+                    None => match self.session_data_key().map(|k| SecretKey::clone(&k)) {
                         Some(key) => (key, true),
-                        None => return Err(CoreError::HandoverRequired(username.to_string())),
+                        None => match escrowed_key {
+                            // An escrowed key from before a rotation no longer opens this vault.
+                            Some(key) => match Self::check_data_key(&meta, &key) {
+                                Ok(()) => (key, true),
+                                Err(_) => return Err(CoreError::HandoverRequired(username.to_string())),
+                            },
+                            None => return Err(CoreError::HandoverRequired(username.to_string())),
+                        },
                     },
                 };
                 Self::check_data_key(&meta, &data_key)?;
@@ -352,14 +405,21 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource> Vault<S, K, R> {
         };
         let user_key = Self::user_key(&meta, username);
         // Wrap anew for a new user, a changed password or a raised iteration count.
-        let (kdf, verifier, wrapped_data_key) = match current_wrap {
-            Some(wrap) => wrap,
+        let (kdf, verifier, wrapped_data_key, (public_key, wrapped_private_key)) = match current_wrap {
+            Some((entry, secrets)) => {
+                let pair = match (entry.public_key, entry.wrapped_private_key) {
+                    (Some(public), Some(private)) => (public, private),
+                    _ => self.new_key_pair(&meta, &user_key, &secrets.key_encryption_key)?,
+                };
+                (entry.kdf, entry.verifier, entry.wrapped_data_key, pair)
+            }
             None => {
                 let kdf = self.new_kdf_params()?;
                 let secrets = self.derive(password, &kdf).await?;
                 let wrapped =
                     secrets.key_encryption_key.seal(&self.rng, &Self::wrap_aad(&meta, &user_key), data_key.expose())?;
-                (kdf, Bytes(secrets.verifier.to_vec()), Bytes(wrapped))
+                let pair = self.new_key_pair(&meta, &user_key, &secrets.key_encryption_key)?;
+                (kdf, Bytes(secrets.verifier.to_vec()), Bytes(wrapped), pair)
             }
         };
         let entry = UserEntry {
@@ -376,10 +436,13 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource> Vault<S, K, R> {
             failed_attempts: 0,
             locked_until_ms: 0,
             refused_by_server: false,
+            public_key: Some(public_key),
+            wrapped_private_key: Some(wrapped_private_key),
+            rotated_data_key: None,
         };
         batch = batch.put(StoreName::Users, user_key, entry.encode()?);
         self.commit_with(&data_key, batch).await?;
-        self.open_session(username, data_key, Some(password), Some(profile.clone()), LoginMode::Online)?;
+        self.open_session(&meta, username, data_key, Some(password), Some(profile.clone()), LoginMode::Online)?;
         Ok(LoginOutcome { username: username.to_string(), mode: LoginMode::Online, profile, handover })
     }
 
@@ -414,8 +477,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource> Vault<S, K, R> {
             return Err(CoreError::CredentialRevoked);
         }
         // The sealed mark (below, once the facts are open) is the one that counts.
-        let data_key =
-            secrets.key_encryption_key.open_key(&Self::wrap_aad(&meta, &user_key), &entry.wrapped_data_key.0)?;
+        let data_key = Self::open_own_data_key(&meta, &user_key, &entry, &secrets.key_encryption_key)?;
         Self::check_data_key(&meta, &data_key)?;
         if entry.failed_attempts != 0 || entry.locked_until_ms != 0 {
             entry.failed_attempts = 0;
@@ -441,11 +503,31 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource> Vault<S, K, R> {
         if clock_moved_back || age_ms > self.policy.max_offline_age_ms as i64 {
             return Err(CoreError::CredentialExpired { age_days: (age_ms.max(0) / DAY_MS) as u64 });
         }
+        let mut credential_changed = false;
+        if entry.rotated_data_key.is_some() {
+            // The key a colleague's removal rotated to: wrapped under her password again.
+            entry.wrapped_data_key = Bytes(secrets.key_encryption_key.seal(
+                &self.rng,
+                &Self::wrap_aad(&meta, &user_key),
+                data_key.expose(),
+            )?);
+            entry.rotated_data_key = None;
+            credential_changed = true;
+        }
+        if entry.public_key.is_none() || entry.wrapped_private_key.is_none() {
+            let (public, private) = self.new_key_pair(&meta, &user_key, &secrets.key_encryption_key)?;
+            entry.public_key = Some(public);
+            entry.wrapped_private_key = Some(private);
+            credential_changed = true;
+        }
         if now_ms > facts.clock_high_water_ms {
             facts.clock_high_water_ms = now_ms;
             entry.sealed_profile =
                 Bytes(data_key.seal(&self.rng, &Self::profile_aad(&meta, &user_key), &facts.encode()?)?);
-            // Best effort on a full device: the nurse still logs in (the time is kept next time).
+            credential_changed = true;
+        }
+        if credential_changed {
+            // Best effort on a full device: the nurse still logs in (it is written next time).
             match self
                 .commit_with(&data_key, WriteBatch::new().put(StoreName::Users, user_key.clone(), entry.encode()?))
                 .await
@@ -455,7 +537,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource> Vault<S, K, R> {
             }
         }
         let profile = facts.profile;
-        self.open_session(username, data_key, Some(password), Some(profile.clone()), LoginMode::Offline)?;
+        self.open_session(&meta, username, data_key, Some(password), Some(profile.clone()), LoginMode::Offline)?;
         Ok(LoginOutcome { username: username.to_string(), mode: LoginMode::Offline, profile, handover: false })
     }
 
@@ -477,8 +559,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource> Vault<S, K, R> {
         // Her password opens her wrapped key: the mark is sealed under the data key beside her
         // login times, and committed with the manifest, so that neither editing the entry nor
         // putting back the one from before the mark takes it off.
-        let data_key =
-            secrets.key_encryption_key.open_key(&Self::wrap_aad(&meta, &user_key), &entry.wrapped_data_key.0)?;
+        let data_key = Self::open_own_data_key(&meta, &user_key, &entry, &secrets.key_encryption_key)?;
         Self::check_data_key(&meta, &data_key)?;
         self.check_current(&data_key, StoreName::Users, &user_key, &bytes).await?;
         let profile_aad = Self::profile_aad(&meta, &user_key);
@@ -524,7 +605,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource> Vault<S, K, R> {
             }
             None => None,
         };
-        self.open_session(username, data_key, password, profile, LoginMode::Offline)
+        self.open_session(&meta, username, data_key, password, profile, LoginMode::Offline)
     }
 
     fn record_address(&self, store: StoreName, id: &str) -> Result<(Arc<SecretKey>, String)> {
@@ -574,7 +655,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource> Vault<S, K, R> {
         }
         let meta = self.load_meta().await?.ok_or(CoreError::VaultLocked)?;
         Self::check_data_key(&meta, data_key)?;
-        let key = data_key.derive(LOOKUP_KEY_LABEL).keyed_hash_hex(&[store.as_str().as_bytes(), id.as_bytes()]);
+        let key = Self::lookup_key_of(&meta, data_key)?.keyed_hash_hex(&[store.as_str().as_bytes(), id.as_bytes()]);
         self.get_current(data_key, store, &key).await
     }
 
@@ -585,7 +666,10 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource> Vault<S, K, R> {
         let mut attempt = 0;
         loop {
             let Some(sealed) = self.store.get(store, key).await? else { return Ok(None) };
-            let opened = data_key.open(&Self::record_aad(store, key), &sealed)?;
+            let opened = match data_key.open(&Self::record_aad(store, key), &sealed) {
+                Ok(opened) => opened,
+                Err(e) => return Err(self.rotated_away(data_key).await.unwrap_or(e)),
+            };
             match self.manifest(data_key).await?.check(store, key, &sealed) {
                 Ok(()) => return Ok(Some(opened)),
                 Err(e) if attempt >= 2 => return Err(e),
@@ -601,6 +685,9 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource> Vault<S, K, R> {
     /// A damaged record does not hide the others.
     pub async fn open_all(&self, store: StoreName) -> Result<Vec<(String, Result<Vec<u8>>)>> {
         let data_key = self.session_data_key().ok_or(CoreError::VaultLocked)?;
+        if let Some(rotated) = self.rotated_away(&data_key).await {
+            return Err(rotated);
+        }
         let entries = self.store.list(store).await?;
         let manifest = self.manifest(&data_key).await?;
         let mut out = Vec::with_capacity(entries.len());
@@ -711,12 +798,27 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource> Vault<S, K, R> {
     /// the manifest gets one built from what is stored (trust on first use), stored at once.
     async fn reload_manifest(&self, data_key: &SecretKey) -> Result<Manifest> {
         let stored = StoredManifest::from_meta(self.store.list(StoreName::Meta).await?);
-        let manifest = match Manifest::open(data_key, stored)? {
-            Some(m) => m,
-            None => self.build_manifest(data_key).await?,
+        let manifest = match Manifest::open(data_key, stored) {
+            Ok(Some(m)) => m,
+            Ok(None) => self.build_manifest(data_key).await?,
+            Err(e) => return Err(self.rotated_away(data_key).await.unwrap_or(e)),
         };
         self.set_manifest(Some(manifest.clone()));
         Ok(manifest)
+    }
+
+    /// When another context rotated the data key (a user removed), this one's key no longer
+    /// opens the vault: its session is closed and the error is [`CoreError::VaultLocked`] (log
+    /// in again), not a vault taken for damaged.
+    async fn rotated_away(&self, data_key: &SecretKey) -> Option<CoreError> {
+        let meta = self.load_meta().await.ok()??;
+        if Self::check_data_key(&meta, data_key).is_ok() {
+            return None;
+        }
+        if self.session_data_key().is_some_and(|k| constant_time_eq(k.expose(), data_key.expose())) {
+            self.lock();
+        }
+        Some(CoreError::VaultLocked)
     }
 
     async fn build_manifest(&self, data_key: &SecretKey) -> Result<Manifest> {
@@ -751,6 +853,13 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource> Vault<S, K, R> {
     /// Reads again the root and the shards another writer changed. A manifest that changed
     /// between those reads is read whole instead (one consistent read).
     async fn refresh_manifest(&self, data_key: &SecretKey) -> Result<Manifest> {
+        match self.refresh_manifest_under(data_key).await {
+            Ok(manifest) => Ok(manifest),
+            Err(e) => Err(self.rotated_away(data_key).await.unwrap_or(e)),
+        }
+    }
+
+    async fn refresh_manifest_under(&self, data_key: &SecretKey) -> Result<Manifest> {
         let Some(cached) = self.cached_manifest() else { return self.reload_manifest(data_key).await };
         let Some(root) = self.store.get(StoreName::Meta, ROOT_KEY).await? else {
             return self.reload_manifest(data_key).await;
