@@ -50,7 +50,7 @@ const DB_PREFIX = 'tracker-offline:';
 
 /** What a page may ask while the vault is locked; everything else needs an open session. */
 const LOCKED_MESSAGES = new Set(['configure', 'login', 'lock', 'status', 'resume', 'cache-shell']);
-const SESSION_MESSAGES = new Set(['escrow', 'download', 'sync', 'failures', 'retry', 'discard', 'conflicts', 'resolve-conflict']);
+const SESSION_MESSAGES = new Set(['escrow', 'download', 'sync', 'failures', 'retry', 'discard', 'conflicts', 'resolve-conflict', 'remove-user']);
 /** The vault policy a page may set (`configure`), as `Engine.open` takes it. */
 const POLICY_OPTIONS = ['pbkdf2Iterations', 'lockoutFreeAttempts', 'lockoutBaseMs', 'maxOfflineDays', 'requestTimeoutMs'];
 
@@ -457,6 +457,8 @@ async function handle(message, port) {
       return engine.discard(String(message.id ?? ''));
     case 'conflicts':
       return engine.conflicts();
+    case 'remove-user':
+      return engine.removeUser(String(message.username ?? ''));
     case 'resolve-conflict':
       return engine.resolveConflict(String(message.id ?? ''), String(message.keep ?? ''));
     case 'status':

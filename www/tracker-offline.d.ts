@@ -436,6 +436,19 @@ export type OutboxState =
       at_ms: number;
     };
 
+/** What {@link TrackerOffline.removeUser} did. */
+export interface RemovalOutcome {
+  username: string;
+  /** Colleagues who keep access (the new key sealed to their public key). */
+  usersKept: number;
+  /** Users registered before key pairs existed (or whose entry was damaged): removed too; they log in online again. */
+  usersToLogInOnlineAgain: number;
+  /** Stored values sealed again under the new key. */
+  valuesResealed: number;
+  /** Values that were unreadable already (damaged or tampered), dropped. */
+  unreadableValuesDropped: number;
+}
+
 /** The entry {@link TrackerOffline.discard} dropped (its stored form, for the app's log). */
 export interface DiscardedEntry {
   /** Order of capture (the id is `entry:` and this number, zero-padded to 20 digits). */
@@ -583,6 +596,18 @@ export declare class TrackerOffline extends EventTarget {
   discard(id: string): Promise<DiscardedEntry>;
 
   /**
+   * Removes a user from this device and rotates the data key: what she kept of this device
+   * (her register entry, a copy of the storage) opens nothing written afterwards. Colleagues
+   * keep their access: the new key is sealed to each one's public key and their next login,
+   * online or offline, opens it. Her queued tracker work stays and is sent under her name.
+   * Rejects with `BAD_INPUT` for the logged-in user or while she has requests only she can
+   * send (her own settings), `UNKNOWN_USER_OFFLINE` when she is not registered here,
+   * `VAULT_LOCKED` when nobody is logged in. The server escrow (if enabled) still holds the
+   * old key: call `enableEscrow` again.
+   */
+  removeUser(username: string): Promise<RemovalOutcome>;
+
+  /**
    * Keeps these files of the app (same origin, outside the API) in the service worker's shell
    * cache, so screens never opened online still load offline; files already kept are skipped.
    * Rejects with `BAD_INPUT` when `urls` is not an array.
@@ -659,6 +684,7 @@ export type WorkerRequest =
   | { type: 'retry'; apiBase: string; id: string }
   | { type: 'discard'; apiBase: string; id: string }
   | { type: 'conflicts'; apiBase: string }
+  | { type: 'remove-user'; apiBase: string; username: string }
   | { type: 'resolve-conflict'; apiBase: string; id: string; keep: 'device' | 'server' }
   | { type: 'status'; apiBase: string }
   | { type: 'resume'; apiBase: string };

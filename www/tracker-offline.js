@@ -383,6 +383,22 @@ export class TrackerOffline extends EventTarget {
     return dropped;
   }
 
+  /**
+   * Removes a user from this device (she left the clinic, her phone or password leaked): her
+   * offline login goes, and the data key is rotated, so what she kept of this device opens
+   * nothing written afterwards. Her queued work stays and is sent under her name. Rejects with
+   * `BAD_INPUT` for the logged-in user herself or while she has requests only she can send,
+   * `UNKNOWN_USER_OFFLINE` when she is not registered here.
+   */
+  async removeUser(username) {
+    const outcome = this.#registration
+      ? await askWorker(this.#registration, { type: 'remove-user', apiBase: this.#apiBase, username })
+      : await this.#engine.removeUser(username);
+    console.info('[tracker-offline] removed', outcome.username, 'from this device; data key rotated');
+    this.#emitStatus();
+    return outcome;
+  }
+
   /** Locks (logs out) after `idleLockMinutes` without keyboard, pointer or touch input. */
   #watchIdle() {
     if (!this.#idleLockMs || typeof addEventListener !== 'function') return;

@@ -12,7 +12,7 @@ import { configure, loginThroughOverlay } from './lib/stand-in.mjs';
 
 /** Every message type the worker has ever known (the removed `unlock` included). */
 const TYPES = ['configure', 'login', 'escrow', 'unlock', 'lock', 'download', 'cache-shell', 'sync', 'failures', 'retry',
-  'discard', 'conflicts', 'resolve-conflict', 'status', 'resume'];
+  'discard', 'conflicts', 'resolve-conflict', 'remove-user', 'status', 'resume'];
 
 let sim;
 let browser;

@@ -13,7 +13,7 @@ use crate::{
     random::RandomSource,
     scope::UserScope,
     store::{KvStore, StoreName, WriteBatch},
-    vault::{validate_credentials, LoginOutcome, SessionInfo, Vault, VaultPolicy},
+    vault::{validate_credentials, validate_username, LoginOutcome, SessionInfo, Vault, VaultPolicy},
 };
 
 /// Settings of an engine.
@@ -470,6 +470,28 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
             self.vault.commit(batch).await?;
         }
         Ok(())
+    }
+
+    /// Removes `username` from this device and rotates the data key
+    /// ([`Vault::remove_user`]): a copy of her entry or of the storage from before opens
+    /// nothing written after. Refused ([`CoreError::BadInput`], nothing written) while she has
+    /// unsent requests only she can send (raw entries wait for their own author); her tracker
+    /// changes stay queued and are sent by whoever syncs, under her name.
+    pub async fn remove_user(&self, username: &str) -> Result<crate::vault::RemovalOutcome> {
+        validate_username(username)?;
+        let stranded = self
+            .outbox_entries()
+            .await?
+            .iter()
+            .filter(|e| e.author == username && matches!(e.payload, crate::outbox::EntryPayload::Raw { .. }))
+            .count();
+        if stranded > 0 {
+            return Err(CoreError::BadInput(format!(
+                "'{username}' has {stranded} unsent request(s) only she can send; she logs in once to send them, \
+                 or they are discarded, before she is removed"
+            )));
+        }
+        self.vault.remove_user(username).await
     }
 
     /// Logs out: keys and password are zeroized, the in-memory clinic index is dropped.

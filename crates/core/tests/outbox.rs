@@ -1005,6 +1005,45 @@ fn a_raw_request_is_sent_only_under_its_author() {
     });
 }
 
+/// Issue 13 item 7: removing a user rotates the data key with the outbox in it. Her queued
+/// registration stays queued, sealed under the new key, and is sent under her name by the
+/// colleague who syncs; a request only she can send blocks the removal until it is gone.
+#[test]
+fn removing_a_user_keeps_her_unsent_work_and_waits_for_what_only_she_can_send() {
+    block_on(async {
+        let store = MemoryStore::new();
+        let server = Server::new();
+        let e = two_nurses_then_offline(&store, &server).await;
+        e.login("nurse1", "Nurse1!clinic", T0).await.unwrap();
+        write(&e, "PUT", "userDataStore/capture/layout", json!({"columns": ["name"]})).await;
+        register(&e, "400000055").await;
+        e.logout();
+        e.login("nurse2", "Nurse2!clinic", T0).await.unwrap();
+        let before = dump(&store).await;
+        let err = e.remove_user("nurse1").await.unwrap_err();
+        assert_eq!(err.code(), "BAD_INPUT");
+        assert!(err.to_string().contains("only she can send"), "{err}");
+        assert_eq!(dump(&store).await, before, "a refused removal wrote something");
+        let entries = e.outbox_entries().await.unwrap();
+        let raw_id = entries
+            .iter()
+            .find(|x| x.author == "nurse1" && x.summary.contains("userDataStore"))
+            .map(|x| x.id())
+            .unwrap_or_else(|| panic!("no raw entry among {entries:?}"));
+        e.discard(&raw_id).await.unwrap();
+        let outcome = e.remove_user("nurse1").await.unwrap();
+        assert_eq!(outcome.users_kept, 1);
+        assert_eq!(e.outbox_counts().await.unwrap().pending_by_author.get("nurse1"), Some(&3));
+        *server.mode.borrow_mut() = Mode::Up;
+        let report = e.flush(FlushScope::All, T0, &mut |_| {}).await.unwrap();
+        assert_eq!((report.sent, report.remaining), (3, 0), "{report:?}");
+        e.logout();
+        *server.mode.borrow_mut() = Mode::Down;
+        assert_eq!(e.login("nurse1", "Nurse1!clinic", T0).await.unwrap_err().code(), "UNKNOWN_USER_OFFLINE");
+        e.login("nurse2", "Nurse2!clinic", T0).await.unwrap();
+    });
+}
+
 /// Issue 13 item 7: the server refusing the very password the register holds (changed on the
 /// server, account disabled) stops it opening the clinic's data offline; nobody else loses
 /// access, nothing is deleted, and an online login the server accepts opens it again.

@@ -426,6 +426,16 @@ impl Engine {
         future_to_promise(async move { to_js(&inner.discard(&id).await.map_err(reject)?) })
     }
 
+    /// Removes a user from this device's register and rotates the data key: what she kept of
+    /// this device opens nothing written afterwards; her colleagues' next logins open the new
+    /// key. Resolves with `{ username, usersKept, usersToLogInOnlineAgain, valuesResealed,
+    /// unreadableValuesDropped }`.
+    #[wasm_bindgen(js_name = removeUser)]
+    pub fn remove_user(&self, username: String) -> Promise {
+        let inner = self.inner.clone();
+        future_to_promise(async move { to_js(&inner.remove_user(&username).await.map_err(reject)?) })
+    }
+
     /// Puts the data key in escrow on the server's dataStore, shared read-only with
     /// `{ users: [uid], userGroups: [uid] }`, so a colleague's first login on this device can
     /// join the vault while nobody is logged in. Rejects with `ESCROW_UNSAFE` on servers that

@@ -10,6 +10,7 @@ browser_suite!(
     idb_store_reopens_with_data,
     data_stored_by_one_user_is_readable_by_another_and_not_without_login,
     tampered_and_swapped_records_are_detected_on_idb,
+    removing_a_user_rotates_the_key_on_idb,
     webcrypto_pbkdf2_equals_rust_pbkdf2,
     random_source_works_here,
 );

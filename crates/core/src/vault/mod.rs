@@ -949,6 +949,18 @@ impl SealedUserFacts {
 
 /// Refuses usernames and passwords that cannot be right before any work is done.
 pub fn validate_credentials(username: &str, password: &str) -> Result<()> {
+    validate_username(username)?;
+    if password.is_empty() {
+        return Err(CoreError::BadInput("the password is empty".into()));
+    }
+    if password.len() > MAX_PASSWORD_BYTES {
+        return Err(CoreError::BadInput(format!("the password is longer than {MAX_PASSWORD_BYTES} bytes")));
+    }
+    Ok(())
+}
+
+/// Refuses a username that cannot be right.
+pub fn validate_username(username: &str) -> Result<()> {
     if username.trim().is_empty() {
         return Err(CoreError::BadInput("the username is empty".into()));
     }
@@ -957,12 +969,6 @@ pub fn validate_credentials(username: &str, password: &str) -> Result<()> {
     }
     if username.chars().any(|c| c.is_control() || c == ':') {
         return Err(CoreError::BadInput("the username contains a control character or ':'".into()));
-    }
-    if password.is_empty() {
-        return Err(CoreError::BadInput("the password is empty".into()));
-    }
-    if password.len() > MAX_PASSWORD_BYTES {
-        return Err(CoreError::BadInput(format!("the password is longer than {MAX_PASSWORD_BYTES} bytes")));
     }
     Ok(())
 }

@@ -64,6 +64,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource> Vault<S, K, R> {
     /// herself ([`CoreError::BadInput`]) and for a user not registered here
     /// ([`CoreError::UnknownUserOffline`]); nothing is written then.
     pub async fn remove_user(&self, username: &str) -> Result<RemovalOutcome> {
+        super::validate_username(username)?;
         let (session_user, old_key) = self
             .with_session(|s| s.as_ref().map(|s| (s.username.clone(), s.data_key.clone())))?
             .ok_or(CoreError::VaultLocked)?;

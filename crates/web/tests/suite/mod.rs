@@ -143,6 +143,48 @@ pub async fn tampered_and_swapped_records_are_detected_on_idb() {
     assert_eq!(vault.get_record(StoreName::Records, "c").await.unwrap().unwrap(), "c".repeat(20).as_bytes());
 }
 
+/// Issue 13 item 7 on real IndexedDB: removing a user rotates the data key in one
+/// transaction; after a reload a colleague opens the new key offline and reads everything, the
+/// removed user is gone, and nothing is in clear.
+pub async fn removing_a_user_rotates_the_key_on_idb() {
+    let name = unique_db("rotate");
+    let vault = Vault::new(IdbStore::open(&name).await.unwrap(), WebCryptoPbkdf2, WebRandom, policy());
+    let t0 = now_ms() as i64;
+    for user in ["nurse1", "nurse2", "nurse3"] {
+        let password = format!("{}!clinic", user.replace('n', "N"));
+        vault.login_verified_online(user, &password, profile(user), t0).await.unwrap();
+    }
+    for i in 0..200 {
+        vault
+            .put_record(StoreName::Records, &format!("tei:{i:011}"), format!("Woman number {i}").as_bytes())
+            .await
+            .unwrap();
+    }
+    let outcome = vault.remove_user("nurse2").await.unwrap();
+    assert_eq!((outcome.users_kept, outcome.users_to_log_in_online_again), (2, 0));
+    assert!(outcome.values_resealed >= 200, "{outcome:?}");
+    vault.lock();
+
+    let vault = Vault::new(IdbStore::open(&name).await.unwrap(), WebCryptoPbkdf2, WebRandom, policy());
+    assert_eq!(vault.login_offline("nurse2", "Nurse2!clinic", t0).await.unwrap_err().code(), "UNKNOWN_USER_OFFLINE");
+    vault.login_offline("nurse1", "Nurse1!clinic", t0).await.unwrap();
+    for i in [0, 99, 199] {
+        let plain = vault.get_record(StoreName::Records, &format!("tei:{i:011}")).await.unwrap().unwrap();
+        assert_eq!(plain, format!("Woman number {i}").as_bytes());
+    }
+    let store = IdbStore::open(&name).await.unwrap();
+    let mut raw = Vec::new();
+    for s in StoreName::ALL {
+        for (k, v) in store.list(s).await.unwrap() {
+            raw.extend_from_slice(k.as_bytes());
+            raw.extend_from_slice(&v);
+        }
+    }
+    for needle in ["Woman number", "Nurse1!clinic", "nurse1 display", "Bani Naim"] {
+        assert!(!raw.windows(needle.len()).any(|w| w == needle.as_bytes()), "{needle} in clear");
+    }
+}
+
 pub async fn webcrypto_pbkdf2_equals_rust_pbkdf2() {
     let cases: [(&[u8], &[u8], u32); 4] = [
         (b"passwd", b"salt", 1),
