@@ -23,6 +23,7 @@
  * - `HANDOVER_REQUIRED`: first login on this device with nobody logged in and no escrow.
  * - `OUTSIDE_CLINIC`: first login on this device of a user whose org units do not cover the
  *   clinic copied here: the logged-in colleague's data key is not handed over to her.
+ * - `UNSENT_WORK`: `removeUser` refused: she has requests only she can send (her own settings).
  * - `STORAGE_FULL`: the browser's quota is exhausted; nothing of that write was kept.
  * - `STORAGE_CORRUPT`: stored bytes were changed, moved or do not parse; never used.
  * - `STORAGE_ERROR`: IndexedDB failed for another reason.
@@ -49,6 +50,7 @@ export type TrackerOfflineErrorCode =
   | 'VAULT_LOCKED'
   | 'HANDOVER_REQUIRED'
   | 'OUTSIDE_CLINIC'
+  | 'UNSENT_WORK'
   | 'STORAGE_FULL'
   | 'STORAGE_CORRUPT'
   | 'STORAGE_ERROR'
@@ -600,8 +602,8 @@ export declare class TrackerOffline extends EventTarget {
    * (her register entry, a copy of the storage) opens nothing written afterwards. Colleagues
    * keep their access: the new key is sealed to each one's public key and their next login,
    * online or offline, opens it. Her queued tracker work stays and is sent under her name.
-   * Rejects with `BAD_INPUT` for the logged-in user or while she has requests only she can
-   * send (her own settings), `UNKNOWN_USER_OFFLINE` when she is not registered here,
+   * Rejects with `BAD_INPUT` for the logged-in user, `UNSENT_WORK` while she has requests only
+   * she can send (her own settings), `UNKNOWN_USER_OFFLINE` when she is not registered here,
    * `VAULT_LOCKED` when nobody is logged in. The server escrow (if enabled) still holds the
    * old key: call `enableEscrow` again.
    */

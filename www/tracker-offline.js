@@ -387,7 +387,7 @@ export class TrackerOffline extends EventTarget {
    * Removes a user from this device (she left the clinic, her phone or password leaked): her
    * offline login goes, and the data key is rotated, so what she kept of this device opens
    * nothing written afterwards. Her queued work stays and is sent under her name. Rejects with
-   * `BAD_INPUT` for the logged-in user herself or while she has requests only she can send,
+   * `BAD_INPUT` for the logged-in user herself, `UNSENT_WORK` while she has requests only she can send,
    * `UNKNOWN_USER_OFFLINE` when she is not registered here.
    */
   async removeUser(username) {

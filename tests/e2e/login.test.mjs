@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { Sim, DEMO } from './lib/sim.mjs';
 import { launch, openApp, call, dumpOriginStorage, ARTIFACTS } from './lib/browser.mjs';
-import { loginUI, logoutUI } from './lib/demo-ui.mjs';
+import { loginUI, logoutUI, switchUserUI } from './lib/demo-ui.mjs';
 
 let sim;
 let browser;
@@ -181,6 +181,54 @@ test('a live DHIS2 session of the same user never stands in for her password at 
   await page.locator('#password').fill('attacker!');
   await page.locator('#password').press('Enter');
   await page.locator('#password-error').filter({ hasText: 'BAD_CREDENTIALS' }).waitFor({ timeout: 30000 });
+  assert.match(await loginUI(page, nurse1, 'offline'), /Amal Haddad/);
+  await context.close();
+});
+
+test('a nurse who left is removed from the device ("Device users"): her login ends, colleagues keep theirs offline', async () => {
+  // Issue 13 item 7, through the demo's UI with the service worker holding the key: the removal
+  // rotates the data key in the worker; the colleague who was away opens the new key offline.
+  if (!sim.child || sim.child.exitCode !== null || sim.child.signalCode !== null) await sim.start();
+  const context = await browser.newContext();
+  const page = await openApp(context, sim.url, '/demo/');
+  const { nurse1, nurse2 } = DEMO;
+  await loginUI(page, nurse1, 'online');
+  await switchUserUI(page, nurse2, 'online'); // her first login here: handover
+  await switchUserUI(page, nurse1, 'online');
+  const before = await dumpOriginStorage(page);
+
+  // nurse1 tries to remove herself, then someone never seen here, then nurse2.
+  await page.locator('#users-btn').click();
+  const remove = async (username) => {
+    await page.locator('#remove-username').fill(username);
+    await page.locator('#remove-user-btn').click();
+    await page.locator('#confirm-ok').click();
+  };
+  await remove(nurse1.username);
+  await page.locator('#remove-username-error').filter({ hasText: 'You cannot remove yourself' }).waitFor({ timeout: 15000 });
+  await remove('stranger');
+  await page.locator('#remove-username-error').filter({ hasText: 'UNKNOWN_USER_OFFLINE' }).waitFor({ timeout: 15000 });
+  await remove(nurse2.username);
+  await page.locator('#notice').filter({ hasText: 'nurse2 was removed from this device; colleagues who keep their access: 1.' }).waitFor({ timeout: 30000 });
+  const after = await dumpOriginStorage(page);
+  assert.notEqual(after, before, 'the removal changed nothing stored');
+  for (const secret of [nurse1.password, nurse2.password, nurse1.displayName, nurse2.displayName]) {
+    assert.ok(!after.includes(secret), `${secret} in clear after the rotation`);
+  }
+
+  // Offline: nurse2 is gone from the register; nurse1 logs in offline with the rotated key.
+  await sim.kill();
+  await logoutUI(page);
+  await page.locator('#username').fill(nurse2.username);
+  await page.locator('#password').fill(nurse2.password);
+  await page.locator('#password').press('Enter');
+  await page.locator('#username-error').filter({ hasText: 'UNKNOWN_USER_OFFLINE' }).waitFor({ timeout: 30000 });
+  await page.locator('#view').filter({ hasText: 'Staff registered on this device: 1' }).waitFor();
+  assert.match(await loginUI(page, nurse1, 'offline'), /Amal Haddad/);
+  // A reload (the page and the worker start again) still opens it.
+  await logoutUI(page);
+  await page.reload();
+  await page.locator('#login-form').waitFor({ timeout: 30000 });
   assert.match(await loginUI(page, nurse1, 'offline'), /Amal Haddad/);
   await context.close();
 });

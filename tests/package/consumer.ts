@@ -83,6 +83,7 @@ function describeError(error: unknown): string {
     case 'VAULT_LOCKED':
     case 'HANDOVER_REQUIRED':
     case 'OUTSIDE_CLINIC':
+    case 'UNSENT_WORK':
     case 'STORAGE_FULL':
     case 'STORAGE_CORRUPT':
     case 'STORAGE_ERROR':

@@ -158,6 +158,7 @@ function renderStatus() {
   $('#sync-btn').hidden = !loggedIn;
   $('#download-btn').hidden = !loggedIn;
   $('#switch-btn').hidden = !loggedIn;
+  $('#users-btn').hidden = !loggedIn;
   $('#server-down').hidden = !state.simFaults;
   $('#server-down-box').checked = state.serverDown;
   $('#who').replaceChildren(...(loggedIn ? [h('bdi', {}, `${state.user.displayName} (${state.user.username})`), ` · ${state.user.mode === 'online' ? t('loggedInOnline') : t('loggedInOffline')}`] : []));
@@ -859,6 +860,44 @@ async function screenFailures() {
   setView(t('failuresTitle'), list, ...extra, h('a', { href: '#/list', class: 'button' }, t('back')));
 }
 
+/**
+ * Device users: removing a user who left the clinic (the library rotates the data key). The
+ * register holds no usernames in clear, so the supervisor types hers.
+ */
+function screenUsers() {
+  beginScreen();
+  const input = h('input', { id: 'remove-username', name: 'username', autocomplete: 'off', required: true, 'aria-describedby': 'remove-username-error', dir: 'ltr' });
+  const form = h('form', { class: 'card', novalidate: true },
+    h('h2', {}, t('removeUserTitle')),
+    h('p', { class: 'small muted' }, t('removeUserHelp')),
+    h('label', { for: 'remove-username' }, t('username')), input, fieldError('remove-username'),
+    h('div', { class: 'row' }, h('button', { type: 'submit', class: 'danger', id: 'remove-user-btn' }, t('removeUserBtn'))));
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    const username = input.value.trim();
+    setFieldError(form, 'username', username ? null : t('required'));
+    if (!username) return input.focus();
+    if (!(await confirmDialog(t('removeUserConfirm', { username }), t('removeUserConfirmText'), t('removeUserBtn')))) return;
+    const button = $('#remove-user-btn', form);
+    button.disabled = true;
+    try {
+      const outcome = await state.app.removeUser(username);
+      const rejoin = outcome.usersToLogInOnlineAgain ? ` ${t('removedUserRejoin', { count: outcome.usersToLogInOnlineAgain })}` : '';
+      showNotice(`${t('removedUser', { username: outcome.username, kept: outcome.usersKept })}${rejoin}`);
+      input.value = '';
+    } catch (error) {
+      const text = error.code === 'UNKNOWN_USER_OFFLINE' ? t('removeUnknown')
+        : error.code === 'BAD_INPUT' && username === state.user?.username ? t('removeSelf')
+          : explainError(lang, error);
+      setFieldError(form, 'username', `${text} (${t('errorCode')}: ${error.code ?? 'ERROR'})`);
+    } finally {
+      button.disabled = false;
+    }
+    await refreshStatus();
+  });
+  setView(t('deviceUsers'), form, h('a', { href: '#/list', class: 'button' }, t('back')));
+}
+
 // ---------------------------------------------------------------------------------------
 // Routing and wiring.
 function route() {
@@ -869,6 +908,7 @@ function route() {
     case 'tei': return screenTei(parts[1]);
     case 'event': return screenEvent(parts[1], parts[2]);
     case 'failures': return screenFailures();
+    case 'users': return screenUsers();
     case 'switch': return screenLogin(undefined, true);
     default: return screenList();
   }
@@ -945,6 +985,7 @@ async function main() {
   $('#sync-btn').addEventListener('click', runSync);
   $('#download-btn').addEventListener('click', runDownload);
   $('#switch-btn').addEventListener('click', switchUser);
+  $('#users-btn').addEventListener('click', () => { location.hash = '#/users'; });
   $('#failed-btn').addEventListener('click', () => { location.hash = '#/failures'; });
   $('#pending-btn').addEventListener('click', runSync);
   $('#server-down-box').addEventListener('change', (e) => setServerDown(e.target.checked));

@@ -486,10 +486,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
             .filter(|e| e.author == username && matches!(e.payload, crate::outbox::EntryPayload::Raw { .. }))
             .count();
         if stranded > 0 {
-            return Err(CoreError::BadInput(format!(
-                "'{username}' has {stranded} unsent request(s) only she can send; she logs in once to send them, \
-                 or they are discarded, before she is removed"
-            )));
+            return Err(CoreError::UnsentWork { username: username.to_string(), count: stranded });
         }
         self.vault.remove_user(username).await
     }

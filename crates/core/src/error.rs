@@ -45,6 +45,15 @@ pub enum CoreError {
     /// the clinic's data is not handed over to her (the server would not show it to her).
     #[error("'{0}' is not assigned to this device's clinic: its data is not handed over to her")]
     OutsideClinic(String),
+    /// A removal of a user refused: she has raw requests (her own settings) that only her
+    /// session can send.
+    #[error("'{username}' has {count} unsent request(s) only she can send; she logs in once to send them, or they are discarded, before she is removed")]
+    UnsentWork {
+        /// Whose requests.
+        username: String,
+        /// How many.
+        count: usize,
+    },
     /// The browser's storage quota is exhausted; nothing was written.
     #[error("device storage is full; nothing was written")]
     StorageFull,
@@ -91,6 +100,7 @@ impl CoreError {
             CoreError::VaultLocked => "VAULT_LOCKED",
             CoreError::HandoverRequired(_) => "HANDOVER_REQUIRED",
             CoreError::OutsideClinic(_) => "OUTSIDE_CLINIC",
+            CoreError::UnsentWork { .. } => "UNSENT_WORK",
             CoreError::StorageFull => "STORAGE_FULL",
             CoreError::StorageCorrupt(_) => "STORAGE_CORRUPT",
             CoreError::Storage(_) => "STORAGE_ERROR",

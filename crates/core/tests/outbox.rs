@@ -1021,8 +1021,8 @@ fn removing_a_user_keeps_her_unsent_work_and_waits_for_what_only_she_can_send() 
         e.login("nurse2", "Nurse2!clinic", T0).await.unwrap();
         let before = dump(&store).await;
         let err = e.remove_user("nurse1").await.unwrap_err();
-        assert_eq!(err.code(), "BAD_INPUT");
-        assert!(err.to_string().contains("only she can send"), "{err}");
+        assert_eq!(err.code(), "UNSENT_WORK");
+        assert!(err.to_string().contains("1 unsent request(s) only she can send"), "{err}");
         assert_eq!(dump(&store).await, before, "a refused removal wrote something");
         let entries = e.outbox_entries().await.unwrap();
         let raw_id = entries
