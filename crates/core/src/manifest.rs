@@ -27,7 +27,10 @@
 //! Nothing here is secret beyond what the storage keys already show; it is sealed so that it
 //! cannot be edited.
 
-use std::{collections::BTreeMap, sync::Arc};
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, OnceLock},
+};
 
 use sha2::{Digest, Sha256};
 
@@ -130,7 +133,35 @@ pub struct Manifest {
     versions: Vec<u32>,
     /// Shared between copies until written (a commit clones the manifest: only the shards it
     /// touches are copied, not every fingerprint of the vault).
-    shards: Vec<Arc<Shard>>,
+    shards: Vec<Slot>,
+}
+
+/// One shard as held in memory: its stored envelope, opened at its first use (an unlock reads
+/// the root and opens only the shards it needs, not all 4096), or already open.
+#[derive(Clone, Debug)]
+struct Slot {
+    sealed: Option<Arc<Vec<u8>>>,
+    /// Shared by the copies made of one stored envelope, so each is opened once.
+    open: Arc<OnceLock<Arc<Shard>>>,
+}
+
+impl Slot {
+    fn opened(shard: Arc<Shard>) -> Self {
+        Self { sealed: None, open: Arc::new(OnceLock::from(shard)) }
+    }
+
+    fn sealed(bytes: Vec<u8>) -> Self {
+        Self { sealed: Some(Arc::new(bytes)), open: Arc::new(OnceLock::new()) }
+    }
+
+    /// The slot of shard `n` at `version` read from storage: empty when never written.
+    fn stored(n: usize, version: u32, bytes: Option<&Vec<u8>>) -> Result<Self> {
+        match bytes {
+            Some(bytes) => Ok(Self::sealed(bytes.clone())),
+            None if version == 0 => Ok(Self::opened(Arc::new(Shard::new()))),
+            None => Err(CoreError::StorageCorrupt(format!("manifest shard {n:03x} is missing"))),
+        }
+    }
 }
 
 fn encode_root(versions: &[u32]) -> Vec<u8> {
@@ -187,15 +218,11 @@ fn decode_shard(bytes: &[u8]) -> Result<Shard> {
     Ok(shard)
 }
 
-fn open_shard(data_key: &SecretKey, shard: usize, version: u32, sealed: Option<&[u8]>) -> Result<Shard> {
-    match sealed {
-        None if version == 0 => Ok(Shard::new()),
-        None => Err(CoreError::StorageCorrupt(format!("manifest shard {shard:03x} is missing"))),
-        Some(bytes) => data_key
-            .open(&shard_aad(shard, version), bytes)
-            .map_err(|_| CoreError::StorageCorrupt(format!("manifest shard {shard:03x} is not the root's version")))
-            .and_then(|plain| decode_shard(&plain)),
-    }
+fn open_shard(data_key: &SecretKey, shard: usize, version: u32, sealed: &[u8]) -> Result<Shard> {
+    data_key
+        .open(&shard_aad(shard, version), sealed)
+        .map_err(|_| CoreError::StorageCorrupt(format!("manifest shard {shard:03x} is not the root's version")))
+        .and_then(|plain| decode_shard(&plain))
 }
 
 /// The parts of a stored manifest, as read from the `meta` store.
@@ -226,7 +253,7 @@ impl Manifest {
     /// An empty manifest not yet stored (a new vault, or one being built from what is stored).
     pub fn empty() -> Self {
         // One empty shard shared by all until written (copy on write).
-        let empty = Arc::new(Shard::new());
+        let empty = Slot::opened(Arc::new(Shard::new()));
         Self { root_bytes: None, versions: vec![0; SHARDS], shards: vec![empty; SHARDS] }
     }
 
@@ -252,7 +279,7 @@ impl Manifest {
         )?;
         let mut shards = Vec::with_capacity(SHARDS);
         for (n, version) in versions.iter().enumerate() {
-            shards.push(Arc::new(open_shard(data_key, n, *version, stored.shards.get(&n).map(Vec::as_slice))?));
+            shards.push(Slot::stored(n, *version, stored.shards.get(&n))?);
         }
         Ok(Some(Self { root_bytes: Some(root_bytes), versions, shards }))
     }
@@ -282,7 +309,7 @@ impl Manifest {
         let mut next = Self { root_bytes: Some(root_bytes), versions: versions.clone(), shards: self.shards.clone() };
         for (n, version) in versions.iter().enumerate() {
             if *version != self.versions[n] {
-                next.shards[n] = Arc::new(open_shard(data_key, n, *version, fetched.get(&n).map(Vec::as_slice))?);
+                next.shards[n] = Slot::stored(n, *version, fetched.get(&n))?;
             }
         }
         Ok(Some(next))
@@ -301,10 +328,23 @@ impl Manifest {
         Ok((0..SHARDS).filter(|n| versions[*n] != self.versions[*n]).collect())
     }
 
-    /// Checks a stored value against the manifest.
-    pub fn check(&self, store: StoreName, key: &str, value: &[u8]) -> Result<()> {
+    /// Shard `n`, opened under `data_key` at its first use.
+    fn shard(&self, data_key: &SecretKey, n: usize) -> Result<Arc<Shard>> {
+        let slot = &self.shards[n];
+        if let Some(open) = slot.open.get() {
+            return Ok(open.clone());
+        }
+        let sealed =
+            slot.sealed.as_deref().ok_or_else(|| CoreError::StorageCorrupt("a manifest shard is lost".into()))?;
+        let shard = Arc::new(open_shard(data_key, n, self.versions[n], sealed)?);
+        Ok(slot.open.get_or_init(|| shard).clone())
+    }
+
+    /// Checks a stored value against the manifest (opening its shard under `data_key`).
+    pub fn check(&self, data_key: &SecretKey, store: StoreName, key: &str, value: &[u8]) -> Result<()> {
         let Some(tag) = tag_of(store) else { return Ok(()) };
-        let expected = self.shards[shard_of(key)].get(&(tag, key.to_string()));
+        let shard = self.shard(data_key, shard_of(key))?;
+        let expected = shard.get(&(tag, key.to_string()));
         match expected {
             None => Err(CoreError::StorageCorrupt(format!(
                 "{} value {key} is not in the manifest (put back after it was deleted?)",
@@ -319,10 +359,13 @@ impl Manifest {
     }
 
     /// Records `value` as the current one of `key` (used when building from what is stored).
-    pub fn insert(&mut self, store: StoreName, key: &str, value: &[u8]) -> Result<()> {
+    pub fn insert(&mut self, data_key: &SecretKey, store: StoreName, key: &str, value: &[u8]) -> Result<()> {
         if let Some(tag) = tag_of(store) {
             let fp = fingerprint(store, value)?;
-            Arc::make_mut(&mut self.shards[shard_of(key)]).insert((tag, key.to_string()), fp);
+            let n = shard_of(key);
+            let mut shard = self.shard(data_key, n)?;
+            Arc::make_mut(&mut shard).insert((tag, key.to_string()), fp);
+            self.shards[n] = Slot::opened(shard);
         }
         Ok(())
     }
@@ -339,36 +382,47 @@ impl Manifest {
     ) -> Result<(Self, WriteBatch)> {
         let first = self.root_bytes.is_none();
         let mut next = self.clone();
-        let mut touched: Vec<bool> = self.shards.iter().map(|s| first && !s.is_empty()).collect();
-        for op in batch.ops() {
-            match op {
-                WriteOp::Put { store, key, value } => {
-                    if let Some(tag) = tag_of(*store) {
-                        let n = shard_of(key);
-                        Arc::make_mut(&mut next.shards[n]).insert((tag, key.clone()), fingerprint(*store, value)?);
-                        touched[n] = true;
-                    }
+        // The shards this batch changes, opened and copied (the others stay as they are).
+        let mut changed: BTreeMap<usize, Shard> = BTreeMap::new();
+        if first {
+            // Not stored yet: every shard is in memory, and every one that is not empty is written.
+            for (n, slot) in self.shards.iter().enumerate() {
+                if slot.open.get().is_some_and(|s| !s.is_empty()) {
+                    changed.insert(n, (*self.shard(data_key, n)?).clone());
                 }
-                WriteOp::Delete { store, key } => {
-                    if let Some(tag) = tag_of(*store) {
-                        let n = shard_of(key);
-                        Arc::make_mut(&mut next.shards[n]).remove(&(tag, key.clone()));
-                        touched[n] = true;
-                    }
-                }
-                WriteOp::Expect { .. } => {}
             }
         }
-        if !first && !touched.iter().any(|t| *t) {
+        for op in batch.ops() {
+            let (store, key) = match op {
+                WriteOp::Put { store, key, .. } | WriteOp::Delete { store, key } => (*store, key),
+                WriteOp::Expect { .. } => continue,
+            };
+            let Some(tag) = tag_of(store) else { continue };
+            let n = shard_of(key);
+            if !changed.contains_key(&n) {
+                changed.insert(n, (*self.shard(data_key, n)?).clone());
+            }
+            let shard = changed.get_mut(&n).ok_or_else(|| CoreError::Storage("a manifest shard vanished".into()))?;
+            match op {
+                WriteOp::Put { value, .. } => {
+                    shard.insert((tag, key.clone()), fingerprint(store, value)?);
+                }
+                _ => {
+                    shard.remove(&(tag, key.clone()));
+                }
+            }
+        }
+        if !first && changed.is_empty() {
             return Ok((next, batch));
         }
         let mut batch = batch.expect(StoreName::Meta, ROOT_KEY, self.root_bytes.clone());
-        for n in (0..SHARDS).filter(|n| touched[*n]) {
+        for (n, shard) in changed {
             next.versions[n] = next.versions[n]
                 .checked_add(1)
                 .ok_or_else(|| CoreError::StorageCorrupt("a manifest shard version overflows".into()))?;
-            let sealed = data_key.seal(rng, &shard_aad(n, next.versions[n]), &encode_shard(&next.shards[n]))?;
+            let sealed = data_key.seal(rng, &shard_aad(n, next.versions[n]), &encode_shard(&shard))?;
             batch = batch.put(StoreName::Meta, shard_key(n), sealed);
+            next.shards[n] = Slot::opened(Arc::new(shard));
         }
         let root = data_key.seal(rng, ROOT_AAD, &encode_root(&next.versions))?;
         next.root_bytes = Some(root.clone());
@@ -384,6 +438,39 @@ impl Manifest {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An unlock opens the root only; each shard is opened at its first use, once. A damaged
+    /// shard makes the values it holds STORAGE_CORRUPT, not the whole vault.
+    #[test]
+    fn shards_open_at_their_first_use_and_a_damaged_one_fails_only_its_values() {
+        let rng = crate::random::DeterministicRandom::new(3);
+        let key = SecretKey::generate(&rng).unwrap();
+        let value = |n: u8| vec![n; 40];
+        let batch =
+            WriteBatch::new().put(StoreName::Records, "abc0", value(1)).put(StoreName::Records, "def0", value(2));
+        let (written, batch) = Manifest::empty().apply(&key, &rng, batch).unwrap();
+        let meta: Vec<(String, Vec<u8>)> = batch
+            .ops()
+            .iter()
+            .filter_map(|op| match op {
+                WriteOp::Put { store: StoreName::Meta, key, value } => Some((key.clone(), value.clone())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(meta.len(), 3, "two shards and the root");
+        let mut stored = StoredManifest::from_meta(meta);
+        let damaged = stored.shards.get_mut(&shard_of("def0")).unwrap();
+        damaged[20] ^= 1;
+        let opened = Manifest::open(&key, stored).unwrap().unwrap();
+        assert!(opened.shards[shard_of("abc0")].open.get().is_none(), "a shard was opened at unlock");
+        opened.check(&key, StoreName::Records, "abc0", &value(1)).unwrap();
+        assert!(opened.shards[shard_of("abc0")].open.get().is_some());
+        assert!(matches!(opened.check(&key, StoreName::Records, "def0", &value(2)), Err(CoreError::StorageCorrupt(_))));
+        written.check(&key, StoreName::Records, "def0", &value(2)).unwrap();
+        // A write touching the damaged shard is refused whole.
+        let touch = WriteBatch::new().put(StoreName::Records, "def1", value(3));
+        assert!(opened.apply(&key, &rng, touch).is_err());
+    }
 
     #[test]
     fn shards_round_trip_and_keys_spread() {

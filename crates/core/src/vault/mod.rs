@@ -670,7 +670,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource> Vault<S, K, R> {
                 Ok(opened) => opened,
                 Err(e) => return Err(self.rotated_away(data_key).await.unwrap_or(e)),
             };
-            match self.manifest(data_key).await?.check(store, key, &sealed) {
+            match self.manifest(data_key).await?.check(data_key, store, key, &sealed) {
                 Ok(()) => return Ok(Some(opened)),
                 Err(e) if attempt >= 2 => return Err(e),
                 Err(_) => {
@@ -694,7 +694,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource> Vault<S, K, R> {
         for (key, sealed) in entries {
             let opened = match data_key.open(&Self::record_aad(store, &key), &sealed) {
                 Err(e) => Err(e),
-                Ok(plain) => match manifest.check(store, &key, &sealed) {
+                Ok(plain) => match manifest.check(&data_key, store, &key, &sealed) {
                     Ok(()) => Ok(plain),
                     // Checked again against what is stored now; gone meanwhile: left out.
                     Err(_) => match self.get_current(&data_key, store, &key).await {
@@ -831,7 +831,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource> Vault<S, K, R> {
             for (key, value) in self.store.list(store).await? {
                 // A value that cannot be ours (too short, a register entry that does not
                 // parse) stays out, and so stays STORAGE_CORRUPT.
-                let _ = manifest.insert(store, &key, &value);
+                let _ = manifest.insert(data_key, store, &key, &value);
             }
         }
         // Stored at once (every shard); on a full device it is built again next time.
@@ -881,10 +881,10 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource> Vault<S, K, R> {
 
     /// Checks a stored value against the manifest (read again once on a mismatch).
     async fn check_current(&self, data_key: &SecretKey, store: StoreName, key: &str, value: &[u8]) -> Result<()> {
-        if self.manifest(data_key).await?.check(store, key, value).is_ok() {
+        if self.manifest(data_key).await?.check(data_key, store, key, value).is_ok() {
             return Ok(());
         }
-        self.refresh_manifest(data_key).await?.check(store, key, value)
+        self.refresh_manifest(data_key).await?.check(data_key, store, key, value)
     }
 
     /// The storage key of a record (tests use it to tamper with raw bytes).

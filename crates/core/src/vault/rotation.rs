@@ -134,7 +134,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource> Vault<S, K, R> {
             for (key, sealed) in self.store.list(store).await? {
                 let aad = Self::record_aad(store, &key);
                 let opened = old_key.open(&aad, &sealed).and_then(|plain| {
-                    old_manifest.check(store, &key, &sealed)?;
+                    old_manifest.check(old_key, store, &key, &sealed)?;
                     Ok(plain)
                 });
                 match opened {
@@ -195,7 +195,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource> Vault<S, K, R> {
     ) -> Result<Option<UserEntry>> {
         let Ok(mut entry) = UserEntry::decode(bytes) else { return Ok(None) };
         let Some(public_key) = entry.public_key.clone() else { return Ok(None) };
-        if entry.wrapped_private_key.is_none() || manifest.check(StoreName::Users, user_key, bytes).is_err() {
+        if entry.wrapped_private_key.is_none() || manifest.check(old_key, StoreName::Users, user_key, bytes).is_err() {
             return Ok(None);
         }
         let profile_aad = Self::profile_aad(meta, user_key);
