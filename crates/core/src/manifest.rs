@@ -399,10 +399,10 @@ impl Manifest {
             };
             let Some(tag) = tag_of(store) else { continue };
             let n = shard_of(key);
-            if !changed.contains_key(&n) {
-                changed.insert(n, (*self.shard(data_key, n)?).clone());
-            }
-            let shard = changed.get_mut(&n).ok_or_else(|| CoreError::Storage("a manifest shard vanished".into()))?;
+            let shard = match changed.entry(n) {
+                std::collections::btree_map::Entry::Occupied(entry) => entry.into_mut(),
+                std::collections::btree_map::Entry::Vacant(entry) => entry.insert((*self.shard(data_key, n)?).clone()),
+            };
             match op {
                 WriteOp::Put { value, .. } => {
                     shard.insert((tag, key.clone()), fingerprint(store, value)?);
