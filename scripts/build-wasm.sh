@@ -5,18 +5,21 @@
 # Usage: scripts/build-wasm.sh [--dev]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-profile="--release"
-if [ "${1:-}" = "--dev" ]; then profile="--dev"; fi
-wasm-pack --quiet build crates/web --target web --out-dir ../../www/pkg --out-name tracker_offline "$profile" --no-pack
+# The release build uses the workspace's `wasm-release` profile: sized for download, the crypto
+# at full speed (issue 17, P6).
+profile=(--profile wasm-release)
+profile_dir=wasm-release
+if [ "${1:-}" = "--dev" ]; then profile=(--dev); profile_dir=debug; fi
+wasm-pack --quiet build crates/web --target web --out-dir ../../www/pkg --out-name tracker_offline "${profile[@]}" --no-pack
 wasm_opt=tests/node_modules/.bin/wasm-opt
-if [ "$profile" = "--release" ] && [ -x "$wasm_opt" ]; then
+if [ "$profile_dir" = wasm-release ] && [ -x "$wasm_opt" ]; then
   "$wasm_opt" -O3 --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext --enable-mutable-globals \
     --enable-reference-types --enable-multivalue \
     www/pkg/tracker_offline_bg.wasm -o www/pkg/tracker_offline_bg.wasm
 fi
 # The service worker is a classic worker (see www/sw.js): it loads wasm-bindgen's `no-modules`
 # glue of the same wasm. Same out-name, so its imports match the _bg.wasm above.
-raw="${CARGO_TARGET_DIR:-target}/wasm32-unknown-unknown/$([ "$profile" = "--release" ] && echo release || echo debug)/tracker_offline.wasm"
+raw="${CARGO_TARGET_DIR:-target}/wasm32-unknown-unknown/$profile_dir/tracker_offline.wasm"
 glue=$(mktemp -d)
 wasm-bindgen --target no-modules --out-dir "$glue" --out-name tracker_offline "$raw"
 cp "$glue/tracker_offline.js" www/pkg/tracker_offline_worker.js
