@@ -972,6 +972,21 @@ fn an_entry_holding_the_last_sequence_number_refuses_the_next_capture_cleanly() 
     });
 }
 
+/// Offline, nurse1 queues her own setting (a raw request) and a registration, then nurse2 logs in.
+async fn nurse1_left_a_setting_and_a_registration<'a>(
+    store: &MemoryStore,
+    server: &'a Server,
+    national_id: &str,
+) -> E<'a> {
+    let e = two_nurses_then_offline(store, server).await;
+    e.login("nurse1", "Nurse1!clinic", T0).await.unwrap();
+    write(&e, "PUT", "userDataStore/capture/layout", json!({"columns": ["name"]})).await;
+    register(&e, national_id).await;
+    e.logout();
+    e.login("nurse2", "Nurse2!clinic", T0).await.unwrap();
+    e
+}
+
 /// Issue 13 item 6: a raw request (a write the library does not model, e.g. the app's
 /// `userDataStore`) names no author in its body: the server applies it as whoever sends it. It
 /// is replayed only under its author's session, never under the nurse who flushes next.
@@ -980,12 +995,7 @@ fn a_raw_request_is_sent_only_under_its_author() {
     block_on(async {
         let store = MemoryStore::new();
         let server = Server::new();
-        let e = two_nurses_then_offline(&store, &server).await;
-        e.login("nurse1", "Nurse1!clinic", T0).await.unwrap();
-        write(&e, "PUT", "userDataStore/capture/layout", json!({"columns": ["name"]})).await;
-        register(&e, "400000033").await;
-        e.logout();
-        e.login("nurse2", "Nurse2!clinic", T0).await.unwrap();
+        let e = nurse1_left_a_setting_and_a_registration(&store, &server, "400000033").await;
         *server.mode.borrow_mut() = Mode::Up;
         let sent_before = server.requests.borrow().len();
         let report = e.flush(FlushScope::All, T0, &mut |_| {}).await.unwrap();
@@ -1013,12 +1023,7 @@ fn removing_a_user_keeps_her_unsent_work_and_waits_for_what_only_she_can_send() 
     block_on(async {
         let store = MemoryStore::new();
         let server = Server::new();
-        let e = two_nurses_then_offline(&store, &server).await;
-        e.login("nurse1", "Nurse1!clinic", T0).await.unwrap();
-        write(&e, "PUT", "userDataStore/capture/layout", json!({"columns": ["name"]})).await;
-        register(&e, "400000055").await;
-        e.logout();
-        e.login("nurse2", "Nurse2!clinic", T0).await.unwrap();
+        let e = nurse1_left_a_setting_and_a_registration(&store, &server, "400000055").await;
         let before = dump(&store).await;
         let err = e.remove_user("nurse1").await.unwrap_err();
         assert_eq!(err.code(), "UNSENT_WORK");

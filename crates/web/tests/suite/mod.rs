@@ -62,6 +62,19 @@ fn profile(username: &str) -> UserProfile {
     }
 }
 
+/// Every key and value of every store of database `name`, concatenated (for plaintext scans).
+async fn raw_bytes(name: &str) -> Vec<u8> {
+    let store = IdbStore::open(name).await.unwrap();
+    let mut raw = Vec::new();
+    for s in StoreName::ALL {
+        for (k, v) in store.list(s).await.unwrap() {
+            raw.extend_from_slice(k.as_bytes());
+            raw.extend_from_slice(&v);
+        }
+    }
+    raw
+}
+
 pub async fn idb_store_conformance() {
     conformance::run_all(|label| async move { IdbStore::open(&unique_db(label)).await.unwrap() }).await.unwrap();
 }
@@ -102,14 +115,7 @@ pub async fn data_stored_by_one_user_is_readable_by_another_and_not_without_logi
     assert_eq!(vault.get_record(StoreName::Records, "tei:Zx9aX0nFCnP").await.unwrap().unwrap(), b"Huda Saleh");
 
     // Nothing readable in the raw database.
-    let store = IdbStore::open(&name).await.unwrap();
-    let mut raw = Vec::new();
-    for s in StoreName::ALL {
-        for (k, v) in store.list(s).await.unwrap() {
-            raw.extend_from_slice(k.as_bytes());
-            raw.extend_from_slice(&v);
-        }
-    }
+    let raw = raw_bytes(&name).await;
     for needle in ["Fatima Nasser", "Huda Saleh", "Nurse1!clinic", "nurse2 display", "Bani Naim", "PQfMcpmXeFE"] {
         assert!(!raw.windows(needle.len()).any(|w| w == needle.as_bytes()), "{needle} in clear");
     }
@@ -172,14 +178,7 @@ pub async fn removing_a_user_rotates_the_key_on_idb() {
         let plain = vault.get_record(StoreName::Records, &format!("tei:{i:011}")).await.unwrap().unwrap();
         assert_eq!(plain, format!("Woman number {i}").as_bytes());
     }
-    let store = IdbStore::open(&name).await.unwrap();
-    let mut raw = Vec::new();
-    for s in StoreName::ALL {
-        for (k, v) in store.list(s).await.unwrap() {
-            raw.extend_from_slice(k.as_bytes());
-            raw.extend_from_slice(&v);
-        }
-    }
+    let raw = raw_bytes(&name).await;
     for needle in ["Woman number", "Nurse1!clinic", "nurse1 display", "Bani Naim"] {
         assert!(!raw.windows(needle.len()).any(|w| w == needle.as_bytes()), "{needle} in clear");
     }
