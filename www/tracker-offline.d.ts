@@ -605,7 +605,7 @@ export declare class TrackerOffline extends EventTarget {
    * Rejects with `BAD_INPUT` for the logged-in user, `UNSENT_WORK` while she has requests only
    * she can send (her own settings), `UNKNOWN_USER_OFFLINE` when she is not registered here,
    * `VAULT_LOCKED` when nobody is logged in. The server escrow (if enabled) still holds the
-   * old key: call `enableEscrow` again.
+   * old key until the next online login of its owner with the `escrow` option, or `enableEscrow`.
    */
   removeUser(username: string): Promise<RemovalOutcome>;
 
