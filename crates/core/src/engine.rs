@@ -344,6 +344,11 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
                         // Nobody here to hand the key over: the server escrow, if the clinic keeps one.
                         Err(CoreError::HandoverRequired(_)) => {
                             match self.fetch_escrowed_key(&canonical, password).await.unwrap_or(None) {
+                                // A key escrowed before a removal rotated the data key opens
+                                // nothing here: as if there were no escrow.
+                                Some(key) if !self.vault.is_this_vaults_key(&key).await? => {
+                                    Err(CoreError::HandoverRequired(canonical))
+                                }
                                 // The escrow lets in only whom a colleague's handover would.
                                 Some(key) if self.clinic_not_covered(Some(&key), &profile).await? => {
                                     Err(CoreError::OutsideClinic(canonical))

@@ -632,3 +632,30 @@ fn an_escrow_login_of_a_user_outside_the_clinic_is_refused_and_writes_nothing() 
         no_violations(&fake);
     });
 }
+
+/// Issue 13 item 7: after a removal rotates the data key, the escrow still holds the old key,
+/// which opens nothing: a first login through it is HANDOVER_REQUIRED, never a half-joined
+/// vault. Enabling escrow again (what the `escrow` option does at its owner's online login)
+/// writes the current key over it, and the escrow lets a colleague in again.
+#[test]
+fn after_a_removal_the_old_escrowed_key_opens_nothing_and_escrow_again_writes_the_new_one() {
+    block_on(async {
+        let fake = Fake::new("2.41.0", true);
+        let store = MemoryStore::new();
+        let e = logged_in(&store, &fake).await;
+        e.enable_escrow(&nurse2()).await.unwrap();
+        // nurse2 joins by escrow, then nurse1 (logged in again) removes her from the device.
+        assert!(nurse2_joins(&e).await);
+        e.logout();
+        e.login("nurse1", "Nurse1!clinic", T0 + 2000).await.unwrap();
+        e.remove_user("nurse2").await.unwrap();
+        let new_key = e.vault().export_data_key().unwrap();
+        fake.0.borrow_mut().secret = Some(B64.encode(&new_key[..]));
+        assert!(!nurse2_joins(&e).await, "the old escrowed key let her in after the rotation");
+        assert!(!e.vault().is_registered("nurse2").await.unwrap());
+        e.login("nurse1", "Nurse1!clinic", T0 + 3000).await.unwrap();
+        e.enable_escrow(&nurse2()).await.unwrap();
+        assert!(nurse2_joins(&e).await, "escrow again did not write the new key");
+        no_violations(&fake);
+    });
+}

@@ -579,6 +579,13 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource> Vault<S, K, R> {
         Ok(self.load_meta().await?.map(|m| m.vault_id))
     }
 
+    /// True when `key` is this vault's current data key (a key from the server escrow may be
+    /// one a removal has rotated away since).
+    pub async fn is_this_vaults_key(&self, key: &SecretKey) -> Result<bool> {
+        let meta = self.load_meta().await?.ok_or(CoreError::VaultLocked)?;
+        Ok(Self::check_data_key(&meta, key).is_ok())
+    }
+
     /// The data key of the open session, for handing over to the service worker.
     pub fn export_data_key(&self) -> Result<Zeroizing<[u8; 32]>> {
         self.session_data_key().map(|k| Zeroizing::new(*k.expose())).ok_or(CoreError::VaultLocked)
