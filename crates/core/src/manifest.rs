@@ -19,6 +19,9 @@
 //!   storage keys are keyed hashes, so shards fill evenly): a write rewrites only the shards of
 //!   the keys it touches, plus the root. The root seals every shard's version, and each shard
 //!   is sealed with its version in its associated data, so a shard cannot be rolled back alone.
+//! - An unlock reads the root alone; a shard is read and opened when a value of it is first
+//!   checked or written (reading every value reads every shard, in one read of `meta`). A
+//!   shard that does not open fails the values it holds, not the whole vault.
 //! - Every write of sealed values carries its manifest update in the same batch, guarded by a
 //!   precondition on the root's stored bytes ([`crate::store::WriteOp::Expect`]): two writers
 //!   over one database (a service worker and a page's engine) never overwrite each other's
@@ -136,8 +139,9 @@ pub struct Manifest {
     shards: Vec<Slot>,
 }
 
-/// One shard as held in memory: its stored envelope, opened at its first use (an unlock reads
-/// the root and opens only the shards it needs, not all 4096), or already open.
+/// One shard as held in memory: not read yet (an unlock reads the root alone; the vault reads a
+/// shard when a value of it is checked or written), its stored envelope (opened at its first
+/// use), or open.
 #[derive(Clone, Debug)]
 struct Slot {
     sealed: Option<Arc<Vec<u8>>>,
@@ -148,6 +152,14 @@ struct Slot {
 impl Slot {
     fn opened(shard: Arc<Shard>) -> Self {
         Self { sealed: None, open: Arc::new(OnceLock::from(shard)) }
+    }
+
+    fn unread() -> Self {
+        Self { sealed: None, open: Arc::new(OnceLock::new()) }
+    }
+
+    fn is_unread(&self) -> bool {
+        self.sealed.is_none() && self.open.get().is_none()
     }
 
     fn sealed(bytes: Vec<u8>) -> Self {
@@ -284,6 +296,54 @@ impl Manifest {
         Ok(Some(Self { root_bytes: Some(root_bytes), versions, shards }))
     }
 
+    /// A stored manifest from its root alone: every shard is read later, when it is needed
+    /// ([`Manifest::unread_shards`], [`Manifest::with_read`]).
+    pub fn open_root(data_key: &SecretKey, root_bytes: Vec<u8>) -> Result<Self> {
+        let versions = decode_root(
+            &data_key
+                .open(ROOT_AAD, &root_bytes)
+                .map_err(|_| CoreError::StorageCorrupt("the manifest root does not open".into()))?,
+        )?;
+        let shards = versions
+            .iter()
+            .map(|version| if *version == 0 { Slot::opened(Arc::new(Shard::new())) } else { Slot::unread() })
+            .collect();
+        Ok(Self { root_bytes: Some(root_bytes), versions, shards })
+    }
+
+    /// The shards not read yet among those of `keys` (storage keys of tracked values), or
+    /// among all shards when `keys` is None.
+    pub fn unread_shards<'a>(&self, keys: Option<&mut dyn Iterator<Item = &'a str>>) -> Vec<usize> {
+        let mut wanted: Vec<usize> = match keys {
+            Some(keys) => keys.map(shard_of).collect(),
+            None => (0..SHARDS).collect(),
+        };
+        wanted.sort_unstable();
+        wanted.dedup();
+        wanted.retain(|n| self.shards[*n].is_unread());
+        wanted
+    }
+
+    /// This copy with the shards `wanted` taken from their stored bytes (`fetched`, read after
+    /// this copy's root: a shard another writer changed since does not open, and the vault
+    /// reads the manifest again).
+    pub fn with_read(&self, wanted: &[usize], fetched: &BTreeMap<usize, Vec<u8>>) -> Result<Self> {
+        let mut next = self.clone();
+        for &n in wanted {
+            next.shards[n] = Slot::stored(n, self.versions[n], fetched.get(&n))?;
+        }
+        Ok(next)
+    }
+
+    /// Opens the shards `wanted` (read with [`Manifest::with_read`]) now, so that one another
+    /// writer changed meanwhile is found before it is needed.
+    pub fn open_shards(&self, data_key: &SecretKey, wanted: &[usize]) -> Result<()> {
+        for &n in wanted {
+            self.shard(data_key, n)?;
+        }
+        Ok(())
+    }
+
     /// The root's stored bytes this copy was read from or written as.
     pub fn root_bytes(&self) -> Option<&[u8]> {
         self.root_bytes.as_deref()
@@ -335,7 +395,7 @@ impl Manifest {
             return Ok(open.clone());
         }
         let sealed =
-            slot.sealed.as_deref().ok_or_else(|| CoreError::StorageCorrupt("a manifest shard is lost".into()))?;
+            slot.sealed.as_deref().ok_or_else(|| CoreError::Storage(format!("manifest shard {n:03x} was not read")))?;
         let shard = Arc::new(open_shard(data_key, n, self.versions[n], sealed)?);
         Ok(slot.open.get_or_init(|| shard).clone())
     }
@@ -470,6 +530,45 @@ mod tests {
         // A write touching the damaged shard is refused whole.
         let touch = WriteBatch::new().put(StoreName::Records, "def1", value(3));
         assert!(opened.apply(&key, &rng, touch).is_err());
+    }
+
+    /// From the root alone, a shard is "unread" until its bytes are given; a shard read after
+    /// another writer changed it (a newer version than the root says) does not open.
+    #[test]
+    fn a_manifest_opened_from_its_root_reads_only_the_shards_asked_for() {
+        let rng = crate::random::DeterministicRandom::new(4);
+        let key = SecretKey::generate(&rng).unwrap();
+        let batch =
+            WriteBatch::new().put(StoreName::Records, "abc0", vec![1; 40]).put(StoreName::Outbox, "def0", vec![2; 40]);
+        let (written, batch) = Manifest::empty().apply(&key, &rng, batch).unwrap();
+        let stored = |batch: &WriteBatch| {
+            StoredManifest::from_meta(
+                batch
+                    .ops()
+                    .iter()
+                    .filter_map(|op| match op {
+                        WriteOp::Put { store: StoreName::Meta, key, value } => Some((key.clone(), value.clone())),
+                        _ => None,
+                    })
+                    .collect(),
+            )
+        };
+        let first = stored(&batch);
+        let cold = Manifest::open_root(&key, first.root.clone().unwrap()).unwrap();
+        assert_eq!(cold.unread_shards(None), vec![shard_of("abc0"), shard_of("def0")]);
+        assert_eq!(cold.unread_shards(Some(&mut ["abc1", "abc2", "fff0"].into_iter())), vec![shard_of("abc0")]);
+        assert!(cold.check(&key, StoreName::Records, "abc0", &[1; 40]).is_err(), "an unread shard was trusted");
+        let warm = cold.with_read(&[shard_of("abc0")], &first.shards).unwrap();
+        warm.open_shards(&key, &[shard_of("abc0")]).unwrap();
+        warm.check(&key, StoreName::Records, "abc0", &[1; 40]).unwrap();
+        assert_eq!(warm.unread_shards(None), vec![shard_of("def0")]);
+        // Another writer changes "def0" after the root was read: its shard is a version ahead.
+        let (_, newer) =
+            written.apply(&key, &rng, WriteBatch::new().put(StoreName::Outbox, "def0", vec![3; 40])).unwrap();
+        let ahead = cold.with_read(&[shard_of("def0")], &stored(&newer).shards).unwrap();
+        assert!(ahead.open_shards(&key, &[shard_of("def0")]).is_err());
+        // A shard the root says was written, missing from storage: STORAGE_CORRUPT.
+        assert!(cold.with_read(&[shard_of("def0")], &BTreeMap::new()).is_err());
     }
 
     #[test]

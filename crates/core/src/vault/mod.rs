@@ -17,11 +17,11 @@ use crate::{
     error::{CoreError, Result},
     kdf::{PasswordKdf, DEFAULT_ITERATIONS, PBKDF2_SHA256},
     keypair::PrivateKey,
-    manifest::{Manifest, StoredManifest, ROOT_KEY},
+    manifest::{self, Manifest, StoredManifest, ROOT_KEY},
     profile::UserProfile,
     random::{random_array, RandomSource},
     register::{Bytes, KdfParams, UserEntry, VaultMeta, REGISTER_FORMAT, VAULT_META_KEY},
-    store::{KvStore, StoreName, WriteBatch},
+    store::{KvStore, StoreName, WriteBatch, WriteOp},
 };
 
 /// Longest username accepted (DHIS2 allows 255).
@@ -677,7 +677,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource> Vault<S, K, R> {
                 Ok(opened) => opened,
                 Err(e) => return Err(self.rotated_away(data_key).await.unwrap_or(e)),
             };
-            match self.manifest(data_key).await?.check(data_key, store, key, &sealed) {
+            match self.manifest_for(data_key, Some(&[key])).await?.check(data_key, store, key, &sealed) {
                 Ok(()) => return Ok(Some(opened)),
                 Err(e) if attempt >= 2 => return Err(e),
                 Err(_) => {
@@ -696,7 +696,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource> Vault<S, K, R> {
             return Err(rotated);
         }
         let entries = self.store.list(store).await?;
-        let manifest = self.manifest(&data_key).await?;
+        let manifest = self.manifest_for(&data_key, None).await?;
         let mut out = Vec::with_capacity(entries.len());
         for (key, sealed) in entries {
             let opened = match data_key.open(&Self::record_aad(store, &key), &sealed) {
@@ -743,8 +743,19 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource> Vault<S, K, R> {
     async fn commit_with(&self, data_key: &SecretKey, batch: WriteBatch) -> Result<()> {
         let mut attempt = 0;
         let mut batch = batch;
+        let keys: Vec<String> = batch
+            .ops()
+            .iter()
+            .filter_map(|op| match op {
+                WriteOp::Put { store, key, .. } | WriteOp::Delete { store, key } if manifest::tracks(*store) => {
+                    Some(key.clone())
+                }
+                _ => None,
+            })
+            .collect();
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
         loop {
-            let manifest = self.manifest(data_key).await?;
+            let manifest = self.manifest_for(data_key, Some(&keys)).await?;
             let len = batch.len();
             if manifest.root_bytes().is_none() {
                 batch = self.mark_manifest_in_key_check(data_key, batch).await?;
@@ -793,11 +804,69 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource> Vault<S, K, R> {
         }
     }
 
-    /// The manifest: this context's copy, or the stored one.
+    /// The manifest: this context's copy, or the stored root (its shards are read when needed:
+    /// [`Vault::manifest_for`]).
     async fn manifest(&self, data_key: &SecretKey) -> Result<Manifest> {
-        match self.cached_manifest() {
-            Some(m) => Ok(m),
-            None => self.reload_manifest(data_key).await,
+        if let Some(m) = self.cached_manifest() {
+            return Ok(m);
+        }
+        let Some(root) = self.store.get(StoreName::Meta, ROOT_KEY).await? else {
+            return self.reload_manifest(data_key).await; // none stored: built, or STORAGE_CORRUPT
+        };
+        let manifest = match Manifest::open_root(data_key, root) {
+            Ok(m) => m,
+            Err(e) => return Err(self.rotated_away(data_key).await.unwrap_or(e)),
+        };
+        self.set_manifest(Some(manifest.clone()));
+        Ok(manifest)
+    }
+
+    /// The manifest with the shards of the storage keys `keys` read and opened (every shard
+    /// when None). A shard another writer changed after this copy's root was read does not
+    /// open: the manifest is read again, up to twice, before that is reported.
+    async fn manifest_for(&self, data_key: &SecretKey, keys: Option<&[&str]>) -> Result<Manifest> {
+        let mut attempt = 0;
+        loop {
+            let manifest = self.manifest(data_key).await?;
+            let wanted = match keys {
+                Some(keys) => manifest.unread_shards(Some(&mut keys.iter().copied())),
+                None => manifest.unread_shards(None),
+            };
+            if wanted.is_empty() {
+                return Ok(manifest);
+            }
+            // Many shards: one read of the whole `meta` store costs less than one read each.
+            let fetched = if wanted.len() > 64 {
+                StoredManifest::from_meta(self.store.list(StoreName::Meta).await?).shards
+            } else {
+                let mut fetched = std::collections::BTreeMap::new();
+                for &n in &wanted {
+                    if let Some(bytes) = self.store.get(StoreName::Meta, &Manifest::shard_storage_key(n)).await? {
+                        fetched.insert(n, bytes);
+                    }
+                }
+                fetched
+            };
+            let opened = manifest.with_read(&wanted, &fetched).and_then(|next| {
+                next.open_shards(data_key, &wanted)?;
+                Ok(next)
+            });
+            match opened {
+                Ok(next) => {
+                    if let Ok(mut cached) = self.manifest.lock() {
+                        // Kept unless another task of this context moved to another root meanwhile.
+                        if cached.as_ref().map(Manifest::root_bytes) == Some(manifest.root_bytes()) {
+                            *cached = Some(next.clone());
+                        }
+                    }
+                    return Ok(next);
+                }
+                Err(e) if attempt >= 2 => return Err(e),
+                Err(_) => {
+                    attempt += 1;
+                    self.refresh_manifest(data_key).await?;
+                }
+            }
         }
     }
 
@@ -888,10 +957,11 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource> Vault<S, K, R> {
 
     /// Checks a stored value against the manifest (read again once on a mismatch).
     async fn check_current(&self, data_key: &SecretKey, store: StoreName, key: &str, value: &[u8]) -> Result<()> {
-        if self.manifest(data_key).await?.check(data_key, store, key, value).is_ok() {
+        if self.manifest_for(data_key, Some(&[key])).await?.check(data_key, store, key, value).is_ok() {
             return Ok(());
         }
-        self.refresh_manifest(data_key).await?.check(data_key, store, key, value)
+        self.refresh_manifest(data_key).await?;
+        self.manifest_for(data_key, Some(&[key])).await?.check(data_key, store, key, value)
     }
 
     /// The storage key of a record (tests use it to tamper with raw bytes).
