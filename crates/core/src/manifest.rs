@@ -313,7 +313,7 @@ impl Manifest {
 
     /// The shards not read yet among those of `keys` (storage keys of tracked values), or
     /// among all shards when `keys` is None.
-    pub fn unread_shards<'a>(&self, keys: Option<&mut dyn Iterator<Item = &'a str>>) -> Vec<usize> {
+    pub fn unread_shards(&self, keys: Option<&mut dyn Iterator<Item = &str>>) -> Vec<usize> {
         let mut wanted: Vec<usize> = match keys {
             Some(keys) => keys.map(shard_of).collect(),
             None => (0..SHARDS).collect(),
