@@ -756,6 +756,11 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource> Vault<S, K, R> {
         let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
         loop {
             let manifest = self.manifest_for(data_key, Some(&keys)).await?;
+            // A removal in this context rotated the key while this write waited: its manifest
+            // copy is the new key's, and sealing it under the old one would break the vault.
+            if self.session_data_key().is_some_and(|k| !constant_time_eq(k.expose(), data_key.expose())) {
+                return Err(CoreError::VaultLocked);
+            }
             let len = batch.len();
             if manifest.root_bytes().is_none() {
                 batch = self.mark_manifest_in_key_check(data_key, batch).await?;
