@@ -210,14 +210,16 @@ test('upgrade with unsent work: the newer zip is installed while a nurse\'s regi
       // worker under its own URL, which installs, takes the page over and restarts it.
       const firstLoad = await page.goto(`${sim.url}${APP}`).then(() => 'loaded', (error) => error.message.split('\n')[0]);
       assert.equal(firstLoad, 'loaded');
-      let status = null;
-      for (let i = 0; i < 100 && status?.version !== version; i++) {
-        status = await workerStatus(page).catch(() => null);
-        if (status?.version === version) break;
+      // Watched without messages: Chromium activates a waiting worker that called skipWaiting()
+      // only when the old one has no event in flight, and a status message every 200 ms kept the
+      // old one busy for 20 s and more (seen in CI: the new worker stayed "waiting").
+      const controlledByNewer = (v) => navigator.serviceWorker.controller?.scriptURL.endsWith(`sw.js?v=${v}`) ?? false;
+      for (let i = 0; i < 150 && !(await page.evaluate(controlledByNewer, version).catch(() => false)); i++) {
         await new Promise((resolve) => setTimeout(resolve, 200));
         // On the browser's error page: she loads the app again.
         if (page.url().startsWith('chrome-error:')) await page.goto(`${sim.url}${APP}`).catch(() => {});
       }
+      const status = await workerStatus(page);
       assert.equal(status?.version, version, 'the new worker controls the page');
       assert.equal(status.locked, true, 'it holds no session of the old worker');
       await page.goto(`${sim.url}${APP}`);
