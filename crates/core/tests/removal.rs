@@ -6,10 +6,18 @@
 
 mod support;
 
-use futures::executor::block_on;
+use std::{
+    cell::{Cell, RefCell},
+    rc::Rc,
+};
+
+use futures::{channel::oneshot, executor::block_on};
 use support::*;
 use tracker_offline_core::{
-    store::{KvStore, MemoryStore, StoreName},
+    kdf::RustPbkdf2,
+    random::OsRandom,
+    store::{KvStore, MemoryStore, StoreName, WriteBatch},
+    vault::Vault,
     CoreError,
 };
 
@@ -210,5 +218,150 @@ fn a_context_still_holding_the_old_key_is_logged_out_and_an_old_escrowed_key_is_
             fresh.login_offline("nurse5", "Nurse5!clinic", T0 + 6).await.unwrap_err().code(),
             "UNKNOWN_USER_OFFLINE"
         );
+    });
+}
+
+/// A store whose next writes wait until the test lets them through, one at a time, so that a
+/// write and a removal in the same context can be made to commit in either order.
+#[derive(Clone, Default)]
+struct HeldStore {
+    inner: MemoryStore,
+    /// How many of the next writes are held.
+    to_hold: Rc<Cell<usize>>,
+    /// The held writes, in the order they arrived, each waiting for its release.
+    held: Rc<RefCell<Vec<oneshot::Sender<()>>>>,
+}
+
+impl HeldStore {
+    fn hold_next_writes(&self, n: usize) {
+        self.to_hold.set(n);
+    }
+    fn waiting(&self) -> usize {
+        self.held.borrow().len()
+    }
+    /// Lets the `i`-th held write (in arrival order) go on.
+    fn release(&self, i: usize) {
+        let sender = std::mem::replace(&mut self.held.borrow_mut()[i], oneshot::channel().0);
+        sender.send(()).unwrap();
+    }
+}
+
+impl KvStore for HeldStore {
+    async fn get(&self, store: StoreName, key: &str) -> tracker_offline_core::Result<Option<Vec<u8>>> {
+        self.inner.get(store, key).await
+    }
+    async fn list(&self, store: StoreName) -> tracker_offline_core::Result<Vec<(String, Vec<u8>)>> {
+        self.inner.list(store).await
+    }
+    async fn count(&self, store: StoreName) -> tracker_offline_core::Result<u64> {
+        self.inner.count(store).await
+    }
+    async fn write(&self, batch: WriteBatch) -> tracker_offline_core::Result<()> {
+        if self.to_hold.get() > 0 {
+            self.to_hold.set(self.to_hold.get() - 1);
+            let (sender, receiver) = oneshot::channel();
+            self.held.borrow_mut().push(sender);
+            receiver.await.unwrap();
+        }
+        self.inner.write(batch).await
+    }
+}
+
+/// Waits (yielding to the other futures of the `join!`) until `n` writes are held.
+async fn until_held(store: &HeldStore, n: usize) {
+    while store.waiting() < n {
+        yield_now().await;
+    }
+}
+
+/// Polls a future that returns `Pending` once, waking itself: lets the other side of a `join!` run.
+async fn yield_now() {
+    let mut yielded = false;
+    futures::future::poll_fn(|cx| {
+        if yielded {
+            std::task::Poll::Ready(())
+        } else {
+            yielded = true;
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }
+    })
+    .await
+}
+
+/// The clinic of three, on a store whose writes can be held; nurse1 logged in.
+async fn held_clinic_of_three(store: &HeldStore) -> Vault<HeldStore, RustPbkdf2, OsRandom> {
+    let v = Vault::new(store.clone(), RustPbkdf2, OsRandom, fast_policy());
+    v.login_verified_online("nurse1", "Nurse1!clinic", profile("nurse1", "Amal"), T0).await.unwrap();
+    v.login_verified_online("nurse2", "Nurse2!clinic", profile("nurse2", "Huda"), T0).await.unwrap();
+    v.login_verified_online("nurse3", "Nurse3!clinic", profile("nurse3", "Rana"), T0).await.unwrap();
+    v.lock();
+    v.login_offline("nurse1", "Nurse1!clinic", T0 + 1).await.unwrap();
+    v.put_record(StoreName::Records, "tei:before", b"before").await.unwrap();
+    v
+}
+
+/// After everything, the vault opens for a colleague and holds what it should.
+async fn vault_opens_with(store: &HeldStore, expected: &[(&str, Option<&[u8]>)]) {
+    let fresh = vault(&store.inner);
+    fresh.login_offline("nurse2", "Nurse2!clinic", T0 + DAY).await.unwrap();
+    for (id, value) in expected {
+        assert_eq!(fresh.get_record(StoreName::Records, id).await.unwrap().as_deref(), *value, "{id}");
+    }
+    assert_eq!(
+        fresh.login_offline("nurse3", "Nurse3!clinic", T0 + DAY).await.unwrap_err().code(),
+        "UNKNOWN_USER_OFFLINE"
+    );
+}
+
+#[test]
+fn a_write_waiting_to_commit_while_a_removal_commits_is_refused_and_the_vault_stays_whole() {
+    block_on(async {
+        let store = HeldStore::default();
+        let v = held_clinic_of_three(&store).await;
+        // The write is sealed under the old key and waits for its transaction; the removal
+        // runs meanwhile and commits first.
+        store.hold_next_writes(1);
+        let (written, removed) =
+            futures::future::join(v.put_record(StoreName::Records, "tei:during", b"during"), async {
+                until_held(&store, 1).await;
+                let removed = v.remove_user("nurse3").await;
+                store.release(0);
+                removed
+            })
+            .await;
+        removed.unwrap();
+        assert_eq!(written.unwrap_err(), CoreError::VaultLocked, "the write sealed under the old key");
+        // The session goes on under the new key, and nothing of the refused write is stored.
+        assert_eq!(v.get_record(StoreName::Records, "tei:before").await.unwrap().unwrap(), b"before");
+        v.put_record(StoreName::Records, "tei:again", b"again").await.unwrap();
+        vault_opens_with(
+            &store,
+            &[("tei:before", Some(b"before")), ("tei:during", None), ("tei:again", Some(b"again"))],
+        )
+        .await;
+    });
+}
+
+#[test]
+fn a_write_that_commits_while_a_removal_waits_to_commit_is_sealed_again_by_the_removal() {
+    block_on(async {
+        let store = HeldStore::default();
+        let v = held_clinic_of_three(&store).await;
+        // The removal has read and sealed everything again and waits for its transaction; a
+        // write made meanwhile commits first, under the old key.
+        store.hold_next_writes(1);
+        let (removed, written) = futures::future::join(v.remove_user("nurse3"), async {
+            until_held(&store, 1).await;
+            let written = v.put_record(StoreName::Records, "tei:during", b"during").await;
+            store.release(0);
+            yield_now().await;
+            written
+        })
+        .await;
+        written.unwrap();
+        removed.unwrap();
+        assert_eq!(v.get_record(StoreName::Records, "tei:during").await.unwrap().unwrap(), b"during");
+        vault_opens_with(&store, &[("tei:before", Some(b"before")), ("tei:during", Some(b"during"))]).await;
     });
 }
