@@ -13,7 +13,10 @@ if [ "${1:-}" = "--dev" ]; then profile=(--dev); profile_dir=debug; fi
 wasm-pack --quiet build crates/web --target web --out-dir ../../www/pkg --out-name tracker_offline "${profile[@]}" --no-pack
 wasm_opt=tests/node_modules/.bin/wasm-opt
 if [ "$profile_dir" = wasm-release ] && [ -x "$wasm_opt" ]; then
-  "$wasm_opt" -O3 --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext --enable-mutable-globals \
+  # TRACKER_OFFLINE_WASM_NAMES=1 keeps the function names, for CPU profiles (tests/bench/profile-login.mjs).
+  names=()
+  if [ "${TRACKER_OFFLINE_WASM_NAMES:-}" = 1 ]; then names=(-g); fi
+  "$wasm_opt" -O3 "${names[@]}" --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext --enable-mutable-globals \
     --enable-reference-types --enable-multivalue \
     www/pkg/tracker_offline_bg.wasm -o www/pkg/tracker_offline_bg.wasm
 fi

@@ -1,0 +1,131 @@
+// Where an offline login's time goes (issue 17, P1: "find what the work beyond the KDF is"): the
+// benchmark's setup (release dhis2-sim with 1,000 women, the library as shipped, a nurse logged
+// in online with the clinic downloaded, the server killed), then offline logins with Chrome's
+// CPU profiler on the service worker, which runs them. Prints per login: the time the page
+// waited, the worker's busy time on its thread (JS + wasm) and idle time (waiting for
+// WebCrypto's PBKDF2, IndexedDB and the failed request to the server); and the functions with
+// the most self time over all logins.
+//
+//   node tests/bench/profile-login.mjs [--logins 5] [--sim-bin target/release/dhis2-sim] [--teis 1000] [--settle-ms 1500]
+//
+// Build the package with `TRACKER_OFFLINE_WASM_NAMES=1 scripts/build-wasm.sh` first to see the
+// wasm functions by name (without it they show as wasm-function[N]).
+import { resolve, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+import { BenchSim } from './lib/sim.mjs';
+import { buildWww } from './lib/www.mjs';
+
+const ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
+const arg = (name, fallback) => {
+  const i = process.argv.indexOf(name);
+  return i > 0 ? process.argv[i + 1] : fallback;
+};
+const LOGINS = Number(arg('--logins', 5));
+const TEIS = Number(arg('--teis', 1000));
+const SIM_BIN = arg('--sim-bin', join(ROOT, 'target', 'release', 'dhis2-sim'));
+const SETTLE_MS = Number(arg('--settle-ms', 1500));
+const NURSE = { username: 'nurse1', password: 'Nurse1!clinic' };
+
+/** A CDP session on the service worker target, through the browser session (not flattened). */
+async function attachToWorker(browserSession, scriptUrlPart) {
+  const { targetInfos } = await browserSession.send('Target.getTargets');
+  const target = targetInfos.find((t) => t.type === 'service_worker' && t.url.includes(scriptUrlPart));
+  if (!target) throw new Error(`no service worker target: ${targetInfos.map((t) => `${t.type} ${t.url}`).join(', ')}`);
+  const { sessionId } = await browserSession.send('Target.attachToTarget', { targetId: target.targetId, flatten: false });
+  let next = 1;
+  const pending = new Map();
+  browserSession.on('Target.receivedMessageFromTarget', (event) => {
+    if (event.sessionId !== sessionId) return;
+    const message = JSON.parse(event.message);
+    const waiter = pending.get(message.id);
+    if (!waiter) return;
+    pending.delete(message.id);
+    if (message.error) waiter.reject(new Error(`${message.error.message}`));
+    else waiter.resolve(message.result);
+  });
+  return {
+    send(method, params = {}) {
+      const id = next++;
+      return new Promise((resolve, reject) => {
+        pending.set(id, { resolve, reject });
+        browserSession.send('Target.sendMessageToTarget', { sessionId, message: JSON.stringify({ id, method, params }) }).catch(reject);
+      });
+    },
+  };
+}
+
+/** Self time per function (ms) and busy/idle split of a CPU profile. */
+function digest(profile) {
+  const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+  const self = new Map();
+  const dts = profile.timeDeltas;
+  let idle = 0;
+  let busy = 0;
+  for (let i = 0; i < profile.samples.length; i++) {
+    const node = byId.get(profile.samples[i]);
+    const dt = (dts[i + 1] ?? 0) / 1000;
+    const { functionName, url, lineNumber } = node.callFrame;
+    if (functionName === '(idle)' || functionName === '(program)') {
+      idle += dt;
+      continue;
+    }
+    busy += dt;
+    const name = `${functionName || '(anonymous)'} ${url.split('/').pop()}${url ? `:${lineNumber + 1}` : ''}`;
+    self.set(name, (self.get(name) ?? 0) + dt);
+  }
+  return { idle, busy, self };
+}
+
+async function main() {
+  const www = await buildWww(ROOT);
+  const sim = new BenchSim({ binary: SIM_BIN, www: www.dir, trackedEntities: TEIS });
+  await sim.start();
+  const browser = await chromium.launch({ executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium', headless: true, args: ['--disable-gpu'] });
+  try {
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    await page.goto(`${sim.url}/bench.html`);
+    await page.waitForFunction(() => window.benchMarks?.done, null, { timeout: 60000, polling: 50 });
+    await page.waitForFunction(() => navigator.serviceWorker.controller !== null, null, { timeout: 20000, polling: 50 });
+    const call = (method, ...args) => page.evaluate(({ method, args }) => window.trackerOffline[method](...args), { method, args });
+    const online = await call('login', NURSE.username, NURSE.password);
+    if (online.mode !== 'online') throw new Error(`online login was ${online.mode}`);
+    await call('download', {});
+    await sim.kill();
+    console.log(`${TEIS} women downloaded; the server is killed`);
+
+    const cdp = await attachToWorker(await browser.newBrowserCDPSession(), '/sw.js');
+    await cdp.send('Profiler.enable');
+    await cdp.send('Profiler.setSamplingInterval', { interval: 100 });
+    const total = new Map();
+    for (let i = 0; i < LOGINS; i++) {
+      await call('logout');
+      // The page asks for the status after each login, which loads the clinic copy in the
+      // worker: let that finish, as between two logins at a clinic.
+      await new Promise((r) => setTimeout(r, SETTLE_MS));
+      await cdp.send('Profiler.start');
+      const waited = await page.evaluate(async ({ username, password }) => {
+        const t = performance.now();
+        const outcome = await window.trackerOffline.login(username, password);
+        if (outcome.mode !== 'offline') throw new Error(`login mode ${outcome.mode}`);
+        return performance.now() - t;
+      }, NURSE);
+      const { profile } = await cdp.send('Profiler.stop');
+      const { idle, busy, self } = digest(profile);
+      for (const [name, ms] of self) total.set(name, (total.get(name) ?? 0) + ms);
+      console.log(`login ${i + 1}: page waited ${waited.toFixed(1)} ms; worker busy ${busy.toFixed(1)} ms, idle ${idle.toFixed(1)} ms`);
+    }
+    console.log(`\nself time over ${LOGINS} logins (ms), the top 25:`);
+    for (const [name, ms] of [...total].sort((a, b) => b[1] - a[1]).slice(0, 25)) console.log(`${ms.toFixed(1).padStart(8)}  ${name}`);
+  } finally {
+    await browser.close();
+    await sim.dispose();
+    www.dispose();
+  }
+}
+
+main().catch((error) => {
+  console.error(error);
+  process.exit(1);
+});
