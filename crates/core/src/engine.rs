@@ -331,7 +331,13 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
     /// the server is final (the register is not consulted).
     pub async fn login(&self, username: &str, password: &str, now_ms: i64) -> Result<LoginOutcome> {
         validate_credentials(username, password)?;
-        match self.check_online(username, password).await {
+        // The KDF (WebCrypto's, off the thread) runs while the request is on the network.
+        let (check, mut ahead) = futures::future::join(
+            self.check_online(username, password),
+            self.vault.derive_ahead(username, password, now_ms),
+        )
+        .await;
+        match check {
             OnlineCheck::Accepted(profile) => {
                 self.set_online(true);
                 let canonical = profile.username.clone();
@@ -339,30 +345,33 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
                 if self.handover_outside_clinic(&canonical, &profile).await? {
                     return Err(CoreError::OutsideClinic(canonical));
                 }
-                let outcome =
-                    match self.vault.login_verified_online(&canonical, password, profile.clone(), now_ms).await {
-                        // Nobody here to hand the key over: the server escrow, if the clinic keeps one.
-                        Err(CoreError::HandoverRequired(_)) => {
-                            match self.fetch_escrowed_key(&canonical, password).await.unwrap_or(None) {
-                                // A key escrowed before a removal rotated the data key opens
-                                // nothing here: as if there were no escrow.
-                                Some(key) if !self.vault.is_this_vaults_key(&key).await? => {
-                                    Err(CoreError::HandoverRequired(canonical))
-                                }
-                                // The escrow lets in only whom a colleague's handover would.
-                                Some(key) if self.clinic_not_covered(Some(&key), &profile).await? => {
-                                    Err(CoreError::OutsideClinic(canonical))
-                                }
-                                Some(key) => {
-                                    self.vault
-                                        .login_verified_online_with(&canonical, password, profile, now_ms, Some(key))
-                                        .await
-                                }
-                                None => Err(CoreError::HandoverRequired(canonical)),
+                let outcome = match self
+                    .vault
+                    .login_verified_online_ahead(&canonical, password, profile.clone(), now_ms, None, ahead.take())
+                    .await
+                {
+                    // Nobody here to hand the key over: the server escrow, if the clinic keeps one.
+                    Err(CoreError::HandoverRequired(_)) => {
+                        match self.fetch_escrowed_key(&canonical, password).await.unwrap_or(None) {
+                            // A key escrowed before a removal rotated the data key opens
+                            // nothing here: as if there were no escrow.
+                            Some(key) if !self.vault.is_this_vaults_key(&key).await? => {
+                                Err(CoreError::HandoverRequired(canonical))
                             }
+                            // The escrow lets in only whom a colleague's handover would.
+                            Some(key) if self.clinic_not_covered(Some(&key), &profile).await? => {
+                                Err(CoreError::OutsideClinic(canonical))
+                            }
+                            Some(key) => {
+                                self.vault
+                                    .login_verified_online_with(&canonical, password, profile, now_ms, Some(key))
+                                    .await
+                            }
+                            None => Err(CoreError::HandoverRequired(canonical)),
                         }
-                        other => other,
-                    };
+                    }
+                    other => other,
+                };
                 if outcome.is_ok() {
                     // A password the server accepts again: work may be sent with it.
                     self.clear_password_refused(&username_now).await?;
@@ -378,12 +387,12 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
                 // Refused without cookies, so it is the password itself: if it is the one the
                 // register holds, it stops opening the vault offline. A storage failure here
                 // does not change the answer she gets.
-                let _ = self.vault.note_password_refused_by_server(username, password).await;
+                let _ = self.vault.note_password_refused_ahead(username, password, ahead).await;
                 Err(CoreError::BadCredentials)
             }
             OnlineCheck::Unreachable(_) => {
                 self.set_online(false);
-                self.vault.login_offline(username, password, now_ms).await
+                self.vault.login_offline_ahead(username, password, now_ms, ahead).await
             }
         }
     }

@@ -2,9 +2,23 @@
 
 mod support;
 
-use futures::executor::block_on;
+use std::{
+    cell::{Cell, RefCell},
+    rc::Rc,
+};
+
+use futures::{channel::oneshot, executor::block_on};
 use support::*;
-use tracker_offline_core::{store::MemoryStore, vault::LoginMode};
+use tracker_offline_core::{
+    crypto::SecretKey,
+    engine::{Engine, EngineConfig},
+    http::{HttpClient, HttpRequest, HttpResponse},
+    kdf::{PasswordKdf, RustPbkdf2},
+    random::OsRandom,
+    store::{KvStore, MemoryStore, StoreName},
+    vault::LoginMode,
+    Result,
+};
 
 const ME_NURSE1: &str = r#"{"id":"xE7jOejl9FI","username":"nurse1","displayName":"Amal Haddad",
   "organisationUnits":[{"id":"DiszpKrYNg8","displayName":"Bani Naim Clinic"}]}"#;
@@ -227,5 +241,83 @@ fn a_session_that_cannot_be_opened_does_not_fail_a_verified_login() {
         assert!(http.requests.borrow()[1].opens_session);
         assert_eq!(e.status().await.unwrap().online, Some(true));
         assert!(!e.status().await.unwrap().locked);
+    });
+}
+
+/// A KDF that counts its derivations and tells whether the server had answered at each one.
+#[derive(Clone, Default)]
+struct WatchedKdf {
+    derivations: Rc<Cell<u32>>,
+    before_the_answer: Rc<Cell<u32>>,
+    answered: Rc<Cell<bool>>,
+}
+
+impl PasswordKdf for WatchedKdf {
+    async fn pbkdf2_sha256(&self, password: &[u8], salt: &[u8], iterations: u32) -> Result<SecretKey> {
+        self.derivations.set(self.derivations.get() + 1);
+        if !self.answered.get() {
+            self.before_the_answer.set(self.before_the_answer.get() + 1);
+        }
+        RustPbkdf2.pbkdf2_sha256(password, salt, iterations).await
+    }
+}
+
+/// The scripted server, whose answer to the password check comes only once the test lets it
+/// (a slow network), marking the KDF's `answered` then.
+struct SlowServer {
+    answers: ScriptedHttp,
+    release: RefCell<Option<oneshot::Receiver<()>>>,
+    answered: Rc<Cell<bool>>,
+}
+
+impl HttpClient for &SlowServer {
+    async fn send(&self, request: HttpRequest) -> Result<HttpResponse> {
+        let held = self.release.borrow_mut().take();
+        if let Some(release) = held {
+            let _ = release.await;
+        }
+        self.answered.set(true);
+        (&self.answers).send(request).await
+    }
+}
+
+#[test]
+fn a_registered_user_s_password_is_derived_while_the_server_checks_it_and_only_once() {
+    block_on(async {
+        let store = MemoryStore::new();
+        for (answer, mode) in
+            [(Answer::NetworkDown, LoginMode::Offline), (Answer::Status(200, ME_NURSE1), LoginMode::Online)]
+        {
+            let kdf = WatchedKdf::default();
+            let (release, held) = oneshot::channel();
+            let server = SlowServer {
+                answers: ScriptedHttp::default(),
+                release: RefCell::new(Some(held)),
+                answered: kdf.answered.clone(),
+            };
+            // Registered online first (nothing held for that login).
+            if store.list(StoreName::Users).await.unwrap().is_empty() {
+                let first = ScriptedHttp::default();
+                first.push(Answer::Status(200, ME_NURSE1));
+                engine(&store, &first).login("nurse1", "Nurse1!clinic", T0).await.unwrap();
+            }
+            server.answers.push(answer);
+            server.answers.push(Answer::Status(200, ME_NURSE1)); // the session request, online
+            let e = Engine::new(
+                EngineConfig::new("/api", fast_policy()).unwrap(),
+                store.clone(),
+                kdf.clone(),
+                OsRandom,
+                &server,
+            );
+            let (out, ()) = futures::future::join(e.login("nurse1", "Nurse1!clinic", T0 + DAY), async {
+                yield_once().await;
+                release.send(()).unwrap();
+            })
+            .await;
+            assert_eq!(out.unwrap().mode, mode);
+            assert_eq!(kdf.before_the_answer.get(), 1, "{mode:?}: the KDF waited for the server");
+            assert_eq!(kdf.derivations.get(), 1, "{mode:?}: the password was derived again");
+        }
     });
 }

@@ -113,6 +113,13 @@ struct Session {
     mode: LoginMode,
 }
 
+/// A user's password secrets derived during a login, before they were asked for
+/// ([`Vault::derive_ahead`]); zeroized when dropped unused.
+pub(crate) struct DerivedAhead {
+    kdf: KdfParams,
+    secrets: PasswordSecrets,
+}
+
 /// What the JS `status()` reports about the session.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -288,6 +295,37 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource> Vault<S, K, R> {
         Ok(PasswordSecrets::from_master(&master))
     }
 
+    /// Her password's secrets derived ahead, with the KDF parameters of her register entry,
+    /// while the server checks the password (the engine runs both at once: an offline login
+    /// does not wait for the failed request, an online one does not wait for the KDF after the
+    /// server's answer). None when there is nothing to derive ahead: no vault, a user new to
+    /// this device, a locked-out entry, or any failure (the login then derives as usual).
+    pub(crate) async fn derive_ahead(&self, username: &str, password: &str, now_ms: i64) -> Option<DerivedAhead> {
+        validate_credentials(username, password).ok()?;
+        let meta = self.load_meta().await.ok()??;
+        let bytes = self.store.get(StoreName::Users, &Self::user_key(&meta, username)).await.ok()??;
+        let entry = UserEntry::decode(&bytes).ok()?;
+        if entry.locked_until_ms > now_ms {
+            return None;
+        }
+        let secrets = self.derive(password, &entry.kdf).await.ok()?;
+        Some(DerivedAhead { kdf: entry.kdf, secrets })
+    }
+
+    /// The secrets of `password` under `kdf`: the ones derived ahead when they were derived
+    /// with these parameters (taken: used once), else derived now.
+    async fn derive_or_take(
+        &self,
+        password: &str,
+        kdf: &KdfParams,
+        ahead: &mut Option<DerivedAhead>,
+    ) -> Result<PasswordSecrets> {
+        match ahead.take() {
+            Some(derived) if derived.kdf == *kdf => Ok(derived.secrets),
+            _ => self.derive(password, kdf).await,
+        }
+    }
+
     fn new_kdf_params(&self) -> Result<KdfParams> {
         Ok(KdfParams {
             algorithm: PBKDF2_SHA256.to_string(),
@@ -344,6 +382,20 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource> Vault<S, K, R> {
         now_ms: i64,
         escrowed_key: Option<SecretKey>,
     ) -> Result<LoginOutcome> {
+        self.login_verified_online_ahead(username, password, profile, now_ms, escrowed_key, None).await
+    }
+
+    /// As [`Vault::login_verified_online_with`], with her password's secrets derived ahead
+    /// from this same `password` ([`Vault::derive_ahead`]).
+    pub(crate) async fn login_verified_online_ahead(
+        &self,
+        username: &str,
+        password: &str,
+        profile: UserProfile,
+        now_ms: i64,
+        escrowed_key: Option<SecretKey>,
+        mut ahead: Option<DerivedAhead>,
+    ) -> Result<LoginOutcome> {
         validate_credentials(username, password)?;
         let meta = self.load_meta().await?;
         // Her entry and password secrets, when her wrap can be kept as it is.
@@ -375,7 +427,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource> Vault<S, K, R> {
                 };
                 let mut own_key = None;
                 if let Some(entry) = existing {
-                    let secrets = self.derive(password, &entry.kdf).await?;
+                    let secrets = self.derive_or_take(password, &entry.kdf, &mut ahead).await?;
                     if constant_time_eq(&secrets.verifier, &entry.verifier.0) {
                         own_key = Some(Self::open_own_data_key(&meta, &user_key, &entry, &secrets.key_encryption_key)?);
                         // A rotated key is wrapped under her password again.
@@ -449,6 +501,18 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource> Vault<S, K, R> {
     /// Checks `password` against the local register only, with lockout and credential age,
     /// and opens the session.
     pub async fn login_offline(&self, username: &str, password: &str, now_ms: i64) -> Result<LoginOutcome> {
+        self.login_offline_ahead(username, password, now_ms, None).await
+    }
+
+    /// As [`Vault::login_offline`], with her password's secrets derived ahead from this same
+    /// `password` ([`Vault::derive_ahead`]).
+    pub(crate) async fn login_offline_ahead(
+        &self,
+        username: &str,
+        password: &str,
+        now_ms: i64,
+        mut ahead: Option<DerivedAhead>,
+    ) -> Result<LoginOutcome> {
         validate_credentials(username, password)?;
         let unknown = || CoreError::UnknownUserOffline(username.to_string());
         let meta = self.load_meta().await?.ok_or_else(unknown)?;
@@ -461,7 +525,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource> Vault<S, K, R> {
             let wait = (entry.locked_until_ms - now_ms) as u64;
             return Err(CoreError::LockedOut { retry_after_ms: wait.min(self.policy.lockout_max_ms) });
         }
-        let secrets = self.derive(password, &entry.kdf).await?;
+        let secrets = self.derive_or_take(password, &entry.kdf, &mut ahead).await?;
         if !constant_time_eq(&secrets.verifier, &entry.verifier.0) {
             entry.failed_attempts = entry.failed_attempts.saturating_add(1);
             let delay = self.policy.lockout_delay_ms(entry.failed_attempts);
@@ -547,12 +611,23 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource> Vault<S, K, R> {
     /// everyone else's access stay. True when the entry was marked. A wrong guess changes nothing
     /// (the comparison is the offline login's, in constant time).
     pub async fn note_password_refused_by_server(&self, username: &str, password: &str) -> Result<bool> {
+        self.note_password_refused_ahead(username, password, None).await
+    }
+
+    /// As [`Vault::note_password_refused_by_server`], with the secrets derived ahead from this
+    /// same `password` ([`Vault::derive_ahead`]).
+    pub(crate) async fn note_password_refused_ahead(
+        &self,
+        username: &str,
+        password: &str,
+        mut ahead: Option<DerivedAhead>,
+    ) -> Result<bool> {
         validate_credentials(username, password)?;
         let Some(meta) = self.load_meta().await? else { return Ok(false) };
         let user_key = Self::user_key(&meta, username);
         let Some(bytes) = self.store.get(StoreName::Users, &user_key).await? else { return Ok(false) };
         let mut entry = UserEntry::decode(&bytes)?;
-        let secrets = self.derive(password, &entry.kdf).await?;
+        let secrets = self.derive_or_take(password, &entry.kdf, &mut ahead).await?;
         if !constant_time_eq(&secrets.verifier, &entry.verifier.0) || entry.refused_by_server {
             return Ok(false);
         }
