@@ -402,10 +402,19 @@ programTrackedEntityAttributes[displayInList,trackedEntityAttribute[id,displayNa
             skipped_records: Vec::new(),
         };
         let family_is_tracker = meta.minor_version() >= 42;
+        // The next page is fetched while this one is merged and committed (one page ahead):
+        // the server's time and the device's overlap instead of adding up. A failed fetch of
+        // the next page shows once this one is stored, so the cursor keeps what was done.
+        let mut fetched_ahead: Option<Result<Value>> = None;
         while cursor.step < cursor.steps.len() {
-            let (ou, program) = cursor.steps[cursor.step].clone();
-            let url = self.page_url(&meta, &ou, &program, cursor.page, page_size, cursor.since.as_deref());
-            let body = self.get_json(&url).await?;
+            let body = match fetched_ahead.take() {
+                Some(body) => body?,
+                None => {
+                    let (ou, program) = &cursor.steps[cursor.step];
+                    self.get_json(&self.page_url(&meta, ou, program, cursor.page, page_size, cursor.since.as_deref()))
+                        .await?
+                }
+            };
             report.pages += 1;
             // Every item of the page, as the server sent it: a malformed one is skipped (and
             // reported) by `apply_server_page`, never dropped silently, and counts for paging.
@@ -435,18 +444,9 @@ programTrackedEntityAttributes[displayInList,trackedEntityAttribute[id,displayNa
                 cursor.totals[cursor.step] = total;
             }
             let received = items.len();
-            // The page is merged into the local copy as it is now, under the one writer.
-            let _writer = self.writer.lock().await;
-            let (batch, applied) = self.apply_server_page(items, family_is_tracker, now_ms).await?;
-            report.tracked_entities += applied.stored;
-            report.deleted += applied.deleted;
-            report.kept_local += applied.kept_local;
-            report.skipped += applied.skipped.len() as u64;
-            let room = MAX_SKIPPED_LISTED.saturating_sub(report.skipped_records.len());
-            report.skipped_records.extend(applied.skipped.into_iter().take(room));
-            cursor.done = cursor.done.saturating_add(received as u64);
             let last_page =
                 received < page_size || total.is_some_and(|t| cursor.page.saturating_mul(page_size) as u64 >= t);
+            cursor.done = cursor.done.saturating_add(received as u64);
             if last_page {
                 cursor.step += 1;
                 cursor.page = 1;
@@ -458,21 +458,42 @@ programTrackedEntityAttributes[displayInList,trackedEntityAttribute[id,displayNa
                 cursor.last_complete_ms = Some(cursor.run_started_ms);
                 cursor.last_complete_server_ms = cursor.run_started_server_ms;
             }
-            let batch = self.vault.seal_into(
-                batch,
-                StoreName::Cache,
-                CURSOR_ID,
-                &serde_json::to_vec(&cursor).map_err(|e| CoreError::BadInput(e.to_string()))?,
-            )?;
-            self.vault.commit(batch).await?;
-            if let Ok(mut c) = self.clinic.lock() {
-                for uid in &applied.removed {
-                    c.index.remove(uid);
+            let next_url = cursor.steps.get(cursor.step).map(|(ou, program)| {
+                self.page_url(&meta, ou, program, cursor.page, page_size, cursor.since.as_deref())
+            });
+            let cursor_bytes = serde_json::to_vec(&cursor).map_err(|e| CoreError::BadInput(e.to_string()))?;
+            let store_page = async {
+                // The page is merged into the local copy as it is now, under the one writer.
+                let _writer = self.writer.lock().await;
+                let (batch, mut applied) = self.apply_server_page(items, family_is_tracker, now_ms).await?;
+                let batch = self.vault.seal_into(batch, StoreName::Cache, CURSOR_ID, &cursor_bytes)?;
+                self.vault.commit(batch).await?;
+                // The index in memory follows the commit before the writer is let go.
+                if let Ok(mut c) = self.clinic.lock() {
+                    for uid in &applied.removed {
+                        c.index.remove(uid);
+                    }
+                    for row in std::mem::take(&mut applied.rows) {
+                        c.index.upsert(row);
+                    }
                 }
-                for row in applied.rows {
-                    c.index.upsert(row);
+                Ok::<_, CoreError>(applied)
+            };
+            let fetch_next = async {
+                match &next_url {
+                    Some(url) => Some(self.get_json(url).await),
+                    None => None,
                 }
-            }
+            };
+            let (stored, next) = futures::future::join(store_page, fetch_next).await;
+            let applied = stored?;
+            fetched_ahead = next;
+            report.tracked_entities += applied.stored;
+            report.deleted += applied.deleted;
+            report.kept_local += applied.kept_local;
+            report.skipped += applied.skipped.len() as u64;
+            let room = MAX_SKIPPED_LISTED.saturating_sub(report.skipped_records.len());
+            report.skipped_records.extend(applied.skipped.into_iter().take(room));
             let known: Option<u64> = cursor.totals.iter().try_fold(0u64, |acc, t| t.map(|t| acc.saturating_add(t)));
             progress(Progress { done: cursor.done, total: known.or(total) });
         }

@@ -659,3 +659,69 @@ fn offline_reads_show_only_the_logged_in_users_org_units() {
         assert_eq!(all["trackedEntityInstances"].as_array().unwrap().len(), 10);
     });
 }
+
+/// A store whose writes take a turn of the executor (a transaction waiting for its commit, as
+/// IndexedDB's do) and note how many requests the server had had when each was applied.
+struct SlowStore<'a> {
+    inner: MemoryStore,
+    server: &'a FakeDhis2,
+    /// Per write: its operation count, and the server's request count when it was applied.
+    writes: RefCell<Vec<(usize, usize)>>,
+}
+
+impl KvStore for SlowStore<'_> {
+    async fn get(&self, store: StoreName, key: &str) -> Result<Option<Vec<u8>>> {
+        self.inner.get(store, key).await
+    }
+    async fn list(&self, store: StoreName) -> Result<Vec<(String, Vec<u8>)>> {
+        self.inner.list(store).await
+    }
+    async fn count(&self, store: StoreName) -> Result<u64> {
+        self.inner.count(store).await
+    }
+    async fn write(&self, batch: WriteBatch) -> Result<()> {
+        yield_once().await;
+        self.writes.borrow_mut().push((batch.len(), self.server.requests.borrow().len()));
+        self.inner.write(batch).await
+    }
+}
+
+impl Clone for SlowStore<'_> {
+    fn clone(&self) -> Self {
+        Self { inner: self.inner.clone(), server: self.server, writes: RefCell::default() }
+    }
+}
+
+#[test]
+fn the_next_page_is_on_its_way_while_a_page_is_stored() {
+    block_on(async {
+        let server = FakeDhis2::new("2.40.3", 160);
+        let store = SlowStore { inner: MemoryStore::new(), server: &server, writes: RefCell::default() };
+        let e = Engine::new(EngineConfig::new("/api", fast_policy()).unwrap(), store, RustPbkdf2, OsRandom, &server);
+        e.login("nurse1", "Nurse1!clinic", T0).await.unwrap();
+        let report = e.download(DownloadOptions::default(), T0, &mut |_| {}).await.unwrap();
+        assert_eq!((report.tracked_entities, report.pages), (160, 4));
+        let requests = server.requests.borrow().clone();
+        let page_request = |page: usize| {
+            requests
+                .iter()
+                .position(|u| {
+                    u.starts_with("/api/trackedEntityInstances.json") && u.contains(&format!("&page={page}&"))
+                })
+                .unwrap()
+        };
+        // The writes that store a page (50 women, their index rows, the manifest): for pages 1
+        // to 3, the next page had been asked for when the page was committed.
+        let page_writes: Vec<usize> =
+            e.vault().store().writes.borrow().iter().filter(|(ops, _)| *ops >= 40).map(|(_, seen)| *seen).collect();
+        assert_eq!(page_writes.len(), 4, "{page_writes:?}");
+        for page in 1..=3 {
+            assert!(
+                page_writes[page - 1] > page_request(page + 1),
+                "page {page} was committed before page {} was asked for: {requests:?} {page_writes:?}",
+                page + 1
+            );
+        }
+        assert_eq!(e.record_count(), 160);
+    });
+}

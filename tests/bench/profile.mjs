@@ -1,12 +1,15 @@
-// Where an offline login's time goes (issue 17, P1: "find what the work beyond the KDF is"): the
-// benchmark's setup (release dhis2-sim with 1,000 women, the library as shipped, a nurse logged
-// in online with the clinic downloaded, the server killed), then offline logins with Chrome's
-// CPU profiler on the service worker, which runs them. Prints per login: the time the page
-// waited, the worker's busy time on its thread (JS + wasm) and idle time (waiting for
-// WebCrypto's PBKDF2, IndexedDB and the failed request to the server); and the functions with
-// the most self time over all logins.
+// Where the time of a login or a download goes (issue 17: "profile first"), with Chrome's CPU
+// profiler on the service worker, which runs both. The benchmark's setup: release dhis2-sim with
+// a generated database, the library as shipped.
+// - `--what login` (P1): a nurse logs in online and downloads the clinic, the server is killed,
+//   then offline logins, each profiled. Per login: the time the page waited, the worker's busy
+//   time on its thread (JS + wasm) and idle time (waiting for WebCrypto's PBKDF2, IndexedDB,
+//   the failed request to the server).
+// - `--what download` (P2): after an online login, one download of the whole clinic, profiled.
+// Then the functions with the most self time.
 //
-//   node tests/bench/profile-login.mjs [--logins 5] [--sim-bin target/release/dhis2-sim] [--teis 1000] [--settle-ms 1500]
+//   node tests/bench/profile.mjs [--what login|download] [--logins 5] [--teis 1000]
+//        [--settle-ms 1500] [--sim-bin target/release/dhis2-sim]
 //
 // Build the package with `TRACKER_OFFLINE_WASM_NAMES=1 scripts/build-wasm.sh` first to see the
 // wasm functions by name (without it they show as wasm-function[N]).
@@ -21,11 +24,14 @@ const arg = (name, fallback) => {
   const i = process.argv.indexOf(name);
   return i > 0 ? process.argv[i + 1] : fallback;
 };
+const WHAT = arg('--what', 'login');
 const LOGINS = Number(arg('--logins', 5));
 const TEIS = Number(arg('--teis', 1000));
 const SIM_BIN = arg('--sim-bin', join(ROOT, 'target', 'release', 'dhis2-sim'));
 const SETTLE_MS = Number(arg('--settle-ms', 1500));
 const NURSE = { username: 'nurse1', password: 'Nurse1!clinic' };
+// P2 downloads as the administrator (every woman of the generated database); P1 logs a nurse in.
+const USER = WHAT === 'download' ? { username: 'admin', password: 'district' } : NURSE;
 
 /** A CDP session on the service worker target, through the browser session (not flattened). */
 async function attachToWorker(browserSession, scriptUrlPart) {
@@ -89,35 +95,45 @@ async function main() {
     await page.waitForFunction(() => window.benchMarks?.done, null, { timeout: 60000, polling: 50 });
     await page.waitForFunction(() => navigator.serviceWorker.controller !== null, null, { timeout: 20000, polling: 50 });
     const call = (method, ...args) => page.evaluate(({ method, args }) => window.trackerOffline[method](...args), { method, args });
-    const online = await call('login', NURSE.username, NURSE.password);
-    if (online.mode !== 'online') throw new Error(`online login was ${online.mode}`);
-    await call('download', {});
-    await sim.kill();
-    console.log(`${TEIS} women downloaded; the server is killed`);
-
     const cdp = await attachToWorker(await browser.newBrowserCDPSession(), '/sw.js');
     await cdp.send('Profiler.enable');
-    await cdp.send('Profiler.setSamplingInterval', { interval: 100 });
+    await cdp.send('Profiler.setSamplingInterval', { interval: WHAT === 'login' ? 100 : 1000 });
     const total = new Map();
-    for (let i = 0; i < LOGINS; i++) {
-      await call('logout');
-      // The page asks for the status after each login, which loads the clinic copy in the
-      // worker: let that finish, as between two logins at a clinic.
-      await new Promise((r) => setTimeout(r, SETTLE_MS));
+    const profiled = async (label, run) => {
       await cdp.send('Profiler.start');
-      const waited = await page.evaluate(async ({ username, password }) => {
-        const t = performance.now();
-        const outcome = await window.trackerOffline.login(username, password);
-        if (outcome.mode !== 'offline') throw new Error(`login mode ${outcome.mode}`);
-        return performance.now() - t;
-      }, NURSE);
+      const waited = await run();
       const { profile } = await cdp.send('Profiler.stop');
       const { idle, busy, self } = digest(profile);
       for (const [name, ms] of self) total.set(name, (total.get(name) ?? 0) + ms);
-      console.log(`login ${i + 1}: page waited ${waited.toFixed(1)} ms; worker busy ${busy.toFixed(1)} ms, idle ${idle.toFixed(1)} ms`);
+      console.log(`${label}: page waited ${waited.toFixed(1)} ms; worker busy ${busy.toFixed(1)} ms, idle ${idle.toFixed(1)} ms`);
+    };
+    const online = await call('login', USER.username, USER.password);
+    if (online.mode !== 'online') throw new Error(`online login was ${online.mode}`);
+    if (WHAT === 'download') {
+      await profiled(`download of ${TEIS} women`, () => page.evaluate(async () => {
+        const t = performance.now();
+        await window.trackerOffline.download({});
+        return performance.now() - t;
+      }));
+    } else {
+      await call('download', {});
+      await sim.kill();
+      console.log(`${TEIS} women downloaded; the server is killed`);
+      for (let i = 0; i < LOGINS; i++) {
+        await call('logout');
+        // The page asks for the status after each login, which loads the clinic copy in the
+        // worker: let that finish, as between two logins at a clinic.
+        await new Promise((r) => setTimeout(r, SETTLE_MS));
+        await profiled(`login ${i + 1}`, () => page.evaluate(async ({ username, password }) => {
+          const t = performance.now();
+          const outcome = await window.trackerOffline.login(username, password);
+          if (outcome.mode !== 'offline') throw new Error(`login mode ${outcome.mode}`);
+          return performance.now() - t;
+        }, NURSE));
+      }
     }
-    console.log(`\nself time over ${LOGINS} logins (ms), the top 25:`);
-    for (const [name, ms] of [...total].sort((a, b) => b[1] - a[1]).slice(0, 25)) console.log(`${ms.toFixed(1).padStart(8)}  ${name}`);
+    console.log(`\nself time (ms), the top 30:`);
+    for (const [name, ms] of [...total].sort((a, b) => b[1] - a[1]).slice(0, 30)) console.log(`${ms.toFixed(1).padStart(8)}  ${name}`);
   } finally {
     await browser.close();
     await sim.dispose();
