@@ -516,6 +516,17 @@ programTrackedEntityAttributes[displayInList,trackedEntityAttribute[id,displayNa
         let mut batch = WriteBatch::new();
         let mut applied = AppliedPage::default();
         let mut next_ordinal = self.clinic.lock().map(|c| c.index.next_ordinal()).unwrap_or(1);
+        // The stored copies of the page's women, read at once (one transaction, not one each).
+        let uids: Vec<String> = items
+            .iter()
+            .filter_map(|item| item.get("trackedEntityInstance").or_else(|| item.get("trackedEntity")))
+            .filter_map(Value::as_str)
+            .filter(|uid| crate::records::is_uid(uid))
+            .map(bundle_id)
+            .collect();
+        let ids: Vec<&str> = uids.iter().map(String::as_str).collect();
+        let mut stored: std::collections::HashMap<String, Option<Vec<u8>>> =
+            uids.iter().cloned().zip(self.vault.get_records(StoreName::Records, &ids).await?).collect();
         for item in items {
             let item = match item {
                 Value::Object(o) if tracker => convert(Kind::TrackedEntity, &o, false),
@@ -551,7 +562,11 @@ programTrackedEntityAttributes[displayInList,trackedEntityAttribute[id,displayNa
             let uid = server.uid().to_string();
             // Read from storage, not the in-memory index: another context (the service worker,
             // another tab) may have stored her since this engine loaded its index.
-            let existing = match self.vault.get_record(StoreName::Records, &bundle_id(&uid)).await? {
+            let stored_bytes = match stored.remove(&bundle_id(&uid)) {
+                Some(bytes) => bytes,
+                None => self.vault.get_record(StoreName::Records, &bundle_id(&uid)).await?,
+            };
+            let existing = match stored_bytes {
                 Some(bytes) => Some(parse_bundle(&bytes)?),
                 None => None,
             };

@@ -163,6 +163,16 @@ impl WriteBatch {
 pub trait KvStore {
     /// Reads one value.
     async fn get(&self, store: StoreName, key: &str) -> Result<Option<Vec<u8>>>;
+    /// Reads several values at once, in the order of `keys` (None where a key is absent).
+    /// Implementations read them in one transaction (IndexedDB: one per call instead of one
+    /// per key); this default reads them one by one.
+    async fn get_many(&self, store: StoreName, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>> {
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            out.push(self.get(store, key).await?);
+        }
+        Ok(out)
+    }
     /// Lists every (key, value) of a store, ordered by key.
     async fn list(&self, store: StoreName) -> Result<Vec<(String, Vec<u8>)>>;
     /// Counts the entries of a store.
@@ -296,6 +306,12 @@ pub mod conformance {
         check(store.count(StoreName::Records).await? == 1, "count after delete")?;
         store.write(WriteBatch::new().put(StoreName::Records, "empty", vec![])).await?;
         check(store.get(StoreName::Records, "empty").await? == Some(vec![]), "empty value kept")?;
+        let keys = ["b", "a", "empty", "b"].map(String::from);
+        check(
+            store.get_many(StoreName::Records, &keys).await? == vec![Some(vec![2]), None, Some(vec![]), Some(vec![2])],
+            "get_many answers in the order asked, None where absent",
+        )?;
+        check(store.get_many(StoreName::Records, &[]).await?.is_empty(), "get_many of no key")?;
         Ok(())
     }
 

@@ -667,11 +667,18 @@ struct SlowStore<'a> {
     server: &'a FakeDhis2,
     /// Per write: its operation count, and the server's request count when it was applied.
     writes: RefCell<Vec<(usize, usize)>>,
+    /// Reads of `records` (a `get`, or a `get_many` of any length).
+    record_reads: RefCell<usize>,
 }
 
 impl KvStore for SlowStore<'_> {
     async fn get(&self, store: StoreName, key: &str) -> Result<Option<Vec<u8>>> {
+        *self.record_reads.borrow_mut() += usize::from(store == StoreName::Records);
         self.inner.get(store, key).await
+    }
+    async fn get_many(&self, store: StoreName, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>> {
+        *self.record_reads.borrow_mut() += usize::from(store == StoreName::Records);
+        self.inner.get_many(store, keys).await
     }
     async fn list(&self, store: StoreName) -> Result<Vec<(String, Vec<u8>)>> {
         self.inner.list(store).await
@@ -688,15 +695,25 @@ impl KvStore for SlowStore<'_> {
 
 impl Clone for SlowStore<'_> {
     fn clone(&self) -> Self {
-        Self { inner: self.inner.clone(), server: self.server, writes: RefCell::default() }
+        Self {
+            inner: self.inner.clone(),
+            server: self.server,
+            writes: RefCell::default(),
+            record_reads: RefCell::default(),
+        }
     }
 }
 
 #[test]
-fn the_next_page_is_on_its_way_while_a_page_is_stored() {
+fn the_next_page_is_on_its_way_while_a_page_is_stored_and_a_page_reads_its_women_at_once() {
     block_on(async {
         let server = FakeDhis2::new("2.40.3", 160);
-        let store = SlowStore { inner: MemoryStore::new(), server: &server, writes: RefCell::default() };
+        let store = SlowStore {
+            inner: MemoryStore::new(),
+            server: &server,
+            writes: RefCell::default(),
+            record_reads: RefCell::default(),
+        };
         let e = Engine::new(EngineConfig::new("/api", fast_policy()).unwrap(), store, RustPbkdf2, OsRandom, &server);
         e.login("nurse1", "Nurse1!clinic", T0).await.unwrap();
         let report = e.download(DownloadOptions::default(), T0, &mut |_| {}).await.unwrap();
@@ -723,5 +740,7 @@ fn the_next_page_is_on_its_way_while_a_page_is_stored() {
             );
         }
         assert_eq!(e.record_count(), 160);
+        // The stored copies of a page's women are read at once, not one by one.
+        assert_eq!(*e.vault().store().record_reads.borrow(), 4, "reads of records for 4 pages");
     });
 }

@@ -115,6 +115,25 @@ impl KvStore for IdbStore {
         value.map(bytes_of).transpose()
     }
 
+    async fn get_many(&self, store: StoreName, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let tx = self.db.transaction(store.as_str()).build().map_err(idb_error)?;
+        let os = tx.object_store(store.as_str()).map_err(idb_error)?;
+        // Every request goes out before the first is awaited: one transaction, pipelined.
+        let mut requests = Vec::with_capacity(keys.len());
+        for key in keys {
+            requests.push(os.get::<JsValue, _, _>(key.as_str()).primitive().map_err(idb_error)?);
+        }
+        let mut out = Vec::with_capacity(keys.len());
+        for request in requests {
+            let value: Option<JsValue> = request.await.map_err(idb_error)?;
+            out.push(value.map(bytes_of).transpose()?);
+        }
+        Ok(out)
+    }
+
     async fn list(&self, store: StoreName) -> Result<Vec<(String, Vec<u8>)>> {
         let tx = self.db.transaction(store.as_str()).build().map_err(idb_error)?;
         let os = tx.object_store(store.as_str()).map_err(idb_error)?;

@@ -728,6 +728,40 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource> Vault<S, K, R> {
         self.get_current(&data_key, store, &key).await
     }
 
+    /// [`Vault::get_record`] of several records at once, in the order of `ids`: one read of
+    /// the store (and of the manifest shards they need) instead of one per record.
+    pub async fn get_records(&self, store: StoreName, ids: &[&str]) -> Result<Vec<Option<Vec<u8>>>> {
+        let mut data_key = None;
+        let mut keys = Vec::with_capacity(ids.len());
+        for id in ids {
+            let (key_of_session, key) = self.record_address(store, id)?;
+            data_key = Some(key_of_session);
+            keys.push(key);
+        }
+        let Some(data_key) = data_key else { return Ok(Vec::new()) };
+        let sealed_values = self.store.get_many(store, &keys).await?;
+        let present: Vec<&str> =
+            keys.iter().zip(&sealed_values).filter(|(_, v)| v.is_some()).map(|(k, _)| k.as_str()).collect();
+        let manifest =
+            if present.is_empty() { None } else { Some(self.manifest_for(&data_key, Some(&present)).await?) };
+        let mut out = Vec::with_capacity(keys.len());
+        for (key, sealed) in keys.iter().zip(sealed_values) {
+            let (Some(sealed), Some(manifest)) = (sealed, manifest.as_ref()) else {
+                out.push(None);
+                continue;
+            };
+            let opened = data_key
+                .open(&Self::record_aad(store, key), &sealed)
+                .and_then(|plain| manifest.check(&data_key, store, key, &sealed).map(|()| plain));
+            out.push(match opened {
+                Ok(plain) => Some(plain),
+                // Read again alone, with its retries (another writer, a rotation): its answer counts.
+                Err(_) => self.get_current(&data_key, store, key).await?,
+            });
+        }
+        Ok(out)
+    }
+
     /// [`Vault::get_record`] under a data key obtained before any session is open (a first
     /// login through the server escrow checks the clinic copy's org units before it lets her
     /// in). The key must be this vault's.
@@ -919,13 +953,9 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource> Vault<S, K, R> {
             let fetched = if wanted.len() > 64 {
                 StoredManifest::from_meta(self.store.list(StoreName::Meta).await?).shards
             } else {
-                let mut fetched = std::collections::BTreeMap::new();
-                for &n in &wanted {
-                    if let Some(bytes) = self.store.get(StoreName::Meta, &Manifest::shard_storage_key(n)).await? {
-                        fetched.insert(n, bytes);
-                    }
-                }
-                fetched
+                let keys: Vec<String> = wanted.iter().map(|&n| Manifest::shard_storage_key(n)).collect();
+                let values = self.store.get_many(StoreName::Meta, &keys).await?;
+                wanted.iter().zip(values).filter_map(|(&n, bytes)| Some((n, bytes?))).collect()
             };
             let opened = manifest.with_read(&wanted, &fetched).and_then(|next| {
                 next.open_shards(data_key, &wanted)?;
