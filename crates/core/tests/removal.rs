@@ -270,23 +270,8 @@ impl KvStore for HeldStore {
 /// Waits (yielding to the other futures of the `join!`) until `n` writes are held.
 async fn until_held(store: &HeldStore, n: usize) {
     while store.waiting() < n {
-        yield_now().await;
+        yield_once().await;
     }
-}
-
-/// Polls a future that returns `Pending` once, waking itself: lets the other side of a `join!` run.
-async fn yield_now() {
-    let mut yielded = false;
-    futures::future::poll_fn(|cx| {
-        if yielded {
-            std::task::Poll::Ready(())
-        } else {
-            yielded = true;
-            cx.waker().wake_by_ref();
-            std::task::Poll::Pending
-        }
-    })
-    .await
 }
 
 /// The clinic of three, on a store whose writes can be held; nurse1 logged in.
@@ -355,7 +340,7 @@ fn a_write_that_commits_while_a_removal_waits_to_commit_is_sealed_again_by_the_r
             until_held(&store, 1).await;
             let written = v.put_record(StoreName::Records, "tei:during", b"during").await;
             store.release(0);
-            yield_now().await;
+            yield_once().await;
             written
         })
         .await;
