@@ -60,6 +60,19 @@ async function workerStatus(page) {
   }));
 }
 
+/** workerStatus, asked again when a navigation (the page restarting itself) destroys the question. */
+async function workerStatusAcrossRestart(page) {
+  for (let attempt = 1; ; attempt++) {
+    await page.waitForLoadState('load').catch(() => {});
+    try {
+      return await workerStatus(page);
+    } catch (error) {
+      if (attempt >= 20 || !/context was destroyed|navigat/i.test(error.message)) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+  }
+}
+
 async function appResults(page) {
   await page.waitForFunction(() => window.appResults !== undefined, null, { timeout: 30000, polling: 100 });
   return page.evaluate(() => window.appResults);
@@ -219,7 +232,10 @@ test('upgrade with unsent work: the newer zip is installed while a nurse\'s regi
         // On the browser's error page: she loads the app again.
         if (page.url().startsWith('chrome-error:')) await page.goto(`${sim.url}${APP}`).catch(() => {});
       }
-      const status = await workerStatus(page);
+      // The takeover restarts the page (the loader's controllerchange handler): asked while
+      // that navigation runs, the question dies with the old page (seen in CI: "Execution
+      // context was destroyed"). It is asked again on the restarted page.
+      const status = await workerStatusAcrossRestart(page);
       assert.equal(status?.version, version, 'the new worker controls the page');
       assert.equal(status.locked, true, 'it holds no session of the old worker');
       await page.goto(`${sim.url}${APP}`);
