@@ -335,6 +335,19 @@ impl Manifest {
         Ok(next)
     }
 
+    /// This copy with every shard not read yet taken from `stored`, a read of the whole `meta`
+    /// store, when that read holds this copy's root: one transaction read the root and the
+    /// shards, so every shard in it is at the version the root says, and none is read again by
+    /// a later write. `None` when the stored root is another one (another writer committed
+    /// after this copy was read: only the shards a caller needs are taken, and checked).
+    pub fn with_all_read(&self, stored: &StoredManifest) -> Result<Option<Self>> {
+        if stored.root.is_none() || stored.root.as_deref() != self.root_bytes.as_deref() {
+            return Ok(None);
+        }
+        let unread = self.unread_shards(None);
+        self.with_read(&unread, &stored.shards).map(Some)
+    }
+
     /// Opens the shards `wanted` (read with [`Manifest::with_read`]) now, so that one another
     /// writer changed meanwhile is found before it is needed.
     pub fn open_shards(&self, data_key: &SecretKey, wanted: &[usize]) -> Result<()> {
@@ -569,6 +582,12 @@ mod tests {
         assert!(ahead.open_shards(&key, &[shard_of("def0")]).is_err());
         // A shard the root says was written, missing from storage: STORAGE_CORRUPT.
         assert!(cold.with_read(&[shard_of("def0")], &BTreeMap::new()).is_err());
+        // A read of the whole store holding this copy's root gives every shard; one holding
+        // another root gives none (its shards may be ahead of this copy's versions).
+        let whole = cold.with_all_read(&first).unwrap().unwrap();
+        assert!(whole.unread_shards(None).is_empty());
+        whole.check(&key, StoreName::Outbox, "def0", &[2; 40]).unwrap();
+        assert!(cold.with_all_read(&stored(&newer)).unwrap().is_none());
     }
 
     #[test]

@@ -949,26 +949,30 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource> Vault<S, K, R> {
             if wanted.is_empty() {
                 return Ok(manifest);
             }
-            // Many shards: one read of the whole `meta` store costs less than one read each.
-            let fetched = if wanted.len() > 64 {
-                StoredManifest::from_meta(self.store.list(StoreName::Meta).await?).shards
+            // Many shards: one read of the whole `meta` store costs less than one read each,
+            // and when it holds this copy's root, every shard in it is kept (later writes,
+            // which touch other shards, then read none: a flush of 5,000 creates read the
+            // whole store once per request before).
+            let read = if wanted.len() > 64 {
+                let stored = StoredManifest::from_meta(self.store.list(StoreName::Meta).await?);
+                match manifest.with_all_read(&stored) {
+                    Ok(Some(next)) => Ok(next),
+                    Ok(None) => manifest.with_read(&wanted, &stored.shards),
+                    Err(e) => Err(e),
+                }
             } else {
                 let keys: Vec<String> = wanted.iter().map(|&n| Manifest::shard_storage_key(n)).collect();
                 let values = self.store.get_many(StoreName::Meta, &keys).await?;
-                wanted.iter().zip(values).filter_map(|(&n, bytes)| Some((n, bytes?))).collect()
+                let fetched = wanted.iter().zip(values).filter_map(|(&n, bytes)| Some((n, bytes?))).collect();
+                manifest.with_read(&wanted, &fetched)
             };
-            let opened = manifest.with_read(&wanted, &fetched).and_then(|next| {
+            let opened = read.and_then(|next| {
                 next.open_shards(data_key, &wanted)?;
                 Ok(next)
             });
             match opened {
                 Ok(next) => {
-                    if let Ok(mut cached) = self.manifest.lock() {
-                        // Kept unless another task of this context moved to another root meanwhile.
-                        if cached.as_ref().map(Manifest::root_bytes) == Some(manifest.root_bytes()) {
-                            *cached = Some(next.clone());
-                        }
-                    }
+                    self.keep_read_manifest(&manifest, &next);
                     return Ok(next);
                 }
                 Err(e) if attempt >= 2 => return Err(e),
@@ -976,6 +980,16 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource> Vault<S, K, R> {
                     attempt += 1;
                     self.refresh_manifest(data_key).await?;
                 }
+            }
+        }
+    }
+
+    /// Keeps `next` (`read` with more shards read) as this context's copy, unless another
+    /// task of this context moved to another root meanwhile.
+    fn keep_read_manifest(&self, read: &Manifest, next: &Manifest) {
+        if let Ok(mut cached) = self.manifest.lock() {
+            if cached.as_ref().map(Manifest::root_bytes) == Some(read.root_bytes()) {
+                *cached = Some(next.clone());
             }
         }
     }
