@@ -6,9 +6,12 @@
 //   time on its thread (JS + wasm) and idle time (waiting for WebCrypto's PBKDF2, IndexedDB,
 //   the failed request to the server).
 // - `--what download` (P2): after an online login, one download of the whole clinic, profiled.
+// - `--what load` (P7): after a download of the whole clinic as the administrator, the server is
+//   killed; then, per round, a logout, an offline login (not profiled) and the first
+//   working-list page read through the worker (which loads the clinic copy), profiled.
 // Then the functions with the most self time.
 //
-//   node tests/bench/profile.mjs [--what login|download] [--logins 5] [--teis 1000]
+//   node tests/bench/profile.mjs [--what login|download|load] [--logins 5] [--teis 1000]
 //        [--settle-ms 1500] [--sim-bin target/release/dhis2-sim]
 //
 // Build the package with `TRACKER_OFFLINE_WASM_NAMES=1 scripts/build-wasm.sh` first to see the
@@ -31,7 +34,8 @@ const SIM_BIN = arg('--sim-bin', join(ROOT, 'target', 'release', 'dhis2-sim'));
 const SETTLE_MS = Number(arg('--settle-ms', 1500));
 const NURSE = { username: 'nurse1', password: 'Nurse1!clinic' };
 // P2 downloads as the administrator (every woman of the generated database); P1 logs a nurse in.
-const USER = WHAT === 'download' ? { username: 'admin', password: 'district' } : NURSE;
+const ADMIN = { username: 'admin', password: 'district' };
+const USER = WHAT === 'login' ? NURSE : ADMIN;
 
 /** A CDP session on the service worker target, through the browser session (not flattened). */
 async function attachToWorker(browserSession, scriptUrlPart) {
@@ -115,6 +119,22 @@ async function main() {
         await window.trackerOffline.download({});
         return performance.now() - t;
       }));
+    } else if (WHAT === 'load') {
+      await call('download', {});
+      await sim.kill();
+      console.log(`${TEIS} women downloaded; the server is killed`);
+      for (let i = 0; i < LOGINS; i++) {
+        await call('logout');
+        await call('login', ADMIN.username, ADMIN.password);
+        await profiled(`first working-list page ${i + 1}`, () => page.evaluate(async () => {
+          const t = performance.now();
+          // The benchmark's working list (P3, P7): the MCH program at the generated clinic.
+          const r = await fetch('/api/trackedEntityInstances/query.json?ou=OuBaniNaim1&ouMode=SELECTED&program=PrMchProg01&pageSize=50&page=1&totalPages=true');
+          if (r.status !== 200 || !r.headers.get('x-tracker-offline')) throw new Error(`HTTP ${r.status}, not answered locally`);
+          await r.json();
+          return performance.now() - t;
+        }));
+      }
     } else {
       await call('download', {});
       await sim.kill();

@@ -168,8 +168,15 @@ pub fn router_with_apps(state: AppState, www: Option<&Path>, apps: &[(String, Pa
         .merge(protected)
         .layer(middleware::from_fn(faults::mark_route));
 
-    let mut app = Router::new()
-        .nest("/api", api)
+    let mut app = Router::new().nest("/api", api.clone());
+    // Every API resource is also served under an API version, `/api/41/me` as `/api/me`: the
+    // app platform's app-runtime (the Capture app) asks for everything this way, with the
+    // server's own minor version. The versions accepted: the oldest DHIS2 still names
+    // ([`version::OLDEST_API_VERSION`]) up to the server's; a later one is a 404.
+    for v in version::OLDEST_API_VERSION..=state.version().minor {
+        app = app.nest(&format!("/api/{v}"), api.clone());
+    }
+    let mut app = app
         .merge(commons::routes(state.clone()))
         .merge(resources::routes(state.clone()))
         .route(auth::LOGIN_PAGE, get(login_page))

@@ -5,6 +5,10 @@
 
 use std::{fmt, str::FromStr};
 
+/// The oldest API version a path may name (`/api/28/...`). Assumed, not checked against
+/// dhis2-core's `ApiVersion` list: the clients this simulator serves name the server's own.
+pub const OLDEST_API_VERSION: u32 = 28;
+
 /// A DHIS2 version `2.<minor>.<patch>`; the simulator supports minors 39 to 42.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ServerVersion {
