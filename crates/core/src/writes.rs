@@ -486,12 +486,25 @@ pub fn synthetic_response(
     }
 }
 
+/// The records nested under `key` of each of `parents`.
+fn nested<'a>(parents: &[&'a Object], key: &str) -> Vec<&'a Object> {
+    parents.iter().filter_map(|p| p.get(key).and_then(Value::as_array)).flatten().filter_map(Value::as_object).collect()
+}
+
 /// The ImportReport of a queued `/api/tracker` import.
 pub fn tracker_report(prepared: &PreparedWrite) -> Value {
     let Mutation::TrackerImport { teis, enrollments, events, delete, .. } = &prepared.mutation else {
         return Value::Null;
     };
-    let report = |kind: &str, items: &[Object], key: &str| {
+    // Nested records count as the server counts them: a tracked entity's enrollments, an
+    // enrollment's events (the Capture app registers a woman, her enrollment and its first
+    // visit in one nested payload and reads their UIDs here).
+    let teis: Vec<&Object> = teis.iter().collect();
+    let mut enrollments: Vec<&Object> = enrollments.iter().collect();
+    enrollments.extend(nested(&teis, "enrollments"));
+    let mut events: Vec<&Object> = events.iter().collect();
+    events.extend(nested(&enrollments, "events"));
+    let report = |kind: &str, items: &[&Object], key: &str| {
         json!({"trackerType": kind, "stats": {"created": if *delete { 0 } else { items.len() }, "updated": 0,
             "deleted": if *delete { items.len() } else { 0 }, "ignored": 0, "total": items.len()},
             "objectReports": items.iter().filter_map(|o| text(o, key)).map(|u| json!({"trackerType": kind, "uid": u, "errorReports": []})).collect::<Vec<_>>()})
@@ -501,9 +514,9 @@ pub fn tracker_report(prepared: &PreparedWrite) -> Value {
         "validationReport": {"errorReports": [], "warningReports": []},
         "stats": {"created": if *delete { 0 } else { total }, "updated": 0, "deleted": if *delete { total } else { 0 }, "ignored": 0, "total": total},
         "bundleReport": {"status": "OK", "typeReportMap": {
-            "TRACKED_ENTITY": report("TRACKED_ENTITY", teis, "trackedEntityInstance"),
-            "ENROLLMENT": report("ENROLLMENT", enrollments, "enrollment"),
-            "EVENT": report("EVENT", events, "event")}}})
+            "TRACKED_ENTITY": report("TRACKED_ENTITY", &teis, "trackedEntityInstance"),
+            "ENROLLMENT": report("ENROLLMENT", &enrollments, "enrollment"),
+            "EVENT": report("EVENT", &events, "event")}}})
 }
 
 /// A record touched by a write: sent at the next flush in its current local state.
@@ -878,6 +891,41 @@ pub fn describe(prepared: &PreparedWrite) -> String {
 mod tests {
     use super::*;
     use crate::random::DeterministicRandom;
+
+    /// The Capture app registers a woman as one nested payload (`trackedEntities[].enrollments[]
+    /// .events[]`, the enrollment without a UID: the server makes it) to `/api/41/tracker?async=
+    /// false`, and reads the UIDs of the new woman AND of her enrollment from the bundle report
+    /// (`typeReportMap.ENROLLMENT.objectReports[0].uid`) to open her dashboard. Offline, the local
+    /// answer named only the top-level lists: no enrollment, so the app could not go on.
+    #[test]
+    fn a_nested_registration_is_answered_with_every_record_it_creates() {
+        let body = json!({"trackedEntities": [{"trackedEntity": "CaptureTei1", "orgUnit": "OuBaniNaim1",
+            "trackedEntityType": "TetPerson01", "attributes": [{"attribute": "AtFirstNam1", "value": "Sawsan"}],
+            "enrollments": [{"program": "PrMchProg01", "status": "ACTIVE", "orgUnit": "OuBaniNaim1",
+                "occurredAt": "2026-12-01", "enrolledAt": "2026-12-01",
+                "events": [{"event": "CaptureEvt1", "programStage": "PsAncVisit1", "program": "PrMchProg01",
+                    "orgUnit": "OuBaniNaim1", "status": "ACTIVE", "occurredAt": "2026-12-01", "dataValues": []}]}]}]});
+        let rng = DeterministicRandom::new(2);
+        let prepared = prepare_write(
+            "POST",
+            "/api/41/tracker?async=false",
+            "/api",
+            "application/json",
+            body.to_string().as_bytes(),
+            &rng,
+        )
+        .unwrap();
+        let sent: Value = serde_json::from_slice(&prepared.body).unwrap();
+        let enrollment = sent["trackedEntities"][0]["enrollments"][0]["enrollment"].as_str().unwrap().to_string();
+        assert!(is_uid(&enrollment), "the enrollment is given its UID here: {sent}");
+        let report = tracker_report(&prepared);
+        let types = &report["bundleReport"]["typeReportMap"];
+        assert_eq!(types["TRACKED_ENTITY"]["objectReports"][0]["uid"], "CaptureTei1", "{report}");
+        assert_eq!(types["ENROLLMENT"]["objectReports"][0]["uid"], enrollment.as_str(), "{report}");
+        assert_eq!(types["EVENT"]["objectReports"][0]["uid"], "CaptureEvt1", "{report}");
+        assert_eq!(report["stats"]["created"], 3, "{report}");
+        assert_eq!(types["ENROLLMENT"]["stats"]["created"], 1, "{report}");
+    }
 
     /// Found by the fuzz harness (tests/fuzz.rs, target `writes`): an event whose value nested
     /// 120 levels parsed as a body, was captured, and its bundle (two levels deeper) could no
