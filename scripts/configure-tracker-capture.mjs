@@ -104,7 +104,8 @@ export function rewriteIndex(html, config) {
     links += 1;
     return `<link${before} data-tracker-offline-href=${quote}${href}${quote}${after}>`;
   });
-  const head = withLinks.match(/<head\b[^>]*>/i);
+  // The <head> tag itself, not one named in a comment (blanked to the same length).
+  const head = withLinks.replace(/<!--[\s\S]*?-->/g, (comment) => ' '.repeat(comment.length)).match(/<head\b[^>]*>/i);
   if (!head) throw new Error('index.html has no <head>');
   const json = JSON.stringify(config).replace(/</g, '\\u003c');
   const inject =

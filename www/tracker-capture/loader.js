@@ -429,7 +429,34 @@ class StatusBar {
   }
 }
 
+/**
+ * Keeps the app platform from unregistering the library's worker. A DHIS2 app built on the app
+ * platform without its PWA mode (the Capture app) unregisters, each time it starts, whatever
+ * registration covers its page (app-platform `pwa/src/offline-interface/offline-interface.js`:
+ * `navigator.serviceWorker.ready.then((r) => r.unregister())`); the next load would then run
+ * without the worker, and offline not at all. The app's scripts run only after this module
+ * (they wait for the login), so the call is answered here: `false` (not unregistered) for the
+ * library's worker, anything else is unregistered as asked.
+ */
+function keepWorkerRegistered() {
+  const prototype = globalThis.ServiceWorkerRegistration?.prototype;
+  if (!prototype || prototype.unregister.keepsTrackerOffline) return;
+  const unregister = prototype.unregister;
+  const ours = new URL('sw.js', APP_ROOT).href;
+  const guarded = function (...args) {
+    const worker = this.active ?? this.waiting ?? this.installing;
+    if (worker && worker.scriptURL.split('?')[0] === ours) {
+      console.info('[tracker-offline] the app asked to unregister the offline worker; it stays');
+      return Promise.resolve(false);
+    }
+    return unregister.apply(this, args);
+  };
+  guarded.keepsTrackerOffline = true;
+  prototype.unregister = guarded;
+}
+
 async function main() {
+  keepWorkerRegistered();
   const options = config();
   const app = await TrackerOffline.start({
     ...options,

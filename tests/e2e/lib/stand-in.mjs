@@ -12,9 +12,9 @@ export const PACKAGE = join(ROOT, 'target', 'npm', 'package');
 /** The packed tarball, as an integrator receives it (configure extracts it). */
 export const TARBALL = () => join(ROOT, 'target', 'npm', readdirSync(join(ROOT, 'target', 'npm')).find((f) => f.endsWith('.tgz')));
 
-/** Configures the stand-in (or another build) into a fresh folder named `tracker-capture`. */
-export function configure(source = join(ROOT, 'tests', 'e2e', 'fixtures', 'tc-like')) {
-  const out = join(mkdtempSync(join(tmpdir(), 'tc-configured-')), 'tracker-capture');
+/** Configures the stand-in (or another build) into a fresh folder named `name`. */
+export function configure(source = join(ROOT, 'tests', 'e2e', 'fixtures', 'tc-like'), name = 'tracker-capture') {
+  const out = join(mkdtempSync(join(tmpdir(), 'tc-configured-')), name);
   execFileSync('node', [join(ROOT, 'scripts', 'configure-tracker-capture.mjs'), source, out, '--package', TARBALL(),
     '--config', JSON.stringify({ idleLockMinutes: 0, title: 'Tracker Capture' })]);
   return out;
