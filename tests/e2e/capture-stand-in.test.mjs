@@ -1,9 +1,10 @@
 // The Capture app's stand-in (tests/e2e/fixtures/capture-like), configured like Tracker Capture
 // and served by dhis2-sim 2.41 and 2.42 at `/capture/` (issue 14). What it proves, in real
 // Chromium against a real sim process that is killed and restarted:
-// - the app platform's start-up unregisters the page's service worker; the loader keeps the
-//   library's worker registered (the call answers false) and lets any other be unregistered;
-//   so a reload with the server gone still loads the app, through the worker;
+// - the app platform's start-up unregisters the page's service worker and clears the origin's
+//   caches; the loader keeps the library's worker registered (the call answers false; any
+//   other is unregistered) and its caches; so a reload with the server gone still loads the
+//   app, through the worker;
 // - the Capture app's reads with the API version in the path (`/api/41/...`) are answered from
 //   the local copy offline;
 // - a registration posted as the Capture app posts it (`POST /api/<v>/tracker?async=false`,
@@ -67,6 +68,7 @@ for (const version of ['2.41', '2.42']) {
       assert.equal(online.me.status, 200, JSON.stringify(online.me));
       assert.equal(online.me.body.firstName, 'Amal');
       assert.equal(online.unregistered, false, 'the platform\'s unregister left the library\'s worker');
+      assert.deepEqual(online.cachesCleared, [], 'the platform\'s cache clearing left the library\'s caches');
       await page.evaluate(() => window.trackerOffline.download());
 
       // Another registration of the origin is unregistered as asked (the guard keeps ours only).

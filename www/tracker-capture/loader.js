@@ -455,8 +455,29 @@ function keepWorkerRegistered() {
   prototype.unregister = guarded;
 }
 
+/**
+ * Keeps the library's caches (the app's files for offline loads, the worker's wasm) when the app
+ * platform clears "sensitive caches": when the user it last saw differs (its first start on a
+ * device included), it deletes every Cache Storage cache of the origin not named
+ * `workbox-precache*` (app-runtime `clearSensitiveCaches`, called by app-platform
+ * `adapter/src/utils/useVerifyLatestUser.js`). Those caches hold no data of any user (the
+ * library's data is sealed in IndexedDB); without them the app does not load offline.
+ */
+function keepLibraryCaches() {
+  const prototype = globalThis.CacheStorage?.prototype;
+  if (!prototype || prototype.delete.keepsTrackerOffline) return;
+  const remove = prototype.delete;
+  const guarded = function (name, ...rest) {
+    if (String(name).startsWith('tracker-offline-')) return Promise.resolve(false);
+    return remove.call(this, name, ...rest);
+  };
+  guarded.keepsTrackerOffline = true;
+  prototype.delete = guarded;
+}
+
 async function main() {
   keepWorkerRegistered();
+  keepLibraryCaches();
   const options = config();
   const app = await TrackerOffline.start({
     ...options,

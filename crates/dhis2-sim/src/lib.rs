@@ -93,7 +93,8 @@ pub struct Extras {
 }
 
 /// Parses `NAME=DIR` (the `--app` flag). The name is one path segment of letters, digits,
-/// `-`, `_` and `.`, and not `api`, `icons` or `dhis-web-commons*` (the simulator's own).
+/// `-`, `_` and `.`, and not `api`, `icons` or `dhis-web-commons*` (the simulator's own), nor
+/// a bundled app's folder (`dhis-web-capture`: App Management serves an installed zip there).
 pub fn parse_app(spec: &str) -> Result<(String, PathBuf), String> {
     let (name, dir) = spec.split_once('=').ok_or_else(|| format!("expected NAME=DIR, got '{spec}'"))?;
     let name = name.trim().trim_matches('/');
@@ -102,11 +103,16 @@ pub fn parse_app(spec: &str) -> Result<(String, PathBuf), String> {
         && name != "__sim"
         && name != "icons"
         && !name.starts_with("dhis-web-commons")
+        // A bundled app's folder is App Management's: install the app's zip (`POST /api/apps`).
+        && !api::apps::BUNDLED_APPS.iter().any(|key| name.strip_prefix("dhis-web-") == Some(key))
         && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
         && name != "."
         && name != "..";
     if !ok {
-        return Err(format!("invalid app name '{name}' (one path segment, not api, icons or dhis-web-commons*)"));
+        return Err(format!(
+            "invalid app name '{name}' (one path segment, not api, icons, dhis-web-commons* or a bundled app's \
+             dhis-web-<key>: install that app's zip through POST /api/apps)"
+        ));
     }
     if dir.is_empty() {
         return Err(format!("no directory given for app '{name}'"));

@@ -551,6 +551,10 @@ async fn static_apps_are_served_under_their_name() {
     assert!(dhis2_sim::parse_app("api=/tmp").is_err());
     assert!(dhis2_sim::parse_app("icons=/tmp").is_err());
     assert!(dhis2_sim::parse_app("a/b=/tmp").is_err());
+    // A bundled app's folder is App Management's (it panicked at start: "Overlapping method route").
+    assert!(dhis2_sim::parse_app("dhis-web-capture=/tmp").unwrap_err().contains("POST /api/apps"));
+    assert!(dhis2_sim::parse_app("dhis-web-tracker-capture=/tmp").is_err());
+    assert!(dhis2_sim::parse_app("dhis-web-capture-offline=/tmp").is_ok());
     assert!(dhis2_sim::parse_app("nodir").is_err());
 }
 

@@ -16,7 +16,7 @@ use axum::{
     http::StatusCode,
     response::{IntoResponse, Response},
     routing::{get, put},
-    Router,
+    Json, Router,
 };
 use serde_json::{json, Value};
 
@@ -41,6 +41,12 @@ pub fn routes() -> Router<AppState> {
         .route("/me/authorization", get(authorization))
         .route("/me/changePassword", put(change_password))
         .route("/me/authorization/{authority}", get(has_authority))
+        .route("/me/dashboard", get(dashboard))
+}
+
+/// `/api/me/dashboard`: the header bar's unread counts (the simulator has no messages).
+async fn dashboard(_user: CurrentUser) -> Json<Value> {
+    Json(json!({"unreadInterpretations": 0, "unreadMessageConversations": 0}))
 }
 
 /// Everything `/api/me` is built from, loaded in one go.

@@ -56,6 +56,10 @@ const EMPTY_KINDS: &[&str] = &[
     "optionGroups",
     "trackedEntityInstanceFilters",
     "constants",
+    // Asked by the Capture app at boot and for its working lists (a 404 stops its boot).
+    "organisationUnitGroups",
+    "programStageWorkingLists",
+    "legendSets",
 ];
 
 /// Names of the org unit levels, from the root down (deeper levels are "Level N").
