@@ -138,6 +138,15 @@ async fn the_capture_app_boots() {
         assert_eq!(status, StatusCode::OK);
         assert!(types["trackedEntityTypes"].as_array().unwrap().iter().any(|t| t["id"] == TET_PERSON), "{types}");
 
+        // Identifiable objects always carry their translations and attribute values (empty
+        // here); the app reads `option.translations.find(...)` (its boot stopped without them).
+        let fields = "id,displayName,code,attributeValues,version,valueType,options[id,displayName,attributeValues,code,style, translations]";
+        let (status, _, sets) = get_json(&app, &v(&format!("optionSets?fields={fields}")), NURSE).await;
+        assert_eq!(status, StatusCode::OK);
+        let option = &sets["optionSets"][0]["options"][0];
+        assert_eq!((&option["translations"], &option["attributeValues"]), (&json!([]), &json!([])), "{sets}");
+        assert_eq!(sets["optionSets"][0]["attributeValues"], json!([]), "{sets}");
+
         let (status, _, ous) = get_json(
             &app,
             &v("organisationUnits?fields=id,displayName~rename(name),path&withinUserHierarchy=true&pageSize=2"),

@@ -239,6 +239,25 @@ fn passes(obj: &Value, filter: &str) -> Result<bool, ApiError> {
     })
 }
 
+/// Gives every identifiable object (one with an `id`), nested ones included, the collections
+/// DHIS2 always has on them, empty when the simulator has none: `translations` and
+/// `attributeValues`. Asked for by name, they are `[]`, never missing (the Capture app reads
+/// `option.translations.find(...)`, and stopped its boot with a TypeError without them).
+fn with_identifiable_collections(value: &mut Value) {
+    match value {
+        Value::Array(items) => items.iter_mut().for_each(with_identifiable_collections),
+        Value::Object(obj) => {
+            obj.values_mut().for_each(with_identifiable_collections);
+            if obj.get("id").is_some_and(Value::is_string) {
+                for key in ["translations", "attributeValues"] {
+                    obj.entry(key).or_insert_with(|| Value::Array(Vec::new()));
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
 /// `GET /api/<kind>[.json]`.
 pub async fn list(
     State(state): State<AppState>,
@@ -248,7 +267,8 @@ pub async fn list(
 ) -> Result<Response, ApiError> {
     let kind = kind_of(&uri);
     let k = kind.clone();
-    let all = state.db().call(move |conn| objects(conn, &k, &user)).await?;
+    let mut all = state.db().call(move |conn| objects(conn, &k, &user)).await?;
+    all.iter_mut().for_each(with_identifiable_collections);
     let filters: Vec<&str> = params.all("filter").collect();
     let mut matched = Vec::new();
     for obj in all {
@@ -290,7 +310,7 @@ pub async fn one(
     let id = strip_json(&id).to_owned();
     let k = kind.clone();
     let all = state.db().call(move |conn| objects(conn, &k, &user)).await?;
-    let obj = all.into_iter().find(|o| o["id"] == json!(id)).ok_or_else(|| {
+    let mut obj = all.into_iter().find(|o| o["id"] == json!(id)).ok_or_else(|| {
         let class = match kind.as_str() {
             "programs" => "Program",
             "programStages" => "ProgramStage",
@@ -303,6 +323,7 @@ pub async fn one(
         };
         ApiError::NotFound(format!("{class} with id {id} could not be found."))
     })?;
+    with_identifiable_collections(&mut obj);
     Ok(super::filtered_json(&obj, &params, "*", &FilterOptions::default()))
 }
 
