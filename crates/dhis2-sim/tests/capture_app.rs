@@ -140,7 +140,7 @@ async fn the_capture_app_boots() {
 
         // Identifiable objects always carry their translations and attribute values (empty
         // here); the app reads `option.translations.find(...)` (its boot stopped without them).
-        let fields = "id,displayName,code,attributeValues,version,valueType,options[id,displayName,attributeValues,code,style, translations]";
+        let fields = "id,displayName,code,attributeValues,version,valueType,options[id,displayName,attributeValues,code,style,%20translations]";
         let (status, _, sets) = get_json(&app, &v(&format!("optionSets?fields={fields}")), NURSE).await;
         assert_eq!(status, StatusCode::OK);
         let option = &sets["optionSets"][0]["options"][0];
