@@ -536,7 +536,27 @@ self.addEventListener('activate', (event) =>
     })(),
   ),
 );
+/**
+ * The app platform's question to the worker of its page (the Capture app): at every start it
+ * posts `GET_CLIENTS_INFO` and waits up to 2 s for `CLIENTS_INFO` with the number of windows
+ * in the worker's scope (app-platform `pwa/src/offline-interface/offline-interface.js`,
+ * `getClientsInfo`, asked by `PWALoadingBoundary`), before it renders anything. Answered here,
+ * to a window this worker controls, so every start of the app is not 2 s late. Nothing else of
+ * the platform's worker protocol is taken (this worker never waits: see `install`).
+ */
+async function answerClientsInfo(event) {
+  const sender = await checkedSender(event.source);
+  if (!sender) return;
+  const windows = await self.clients.matchAll({ type: 'window', includeUncontrolled: true });
+  const inScope = windows.filter((client) => client.url.startsWith(self.registration.scope));
+  sender.postMessage({ type: 'CLIENTS_INFO', payload: { clientsCount: inScope.length } });
+}
+
 self.addEventListener('message', (event) => {
+  if (event.data?.type === 'GET_CLIENTS_INFO' && !event.ports[0]) {
+    event.waitUntil(answerClientsInfo(event));
+    return;
+  }
   const port = event.ports[0];
   event.waitUntil(
     (async () => {

@@ -4,7 +4,8 @@
 // - the app platform's start-up unregisters the page's service worker and clears the origin's
 //   caches; the loader keeps the library's worker registered (the call answers false; any
 //   other is unregistered) and its caches; so a reload with the server gone still loads the
-//   app, through the worker;
+//   app, through the worker; the platform's question for the worker's clients is answered at
+//   once (it waits 2 s for it at every start);
 // - the Capture app's reads with the API version in the path (`/api/41/...`) are answered from
 //   the local copy offline;
 // - a registration posted as the Capture app posts it (`POST /api/<v>/tracker?async=false`,
@@ -69,6 +70,7 @@ for (const version of ['2.41', '2.42']) {
       assert.equal(online.me.body.firstName, 'Amal');
       assert.equal(online.unregistered, false, 'the platform\'s unregister left the library\'s worker');
       assert.deepEqual(online.cachesCleared, [], 'the platform\'s cache clearing left the library\'s caches');
+      assert.deepEqual(online.clientsInfo, { clientsCount: 1 }, 'the worker answered the platform\'s question at once');
       await page.evaluate(() => window.trackerOffline.download());
 
       // Another registration of the origin is unregistered as asked (the guard keeps ours only).
@@ -86,6 +88,7 @@ for (const version of ['2.41', '2.42']) {
       await page.reload();
       const offline = await appResults(page);
       assert.equal(await page.evaluate(() => navigator.serviceWorker.controller?.scriptURL.split('?')[0]), `${sim.url}${APP}sw.js`);
+      assert.deepEqual(offline.clientsInfo, { clientsCount: 1 });
       // Answered by the worker: kept from the online read (`cache`), or made from the local copy.
       for (const [read, by] of [['info', 'cache'], ['me', 'cache'], ['list', 'local']]) {
         assert.equal(offline[read].status, 200, `${read}: ${JSON.stringify(offline[read])}`);
