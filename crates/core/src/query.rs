@@ -339,7 +339,7 @@ impl TeiQuery {
 
     fn sort_key<'a>(row: &'a IndexRow, column: &str) -> &'a str {
         match column {
-            "created" => &row.created,
+            "created" | "createdAt" => &row.created,
             "lastupdated" | "lastUpdated" | "updatedAt" => &row.last_updated,
             "ou" | "orgUnit" => &row.org_unit,
             "instance" | "trackedEntity" | "trackedEntityInstance" => &row.uid,

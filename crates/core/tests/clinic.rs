@@ -237,6 +237,27 @@ fn download_then_answer_the_apps_reads_offline() {
                 .await;
         assert_eq!(tes["instances"].as_array().unwrap().len(), 5);
         assert_eq!(tes["total"], 120);
+        // The Capture app's working list orders by the new API's names (`order=createdAt:desc`);
+        // offline that order was ignored (the default order came back).
+        let created = |v: &serde_json::Value| -> Vec<String> {
+            v["instances"].as_array().unwrap().iter().map(|t| t["createdAt"].as_str().unwrap().to_string()).collect()
+        };
+        let newest = body(
+            &e,
+            &format!("tracker/trackedEntities?orgUnit={OU}&program={PROGRAM}&order=createdAt:desc&pageSize=120&fields=trackedEntity,createdAt"),
+        )
+        .await;
+        let default = body(
+            &e,
+            &format!(
+                "tracker/trackedEntities?orgUnit={OU}&program={PROGRAM}&pageSize=120&fields=trackedEntity,createdAt"
+            ),
+        )
+        .await;
+        let (newest, default) = (created(&newest), created(&default));
+        assert_eq!(newest.len(), 120);
+        assert!(newest.windows(2).all(|w| w[0] >= w[1]), "not newest first: {newest:?}");
+        assert_ne!(newest, default, "the order was ignored");
         assert!(tes["instances"][0].get("trackedEntity").is_some());
         let ev = body(&e, "tracker/events/Ev000000007").await;
         assert_eq!(ev["occurredAt"], "2026-02-08T00:00:00.000");
