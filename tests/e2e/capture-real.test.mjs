@@ -7,9 +7,10 @@
 // What it checks today (issue 14, first part): with the loader in front, the app boots online
 // through the library's worker (the platform's unregister and cache clearing answered by the
 // loader), the whole clinic is downloaded, and with the server killed a reload boots the app
-// again to its main page, with the program chosen, the nurse shown and "Offline". Not yet
-// checked through the app's UI: the working list, search, registration, the dashboard and a
-// visit (the stand-in test checks the same requests directly).
+// again to its main page, with the program chosen, the nurse shown and "Offline"; its working
+// list of the program (every org unit she reaches) shows offline the first page the server
+// showed, in the same order. Not yet checked through the app's UI: search, registration, the
+// dashboard and a visit (the stand-in test checks the same requests directly).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -21,6 +22,16 @@ import { ARTIFACTS, dumpOriginStorage, launch } from './lib/browser.mjs';
 import { TARBALL, loginThroughOverlay } from './lib/stand-in.mjs';
 
 const BUILD = process.env.CAPTURE_BUILD;
+
+/** The working list of the program for every org unit she can reach: the National IDs of its first page, in order. */
+async function workingList(page) {
+  const link = page.getByText('Or see all records accessible to you');
+  await page.getByText('Active enrollments').or(link).first().waitFor({ timeout: 30000 });
+  if (await link.count()) await link.first().click(); // not when the page kept the list's state
+  await page.getByText('Active enrollments').first().waitFor({ timeout: 30000 });
+  await page.waitForFunction(() => document.querySelectorAll('table tbody tr td').length > 6, null, { timeout: 30000, polling: 200 });
+  return page.evaluate(() => [...document.querySelectorAll('table tbody tr')].map((tr) => tr.querySelectorAll('td')[1]?.innerText.trim()).filter(Boolean));
+}
 
 /** The app's main page: its program selector shows the MCH program and its actions are there. */
 async function mainPage(page) {
@@ -53,6 +64,8 @@ for (const version of ['2.41', '2.42']) {
       await mainPage(page);
       const onlineMs = Date.now() - loginShown;
       assert.ok(notes.some((n) => n.includes('asked to unregister the offline worker')), `the platform's unregister was seen: ${notes}`);
+      const listOnline = await workingList(page);
+      assert.ok(listOnline.length >= 10 && listOnline.every((id) => /^\d{9}$/.test(id)), JSON.stringify(listOnline));
       await page.evaluate(() => window.trackerOffline.download());
       await page.waitForFunction(() => window.trackerOffline.status().then((s) => s.pending === 0), null, { timeout: 30000 });
       // The app's files are kept (the loader's list), then the server goes.
@@ -66,6 +79,8 @@ for (const version of ['2.41', '2.42']) {
       const offlineMs = Date.now() - reloaded;
       await page.locator('#tracker-offline-user', { hasText: DEMO.nurse1.displayName }).waitFor({ timeout: 30000 });
       assert.equal(await page.evaluate(() => navigator.serviceWorker.controller?.scriptURL.split('?')[0]), `${sim.url}/capture/sw.js`);
+      const listOffline = await workingList(page);
+      assert.deepEqual(listOffline, listOnline, 'the working list offline is the server\'s, in its order (newest first)');
       await page.screenshot({ path: join(ARTIFACTS, `capture-real-${version}-offline.png`) });
       console.log(`# capture-real ${version}: page to login form ${loginShown - started} ms, login to main page online ${onlineMs} ms, offline reload to main page ${offlineMs} ms`);
 
