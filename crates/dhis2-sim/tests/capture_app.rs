@@ -156,6 +156,23 @@ async fn the_capture_app_boots() {
         assert_eq!(status, StatusCode::OK);
         let first = &ous["organisationUnits"][0];
         assert!(first["name"].is_string() && first.get("displayName").is_none(), "{ous}");
+
+        // The registration form names the org unit with its ancestors (it stopped with a
+        // TypeError on `ancestors.length` without them).
+        let (status, _, clinic) = get_json(
+            &app,
+            &v(&format!("organisationUnits?fields=id,displayName,ancestors%5Bid,displayName%5D&filter=id:in:%5B{OU_BANI_NAIM}%5D&pageSize=50")),
+            NURSE,
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        let ancestors: Vec<&str> = clinic["organisationUnits"][0]["ancestors"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{clinic}"))
+            .iter()
+            .map(|a| a["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ancestors, [OU_PALESTINE, OU_HEBRON], "from the root down: {clinic}");
     }
 }
 

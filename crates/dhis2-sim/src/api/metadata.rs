@@ -158,6 +158,18 @@ fn objects(conn: &rusqlite::Connection, kind: &str, user: &crate::db::User) -> R
                     md.programs.iter().filter(|p| p.org_units.contains(&o.uid)).map(|p| json!({"id": p.uid})).collect(),
                 );
                 v["openingDate"] = json!("1990-01-01T00:00:00.000");
+                // From the root down to the parent (the Capture app reads `ancestors[id,displayName]`).
+                let mut ancestors = Vec::new();
+                let mut parent = o.parent.as_deref();
+                while let Some(p) = parent.and_then(|uid| ous.iter().find(|a| a.uid == uid)) {
+                    if ancestors.len() >= ous.len() {
+                        break; // a cycle in damaged data
+                    }
+                    ancestors.push(super::me::org_unit_json(p));
+                    parent = p.parent.as_deref();
+                }
+                ancestors.reverse();
+                v["ancestors"] = Value::Array(ancestors);
                 v
             })
             .collect(),
