@@ -430,6 +430,20 @@ class StatusBar {
 }
 
 /**
+ * Wraps `prototype[method]`, once per page, so that a call `kept(target, args)` names answers
+ * `false` (nothing done) instead of running.
+ */
+function keepFrom(prototype, method, kept) {
+  if (!prototype || prototype[method].keepsTrackerOffline) return;
+  const original = prototype[method];
+  const guarded = function (...args) {
+    return kept(this, args) ? Promise.resolve(false) : original.apply(this, args);
+  };
+  guarded.keepsTrackerOffline = true;
+  prototype[method] = guarded;
+}
+
+/**
  * Keeps the app platform from unregistering the library's worker. A DHIS2 app built on the app
  * platform without its PWA mode (the Capture app) unregisters, each time it starts, whatever
  * registration covers its page (app-platform `pwa/src/offline-interface/offline-interface.js`:
@@ -439,20 +453,13 @@ class StatusBar {
  * library's worker, anything else is unregistered as asked.
  */
 function keepWorkerRegistered() {
-  const prototype = globalThis.ServiceWorkerRegistration?.prototype;
-  if (!prototype || prototype.unregister.keepsTrackerOffline) return;
-  const unregister = prototype.unregister;
   const ours = new URL('sw.js', APP_ROOT).href;
-  const guarded = function (...args) {
-    const worker = this.active ?? this.waiting ?? this.installing;
-    if (worker && worker.scriptURL.split('?')[0] === ours) {
-      console.info('[tracker-offline] the app asked to unregister the offline worker; it stays');
-      return Promise.resolve(false);
-    }
-    return unregister.apply(this, args);
-  };
-  guarded.keepsTrackerOffline = true;
-  prototype.unregister = guarded;
+  keepFrom(globalThis.ServiceWorkerRegistration?.prototype, 'unregister', (registration) => {
+    const worker = registration.active ?? registration.waiting ?? registration.installing;
+    const kept = worker?.scriptURL.split('?')[0] === ours;
+    if (kept) console.info('[tracker-offline] the app asked to unregister the offline worker; it stays');
+    return kept;
+  });
 }
 
 /**
@@ -464,15 +471,7 @@ function keepWorkerRegistered() {
  * library's data is sealed in IndexedDB); without them the app does not load offline.
  */
 function keepLibraryCaches() {
-  const prototype = globalThis.CacheStorage?.prototype;
-  if (!prototype || prototype.delete.keepsTrackerOffline) return;
-  const remove = prototype.delete;
-  const guarded = function (name, ...rest) {
-    if (String(name).startsWith('tracker-offline-')) return Promise.resolve(false);
-    return remove.call(this, name, ...rest);
-  };
-  guarded.keepsTrackerOffline = true;
-  prototype.delete = guarded;
+  keepFrom(globalThis.CacheStorage?.prototype, 'delete', (_, [name]) => String(name).startsWith('tracker-offline-'));
 }
 
 async function main() {

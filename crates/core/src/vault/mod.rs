@@ -972,7 +972,12 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource> Vault<S, K, R> {
             });
             match opened {
                 Ok(next) => {
-                    self.keep_read_manifest(&manifest, &next);
+                    if let Ok(mut cached) = self.manifest.lock() {
+                        // Kept unless another task of this context moved to another root meanwhile.
+                        if cached.as_ref().map(Manifest::root_bytes) == Some(manifest.root_bytes()) {
+                            *cached = Some(next.clone());
+                        }
+                    }
                     return Ok(next);
                 }
                 Err(e) if attempt >= 2 => return Err(e),
@@ -980,16 +985,6 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource> Vault<S, K, R> {
                     attempt += 1;
                     self.refresh_manifest(data_key).await?;
                 }
-            }
-        }
-    }
-
-    /// Keeps `next` (`read` with more shards read) as this context's copy, unless another
-    /// task of this context moved to another root meanwhile.
-    fn keep_read_manifest(&self, read: &Manifest, next: &Manifest) {
-        if let Ok(mut cached) = self.manifest.lock() {
-            if cached.as_ref().map(Manifest::root_bytes) == Some(read.root_bytes()) {
-                *cached = Some(next.clone());
             }
         }
     }
