@@ -261,8 +261,13 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
             );
             let body = self.get_json(&url).await?;
             meta.add_org_units(body.to_string().as_bytes())?;
-            // The root itself may not match a `path:like` filter on every server.
-            let own = self.get_json(&format!("{api}/organisationUnits/{root}?fields=id,path,displayName")).await?;
+            // The root itself may not match a `path:like` filter on every server; its
+            // ancestors name the root's place in the offline answers to org unit reads.
+            let own = self
+                .get_json(&format!(
+                    "{api}/organisationUnits/{root}?fields=id,path,displayName,ancestors[id,path,displayName]"
+                ))
+                .await?;
             meta.add_org_units(serde_json::json!({ "organisationUnits": [own] }).to_string().as_bytes())?;
         }
         let programs = self

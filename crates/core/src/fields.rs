@@ -1,5 +1,7 @@
 //! The DHIS2 `fields` parameter applied to JSON answered offline: names, `*` / `:all`,
-//! nested selections `a[b,c]` (or `a(b,c)`), and `!excluded` names.
+//! nested selections `a[b,c]` (or `a(b,c)`), `!excluded` names, and the collection
+//! transformers `a::size`, `a::isEmpty`, `a::isNotEmpty` (others are ignored: the value is
+//! given whole).
 
 use serde_json::{Map, Value};
 
@@ -7,8 +9,42 @@ use serde_json::{Map, Value};
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct FieldSelection {
     all: bool,
-    include: Vec<(String, Option<FieldSelection>)>,
+    include: Vec<(String, Option<FieldSelection>, Option<Transform>)>,
     exclude: Vec<String>,
+}
+
+/// A DHIS2 field transformer (`name::transformer`) this selection applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Transform {
+    Size,
+    IsEmpty,
+    IsNotEmpty,
+}
+
+impl Transform {
+    fn parse(name: &str) -> Option<Self> {
+        match name {
+            "size" => Some(Self::Size),
+            "isEmpty" => Some(Self::IsEmpty),
+            "isNotEmpty" => Some(Self::IsNotEmpty),
+            _ => None,
+        }
+    }
+
+    fn apply(self, value: &Value) -> Value {
+        let size = match value {
+            Value::Array(items) => items.len(),
+            Value::Object(map) => map.len(),
+            Value::String(s) => s.chars().count(),
+            Value::Null => 0,
+            _ => 1,
+        };
+        match self {
+            Self::Size => Value::from(size),
+            Self::IsEmpty => Value::Bool(size == 0),
+            Self::IsNotEmpty => Value::Bool(size > 0),
+        }
+    }
 }
 
 impl FieldSelection {
@@ -45,11 +81,12 @@ impl FieldSelection {
                 out.insert(k.clone(), v.clone());
             }
         }
-        for (name, nested) in &self.include {
+        for (name, nested, transform) in &self.include {
             if let Some(v) = map.get(name) {
-                let v = match nested {
-                    Some(sel) => sel.apply(v),
-                    None => v.clone(),
+                let v = match (nested, transform) {
+                    (_, Some(t)) => t.apply(v),
+                    (Some(sel), None) => sel.apply(v),
+                    (None, None) => v.clone(),
                 };
                 out.insert(name.clone(), v);
             }
@@ -84,8 +121,12 @@ fn parse_list(chars: &[char], pos: &mut usize) -> FieldSelection {
             n if n.starts_with('!') => sel.exclude.push(n[1..].to_string()),
             n if n.starts_with(':') => sel.all = true,
             n => {
-                let n = n.split("::").next().unwrap_or(n).split('~').next().unwrap_or(n).to_string();
-                sel.include.push((n, nested));
+                let (n, transform) = match n.split_once("::") {
+                    Some((n, t)) => (n, Transform::parse(t.split('(').next().unwrap_or(t))),
+                    None => (n, None),
+                };
+                let n = n.split('~').next().unwrap_or(n).to_string();
+                sel.include.push((n, nested, transform));
             }
         }
         if *pos >= chars.len() {
@@ -117,6 +158,12 @@ mod tests {
         );
         assert_eq!(FieldSelection::parse("").apply(&v), v);
         assert_eq!(FieldSelection::parse(":all").apply(&v), v);
+        assert_eq!(
+            FieldSelection::parse("id,enrollments::size,events::isNotEmpty,none::isEmpty")
+                .apply(&json!({"id": "a", "enrollments": [1, 2], "events": [], "none": []})),
+            json!({"id": "a", "enrollments": 2, "events": false, "none": true})
+        );
+        assert_eq!(FieldSelection::parse("name::rename(n)").apply(&v), json!({"name": "n"}));
         // Unbalanced input never panics.
         let _ = FieldSelection::parse("a[b,c").apply(&v);
         let _ = FieldSelection::parse("]]],[[").apply(&v);

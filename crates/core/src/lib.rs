@@ -31,6 +31,7 @@ pub mod keypair;
 pub mod manifest;
 pub mod merge;
 pub mod metadata;
+pub mod org_unit_reads;
 pub mod outbox;
 pub mod params;
 pub mod profile;

@@ -74,14 +74,16 @@ fn str_of(v: &Value, key: &str) -> String {
 }
 
 impl ClinicMetadata {
-    /// Reads `{organisationUnits:[{id,path,displayName}]}`.
+    /// Reads `{organisationUnits:[{id,path,displayName,ancestors?:[{id,path,displayName}]}]}`
+    /// (each unit's ancestors are kept too).
     pub fn add_org_units(&mut self, body: &[u8]) -> Result<usize> {
         let v: Value = serde_json::from_slice(body).map_err(|e| CoreError::BadResponse(format!("org units: {e}")))?;
         let list = v
             .get("organisationUnits")
             .and_then(Value::as_array)
             .ok_or_else(|| CoreError::BadResponse("org units: no 'organisationUnits' list".into()))?;
-        for ou in list {
+        let ancestors = list.iter().filter_map(|ou| ou.get("ancestors")).filter_map(Value::as_array).flatten();
+        for ou in ancestors.chain(list) {
             let id = str_of(ou, "id");
             if id.is_empty() {
                 continue;

@@ -458,10 +458,18 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
         let fields = selection(&target);
         let value = match route.clone() {
             ReadRoute::Cached => {
-                return match self.cached_response(url).await? {
-                    Some(answer) => Ok(Some(answer)),
-                    None => Ok(target.relative_to(&self.api_path()).map(unversioned).and_then(offline_default)),
+                if let Some(answer) = self.cached_response(url).await? {
+                    return Ok(Some(answer));
                 }
+                let Some(relative) = target.relative_to(&self.api_path()).map(unversioned) else { return Ok(None) };
+                if relative.starts_with("organisationUnits") && self.vault.is_unlocked() {
+                    self.ensure_clinic_loaded().await?;
+                    let clinic = self.clinic.lock().map_err(|_| CoreError::Storage("clinic lock poisoned".into()))?;
+                    return Ok(
+                        crate::org_unit_reads::answer(relative, &target, &clinic.metadata).map(|v| json_response(&v))
+                    );
+                }
+                return Ok(offline_default(relative));
             }
             ReadRoute::Generate(attribute) => return self.generate_offline(&attribute).await,
             ReadRoute::RequiredValues(attribute) => match self.required_values_offline(&attribute).await? {

@@ -100,7 +100,9 @@ impl HttpClient for &FakeDhis2 {
                 ok(json!({"id": DISTRICT, "path": "/OuPalestin1/OuHebronDs1", "displayName": "Hebron"}))
             }
             "/api/organisationUnits/OuBaniNaim1" => {
-                ok(json!({"id": OU, "path": "/OuPalestin1/OuHebronDs1/OuBaniNaim1", "displayName": "Bani Naim Clinic"}))
+                ok(json!({"id": OU, "path": "/OuPalestin1/OuHebronDs1/OuBaniNaim1", "displayName": "Bani Naim Clinic",
+                    "ancestors": [{"id": "OuPalestin1", "path": "/OuPalestin1", "displayName": "Palestine"},
+                        {"id": DISTRICT, "path": "/OuPalestin1/OuHebronDs1", "displayName": "Hebron"}]}))
             }
             "/api/programs" => ok(
                 json!({"programs": [{"id": PROGRAM, "displayName": "MCH", "trackedEntityType": {"id": "TetPerson01"},
@@ -274,6 +276,87 @@ fn download_then_answer_the_apps_reads_offline() {
         // Not under the API base: not ours.
         assert!(e.answer_offline("http://127.0.0.1:9/index.html").await.unwrap().is_none());
     });
+}
+
+#[test]
+fn org_unit_reads_offline_are_answered_from_the_clinic_copy_in_the_servers_shape() {
+    block_on(async {
+        let store = MemoryStore::new();
+        let server = FakeDhis2::new("2.41.1", 3);
+        let e = engine(&store, &server);
+        e.login("nurse1", "Nurse1!clinic", T0).await.unwrap();
+        e.download(DownloadOptions::default(), T0, &mut |_| {}).await.unwrap();
+        assert!(server
+            .requests
+            .borrow()
+            .iter()
+            .any(|u| u.contains("OuBaniNaim1?fields=id,path,displayName,ancestors[")));
+        let e = engine(&store, &server);
+        e.vault().login_offline("nurse1", "Nurse1!clinic", T0).await.unwrap();
+
+        // The Capture app's forms: one org unit with its ancestors, root first.
+        let one = body(&e, "41/organisationUnits/OuBaniNaim1?fields=displayName,ancestors[id,displayName]").await;
+        assert_eq!(
+            one,
+            json!({"displayName": "Bani Naim Clinic", "ancestors": [
+                {"id": "OuPalestin1", "displayName": "Palestine"}, {"id": DISTRICT, "displayName": "Hebron"}]})
+        );
+        // Its name cache: a batch by id, ordered by name, paged as DHIS2 pages metadata.
+        let batch = body(&e, &format!("41/organisationUnits?fields=id,displayName,ancestors[id,displayName]&filter=id:in:[{OU},{OU2}]&pageSize=50")).await;
+        assert_eq!(batch["pager"], json!({"page": 1, "pageCount": 1, "total": 2, "pageSize": 50}));
+        let names: Vec<&str> =
+            batch["organisationUnits"].as_array().unwrap().iter().map(|o| o["displayName"].as_str().unwrap()).collect();
+        assert_eq!(names, ["Bani Naim Clinic", "Sa'ir Clinic"]);
+        assert_eq!(batch["organisationUnits"][1]["ancestors"][1]["id"], DISTRICT);
+        // Its org unit tree: the roots, then a unit's children.
+        let roots =
+            body(&e, "41/organisationUnits?level=1&paging=false&fields=id,path,displayName,children::isNotEmpty").await;
+        assert_eq!(
+            roots,
+            json!({"organisationUnits": [{"id": "OuPalestin1", "path": "/OuPalestin1", "displayName": "Palestine", "children": true}]})
+        );
+        let children = body(&e, &format!("41/organisationUnits?paging=false&filter=id:in:[{DISTRICT}]&fields=children[displayName,path,children::size]")).await;
+        assert_eq!(
+            children["organisationUnits"][0]["children"],
+            json!([{"displayName": "Bani Naim Clinic", "path": "/OuPalestin1/OuHebronDs1/OuBaniNaim1", "children": 0},
+                {"displayName": "Sa'ir Clinic", "path": "/OuPalestin1/OuHebronDs1/OuSaeerCli1", "children": 0}])
+        );
+        // Its picker's search within her search hierarchy (her capture units when she has none).
+        let found = body(
+            &e,
+            "41/organisationUnits?fields=id,path&paging=true&query=bani&withinUserSearchHierarchy=true&pageSize=15",
+        )
+        .await;
+        assert_eq!(found["organisationUnits"], json!([{"id": OU, "path": "/OuPalestin1/OuHebronDs1/OuBaniNaim1"}]));
+        let none =
+            body(&e, "41/organisationUnits?fields=id&paging=false&query=sa'ir&withinUserSearchHierarchy=true").await;
+        assert_eq!(none["organisationUnits"], json!([]), "outside her hierarchy");
+        let by_level = body(&e, "organisationUnits.json?filter=level:ge:3&filter=parent.id:eq:OuHebronDs1&paging=false&order=displayName:desc").await;
+        assert_eq!(
+            by_level["organisationUnits"],
+            json!([{"id": OU2, "displayName": "Sa'ir Clinic"}, {"id": OU, "displayName": "Bani Naim Clinic"}])
+        );
+
+        // What it cannot answer truthfully stays unanswered: an org unit it does not hold, a
+        // filter or a switch it does not know.
+        for unknown in [
+            "41/organisationUnits/OuJeninCl01?fields=displayName",
+            "41/organisationUnits?filter=code:eq:X",
+            "41/organisationUnits?includeDescendants=true",
+            "41/organisationUnits/OuBaniNaim1?includeChildren=true",
+            "41/organisationUnits/OuBaniNaim1/children",
+        ] {
+            assert!(
+                e.answer_offline(&format!("http://127.0.0.1:9/api/{unknown}")).await.unwrap().is_none(),
+                "{unknown}"
+            );
+        }
+        // An answer the server gave online to the same URL comes first.
+        let url = "http://127.0.0.1:9/api/41/organisationUnits/OuBaniNaim1?fields=displayName";
+        e.cache_response(url, 200, "application/json", br#"{"displayName":"Bani Naim (online)"}"#).await.unwrap();
+        let r = e.answer_offline(url).await.unwrap().unwrap();
+        assert_eq!(serde_json::from_slice::<Value>(&r.body).unwrap(), json!({"displayName": "Bani Naim (online)"}));
+    })
 }
 
 #[test]

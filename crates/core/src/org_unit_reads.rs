@@ -1,0 +1,282 @@
+//! Reads of `organisationUnits` answered offline from the clinic's own org units (the ones
+//! the download kept: the user's org units, everything below them, and their ancestors),
+//! when the sealed cache holds no online answer to the same URL.
+//!
+//! The Capture app asks for org units in many shapes (`organisationUnits/{id}?fields=
+//! displayName,ancestors[id,displayName]` on every form, `organisationUnits?filter=id:in:[…]`
+//! for names in lists, `level=1`, `query=…&withinUserSearchHierarchy=true` for its pickers),
+//! so an answer kept online under one URL rarely serves the next. This module builds the
+//! server's answer instead: the objects DHIS2 gives (id, names, path, level, parent,
+//! ancestors root first, children), its `filter` operators on those properties, its
+//! `query`, `level` and user-hierarchy switches, paging, and the `fields` selection. A
+//! request it cannot answer truthfully (an unknown org unit by id, a filter on another
+//! property, another switch) is not answered (`None`): the read then fails as any read
+//! with nothing local does.
+
+use serde_json::{json, Map, Value};
+
+use crate::{
+    fields::FieldSelection,
+    metadata::{ClinicMetadata, OrgUnitInfo},
+    params::Target,
+};
+
+/// Parameters that change nothing in the answer built here.
+const NEUTRAL_PARAMS: &[&str] = &["fields", "paging", "page", "pageSize", "order", "translate", "locale", "_"];
+
+/// Answers `organisationUnits` or `organisationUnits/{id}` (`relative`: the path after the
+/// API base and version, `.json` allowed) from `meta`, or None when it cannot.
+pub fn answer(relative: &str, target: &Target, meta: &ClinicMetadata) -> Option<Value> {
+    let parts: Vec<&str> =
+        relative.trim_matches('/').split('/').map(|p| p.strip_suffix(".json").unwrap_or(p)).collect();
+    match parts.as_slice() {
+        ["organisationUnits"] => list(target, meta),
+        ["organisationUnits", id] => {
+            if target.params.iter().any(|(k, _)| !NEUTRAL_PARAMS.contains(&k.as_str())) {
+                return None;
+            }
+            let unit = meta.org_units.get(*id)?;
+            let fields = target.get("fields").map(FieldSelection::parse).unwrap_or_else(FieldSelection::everything);
+            Some(fields.apply(&full_object(unit, meta)))
+        }
+        _ => None,
+    }
+}
+
+fn list(target: &Target, meta: &ClinicMetadata) -> Option<Value> {
+    if meta.org_units.is_empty() {
+        return None; // no clinic downloaded: an empty list would be a lie
+    }
+    let mut filters = Vec::new();
+    for (key, value) in &target.params {
+        match key.as_str() {
+            "filter" => filters.push(Filter::parse(value)?),
+            "level" => filters.push(Filter::parse(&format!("level:eq:{value}"))?),
+            "query" if !value.is_empty() => filters.push(Filter::Query(value.to_lowercase())),
+            "query" => {}
+            "userOnly" | "withinUserHierarchy" | "withinUserSearchHierarchy" if value != "true" => {}
+            "userOnly" => filters.push(Filter::OneOf(meta.capture_org_units.clone())),
+            "withinUserHierarchy" => filters.push(Filter::Below(meta.capture_org_units.clone())),
+            "withinUserSearchHierarchy" => {
+                let roots =
+                    if meta.search_org_units.is_empty() { &meta.capture_org_units } else { &meta.search_org_units };
+                filters.push(Filter::Below(roots.clone()));
+            }
+            "rootJunction" if value.eq_ignore_ascii_case("AND") => {}
+            other if NEUTRAL_PARAMS.contains(&other) => {}
+            _ => return None,
+        }
+    }
+    let mut units: Vec<&OrgUnitInfo> =
+        meta.org_units.values().filter(|u| filters.iter().all(|f| f.matches(u))).collect();
+    sort(&mut units, target.get("order"));
+    // DHIS2 lists metadata with `id,displayName` unless `fields` says otherwise.
+    let fields = FieldSelection::parse(target.get("fields").unwrap_or("id,displayName"));
+    let total = units.len();
+    let paging = target.get("paging").is_none_or(|p| !p.eq_ignore_ascii_case("false"));
+    let mut out = Map::new();
+    if paging {
+        let page_size = target.get("pageSize").and_then(|s| s.parse::<usize>().ok()).filter(|n| *n > 0).unwrap_or(50);
+        let page_count = total.div_ceil(page_size).max(1);
+        let page = target.get("page").and_then(|s| s.parse::<usize>().ok()).unwrap_or(1).clamp(1, page_count);
+        units = units.into_iter().skip((page - 1) * page_size).take(page_size).collect();
+        out.insert(
+            "pager".into(),
+            json!({"page": page, "pageCount": page_count, "total": total, "pageSize": page_size}),
+        );
+    }
+    let items = units.into_iter().map(|u| fields.apply(&full_object(u, meta))).collect();
+    out.insert("organisationUnits".into(), Value::Array(items));
+    Some(Value::Object(out))
+}
+
+/// Orders by `order=property[:asc|:desc]` (displayName, name, level, path, id), by name otherwise.
+fn sort(units: &mut [&OrgUnitInfo], order: Option<&str>) {
+    let (property, descending) = match order.map(|o| o.split(',').next().unwrap_or(o).split(':').collect::<Vec<_>>()) {
+        Some(parts) => (parts[0].to_string(), parts.get(1).is_some_and(|d| d.eq_ignore_ascii_case("desc"))),
+        None => ("displayName".to_string(), false),
+    };
+    units.sort_by(|a, b| {
+        let ordering = match property.as_str() {
+            "level" => level(a).cmp(&level(b)),
+            "path" => a.path.cmp(&b.path),
+            "id" => a.id.cmp(&b.id),
+            _ => a.display_name.to_lowercase().cmp(&b.display_name.to_lowercase()),
+        }
+        .then_with(|| a.id.cmp(&b.id));
+        if descending {
+            ordering.reverse()
+        } else {
+            ordering
+        }
+    });
+}
+
+fn level(unit: &OrgUnitInfo) -> usize {
+    unit.path.split('/').filter(|p| !p.is_empty()).count().max(1)
+}
+
+/// The properties of an org unit known here, without its relatives.
+fn own_object(unit: &OrgUnitInfo) -> Map<String, Value> {
+    let mut o = Map::new();
+    o.insert("id".into(), json!(unit.id));
+    for name in ["name", "displayName", "shortName", "displayShortName"] {
+        o.insert(name.into(), json!(unit.display_name));
+    }
+    o.insert("path".into(), json!(unit.path));
+    o.insert("level".into(), json!(level(unit)));
+    o
+}
+
+/// The org unit as the server gives it: its own properties, `parent`, `ancestors` (root
+/// first, those known here) and `children` (each with its own properties and `children`).
+fn full_object(unit: &OrgUnitInfo, meta: &ClinicMetadata) -> Value {
+    let mut o = own_object(unit);
+    let ancestor_ids: Vec<&str> = unit.path.split('/').filter(|p| !p.is_empty() && *p != unit.id).collect();
+    let ancestors: Vec<Value> =
+        ancestor_ids.iter().filter_map(|id| meta.org_units.get(*id)).map(|a| Value::Object(own_object(a))).collect();
+    if let Some(parent) = ancestor_ids.last() {
+        let mut p = meta.org_units.get(*parent).map(own_object).unwrap_or_default();
+        p.insert("id".into(), json!(parent));
+        o.insert("parent".into(), Value::Object(p));
+    }
+    o.insert("ancestors".into(), Value::Array(ancestors));
+    let mut children: Vec<&OrgUnitInfo> =
+        meta.org_units.values().filter(|c| parent_id(c).as_deref() == Some(unit.id.as_str())).collect();
+    sort(&mut children, None);
+    let children = children
+        .into_iter()
+        .map(|c| {
+            let mut child = own_object(c);
+            let grandchildren: Vec<Value> = meta
+                .org_units
+                .values()
+                .filter(|g| parent_id(g).as_deref() == Some(c.id.as_str()))
+                .map(|g| json!({"id": g.id}))
+                .collect();
+            child.insert("children".into(), Value::Array(grandchildren));
+            child.insert("parent".into(), json!({"id": unit.id}));
+            Value::Object(child)
+        })
+        .collect();
+    o.insert("children".into(), Value::Array(children));
+    Value::Object(o)
+}
+
+/// One condition on an org unit.
+enum Filter {
+    /// `property:operator:value`.
+    Property { property: Property, operator: Operator, value: String },
+    /// `query=`: id, code or name containing the text (lower case).
+    Query(String),
+    /// One of these org units.
+    OneOf(Vec<String>),
+    /// One of these org units or below one.
+    Below(Vec<String>),
+}
+
+#[derive(Clone, Copy)]
+enum Property {
+    Id,
+    Name,
+    Path,
+    Level,
+    ParentId,
+}
+
+#[derive(Clone, Copy)]
+enum Operator {
+    Eq,
+    NotEq,
+    In,
+    NotIn,
+    Like,
+    ILike,
+    StartsWith,
+    EndsWith,
+    Gt,
+    Ge,
+    Lt,
+    Le,
+}
+
+impl Filter {
+    /// Parses `property:operator:value`; None for a property or operator not handled here.
+    fn parse(spec: &str) -> Option<Self> {
+        let mut parts = spec.splitn(3, ':');
+        let property = match parts.next()? {
+            "id" => Property::Id,
+            "name" | "displayName" | "shortName" | "displayShortName" => Property::Name,
+            "path" => Property::Path,
+            "level" => Property::Level,
+            "parent.id" => Property::ParentId,
+            _ => return None,
+        };
+        let operator = match parts.next()? {
+            "eq" => Operator::Eq,
+            "!eq" | "ne" | "neq" => Operator::NotEq,
+            "in" => Operator::In,
+            "!in" => Operator::NotIn,
+            "like" => Operator::Like,
+            "ilike" => Operator::ILike,
+            "$like" | "$ilike" => Operator::StartsWith,
+            "like$" | "ilike$" => Operator::EndsWith,
+            "gt" => Operator::Gt,
+            "ge" => Operator::Ge,
+            "lt" => Operator::Lt,
+            "le" => Operator::Le,
+            _ => return None,
+        };
+        Some(Self::Property { property, operator, value: parts.next().unwrap_or_default().to_string() })
+    }
+
+    fn matches(&self, unit: &OrgUnitInfo) -> bool {
+        match self {
+            Self::Query(text) => {
+                unit.id.to_lowercase().contains(text) || unit.display_name.to_lowercase().contains(text)
+            }
+            Self::OneOf(ids) => ids.contains(&unit.id),
+            Self::Below(roots) => unit.path.split('/').any(|part| roots.iter().any(|r| r == part)),
+            Self::Property { property, operator, value } => {
+                let actual = match property {
+                    Property::Id => unit.id.clone(),
+                    Property::Name => unit.display_name.clone(),
+                    Property::Path => unit.path.clone(),
+                    Property::Level => level(unit).to_string(),
+                    Property::ParentId => parent_id(unit).unwrap_or_default(),
+                };
+                compare(&actual, *operator, value, matches!(property, Property::Level))
+            }
+        }
+    }
+}
+
+fn parent_id(unit: &OrgUnitInfo) -> Option<String> {
+    let parts: Vec<&str> = unit.path.split('/').filter(|p| !p.is_empty()).collect();
+    parts.len().checked_sub(2).map(|i| parts[i].to_string())
+}
+
+fn compare(actual: &str, operator: Operator, expected: &str, numeric: bool) -> bool {
+    let list = || expected.trim_start_matches('[').trim_end_matches(']').split(',').map(str::trim).any(|v| v == actual);
+    let order = || -> Option<std::cmp::Ordering> {
+        if numeric {
+            Some(actual.parse::<i64>().ok()?.cmp(&expected.parse::<i64>().ok()?))
+        } else {
+            Some(actual.cmp(expected))
+        }
+    };
+    match operator {
+        Operator::Eq => actual == expected,
+        Operator::NotEq => actual != expected,
+        Operator::In => list(),
+        Operator::NotIn => !list(),
+        Operator::Like => actual.contains(expected),
+        Operator::ILike => actual.to_lowercase().contains(&expected.to_lowercase()),
+        Operator::StartsWith => actual.to_lowercase().starts_with(&expected.to_lowercase()),
+        Operator::EndsWith => actual.to_lowercase().ends_with(&expected.to_lowercase()),
+        Operator::Gt => order().is_some_and(|o| o.is_gt()),
+        Operator::Ge => order().is_some_and(|o| o.is_ge()),
+        Operator::Lt => order().is_some_and(|o| o.is_lt()),
+        Operator::Le => order().is_some_and(|o| o.is_le()),
+    }
+}
