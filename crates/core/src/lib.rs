@@ -31,7 +31,7 @@ pub mod keypair;
 pub mod manifest;
 pub mod merge;
 pub mod metadata;
-pub mod org_unit_reads;
+pub mod metadata_answers;
 pub mod outbox;
 pub mod params;
 pub mod profile;

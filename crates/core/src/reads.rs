@@ -462,12 +462,13 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
                     return Ok(Some(answer));
                 }
                 let Some(relative) = target.relative_to(&self.api_path()).map(unversioned) else { return Ok(None) };
-                if relative.starts_with("organisationUnits") && self.vault.is_unlocked() {
+                if (relative.starts_with("organisationUnits") || relative.starts_with("me")) && self.vault.is_unlocked()
+                {
                     self.ensure_clinic_loaded().await?;
+                    let profile = self.vault.session_info().and_then(|s| s.profile);
                     let clinic = self.clinic.lock().map_err(|_| CoreError::Storage("clinic lock poisoned".into()))?;
-                    return Ok(
-                        crate::org_unit_reads::answer(relative, &target, &clinic.metadata).map(|v| json_response(&v))
-                    );
+                    let answer = crate::metadata_answers::answer(relative, &target, &clinic.metadata, profile.as_ref());
+                    return Ok(answer.map(|v| json_response(&v)));
                 }
                 return Ok(offline_default(relative));
             }

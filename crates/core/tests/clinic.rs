@@ -337,9 +337,21 @@ fn org_unit_reads_offline_are_answered_from_the_clinic_copy_in_the_servers_shape
             json!([{"id": OU2, "displayName": "Sa'ir Clinic"}, {"id": OU, "displayName": "Bani Naim Clinic"}])
         );
 
+        // `me` with the fields her profile holds (the Capture app's org unit selector).
+        let me = body(&e, "41/me?fields=id,username,organisationUnits[id,path],authorities").await;
+        assert_eq!(
+            me,
+            json!({"id": "UsNurse0001", "username": "nurse1", "authorities": [],
+                "organisationUnits": [{"id": OU, "path": "/OuPalestin1/OuHebronDs1/OuBaniNaim1"}]})
+        );
+
         // What it cannot answer truthfully stays unanswered: an org unit it does not hold, a
-        // filter or a switch it does not know.
+        // filter or a switch it does not know, a field of `me` her profile does not hold.
         for unknown in [
+            "41/me?fields=settings[keyUiLocale]",
+            "41/me?fields=id,userRoles[id]",
+            "41/me",
+            "41/me/dashboard",
             "41/organisationUnits/OuJeninCl01?fields=displayName",
             "41/organisationUnits?filter=code:eq:X",
             "41/organisationUnits?includeDescendants=true",

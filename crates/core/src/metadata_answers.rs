@@ -1,17 +1,19 @@
-//! Reads of `organisationUnits` answered offline from the clinic's own org units (the ones
-//! the download kept: the user's org units, everything below them, and their ancestors),
-//! when the sealed cache holds no online answer to the same URL.
+//! Metadata reads answered offline when the sealed cache holds no online answer to the same
+//! URL: `organisationUnits` from the clinic's own org units (the ones the download kept: the
+//! user's org units, everything below them, and their ancestors), and `me` from the logged-in
+//! user's profile.
 //!
-//! The Capture app asks for org units in many shapes (`organisationUnits/{id}?fields=
+//! The Capture app asks for these in many shapes (`organisationUnits/{id}?fields=
 //! displayName,ancestors[id,displayName]` on every form, `organisationUnits?filter=id:in:[…]`
-//! for names in lists, `level=1`, `query=…&withinUserSearchHierarchy=true` for its pickers),
-//! so an answer kept online under one URL rarely serves the next. This module builds the
-//! server's answer instead: the objects DHIS2 gives (id, names, path, level, parent,
-//! ancestors root first, children), its `filter` operators on those properties, its
-//! `query`, `level` and user-hierarchy switches, paging, and the `fields` selection. A
-//! request it cannot answer truthfully (an unknown org unit by id, a filter on another
-//! property, another switch) is not answered (`None`): the read then fails as any read
-//! with nothing local does.
+//! for names in lists, `level=1`, `query=…&withinUserSearchHierarchy=true` for its pickers,
+//! `me?fields=organisationUnits[id,path]` for its org unit selector), so an answer kept online
+//! under one URL rarely serves the next. This module builds the server's answer instead: the
+//! org units as DHIS2 gives them (id, names, path, level, parent, ancestors root first,
+//! children), its `filter` operators on those properties, its `query`, `level` and
+//! user-hierarchy switches, paging, and the `fields` selection. A request it cannot answer
+//! truthfully (an unknown org unit by id, a filter on another property, another switch, a
+//! field of `me` the profile does not hold) is not answered (`None`): the read then fails as
+//! any read with nothing local does.
 
 use serde_json::{json, Map, Value};
 
@@ -19,17 +21,32 @@ use crate::{
     fields::FieldSelection,
     metadata::{ClinicMetadata, OrgUnitInfo},
     params::Target,
+    profile::{OrgUnitRef, UserProfile},
 };
+
+/// Top-level fields of `me` the profile answers.
+const ME_FIELDS_KNOWN: &[&str] = &[
+    "id",
+    "username",
+    "displayName",
+    "name",
+    "authorities",
+    "organisationUnits",
+    "teiSearchOrganisationUnits",
+    "userCredentials",
+];
 
 /// Parameters that change nothing in the answer built here.
 const NEUTRAL_PARAMS: &[&str] = &["fields", "paging", "page", "pageSize", "order", "translate", "locale", "_"];
 
-/// Answers `organisationUnits` or `organisationUnits/{id}` (`relative`: the path after the
-/// API base and version, `.json` allowed) from `meta`, or None when it cannot.
-pub fn answer(relative: &str, target: &Target, meta: &ClinicMetadata) -> Option<Value> {
+/// Answers `organisationUnits`, `organisationUnits/{id}` or `me` (`relative`: the path after
+/// the API base and version, `.json` allowed) from `meta` and the logged-in user's profile,
+/// or None when it cannot.
+pub fn answer(relative: &str, target: &Target, meta: &ClinicMetadata, profile: Option<&UserProfile>) -> Option<Value> {
     let parts: Vec<&str> =
         relative.trim_matches('/').split('/').map(|p| p.strip_suffix(".json").unwrap_or(p)).collect();
     match parts.as_slice() {
+        ["me"] => me(target, meta, profile?),
         ["organisationUnits"] => list(target, meta),
         ["organisationUnits", id] => {
             if target.params.iter().any(|(k, _)| !NEUTRAL_PARAMS.contains(&k.as_str())) {
@@ -41,6 +58,55 @@ pub fn answer(relative: &str, target: &Target, meta: &ClinicMetadata) -> Option<
         }
         _ => None,
     }
+}
+
+/// `me` from the profile, when every field asked is one the profile holds (`fields` is
+/// required: DHIS2's whole `me` holds much more than a profile).
+fn me(target: &Target, meta: &ClinicMetadata, profile: &UserProfile) -> Option<Value> {
+    if target.params.iter().any(|(k, _)| !NEUTRAL_PARAMS.contains(&k.as_str())) {
+        return None;
+    }
+    let spec = target.get("fields")?;
+    let mut depth = 0usize;
+    let mut top_level = Vec::new();
+    let mut name = String::new();
+    for c in spec.chars().chain([',']) {
+        match c {
+            '[' | '(' => depth += 1,
+            ']' | ')' => depth = depth.saturating_sub(1),
+            ',' if depth == 0 => top_level.push(std::mem::take(&mut name)),
+            _ if depth == 0 => name.push(c),
+            _ => {}
+        }
+    }
+    let known = |n: &str| ME_FIELDS_KNOWN.contains(&n.split("::").next().unwrap_or(n).trim());
+    if top_level.iter().filter(|n| !n.trim().is_empty()).any(|n| !known(n)) {
+        return None;
+    }
+    let units = |refs: &[OrgUnitRef]| -> Value {
+        Value::Array(
+            refs.iter()
+                .map(|r| match meta.org_units.get(&r.id) {
+                    Some(unit) => full_object(unit, meta),
+                    None => {
+                        let name = r.display_name.clone().unwrap_or_default();
+                        json!({"id": r.id, "displayName": name, "name": name})
+                    }
+                })
+                .collect(),
+        )
+    };
+    let me = json!({
+        "id": profile.id,
+        "username": profile.username,
+        "displayName": profile.display_name,
+        "name": profile.display_name,
+        "authorities": profile.authorities,
+        "organisationUnits": units(&profile.organisation_units),
+        "teiSearchOrganisationUnits": units(&profile.tei_search_organisation_units),
+        "userCredentials": {"username": profile.username},
+    });
+    Some(FieldSelection::parse(spec).apply(&me))
 }
 
 fn list(target: &Target, meta: &ClinicMetadata) -> Option<Value> {
