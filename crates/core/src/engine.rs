@@ -260,6 +260,9 @@ pub struct Engine<S, K, R, H> {
     pub(crate) conflict_policy: std::sync::Mutex<crate::merge::ConflictPolicy>,
     /// Server errors (HTTP 500) one record may get before its entry is moved aside.
     pub(crate) server_error_limit: std::sync::Mutex<u32>,
+    /// Held while an online `me` answer is merged into what is known of the user's `me`
+    /// (a read-modify-write of one record that parallel `me` reads would otherwise race).
+    pub(crate) me_seen: futures::lock::Mutex<()>,
 }
 
 impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R, H> {
@@ -280,6 +283,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
             version_checked_ms: Default::default(),
             conflict_policy: Default::default(),
             server_error_limit: std::sync::Mutex::new(crate::backoff::DEFAULT_SERVER_ERROR_LIMIT),
+            me_seen: futures::lock::Mutex::new(()),
         }
     }
 

@@ -24,29 +24,62 @@ use crate::{
     profile::{OrgUnitRef, UserProfile},
 };
 
-/// Top-level fields of `me` the profile answers.
-const ME_FIELDS_KNOWN: &[&str] = &[
-    "id",
-    "username",
-    "displayName",
-    "name",
-    "authorities",
-    "organisationUnits",
-    "teiSearchOrganisationUnits",
-    "userCredentials",
-];
+/// What is known here of the logged-in user: her profile (from the last online login) and
+/// everything the server's `me` answers told online on this device
+/// ([`merge_me`] of each, kept per user by the engine).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct KnownUser<'a> {
+    /// The profile of the session.
+    pub profile: Option<&'a UserProfile>,
+    /// The merged online `me` answers.
+    pub seen_online: Option<&'a Value>,
+}
+
+/// Merges `answer` (an online `me` answer) into `known`: objects field by field, lists of
+/// objects with an `id` by `id` (an item's fields merged), anything else replaced.
+pub fn merge_me(known: &mut Value, answer: &Value) {
+    match (known, answer) {
+        (Value::Object(k), Value::Object(a)) => {
+            for (name, value) in a {
+                match k.get_mut(name) {
+                    Some(existing) => merge_me(existing, value),
+                    None => {
+                        k.insert(name.clone(), value.clone());
+                    }
+                }
+            }
+        }
+        (Value::Array(k), Value::Array(a)) if a.iter().all(|v| v.get("id").is_some()) => {
+            let mut merged = Vec::with_capacity(a.len());
+            for item in a {
+                let mut item = item.clone();
+                if let Some(old) = k.iter().find(|o| o.get("id") == item.get("id")) {
+                    let mut old = old.clone();
+                    merge_me(&mut old, &item);
+                    item = old;
+                }
+                merged.push(item);
+            }
+            *k = merged;
+        }
+        (k, a) => *k = a.clone(),
+    }
+}
 
 /// Parameters that change nothing in the answer built here.
-const NEUTRAL_PARAMS: &[&str] = &["fields", "paging", "page", "pageSize", "order", "translate", "locale", "_"];
+/// (`isUserDataViewFallback`, sent by the org unit tree of `@dhis2/ui`, widens who may read an
+/// org unit, not what it holds.)
+const NEUTRAL_PARAMS: &[&str] =
+    &["fields", "paging", "page", "pageSize", "order", "translate", "locale", "isUserDataViewFallback", "_"];
 
 /// Answers `organisationUnits`, `organisationUnits/{id}` or `me` (`relative`: the path after
 /// the API base and version, `.json` allowed) from `meta` and the logged-in user's profile,
 /// or None when it cannot.
-pub fn answer(relative: &str, target: &Target, meta: &ClinicMetadata, profile: Option<&UserProfile>) -> Option<Value> {
+pub fn answer(relative: &str, target: &Target, meta: &ClinicMetadata, user: &KnownUser<'_>) -> Option<Value> {
     let parts: Vec<&str> =
         relative.trim_matches('/').split('/').map(|p| p.strip_suffix(".json").unwrap_or(p)).collect();
     match parts.as_slice() {
-        ["me"] => me(target, meta, profile?),
+        ["me"] => me(target, meta, user),
         ["organisationUnits"] => list(target, meta),
         ["organisationUnits", id] => {
             if target.params.iter().any(|(k, _)| !NEUTRAL_PARAMS.contains(&k.as_str())) {
@@ -60,13 +93,21 @@ pub fn answer(relative: &str, target: &Target, meta: &ClinicMetadata, profile: O
     }
 }
 
-/// `me` from the profile, when every field asked is one the profile holds (`fields` is
-/// required: DHIS2's whole `me` holds much more than a profile).
-fn me(target: &Target, meta: &ClinicMetadata, profile: &UserProfile) -> Option<Value> {
+/// `me` from what is known of her (the server's `me` answers seen online, over what her
+/// profile and the clinic's org units say), when every field asked is known (`fields` is
+/// required: DHIS2's whole `me` holds much more).
+fn me(target: &Target, meta: &ClinicMetadata, user: &KnownUser<'_>) -> Option<Value> {
     if target.params.iter().any(|(k, _)| !NEUTRAL_PARAMS.contains(&k.as_str())) {
         return None;
     }
     let spec = target.get("fields")?;
+    let mut me = match user.profile {
+        Some(profile) => from_profile(profile, meta),
+        None => json!({}),
+    };
+    if let Some(seen) = user.seen_online {
+        merge_me(&mut me, seen);
+    }
     let mut depth = 0usize;
     let mut top_level = Vec::new();
     let mut name = String::new();
@@ -79,10 +120,17 @@ fn me(target: &Target, meta: &ClinicMetadata, profile: &UserProfile) -> Option<V
             _ => {}
         }
     }
-    let known = |n: &str| ME_FIELDS_KNOWN.contains(&n.split("::").next().unwrap_or(n).trim());
-    if top_level.iter().filter(|n| !n.trim().is_empty()).any(|n| !known(n)) {
+    let known = |n: &str| {
+        let n = n.split("::").next().unwrap_or(n).split('~').next().unwrap_or(n).trim();
+        n.is_empty() || n.starts_with('!') || me.get(n).is_some()
+    };
+    if top_level.iter().any(|n| !known(n) || n.trim().starts_with(':') || n.trim() == "*") {
         return None;
     }
+    Some(FieldSelection::parse(spec).apply(&me))
+}
+
+fn from_profile(profile: &UserProfile, meta: &ClinicMetadata) -> Value {
     let units = |refs: &[OrgUnitRef]| -> Value {
         Value::Array(
             refs.iter()
@@ -96,7 +144,7 @@ fn me(target: &Target, meta: &ClinicMetadata, profile: &UserProfile) -> Option<V
                 .collect(),
         )
     };
-    let me = json!({
+    json!({
         "id": profile.id,
         "username": profile.username,
         "displayName": profile.display_name,
@@ -105,8 +153,7 @@ fn me(target: &Target, meta: &ClinicMetadata, profile: &UserProfile) -> Option<V
         "organisationUnits": units(&profile.organisation_units),
         "teiSearchOrganisationUnits": units(&profile.tei_search_organisation_units),
         "userCredentials": {"username": profile.username},
-    });
-    Some(FieldSelection::parse(spec).apply(&me))
+    })
 }
 
 fn list(target: &Target, meta: &ClinicMetadata) -> Option<Value> {

@@ -466,8 +466,14 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
                 {
                     self.ensure_clinic_loaded().await?;
                     let profile = self.vault.session_info().and_then(|s| s.profile);
+                    let seen = match self.me_seen_id() {
+                        Some(id) if strip_json(relative) == "me" => self.me_seen_online(&id).await?,
+                        _ => None,
+                    };
+                    let user =
+                        crate::metadata_answers::KnownUser { profile: profile.as_ref(), seen_online: seen.as_ref() };
                     let clinic = self.clinic.lock().map_err(|_| CoreError::Storage("clinic lock poisoned".into()))?;
-                    let answer = crate::metadata_answers::answer(relative, &target, &clinic.metadata, profile.as_ref());
+                    let answer = crate::metadata_answers::answer(relative, &target, &clinic.metadata, &user);
                     return Ok(answer.map(|v| json_response(&v)));
                 }
                 return Ok(offline_default(relative));
@@ -652,7 +658,41 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
             CachedResponse { status, content_type: content_type.into(), body: crate::register::Bytes(body.to_vec()) };
         let bytes = serde_json::to_vec(&entry).map_err(|e| CoreError::BadInput(e.to_string()))?;
         self.vault.put_record(StoreName::Cache, &slot.id, &bytes).await?;
+        if status == 200 && method.eq_ignore_ascii_case("GET") && self.is_me_read(url) {
+            self.remember_me(body).await?;
+        }
         Ok(true)
+    }
+
+    fn is_me_read(&self, url: &str) -> bool {
+        Target::parse(url).relative_to(&self.api_path()).map(unversioned).map(strip_json) == Some("me")
+    }
+
+    /// The record holding everything the server's `me` answers online told about the
+    /// logged-in user (per user, sealed like every cached read).
+    fn me_seen_id(&self) -> Option<String> {
+        Some(format!("user:{}\nme seen online", self.vault.session_info()?.username))
+    }
+
+    /// Merges an online `me` answer into what is known of her `me` (fields of every answer
+    /// kept, the latest winning; lists of objects merged by `id`), so that offline a `me` read
+    /// with another field selection can be answered ([`crate::metadata_answers`]).
+    async fn remember_me(&self, body: &[u8]) -> Result<()> {
+        let Ok(answer @ Value::Object(_)) = serde_json::from_slice::<Value>(body) else { return Ok(()) };
+        let Some(id) = self.me_seen_id() else { return Ok(()) };
+        let _held = self.me_seen.lock().await;
+        let mut known = self.me_seen_online(&id).await?.unwrap_or_else(|| json!({}));
+        crate::metadata_answers::merge_me(&mut known, &answer);
+        let bytes = serde_json::to_vec(&known).map_err(|e| CoreError::BadInput(e.to_string()))?;
+        self.vault.put_record(StoreName::Cache, &id, &bytes).await
+    }
+
+    async fn me_seen_online(&self, id: &str) -> Result<Option<Value>> {
+        Ok(match self.vault.get_record(StoreName::Cache, id).await? {
+            // A damaged record is only a lost convenience: it is overwritten at the next `me`.
+            Some(bytes) => serde_json::from_slice(&bytes).ok(),
+            None => None,
+        })
     }
 
     /// Whether a request outside the tracker data routes is a read the worker answers network

@@ -104,7 +104,11 @@ fn a_versioned_profile_read_never_answers_the_previous_user() {
                 answer.as_ref().is_none_or(|a| !a.2.contains("Amal")),
                 "{url} answered nurse1's profile: {answer:?}"
             );
-            assert_eq!(answer, None, "{url}: nothing of nurse2's is kept");
+            // Nothing of nurse2's was kept from the server: her answer is built from her own
+            // profile (crate::metadata_answers).
+            let (status, how, body) = answer.unwrap();
+            assert_eq!((status, how.as_str()), (200, "local"), "{url}");
+            assert!(body.contains("Rania Khalil") && body.contains("UsNurse0002"), "{url}: {body}");
         }
         // nurse2's own profile, kept under a version, answers her under any version.
         server.online.set(true);

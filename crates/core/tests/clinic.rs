@@ -345,11 +345,37 @@ fn org_unit_reads_offline_are_answered_from_the_clinic_copy_in_the_servers_shape
                 "organisationUnits": [{"id": OU, "path": "/OuPalestin1/OuHebronDs1/OuBaniNaim1"}]})
         );
 
+        // And with what the server's `me` answers told online, whatever their selection: the
+        // Capture app's registration form asks `me?fields=settings[keyUiLocale]`.
+        for (url, answer) in [
+            (
+                "41/me?fields=id,firstName,surname,userRoles[id],organisationUnits[id,path],settings",
+                json!({"id": "UsNurse0001", "firstName": "Amal", "userRoles": [{"id": "UrNurse0001"}],
+                    "organisationUnits": [{"id": OU, "path": "/OuPalestin1/OuHebronDs1/OuBaniNaim1"}],
+                    "settings": {"keyUiLocale": "ar", "keyDbLocale": "en"}}),
+            ),
+            ("me?fields=organisationUnits[id,code]", json!({"organisationUnits": [{"id": OU, "code": "BN01"}]})),
+        ] {
+            let url = format!("http://127.0.0.1:9/api/{url}");
+            assert!(e.cache_response(&url, 200, "application/json", answer.to_string().as_bytes()).await.unwrap());
+        }
+        assert_eq!(body(&e, "41/me?fields=settings[keyUiLocale]").await, json!({"settings": {"keyUiLocale": "ar"}}));
+        assert_eq!(
+            body(&e, "41/me?fields=firstName,organisationUnits[id,code,displayName]").await,
+            json!({"firstName": "Amal", "organisationUnits": [{"id": OU, "code": "BN01", "displayName": "Bani Naim Clinic"}]})
+        );
+        // The next nurse on the device is told nothing of hers.
+        e.login("nurse2", "Nurse2!clinic", T0).await.unwrap();
+        let url = "http://127.0.0.1:9/api/41/me?fields=settings[keyUiLocale]";
+        assert!(e.answer_offline(url).await.unwrap().is_none());
+        assert_eq!(body(&e, "41/me?fields=username").await, json!({"username": "nurse2"}));
+
         // What it cannot answer truthfully stays unanswered: an org unit it does not hold, a
-        // filter or a switch it does not know, a field of `me` her profile does not hold.
+        // filter or a switch it does not know, a field of `me` nobody told.
         for unknown in [
-            "41/me?fields=settings[keyUiLocale]",
-            "41/me?fields=id,userRoles[id]",
+            "41/me?fields=email",
+            "41/me?fields=id,userGroups[id]",
+            "41/me?fields=*",
             "41/me",
             "41/me/dashboard",
             "41/organisationUnits/OuJeninCl01?fields=displayName",
@@ -654,7 +680,9 @@ fn per_user_reads_are_kept_per_user_and_server_pages_are_reads() {
         let programs = "http://127.0.0.1:9/api/programs.json?fields=id";
         assert!(e.cache_response(programs, 200, "application/json", br#"{"programs":[]}"#).await.unwrap());
         e.login("nurse2", "Nurse2!clinic", T0).await.unwrap(); // handover from nurse1's session
-        assert_eq!(answer("GET", me, b"").await, None);
+                                                               // Her own `me`, built from her profile (nothing of hers was kept from the server).
+        let own = r#"{"displayName":"Rania Khalil","id":"UsNurse0002"}"#;
+        assert_eq!(answer("GET", me, b"").await, Some((200, own.into())));
         assert_eq!(answer("POST", tree, b"versionOnly=false").await, None);
         assert_eq!(answer("GET", programs, b"").await.map(|a| a.0), Some(200));
         e.logout();
