@@ -543,7 +543,10 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
             ReadRoute::Tracker(kind, Some(uid)) => {
                 crate::family::set_tracker_minor(self.clinic.lock().map(|c| c.metadata.minor_version()).unwrap_or(40));
                 let record = match kind {
-                    Kind::TrackedEntity => self.bundle(&uid).await?.map(|b| tracker_nested(&b, target.get("program"))),
+                    Kind::TrackedEntity => {
+                        let names = self.org_unit_names();
+                        self.bundle(&uid).await?.map(|b| tracker_nested(&b, target.get("program"), &names))
+                    }
                     Kind::Event => match self.owner_of(&uid) {
                         Some(owner) => self.bundle(&owner).await?.and_then(|b| {
                             b.events
@@ -568,10 +571,11 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
                     Kind::TrackedEntity => {
                         let q = TeiQuery::from_target(&target)?;
                         let (rows, total, _) = self.matching_rows(&q)?;
+                        let names = self.org_unit_names();
                         let mut items = Vec::new();
                         for row in &rows {
                             if let Some(b) = self.bundle(&row.uid).await? {
-                                items.push(tracker_nested(&b, q.program.as_deref()));
+                                items.push(tracker_nested(&b, q.program.as_deref(), &names));
                             }
                         }
                         (items, paging_of(&q, total))
@@ -943,9 +947,12 @@ fn legacy_nested(b: &TeiBundle, program: Option<&str>, org_unit_names: &dyn Fn(&
     nested
 }
 
-/// A tracked entity nested for the tracker family: events carry their follow-up flag.
-fn tracker_nested(b: &TeiBundle, program: Option<&str>) -> Object {
-    let mut nested = b.to_nested(program);
+/// A tracked entity nested for the tracker family (in legacy names, converted by the caller):
+/// the legacy nesting with what the server adds to records created here (program owners
+/// above all: the Capture app's enrollment page reads them), and events with their follow-up
+/// flag.
+fn tracker_nested(b: &TeiBundle, program: Option<&str>, org_unit_names: &dyn Fn(&str) -> String) -> Object {
+    let mut nested = legacy_nested(b, program, org_unit_names);
     if let Some(Value::Array(enrollments)) = nested.get_mut("enrollments") {
         for e in enrollments.iter_mut() {
             if let Some(Value::Array(events)) = e.get_mut("events") {

@@ -398,6 +398,49 @@ fn org_unit_reads_offline_are_answered_from_the_clinic_copy_in_the_servers_shape
 }
 
 #[test]
+fn a_woman_registered_offline_reads_back_through_the_tracker_api_with_her_program_owner() {
+    block_on(async {
+        let store = MemoryStore::new();
+        let server = FakeDhis2::new("2.41.1", 3);
+        let e = engine(&store, &server);
+        e.login("nurse1", "Nurse1!clinic", T0).await.unwrap();
+        e.download(DownloadOptions::default(), T0, &mut |_| {}).await.unwrap();
+        // The Capture app's registration: a tracked entity with its enrollment (no enrollment
+        // UID: the server names it) and a first visit, in one request.
+        let body = json!({"trackedEntities": [{"trackedEntity": "TeNewWoman1", "orgUnit": OU, "trackedEntityType": "TetPerson01",
+            "attributes": [{"attribute": FIRST, "value": "Fatima"}, {"attribute": NID, "value": "912345678"}],
+            "enrollments": [{"program": PROGRAM, "status": "ACTIVE", "orgUnit": OU, "occurredAt": "2026-10-01",
+                "enrolledAt": "2026-12-05", "attributes": [],
+                "events": [{"event": "EvNewVisit1", "programStage": "PsAncVisit1", "program": PROGRAM, "orgUnit": OU,
+                    "status": "ACTIVE", "occurredAt": "2026-12-05", "dataValues": []}]}]}]})
+        .to_string();
+        let prepared = e
+            .prepare_write("POST", "http://127.0.0.1:9/api/41/tracker?async=false", "application/json", body.as_bytes())
+            .unwrap();
+        e.capture_write(&prepared, T0).await.unwrap();
+        // What its enrollment page asks next.
+        let tei = body_of(
+            &e,
+            "41/tracker/trackedEntities/TeNewWoman1?fields=attributes,trackedEntityType,programOwners[program,orgUnit]",
+        )
+        .await;
+        assert_eq!(tei["programOwners"], json!([{"program": PROGRAM, "orgUnit": OU}]), "{tei}");
+        assert_eq!(tei["trackedEntityType"], "TetPerson01");
+        let full = body_of(&e, &format!("41/tracker/trackedEntities/TeNewWoman1?program={PROGRAM}&fields=enrollments[*,!attributes],attributes,inactive")).await;
+        assert_eq!(full["inactive"], false, "{full}");
+        assert_eq!(full["enrollments"][0]["events"][0]["event"], "EvNewVisit1");
+        assert_eq!(full["enrollments"][0]["notes"], json!([]));
+    })
+}
+
+/// The body of a local answer (from the copy or the cache).
+async fn body_of(e: &E<'_>, url: &str) -> Value {
+    let r = e.answer_offline(&format!("http://127.0.0.1:9/api/{url}")).await.unwrap().unwrap();
+    assert_eq!(r.status, 200, "{url}: {}", String::from_utf8_lossy(&r.body));
+    serde_json::from_slice(&r.body).unwrap()
+}
+
+#[test]
 fn interrupted_download_resumes_and_later_runs_are_incremental_with_deletions() {
     block_on(async {
         let store = MemoryStore::new();
