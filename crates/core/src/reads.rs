@@ -798,8 +798,9 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
 }
 
 /// The answer offline to a read never seen online, where the server's answer is known without
-/// asking: a key of the dataStore, userDataStore or user settings that this device never read
-/// is taken as unset (404, as the server answers for a key never set; the app then
+/// asking: a key (or a whole namespace) of the dataStore, userDataStore or user settings that
+/// this device never read is taken as unset (404, as the server answers for a key never set
+/// or a namespace never used; the app then
 /// uses its defaults), and potential duplicates are those the server reported (none known).
 fn offline_default(relative: &str) -> Option<HttpResponse> {
     let parts: Vec<&str> = relative.trim_matches('/').split('/').map(strip_json).collect();
@@ -807,6 +808,7 @@ fn offline_default(relative: &str) -> Option<HttpResponse> {
         ["dataStore" | "userDataStore", namespace, key] => {
             Some(format!("Key '{key}' not found in namespace '{namespace}'"))
         }
+        ["dataStore" | "userDataStore", namespace] => Some(format!("Namespace not found: '{namespace}'")),
         ["userSettings", key] => Some(format!("User setting not found for key: {key}")),
         ["potentialDuplicates"] => None,
         _ => return None,
