@@ -476,7 +476,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
                     let answer = crate::metadata_answers::answer(relative, &target, &clinic.metadata, &user);
                     return Ok(answer.map(|v| json_response(&v)));
                 }
-                return Ok(offline_default(relative));
+                return Ok(offline_default(relative, &target));
             }
             ReadRoute::Generate(attribute) => return self.generate_offline(&attribute).await,
             ReadRoute::RequiredValues(attribute) => match self.required_values_offline(&attribute).await? {
@@ -800,22 +800,30 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
 /// The answer offline to a read never seen online, where the server's answer is known without
 /// asking: a key (or a whole namespace) of the dataStore, userDataStore or user settings that
 /// this device never read is taken as unset (404, as the server answers for a key never set
-/// or a namespace never used; the app then
-/// uses its defaults), and potential duplicates are those the server reported (none known).
-fn offline_default(relative: &str) -> Option<HttpResponse> {
+/// or a namespace never used; the entries query `dataStore/{namespace}?fields=…` of an unused
+/// namespace is an empty list, as the server answers it; the app then uses its defaults), and
+/// potential duplicates are those the server reported (none known).
+fn offline_default(relative: &str, target: &Target) -> Option<HttpResponse> {
     let parts: Vec<&str> = relative.trim_matches('/').split('/').map(strip_json).collect();
-    let message = match parts.as_slice() {
+    let mut answer = match parts.as_slice() {
         ["dataStore" | "userDataStore", namespace, key] => {
-            Some(format!("Key '{key}' not found in namespace '{namespace}'"))
+            not_found(format!("Key '{key}' not found in namespace '{namespace}'"))
         }
-        ["dataStore" | "userDataStore", namespace] => Some(format!("Namespace not found: '{namespace}'")),
-        ["userSettings", key] => Some(format!("User setting not found for key: {key}")),
-        ["potentialDuplicates"] => None,
+        ["dataStore" | "userDataStore", _] if target.get("fields").is_some() => {
+            let paging = !target.get("paging").is_some_and(|p| p.eq_ignore_ascii_case("false"));
+            let page_size = target.get("pageSize").and_then(|p| p.parse::<usize>().ok()).filter(|n| *n > 0);
+            match (target.flag("headless") == Some(true), paging) {
+                (true, _) => json_response(&json!([])),
+                (false, true) => {
+                    json_response(&json!({"pager": {"page": 1, "pageSize": page_size.unwrap_or(50)}, "entries": []}))
+                }
+                (false, false) => json_response(&json!({"entries": []})),
+            }
+        }
+        ["dataStore" | "userDataStore", namespace] => not_found(format!("Namespace not found: '{namespace}'")),
+        ["userSettings", key] => not_found(format!("User setting not found for key: {key}")),
+        ["potentialDuplicates"] => json_response(&json!({"potentialDuplicates": []})),
         _ => return None,
-    };
-    let mut answer = match message {
-        Some(message) => not_found(message),
-        None => json_response(&json!({"potentialDuplicates": []})),
     };
     answer.headers.retain(|(k, _)| k != LOCAL_HEADER.0);
     answer.headers.push((LOCAL_HEADER.0.into(), "default".into()));

@@ -714,10 +714,14 @@ fn per_user_reads_are_kept_per_user_and_server_pages_are_reads() {
         // Never read online: a key is taken as unset, potential duplicates as none known.
         let unseen = "http://127.0.0.1:9/api/dataStore/tracker-capture/keyTrackerDashboardDefaultLayout";
         assert_eq!(answer("GET", unseen, b"").await.map(|a| a.0), Some(404));
-        // And a namespace (the Capture app's enrollment page reads `dataStore/capture?fields=.`).
-        let namespace = "http://127.0.0.1:9/api/41/dataStore/capture?fields=.";
+        // And a namespace: its key list is a 404, its entries query an empty list (the Capture
+        // app's enrollment page reads `dataStore/capture?fields=.`, as the server answers it).
+        let namespace = "http://127.0.0.1:9/api/41/dataStore/capture";
         let (status, body) = answer("GET", namespace, b"").await.unwrap();
         assert_eq!((status, body.contains("Namespace not found: 'capture'")), (404, true), "{body}");
+        let entries = "http://127.0.0.1:9/api/41/dataStore/capture?fields=.";
+        let (status, body) = answer("GET", entries, b"").await.unwrap();
+        assert_eq!((status, body.as_str()), (200, r#"{"entries":[],"pager":{"page":1,"pageSize":50}}"#));
         let duplicates = "http://127.0.0.1:9/api/potentialDuplicates?teis=Te000000001";
         assert_eq!(answer("GET", duplicates, b"").await, Some((200, r#"{"potentialDuplicates":[]}"#.into())));
         assert_eq!(answer("GET", "http://127.0.0.1:9/api/programs/unseen.json", b"").await, None);

@@ -251,3 +251,25 @@ async fn the_capture_app_lists_searches_and_registers() {
         assert_eq!(ev["status"], "COMPLETED", "{ev}");
     }
 }
+
+/// The enrollment page reads `dataStore/capture?fields=.` (the entries query): a namespace
+/// never used is an empty list, not a 404 (the key list still says 404); entries carry their
+/// key and the fields asked (`.` as `value`).
+#[tokio::test]
+async fn the_enrollment_page_layout_is_read_with_the_entries_query() {
+    for version in ["2.41", "2.42"] {
+        let (app, _dir) = demo_app(version);
+        let (status, _, body) = get_json(&app, "/api/41/dataStore/capture?fields=.", NURSE).await;
+        assert_eq!((status, &body), (StatusCode::OK, &json!({"pager": {"page": 1, "pageSize": 50}, "entries": []})));
+        let (status, _, _) = get_json(&app, "/api/41/dataStore/capture", NURSE).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "the key list of an unused namespace");
+        let layout = json!({"PrMchProg01": {"leftColumn": [{"name": "QuickActions"}], "rightColumn": []}});
+        let (status, _) = post_json(&app, "/api/dataStore/capture/enrollmentOverviewLayout", NURSE, &layout).await;
+        assert_eq!(status, StatusCode::CREATED);
+        let (_, _, body) = get_json(&app, "/api/41/dataStore/capture?fields=.", NURSE).await;
+        assert_eq!(body["entries"], json!([{"key": "enrollmentOverviewLayout", "value": layout}]));
+        let (_, _, body) =
+            get_json(&app, "/api/dataStore/capture?fields=PrMchProg01.rightColumn&headless=true", NURSE).await;
+        assert_eq!(body, json!([{"key": "enrollmentOverviewLayout", "PrMchProg01.rightColumn": []}]));
+    }
+}

@@ -402,7 +402,15 @@ async fn ds_namespaces(State(state): State<AppState>) -> Result<Response, ApiErr
     Ok(list_json(&list))
 }
 
-async fn ds_keys(State(state): State<AppState>, Path(ns): Path<String>, params: Params) -> Result<Response, ApiError> {
+async fn ds_keys(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(ns): Path<String>,
+    params: Params,
+) -> Result<Response, ApiError> {
+    if let Some(fields) = params.get("fields").map(str::to_owned) {
+        return ds_entries(state, user, ns, &fields, &params).await;
+    }
     let updated_after = params.get("lastUpdated").map(str::to_owned);
     let list = state
         .db()
@@ -415,6 +423,62 @@ async fn ds_keys(State(state): State<AppState>, Path(ns): Path<String>, params: 
         })
         .await?;
     Ok(list_json(&list))
+}
+
+/// The entries query (`GET /api/dataStore/{namespace}?fields=…`, DHIS2 2.39+): every entry
+/// the user may read, as `{key, <field>: <value at that path>}` (`.` is the whole value, named
+/// `value`), in `{pager, entries}` (`paging=false`: no pager; `headless=true`: the list
+/// alone). Unlike the key list, a namespace never used answers an empty list, not a 404 (the
+/// Capture app reads `dataStore/capture?fields=.` on every enrollment page and relies on it).
+async fn ds_entries(
+    state: AppState,
+    user: User,
+    ns: String,
+    fields: &str,
+    params: &Params,
+) -> Result<Response, ApiError> {
+    let enforce = state.version().enforces_datastore_read_sharing();
+    let entries = state
+        .db()
+        .call(move |conn| {
+            let superuser = is_superuser(conn, &user)?;
+            Ok(entries_in(conn, "", &ns)?
+                .into_iter()
+                .filter(|e| !enforce || access(e, &user, superuser).read)
+                .collect::<Vec<_>>())
+        })
+        .await?;
+    let paths: Vec<&str> = fields.split(',').map(str::trim).filter(|f| !f.is_empty()).collect();
+    let page_size = params.get("pageSize").and_then(|p| p.parse::<usize>().ok()).filter(|n| *n > 0).unwrap_or(50);
+    let page = params.get("page").and_then(|p| p.parse::<usize>().ok()).filter(|n| *n > 0).unwrap_or(1);
+    let paging = !params.get("paging").is_some_and(|p| p.eq_ignore_ascii_case("false"));
+    let shown: Vec<Value> = entries
+        .iter()
+        .skip(if paging { (page - 1) * page_size } else { 0 })
+        .take(if paging { page_size } else { usize::MAX })
+        .map(|e| {
+            let value: Value = serde_json::from_str(&e.value).unwrap_or(Value::Null);
+            let mut out = serde_json::Map::new();
+            out.insert("key".into(), json!(e.key));
+            for path in &paths {
+                if *path == "." {
+                    out.insert("value".into(), value.clone());
+                } else {
+                    let pointer = format!("/{}", path.replace('.', "/"));
+                    out.insert((*path).to_string(), value.pointer(&pointer).cloned().unwrap_or(Value::Null));
+                }
+            }
+            Value::Object(out)
+        })
+        .collect();
+    let body = if flag(params, "headless") {
+        Value::Array(shown)
+    } else if paging {
+        json!({"pager": {"page": page, "pageSize": page_size}, "entries": shown})
+    } else {
+        json!({"entries": shown})
+    };
+    Ok(json_response(StatusCode::OK, &body))
 }
 
 async fn ds_delete_namespace(
