@@ -260,8 +260,8 @@ pub struct Engine<S, K, R, H> {
     pub(crate) conflict_policy: std::sync::Mutex<crate::merge::ConflictPolicy>,
     /// Server errors (HTTP 500) one record may get before its entry is moved aside.
     pub(crate) server_error_limit: std::sync::Mutex<u32>,
-    /// Held while an online `me` answer is merged into what is known of the user's `me`
-    /// (a read-modify-write of one record that parallel `me` reads would otherwise race).
+    /// Held while an online answer is merged into what is known of the user's `me` or of
+    /// metadata objects (a read-modify-write of one record that parallel reads would race).
     pub(crate) me_seen: futures::lock::Mutex<()>,
 }
 

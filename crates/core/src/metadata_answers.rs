@@ -1,7 +1,8 @@
 //! Metadata reads answered offline when the sealed cache holds no online answer to the same
 //! URL: `organisationUnits` from the clinic's own org units (the ones the download kept: the
-//! user's org units, everything below them, and their ancestors), and `me` from the logged-in
-//! user's profile.
+//! user's org units, everything below them, and their ancestors), `me` from the logged-in
+//! user's profile and her `me` answers seen online, and the program metadata objects of
+//! [`OBJECTS_KEPT_BY_ID`] from every online answer that held them.
 //!
 //! The Capture app asks for these in many shapes (`organisationUnits/{id}?fields=
 //! displayName,ancestors[id,displayName]` on every form, `organisationUnits?filter=id:in:[…]`
@@ -14,6 +15,15 @@
 //! truthfully (an unknown org unit by id, a filter on another property, another switch, a
 //! field of `me` the profile does not hold) is not answered (`None`): the read then fails as
 //! any read with nothing local does.
+//!
+//! Program metadata: the Capture app reads each program's whole metadata at boot
+//! (`programs?fields=<35 fields>&filter=id:in:[…]`), then each page asks for the same program
+//! again with its own selection (`programs/{id}?fields=displayIncidentDate,…`), which offline
+//! misses the cache unless that page was opened online. Every online answer of a resource in
+//! [`OBJECTS_KEPT_BY_ID`] is merged by `id` ([`merge_seen`]) into what is known of its
+//! objects; a read by id that misses the cache is answered from them. DHIS2 leaves out fields
+//! whose value is null, so a field asked and not known is left out the same way (an object
+//! never seen is not answered).
 
 use serde_json::{json, Map, Value};
 
@@ -26,7 +36,7 @@ use crate::{
 
 /// What is known here of the logged-in user: her profile (from the last online login) and
 /// everything the server's `me` answers told online on this device
-/// ([`merge_me`] of each, kept per user by the engine).
+/// ([`merge_seen`] of each, kept per user by the engine).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct KnownUser<'a> {
     /// The profile of the session.
@@ -35,14 +45,75 @@ pub struct KnownUser<'a> {
     pub seen_online: Option<&'a Value>,
 }
 
-/// Merges `answer` (an online `me` answer) into `known`: objects field by field, lists of
-/// objects with an `id` by `id` (an item's fields merged), anything else replaced.
-pub fn merge_me(known: &mut Value, answer: &Value) {
+/// Metadata resources whose objects are kept by id from every online answer (vault-wide:
+/// they are in [`crate::reads::VAULT_WIDE_API_READS`]).
+pub const OBJECTS_KEPT_BY_ID: &[&str] =
+    &["programs", "programStages", "trackedEntityTypes", "trackedEntityAttributes", "relationshipTypes", "optionSets"];
+
+/// The resource and the objects (each with an `id`) of an online answer to `relative` (path
+/// after the API base and version) when the resource is in [`OBJECTS_KEPT_BY_ID`]: the object
+/// of `resource/{id}`, or the list of `resource`.
+pub fn objects_in_answer(relative: &str, body: &Value) -> Option<(&'static str, Vec<Value>)> {
+    let parts: Vec<&str> =
+        relative.trim_matches('/').split('/').map(|p| p.strip_suffix(".json").unwrap_or(p)).collect();
+    let resource = *OBJECTS_KEPT_BY_ID.iter().find(|r| Some(**r) == parts.first().copied())?;
+    let with_id = |v: &&Value| v.get("id").and_then(Value::as_str).is_some();
+    match parts.as_slice() {
+        [_] => Some((resource, body.get(resource)?.as_array()?.iter().filter(with_id).cloned().collect())),
+        [_, id] if body.get("id").and_then(Value::as_str) == Some(*id) => Some((resource, vec![body.clone()])),
+        _ => None,
+    }
+}
+
+/// Answers `resource/{id}` or `resource?filter=id:in:[…]` (`id:eq:`) of [`OBJECTS_KEPT_BY_ID`]
+/// from `known` (id → object, merged from online answers); None when an object asked is not
+/// known, or the read has other filters or switches.
+pub fn answer_from_objects(relative: &str, target: &Target, known: &Map<String, Value>) -> Option<Value> {
+    let parts: Vec<&str> =
+        relative.trim_matches('/').split('/').map(|p| p.strip_suffix(".json").unwrap_or(p)).collect();
+    let resource = *OBJECTS_KEPT_BY_ID.iter().find(|r| Some(**r) == parts.first().copied())?;
+    if target.params.iter().any(|(k, _)| !NEUTRAL_PARAMS.contains(&k.as_str()) && k != "filter") {
+        return None;
+    }
+    let fields = |default: &str| FieldSelection::parse(target.get("fields").unwrap_or(default));
+    match parts.as_slice() {
+        [_, id] if target.get("filter").is_none() => Some(fields("*").apply(known.get(*id)?)),
+        [_] => {
+            let mut ids: Vec<String> = Vec::new();
+            for filter in target.all("filter") {
+                let list = filter.strip_prefix("id:in:").or_else(|| filter.strip_prefix("id:eq:"))?;
+                ids.extend(list.trim_start_matches('[').trim_end_matches(']').split(',').map(|s| s.trim().to_string()));
+            }
+            if ids.is_empty() {
+                return None;
+            }
+            let objects: Option<Vec<Value>> =
+                ids.iter().map(|id| known.get(id).map(|o| fields("id,displayName").apply(o))).collect();
+            let objects = objects?;
+            let mut out = Map::new();
+            if !target.get("paging").is_some_and(|p| p.eq_ignore_ascii_case("false")) {
+                let page_size =
+                    target.get("pageSize").and_then(|p| p.parse::<usize>().ok()).filter(|n| *n > 0).unwrap_or(50);
+                out.insert(
+                    "pager".into(),
+                    json!({"page": 1, "pageCount": objects.len().div_ceil(page_size).max(1), "total": objects.len(), "pageSize": page_size}),
+                );
+            }
+            out.insert(resource.into(), Value::Array(objects));
+            Some(Value::Object(out))
+        }
+        _ => None,
+    }
+}
+
+/// Merges `answer` (an online answer) into `known`: objects field by field, lists of objects
+/// with an `id` by `id` (an item's fields merged), anything else replaced.
+pub fn merge_seen(known: &mut Value, answer: &Value) {
     match (known, answer) {
         (Value::Object(k), Value::Object(a)) => {
             for (name, value) in a {
                 match k.get_mut(name) {
-                    Some(existing) => merge_me(existing, value),
+                    Some(existing) => merge_seen(existing, value),
                     None => {
                         k.insert(name.clone(), value.clone());
                     }
@@ -55,7 +126,7 @@ pub fn merge_me(known: &mut Value, answer: &Value) {
                 let mut item = item.clone();
                 if let Some(old) = k.iter().find(|o| o.get("id") == item.get("id")) {
                     let mut old = old.clone();
-                    merge_me(&mut old, &item);
+                    merge_seen(&mut old, &item);
                     item = old;
                 }
                 merged.push(item);
@@ -106,7 +177,7 @@ fn me(target: &Target, meta: &ClinicMetadata, user: &KnownUser<'_>) -> Option<Va
         None => json!({}),
     };
     if let Some(seen) = user.seen_online {
-        merge_me(&mut me, seen);
+        merge_seen(&mut me, seen);
     }
     let mut depth = 0usize;
     let mut top_level = Vec::new();

@@ -476,6 +476,18 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
                     let answer = crate::metadata_answers::answer(relative, &target, &clinic.metadata, &user);
                     return Ok(answer.map(|v| json_response(&v)));
                 }
+                if let Some(resource) =
+                    crate::metadata_answers::OBJECTS_KEPT_BY_ID.iter().find(|r| relative.starts_with(*r))
+                {
+                    if let Some(bytes) =
+                        self.vault.get_record(StoreName::Cache, &Self::objects_seen_id(resource)).await?
+                    {
+                        if let Ok(Value::Object(known)) = serde_json::from_slice::<Value>(&bytes) {
+                            let answer = crate::metadata_answers::answer_from_objects(relative, &target, &known);
+                            return Ok(answer.map(|v| json_response(&v)));
+                        }
+                    }
+                }
                 return Ok(offline_default(relative, &target));
             }
             ReadRoute::Generate(attribute) => return self.generate_offline(&attribute).await,
@@ -665,7 +677,53 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
         if status == 200 && method.eq_ignore_ascii_case("GET") && self.is_me_read(url) {
             self.remember_me(body).await?;
         }
+        if status == 200 && method.eq_ignore_ascii_case("GET") {
+            self.remember_objects(url, body).await?;
+        }
         Ok(true)
+    }
+
+    /// The record holding the objects of one resource of
+    /// [`crate::metadata_answers::OBJECTS_KEPT_BY_ID`] seen online (vault-wide, sealed).
+    fn objects_seen_id(resource: &str) -> String {
+        format!("objects seen online\n{resource}")
+    }
+
+    /// Merges the objects of an online answer into what is known of their resource's objects.
+    async fn remember_objects(&self, url: &str, body: &[u8]) -> Result<()> {
+        let target = Target::parse(url);
+        let Some(relative) = target.relative_to(&self.api_path()).map(unversioned) else { return Ok(()) };
+        if !crate::metadata_answers::OBJECTS_KEPT_BY_ID.iter().any(|r| relative.starts_with(r)) {
+            return Ok(());
+        }
+        let Ok(answer) = serde_json::from_slice::<Value>(body) else { return Ok(()) };
+        let Some((resource, objects)) = crate::metadata_answers::objects_in_answer(relative, &answer) else {
+            return Ok(());
+        };
+        if objects.is_empty() {
+            return Ok(());
+        }
+        let id = Self::objects_seen_id(resource);
+        let _held = self.me_seen.lock().await;
+        // A damaged record is only a lost convenience: it is rebuilt from this answer on.
+        let mut known = match self.vault.get_record(StoreName::Cache, &id).await? {
+            Some(bytes) => match serde_json::from_slice::<Value>(&bytes) {
+                Ok(Value::Object(map)) => map,
+                _ => Map::new(),
+            },
+            None => Map::new(),
+        };
+        for object in objects {
+            let Some(uid) = object.get("id").and_then(Value::as_str).map(str::to_string) else { continue };
+            match known.get_mut(&uid) {
+                Some(existing) => crate::metadata_answers::merge_seen(existing, &object),
+                None => {
+                    known.insert(uid, object);
+                }
+            }
+        }
+        let bytes = serde_json::to_vec(&known).map_err(|e| CoreError::BadInput(e.to_string()))?;
+        self.vault.put_record(StoreName::Cache, &id, &bytes).await
     }
 
     fn is_me_read(&self, url: &str) -> bool {
@@ -686,7 +744,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
         let Some(id) = self.me_seen_id() else { return Ok(()) };
         let _held = self.me_seen.lock().await;
         let mut known = self.me_seen_online(&id).await?.unwrap_or_else(|| json!({}));
-        crate::metadata_answers::merge_me(&mut known, &answer);
+        crate::metadata_answers::merge_seen(&mut known, &answer);
         let bytes = serde_json::to_vec(&known).map_err(|e| CoreError::BadInput(e.to_string()))?;
         self.vault.put_record(StoreName::Cache, &id, &bytes).await
     }

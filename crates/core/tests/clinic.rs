@@ -433,6 +433,58 @@ fn a_woman_registered_offline_reads_back_through_the_tracker_api_with_her_progra
     })
 }
 
+#[test]
+fn program_metadata_read_online_in_one_shape_answers_offline_in_another() {
+    block_on(async {
+        let store = MemoryStore::new();
+        let server = FakeDhis2::new("2.41.1", 0);
+        let e = engine(&store, &server);
+        e.login("nurse1", "Nurse1!clinic", T0).await.unwrap();
+        // The Capture app's boot: the program's whole metadata, one list; its type on its own.
+        let programs = json!({"pager": {"page": 1}, "programs": [{"id": PROGRAM, "version": 3, "displayName": "MCH",
+            "enrollmentDateLabel": "Date of registration", "onlyEnrollOnce": true,
+            "trackedEntityType": {"id": "TetPerson01"},
+            "programStages": [{"id": "PsAncVisit1", "name": "ANC visit", "repeatable": true}]}]});
+        let url = format!("http://127.0.0.1:9/api/41/programs?fields=id,version,displayName,enrollmentDateLabel,onlyEnrollOnce,trackedEntityType[id],programStages[id,name,repeatable]&filter=id:in:[{PROGRAM}]&pageSize=1");
+        assert!(e.cache_response(&url, 200, "application/json", programs.to_string().as_bytes()).await.unwrap());
+        let other = json!({"programs": [{"id": PROGRAM, "programStages": [{"id": "PsAncVisit1", "autoGenerateEvent": false}]}]});
+        let url = "http://127.0.0.1:9/api/41/programs?fields=id,programStages[id,autoGenerateEvent]&paging=false";
+        assert!(e.cache_response(url, 200, "application/json", other.to_string().as_bytes()).await.unwrap());
+        let tet = json!({"id": "TetPerson01", "displayName": "Person", "access": {"read": true}});
+        let url = "http://127.0.0.1:9/api/41/trackedEntityTypes/TetPerson01?fields=id,displayName,access";
+        assert!(e.cache_response(url, 200, "application/json", tet.to_string().as_bytes()).await.unwrap());
+
+        // Its enrollment page, never opened online: the same objects, other selections.
+        let program = body(&e, &format!("41/programs/{PROGRAM}?fields=displayName,onlyEnrollOnce,programStages[name,autoGenerateEvent],description")).await;
+        assert_eq!(
+            program,
+            json!({"displayName": "MCH", "onlyEnrollOnce": true,
+                "programStages": [{"name": "ANC visit", "autoGenerateEvent": false}]}),
+            "merged by id, a field never seen left out as DHIS2 leaves out nulls"
+        );
+        let tet = body(&e, "41/trackedEntityTypes/TetPerson01?fields=displayName,access").await;
+        assert_eq!(tet, json!({"displayName": "Person", "access": {"read": true}}));
+        let list = body(&e, &format!("41/programs?filter=id:in:[{PROGRAM}]&fields=id,version&paging=false")).await;
+        assert_eq!(list, json!({"programs": [{"id": PROGRAM, "version": 3}]}));
+        // A nurse new to the device sees the same (program metadata is the clinic's).
+        e.login("nurse2", "Nurse2!clinic", T0).await.unwrap();
+        assert_eq!(body(&e, &format!("41/programs/{PROGRAM}?fields=version")).await, json!({"version": 3}));
+        // Not known: not answered.
+        for unknown in [
+            "41/programs/PrOtherProg?fields=id".to_string(),
+            format!("41/programs?filter=id:in:[{PROGRAM},PrOtherProg]"),
+            "41/programs?filter=displayName:eq:MCH".to_string(),
+            "41/programs".to_string(),
+        ] {
+            assert!(
+                e.answer_offline(&format!("http://127.0.0.1:9/api/{unknown}")).await.unwrap().is_none(),
+                "{unknown}"
+            );
+        }
+        assert!(!contains(&dump(&store).await, "Date of registration"), "sealed");
+    })
+}
+
 /// The body of a local answer (from the copy or the cache).
 async fn body_of(e: &E<'_>, url: &str) -> Value {
     let r = e.answer_offline(&format!("http://127.0.0.1:9/api/{url}")).await.unwrap().unwrap();
