@@ -106,6 +106,25 @@ pub fn answer_from_objects(relative: &str, target: &Target, known: &Map<String, 
     }
 }
 
+/// A metadata list read with a filter `…:in:[]` (an empty list of values) matches nothing, on
+/// any resource: DHIS2 answers an empty list (the Capture app's profile widget asks
+/// `optionGroups?filter=optionSet.id:in:[]` when no attribute has an option set).
+pub fn nothing_matches(relative: &str, target: &Target) -> Option<Value> {
+    let parts: Vec<&str> =
+        relative.trim_matches('/').split('/').map(|p| p.strip_suffix(".json").unwrap_or(p)).collect();
+    let [resource] = parts.as_slice() else { return None };
+    if resource.is_empty() || !target.all("filter").iter().any(|f| f.ends_with(":in:[]")) {
+        return None;
+    }
+    let mut out = Map::new();
+    if !target.get("paging").is_some_and(|p| p.eq_ignore_ascii_case("false")) {
+        let page_size = target.get("pageSize").and_then(|p| p.parse::<usize>().ok()).filter(|n| *n > 0).unwrap_or(50);
+        out.insert("pager".into(), json!({"page": 1, "pageCount": 1, "total": 0, "pageSize": page_size}));
+    }
+    out.insert((*resource).to_string(), json!([]));
+    Some(Value::Object(out))
+}
+
 /// Merges `answer` (an online answer) into `known`: objects field by field, lists of objects
 /// with an `id` by `id` (an item's fields merged), anything else replaced.
 pub fn merge_seen(known: &mut Value, answer: &Value) {

@@ -488,6 +488,9 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
                         }
                     }
                 }
+                if let Some(empty) = crate::metadata_answers::nothing_matches(relative, &target) {
+                    return Ok(Some(json_response(&empty)));
+                }
                 return Ok(offline_default(relative, &target));
             }
             ReadRoute::Generate(attribute) => return self.generate_offline(&attribute).await,

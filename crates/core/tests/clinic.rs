@@ -469,8 +469,12 @@ fn program_metadata_read_online_in_one_shape_answers_offline_in_another() {
         // A nurse new to the device sees the same (program metadata is the clinic's).
         e.login("nurse2", "Nurse2!clinic", T0).await.unwrap();
         assert_eq!(body(&e, &format!("41/programs/{PROGRAM}?fields=version")).await, json!({"version": 3}));
+        // A filter on an empty list matches nothing, whatever the resource.
+        let none = body(&e, "41/optionGroups?fields=id,optionSet,options&filter=optionSet.id:in:[]").await;
+        assert_eq!(none, json!({"optionGroups": [], "pager": {"page": 1, "pageCount": 1, "total": 0, "pageSize": 50}}));
         // Not known: not answered.
         for unknown in [
+            "41/optionGroups?filter=optionSet.id:in:[OsAny00001]".to_string(),
             "41/programs/PrOtherProg?fields=id".to_string(),
             format!("41/programs?filter=id:in:[{PROGRAM},PrOtherProg]"),
             "41/programs?filter=displayName:eq:MCH".to_string(),
