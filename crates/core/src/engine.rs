@@ -262,7 +262,7 @@ pub struct Engine<S, K, R, H> {
     pub(crate) server_error_limit: std::sync::Mutex<u32>,
     /// Held while an online answer is merged into what is known of the user's `me` or of
     /// metadata objects (a read-modify-write of one record that parallel reads would race).
-    pub(crate) me_seen: futures::lock::Mutex<()>,
+    pub(crate) seen_merge: futures::lock::Mutex<()>,
 }
 
 impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R, H> {
@@ -283,7 +283,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
             version_checked_ms: Default::default(),
             conflict_policy: Default::default(),
             server_error_limit: std::sync::Mutex::new(crate::backoff::DEFAULT_SERVER_ERROR_LIMIT),
-            me_seen: futures::lock::Mutex::new(()),
+            seen_merge: futures::lock::Mutex::new(()),
         }
     }
 

@@ -65,6 +65,16 @@ impl FieldSelection {
         }
     }
 
+    /// Whether it keeps every field (`*`, `:all`, a preset, or an empty `fields`).
+    pub fn keeps_everything(&self) -> bool {
+        self.all
+    }
+
+    /// The top-level names it includes (transformers and renames stripped).
+    pub fn included(&self) -> impl Iterator<Item = &str> {
+        self.include.iter().map(|(name, _, _)| name.as_str())
+    }
+
     /// Applies the selection to a value (objects are filtered, arrays element-wise).
     pub fn apply(&self, value: &Value) -> Value {
         match value {

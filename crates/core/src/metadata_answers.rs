@@ -54,8 +54,7 @@ pub const OBJECTS_KEPT_BY_ID: &[&str] =
 /// after the API base and version) when the resource is in [`OBJECTS_KEPT_BY_ID`]: the object
 /// of `resource/{id}`, or the list of `resource`.
 pub fn objects_in_answer(relative: &str, body: &Value) -> Option<(&'static str, Vec<Value>)> {
-    let parts: Vec<&str> =
-        relative.trim_matches('/').split('/').map(|p| p.strip_suffix(".json").unwrap_or(p)).collect();
+    let parts = segments(relative);
     let resource = *OBJECTS_KEPT_BY_ID.iter().find(|r| Some(**r) == parts.first().copied())?;
     let with_id = |v: &&Value| v.get("id").and_then(Value::as_str).is_some();
     match parts.as_slice() {
@@ -69,8 +68,7 @@ pub fn objects_in_answer(relative: &str, body: &Value) -> Option<(&'static str, 
 /// from `known` (id → object, merged from online answers); None when an object asked is not
 /// known, or the read has other filters or switches.
 pub fn answer_from_objects(relative: &str, target: &Target, known: &Map<String, Value>) -> Option<Value> {
-    let parts: Vec<&str> =
-        relative.trim_matches('/').split('/').map(|p| p.strip_suffix(".json").unwrap_or(p)).collect();
+    let parts = segments(relative);
     let resource = *OBJECTS_KEPT_BY_ID.iter().find(|r| Some(**r) == parts.first().copied())?;
     if target.params.iter().any(|(k, _)| !NEUTRAL_PARAMS.contains(&k.as_str()) && k != "filter") {
         return None;
@@ -89,18 +87,7 @@ pub fn answer_from_objects(relative: &str, target: &Target, known: &Map<String, 
             }
             let objects: Option<Vec<Value>> =
                 ids.iter().map(|id| known.get(id).map(|o| fields("id,displayName").apply(o))).collect();
-            let objects = objects?;
-            let mut out = Map::new();
-            if !target.get("paging").is_some_and(|p| p.eq_ignore_ascii_case("false")) {
-                let page_size =
-                    target.get("pageSize").and_then(|p| p.parse::<usize>().ok()).filter(|n| *n > 0).unwrap_or(50);
-                out.insert(
-                    "pager".into(),
-                    json!({"page": 1, "pageCount": objects.len().div_ceil(page_size).max(1), "total": objects.len(), "pageSize": page_size}),
-                );
-            }
-            out.insert(resource.into(), Value::Array(objects));
-            Some(Value::Object(out))
+            Some(metadata_list(resource, objects?, target))
         }
         _ => None,
     }
@@ -110,19 +97,37 @@ pub fn answer_from_objects(relative: &str, target: &Target, known: &Map<String, 
 /// any resource: DHIS2 answers an empty list (the Capture app's profile widget asks
 /// `optionGroups?filter=optionSet.id:in:[]` when no attribute has an option set).
 pub fn nothing_matches(relative: &str, target: &Target) -> Option<Value> {
-    let parts: Vec<&str> =
-        relative.trim_matches('/').split('/').map(|p| p.strip_suffix(".json").unwrap_or(p)).collect();
+    let parts = segments(relative);
     let [resource] = parts.as_slice() else { return None };
     if resource.is_empty() || !target.all("filter").iter().any(|f| f.ends_with(":in:[]")) {
         return None;
     }
+    Some(metadata_list(resource, Vec::new(), target))
+}
+
+/// The path after the API base in segments, `.json` stripped from each.
+fn segments(relative: &str) -> Vec<&str> {
+    relative.trim_matches('/').split('/').map(|p| p.strip_suffix(".json").unwrap_or(p)).collect()
+}
+
+/// A metadata list as DHIS2 answers it: `{pager, <resource>: [...]}`, the page asked
+/// (`page`, `pageSize`, 50 by default) of `items`, or all of them without a pager when
+/// `paging=false`.
+fn metadata_list(resource: &str, mut items: Vec<Value>, target: &Target) -> Value {
     let mut out = Map::new();
-    if !target.get("paging").is_some_and(|p| p.eq_ignore_ascii_case("false")) {
-        let page_size = target.get("pageSize").and_then(|p| p.parse::<usize>().ok()).filter(|n| *n > 0).unwrap_or(50);
-        out.insert("pager".into(), json!({"page": 1, "pageCount": 1, "total": 0, "pageSize": page_size}));
+    if target.get("paging").is_none_or(|p| !p.eq_ignore_ascii_case("false")) {
+        let total = items.len();
+        let page_size = target.get("pageSize").and_then(|s| s.parse::<usize>().ok()).filter(|n| *n > 0).unwrap_or(50);
+        let page_count = total.div_ceil(page_size).max(1);
+        let page = target.get("page").and_then(|s| s.parse::<usize>().ok()).unwrap_or(1).clamp(1, page_count);
+        items = items.into_iter().skip((page - 1) * page_size).take(page_size).collect();
+        out.insert(
+            "pager".into(),
+            json!({"page": page, "pageCount": page_count, "total": total, "pageSize": page_size}),
+        );
     }
-    out.insert((*resource).to_string(), json!([]));
-    Some(Value::Object(out))
+    out.insert(resource.into(), Value::Array(items));
+    Value::Object(out)
 }
 
 /// Merges `answer` (an online answer) into `known`: objects field by field, lists of objects
@@ -166,8 +171,7 @@ const NEUTRAL_PARAMS: &[&str] =
 /// the API base and version, `.json` allowed) from `meta` and the logged-in user's profile,
 /// or None when it cannot.
 pub fn answer(relative: &str, target: &Target, meta: &ClinicMetadata, user: &KnownUser<'_>) -> Option<Value> {
-    let parts: Vec<&str> =
-        relative.trim_matches('/').split('/').map(|p| p.strip_suffix(".json").unwrap_or(p)).collect();
+    let parts = segments(relative);
     match parts.as_slice() {
         ["me"] => me(target, meta, user),
         ["organisationUnits"] => list(target, meta),
@@ -198,26 +202,11 @@ fn me(target: &Target, meta: &ClinicMetadata, user: &KnownUser<'_>) -> Option<Va
     if let Some(seen) = user.seen_online {
         merge_seen(&mut me, seen);
     }
-    let mut depth = 0usize;
-    let mut top_level = Vec::new();
-    let mut name = String::new();
-    for c in spec.chars().chain([',']) {
-        match c {
-            '[' | '(' => depth += 1,
-            ']' | ')' => depth = depth.saturating_sub(1),
-            ',' if depth == 0 => top_level.push(std::mem::take(&mut name)),
-            _ if depth == 0 => name.push(c),
-            _ => {}
-        }
-    }
-    let known = |n: &str| {
-        let n = n.split("::").next().unwrap_or(n).split('~').next().unwrap_or(n).trim();
-        n.is_empty() || n.starts_with('!') || me.get(n).is_some()
-    };
-    if top_level.iter().any(|n| !known(n) || n.trim().starts_with(':') || n.trim() == "*") {
+    let fields = FieldSelection::parse(spec);
+    if fields.keeps_everything() || fields.included().any(|name| me.get(name).is_none()) {
         return None;
     }
-    Some(FieldSelection::parse(spec).apply(&me))
+    Some(fields.apply(&me))
 }
 
 fn from_profile(profile: &UserProfile, meta: &ClinicMetadata) -> Value {
@@ -275,22 +264,8 @@ fn list(target: &Target, meta: &ClinicMetadata) -> Option<Value> {
     sort(&mut units, target.get("order"));
     // DHIS2 lists metadata with `id,displayName` unless `fields` says otherwise.
     let fields = FieldSelection::parse(target.get("fields").unwrap_or("id,displayName"));
-    let total = units.len();
-    let paging = target.get("paging").is_none_or(|p| !p.eq_ignore_ascii_case("false"));
-    let mut out = Map::new();
-    if paging {
-        let page_size = target.get("pageSize").and_then(|s| s.parse::<usize>().ok()).filter(|n| *n > 0).unwrap_or(50);
-        let page_count = total.div_ceil(page_size).max(1);
-        let page = target.get("page").and_then(|s| s.parse::<usize>().ok()).unwrap_or(1).clamp(1, page_count);
-        units = units.into_iter().skip((page - 1) * page_size).take(page_size).collect();
-        out.insert(
-            "pager".into(),
-            json!({"page": page, "pageCount": page_count, "total": total, "pageSize": page_size}),
-        );
-    }
     let items = units.into_iter().map(|u| fields.apply(&full_object(u, meta))).collect();
-    out.insert("organisationUnits".into(), Value::Array(items));
-    Some(Value::Object(out))
+    Some(metadata_list("organisationUnits", items, target))
 }
 
 /// Orders by `order=property[:asc|:desc]` (displayName, name, level, path, id), by name otherwise.

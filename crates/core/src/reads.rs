@@ -707,7 +707,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
             return Ok(());
         }
         let id = Self::objects_seen_id(resource);
-        let _held = self.me_seen.lock().await;
+        let _held = self.seen_merge.lock().await;
         // A damaged record is only a lost convenience: it is rebuilt from this answer on.
         let mut known = match self.vault.get_record(StoreName::Cache, &id).await? {
             Some(bytes) => match serde_json::from_slice::<Value>(&bytes) {
@@ -745,7 +745,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
     async fn remember_me(&self, body: &[u8]) -> Result<()> {
         let Ok(answer @ Value::Object(_)) = serde_json::from_slice::<Value>(body) else { return Ok(()) };
         let Some(id) = self.me_seen_id() else { return Ok(()) };
-        let _held = self.me_seen.lock().await;
+        let _held = self.seen_merge.lock().await;
         let mut known = self.me_seen_online(&id).await?.unwrap_or_else(|| json!({}));
         crate::metadata_answers::merge_seen(&mut known, &answer);
         let bytes = serde_json::to_vec(&known).map_err(|e| CoreError::BadInput(e.to_string()))?;
