@@ -183,16 +183,17 @@ for (const version of ['2.41', '2.42']) {
       const enrollmentPosts = posts.filter((r) => (r.body.enrollments ?? []).some((e) => e.trackedEntity === tei));
       assert.deepEqual([womanPosts.length, enrollmentPosts.length, posts.length], [1, 1, 2], `each record POSTed once: ${posts.map((r) => Object.keys(r.body)).join(' | ')}`);
       // Sent under the session of whoever is logged in (nurse2 now), as the outbox sends every
-      // author's tracker records by default (flush.rs, FlushScope::All). Events carry their
-      // author as storedBy; the tracked entity and enrollment of the tracker API carry none, so
-      // the server takes nurse2 as their creator: open (www/INTEGRATION.md, the Capture app).
+      // author's tracker records by default (flush.rs, FlushScope::All), each record and value
+      // naming its author as storedBy: the server keeps nurse1 as who stored her.
       assert.ok(posts.every((r) => r.user === DEMO.nurse2.username), `sent in nurse2's session: ${posts.map((r) => `${r.user} ${r.path}?${r.query}`)}`);
       const admin = { authorization: `Basic ${Buffer.from(`${DEMO.admin.username}:${DEMO.admin.password}`).toString('base64')}` };
-      const found = await (await fetch(`${sim.url}/api/tracker/trackedEntities?program=${PROGRAM}&orgUnits=${DEMO.clinic.id}&orgUnitMode=DESCENDANTS&filter=${NID}:eq:${WOMAN.nationalId}&fields=trackedEntity,attributes,enrollments[enrollment,status]`, { headers: admin })).json();
+      const found = await (await fetch(`${sim.url}/api/tracker/trackedEntities?program=${PROGRAM}&orgUnits=${DEMO.clinic.id}&orgUnitMode=DESCENDANTS&filter=${NID}:eq:${WOMAN.nationalId}&fields=trackedEntity,storedBy,attributes[attribute,value,storedBy],enrollments[enrollment,status,storedBy]`, { headers: admin })).json();
       const stored = found.trackedEntities ?? found.instances;
       assert.equal(stored.length, 1, `one woman on the server: ${JSON.stringify(found)}`);
       assert.equal(stored[0].trackedEntity, tei, 'with the UID the app was given offline');
       assert.ok(stored[0].attributes.some((a) => a.value === generated), 'with her registration number');
+      const storedBy = [stored[0].storedBy, ...stored[0].attributes.map((a) => a.storedBy), ...stored[0].enrollments.map((e) => e.storedBy)];
+      assert.ok(storedBy.every((who) => who === DEMO.nurse1.username), `stored by nurse1, who registered her: ${JSON.stringify(stored[0])}`);
       assert.equal(stored[0].enrollments.length, 1, 'enrolled once');
     } finally {
       await browser.close();

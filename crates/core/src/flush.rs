@@ -144,6 +144,9 @@ pub struct RecordSource<'a> {
     /// send. Records not listed are sent whole (creates, and changes from before fields were
     /// tracked).
     pub deltas: &'a BTreeMap<String, Option<Object>>,
+    /// The author of each record's latest capture: sent as its `storedBy`, whoever's session
+    /// sends it.
+    pub authors: &'a BTreeMap<String, String>,
 }
 
 impl PlannedRequest {
@@ -160,18 +163,44 @@ impl RecordSource<'_> {
     }
 
     fn record(&self, t: &Touch) -> Option<Object> {
-        if let Some(delta) = self.deltas.get(&t.uid) {
-            return delta.clone();
-        }
-        let b = self.bundles.get(&t.tei)?;
-        match t.kind.as_str() {
-            "tei" => {
-                let mut tei = b.tei.clone();
-                tei.remove("enrollments");
-                Some(tei)
+        let local = self.bundles.get(&t.tei).and_then(|b| b.record(&t.kind, &t.uid));
+        let (mut record, delta) = match self.deltas.get(&t.uid) {
+            Some(delta) => (delta.clone()?, true),
+            None => {
+                let mut record = local?.clone();
+                record.remove("enrollments");
+                (record, false)
             }
-            "enrollment" => b.enrollments.iter().find(|e| text(e, "enrollment") == Some(t.uid.as_str())).cloned(),
-            _ => b.events.iter().find(|e| text(e, "event") == Some(t.uid.as_str())).cloned(),
+        };
+        if let Some(author) = self.authors.get(&t.uid) {
+            name_authors(&mut record, author, delta, local);
+        }
+        Some(record)
+    }
+}
+
+/// Names who made a record about to be sent: the record's `storedBy` is the author of its
+/// latest capture, and so is that of each attribute or data value without one. In an update
+/// (a delta over the server's copy, whose `storedBy` names the previous writer) every value
+/// sent is one the device changed: it takes the author the local copy keeps for it (an event's
+/// values are named when captured), else the record's. DHIS2 keeps `storedBy` as given;
+/// `createdBy`/`lastUpdatedBy` always name the session that sent it.
+fn name_authors(record: &mut Object, author: &str, delta: bool, local: Option<&Object>) {
+    record.insert("storedBy".into(), Value::String(author.into()));
+    for (list, id) in [("attributes", "attribute"), ("dataValues", "dataElement")] {
+        let Some(Value::Array(items)) = record.get_mut(list) else { continue };
+        for item in items.iter_mut().filter_map(Value::as_object_mut) {
+            if delta {
+                let kept = local
+                    .and_then(|l| l.get(list))
+                    .and_then(Value::as_array)
+                    .and_then(|l| l.iter().find(|v| v.get(id).is_some() && v.get(id) == item.get(id)))
+                    .and_then(|v| v.get("storedBy"))
+                    .cloned();
+                item.insert("storedBy".into(), kept.unwrap_or_else(|| Value::String(author.into())));
+            } else {
+                item.entry("storedBy").or_insert_with(|| Value::String(author.into()));
+            }
         }
     }
 }
@@ -473,7 +502,10 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
                 !t.deleted && (deletes_queued.contains(t.uid.as_str()) || deleted_teis.contains(t.tei.as_str()))
             });
             // Updates: the server's current copies first (a few batched reads), then the merge.
-            let merges = match self.merge_updates(family, &sendable, &bundles, entry_times(&segment), now_ms).await {
+            let captured = entry_times(&segment);
+            let authors: BTreeMap<String, String> =
+                captured.iter().map(|(uid, (author, _))| (uid.clone(), author.clone())).collect();
+            let merges = match self.merge_updates(family, &sendable, &bundles, captured, now_ms).await {
                 Ok(m) => m,
                 Err(CoreError::AuthRequired) => {
                     self.mark_password_refused().await?;
@@ -495,7 +527,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
             self.log_conflicts(merges.values().flat_map(|m| m.conflicts.iter().cloned()).collect()).await?;
             let deltas: BTreeMap<String, Option<Object>> =
                 merges.iter().map(|(uid, m)| (uid.clone(), m.delta.clone())).collect();
-            let source = RecordSource { bundles: &bundles, deltas: &deltas };
+            let source = RecordSource { bundles: &bundles, deltas: &deltas, authors: &authors };
             let plan = plan_segment(&api, family, &sendable, &source);
             // A record missing from the local copy was lost from storage: never counted as sent,
             // kept as a failure for the user.

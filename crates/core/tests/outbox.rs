@@ -68,6 +68,37 @@ impl Server {
         }
     }
 
+    /// The stored tracked entities named, each with its stored enrollments and events nested
+    /// (the legacy export with `fields=*`).
+    fn tracked_entities(&self, uids: &[&str]) -> Vec<Value> {
+        let stored = self.stored.borrow();
+        let of = |tei: &str, kind: &str| -> Vec<Value> {
+            stored
+                .values()
+                .filter(|r| {
+                    r["trackedEntityInstance"] == tei
+                        && r.get(kind).is_some()
+                        && r.get("event").is_none() == (kind == "enrollment")
+                })
+                .cloned()
+                .collect()
+        };
+        uids.iter()
+            .filter_map(|uid| stored.get(*uid).filter(|r| r.get("trackedEntityType").is_some()).cloned())
+            .map(|mut tei| {
+                let uid = tei["trackedEntityInstance"].as_str().unwrap_or_default().to_string();
+                let mut enrollments = of(&uid, "enrollment");
+                let events = of(&uid, "event");
+                for en in &mut enrollments {
+                    let id = en["enrollment"].clone();
+                    en["events"] = Value::Array(events.iter().filter(|ev| ev["enrollment"] == id).cloned().collect());
+                }
+                tei["enrollments"] = Value::Array(enrollments);
+                tei
+            })
+            .collect()
+    }
+
     /// Requests that carried a body for this bulk endpoint (`trackedEntityInstances`, ...).
     fn bulk_requests(&self, path: &str) -> usize {
         self.requests.borrow().iter().filter(|(m, u, _)| m == "POST" && u.contains(&format!("/api/{path}?"))).count()
@@ -114,6 +145,10 @@ impl HttpClient for &Server {
         }
         if t.path == "/api/system/info" {
             return ok(200, json!({"version": "2.40.3", "serverDate": "2026-11-26T09:00:00.000"}));
+        }
+        if r.method == "GET" && t.path.trim_end_matches(".json") == "/api/trackedEntityInstances" {
+            let wanted: Vec<&str> = t.get("trackedEntityInstance").unwrap_or_default().split(';').collect();
+            return ok(200, json!({"trackedEntityInstances": self.tracked_entities(&wanted)}));
         }
         let (wrapper, key) = match t.path.as_str() {
             "/api/trackedEntityInstances" => ("trackedEntityInstances", "trackedEntityInstance"),
@@ -726,6 +761,60 @@ fn author_scope_does_not_deadlock_when_two_nurses_touch_one_woman() {
         let report = e.flush(FlushScope::Author, T0, &mut |_| {}).await.unwrap();
         assert_eq!((report.sent, report.remaining), (1, 0), "{report:?}");
         assert_eq!(server.stored.borrow()[&visit]["storedBy"], "nurse2");
+    });
+}
+
+/// Issue 14 (attribution): every record a flush sends names the nurse who made it as
+/// `storedBy`, whoever's session sends it: a woman nurse1 registered offline (her tracked
+/// entity, its attribute, her enrollment, her visit and its value), and later a value and an
+/// attribute nurse2 changed in records the server already holds (an update goes over the
+/// server's copy, whose `storedBy` names the previous writer).
+#[test]
+fn every_record_a_flush_sends_names_its_author_whoever_sends_it() {
+    block_on(async {
+        let store = MemoryStore::new();
+        let server = Server::new();
+        let e = two_nurses_then_offline(&store, &server).await;
+        let weight = |value: &str| json!({"dataValues": [{"dataElement": "DeWeight001", "value": value}]});
+        e.login("nurse1", "Nurse1!clinic", T0).await.unwrap();
+        let (tei, enrollment, event) = register(&e, "400000044").await;
+        write(&e, "PUT", &format!("events/{event}/DeWeight001"), weight("61")).await;
+        e.logout();
+        e.login("nurse2", "Nurse2!clinic", T0).await.unwrap();
+        *server.mode.borrow_mut() = Mode::Up;
+        let report = e.flush(FlushScope::All, T0, &mut |_| {}).await.unwrap();
+        assert_eq!((report.sent, report.remaining), (4, 0), "{report:?}");
+        {
+            let stored = server.stored.borrow();
+            assert_eq!(stored[&tei]["storedBy"], "nurse1", "the tracked entity: {}", stored[&tei]);
+            assert_eq!(stored[&tei]["attributes"][0]["storedBy"], "nurse1", "her attribute: {}", stored[&tei]);
+            assert_eq!(stored[&enrollment]["storedBy"], "nurse1", "the enrollment: {}", stored[&enrollment]);
+            assert_eq!(stored[&event]["storedBy"], "nurse1", "the visit: {}", stored[&event]);
+            assert_eq!(stored[&event]["dataValues"][0]["storedBy"], "nurse1", "its value: {}", stored[&event]);
+        }
+        // Offline again, nurse2 corrects the weight and the national ID; nurse1 sends them.
+        *server.mode.borrow_mut() = Mode::Down;
+        write(&e, "PUT", &format!("events/{event}/DeWeight001"), weight("62")).await;
+        write(
+            &e,
+            "PUT",
+            &format!("trackedEntityInstances/{tei}"),
+            json!({"trackedEntityInstance": tei, "trackedEntityType": "TetPerson01", "orgUnit": OU,
+            "attributes": [{"attribute": "AtNationId1", "value": "400000045"}]}),
+        )
+        .await;
+        e.logout();
+        e.login("nurse1", "Nurse1!clinic", T0).await.unwrap();
+        *server.mode.borrow_mut() = Mode::Up;
+        let report = e.flush(FlushScope::All, T0, &mut |_| {}).await.unwrap();
+        assert_eq!((report.sent, report.remaining), (2, 0), "{report:?}");
+        let stored = server.stored.borrow();
+        assert_eq!(stored[&event]["dataValues"][0]["value"], "62", "{}", stored[&event]);
+        assert_eq!(stored[&event]["storedBy"], "nurse2", "the visit nurse2 changed: {}", stored[&event]);
+        assert_eq!(stored[&event]["dataValues"][0]["storedBy"], "nurse2", "the value she changed: {}", stored[&event]);
+        assert_eq!(stored[&tei]["attributes"][0]["value"], "400000045", "{}", stored[&tei]);
+        assert_eq!(stored[&tei]["storedBy"], "nurse2", "the woman nurse2 changed: {}", stored[&tei]);
+        assert_eq!(stored[&tei]["attributes"][0]["storedBy"], "nurse2", "the ID she changed: {}", stored[&tei]);
     });
 }
 
