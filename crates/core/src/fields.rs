@@ -145,7 +145,9 @@ fn parse_list(chars: &[char], pos: &mut usize) -> FieldSelection {
         match chars[*pos] {
             ',' => *pos += 1,
             ']' | ')' => break,
-            _ => *pos += 1,
+            // A name right after a closing bracket is the next item, as DHIS2 parses
+            // (`a[x]b` is `a[x],b`).
+            _ => {}
         }
     }
     sel
@@ -174,6 +176,18 @@ mod tests {
             json!({"id": "a", "enrollments": 2, "events": false, "none": true})
         );
         assert_eq!(FieldSelection::parse("name::rename(n)").apply(&v), json!({"name": "n"}));
+        // As DHIS2 parses: a name right after a closing bracket is the next item at the outer
+        // level (the Capture app's program query: `...dataEntryForm[id]programStageSections[...]`).
+        let program = json!({"id": "p", "programStages": [{"id": "s", "dataEntryForm": {"id": "f", "htmlCode": "x"},
+            "programStageSections": [{"id": "c", "sortOrder": 1}], "programStageDataElements": [{"compulsory": true}]}],
+            "programSections": [{"id": "ps", "sortOrder": 2}]});
+        assert_eq!(
+            FieldSelection::parse("id,programStages[id,dataEntryForm[id]programStageSections[id],programStageDataElements[compulsory]]programSections[id, sortOrder]")
+                .apply(&program),
+            json!({"id": "p", "programStages": [{"id": "s", "dataEntryForm": {"id": "f"},
+                "programStageSections": [{"id": "c"}], "programStageDataElements": [{"compulsory": true}]}],
+                "programSections": [{"id": "ps", "sortOrder": 2}]})
+        );
         // Unbalanced input never panics.
         let _ = FieldSelection::parse("a[b,c").apply(&v);
         let _ = FieldSelection::parse("]]],[[").apply(&v);

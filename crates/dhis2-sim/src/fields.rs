@@ -214,6 +214,9 @@ fn parse_list(s: &[char], pos: &mut usize) -> FieldFilter {
                 '[' => {
                     *pos += 1;
                     children = Some(parse_list(s, pos));
+                    if ends_item_after_block(s, *pos) {
+                        break;
+                    }
                 }
                 '(' if token.contains('~') || token.contains("::") => {
                     // Transformer arguments: raw up to the closing parenthesis.
@@ -229,6 +232,9 @@ fn parse_list(s: &[char], pos: &mut usize) -> FieldFilter {
                 '(' => {
                     *pos += 1;
                     children = Some(parse_list(s, pos));
+                    if ends_item_after_block(s, *pos) {
+                        break;
+                    }
                 }
                 _ => {
                     token.push(c);
@@ -241,6 +247,12 @@ fn parse_list(s: &[char], pos: &mut usize) -> FieldFilter {
         }
     }
     FieldFilter { items }
+}
+
+/// As DHIS2's parser: a closing bracket ends the item, so a name right after it is the next
+/// item (`a[x]b` is `a[x],b`); only a transformer (`~`, `::`) still belongs to it.
+fn ends_item_after_block(s: &[char], pos: usize) -> bool {
+    !matches!(s.get(pos), None | Some('~' | ':' | ',' | ']' | ')'))
 }
 
 fn make_item(token: &str, children: Option<FieldFilter>) -> Option<Item> {
@@ -370,6 +382,22 @@ mod tests {
             run("organisationUnits[*,!parent,!path]"),
             json!({"organisationUnits":[{"id":"O1","name":"Bani Naim Clinic",
                 "displayName":"Bani Naim Clinic","code":"C1","level":3}]})
+        );
+    }
+
+    /// DHIS2's parser ends an item at a closing bracket: a name right after `]` is the next
+    /// item at the outer level (the Capture app's program query relies on it:
+    /// `dataEntryForm[id,htmlCode]programStageSections[...]`, `...]]programSections[...]`).
+    #[test]
+    fn a_name_right_after_a_closing_bracket_is_the_next_item() {
+        assert_eq!(
+            run("userCredentials[id,userRoles[id]username]organisationUnits[id]settings"),
+            json!({"userCredentials": {"id": "U1", "userRoles": [{"id": "R1"}], "username": "nurse1"},
+                   "organisationUnits": [{"id": "O1"}], "settings": {"keyUiLocale": "en"}})
+        );
+        assert_eq!(
+            run("organisationUnits[id, name]"),
+            json!({"organisationUnits": [{"id": "O1", "name": "Bani Naim Clinic"}]})
         );
     }
 

@@ -129,6 +129,29 @@ async fn the_capture_app_boots() {
         assert_eq!(status, StatusCode::OK);
         assert!(orgs[PROGRAM_MCH].as_array().unwrap().iter().any(|o| o == OU_BANI_NAIM), "{orgs}");
 
+        // The program itself, with the field list the app sends (storePrograms): it lacks some
+        // commas (`dataEntryForm[id,htmlCode]programStageSections[...]`, `...]]programSections`),
+        // which DHIS2 reads as separate items. Without its stages the enrollment page offers no
+        // "New event" and shows no stages.
+        let fields = "id,displayName,programType,access[*],trackedEntityType[id],\
+                      programStages[id,access,repeatable,name,displayName,formType,dataEntryForm[id,htmlCode]\
+                      programStageSections[id,displayName,sortOrder,dataElements[id]],\
+                      programStageDataElements[compulsory,renderType[*],dataElement[id]]]\
+                      programSections[id,%20displayDescription,%20sortOrder,%20trackedEntityAttributes],\
+                      programTrackedEntityAttributes[trackedEntityAttribute[id],displayInList,searchable,mandatory]";
+        let (status, _, programs) =
+            get_json(&app, &v(&format!("programs?fields={fields}&filter=id:in:[{PROGRAM_MCH}]&pageSize=1")), NURSE)
+                .await;
+        assert_eq!(status, StatusCode::OK);
+        let mch = &programs["programs"][0];
+        let anc = mch["programStages"].as_array().and_then(|l| l.iter().find(|s| s["id"] == STAGE_ANC));
+        let anc = anc.unwrap_or_else(|| panic!("the ANC stage: {mch}"));
+        assert_eq!(anc["access"]["data"]["write"], true, "{anc}");
+        assert!(anc["programStageSections"].is_array(), "{anc}");
+        assert!(anc["programStageDataElements"][0]["dataElement"]["id"].is_string(), "{anc}");
+        assert!(mch["programSections"].is_array(), "{mch}");
+        assert!(mch["programTrackedEntityAttributes"][0]["trackedEntityAttribute"]["id"].is_string(), "{mch}");
+
         let (status, _, types) = get_json(
             &app,
             &v("trackedEntityTypes?fields=id,trackedEntityTypeAttributes[trackedEntityAttribute[optionSet[id,version]]]&pageSize=1000&page=1"),
