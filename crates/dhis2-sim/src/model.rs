@@ -695,7 +695,9 @@ pub fn program_json(md: &Metadata, p: &Program, org_units: &[OrgUnit], viewer: &
         "version": p.version,
         "programType": p.program_type,
         "accessLevel": p.access_level,
-        "categoryCombo": {"id": "bjDvmb4bfuf", "name": "default", "displayName": "default"},
+        // DHIS2's default category combination (every program of the seed uses it).
+        "categoryCombo": {"id": "bjDvmb4bfuf", "name": "default", "displayName": "default", "isDefault": true,
+            "categories": [{"id": "GLevLNI9wkl", "name": "default", "displayName": "default"}]},
         "enrollmentDateLabel": p.enrollment_date_label,
         "displayEnrollmentDateLabel": p.enrollment_date_label,
         "incidentDateLabel": p.incident_date_label,

@@ -134,6 +134,7 @@ async fn the_capture_app_boots() {
         // which DHIS2 reads as separate items. Without its stages the enrollment page offers no
         // "New event" and shows no stages.
         let fields = "id,displayName,programType,access[*],trackedEntityType[id],\
+                      categoryCombo[id,displayName,isDefault,categories[id,displayName]],\
                       programStages[id,access,repeatable,name,displayName,formType,dataEntryForm[id,htmlCode]\
                       programStageSections[id,displayName,sortOrder,dataElements[id]],\
                       programStageDataElements[compulsory,renderType[*],dataElement[id]]]\
@@ -150,7 +151,26 @@ async fn the_capture_app_boots() {
         assert!(anc["programStageSections"].is_array(), "{anc}");
         assert!(anc["programStageDataElements"][0]["dataElement"]["id"].is_string(), "{anc}");
         assert!(mch["programSections"].is_array(), "{mch}");
+        // Its category combination: the default one, as DHIS2 describes it (the event form reads
+        // `isDefault`, else maps over `categories`: it failed with "Something went wrong").
+        assert_eq!(mch["categoryCombo"]["isDefault"], true, "{mch}");
+        assert_eq!(mch["categoryCombo"]["categories"][0]["displayName"], "default", "{mch}");
         assert!(mch["programTrackedEntityAttributes"][0]["trackedEntityAttribute"]["id"].is_string(), "{mch}");
+
+        // The options of the program's categories, as the app asks at boot (its boot stops on
+        // a 404): the default option, readable and writable.
+        let (status, _, options) = get_json(
+            &app,
+            &v("categoryOptions?fields=id,displayName,categories~pluck,%20organisationUnits~pluck,%20access[*]\
+                &filter=categories.id:in:[GLevLNI9wkl]&filter=access.data.read:in:[true]&page=1&pageSize=10000"),
+            NURSE,
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{options}");
+        let option = &options["categoryOptions"][0];
+        assert_eq!(option["categories"], json!(["GLevLNI9wkl"]), "{options}");
+        assert_eq!(option["organisationUnits"], json!([]), "{options}");
+        assert_eq!(option["access"]["data"]["write"], true, "{options}");
 
         let (status, _, types) = get_json(
             &app,

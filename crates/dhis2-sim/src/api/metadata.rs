@@ -44,7 +44,13 @@ const KINDS: &[&str] = &[
     "dataElements",
     "organisationUnits",
     "organisationUnitLevels",
+    "categoryOptions",
 ];
+
+/// DHIS2's default category, category option and combination: the only ones the simulator has
+/// (every program and data element uses the default combination).
+const DEFAULT_CATEGORY: &str = "GLevLNI9wkl";
+const DEFAULT_CATEGORY_OPTION: &str = "xYerKDKCefk";
 
 /// Kinds answered with an empty list (the simulator has none).
 const EMPTY_KINDS: &[&str] = &[
@@ -173,6 +179,18 @@ fn objects(conn: &rusqlite::Connection, kind: &str, user: &crate::db::User) -> R
                 v
             })
             .collect(),
+        // Public to read and to capture data with, as DHIS2 makes the default option.
+        "categoryOptions" => vec![json!({
+            "id": DEFAULT_CATEGORY_OPTION,
+            "name": "default",
+            "displayName": "default",
+            "shortName": "default",
+            "code": "default",
+            "categories": [{"id": DEFAULT_CATEGORY}],
+            "organisationUnits": [],
+            "access": {"read": true, "update": false, "externalize": false, "delete": false, "write": false,
+                       "manage": false, "data": {"read": true, "write": true}},
+        })],
         _ => Vec::new(),
     })
 }
@@ -331,6 +349,7 @@ pub async fn one(
             "optionSets" => "OptionSet",
             "dataElements" => "DataElement",
             "organisationUnitLevels" => "OrganisationUnitLevel",
+            "categoryOptions" => "CategoryOption",
             _ => "OrganisationUnit",
         };
         ApiError::NotFound(format!("{class} with id {id} could not be found."))
