@@ -66,6 +66,45 @@ async function registerOffline(page) {
   return generated;
 }
 
+const VISIT = { date: '2026-12-05', weight: '62.4', gestation: '9', systolic: '118', haemoglobin: '11.5', remarks: 'Swollen ankles, advised rest' };
+
+/** Records a completed ANC visit for the woman whose dashboard is open, through the app's event form. */
+async function recordVisit(page) {
+  await page.getByText('New ANC visit event').first().click();
+  await page.getByRole('button', { name: 'Complete' }).waitFor({ timeout: 30000 });
+  // The form's text fields in order: visit date, weight, gestational age, systolic pressure,
+  // haemoglobin, next visit date, remarks (danger signs are radio buttons).
+  const inputs = page.locator('input[type=text]:visible');
+  const values = [VISIT.date, VISIT.weight, VISIT.gestation, VISIT.systolic, VISIT.haemoglobin, null, VISIT.remarks];
+  for (const [i, value] of values.entries()) {
+    if (value === null) continue;
+    await inputs.nth(i).fill(value);
+    const backdrop = page.locator('#dhis2-portal-root .backdrop');
+    if (await backdrop.count()) await backdrop.first().click({ position: { x: 5, y: 5 } });
+    await inputs.nth(i).evaluate((el) => el.blur());
+  }
+  await page.locator('input[name=DeDangerSg1][value=false]').check();
+  await page.getByRole('button', { name: 'Complete' }).click();
+  // The stage allows another visit to be scheduled: the app asks; not now.
+  await page.getByText('No, cancel').first().click({ timeout: 15000 });
+  await page.getByText('1 event').first().waitFor({ timeout: 30000 });
+}
+
+/** Searches the program by last name through the app's search screen; answers the text of its results. */
+async function searchByLastName(page, lastName) {
+  if (!(await page.getByText('Search by attributes').count())) {
+    await page.getByRole('button', { name: 'Search' }).first().click();
+    await page.getByText('Search for a person in Maternal and Child Health').first().click();
+    await page.getByText('Search by attributes').first().click();
+  }
+  // Search by attributes: first name, last name, date of birth (from, to), phone.
+  await page.locator('input[type=text]:visible').nth(1).fill(lastName);
+  await page.getByRole('button', { name: 'Search by attributes' }).click();
+  const results = page.getByText('Results found in Maternal and Child Health');
+  await results.or(page.getByText('No results found')).first().waitFor({ timeout: 30000 });
+  return page.evaluate(() => document.body.innerText);
+}
+
 /** "Switch user" in the library's status bar, a login, and the app restarted for her. */
 async function switchUser(page, nurse) {
   await page.locator('#tracker-offline-switch').click();
@@ -114,6 +153,10 @@ for (const version of ['2.41', '2.42']) {
       assert.ok(notes.some((n) => n.includes('asked to unregister the offline worker')), `the platform's unregister was seen: ${notes}`);
       const listOnline = await workingList(page);
       assert.ok(listOnline.length >= 10 && listOnline.every((id) => /^\d{9}$/.test(id)), JSON.stringify(listOnline));
+      // A woman of the server, to be searched for by name offline.
+      const admin = { authorization: `Basic ${Buffer.from(`${DEMO.admin.username}:${DEMO.admin.password}`).toString('base64')}` };
+      const seeded = (await (await fetch(`${sim.url}/api/tracker/trackedEntities?program=${PROGRAM}&orgUnits=${DEMO.clinic.id}&orgUnitMode=DESCENDANTS&filter=${NID}:eq:${listOnline[3]}&fields=attributes[attribute,value]`, { headers: admin })).json());
+      const seededLastName = (seeded.trackedEntities ?? seeded.instances)[0].attributes.find((a) => a.attribute === 'AtLastName1').value;
       await page.evaluate(() => window.trackerOffline.download());
       await page.waitForFunction(() => window.trackerOffline.status().then((s) => s.pending === 0), null, { timeout: 30000 });
       // The app's files are kept (the loader's list), then the server goes.
@@ -132,6 +175,12 @@ for (const version of ['2.41', '2.42']) {
       await page.screenshot({ path: join(ARTIFACTS, `capture-real-${version}-offline.png`) });
       console.log(`# capture-real ${version}: page to login form ${loginShown - started} ms, login to main page online ${onlineMs} ms, offline reload to main page ${offlineMs} ms`);
 
+      // From here the clinic has no network at all: the browser itself says offline
+      // (navigator.onLine false), so the app's own outbox (redux-offline) would hold its writes,
+      // unencrypted, instead of sending them; every write must still reach the library's worker.
+      await page.context().setOffline(true);
+      assert.equal(await page.evaluate(() => navigator.onLine), true, 'the app is kept sending: the worker answers');
+
       // A woman registered offline through the app's own screens: org unit, form (the
       // registration number from the reserved pool), duplicate check, save, her dashboard.
       const registered = Date.now();
@@ -149,9 +198,29 @@ for (const version of ['2.41', '2.42']) {
       assert.equal(queued.pendingByAuthor.nurse1, 1, JSON.stringify(queued));
       console.log(`# capture-real ${version}: registration offline, form opened to dashboard shown ${registeredMs} ms`);
 
+      // Her first ANC visit, recorded and completed offline through the app's event form.
+      const visited = Date.now();
+      await recordVisit(page);
+      const visitMs = Date.now() - visited;
+      await page.getByText('Completed').first().waitFor({ timeout: 30000 });
+      await page.getByText(VISIT.weight).first().waitFor({ timeout: 30000 });
+      const afterVisit = await page.evaluate(() => window.trackerOffline.status());
+      assert.equal(afterVisit.pendingByAuthor.nurse1, 2, `the visit is in the library's outbox: ${JSON.stringify(afterVisit)}`);
+      await page.screenshot({ path: join(ARTIFACTS, `capture-real-${version}-offline-visit.png`) });
+      console.log(`# capture-real ${version}: visit offline, New event to the completed visit listed ${visitMs} ms`);
+
+      // Search by name offline: a woman of the server, and the one registered offline.
+      const searched = Date.now();
+      const found1 = await searchByLastName(page, seededLastName);
+      assert.ok(found1.includes(listOnline[3]), `a search for ${seededLastName} finds her offline: ${found1.slice(0, 800)}`);
+      const searchMs = Date.now() - searched;
+      const found2 = await searchByLastName(page, WOMAN.last);
+      assert.ok(found2.includes(WOMAN.nationalId), `a search for ${WOMAN.last} finds the woman registered offline: ${found2.slice(0, 800)}`);
+      console.log(`# capture-real ${version}: search by last name offline, menu to results ${searchMs} ms`);
+
       // Nothing of hers in clear text, the app's own databases included.
       const dump = await dumpOriginStorage(page);
-      for (const secret of [DEMO.nurse1.password, DEMO.nurse1.displayName, WOMAN.nationalId, WOMAN.last, WOMAN.phone]) {
+      for (const secret of [DEMO.nurse1.password, DEMO.nurse1.displayName, WOMAN.nationalId, WOMAN.last, WOMAN.phone, VISIT.remarks]) {
         assert.ok(!dump.includes(secret), `storage holds ${secret}`);
       }
 
@@ -161,19 +230,20 @@ for (const version of ['2.41', '2.42']) {
       await mainPage(page);
       await page.locator('#tracker-offline-user', { hasText: DEMO.nurse2.displayName }).waitFor({ timeout: 30000 });
       const shift = await page.evaluate(() => window.trackerOffline.status());
-      assert.deepEqual([shift.user.mode, shift.pendingByAuthor.nurse1], ['offline', 1], JSON.stringify(shift));
+      assert.deepEqual([shift.user.mode, shift.pendingByAuthor.nurse1], ['offline', 2], JSON.stringify(shift));
       const listNurse2 = await workingList(page);
       assert.equal(listNurse2[0], WOMAN.nationalId, `the new woman heads nurse2's working list offline: ${listNurse2}`);
       await page.screenshot({ path: join(ARTIFACTS, `capture-real-${version}-offline-nurse2.png`) });
 
-      // Back online (nurse2 still logged in): she reaches the server once, with the UID and the
-      // number she was given.
+      // Back online (nurse2 still logged in): she and her visit reach the server once, with the
+      // UIDs and the number she was given.
+      await page.context().setOffline(false);
       await sim.restart();
       await page.locator('#tracker-offline-sync').click();
-      // (Sent as the library sends a registration: the woman, then her enrollment.)
+      // (Sent as the library sends a registration: the woman, then her enrollment, then the visit.)
       const sent = async () => (await (await fetch(`${sim.url}/__sim/requests?method=POST`)).json())
         .filter((r) => JSON.stringify(r.body ?? '').includes(tei));
-      for (let i = 0; i < 240 && !((await sent()).length >= 2 && (await page.evaluate(() => window.trackerOffline.status())).pending === 0); i++) {
+      for (let i = 0; i < 240 && !((await sent()).length >= 3 && (await page.evaluate(() => window.trackerOffline.status())).pending === 0); i++) {
         await new Promise((r) => setTimeout(r, 500));
       }
       const afterSync = await page.evaluate(() => window.trackerOffline.status());
@@ -181,13 +251,13 @@ for (const version of ['2.41', '2.42']) {
       const posts = await sent();
       const womanPosts = posts.filter((r) => (r.body.trackedEntities ?? []).some((t) => t.trackedEntity === tei));
       const enrollmentPosts = posts.filter((r) => (r.body.enrollments ?? []).some((e) => e.trackedEntity === tei));
-      assert.deepEqual([womanPosts.length, enrollmentPosts.length, posts.length], [1, 1, 2], `each record POSTed once: ${posts.map((r) => Object.keys(r.body)).join(' | ')}`);
+      const visitPosts = posts.filter((r) => (r.body.events ?? []).some((e) => e.programStage === 'PsAncVisit1'));
+      assert.deepEqual([womanPosts.length, enrollmentPosts.length, visitPosts.length, posts.length], [1, 1, 1, 3], `each record POSTed once: ${posts.map((r) => Object.keys(r.body)).join(' | ')}`);
       // Sent under the session of whoever is logged in (nurse2 now), as the outbox sends every
       // author's tracker records by default (flush.rs, FlushScope::All), each record and value
       // naming its author as storedBy: the server keeps nurse1 as who stored her.
       assert.ok(posts.every((r) => r.user === DEMO.nurse2.username), `sent in nurse2's session: ${posts.map((r) => `${r.user} ${r.path}?${r.query}`)}`);
-      const admin = { authorization: `Basic ${Buffer.from(`${DEMO.admin.username}:${DEMO.admin.password}`).toString('base64')}` };
-      const found = await (await fetch(`${sim.url}/api/tracker/trackedEntities?program=${PROGRAM}&orgUnits=${DEMO.clinic.id}&orgUnitMode=DESCENDANTS&filter=${NID}:eq:${WOMAN.nationalId}&fields=trackedEntity,storedBy,attributes[attribute,value,storedBy],enrollments[enrollment,status,storedBy]`, { headers: admin })).json();
+      const found = await (await fetch(`${sim.url}/api/tracker/trackedEntities?program=${PROGRAM}&orgUnits=${DEMO.clinic.id}&orgUnitMode=DESCENDANTS&filter=${NID}:eq:${WOMAN.nationalId}&fields=trackedEntity,storedBy,attributes[attribute,value,storedBy],enrollments[enrollment,status,storedBy,events[event,programStage,status,storedBy,dataValues[dataElement,value,storedBy]]]`, { headers: admin })).json();
       const stored = found.trackedEntities ?? found.instances;
       assert.equal(stored.length, 1, `one woman on the server: ${JSON.stringify(found)}`);
       assert.equal(stored[0].trackedEntity, tei, 'with the UID the app was given offline');
@@ -195,6 +265,12 @@ for (const version of ['2.41', '2.42']) {
       const storedBy = [stored[0].storedBy, ...stored[0].attributes.map((a) => a.storedBy), ...stored[0].enrollments.map((e) => e.storedBy)];
       assert.ok(storedBy.every((who) => who === DEMO.nurse1.username), `stored by nurse1, who registered her: ${JSON.stringify(stored[0])}`);
       assert.equal(stored[0].enrollments.length, 1, 'enrolled once');
+      const visits = stored[0].enrollments[0].events ?? [];
+      assert.equal(visits.length, 1, `one visit: ${JSON.stringify(visits)}`);
+      assert.equal(visits[0].status, 'COMPLETED', JSON.stringify(visits[0]));
+      const value = (de) => visits[0].dataValues.find((v) => v.dataElement === de)?.value;
+      assert.deepEqual([value('DeWeightKg1'), value('DeBpSystol1'), value('DeRemarks01')], [VISIT.weight, VISIT.systolic, VISIT.remarks], JSON.stringify(visits[0]));
+      assert.ok([visits[0].storedBy, ...visits[0].dataValues.map((v) => v.storedBy)].every((who) => who === DEMO.nurse1.username), `the visit stored by nurse1: ${JSON.stringify(visits[0])}`);
     } finally {
       await browser.close();
       await sim.kill();

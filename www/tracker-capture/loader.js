@@ -474,9 +474,30 @@ function keepLibraryCaches() {
   keepFrom(globalThis.CacheStorage?.prototype, 'delete', (_, [name]) => String(name).startsWith('tracker-offline-'));
 }
 
+/**
+ * Keeps the app sending its writes when the browser itself says it is offline (a clinic with no
+ * network at all: `navigator.onLine` false, `offline` events). The Capture app's own outbox
+ * (redux-offline, `detectNetwork`) then stops sending and holds each write, unencrypted, in its
+ * IndexedDB database until the browser is online again. Every request of the app goes through
+ * the library's worker, which answers from the local copy and queues writes in its encrypted
+ * outbox, so for the app the network is always there: `navigator.onLine` reads true on this page
+ * and the `offline` event does not reach the app (this module runs before the app's scripts, so
+ * its listener is the first). The library's status bar takes the connection state from the
+ * worker, which sees the real one.
+ */
+function keepAppSending() {
+  const onLine = Object.getOwnPropertyDescriptor(Navigator.prototype, 'onLine');
+  if (!onLine?.get || onLine.get.keepsTrackerOffline) return;
+  const alwaysOnline = () => true;
+  alwaysOnline.keepsTrackerOffline = true;
+  Object.defineProperty(Navigator.prototype, 'onLine', { ...onLine, get: alwaysOnline });
+  window.addEventListener('offline', (event) => event.stopImmediatePropagation(), true);
+}
+
 async function main() {
   keepWorkerRegistered();
   keepLibraryCaches();
+  keepAppSending();
   const options = config();
   const app = await TrackerOffline.start({
     ...options,
