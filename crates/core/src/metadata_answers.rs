@@ -47,8 +47,21 @@ pub struct KnownUser<'a> {
 
 /// Metadata resources whose objects are kept by id from every online answer (vault-wide:
 /// they are in [`crate::reads::VAULT_WIDE_API_READS`]).
-pub const OBJECTS_KEPT_BY_ID: &[&str] =
-    &["programs", "programStages", "trackedEntityTypes", "trackedEntityAttributes", "relationshipTypes", "optionSets"];
+pub const OBJECTS_KEPT_BY_ID: &[&str] = &[
+    "programs",
+    "programStages",
+    "trackedEntityTypes",
+    "trackedEntityAttributes",
+    "relationshipTypes",
+    "optionSets",
+    "dataElements",
+];
+
+/// What is known of the objects of [`OBJECTS_KEPT_BY_ID`]: resource → id → object.
+pub type KnownObjects = std::collections::BTreeMap<&'static str, Map<String, Value>>;
+
+/// How deep references are filled in an answer (a program's stage's data element's option set).
+const REFERENCE_DEPTH: usize = 8;
 
 /// The resource and the objects (each with an `id`) of an online answer to `relative` (path
 /// after the API base and version) when the resource is in [`OBJECTS_KEPT_BY_ID`]: the object
@@ -67,15 +80,23 @@ pub fn objects_in_answer(relative: &str, body: &Value) -> Option<(&'static str, 
 /// Answers `resource/{id}` or `resource?filter=id:in:[…]` (`id:eq:`) of [`OBJECTS_KEPT_BY_ID`]
 /// from `known` (id → object, merged from online answers); None when an object asked is not
 /// known, or the read has other filters or switches.
-pub fn answer_from_objects(relative: &str, target: &Target, known: &Map<String, Value>) -> Option<Value> {
+/// A reference in an object (`{"id": …}` under a key naming a kept resource) is answered with
+/// what is known of the object it names, its own fields first: a program read at boot with its
+/// attributes' ids answers a screen asking their names.
+pub fn answer_from_objects(relative: &str, target: &Target, all: &KnownObjects) -> Option<Value> {
     let parts = segments(relative);
     let resource = *OBJECTS_KEPT_BY_ID.iter().find(|r| Some(**r) == parts.first().copied())?;
     if target.params.iter().any(|(k, _)| !NEUTRAL_PARAMS.contains(&k.as_str()) && k != "filter") {
         return None;
     }
-    let fields = |default: &str| FieldSelection::parse(target.get("fields").unwrap_or(default));
+    let known = all.get(resource)?;
+    let fields = |default: &str, object: &Value| {
+        let mut object = object.clone();
+        fill_references(&mut object, all, REFERENCE_DEPTH);
+        FieldSelection::parse(target.get("fields").unwrap_or(default)).apply(&object)
+    };
     match parts.as_slice() {
-        [_, id] if target.get("filter").is_none() => Some(fields("*").apply(known.get(*id)?)),
+        [_, id] if target.get("filter").is_none() => Some(fields("*", known.get(*id)?)),
         [_] => {
             let mut ids: Vec<String> = Vec::new();
             for filter in target.all("filter") {
@@ -86,10 +107,60 @@ pub fn answer_from_objects(relative: &str, target: &Target, known: &Map<String, 
                 return None;
             }
             let objects: Option<Vec<Value>> =
-                ids.iter().map(|id| known.get(id).map(|o| fields("id,displayName").apply(o))).collect();
+                ids.iter().map(|id| known.get(id).map(|o| fields("id,displayName", o))).collect();
             Some(metadata_list(resource, objects?, target))
         }
         _ => None,
+    }
+}
+
+/// The kept resource a metadata field refers to, by the field's name.
+fn referenced_resource(key: &str) -> Option<&'static str> {
+    Some(match key {
+        "trackedEntityAttribute" | "trackedEntityAttributes" => "trackedEntityAttributes",
+        "dataElement" | "dataElements" => "dataElements",
+        "optionSet" => "optionSets",
+        "trackedEntityType" => "trackedEntityTypes",
+        "programStage" | "programStages" => "programStages",
+        "program" => "programs",
+        "relationshipType" => "relationshipTypes",
+        _ => return None,
+    })
+}
+
+/// Gives each reference in `value` (an object with an `id` under a key of
+/// [`referenced_resource`], or such objects in a list) the fields known of that object which it
+/// lacks, then does the same inside, `depth` objects deep (references may name each other).
+fn fill_references(value: &mut Value, all: &KnownObjects, depth: usize) {
+    if depth == 0 {
+        return;
+    }
+    match value {
+        Value::Object(map) => {
+            for (key, child) in map.iter_mut() {
+                if let Some(known) = referenced_resource(key).and_then(|r| all.get(r)) {
+                    let fill = |item: &mut Value| {
+                        let Value::Object(reference) = item else { return };
+                        let Some(object) = reference.get("id").and_then(Value::as_str).and_then(|id| known.get(id))
+                        else {
+                            return;
+                        };
+                        if let Value::Object(object) = object {
+                            for (name, v) in object {
+                                reference.entry(name.clone()).or_insert_with(|| v.clone());
+                            }
+                        }
+                    };
+                    match &mut *child {
+                        Value::Array(items) => items.iter_mut().for_each(fill),
+                        other => fill(other),
+                    }
+                }
+                fill_references(child, all, depth - 1);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|item| fill_references(item, all, depth)),
+        _ => {}
     }
 }
 

@@ -476,16 +476,20 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
                     let answer = crate::metadata_answers::answer(relative, &target, &clinic.metadata, &user);
                     return Ok(answer.map(|v| json_response(&v)));
                 }
-                if let Some(resource) =
-                    crate::metadata_answers::OBJECTS_KEPT_BY_ID.iter().find(|r| relative.starts_with(*r))
-                {
-                    if let Some(bytes) =
-                        self.vault.get_record(StoreName::Cache, &Self::objects_seen_id(resource)).await?
-                    {
-                        if let Ok(Value::Object(known)) = serde_json::from_slice::<Value>(&bytes) {
-                            let answer = crate::metadata_answers::answer_from_objects(relative, &target, &known);
-                            return Ok(answer.map(|v| json_response(&v)));
+                if crate::metadata_answers::OBJECTS_KEPT_BY_ID.iter().any(|r| relative.starts_with(*r)) {
+                    let mut known = crate::metadata_answers::KnownObjects::new();
+                    for resource in crate::metadata_answers::OBJECTS_KEPT_BY_ID {
+                        if let Some(bytes) =
+                            self.vault.get_record(StoreName::Cache, &Self::objects_seen_id(resource)).await?
+                        {
+                            if let Ok(Value::Object(objects)) = serde_json::from_slice::<Value>(&bytes) {
+                                known.insert(resource, objects);
+                            }
                         }
+                    }
+                    if known.keys().any(|r| relative.starts_with(*r)) {
+                        let answer = crate::metadata_answers::answer_from_objects(relative, &target, &known);
+                        return Ok(answer.map(|v| json_response(&v)));
                     }
                 }
                 if let Some(empty) = crate::metadata_answers::nothing_matches(relative, &target) {

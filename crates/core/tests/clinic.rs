@@ -489,6 +489,52 @@ fn program_metadata_read_online_in_one_shape_answers_offline_in_another() {
     })
 }
 
+/// Issue 14: the Capture app's profile widget reads the program with its attributes' names
+/// (`programTrackedEntityAttributes[trackedEntityAttribute[id,displayFormName,…]]`), a read
+/// never made online when the dashboard was not opened online; the boot read the program with
+/// only its attributes' ids, and the attributes themselves with their names. Offline, a
+/// reference (an attribute, a data element, an option set, a stage, the type) is answered with
+/// what is known of that object: the widget shows each value with its label.
+#[test]
+fn references_in_metadata_read_offline_carry_what_their_own_reads_said() {
+    block_on(async {
+        let store = MemoryStore::new();
+        let server = FakeDhis2::new("2.41.1", 0);
+        let e = engine(&store, &server);
+        e.login("nurse1", "Nurse1!clinic", T0).await.unwrap();
+        let online = [
+            (
+                format!("programs?fields=id,programTrackedEntityAttributes[trackedEntityAttribute[id],mandatory],programStages[id,programStageDataElements[dataElement[id]]]&filter=id:in:[{PROGRAM}]"),
+                json!({"programs": [{"id": PROGRAM, "programTrackedEntityAttributes": [
+                    {"trackedEntityAttribute": {"id": "AtFirstNam1"}, "mandatory": true}],
+                    "programStages": [{"id": "PsAncVisit1", "programStageDataElements": [{"dataElement": {"id": "DeWeightKg1"}}]}]}]}),
+            ),
+            (
+                "trackedEntityAttributes?fields=id,displayName,displayFormName,valueType&filter=id:in:[AtFirstNam1]".to_string(),
+                json!({"trackedEntityAttributes": [{"id": "AtFirstNam1", "displayName": "First name", "displayFormName": "First name (as in ID)", "valueType": "TEXT"}]}),
+            ),
+            (
+                "dataElements?fields=id,displayFormName,valueType&filter=id:in:[DeWeightKg1]".to_string(),
+                json!({"dataElements": [{"id": "DeWeightKg1", "displayFormName": "Weight (kg)", "valueType": "NUMBER"}]}),
+            ),
+        ];
+        for (path, answer) in online {
+            let url = format!("http://127.0.0.1:9/api/41/{path}");
+            assert!(
+                e.cache_response(&url, 200, "application/json", answer.to_string().as_bytes()).await.unwrap(),
+                "{path}"
+            );
+        }
+        let program = body(&e, &format!("41/programs/{PROGRAM}?fields=programTrackedEntityAttributes[trackedEntityAttribute[id,displayFormName,valueType,unique],mandatory],programStages[programStageDataElements[dataElement[id,displayFormName]]]")).await;
+        assert_eq!(
+            program,
+            json!({"programTrackedEntityAttributes": [{"trackedEntityAttribute": {"id": "AtFirstNam1",
+                "displayFormName": "First name (as in ID)", "valueType": "TEXT"}, "mandatory": true}],
+                "programStages": [{"programStageDataElements": [{"dataElement": {"id": "DeWeightKg1", "displayFormName": "Weight (kg)"}}]}]})
+        );
+    })
+}
+
 /// The body of a local answer (from the copy or the cache).
 async fn body_of(e: &E<'_>, url: &str) -> Value {
     let r = e.answer_offline(&format!("http://127.0.0.1:9/api/{url}")).await.unwrap().unwrap();
