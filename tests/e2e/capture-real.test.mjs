@@ -4,18 +4,21 @@
 // folder of a Capture build (www/INTEGRATION.md, "The Capture app", says how one was made here);
 // without it this test is skipped, and capture-stand-in.test.mjs covers the loader in CI.
 //
-// What it checks today (issue 14, first part): with the loader in front, the app boots online
-// through the library's worker (the platform's unregister and cache clearing answered by the
-// loader), the whole clinic is downloaded, and with the server killed a reload boots the app
-// again to its main page, with the program chosen, the nurse shown and "Offline"; its working
-// list of the program (every org unit she reaches) shows offline the first page the server
-// showed, in the same order. Then a woman is registered offline through the app's own screens
-// (org unit picker, form with the registration number from the reserved pool, duplicate
-// check, save) and her enrollment dashboard opens with every widget; nothing of hers is in
-// clear text; back online she reaches the server once, with the UID and
-// number she was given offline; before that, a shift change offline (nurse2 through the
-// library's login) shows her at the head of nurse2's working list. Not yet checked through the
-// app's UI: search, a visit (the stand-in test checks the same requests directly).
+// What it checks: with the loader in front, the app boots online through the library's worker
+// (the platform's unregister and cache clearing answered by the loader), the whole clinic is
+// downloaded and every file of the app kept; with the server killed a reload boots the app again
+// to its main page, with the program chosen, the nurse shown and "Offline", no file of the app
+// missing; its working list of the program (every org unit she reaches) shows offline the first
+// page the server showed, in the same order. Then the browser itself goes offline too
+// (navigator.onLine false, as in a clinic with no network at all) and, through the app's own
+// screens: a woman is registered (org unit picker, form with the registration number from the
+// reserved pool, duplicate check, save), her enrollment dashboard opens with every widget (her
+// profile with its labels), her first ANC visit is filled and completed, and a search by last
+// name finds a woman of the server and the new one. Nothing of hers is in clear text (the app's
+// own databases included). A shift change offline (nurse2 through the library's login) shows
+// her at the head of nurse2's working list. Back online the woman, her enrollment and her visit
+// reach the server once each, with the UIDs and number given offline, the visit completed, every
+// record and value stored by nurse1 though sent in nurse2's session.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -36,6 +39,17 @@ async function workingList(page) {
   await page.getByText('Active enrollments').first().waitFor({ timeout: 30000 });
   await page.waitForFunction(() => document.querySelectorAll('table tbody tr td').length > 6, null, { timeout: 30000, polling: 200 });
   return page.evaluate(() => [...document.querySelectorAll('table tbody tr')].map((tr) => tr.querySelectorAll('td')[1]?.innerText.trim()).filter(Boolean));
+}
+
+/**
+ * Polls `fn` in the page until it resolves truthy. (Playwright's waitForFunction treats the
+ * promise an async function returns as a truthy answer and returns at once.)
+ */
+async function until(page, fn, timeout = 30000) {
+  for (const end = Date.now() + timeout; Date.now() < end; await new Promise((r) => setTimeout(r, 250))) {
+    if (await page.evaluate(fn)) return;
+  }
+  throw new Error(`not true within ${timeout} ms: ${fn}`);
 }
 
 const PROGRAM = 'PrMchProg01';
@@ -121,7 +135,7 @@ async function mainPage(page) {
 }
 
 for (const version of ['2.41', '2.42']) {
-  test(`real Capture app on ${version}: boots through the worker and offline; a woman registered offline, seen by the next nurse, reaches the server once`, {
+  test(`real Capture app on ${version}: boots through the worker and offline; a woman registered, visited and searched offline with no network, seen by the next nurse, reaches the server once under her nurse`, {
     timeout: 240000,
     skip: BUILD ? false : 'CAPTURE_BUILD is not set (the real app is built outside the project; see www/INTEGRATION.md)',
   }, async () => {
@@ -158,11 +172,19 @@ for (const version of ['2.41', '2.42']) {
       const seeded = (await (await fetch(`${sim.url}/api/tracker/trackedEntities?program=${PROGRAM}&orgUnits=${DEMO.clinic.id}&orgUnitMode=DESCENDANTS&filter=${NID}:eq:${listOnline[3]}&fields=attributes[attribute,value]`, { headers: admin })).json());
       const seededLastName = (seeded.trackedEntities ?? seeded.instances)[0].attributes.find((a) => a.attribute === 'AtLastName1').value;
       await page.evaluate(() => window.trackerOffline.download());
-      await page.waitForFunction(() => window.trackerOffline.status().then((s) => s.pending === 0), null, { timeout: 30000 });
-      // The app's files are kept (the loader's list), then the server goes.
-      await page.waitForFunction(async () => (await (await caches.open('tracker-offline-shell-v1')).keys()).length > 100, null, { timeout: 60000, polling: 500 });
+      await until(page, () => window.trackerOffline.status().then((s) => s.pending === 0 && s.lastDownloadAt !== null));
+      // Every file of the app is kept (the loader's list), then the server goes.
+      const kept = Date.now();
+      await until(page, async () => {
+        const list = await (await fetch('tracker-offline-files.json')).json();
+        return (await (await caches.open('tracker-offline-shell-v1')).keys()).length >= list.files.length;
+      }, 120000);
+      console.log(`# capture-real ${version}: every app file kept ${Date.now() - kept} ms after the download`);
       await page.screenshot({ path: join(ARTIFACTS, `capture-real-${version}-online.png`) });
       await sim.kill();
+      // Offline, none of the app's own files is missing (its fonts included).
+      const failedFiles = [];
+      page.on('requestfailed', (r) => { if (r.url().startsWith(`${sim.url}/capture/`)) failedFiles.push(r.url()); });
 
       const reloaded = Date.now();
       await page.reload();
@@ -189,6 +211,9 @@ for (const version of ['2.41', '2.42']) {
       await page.getByText('Enrollment dashboard').first().waitFor({ timeout: 30000 });
       await page.getByText(WOMAN.phone).first().waitFor({ timeout: 30000 }); // her profile widget
       await page.getByText('Owned by:').first().waitFor({ timeout: 30000 }); // her enrollment widget
+      // Her profile's values with their labels (the widget reads the program's attribute names,
+      // a read the app never made online).
+      await page.getByText('Registration number:').first().waitFor({ timeout: 30000 });
       assert.equal(await page.getByText('could not be loaded').count(), 0, 'every widget of her dashboard loaded');
       const tei = new URL(page.url().replace('#/', '')).searchParams.get('teiId');
       assert.match(tei ?? '', /^[A-Za-z][A-Za-z0-9]{10}$/, page.url());
@@ -217,6 +242,8 @@ for (const version of ['2.41', '2.42']) {
       const found2 = await searchByLastName(page, WOMAN.last);
       assert.ok(found2.includes(WOMAN.nationalId), `a search for ${WOMAN.last} finds the woman registered offline: ${found2.slice(0, 800)}`);
       console.log(`# capture-real ${version}: search by last name offline, menu to results ${searchMs} ms`);
+
+      assert.deepEqual(failedFiles, [], 'every file of the app loads offline');
 
       // Nothing of hers in clear text, the app's own databases included.
       const dump = await dumpOriginStorage(page);

@@ -34,8 +34,12 @@ const SHIPPED = [
  * Raised to 548,000 in session 12: 544,610 bytes (wasm 476,608 gzipped, +6,800 this session)
  * after issue 14's offline answers for the Capture app (org units, `me` and program metadata
  * built from what is known; the dataStore entries query).
+ * Raised to 552,000 in session 13: 549,090 bytes (wasm 481,092 gzipped, +4,500 this session)
+ * after issue 14's attribution (each record and value sent names its author), references filled
+ * in metadata answered offline (the profile widget's labels), the `fields` parser's DHIS2 rule and
+ * the loader keeping the app sending with no network.
  */
-const BUDGET_BYTES = 548_000;
+const BUDGET_BYTES = 552_000;
 const TARGET_BYTES = 250 * 1024;
 
 test('everything shipped stays within the size budget (gzip -9)', () => {
