@@ -184,7 +184,7 @@ fn segments(relative: &str) -> Vec<&str> {
 /// A metadata list as DHIS2 answers it: `{pager, <resource>: [...]}`, the page asked
 /// (`page`, `pageSize`, 50 by default) of `items`, or all of them without a pager when
 /// `paging=false`.
-fn metadata_list(resource: &str, mut items: Vec<Value>, target: &Target) -> Value {
+pub(crate) fn metadata_list(resource: &str, mut items: Vec<Value>, target: &Target) -> Value {
     let mut out = Map::new();
     if target.get("paging").is_none_or(|p| !p.eq_ignore_ascii_case("false")) {
         let total = items.len();

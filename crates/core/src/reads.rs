@@ -867,7 +867,8 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
 /// this device never read is taken as unset (404, as the server answers for a key never set
 /// or a namespace never used; the entries query `dataStore/{namespace}?fields=…` of an unused
 /// namespace is an empty list, as the server answers it; the app then uses its defaults), and
-/// potential duplicates are those the server reported (none known).
+/// potential duplicates are those the server reported (none known), and a user's saved working
+/// lists never read on this device are none (the app shows its default working list).
 fn offline_default(relative: &str, target: &Target) -> Option<HttpResponse> {
     let parts: Vec<&str> = relative.trim_matches('/').split('/').map(strip_json).collect();
     let mut answer = match parts.as_slice() {
@@ -888,6 +889,11 @@ fn offline_default(relative: &str, target: &Target) -> Option<HttpResponse> {
         ["dataStore" | "userDataStore", namespace] => not_found(format!("Namespace not found: '{namespace}'")),
         ["userSettings", key] => not_found(format!("User setting not found for key: {key}")),
         ["potentialDuplicates"] => json_response(&json!({"potentialDuplicates": []})),
+        // A user's saved working lists (shared per user), never read online on this device:
+        // none known (the app shows its default list; a failed read shows no list at all).
+        [resource @ ("trackedEntityInstanceFilters" | "programStageWorkingLists" | "eventFilters")] => {
+            json_response(&crate::metadata_answers::metadata_list(resource, Vec::new(), target))
+        }
         _ => return None,
     };
     answer.headers.retain(|(k, _)| k != LOCAL_HEADER.0);

@@ -827,6 +827,19 @@ fn per_user_reads_are_kept_per_user_and_server_pages_are_reads() {
         let duplicates = "http://127.0.0.1:9/api/potentialDuplicates?teis=Te000000001";
         assert_eq!(answer("GET", duplicates, b"").await, Some((200, r#"{"potentialDuplicates":[]}"#.into())));
         assert_eq!(answer("GET", "http://127.0.0.1:9/api/programs/unseen.json", b"").await, None);
+        // Her saved working lists (per user, read when she opens a working list online): never
+        // read on this device, none known; the app then shows its default list instead of "an
+        // error occurred loading the working lists".
+        for (resource, url) in [
+            ("trackedEntityInstanceFilters", "http://127.0.0.1:9/api/41/trackedEntityInstanceFilters?filter=program.id:eq:PrMchProg01&fields=id,displayName"),
+            ("programStageWorkingLists", "http://127.0.0.1:9/api/41/programStageWorkingLists?filter=program.id:eq:PrMchProg01&fields=id"),
+            ("eventFilters", "http://127.0.0.1:9/api/41/eventFilters?filter=program:eq:PrEvtProg01&fields=id"),
+        ] {
+            let (status, body) = answer("GET", url, b"").await.unwrap();
+            assert_eq!(status, 200, "{url}");
+            let body: Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(body[resource], json!([]), "{url}: {body}");
+        }
         assert!(!contains(&dump(&store).await, "Amal Haddad"));
 
         // Shift change: nurse2 never sees nurse1's profile or tree; shared metadata stays shared.
