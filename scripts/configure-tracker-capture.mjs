@@ -7,9 +7,10 @@
 //      [--package DIR|TGZ] [--config '{"idleLockMinutes":15,"flushScope":"all","title":"..."}']
 //
 // --zip also packs the result as an app for DHIS2's App Management (`POST /api/apps`). Its
-// manifest.webapp keeps Tracker Capture's key, `short_name` "tracker-capture", so the zip
-// overrides the bundled Tracker Capture and is served where it was, `/dhis-web-tracker-capture/`
-// (DHIS2 2.39-2.41; `/api/apps/tracker-capture/` redirects there). Not beside it under another
+// manifest.webapp keeps the app's key, `short_name` "tracker-capture" (or "capture" for a build
+// of the Capture app), so the zip overrides the bundled app and is served where it was,
+// `/dhis-web-tracker-capture/` (DHIS2 2.39-2.41; `/api/apps/tracker-capture/` redirects there)
+// or `/dhis-web-capture/`. Not beside it under another
 // key: Tracker Capture hard-codes `../api` and `../dhis-web-commons/...`, which only work from
 // that folder, and the library's API base must be the one the app calls (`../api`, which is
 // also what `activities.dhis.href: ".."` says). The version is the library's.
@@ -53,20 +54,26 @@ function parseArgs(argv) {
 }
 
 /**
- * The manifest.webapp of the offline app: the build's own (Tracker Capture's has `short_name`
- * "tracker-capture", `core_app: true`, `activities.dhis.href` ".."), with the key, name and
- * version App Management needs. DHIS2 (2.39-2.41) fails on a manifest without `version` or
- * `activities.dhis`; 2.39.0-2.39.5 and 2.40.0-2.40.4 refuse a bundled key without `core_app`.
+ * The manifest.webapp of the offline app: the build's own with the name and version App
+ * Management shows, and the key of the app it is, so the zip overrides that bundled app where
+ * DHIS2 serves it. A Capture build (app platform, `short_name` "capture", `activities.dhis.href`
+ * "*": DHIS2 puts its base URL into index.html) keeps its key: served at `/dhis-web-capture/`.
+ * Anything else is taken as Tracker Capture (its manifest has `short_name` "tracker-capture",
+ * `core_app: true`, `activities.dhis.href` ".."): DHIS2 (2.39-2.41) fails on a manifest without
+ * `version` or `activities.dhis`; 2.39.0-2.39.5 and 2.40.0-2.40.4 refuse a bundled key without
+ * `core_app`.
  */
 export function offlineManifest(original, version) {
+  const capture = original.short_name === 'capture';
   const activities = { ...(original.activities ?? {}) };
   activities.dhis = { href: '..', ...(activities.dhis ?? {}) };
+  const app = capture ? 'Capture' : 'Tracker Capture';
   return {
     ...original,
-    name: 'Tracker Capture (offline)',
-    short_name: 'tracker-capture',
+    name: `${app} (offline)`,
+    short_name: capture ? 'capture' : 'tracker-capture',
     version,
-    description: `Tracker Capture${original.version ? ` ${original.version}` : ''} with tracker-offline ${version}: offline login, encrypted local data, an outbox sent once on reconnect`,
+    description: `${app}${original.version ? ` ${original.version}` : ''} with tracker-offline ${version}: offline login, encrypted local data, an outbox sent once on reconnect`,
     launch_path: original.launch_path ?? 'index.html',
     core_app: true,
     activities,
@@ -184,13 +191,14 @@ function main() {
       fail(`the build's manifest.webapp is not JSON: ${error.message}`);
     }
   }
-  writeFileSync(manifestPath, `${JSON.stringify(offlineManifest(original, version), null, 2)}\n`);
+  const manifest = offlineManifest(original, version);
+  writeFileSync(manifestPath, `${JSON.stringify(manifest, null, 2)}\n`);
   console.log(`configured ${args.out}: tracker-offline ${version}, ${deferred} scripts wait for the login, ${files.length} files kept for offline use`);
   if (args.zip) {
     // Every file: an app that overrides a bundled one has no fallback to the bundled files.
     const entries = filesBelow(args.out).sort().map((name) => ({ name, data: readFileSync(join(args.out, name)) }));
     writeFileSync(args.zip, zipBytes(entries));
-    console.log(`app zip ${args.zip}: ${entries.length} files, ${statSync(args.zip).size} bytes; install it with App Management (key tracker-capture, served at /dhis-web-tracker-capture/)`);
+    console.log(`app zip ${args.zip}: ${entries.length} files, ${statSync(args.zip).size} bytes; install it with App Management (key ${manifest.short_name}, served at /dhis-web-${manifest.short_name}/)`);
   }
 }
 

@@ -12,12 +12,18 @@
 //   nested, the enrollment without a UID) is answered offline with the UIDs the app reads from
 //   the bundle report, is in the working list at once, and reaches the server once on
 //   reconnect, with the enrollment UID the app was given.
+// - made into an App Management zip by the same command, it installs under the Capture app's own
+//   key (`capture`, not Tracker Capture's), is served where DHIS2 serves Capture
+//   (`/dhis-web-capture/`) and runs offline from there.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DEMO, ROOT, Sim } from './lib/sim.mjs';
 import { launch, syncUntilDone } from './lib/browser.mjs';
-import { configure, loginThroughOverlay } from './lib/stand-in.mjs';
+import { TARBALL, configure, loginThroughOverlay } from './lib/stand-in.mjs';
 import { simGet } from './lib/tracker-capture.mjs';
 
 const APP = '/capture/';
@@ -142,3 +148,43 @@ for (const version of ['2.41', '2.42']) {
     }
   });
 }
+
+test('Capture stand-in as an App Management zip (2.41): installed under its own key, served at /dhis-web-capture/, runs offline there', { timeout: 120000 }, async () => {
+  const zip = join(mkdtempSync(join(tmpdir(), 'capture-zip-')), 'capture.zip');
+  execFileSync('node', [join(ROOT, 'scripts', 'configure-tracker-capture.mjs'), join(ROOT, 'tests', 'e2e', 'fixtures', 'capture-like'),
+    '--zip', zip, '--package', TARBALL(), '--config', JSON.stringify({ idleLockMinutes: 0, title: 'Capture' })]);
+  const sim = new Sim({ version: '2.41', extraArgs: ['--tracked-entities', '5'] });
+  await sim.start();
+  const context = await browser.newContext();
+  try {
+    const form = new FormData();
+    form.append('file', new Blob([readFileSync(zip)], { type: 'application/zip' }), 'capture.zip');
+    const admin = `Basic ${Buffer.from(`${DEMO.admin.username}:${DEMO.admin.password}`).toString('base64')}`;
+    const installed = await fetch(`${sim.url}/api/apps`, { method: 'POST', headers: { Authorization: admin }, body: form });
+    assert.equal(installed.status, 204, await installed.text());
+    const apps = await simGet(sim, '/api/apps');
+    assert.deepEqual(apps.body.map((a) => [a.key, a.name]), [['capture', 'Capture (offline)']], JSON.stringify(apps.body));
+
+    const page = await context.newPage();
+    page.on('pageerror', (e) => console.error('[page error]', e.message));
+    // Installed apps are behind DHIS2's login (a server session first, as the sim's login page opens one).
+    await page.goto(`${sim.url}/dhis-web-commons/security/login.action`);
+    const basic = `Basic ${Buffer.from(`${DEMO.nurse1.username}:${DEMO.nurse1.password}`).toString('base64')}`;
+    assert.equal(await page.evaluate(async (authorization) => (await fetch('/api/me', { headers: { Authorization: authorization } })).status, basic), 200);
+    await page.goto(`${sim.url}/dhis-web-capture/`);
+    await page.locator('#tracker-offline-overlay').waitFor({ timeout: 30000 });
+    await loginThroughOverlay(page, DEMO.nurse1);
+    const online = await appResults(page);
+    assert.equal(online.me.body?.firstName, 'Amal', JSON.stringify(online.me));
+    await page.evaluate(() => window.trackerOffline.download());
+    await sim.kill();
+    await page.reload();
+    const offline = await appResults(page);
+    assert.equal(await page.evaluate(() => navigator.serviceWorker.controller?.scriptURL.split('?')[0]), `${sim.url}/dhis-web-capture/sw.js`);
+    assert.equal(offline.me.status, 200, JSON.stringify(offline.me));
+    assert.equal(offline.list.local, 'local', 'the working list answered from the local copy');
+  } finally {
+    await context.close();
+    await sim.kill();
+  }
+});
