@@ -56,6 +56,18 @@ const PROGRAM = 'PrMchProg01';
 const NID = 'AtNationId1';
 const WOMAN = { nationalId: '912345678', first: 'Fatima', last: 'Qawasmeh', dob: '1995-03-04', lmp: '2026-10-01', phone: '0599123456' };
 
+/** Fills the form's fields `inputs` in order with `values` (null: left as it is). */
+async function fillForm(page, inputs, values) {
+  for (const [i, value] of values.entries()) {
+    if (value === null) continue;
+    await inputs.nth(i).fill(value);
+    // A date field opens its calendar: close it the way a click outside does.
+    const backdrop = page.locator('#dhis2-portal-root .backdrop');
+    if (await backdrop.count()) await backdrop.first().click({ position: { x: 5, y: 5 } });
+    await inputs.nth(i).evaluate((el) => el.blur());
+  }
+}
+
 /** Registers WOMAN through the app's screens; answers the registration number the form was given. */
 async function registerOffline(page) {
   await page.getByText('Create new person').first().click();
@@ -66,15 +78,7 @@ async function registerOffline(page) {
   // The form's fields in order: registration date (today), LMP, National ID, first and last
   // name, date of birth, phone, registration number (generated, read-only).
   await page.waitForFunction(() => [...document.querySelectorAll('input')].some((i) => /^MCH-/.test(i.value)), null, { timeout: 30000 });
-  const values = [null, WOMAN.lmp, WOMAN.nationalId, WOMAN.first, WOMAN.last, WOMAN.dob, WOMAN.phone];
-  for (const [i, value] of values.entries()) {
-    if (value === null) continue;
-    await inputs.nth(i).fill(value);
-    // A date field opens its calendar: close it the way a click outside does.
-    const backdrop = page.locator('#dhis2-portal-root .backdrop');
-    if (await backdrop.count()) await backdrop.first().click({ position: { x: 5, y: 5 } });
-    await inputs.nth(i).evaluate((el) => el.blur());
-  }
+  await fillForm(page, inputs, [null, WOMAN.lmp, WOMAN.nationalId, WOMAN.first, WOMAN.last, WOMAN.dob, WOMAN.phone]);
   const generated = await inputs.nth(7).inputValue();
   await page.getByRole('button', { name: 'Save person' }).click();
   return generated;
@@ -89,14 +93,7 @@ async function recordVisit(page) {
   // The form's text fields in order: visit date, weight, gestational age, systolic pressure,
   // haemoglobin, next visit date, remarks (danger signs are radio buttons).
   const inputs = page.locator('input[type=text]:visible');
-  const values = [VISIT.date, VISIT.weight, VISIT.gestation, VISIT.systolic, VISIT.haemoglobin, null, VISIT.remarks];
-  for (const [i, value] of values.entries()) {
-    if (value === null) continue;
-    await inputs.nth(i).fill(value);
-    const backdrop = page.locator('#dhis2-portal-root .backdrop');
-    if (await backdrop.count()) await backdrop.first().click({ position: { x: 5, y: 5 } });
-    await inputs.nth(i).evaluate((el) => el.blur());
-  }
+  await fillForm(page, inputs, [VISIT.date, VISIT.weight, VISIT.gestation, VISIT.systolic, VISIT.haemoglobin, null, VISIT.remarks]);
   await page.locator('input[name=DeDangerSg1][value=false]').check();
   await page.getByRole('button', { name: 'Complete' }).click();
   // The stage allows another visit to be scheduled: the app asks; not now.
