@@ -1,5 +1,5 @@
 // The real Capture app (dhis2/capture-app, an app-platform build), configured with
-// scripts/configure-tracker-capture.mjs, in Chromium against a real dhis2-sim process (2.41 and
+// scripts/configure-capture.sh, in Chromium against a real dhis2-sim process (2.41 and
 // 2.42) that is killed. Its build never enters this project: set CAPTURE_BUILD to the `build/app`
 // folder of a Capture build (www/INTEGRATION.md, "The Capture app", says how one was made here);
 // without it this test is skipped, and capture-stand-in.test.mjs covers the loader in CI.
@@ -137,7 +137,7 @@ for (const version of ['2.41', '2.42']) {
     skip: BUILD ? false : 'CAPTURE_BUILD is not set (the real app is built outside the project; see www/INTEGRATION.md)',
   }, async () => {
     const configured = join(mkdtempSync(join(tmpdir(), 'capture-configured-')), 'capture');
-    execFileSync('node', [join(ROOT, 'scripts', 'configure-tracker-capture.mjs'), BUILD, configured, '--package', TARBALL(),
+    execFileSync(join(ROOT, 'scripts', 'configure-capture.sh'), [BUILD, configured, '--package', TARBALL(),
       '--config', JSON.stringify({ idleLockMinutes: 0, title: 'Capture' })]);
     const sim = new Sim({ version, extraArgs: ['--app', `capture=${configured}`, '--tracked-entities', '20', '--faults'] });
     await sim.start();
