@@ -108,7 +108,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
                 })?;
             let mut bundle = parse_bundle(&bytes)?;
             let record = bundle
-                .record_mut(&conflict.kind, &conflict.record)
+                .record_mut(conflict.kind, &conflict.record)
                 .ok_or_else(|| CoreError::BadInput(format!("record {} is not in the local copy", conflict.record)))?;
             let mut field = BTreeMap::new();
             field.insert(conflict.field.clone(), conflict.server.clone());
@@ -160,7 +160,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
                 *batch = self.vault.seal_into(std::mem::take(batch), StoreName::Outbox, &entry.id(), &bytes)?;
             }
             Keep::Server => {
-                let record = bundle.record_mut(&conflict.kind, &conflict.record).ok_or_else(|| {
+                let record = bundle.record_mut(conflict.kind, &conflict.record).ok_or_else(|| {
                     CoreError::BadInput(format!("record {} is not in the local copy", conflict.record))
                 })?;
                 let mut field = BTreeMap::new();
@@ -196,7 +196,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
             family: if minor >= 42 { Family::Tracker } else { Family::Legacy },
             payload: EntryPayload::Touches {
                 touches: vec![Touch {
-                    kind: conflict.kind.clone(),
+                    kind: conflict.kind,
                     uid: conflict.record.clone(),
                     tei: conflict.tei.clone(),
                     deleted: false,

@@ -2,22 +2,35 @@
 //! module renames them to and from the `/api/tracker` naming (2.36+) and builds the export
 //! envelope of each server version (dhis2-api.md section 3).
 
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use crate::records::Object;
 
-/// Record kinds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Record kinds. Stored (outbox entries, conflicts) as `tei`, `enrollment` and `event`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Kind {
     /// Tracked entity.
+    #[serde(rename = "tei")]
     TrackedEntity,
     /// Enrollment.
+    #[serde(rename = "enrollment")]
     Enrollment,
     /// Event.
+    #[serde(rename = "event")]
     Event,
 }
 
 impl Kind {
+    /// The stored name: `tei`, `enrollment` or `event`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::TrackedEntity => "tei",
+            Kind::Enrollment => "enrollment",
+            Kind::Event => "event",
+        }
+    }
+
     /// Collection name in `/api/tracker` (`trackedEntities`, ...).
     pub fn tracker_collection(self) -> &'static str {
         match self {

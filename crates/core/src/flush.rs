@@ -159,11 +159,11 @@ impl PlannedRequest {
 impl RecordSource<'_> {
     /// Whether the record is in the local copy.
     fn exists(&self, t: &Touch) -> bool {
-        self.bundles.get(&t.tei).is_some_and(|b| b.record(&t.kind, &t.uid).is_some())
+        self.bundles.get(&t.tei).is_some_and(|b| b.record(t.kind, &t.uid).is_some())
     }
 
     fn record(&self, t: &Touch) -> Option<Object> {
-        let local = self.bundles.get(&t.tei).and_then(|b| b.record(&t.kind, &t.uid));
+        let local = self.bundles.get(&t.tei).and_then(|b| b.record(t.kind, &t.uid));
         let (mut record, delta) = match self.deltas.get(&t.uid) {
             Some(delta) => (delta.clone()?, true),
             None => {
@@ -217,7 +217,7 @@ type PlannedRecord = (String, Option<Object>);
 /// Builds the requests for the records of one segment (entries of one family, in order).
 pub fn plan_segment(api: &str, family: Family, touches: &[Touch], source: &RecordSource<'_>) -> Vec<PlannedRequest> {
     let mut seen = BTreeSet::new();
-    let mut by_kind: BTreeMap<(&str, bool), Vec<PlannedRecord>> = BTreeMap::new();
+    let mut by_kind: BTreeMap<(Kind, bool), Vec<PlannedRecord>> = BTreeMap::new();
     for t in touches {
         if !seen.insert((t.uid.clone(), t.deleted)) {
             continue;
@@ -226,24 +226,24 @@ pub fn plan_segment(api: &str, family: Family, touches: &[Touch], source: &Recor
         if !t.deleted && record.is_none() {
             continue; // removed locally since (a later delete covers it)
         }
-        by_kind.entry((t.kind.as_str(), t.deleted)).or_default().push((t.uid.clone(), record));
+        by_kind.entry((t.kind, t.deleted)).or_default().push((t.uid.clone(), record));
     }
     let mut out = Vec::new();
-    let order: [(&str, bool); 6] =
-        [("tei", false), ("enrollment", false), ("event", false), ("event", true), ("enrollment", true), ("tei", true)];
+    let order: [(Kind, bool); 6] = [
+        (Kind::TrackedEntity, false),
+        (Kind::Enrollment, false),
+        (Kind::Event, false),
+        (Kind::Event, true),
+        (Kind::Enrollment, true),
+        (Kind::TrackedEntity, true),
+    ];
     for key in order {
         let Some(items) = by_kind.get(&key) else { continue };
         let (kind, deleted) = key;
-        let (legacy_path, wrapper, chunk, tracker_kind, uid_key) = match kind {
-            "tei" => (
-                "trackedEntityInstances",
-                "trackedEntityInstances",
-                TEIS_PER_REQUEST,
-                Kind::TrackedEntity,
-                "trackedEntityInstance",
-            ),
-            "enrollment" => ("enrollments", "enrollments", ENROLLMENTS_PER_REQUEST, Kind::Enrollment, "enrollment"),
-            _ => ("events", "events", EVENTS_PER_REQUEST, Kind::Event, "event"),
+        let (legacy_path, chunk, uid_key) = match kind {
+            Kind::TrackedEntity => ("trackedEntityInstances", TEIS_PER_REQUEST, "trackedEntityInstance"),
+            Kind::Enrollment => ("enrollments", ENROLLMENTS_PER_REQUEST, "enrollment"),
+            Kind::Event => ("events", EVENTS_PER_REQUEST, "event"),
         };
         for part in items.chunks(chunk) {
             let uids: Vec<String> = part.iter().map(|(u, _)| u.clone()).collect();
@@ -261,17 +261,17 @@ pub fn plan_segment(api: &str, family: Family, touches: &[Touch], source: &Recor
             let strategy = if deleted { "DELETE" } else { "CREATE_AND_UPDATE" };
             // Legacy events: values omitted from an update are kept, not deleted (DHIS2's
             // default replaces an event's whole value set).
-            let merge_values = if kind == "event" && !deleted { "&mergeDataValues=true" } else { "" };
+            let merge_values = if kind == Kind::Event && !deleted { "&mergeDataValues=true" } else { "" };
             let (url, body) = match family {
                 Family::Legacy => (
                     format!("{api}/{legacy_path}?strategy={strategy}{merge_values}"),
-                    json!({ wrapper: records.into_iter().map(Value::Object).collect::<Vec<_>>() }),
+                    json!({ legacy_path: records.into_iter().map(Value::Object).collect::<Vec<_>>() }),
                 ),
                 Family::Tracker => (
                     format!(
                         "{api}/tracker?async=false&importStrategy={strategy}&atomicMode=OBJECT&reportMode=WARNINGS"
                     ),
-                    json!({ tracker_kind.tracker_collection(): records.iter().map(|r| Value::Object(convert(tracker_kind, r, true))).collect::<Vec<_>>() }),
+                    json!({ kind.tracker_collection(): records.iter().map(|r| Value::Object(convert(kind, r, true))).collect::<Vec<_>>() }),
                 ),
             };
             out.push(PlannedRequest {
@@ -318,7 +318,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
             if let EntryPayload::Touches { touches } = &e.payload {
                 for t in touches {
                     failed_records.insert(t.uid.clone());
-                    if t.kind == "tei" {
+                    if t.kind == Kind::TrackedEntity {
                         failed_teis.insert(t.tei.clone());
                     }
                 }
@@ -470,7 +470,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
             }
             // Records held back: author scope, or their tracked entity / parent was refused.
             let blocked = |t: &Touch, failed: &BTreeSet<String>, failed_teis: &BTreeSet<String>| -> bool {
-                let enrollment = (t.kind == "event")
+                let enrollment = (t.kind == Kind::Event)
                     .then(|| {
                         bundles
                             .get(&t.tei)
@@ -479,12 +479,12 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
                     })
                     .flatten();
                 if others_first(&t.uid)
-                    || (t.kind != "tei" && others_first(&t.tei))
+                    || (t.kind != Kind::TrackedEntity && others_first(&t.tei))
                     || enrollment.is_some_and(others_first)
                 {
                     return true;
                 }
-                if t.kind != "tei" && failed_teis.contains(&t.tei) {
+                if t.kind != Kind::TrackedEntity && failed_teis.contains(&t.tei) {
                     return true;
                 }
                 enrollment.is_some_and(|e| failed.contains(e))
@@ -497,7 +497,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
             let deletes: Vec<&Touch> = pending_touches(&pending).filter(|t| t.deleted).collect();
             let deletes_queued: BTreeSet<&str> = deletes.iter().map(|t| t.uid.as_str()).collect();
             let deleted_teis: BTreeSet<&str> =
-                deletes.iter().filter(|t| t.kind == "tei").map(|t| t.uid.as_str()).collect();
+                deletes.iter().filter(|t| t.kind == Kind::TrackedEntity).map(|t| t.uid.as_str()).collect();
             let (covered, sendable): (Vec<Touch>, Vec<Touch>) = sendable.into_iter().partition(|t| {
                 !t.deleted && (deletes_queued.contains(t.uid.as_str()) || deleted_teis.contains(t.tei.as_str()))
             });
@@ -568,7 +568,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
                 let held: BTreeSet<String> = server_errors.keys().cloned().collect();
                 let held_teis: BTreeSet<String> = touches
                     .iter()
-                    .filter(|t| t.kind == "tei" && held.contains(&t.uid))
+                    .filter(|t| t.kind == Kind::TrackedEntity && held.contains(&t.uid))
                     .map(|t| t.tei.clone())
                     .collect();
                 let waits: Vec<String> = request
@@ -608,7 +608,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
                         for uid in &request.uids {
                             failed_records.insert(uid.clone());
                             // As for a refusal: her enrollments and visits wait with her.
-                            if let Some(t) = touches.iter().find(|t| &t.uid == uid && t.kind == "tei") {
+                            if let Some(t) = touches.iter().find(|t| &t.uid == uid && t.kind == Kind::TrackedEntity) {
                                 failed_teis.insert(t.tei.clone());
                             }
                             refused.entry(uid.clone()).or_default().push(
@@ -698,7 +698,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
                         }
                         for (uid, reasons) in r {
                             failed_records.insert(uid.clone());
-                            if let Some(t) = touches.iter().find(|t| t.uid == uid && t.kind == "tei") {
+                            if let Some(t) = touches.iter().find(|t| t.uid == uid && t.kind == Kind::TrackedEntity) {
                                 failed_teis.insert(t.tei.clone());
                             }
                             refused.entry(uid).or_default().extend(reasons);
@@ -1028,8 +1028,8 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
 /// An update merged with the server's current copy, as planned for one flush.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlannedMerge {
-    /// `tei`, `enrollment` or `event`.
-    pub kind: String,
+    /// The record's kind.
+    pub kind: Kind,
     /// Its tracked entity.
     pub tei: String,
     /// The server's current record (legacy naming), if the server has it.
@@ -1086,7 +1086,7 @@ fn settle_merge(bundle: &mut TeiBundle, uid: &str, merge: &PlannedMerge) {
         None => BTreeMap::new(),
     };
     if let Some(server) = &merge.server {
-        if let Some(record) = bundle.record_mut(&merge.kind, uid) {
+        if let Some(record) = bundle.record_mut(merge.kind, uid) {
             let mut fresh = server.clone();
             // Keep what the local copy holds beside the server's fields (nested lists).
             for key in ["enrollments", "events"] {
@@ -1118,7 +1118,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
             .filter(|t| {
                 bundles.get(&t.tei).is_some_and(|b| {
                     b.state(&t.uid) != SyncState::ToPost
-                        && b.record(&t.kind, &t.uid).is_some()
+                        && b.record(t.kind, &t.uid).is_some()
                         && b.changes.get(&t.uid).is_some_and(|c| !c.contains_key(WHOLE_RECORD))
                 })
             })
@@ -1139,7 +1139,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
             }
             let Some(bundle) = bundles.get(&t.tei) else { continue };
             let changes = bundle.changes.get(&t.uid).cloned().unwrap_or_default();
-            let server_record = server.get(&t.tei).and_then(|b| b.record(&t.kind, &t.uid)).cloned();
+            let server_record = server.get(&t.tei).and_then(|b| b.record(t.kind, &t.uid)).cloned();
             let mut merged = merge_record(&changes, server_record.as_ref());
             let hold = policy == ConflictPolicy::Hold;
             if hold {
@@ -1153,7 +1153,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
                 .iter()
                 .map(|(field, base, server_value, device)| Conflict {
                     id: format!("conflict:{}:{}:{}", t.uid, field, now),
-                    kind: t.kind.clone(),
+                    kind: t.kind,
                     record: t.uid.clone(),
                     tei: t.tei.clone(),
                     field: field.clone(),
@@ -1177,19 +1177,12 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
             let delta = if merged.send.is_empty() {
                 None
             } else {
-                let header = server_record.clone().or_else(|| bundle.record(&t.kind, &t.uid).cloned());
+                let header = server_record.clone().or_else(|| bundle.record(t.kind, &t.uid).cloned());
                 header.map(|h| delta_record(&h, &merged.send, family == Family::Legacy))
             };
             out.insert(
                 t.uid.clone(),
-                PlannedMerge {
-                    kind: t.kind.clone(),
-                    tei: t.tei.clone(),
-                    server: server_record,
-                    settled,
-                    delta,
-                    conflicts,
-                },
+                PlannedMerge { kind: t.kind, tei: t.tei.clone(), server: server_record, settled, delta, conflicts },
             );
         }
         Ok(out)
@@ -1356,7 +1349,7 @@ fn blame(
         segment.iter().any(|e| e.attempts + 1 >= limit && crate::outbox::entry_records(e).iter().any(|r| r == uid));
     if at_limit {
         failed_records.insert(uid.to_string());
-        if let Some(t) = touches.iter().find(|t| t.uid == uid && t.kind == "tei") {
+        if let Some(t) = touches.iter().find(|t| t.uid == uid && t.kind == Kind::TrackedEntity) {
             failed_teis.insert(t.tei.clone());
         }
     }

@@ -230,8 +230,8 @@ impl ConflictPolicy {
 pub struct Conflict {
     /// Id for `resolveConflict`.
     pub id: String,
-    /// `tei`, `enrollment` or `event`.
-    pub kind: String,
+    /// The record's kind (stored as `tei`, `enrollment` or `event`).
+    pub kind: crate::family::Kind,
     /// The record.
     pub record: String,
     /// Its tracked entity.

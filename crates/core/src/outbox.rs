@@ -191,11 +191,11 @@ fn track_field_changes(
         let tei = bundle.uid().to_string();
         for t in touches.iter().filter(|t| t.tei == tei && !t.deleted) {
             let Some(old_bundle) = before.get(&tei) else { continue };
-            let Some(old) = old_bundle.record(&t.kind, &t.uid) else { continue };
+            let Some(old) = old_bundle.record(t.kind, &t.uid) else { continue };
             if old_bundle.state(&t.uid) == SyncState::ToPost {
                 continue; // created here: sent whole
             }
-            let Some(new) = bundle.record(&t.kind, &t.uid).cloned() else { continue };
+            let Some(new) = bundle.record(t.kind, &t.uid).cloned() else { continue };
             let untracked = old_bundle.state(&t.uid).has_local_changes() && !old_bundle.changes.contains_key(&t.uid);
             let changes = bundle.changes.entry(t.uid.clone()).or_default();
             if untracked {
@@ -208,7 +208,7 @@ fn track_field_changes(
             for (field, base, earlier, value) in crate::merge::record_changes(old, &new, changes, window) {
                 replaced.push(crate::merge::Conflict {
                     id: format!("conflict:{}:{field}:{now_ms}:window", t.uid),
-                    kind: t.kind.clone(),
+                    kind: t.kind,
                     record: t.uid.clone(),
                     tei: tei.clone(),
                     field,
@@ -628,16 +628,16 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
                 let mut b = parse_bundle(&bytes)?;
                 for t in touches.iter().filter(|t| t.tei == tei && !still_touched.contains(&t.uid)) {
                     if b.state(&t.uid) == SyncState::ToPost {
-                        match t.kind.as_str() {
-                            "event" => b.events.retain(|e| text(e, "event") != Some(t.uid.as_str())),
-                            "enrollment" => b.enrollments.retain(|e| text(e, "enrollment") != Some(t.uid.as_str())),
-                            _ => {}
+                        match t.kind {
+                            Kind::Event => b.events.retain(|e| text(e, "event") != Some(t.uid.as_str())),
+                            Kind::Enrollment => b.enrollments.retain(|e| text(e, "enrollment") != Some(t.uid.as_str())),
+                            Kind::TrackedEntity => {}
                         }
                     } else if let Some(changes) = b.changes.remove(&t.uid) {
                         // The record shows the server's version again: each changed field back
                         // to the value it was changed from.
                         let bases = changes.iter().map(|(k, c)| (k.clone(), c.base.clone())).collect();
-                        if let Some(record) = b.record_mut(&t.kind, &t.uid) {
+                        if let Some(record) = b.record_mut(t.kind, &t.uid) {
                             crate::merge::apply_fields(record, &bases);
                         }
                     }

@@ -9,7 +9,10 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::error::{CoreError, Result};
+use crate::{
+    error::{CoreError, Result},
+    family::Kind,
+};
 
 /// A JSON object.
 pub type Object = Map<String, Value>;
@@ -158,20 +161,20 @@ impl TeiBundle {
     }
 
     /// One record of the bundle by kind (`tei`, `enrollment`, `event`) and UID.
-    pub fn record(&self, kind: &str, uid: &str) -> Option<&Object> {
+    pub fn record(&self, kind: Kind, uid: &str) -> Option<&Object> {
         match kind {
-            "tei" => (self.uid() == uid).then_some(&self.tei),
-            "enrollment" => self.enrollments.iter().find(|e| text(e, "enrollment") == Some(uid)),
-            _ => self.events.iter().find(|e| text(e, "event") == Some(uid)),
+            Kind::TrackedEntity => (self.uid() == uid).then_some(&self.tei),
+            Kind::Enrollment => self.enrollments.iter().find(|e| text(e, "enrollment") == Some(uid)),
+            Kind::Event => self.events.iter().find(|e| text(e, "event") == Some(uid)),
         }
     }
 
     /// One record of the bundle, to change.
-    pub fn record_mut(&mut self, kind: &str, uid: &str) -> Option<&mut Object> {
+    pub fn record_mut(&mut self, kind: Kind, uid: &str) -> Option<&mut Object> {
         match kind {
-            "tei" => (self.uid() == uid).then_some(&mut self.tei),
-            "enrollment" => self.enrollments.iter_mut().find(|e| text(e, "enrollment") == Some(uid)),
-            _ => self.events.iter_mut().find(|e| text(e, "event") == Some(uid)),
+            Kind::TrackedEntity => (self.uid() == uid).then_some(&mut self.tei),
+            Kind::Enrollment => self.enrollments.iter_mut().find(|e| text(e, "enrollment") == Some(uid)),
+            Kind::Event => self.events.iter_mut().find(|e| text(e, "event") == Some(uid)),
         }
     }
 

@@ -523,22 +523,14 @@ pub fn tracker_report(prepared: &PreparedWrite) -> Value {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Touch {
-    /// Record kind: `tei`, `enrollment` or `event`.
-    pub kind: String,
+    /// Record kind (stored as `tei`, `enrollment` or `event`).
+    pub kind: Kind,
     /// Record UID.
     pub uid: String,
     /// Owning tracked entity.
     pub tei: String,
     /// The record was deleted.
     pub deleted: bool,
-}
-
-fn kind_name(kind: Kind) -> &'static str {
-    match kind {
-        Kind::TrackedEntity => "tei",
-        Kind::Enrollment => "enrollment",
-        Kind::Event => "event",
-    }
 }
 
 /// Applies a mutation to the bundles it concerns. `bundle_of(tei)` gives a loaded bundle (or
@@ -561,12 +553,8 @@ pub fn apply_mutation(
         }
         bundle_of(tei)
     };
-    let touch = |kind: Kind, uid: &str, tei: &str, deleted: bool| Touch {
-        kind: kind_name(kind).into(),
-        uid: uid.into(),
-        tei: tei.into(),
-        deleted,
-    };
+    let touch =
+        |kind: Kind, uid: &str, tei: &str, deleted: bool| Touch { kind, uid: uid.into(), tei: tei.into(), deleted };
     let mark = |b: &mut TeiBundle, uid: &str| {
         let next = if b.state(uid) == SyncState::ToPost { SyncState::ToPost } else { SyncState::ToUpdate };
         b.sync.insert(uid.to_string(), next);
@@ -878,7 +866,7 @@ fn upsert_event(
             b.sync.insert(uid.clone(), SyncState::ToPost);
         }
     }
-    touches.push(Touch { kind: "event".into(), uid, tei, deleted: false });
+    touches.push(Touch { kind: Kind::Event, uid, tei, deleted: false });
 }
 
 /// A summary of the write for lists and failure screens (no record content).

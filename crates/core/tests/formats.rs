@@ -104,7 +104,7 @@ fn sync_formats_are_stable() {
         family: Family::Legacy,
         payload: EntryPayload::Touches {
             touches: vec![Touch {
-                kind: "event".into(),
+                kind: tracker_offline_core::family::Kind::Event,
                 uid: "EvAnc000001".into(),
                 tei: "PQfMcpmXeFE".into(),
                 deleted: false,
@@ -117,7 +117,7 @@ fn sync_formats_are_stable() {
 
     let conflict = Conflict {
         id: "conflict:EvAnc000001:dv:DeBpSystol1:1780000000000".into(),
-        kind: "event".into(),
+        kind: tracker_offline_core::family::Kind::Event,
         record: "EvAnc000001".into(),
         tei: "PQfMcpmXeFE".into(),
         field: "dv:DeBpSystol1".into(),

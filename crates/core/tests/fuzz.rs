@@ -1122,7 +1122,7 @@ fn build_template() -> Template {
             .unwrap();
         let conflict = Conflict {
             id: format!("conflict:{}:dv:{}:{T0}", event_uid(4, 0), DES[1]),
-            kind: "event".into(),
+            kind: tracker_offline_core::family::Kind::Event,
             record: event_uid(4, 0),
             tei: tei_uid(4),
             field: format!("dv:{}", DES[1]),
