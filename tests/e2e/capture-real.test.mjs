@@ -155,9 +155,8 @@ for (const version of ['2.41', '2.42']) {
       await loginThroughOverlay(page, DEMO.nurse2);
       await mainPage(page);
       const onlineMs = Date.now() - loginShown;
-      // She opens her working list online once: its saved list templates are hers (shared per
-      // user), kept only from her own online reads.
-      await workingList(page);
+      // She does not open her working list online: offline, her saved lists (per user, never
+      // read on this device) are taken as none and the app shows its default list.
       await switchUser(page, DEMO.nurse1);
       await mainPage(page);
       await page.locator('#tracker-offline-user', { hasText: DEMO.nurse1.displayName }).waitFor({ timeout: 30000 });
