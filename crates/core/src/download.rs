@@ -18,7 +18,7 @@ use crate::{
     clinic::{bundle_id, parse_bundle, seal_bundle, CURSOR_ID, METADATA_ID},
     engine::Engine,
     error::{CoreError, Result},
-    family::{convert, tracker_items, Kind},
+    family::{convert, tracker_items, Kind, Naming},
     http::{HttpClient, HttpRequest},
     index::IndexRow,
     kdf::PasswordKdf,
@@ -534,7 +534,7 @@ programTrackedEntityAttributes[displayInList,trackedEntityAttribute[id,displayNa
             uids.iter().cloned().zip(self.vault.get_records(StoreName::Records, &ids).await?).collect();
         for item in items {
             let item = match item {
-                Value::Object(o) if tracker => convert(Kind::TrackedEntity, &o, false),
+                Value::Object(o) if tracker => convert(Kind::TrackedEntity, &o, Naming::Legacy),
                 Value::Object(o) => o,
                 other => {
                     applied.skip(None, format!("the item is not a JSON object: {}", json_kind(&other)));

@@ -93,18 +93,23 @@ fn rename_list(value: Option<&Value>, table: &[&[(&str, &str)]], to_tracker: boo
     })
 }
 
-thread_local! {
-    /// Server minor version the next conversions are for (set by the reader of a response).
-    static TRACKER_MINOR: std::cell::Cell<u32> = const { std::cell::Cell::new(40) };
+/// The naming a conversion writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Naming {
+    /// The legacy endpoints' names (the records are kept in it).
+    Legacy,
+    /// `/api/tracker`'s names, as a server of this minor version writes them (since 2.41 its
+    /// enrollments and events carry no org unit name).
+    Tracker {
+        /// The server's minor version (`41` for 2.41).
+        minor: u32,
+    },
 }
 
-/// Sets the server minor version that [`convert`] writes for (per thread).
-pub fn set_tracker_minor(minor: u32) {
-    TRACKER_MINOR.with(|m| m.set(minor));
-}
-
-/// Converts a legacy-named record (and its nested lists) to the `/api/tracker` naming, or back.
-pub fn convert(kind: Kind, record: &Object, to_tracker: bool) -> Object {
+/// Converts a legacy-named record (and its nested lists) to the `/api/tracker` naming, or back
+/// (`Naming::Legacy`).
+pub fn convert(kind: Kind, record: &Object, naming: Naming) -> Object {
+    let to_tracker = matches!(naming, Naming::Tracker { .. });
     let own: &[&[(&str, &str)]] = match kind {
         Kind::TrackedEntity => &[COMMON],
         Kind::Enrollment => &[COMMON, ENROLLMENT],
@@ -115,7 +120,7 @@ pub fn convert(kind: Kind, record: &Object, to_tracker: bool) -> Object {
         // The tracker family's enrollment has no tracked entity type.
         out.remove("trackedEntityType");
     }
-    if matches!(kind, Kind::Enrollment | Kind::Event) && to_tracker && TRACKER_MINOR.with(|m| m.get()) >= 41 {
+    if matches!(kind, Kind::Enrollment | Kind::Event) && matches!(naming, Naming::Tracker { minor } if minor >= 41) {
         // Since 2.41 the tracker family's enrollments and events carry no org unit name.
         out.remove("orgUnitName");
     }
@@ -139,7 +144,7 @@ pub fn convert(kind: Kind, record: &Object, to_tracker: bool) -> Object {
         if let Some(items) = record.get(child).and_then(Value::as_array) {
             let converted = items
                 .iter()
-                .map(|i| i.as_object().map(|o| Value::Object(convert(child_kind, o, to_tracker))).unwrap_or(i.clone()))
+                .map(|i| i.as_object().map(|o| Value::Object(convert(child_kind, o, naming))).unwrap_or(i.clone()))
                 .collect();
             out.insert(child.into(), Value::Array(converted));
         }
@@ -234,13 +239,13 @@ mod tests {
         let legacy = json!({"event": "EvAncVisit1", "trackedEntityInstance": "PQfMcpmXeFE", "eventDate": "2026-01-02T00:00:00.000",
             "dueDate": "2026-01-01T00:00:00.000", "created": "c", "dataValues": [{"dataElement": "d", "value": "1", "created": "x"}]});
         let o = legacy.as_object().unwrap();
-        let t = convert(Kind::Event, o, true);
+        let t = convert(Kind::Event, o, Naming::Tracker { minor: 40 });
         assert_eq!(t["trackedEntity"], "PQfMcpmXeFE");
         assert_eq!(t["occurredAt"], "2026-01-02T00:00:00.000");
         assert_eq!(t["scheduledAt"], "2026-01-01T00:00:00.000");
         assert_eq!(t["createdAt"], "c");
         assert_eq!(t["dataValues"][0]["createdAt"], "x");
-        assert_eq!(Value::Object(convert(Kind::Event, &t, false)), legacy);
+        assert_eq!(Value::Object(convert(Kind::Event, &t, Naming::Legacy)), legacy);
     }
 
     /// Found by the fuzz harness (tests/fuzz.rs, target `reads`): a huge `page` overflowed the

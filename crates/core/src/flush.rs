@@ -20,7 +20,7 @@ use crate::{
     engine::Engine,
     error::{CoreError, Result},
     family::tracker_items,
-    family::{convert, Kind},
+    family::{convert, Kind, Naming},
     http::{HttpClient, HttpRequest, HttpResponse},
     kdf::PasswordKdf,
     merge::{delta_record, merge_record, server_updated, Conflict, ConflictPolicy, ConflictSource, WHOLE_RECORD},
@@ -214,8 +214,15 @@ fn strip_local_fields(mut o: Object) -> Object {
 /// A record of a plan: its UID and current local state (None for a delete).
 type PlannedRecord = (String, Option<Object>);
 
-/// Builds the requests for the records of one segment (entries of one family, in order).
-pub fn plan_segment(api: &str, family: Family, touches: &[Touch], source: &RecordSource<'_>) -> Vec<PlannedRequest> {
+/// Builds the requests for the records of one segment (entries of one family, in order), for a
+/// server of minor version `minor`.
+pub fn plan_segment(
+    api: &str,
+    family: Family,
+    minor: u32,
+    touches: &[Touch],
+    source: &RecordSource<'_>,
+) -> Vec<PlannedRequest> {
     let mut seen = BTreeSet::new();
     let mut by_kind: BTreeMap<(Kind, bool), Vec<PlannedRecord>> = BTreeMap::new();
     for t in touches {
@@ -271,7 +278,7 @@ pub fn plan_segment(api: &str, family: Family, touches: &[Touch], source: &Recor
                     format!(
                         "{api}/tracker?async=false&importStrategy={strategy}&atomicMode=OBJECT&reportMode=WARNINGS"
                     ),
-                    json!({ kind.tracker_collection(): records.iter().map(|r| Value::Object(convert(kind, r, true))).collect::<Vec<_>>() }),
+                    json!({ kind.tracker_collection(): records.iter().map(|r| Value::Object(convert(kind, r, Naming::Tracker { minor }))).collect::<Vec<_>>() }),
                 ),
             };
             out.push(PlannedRequest {
@@ -528,7 +535,8 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
             let deltas: BTreeMap<String, Option<Object>> =
                 merges.iter().map(|(uid, m)| (uid.clone(), m.delta.clone())).collect();
             let source = RecordSource { bundles: &bundles, deltas: &deltas, authors: &authors };
-            let plan = plan_segment(&api, family, &sendable, &source);
+            let minor = self.clinic.lock().map(|c| c.metadata.minor_version()).unwrap_or(40);
+            let plan = plan_segment(&api, family, minor, &sendable, &source);
             // A record missing from the local copy was lost from storage: never counted as sent,
             // kept as a failure for the user.
             let mut accepted: BTreeSet<String> = covered.iter().map(|t| t.uid.clone()).collect();
@@ -1221,7 +1229,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
                 .cloned()
                 .unwrap_or_default()
                 .into_iter()
-                .filter_map(|v| v.as_object().map(|o| convert(Kind::TrackedEntity, o, false)))
+                .filter_map(|v| v.as_object().map(|o| convert(Kind::TrackedEntity, o, Naming::Legacy)))
                 .collect(),
         };
         let mut out = BTreeMap::new();

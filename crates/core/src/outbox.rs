@@ -302,7 +302,8 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
 
     /// Understands a write and adds UIDs to creates (before it is sent or queued).
     pub fn prepare_write(&self, method: &str, url: &str, content_type: &str, body: &[u8]) -> Result<PreparedWrite> {
-        prepare_write(method, url, &self.api_path(), content_type, body, self.vault.rng())
+        let minor = self.clinic.lock().map(|c| c.metadata.minor_version()).unwrap_or(40);
+        prepare_write(method, url, &self.api_path(), minor, content_type, body, self.vault.rng())
     }
 
     async fn load_bundles_for(&self, prepared: &PreparedWrite) -> Result<BTreeMap<String, TeiBundle>> {

@@ -33,7 +33,7 @@ use crate::{
     clinic::{bundle_id, parse_bundle},
     engine::Engine,
     error::{CoreError, Result},
-    family::{convert, tracker_envelope, Kind, Paging},
+    family::{convert, tracker_envelope, Kind, Naming, Paging},
     fields::FieldSelection,
     http::{HttpClient, HttpResponse},
     index::IndexRow,
@@ -560,7 +560,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
                 }
             }
             ReadRoute::Tracker(kind, Some(uid)) => {
-                crate::family::set_tracker_minor(self.clinic.lock().map(|c| c.metadata.minor_version()).unwrap_or(40));
+                let minor = self.clinic.lock().map(|c| c.metadata.minor_version()).unwrap_or(40);
                 let record = match kind {
                     Kind::TrackedEntity => {
                         let names = self.org_unit_names();
@@ -579,13 +579,16 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
                     other => self.child(&uid, other).await?,
                 };
                 match record {
-                    Some(o) => tracker_selection(&target, kind).apply(&Value::Object(convert(kind, &o, true))),
+                    Some(o) => tracker_selection(&target, kind).apply(&Value::Object(convert(
+                        kind,
+                        &o,
+                        Naming::Tracker { minor },
+                    ))),
                     None => return Ok(Some(not_found(format!("{uid} not found")))),
                 }
             }
             ReadRoute::Tracker(kind, None) => {
                 let minor = self.clinic.lock().map(|c| c.metadata.minor_version()).unwrap_or(40);
-                crate::family::set_tracker_minor(minor);
                 let (items, paging) = match kind {
                     Kind::TrackedEntity => {
                         let q = TeiQuery::from_target(&target)?;
@@ -617,7 +620,10 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
                     other => self.child_list(&target, other).await?,
                 };
                 let sel = tracker_selection(&target, kind);
-                let items = items.iter().map(|o| sel.apply(&Value::Object(convert(kind, o, true)))).collect();
+                let items = items
+                    .iter()
+                    .map(|o| sel.apply(&Value::Object(convert(kind, o, Naming::Tracker { minor }))))
+                    .collect();
                 tracker_envelope(minor, kind, items, paging, url)
             }
         };

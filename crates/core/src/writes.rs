@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use crate::{
     error::{CoreError, Result},
-    family::{convert, Kind},
+    family::{convert, Kind, Naming},
     http::HttpResponse,
     params::Target,
     random::RandomSource,
@@ -219,11 +219,13 @@ fn strip_json(s: &str) -> &str {
     s.strip_suffix(".json").unwrap_or(s)
 }
 
-/// Understands a write to `relative` (path under the API base) and adds UIDs to creates.
+/// Understands a write to `relative` (path under the API base) and adds UIDs to creates; a
+/// tracker body sent on is written as a server of minor version `minor` reads it.
 pub fn prepare_write(
     method: &str,
     url: &str,
     api_path: &str,
+    minor: u32,
     content_type: &str,
     body: &[u8],
     rng: &impl RandomSource,
@@ -360,7 +362,7 @@ pub fn prepare_write(
             let mut lists: Vec<Vec<Object>> = Vec::new();
             for kind in kinds {
                 let items = list(kind.tracker_collection())?;
-                lists.push(items.iter().map(|o| convert(kind, o, false)).collect());
+                lists.push(items.iter().map(|o| convert(kind, o, Naming::Legacy)).collect());
             }
             let (mut events, mut enrollments, mut teis) = (lists.remove(2), lists.remove(1), lists.remove(0));
             fill_tei_uids(&mut teis, rng)?;
@@ -374,7 +376,9 @@ pub fn prepare_write(
                 if obj.contains_key(kind.tracker_collection()) {
                     out.insert(
                         kind.tracker_collection().into(),
-                        Value::Array(items.iter().map(|o| Value::Object(convert(kind, o, true))).collect()),
+                        Value::Array(
+                            items.iter().map(|o| Value::Object(convert(kind, o, Naming::Tracker { minor }))).collect(),
+                        ),
                     );
                 }
             }
@@ -898,6 +902,7 @@ mod tests {
             "POST",
             "/api/41/tracker?async=false",
             "/api",
+            41,
             "application/json",
             body.to_string().as_bytes(),
             &rng,
@@ -927,12 +932,13 @@ mod tests {
         let body = json!({"program": "PrMchProg01", "programStage": "PsAncVisit1", "orgUnit": "OuBaniNaim1",
             "dataValues": [{"dataElement": "DeWeightKg1", "value": value}]});
         let rng = DeterministicRandom::new(1);
-        let err = prepare_write("POST", "/api/events", "/api", "application/json", body.to_string().as_bytes(), &rng)
-            .unwrap_err();
+        let err =
+            prepare_write("POST", "/api/events", "/api", 40, "application/json", body.to_string().as_bytes(), &rng)
+                .unwrap_err();
         assert_eq!(err.code(), "BAD_INPUT");
         assert!(err.to_string().contains("nested deeper"), "{err}");
         let shallow = json!({"events": [{"program": "PrMchProg01", "dataValues": [{"dataElement": "DeWeightKg1", "value": "61"}]}]});
-        assert!(prepare_write("POST", "/api/events", "/api", "", shallow.to_string().as_bytes(), &rng).is_ok());
+        assert!(prepare_write("POST", "/api/events", "/api", 40, "", shallow.to_string().as_bytes(), &rng).is_ok());
         assert_eq!(json_depth(&shallow), 5);
     }
 }

@@ -137,7 +137,9 @@ impl HttpClient for &FakeDhis2 {
                             Some(o) => Value::Object(tracker_offline_core::family::convert(
                                 tracker_offline_core::family::Kind::TrackedEntity,
                                 o,
-                                true,
+                                tracker_offline_core::family::Naming::Tracker {
+                                    minor: self.version.split('.').nth(1).and_then(|m| m.parse().ok()).unwrap_or(40),
+                                },
                             )),
                             None => v, // a malformed item is served as it is
                         })

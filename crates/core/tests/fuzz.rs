@@ -61,7 +61,7 @@ use tracker_offline_core::{
     crypto::SecretKey,
     download::{DownloadOptions, DownloadReport, MAX_SKIPPED_LISTED},
     engine::{interpret_me_response, session_lost, Engine, EngineConfig, PASSWORD_REFUSED_ID},
-    family::{convert, Kind},
+    family::{convert, Kind, Naming},
     fields::FieldSelection,
     flush::is_key_value_put,
     http::{HttpClient, HttpRequest, HttpResponse},
@@ -1371,13 +1371,25 @@ fn tracker_body(rng: &mut Rng) -> Value {
     let mut body = Map::new();
     if rng.chance(40) {
         let teis: Vec<Value> = (0..1 + rng.below(2))
-            .map(|_| Value::Object(convert(Kind::TrackedEntity, tei_body(rng).as_object().unwrap(), true)))
+            .map(|_| {
+                Value::Object(convert(
+                    Kind::TrackedEntity,
+                    tei_body(rng).as_object().unwrap(),
+                    Naming::Tracker { minor: 40 },
+                ))
+            })
             .collect();
         body.insert("trackedEntities".into(), Value::Array(teis));
     }
     if rng.chance(40) {
         let list: Vec<Value> = (0..1 + rng.below(2))
-            .map(|_| Value::Object(convert(Kind::Enrollment, enrollment_body(rng).as_object().unwrap(), true)))
+            .map(|_| {
+                Value::Object(convert(
+                    Kind::Enrollment,
+                    enrollment_body(rng).as_object().unwrap(),
+                    Naming::Tracker { minor: 40 },
+                ))
+            })
             .collect();
         body.insert("enrollments".into(), Value::Array(list));
     }
@@ -1385,7 +1397,11 @@ fn tracker_body(rng: &mut Rng) -> Value {
         let list: Vec<Value> = (0..1 + rng.below(3))
             .map(|_| {
                 let with_uid = rng.chance(60);
-                Value::Object(convert(Kind::Event, event_body(rng, with_uid).as_object().unwrap(), true))
+                Value::Object(convert(
+                    Kind::Event,
+                    event_body(rng, with_uid).as_object().unwrap(),
+                    Naming::Tracker { minor: 40 },
+                ))
             })
             .collect();
         body.insert("events".into(), Value::Array(list));
@@ -2434,7 +2450,7 @@ enum Item {
 /// The download's contract for one item (`tracker`: the `/api/tracker` naming).
 fn classify(item: &Value, tracker: bool) -> Item {
     let Some(o) = item.as_object() else { return Item::Bad(None) };
-    let o = if tracker { convert(Kind::TrackedEntity, o, false) } else { o.clone() };
+    let o = if tracker { convert(Kind::TrackedEntity, o, Naming::Legacy) } else { o.clone() };
     let uid = match o.get("trackedEntityInstance") {
         Some(Value::String(u)) if is_uid(u) => u.clone(),
         _ => return Item::Bad(None),
@@ -2548,7 +2564,7 @@ impl FuzzTarget for Download {
                 }
                 if tracker {
                     if let Some(o) = tei.as_object() {
-                        tei = Value::Object(convert(Kind::TrackedEntity, o, true));
+                        tei = Value::Object(convert(Kind::TrackedEntity, o, Naming::Tracker { minor: 40 }));
                     }
                 }
                 items.push(tei);
