@@ -39,7 +39,7 @@ const LIBRARY_VERSION = 'dev';
 // Versioned URL: a newer release's worker never gets an older glue from the HTTP cache.
 importScripts(`./pkg/tracker_offline_worker.js?v=${LIBRARY_VERSION}`);
 /* global wasm_bindgen */
-const { Engine, triggerDelayMs } = wasm_bindgen;
+const { Engine, errorAnswer, triggerDelayMs } = wasm_bindgen;
 const init = wasm_bindgen;
 
 const SYNC_TAG = 'tracker-offline-outbox';
@@ -127,15 +127,9 @@ async function apiBaseOf(url) {
   return null;
 }
 
-function jsonResponse(status, body, extraHeaders = {}) {
-  return new Response(JSON.stringify(body), {
-    status,
-    headers: { 'content-type': 'application/json;charset=UTF-8', 'x-tracker-offline': 'local', ...extraHeaders },
-  });
-}
-
-function webMessage(status, httpStatus, message, code) {
-  return jsonResponse(status, { httpStatus, httpStatusCode: status, status: 'ERROR', message, code });
+/** The answer to a request the worker could not serve; the core decides its status from the code. */
+function failure(code, message) {
+  return toResponse(errorAnswer(String(code ?? 'UNKNOWN'), String(message ?? '')));
 }
 
 async function fetchWithTimeout(request) {
@@ -192,15 +186,14 @@ async function answerRead(event, request, apiBase) {
     }
   }
   if (!engine.unlocked) {
-    return webMessage(503, 'Service Unavailable', 'Offline, and the local copy is locked: log in again.', 'VAULT_LOCKED');
+    return failure('VAULT_LOCKED', 'Offline, and the local copy is locked: log in again.');
   }
   try {
     const local = await engine.answerReadOffline(request.method, request.url, requestBody);
     if (local) return new Response(local.body, { status: local.status, headers: local.headers });
-    return webMessage(503, 'Service Unavailable', 'Offline, and this is not in the local copy.', 'OFFLINE_NOT_AVAILABLE');
+    return failure('OFFLINE_NOT_AVAILABLE', 'Offline, and this is not in the local copy.');
   } catch (error) {
-    const status = error.code === 'BAD_INPUT' ? 400 : 503;
-    return webMessage(status, status === 400 ? 'Bad Request' : 'Service Unavailable', error.message, error.code);
+    return failure(error.code, error.message);
   }
 }
 
@@ -254,14 +247,14 @@ async function answerWrite(event, request, apiBase) {
     try {
       return await fetchWithTimeout(request);
     } catch {
-      return webMessage(503, 'Service Unavailable', 'Offline, and the local copy is locked: log in again.', 'VAULT_LOCKED');
+      return failure('VAULT_LOCKED', 'Offline, and the local copy is locked: log in again.');
     }
   }
   let prepared;
   try {
     prepared = engine.prepareWrite(request.method, request.url, request.headers.get('content-type') ?? '', body);
   } catch (error) {
-    return webMessage(400, 'Bad Request', error.message, error.code);
+    return failure(error.code, error.message);
   }
   const queueFirst = !engine.shouldTryNetwork() || (await engine.outboxHasWork());
   if (!queueFirst) {
@@ -306,8 +299,7 @@ async function answerWrite(event, request, apiBase) {
     );
     return toResponse(answer);
   } catch (error) {
-    const status = error.code === 'STORAGE_FULL' ? 507 : 503;
-    return webMessage(status, status === 507 ? 'Insufficient Storage' : 'Service Unavailable', error.message, error.code);
+    return failure(error.code, error.message);
   }
 }
 

@@ -28,6 +28,7 @@ pub mod http;
 pub mod index;
 pub mod kdf;
 pub mod keypair;
+pub mod local_answer;
 pub mod manifest;
 pub mod merge;
 pub mod metadata;

@@ -51,8 +51,9 @@ use crate::{
 pub const LEGACY_EVENT_LIST_FIELDS: &str = "event,uid,program,programStage,programType,status,assignedUser,orgUnit,\
 orgUnitName,eventDate,created,lastUpdated,followup,deleted,dataValues";
 
+use crate::local_answer::not_found;
 /// Header every answer from the local copy carries.
-pub const LOCAL_HEADER: (&str, &str) = ("x-tracker-offline", "local");
+pub use crate::local_answer::LOCAL_HEADER;
 
 /// What a GET under the API base asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -163,27 +164,7 @@ struct CachedResponse {
 }
 
 fn json_response(value: &Value) -> HttpResponse {
-    HttpResponse {
-        status: 200,
-        headers: vec![
-            ("content-type".into(), "application/json;charset=UTF-8".into()),
-            (LOCAL_HEADER.0.into(), LOCAL_HEADER.1.into()),
-        ],
-        body: value.to_string().into_bytes(),
-    }
-}
-
-/// The 404 WebMessage DHIS2 gives for a missing object.
-fn not_found(message: String) -> HttpResponse {
-    let body = json!({"httpStatus": "Not Found", "httpStatusCode": 404, "status": "ERROR", "message": message});
-    HttpResponse {
-        status: 404,
-        headers: vec![
-            ("content-type".into(), "application/json;charset=UTF-8".into()),
-            (LOCAL_HEADER.0.into(), LOCAL_HEADER.1.into()),
-        ],
-        body: body.to_string().into_bytes(),
-    }
+    crate::local_answer::json_answer(200, value, LOCAL_HEADER.1)
 }
 
 fn selection(target: &Target) -> FieldSelection {

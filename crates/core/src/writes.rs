@@ -414,14 +414,7 @@ fn web_message(status: u16, response: Value) -> HttpResponse {
 }
 
 fn local_json(status: u16, body: &Value) -> HttpResponse {
-    HttpResponse {
-        status,
-        headers: vec![
-            ("content-type".into(), "application/json;charset=UTF-8".into()),
-            (LOCAL_HEADER.0.into(), "queued".into()),
-        ],
-        body: body.to_string().into_bytes(),
-    }
+    crate::local_answer::json_answer(status, body, "queued")
 }
 
 fn import_summary(reference: &str, imported: bool) -> Value {

@@ -526,6 +526,13 @@ impl PreparedRequest {
     }
 }
 
+/// The answer to a request the worker could not serve (`code`: the library error's code):
+/// `{ status, headers, body }`, a DHIS2 WebMessage with the code (the core decides the status).
+#[wasm_bindgen(js_name = errorAnswer)]
+pub fn error_answer(code: &str, message: &str) -> Result<JsValue, JsValue> {
+    response_to_js(&tracker_offline_core::local_answer::error_answer(code, message))
+}
+
 /// Milliseconds a trigger that fires on every device at once (`online`, an online login) waits
 /// before its flush: uniformly random up to 10 s, so devices never send in lockstep.
 #[wasm_bindgen(js_name = triggerDelayMs)]
