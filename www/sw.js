@@ -129,7 +129,7 @@ async function apiBaseOf(url) {
 
 /** The answer to a request the worker could not serve; the core decides its status from the code. */
 function failure(code, message) {
-  return toResponse(errorAnswer(String(code ?? 'UNKNOWN'), String(message ?? '')));
+  return toResponse(errorAnswer(String(code ?? 'SERVICE_WORKER_ERROR'), String(message ?? '')));
 }
 
 async function fetchWithTimeout(request) {
