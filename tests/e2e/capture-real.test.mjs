@@ -229,6 +229,14 @@ for (const version of ['2.41', '2.42']) {
       assert.equal(afterVisit.pendingByAuthor.nurse1, 2, `the visit is in the library's outbox: ${JSON.stringify(afterVisit)}`);
       await page.screenshot({ path: join(ARTIFACTS, `capture-real-${version}-offline-visit.png`) });
       console.log(`# capture-real ${version}: visit offline, New event to the completed visit listed ${visitMs} ms`);
+      // The visit opens on its own page (it reads the visit's relationships: none, made here).
+      const pageErrors = [];
+      page.on('pageerror', (e) => pageErrors.push(e.message));
+      await page.locator('table tbody tr', { hasText: VISIT.weight }).first().click();
+      await page.getByText('Edit event').first().waitFor({ timeout: 30000 });
+      await page.getByText(VISIT.remarks).first().waitFor({ timeout: 30000 });
+      await page.waitForTimeout(1000);
+      assert.deepEqual(pageErrors, [], 'the visit page loaded without an error');
 
       // Search by name offline: a woman of the server, and the one registered offline.
       const searched = Date.now();

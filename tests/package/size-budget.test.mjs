@@ -38,8 +38,10 @@ const SHIPPED = [
  * after issue 14's attribution (each record and value sent names its author), references filled
  * in metadata answered offline (the profile widget's labels), the `fields` parser's DHIS2 rule and
  * the loader keeping the app sending with no network.
+ * Raised to 553,000 later in session 13: 552,356 bytes after the offline answer to
+ * `tracker/relationships` of a record known to have none (the Capture app's visit page).
  */
-const BUDGET_BYTES = 552_000;
+const BUDGET_BYTES = 553_000;
 const TARGET_BYTES = 250 * 1024;
 
 test('everything shipped stays within the size budget (gzip -9)', () => {

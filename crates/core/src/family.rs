@@ -177,7 +177,12 @@ impl Paging {
 /// The `/api/tracker/{collection}` export envelope of server minor version `minor` (40 for
 /// 2.40): `instances` with top-level paging up to 2.40, a named list with `pager` after.
 pub fn tracker_envelope(minor: u32, kind: Kind, items: Vec<Value>, paging: Paging, url: &str) -> Value {
-    let name = kind.tracker_collection();
+    tracker_list_envelope(minor, kind.tracker_collection(), items, paging, url)
+}
+
+/// The envelope of a `/api/tracker` export list named `name` (`relationships`, …), as
+/// [`tracker_envelope`].
+pub fn tracker_list_envelope(minor: u32, name: &str, items: Vec<Value>, paging: Paging, url: &str) -> Value {
     if minor <= 40 {
         let mut out = Map::new();
         if !paging.skip_paging {

@@ -77,6 +77,8 @@ pub enum ReadRoute {
     LegacyEnrollment(String),
     /// `tracker/{trackedEntities|enrollments|events}[/{uid}]`.
     Tracker(Kind, Option<String>),
+    /// `tracker/relationships`: those of one record (`trackedEntity=`, `enrollment=` or `event=`).
+    TrackerRelationships,
     /// `trackedEntityAttributes/{id}/generate`: a value from the reserved pool.
     Generate(String),
     /// `trackedEntityAttributes/{id}/requiredValues`: what `generate` needs.
@@ -141,6 +143,7 @@ pub fn route(relative: &str) -> ReadRoute {
         ["trackedEntityAttributes", id, r] if strip_json(r) == "requiredValues" => {
             ReadRoute::RequiredValues((*id).to_string())
         }
+        ["tracker", r] if strip_json(r) == "relationships" => ReadRoute::TrackerRelationships,
         ["tracker", c] | ["tracker", c, _] => {
             let kind = match strip_json(c) {
                 "trackedEntities" => Kind::TrackedEntity,
@@ -402,6 +405,29 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
         Ok(out)
     }
 
+    /// Whether the record a `tracker/relationships` read names is known to have none: made on
+    /// this device (a relationship made here would be in its record), or the server's copy
+    /// lists none. Anything else (relationships the local copy holds, a record not in it, no
+    /// record named) is not answered here.
+    async fn relationships_known_none(&self, target: &Target) -> Result<bool> {
+        let asked = [("trackedEntity", Kind::TrackedEntity), ("enrollment", Kind::Enrollment), ("event", Kind::Event)]
+            .into_iter()
+            .find_map(|(param, kind)| target.get(param).map(|uid| (kind, uid.to_string())));
+        let Some((kind, uid)) = asked else { return Ok(false) };
+        let owner = if kind == Kind::TrackedEntity { Some(uid.clone()) } else { self.owner_of(&uid) };
+        let Some(bundle) = (match owner {
+            Some(owner) => self.bundle(&owner).await?,
+            None => None,
+        }) else {
+            return Ok(false);
+        };
+        Ok(match bundle.record(kind, &uid).map(|r| r.get("relationships")) {
+            Some(Some(Value::Array(list))) => list.is_empty(),
+            Some(None) => bundle.state(&uid) == SyncState::ToPost,
+            _ => false,
+        })
+    }
+
     fn owner_of(&self, record_uid: &str) -> Option<String> {
         self.clinic.lock().ok().and_then(|c| c.index.owner(record_uid).map(str::to_string))
     }
@@ -568,6 +594,23 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
                     None => return Ok(Some(not_found(format!("{uid} not found")))),
                 }
             }
+            ReadRoute::TrackerRelationships => match self.relationships_known_none(&target).await? {
+                true => {
+                    let minor = self.clinic.lock().map(|c| c.metadata.minor_version()).unwrap_or(40);
+                    let number = |name: &str, default: usize| {
+                        target.get(name).and_then(|v| v.parse::<usize>().ok()).filter(|n| *n > 0).unwrap_or(default)
+                    };
+                    let paging = Paging {
+                        page: number("page", 1),
+                        page_size: number("pageSize", 50),
+                        total: 0,
+                        total_pages: target.flag("totalPages") == Some(true),
+                        skip_paging: target.flag("paging") == Some(false) || target.flag("skipPaging") == Some(true),
+                    };
+                    crate::family::tracker_list_envelope(minor, "relationships", Vec::new(), paging, url)
+                }
+                false => return Ok(None),
+            },
             ReadRoute::Tracker(kind, None) => {
                 let minor = self.clinic.lock().map(|c| c.metadata.minor_version()).unwrap_or(40);
                 let (items, paging) = match kind {

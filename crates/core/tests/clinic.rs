@@ -432,6 +432,23 @@ fn a_woman_registered_offline_reads_back_through_the_tracker_api_with_her_progra
         assert_eq!(full["inactive"], false, "{full}");
         assert_eq!(full["enrollments"][0]["events"][0]["event"], "EvNewVisit1");
         assert_eq!(full["enrollments"][0]["notes"], json!([]));
+        // Her visit's page asks its relationships: a record made here has none.
+        let fields = "fields=from,to,relationshipType,relationship,createdAt";
+        for asked in ["event=EvNewVisit1", "trackedEntity=TeNewWoman1"] {
+            let none = body_of(&e, &format!("41/tracker/relationships?{asked}&{fields}")).await;
+            assert_eq!(
+                none,
+                json!({"pager": {"page": 1, "pageSize": 50}, "page": 1, "pageSize": 50, "relationships": []}),
+                "{asked}"
+            );
+        }
+        // A record not in the local copy, or no record named: not answered.
+        for unknown in ["41/tracker/relationships?event=EvUnknown01", "41/tracker/relationships?fields=from"] {
+            assert!(
+                e.answer_offline(&format!("http://127.0.0.1:9/api/{unknown}")).await.unwrap().is_none(),
+                "{unknown}"
+            );
+        }
     })
 }
 
