@@ -406,8 +406,8 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
     }
 
     /// Whether the record a `tracker/relationships` read names is known to have none: made on
-    /// this device (a relationship made here would be in its record), or the server's copy
-    /// lists none. Anything else (relationships the local copy holds, a record not in it, no
+    /// this device and named by no unsent write kept as written (relationships are kept so), or
+    /// the server's copy lists none. Anything else (relationships the local copy holds, a record not in it, no
     /// record named) is not answered here.
     async fn relationships_known_none(&self, target: &Target) -> Result<bool> {
         let asked = [("trackedEntity", Kind::TrackedEntity), ("enrollment", Kind::Enrollment), ("event", Kind::Event)]
@@ -423,7 +423,15 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
         };
         Ok(match bundle.record(kind, &uid).map(|r| r.get("relationships")) {
             Some(Some(Value::Array(list))) => list.is_empty(),
-            Some(None) => bundle.state(&uid) == SyncState::ToPost,
+            // Made here, and no unsent write (relationships are kept as written) names it.
+            Some(None) if bundle.state(&uid) == SyncState::ToPost => {
+                !self.outbox_entries().await?.iter().any(|e| match &e.payload {
+                    crate::outbox::EntryPayload::Raw { body, .. } => {
+                        String::from_utf8_lossy(&body.0).contains(uid.as_str())
+                    }
+                    _ => false,
+                })
+            }
             _ => false,
         })
     }

@@ -355,6 +355,11 @@ pub fn prepare_write(
             family = Family::Tracker;
             let v = json_body()?;
             let obj = v.as_object().ok_or_else(|| bad("the body is not a JSON object"))?;
+            // Relationships are not kept in the local copy: an import carrying any is kept as
+            // it was written (replayed in order, under its author), never captured without them.
+            if obj.get("relationships").and_then(Value::as_array).is_some_and(|l| !l.is_empty()) {
+                return Ok(raw(body));
+            }
             let list = |key: &str| -> Result<Vec<Object>> {
                 obj.get(key).map(|l| objects(l, key)).transpose().map(Option::unwrap_or_default)
             };

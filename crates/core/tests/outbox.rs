@@ -1268,3 +1268,28 @@ fn a_sent_outbox_entry_put_back_is_not_sent_again() {
         assert!(failures.iter().all(|f| f.reasons[0].starts_with("STORAGE_CORRUPT")), "{failures:?}");
     });
 }
+
+/// A `/api/tracker` import carrying relationships (the Capture app links two records this way)
+/// is never captured without them: it reaches the server as it was written.
+#[test]
+fn relationships_written_offline_through_the_tracker_api_reach_the_server() {
+    block_on(async {
+        let store = MemoryStore::new();
+        let server = Server::new();
+        let e = logged_in(&store, &server).await;
+        let (tei, _, _) = register(&e, "400000077").await;
+        let body = json!({"relationships": [{"relationshipType": "RtMotherCh1",
+            "from": {"trackedEntity": {"trackedEntity": tei}}, "to": {"trackedEntity": {"trackedEntity": "TeOther0001"}}}]});
+        let url = format!("{API}/41/tracker?async=false");
+        let prepared = e.prepare_write("POST", &url, "application/json", body.to_string().as_bytes()).unwrap();
+        e.capture_write(&prepared, T0).await.unwrap();
+        // Offline, her relationships are not said to be none while the link waits to be sent.
+        let asked = format!("{API}/41/tracker/relationships?trackedEntity={tei}");
+        assert!(e.answer_offline(&asked).await.unwrap().is_none());
+        *server.mode.borrow_mut() = Mode::Up;
+        let report = e.flush(FlushScope::All, T0, &mut |_| {}).await.unwrap();
+        assert_eq!(report.remaining, 0, "{report:?}");
+        let sent = server.requests.borrow().iter().filter(|(_, _, b)| b.to_string().contains("RtMotherCh1")).count();
+        assert_eq!(sent, 1, "the relationship reached the server once");
+    });
+}
