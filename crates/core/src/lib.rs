@@ -26,6 +26,7 @@ pub mod fields;
 pub mod flush;
 pub mod http;
 pub mod index;
+pub mod index_snapshot;
 pub mod kdf;
 pub mod keypair;
 pub mod local_answer;

@@ -413,6 +413,13 @@ impl Manifest {
         Ok(slot.open.get_or_init(|| shard).clone())
     }
 
+    /// The fingerprint the manifest holds for `key` of `store` (None: not in it, or a store it
+    /// does not track).
+    pub fn fingerprint_of(&self, data_key: &SecretKey, store: StoreName, key: &str) -> Result<Option<Fingerprint>> {
+        let Some(tag) = tag_of(store) else { return Ok(None) };
+        Ok(self.shard(data_key, shard_of(key))?.get(&(tag, key.to_string())).copied())
+    }
+
     /// Checks a stored value against the manifest (opening its shard under `data_key`).
     pub fn check(&self, data_key: &SecretKey, store: StoreName, key: &str, value: &[u8]) -> Result<()> {
         let Some(tag) = tag_of(store) else { return Ok(()) };

@@ -175,6 +175,11 @@ pub trait KvStore {
     }
     /// Lists every (key, value) of a store, ordered by key.
     async fn list(&self, store: StoreName) -> Result<Vec<(String, Vec<u8>)>>;
+    /// Lists every key of a store, ordered by key, without the values (IndexedDB:
+    /// `getAllKeys`); this default lists the values too.
+    async fn list_keys(&self, store: StoreName) -> Result<Vec<String>> {
+        Ok(self.list(store).await?.into_iter().map(|(key, _)| key).collect())
+    }
     /// Counts the entries of a store.
     async fn count(&self, store: StoreName) -> Result<u64>;
     /// Applies a batch atomically.
@@ -301,6 +306,8 @@ pub mod conformance {
         let listed = store.list(StoreName::Records).await?;
         check(listed == vec![("a".to_string(), vec![9]), ("b".to_string(), vec![2])], "list ordered by key")?;
         check(store.count(StoreName::Records).await? == 2, "count")?;
+        check(store.list_keys(StoreName::Records).await? == ["a", "b"], "list_keys ordered by key")?;
+        check(store.list_keys(StoreName::Outbox).await?.is_empty(), "list_keys of an empty store")?;
         store.write(WriteBatch::new().delete(StoreName::Records, "a").delete(StoreName::Records, "zz")).await?;
         check(store.get(StoreName::Records, "a").await?.is_none(), "delete removes")?;
         check(store.count(StoreName::Records).await? == 1, "count after delete")?;

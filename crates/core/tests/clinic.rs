@@ -1073,3 +1073,142 @@ fn the_next_page_is_on_its_way_while_a_page_is_stored_and_a_page_reads_its_women
         assert_eq!(*e.vault().store().record_reads.borrow(), 4, "reads of records for 4 pages");
     });
 }
+
+/// A store that counts the values of `index` it hands out (through get, get_many and list).
+#[derive(Clone)]
+struct IndexReadsCounted {
+    inner: MemoryStore,
+    index_values_read: std::rc::Rc<std::cell::Cell<usize>>,
+}
+
+impl IndexReadsCounted {
+    fn note(&self, store: StoreName, values: usize) {
+        if store == StoreName::Index {
+            self.index_values_read.set(self.index_values_read.get() + values);
+        }
+    }
+    fn take_count(&self) -> usize {
+        self.index_values_read.replace(0)
+    }
+}
+
+impl KvStore for IndexReadsCounted {
+    async fn get(&self, store: StoreName, key: &str) -> Result<Option<Vec<u8>>> {
+        let value = self.inner.get(store, key).await?;
+        self.note(store, usize::from(value.is_some()));
+        Ok(value)
+    }
+    async fn get_many(&self, store: StoreName, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>> {
+        let values = self.inner.get_many(store, keys).await?;
+        self.note(store, values.iter().flatten().count());
+        Ok(values)
+    }
+    async fn list(&self, store: StoreName) -> Result<Vec<(String, Vec<u8>)>> {
+        let values = self.inner.list(store).await?;
+        self.note(store, values.len());
+        Ok(values)
+    }
+    async fn list_keys(&self, store: StoreName) -> Result<Vec<String>> {
+        Ok(self.inner.list(store).await?.into_iter().map(|(k, _)| k).collect())
+    }
+    async fn count(&self, store: StoreName) -> Result<u64> {
+        self.inner.count(store).await
+    }
+    async fn write(&self, batch: WriteBatch) -> Result<()> {
+        self.inner.write(batch).await
+    }
+}
+
+#[test]
+fn an_unlock_reads_the_index_snapshot_and_only_the_rows_written_since() {
+    use tracker_offline_core::index_snapshot::{chunk_id, CHUNKS};
+    block_on(async {
+        let memory = MemoryStore::new();
+        let store = IndexReadsCounted { inner: memory.clone(), index_values_read: Default::default() };
+        let server = FakeDhis2::new("2.40.3", 120);
+        let e = Engine::new(
+            EngineConfig::new("http://127.0.0.1:9/api", fast_policy()).unwrap(),
+            store.clone(),
+            RustPbkdf2,
+            OsRandom,
+            &server,
+        );
+        e.login("nurse1", "Nurse1!clinic", T0).await.unwrap();
+        e.download(DownloadOptions::default(), T0, &mut |_| {}).await.unwrap();
+        let relogin = || async {
+            e.logout();
+            e.vault().login_offline("nurse1", "Nurse1!clinic", T0).await.unwrap();
+            store.take_count();
+        };
+        let read = |url: String| {
+            let e = &e;
+            async move {
+                let r = e.answer_offline(&format!("http://127.0.0.1:9/api/{url}")).await.unwrap().unwrap();
+                serde_json::from_slice::<Value>(&r.body).unwrap()
+            }
+        };
+        let grid = format!("trackedEntityInstances/query.json?ou={OU}&program={PROGRAM}&paging=false");
+        let count = format!("trackedEntityInstances/count.json?ou={OU}");
+
+        // The first load after the download opens every row and writes the snapshot.
+        relogin().await;
+        let first = read(grid.clone()).await;
+        assert_eq!(first["rows"].as_array().unwrap().len(), 120);
+        assert_eq!(store.take_count(), 120, "no snapshot yet: every row is read");
+        let chunk_ids: Vec<String> = (0..CHUNKS).map(chunk_id).collect();
+        let chunk_refs: Vec<&str> = chunk_ids.iter().map(String::as_str).collect();
+        let chunks = e.vault().get_records(StoreName::Cache, &chunk_refs).await.unwrap();
+        assert!(chunks.iter().flatten().count() > 50, "120 rows spread over the chunks");
+        assert!(!contains(&dump(&memory).await, "Fatima"), "the snapshot is sealed");
+
+        // The next unlock answers the same from the snapshot alone.
+        relogin().await;
+        assert_eq!(read(grid.clone()).await, first);
+        assert_eq!(store.take_count(), 0, "the snapshot holds every row");
+
+        // A row changed and a row removed since: the changed one is read, the removed one gone.
+        let mut b =
+            parse_bundle(&e.vault().get_record(StoreName::Records, &bundle_id("Te000000005")).await.unwrap().unwrap())
+                .unwrap();
+        b.tei["attributes"][0]["value"] = json!("Zainab");
+        let (batch, _) = seal_bundle(e.vault(), WriteBatch::new(), &b).unwrap();
+        let batch = e.vault().delete_into(batch, StoreName::Records, &bundle_id("Te000000004")).unwrap();
+        let batch = e.vault().delete_into(batch, StoreName::Index, &bundle_id("Te000000004")).unwrap();
+        e.vault().commit(batch).await.unwrap();
+        relogin().await;
+        assert_eq!(read(count.clone()).await, 119);
+        assert_eq!(store.take_count(), 1, "only the row written since the snapshot");
+        let zainab = read(format!("trackedEntityInstances/query.json?ou={OU}&attribute={FIRST}:EQ:zainab")).await;
+        assert_eq!(zainab["rows"].as_array().unwrap().len(), 1);
+        assert_eq!(zainab["rows"][0][0], "Te000000005");
+
+        // A row's stored bytes damaged: its snapshot copy (of the envelope the manifest names)
+        // still answers; the damaged bytes are never read.
+        let key7 = e.vault().record_storage_key(StoreName::Index, &bundle_id("Te000000007")).unwrap();
+        let mut damaged = memory.get(StoreName::Index, &key7).await.unwrap().unwrap();
+        damaged[20] ^= 1;
+        memory.raw_put(StoreName::Index, &key7, damaged).unwrap();
+        relogin().await;
+        assert_eq!(read(count.clone()).await, 119);
+
+        // Every chunk damaged: every row is read and opened again (the damaged one skipped),
+        // and the snapshot is written again.
+        for id in &chunk_ids {
+            let key = e.vault().record_storage_key(StoreName::Cache, id).unwrap();
+            if let Some(mut bytes) = memory.get(StoreName::Cache, &key).await.unwrap() {
+                bytes[20] ^= 1;
+                memory.raw_put(StoreName::Cache, &key, bytes).unwrap();
+            }
+        }
+        relogin().await;
+        assert_eq!(read(count.clone()).await, 118, "the damaged row is skipped");
+        assert_eq!(store.take_count(), 119);
+        relogin().await;
+        assert_eq!(read(count.clone()).await, 118);
+        assert_eq!(store.take_count(), 1, "the snapshot was written again; the damaged row is read each time");
+        assert_eq!(
+            read(format!("trackedEntityInstances/query.json?ou={OU}&attribute={FIRST}:EQ:zainab")).await["rows"][0][0],
+            "Te000000005"
+        );
+    });
+}

@@ -152,6 +152,18 @@ impl KvStore for IdbStore {
         Ok(out)
     }
 
+    async fn list_keys(&self, store: StoreName) -> Result<Vec<String>> {
+        let tx = self.db.transaction(store.as_str()).build().map_err(idb_error)?;
+        let os = tx.object_store(store.as_str()).map_err(idb_error)?;
+        let keys = os.get_all_keys::<JsValue>().primitive().map_err(idb_error)?.await.map_err(idb_error)?;
+        let mut out = Vec::new();
+        for key in keys {
+            let key = key.map_err(idb_error)?;
+            out.push(key.as_string().ok_or_else(|| CoreError::StorageCorrupt("IndexedDB key is not a string".into()))?);
+        }
+        Ok(out)
+    }
+
     async fn count(&self, store: StoreName) -> Result<u64> {
         let tx = self.db.transaction(store.as_str()).build().map_err(idb_error)?;
         let os = tx.object_store(store.as_str()).map_err(idb_error)?;

@@ -798,30 +798,61 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource> Vault<S, K, R> {
     }
 
     /// Opens every record of a store: (storage key, plaintext or the error of that record).
-    /// A damaged record does not hide the others.
     pub async fn open_all(&self, store: StoreName) -> Result<Vec<(String, Result<Vec<u8>>)>> {
+        let opened = self.open_all_except(store, &|_| false).await?;
+        Ok(opened
+            .into_iter()
+            .filter_map(|(key, value)| match value {
+                Stored::Known(_) => None,
+                Stored::Opened(opened) => Some((key, opened.map(|(plain, _)| plain))),
+            })
+            .collect())
+    }
+
+    /// Opens every record of a store except those whose current envelope the caller already
+    /// holds the plaintext of: `known(fingerprint)` says so for the fingerprint the manifest
+    /// names for a key. Reads the keys, the manifest and then only the other values (one
+    /// transaction), so a caller with a copy of most values (the index snapshot) reads and
+    /// opens only the values written since it was made.
+    pub async fn open_all_except(
+        &self,
+        store: StoreName,
+        known: &dyn Fn(&manifest::Fingerprint) -> bool,
+    ) -> Result<Vec<(String, Stored)>> {
         let data_key = self.session_data_key().ok_or(CoreError::VaultLocked)?;
         if let Some(rotated) = self.rotated_away(&data_key).await {
             return Err(rotated);
         }
-        let entries = self.store.list(store).await?;
+        let keys = self.store.list_keys(store).await?;
         let manifest = self.manifest_for(&data_key, None).await?;
-        let mut out = Vec::with_capacity(entries.len());
-        for (key, sealed) in entries {
+        let mut out = Vec::with_capacity(keys.len());
+        let mut unknown = Vec::new();
+        for key in keys {
+            match manifest.fingerprint_of(&data_key, store, &key)? {
+                Some(fp) if known(&fp) => out.push((key, Stored::Known(fp))),
+                _ => unknown.push(key),
+            }
+        }
+        let values = self.store.get_many(store, &unknown).await?;
+        for (key, sealed) in unknown.into_iter().zip(values) {
+            // Deleted since the keys were read: left out.
+            let Some(sealed) = sealed else { continue };
             let opened = match data_key.open(&Self::record_aad(store, &key), &sealed) {
                 Err(e) => Err(e),
                 Ok(plain) => match manifest.check(&data_key, store, &key, &sealed) {
-                    Ok(()) => Ok(plain),
-                    // Checked again against what is stored now; gone meanwhile: left out.
+                    Ok(()) => Ok((plain, manifest::fingerprint(store, &sealed).ok())),
+                    // Checked again against what is stored now (its fingerprint not kept);
+                    // gone meanwhile: left out.
                     Err(_) => match self.get_current(&data_key, store, &key).await {
                         Ok(None) => continue,
-                        Ok(Some(plain)) => Ok(plain),
+                        Ok(Some(plain)) => Ok((plain, None)),
                         Err(e) => Err(e),
                     },
                 },
             };
-            out.push((key, opened));
+            out.push((key, Stored::Opened(opened)));
         }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(out)
     }
 
@@ -1087,6 +1118,16 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource> Vault<S, K, R> {
     pub fn record_storage_key(&self, store: StoreName, id: &str) -> Result<String> {
         self.record_address(store, id).map(|(_, k)| k)
     }
+}
+
+/// One value of [`Vault::open_all_except`].
+#[derive(Debug)]
+pub enum Stored {
+    /// The caller holds its plaintext: the manifest's fingerprint of its current envelope.
+    Known(manifest::Fingerprint),
+    /// Read and opened: the plaintext and its envelope's fingerprint (None when it changed
+    /// while being read and was read again), or why it could not be opened.
+    Opened(Result<(Vec<u8>, Option<manifest::Fingerprint>)>),
 }
 
 /// How often a commit that lost the race against another writer is tried again.
