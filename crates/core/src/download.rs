@@ -29,7 +29,6 @@ use crate::{
     records::{flag, text, uid_of, Object, TeiBundle},
     store::{KvStore, StoreName, WriteBatch},
     time::iso_from_ms,
-    vault::Stored,
 };
 
 /// Incremental downloads ask for changes since the last complete run minus this margin, to
@@ -210,51 +209,22 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
             None => ClinicMetadata::default(),
         };
         // The index snapshot first (256 values), then only the rows written since it was made.
-        let chunk_ids: Vec<String> = (0..index_snapshot::CHUNKS).map(index_snapshot::chunk_id).collect();
+        let chunk_ids = index_snapshot::chunk_ids();
         let chunk_refs: Vec<&str> = chunk_ids.iter().map(String::as_str).collect();
-        // A snapshot that cannot be read is only slower: its rows are then opened one by one.
-        let chunks = match self.vault.get_records(StoreName::Cache, &chunk_refs).await {
-            Ok(chunks) => chunks.into_iter().map(Ok).collect(),
-            Err(_) => {
-                let mut chunks = Vec::with_capacity(chunk_refs.len());
-                for id in &chunk_refs {
-                    chunks.push(self.vault.get_record(StoreName::Cache, id).await);
-                }
-                chunks
-            }
-        };
-        let snapshot = index_snapshot::Snapshot::parse(&chunks);
+        let chunks = self.vault.get_records(StoreName::Cache, &chunk_refs).await;
+        let snapshot = index_snapshot::Snapshot::parse(chunks);
         let stored = self.vault.open_all_except(StoreName::Index, &|fp| snapshot.holds(fp)).await?;
-        let mut rebuild = index_snapshot::Rebuild::new(snapshot);
-        let mut state = crate::clinic::ClinicState { loaded: true, metadata, ..Default::default() };
-        for (key, value) in stored {
-            let (plain, fp) = match value {
-                Stored::Known(fp) if rebuild.take(&key, fp) => continue,
-                // Two keys with one fingerprint: not an envelope this vault wrote.
-                Stored::Known(_) => {
-                    state.damaged_rows += 1;
-                    continue;
-                }
-                Stored::Opened(Ok(opened)) => opened,
-                Stored::Opened(Err(_)) => {
-                    state.damaged_rows += 1;
-                    continue;
-                }
-            };
-            // A row naming no tracked entity (every row is stored with its UID) is damaged too.
-            match serde_json::from_slice::<IndexRow>(&plain) {
-                Ok(row) if crate::records::is_uid(&row.uid) => rebuild.opened(&key, fp, row),
-                _ => state.damaged_rows += 1,
-            }
-        }
-        let (rows, stale_chunks) = rebuild.finish();
-        for row in rows {
+        let loaded = index_snapshot::rebuild(snapshot, stored);
+        let mut state =
+            crate::clinic::ClinicState { loaded: true, metadata, damaged_rows: loaded.damaged, ..Default::default() };
+        for row in loaded.rows {
             state.index.upsert(row);
         }
-        if !stale_chunks.is_empty() {
+        if !loaded.chunk_writes.is_empty() {
             // Best effort: a snapshot not written (a full device) is written at a later load.
-            if let Ok(batch) = index_snapshot::write_chunks(&self.vault, WriteBatch::new(), &stale_chunks) {
-                let _ = self.vault.commit(batch).await;
+            if let Ok(batch) = index_snapshot::write_chunks(&self.vault, WriteBatch::new(), &loaded.chunk_writes) {
+                // Boxed: the commit's state machine is not copied into this one (wasm size).
+                let _ = Box::pin(self.vault.commit(batch)).await;
             }
         }
         let mut guard = self.clinic.lock().map_err(|_| CoreError::Storage("clinic lock poisoned".into()))?;

@@ -22,6 +22,7 @@ use crate::{
     index::{EnrollmentRow, IndexRow},
     manifest::Fingerprint,
     store::{StoreName, WriteBatch},
+    vault::Stored,
 };
 
 /// Number of chunks.
@@ -33,6 +34,49 @@ const FORMAT: u8 = 2;
 /// Record id (cache store) of chunk `n`.
 pub fn chunk_id(n: usize) -> String {
     format!("index-snapshot:{n:02x}")
+}
+
+/// The record ids of every chunk, in order.
+pub fn chunk_ids() -> Vec<String> {
+    (0..CHUNKS).map(chunk_id).collect()
+}
+
+/// What a load of the index found.
+pub struct Loaded {
+    /// Every row.
+    pub rows: Vec<IndexRow>,
+    /// Rows that could not be opened or parsed (damaged storage).
+    pub damaged: usize,
+    /// The chunks to write again.
+    pub chunk_writes: Vec<ChunkWrite>,
+}
+
+/// The index from the snapshot and the values of the index store that [`Vault::open_all_except`]
+/// read because the snapshot does not hold them.
+///
+/// [`Vault::open_all_except`]: crate::vault::Vault::open_all_except
+#[inline(never)]
+pub fn rebuild(snapshot: Snapshot, stored: Vec<(String, Stored)>) -> Loaded {
+    let mut rebuild = Rebuild::new(snapshot);
+    let mut damaged = 0;
+    for (key, value) in stored {
+        let (plain, fp) = match value {
+            Stored::Known(fp) if rebuild.take(&key, fp) => continue,
+            // Two keys with one fingerprint: not envelopes this vault wrote.
+            Stored::Known(_) | Stored::Opened(Err(_)) => {
+                damaged += 1;
+                continue;
+            }
+            Stored::Opened(Ok(opened)) => opened,
+        };
+        // A row naming no tracked entity (every row is stored with its UID) is damaged too.
+        match serde_json::from_slice::<IndexRow>(&plain) {
+            Ok(row) if crate::records::is_uid(&row.uid) => rebuild.opened(&key, fp, row),
+            _ => damaged += 1,
+        }
+    }
+    let (rows, chunk_writes) = rebuild.finish();
+    Loaded { rows, damaged, chunk_writes }
 }
 
 /// The chunk of an index row's storage key.
@@ -187,9 +231,15 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// Parses the stored chunks (None: absent). A chunk that could not be read or does not
-    /// parse holds nothing and is written again at the end of the load.
-    pub fn parse(chunks: &[crate::error::Result<Option<Vec<u8>>>]) -> Self {
+    /// Parses the stored chunks, in the order of [`chunk_ids`] (None: absent). A chunk that
+    /// does not parse holds nothing and is written again at the end of the load; so is every
+    /// chunk when they could not be read (a damaged one fails the read of all).
+    #[inline(never)]
+    pub fn parse(read: crate::error::Result<Vec<Option<Vec<u8>>>>) -> Self {
+        let chunks: Vec<crate::error::Result<Option<Vec<u8>>>> = match read {
+            Ok(chunks) => chunks.into_iter().map(Ok).collect(),
+            Err(e) => (0..CHUNKS).map(|_| Err(e.clone())).collect(),
+        };
         let mut out = Snapshot { rows: HashMap::new(), held: vec![0; CHUNKS], unreadable: vec![false; CHUNKS] };
         for (n, read) in chunks.iter().enumerate().take(CHUNKS) {
             let bytes = match read {
@@ -357,9 +407,9 @@ mod tests {
         let bytes = encode_chunk(rows.iter().map(|(fp, row)| (fp, row))).unwrap();
         let text = String::from_utf8(bytes.clone()).unwrap();
         assert_eq!(text.matches("PrMchProg01").count(), 1, "repeated names are stored once: {text}");
-        let mut chunks: Vec<crate::error::Result<Option<Vec<u8>>>> = (0..CHUNKS).map(|_| Ok(None)).collect();
-        chunks[7] = Ok(Some(bytes));
-        let mut snapshot = Snapshot::parse(&chunks);
+        let mut chunks = vec![None; CHUNKS];
+        chunks[7] = Some(bytes);
+        let mut snapshot = Snapshot::parse(Ok(chunks));
         assert_eq!(snapshot.held[7], 4);
         for (fp, expected) in rows {
             assert!(snapshot.holds(&fp));
@@ -371,15 +421,16 @@ mod tests {
     #[test]
     fn a_chunk_naming_a_string_it_does_not_hold_is_unreadable_not_a_panic() {
         let bad = br#"{"format":2,"strings":[],"rows":[["00000000000000000000000000000000","Te000000001",3,0,"","",0,[],[],[],0]]}"#;
-        let mut chunks: Vec<crate::error::Result<Option<Vec<u8>>>> = (0..CHUNKS).map(|_| Ok(None)).collect();
-        chunks[1] = Ok(Some(bad.to_vec()));
-        chunks[2] = Ok(Some(b"not json".to_vec()));
-        chunks[3] = Err(crate::error::CoreError::StorageCorrupt("test".into()));
-        let snapshot = Snapshot::parse(&chunks);
+        let mut chunks = vec![None; CHUNKS];
+        chunks[1] = Some(bad.to_vec());
+        chunks[2] = Some(b"not json".to_vec());
+        let snapshot = Snapshot::parse(Ok(chunks));
         assert!(snapshot.rows.is_empty());
-        assert_eq!(&snapshot.unreadable[1..4], &[true, true, true]);
+        assert_eq!(&snapshot.unreadable[..4], &[false, true, true, false]);
         let (rows, writes) = Rebuild::new(snapshot).finish();
         assert!(rows.is_empty());
-        assert_eq!(writes, vec![(1, None), (2, None), (3, None)], "unreadable chunks are deleted at once");
+        assert_eq!(writes, vec![(1, None), (2, None)], "unreadable chunks are deleted at once");
+        let unread = Snapshot::parse(Err(crate::error::CoreError::StorageCorrupt("a damaged chunk".into())));
+        assert_eq!(Rebuild::new(unread).finish().1.len(), CHUNKS, "a failed read replaces every chunk");
     }
 }
