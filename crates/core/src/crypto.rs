@@ -149,17 +149,9 @@ impl SecretKey {
     /// Opens an envelope made by [`SecretKey::seal`] with the same `aad`. Any change to the
     /// bytes, the key or the associated data gives [`CoreError::StorageCorrupt`].
     pub fn open(&self, aad: &[u8], envelope: &[u8]) -> Result<Vec<u8>> {
-        if envelope.len() < MIN_ENVELOPE_LEN {
-            return Err(CoreError::StorageCorrupt(format!("envelope too short ({} bytes)", envelope.len())));
-        }
-        let version = envelope[0];
-        if version != ENVELOPE_VERSION {
-            return Err(CoreError::StorageCorrupt(format!("unknown envelope version {version}")));
-        }
-        let (nonce, ciphertext) = envelope[1..].split_at(NONCE_LEN);
-        let full_aad = envelope_aad(version, aad);
+        let parts = envelope_parts(aad, envelope)?;
         self.cipher()?
-            .decrypt(Nonce::from_slice(nonce), Payload { msg: ciphertext, aad: &full_aad })
+            .decrypt(Nonce::from_slice(parts.nonce), Payload { msg: parts.ciphertext, aad: &parts.aad })
             .map_err(|_| CoreError::StorageCorrupt("authentication failed".into()))
     }
 
@@ -169,6 +161,32 @@ impl SecretKey {
         let plain = Zeroizing::new(self.open(aad, envelope)?);
         SecretKey::from_slice(&plain)
     }
+}
+
+/// An envelope split for an AES-256-GCM outside this crate (the browser's WebCrypto, see
+/// [`crate::kdf::PasswordKdf::open_many`]): what [`SecretKey::open`] hands its cipher.
+#[derive(Debug)]
+pub struct EnvelopeParts<'a> {
+    /// The 12-byte nonce.
+    pub nonce: &'a [u8],
+    /// The ciphertext followed by its 16-byte tag.
+    pub ciphertext: &'a [u8],
+    /// The associated data as authenticated (the envelope's version included).
+    pub aad: Vec<u8>,
+}
+
+/// Splits an envelope sealed with associated data `aad`; a damaged header is
+/// [`CoreError::StorageCorrupt`].
+pub fn envelope_parts<'a>(aad: &[u8], envelope: &'a [u8]) -> Result<EnvelopeParts<'a>> {
+    if envelope.len() < MIN_ENVELOPE_LEN {
+        return Err(CoreError::StorageCorrupt(format!("envelope too short ({} bytes)", envelope.len())));
+    }
+    let version = envelope[0];
+    if version != ENVELOPE_VERSION {
+        return Err(CoreError::StorageCorrupt(format!("unknown envelope version {version}")));
+    }
+    let (nonce, ciphertext) = envelope[1..].split_at(NONCE_LEN);
+    Ok(EnvelopeParts { nonce, ciphertext, aad: envelope_aad(version, aad) })
 }
 
 /// The version byte is authenticated too, so a downgrade of the header is detected.

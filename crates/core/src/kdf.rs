@@ -2,7 +2,7 @@
 //! (about 3x faster than Rust compiled to wasm) while the pure-Rust one stays the reference.
 
 use crate::{
-    crypto::{pbkdf2_sha256, SecretKey},
+    crypto::{pbkdf2_sha256, EnvelopeParts, SecretKey},
     error::{CoreError, Result},
 };
 
@@ -20,6 +20,15 @@ pub const MAX_ITERATIONS: u32 = 10_000_000;
 pub trait PasswordKdf {
     /// Derives 32 bytes from `password` and `salt` with `iterations` rounds.
     async fn pbkdf2_sha256(&self, password: &[u8], salt: &[u8], iterations: u32) -> Result<SecretKey>;
+
+    /// Opens many envelopes under `key` at once with the platform's own AES-256-GCM, where it
+    /// has one (a browser's WebCrypto runs AES in hardware; the Rust AES-GCM compiled to wasm
+    /// runs it in software, the most of an unlock's and a download's time: issue 17). Each
+    /// result must be what [`SecretKey::open`] gives for that envelope (the browser tests prove
+    /// it). None, the default: there is none here, and the vault opens them itself.
+    async fn open_many(&self, _key: &SecretKey, _envelopes: &[EnvelopeParts<'_>]) -> Option<Vec<Result<Vec<u8>>>> {
+        None
+    }
 }
 
 /// The pure-Rust implementation (the `pbkdf2` crate).

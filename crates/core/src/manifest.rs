@@ -357,6 +357,30 @@ impl Manifest {
         Ok(())
     }
 
+    /// The shards among `wanted` read but not opened yet, as (shard, associated data,
+    /// envelope): for opening many at once by the platform ([`Manifest::set_opened`]).
+    pub fn sealed_shards(&self, wanted: &[usize]) -> Vec<(usize, Vec<u8>, Arc<Vec<u8>>)> {
+        wanted
+            .iter()
+            .filter_map(|&n| {
+                let slot = self.shards.get(n)?;
+                if slot.open.get().is_some() {
+                    return None;
+                }
+                Some((n, shard_aad(n, self.versions[n]), slot.sealed.clone()?))
+            })
+            .collect()
+    }
+
+    /// Keeps shard `n` as opened elsewhere from its envelope ([`Manifest::sealed_shards`]).
+    /// Nothing is kept when it did not open or does not parse: [`Manifest::open_shards`] then
+    /// opens it again and reports why.
+    pub fn set_opened(&self, n: usize, plain: &[u8]) {
+        if let (Some(slot), Ok(shard)) = (self.shards.get(n), decode_shard(plain)) {
+            let _ = slot.open.get_or_init(|| Arc::new(shard));
+        }
+    }
+
     /// The root's stored bytes this copy was read from or written as.
     pub fn root_bytes(&self) -> Option<&[u8]> {
         self.root_bytes.as_deref()

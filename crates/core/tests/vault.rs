@@ -417,3 +417,93 @@ fn offline_login_on_a_full_device_works_a_day_later() {
         v.login_offline("nurse1", "Nurse1!clinic", T0 + DAY).await.unwrap();
     });
 }
+
+/// A platform that opens many envelopes at once (as the browser's WebCrypto does), by the Rust
+/// AES-GCM, counting the values it opened.
+#[derive(Clone, Default)]
+struct OpensAtOnce {
+    opened: std::rc::Rc<std::cell::Cell<usize>>,
+}
+
+impl tracker_offline_core::kdf::PasswordKdf for OpensAtOnce {
+    async fn pbkdf2_sha256(
+        &self,
+        password: &[u8],
+        salt: &[u8],
+        iterations: u32,
+    ) -> tracker_offline_core::Result<tracker_offline_core::crypto::SecretKey> {
+        tracker_offline_core::kdf::RustPbkdf2.pbkdf2_sha256(password, salt, iterations).await
+    }
+
+    async fn open_many(
+        &self,
+        key: &tracker_offline_core::crypto::SecretKey,
+        envelopes: &[tracker_offline_core::crypto::EnvelopeParts<'_>],
+    ) -> Option<Vec<tracker_offline_core::Result<Vec<u8>>>> {
+        self.opened.set(self.opened.get() + envelopes.len());
+        Some(
+            envelopes
+                .iter()
+                .map(|e| {
+                    // Rebuild the envelope: version, nonce, ciphertext (the associated data as
+                    // authenticated carries "tracker-offline" and the version before the caller's).
+                    let mut envelope = vec![tracker_offline_core::crypto::ENVELOPE_VERSION];
+                    envelope.extend_from_slice(e.nonce);
+                    envelope.extend_from_slice(e.ciphertext);
+                    key.open(&e.aad[b"tracker-offline".len() + 1..], &envelope)
+                })
+                .collect(),
+        )
+    }
+}
+
+#[test]
+fn many_values_are_opened_at_once_by_the_platform_with_the_same_answers_and_refusals() {
+    block_on(async {
+        let store = MemoryStore::new();
+        let platform = OpensAtOnce::default();
+        let v = tracker_offline_core::vault::Vault::new(
+            store.clone(),
+            platform.clone(),
+            tracker_offline_core::random::OsRandom,
+            fast_policy(),
+        );
+        v.login_verified_online("nurse1", "Nurse1!clinic", profile("nurse1", "Amal"), T0).await.unwrap();
+        let ids: Vec<String> = (0..10).map(|i| format!("tei:{i}")).collect();
+        for id in &ids {
+            v.put_record(StoreName::Records, id, format!("record {id}").as_bytes()).await.unwrap();
+        }
+        // One damaged, one swapped for another's bytes.
+        let k3 = v.record_storage_key(StoreName::Records, "tei:3").unwrap();
+        let mut damaged = store.get(StoreName::Records, &k3).await.unwrap().unwrap();
+        damaged[20] ^= 1;
+        store.raw_put(StoreName::Records, &k3, damaged).unwrap();
+        let k5 = v.record_storage_key(StoreName::Records, "tei:5").unwrap();
+        let k6 = v.record_storage_key(StoreName::Records, "tei:6").unwrap();
+        store.raw_put(StoreName::Records, &k5, store.get(StoreName::Records, &k6).await.unwrap().unwrap()).unwrap();
+
+        // A new context: its first read of many values opens the manifest's shards at once too.
+        v.lock();
+        let v = tracker_offline_core::vault::Vault::new(
+            store.clone(),
+            platform.clone(),
+            tracker_offline_core::random::OsRandom,
+            fast_policy(),
+        );
+        v.login_offline("nurse1", "Nurse1!clinic", T0).await.unwrap();
+        platform.opened.set(0);
+        let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+        assert_eq!(v.get_records(StoreName::Records, &refs).await.unwrap_err().code(), "STORAGE_CORRUPT");
+        assert!(platform.opened.get() >= 10, "the platform opened them: {}", platform.opened.get());
+        let good: Vec<&str> = refs.iter().copied().filter(|id| !["tei:3", "tei:5"].contains(id)).collect();
+        let values = v.get_records(StoreName::Records, &good).await.unwrap();
+        for (id, value) in good.iter().zip(values) {
+            assert_eq!(value.unwrap(), format!("record {id}").into_bytes());
+        }
+        let all = v.open_all(StoreName::Records).await.unwrap();
+        let refused: Vec<&str> = all.iter().filter(|(_, r)| r.is_err()).map(|(k, _)| k.as_str()).collect();
+        let mut expected = vec![k3.as_str(), k5.as_str()];
+        expected.sort();
+        assert_eq!(refused, expected, "open_all refuses the damaged and the swapped value, opens the rest");
+    });
+}

@@ -1,12 +1,12 @@
 //! Browser implementations of the core's small platform traits: randomness
-//! (`crypto.getRandomValues`), PBKDF2 (WebCrypto `deriveBits`), HTTP (`fetch` via gloo-net) and
-//! the clock. All of them reach the global scope, never `window`, so they work in the service
+//! (`crypto.getRandomValues`), PBKDF2 (WebCrypto `deriveBits`) and the opening of many sealed
+//! values at once (WebCrypto AES-GCM `decrypt`), HTTP (`fetch` via gloo-net) and the clock. All of them reach the global scope, never `window`, so they work in the service
 //! worker too.
 
 use gloo_net::http::{Method, RequestBuilder};
 use js_sys::{Reflect, Uint8Array};
 use tracker_offline_core::{
-    crypto::SecretKey,
+    crypto::{EnvelopeParts, SecretKey},
     http::{HttpClient, HttpRequest, HttpResponse},
     kdf::PasswordKdf,
     random::RandomSource,
@@ -78,6 +78,38 @@ impl PasswordKdf for WebCryptoPbkdf2 {
         let key = SecretKey::filled(|out| view.copy_to(&mut out[..]));
         view.fill(0, 0, 32);
         Ok(key)
+    }
+
+    /// AES-256-GCM `decrypt` of every envelope, all requests in flight before the first is
+    /// awaited. The data key is imported once per call, not extractable, and its copy in the JS
+    /// heap is wiped as soon as it is imported; the imported key is dropped with the call.
+    async fn open_many(&self, key: &SecretKey, envelopes: &[EnvelopeParts<'_>]) -> Option<Vec<Result<Vec<u8>>>> {
+        let subtle = subtle_crypto().ok()?;
+        let raw = Uint8Array::from(&key.expose()[..]);
+        let usages = js_sys::Array::of1(&"decrypt".into());
+        let imported = subtle.import_key_with_str("raw", &raw, "AES-GCM", false, &usages);
+        raw.fill(0, 0, raw.length());
+        let crypto_key: web_sys::CryptoKey = JsFuture::from(imported.ok()?).await.ok()?.unchecked_into();
+        // WebCrypto copies its inputs when called, so views of wasm memory are safe here.
+        let pending: Vec<_> = envelopes
+            .iter()
+            .map(|e| {
+                let params = web_sys::AesGcmParams::new_with_u8_array("AES-GCM", &Uint8Array::from(e.nonce));
+                params.set_additional_data_u8_array(&Uint8Array::from(&e.aad[..]));
+                params.set_tag_length(128);
+                subtle.decrypt_with_object_and_u8_array(&params, &crypto_key, e.ciphertext)
+            })
+            .collect();
+        let mut opened = Vec::with_capacity(pending.len());
+        for request in pending {
+            let plain = match request {
+                Ok(promise) => JsFuture::from(promise).await.map(|buffer| Uint8Array::new(&buffer).to_vec()),
+                Err(e) => Err(e),
+            };
+            // WebCrypto says only OperationError: the same error as the Rust AES-GCM's.
+            opened.push(plain.map_err(|_| CoreError::StorageCorrupt("authentication failed".into())));
+        }
+        Some(opened)
     }
 }
 

@@ -12,6 +12,8 @@ browser_suite!(
     tampered_and_swapped_records_are_detected_on_idb,
     removing_a_user_rotates_the_key_on_idb,
     webcrypto_pbkdf2_equals_rust_pbkdf2,
+    webcrypto_open_many_equals_rust_open,
+    bulk_open_timings_side_by_side,
     pbkdf2_timings_side_by_side,
     random_source_works_here,
 );

@@ -13,7 +13,7 @@ mod rotation;
 pub use rotation::RemovalOutcome;
 
 use crate::{
-    crypto::{constant_time_eq, hmac_sha256, PasswordSecrets, SecretKey},
+    crypto::{constant_time_eq, envelope_parts, hmac_sha256, PasswordSecrets, SecretKey},
     error::{CoreError, Result},
     kdf::{PasswordKdf, DEFAULT_ITERATIONS, PBKDF2_SHA256},
     keypair::PrivateKey,
@@ -744,14 +744,21 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource> Vault<S, K, R> {
             keys.iter().zip(&sealed_values).filter(|(_, v)| v.is_some()).map(|(k, _)| k.as_str()).collect();
         let manifest =
             if present.is_empty() { None } else { Some(self.manifest_for(&data_key, Some(&present)).await?) };
+        let sealed_present: Vec<(Vec<u8>, &[u8])> = keys
+            .iter()
+            .zip(&sealed_values)
+            .filter_map(|(key, sealed)| Some((Self::record_aad(store, key), sealed.as_deref()?)))
+            .collect();
+        let mut opened_present = self.open_values(&data_key, &sealed_present).await.into_iter();
         let mut out = Vec::with_capacity(keys.len());
         for (key, sealed) in keys.iter().zip(sealed_values) {
             let (Some(sealed), Some(manifest)) = (sealed, manifest.as_ref()) else {
                 out.push(None);
                 continue;
             };
-            let opened = data_key
-                .open(&Self::record_aad(store, key), &sealed)
+            let opened = opened_present
+                .next()
+                .unwrap_or_else(|| Err(CoreError::Storage("a value was not opened".into())))
                 .and_then(|plain| manifest.check(&data_key, store, key, &sealed).map(|()| plain));
             out.push(match opened {
                 Ok(plain) => Some(plain),
@@ -834,13 +841,18 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource> Vault<S, K, R> {
             }
         }
         let values = self.store.get_many(store, &unknown).await?;
-        for (key, sealed) in unknown.into_iter().zip(values) {
-            // Deleted since the keys were read: left out.
-            let Some(sealed) = sealed else { continue };
-            let opened = match data_key.open(&Self::record_aad(store, &key), &sealed) {
+        // Deleted since the keys were read: left out.
+        let present: Vec<(String, Vec<u8>)> =
+            unknown.into_iter().zip(values).filter_map(|(key, sealed)| Some((key, sealed?))).collect();
+        let sealed: Vec<(Vec<u8>, &[u8])> =
+            present.iter().map(|(key, sealed)| (Self::record_aad(store, key), sealed.as_slice())).collect();
+        let opened_values = self.open_values(&data_key, &sealed).await;
+        for ((key, sealed), opened) in present.iter().zip(opened_values) {
+            let key = key.clone();
+            let opened = match opened {
                 Err(e) => Err(e),
-                Ok(plain) => match manifest.check(&data_key, store, &key, &sealed) {
-                    Ok(()) => Ok((plain, manifest::fingerprint(store, &sealed).ok())),
+                Ok(plain) => match manifest.check(&data_key, store, &key, sealed) {
+                    Ok(()) => Ok((plain, manifest::fingerprint(store, sealed).ok())),
                     // Checked again against what is stored now (its fingerprint not kept);
                     // gone meanwhile: left out.
                     Err(_) => match self.get_current(&data_key, store, &key).await {
@@ -854,6 +866,45 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource> Vault<S, K, R> {
         }
         out.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(out)
+    }
+
+    /// Opens the shards `wanted` of `manifest` by the platform's AES-GCM when there are many
+    /// (an unlock's first read of every value opens all 4096); any it did not open are opened
+    /// by [`Manifest::open_shards`] afterwards.
+    async fn open_shards_at_once(&self, data_key: &SecretKey, manifest: &Manifest, wanted: &[usize]) {
+        let sealed = manifest.sealed_shards(wanted);
+        if sealed.len() < BULK_OPEN_MIN {
+            return;
+        }
+        let Ok(parts) =
+            sealed.iter().map(|(_, aad, envelope)| envelope_parts(aad, envelope)).collect::<Result<Vec<_>>>()
+        else {
+            return;
+        };
+        if let Some(opened) = self.kdf.open_many(data_key, &parts).await {
+            for ((n, _, _), plain) in sealed.iter().zip(opened) {
+                if let Ok(plain) = plain {
+                    manifest.set_opened(*n, &plain);
+                }
+            }
+        }
+    }
+
+    /// Opens `values` ((associated data, envelope)) under `data_key`, in order: many at once
+    /// by the platform's AES-GCM when it has one ([`PasswordKdf::open_many`]), else one by one.
+    async fn open_values(&self, data_key: &SecretKey, values: &[(Vec<u8>, &[u8])]) -> Vec<Result<Vec<u8>>> {
+        if values.len() >= BULK_OPEN_MIN {
+            let parts: Result<Vec<_>> = values.iter().map(|(aad, sealed)| envelope_parts(aad, sealed)).collect();
+            // A damaged header anywhere: each is opened alone below, for its own error.
+            if let Ok(parts) = parts {
+                if let Some(opened) = self.kdf.open_many(data_key, &parts).await {
+                    if opened.len() == values.len() {
+                        return opened;
+                    }
+                }
+            }
+        }
+        values.iter().map(|(aad, sealed)| data_key.open(aad, sealed)).collect()
     }
 
     /// Adds the delete of one record to `batch`.
@@ -997,6 +1048,9 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource> Vault<S, K, R> {
                 let fetched = wanted.iter().zip(values).filter_map(|(&n, bytes)| Some((n, bytes?))).collect();
                 manifest.with_read(&wanted, &fetched)
             };
+            if let Ok(next) = &read {
+                self.open_shards_at_once(data_key, next, &wanted).await;
+            }
             let opened = read.and_then(|next| {
                 next.open_shards(data_key, &wanted)?;
                 Ok(next)
@@ -1129,6 +1183,10 @@ pub enum Stored {
     /// while being read and was read again), or why it could not be opened.
     Opened(Result<(Vec<u8>, Option<manifest::Fingerprint>)>),
 }
+
+/// From this many values at once, the vault asks the platform's AES-GCM to open them (a
+/// WebCrypto call costs more than opening a small value in Rust).
+const BULK_OPEN_MIN: usize = 4;
 
 /// How often a commit that lost the race against another writer is tried again.
 const MAX_COMMIT_ATTEMPTS: u32 = 16;
