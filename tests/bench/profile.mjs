@@ -10,9 +10,12 @@
 //   killed; then, per round, a logout, an offline login (not profiled) and the first
 //   working-list page read through the worker (which loads the clinic copy), profiled. The
 //   first round also writes the index snapshot: its functions are left out of the totals.
+// - `--what write` (P4): a nurse logs in and downloads her clinic, the server is killed; then
+//   rounds of 50 offline `PUT /api/events/{ev}/{de}` (a field saved), each round profiled, with
+//   the p50 and p95 of the page's wait per write.
 // Then the functions with the most self time.
 //
-//   node tests/bench/profile.mjs [--what login|download|load] [--logins 5] [--teis 1000]
+//   node tests/bench/profile.mjs [--what login|download|load|write] [--logins 5] [--teis 1000]
 //        [--settle-ms 1500] [--sim-bin target/release/dhis2-sim]
 //
 // Build the package with `TRACKER_OFFLINE_WASM_NAMES=1 scripts/build-wasm.sh` first to see the
@@ -36,7 +39,7 @@ const SETTLE_MS = Number(arg('--settle-ms', 1500));
 const NURSE = { username: 'nurse1', password: 'Nurse1!clinic' };
 // P2 downloads as the administrator (every woman of the generated database); P1 logs a nurse in.
 const ADMIN = { username: 'admin', password: 'district' };
-const USER = WHAT === 'login' ? NURSE : ADMIN;
+const USER = WHAT === 'login' || WHAT === 'write' ? NURSE : ADMIN;
 
 /** A CDP session on the service worker target, through the browser session (not flattened). */
 async function attachToWorker(browserSession, scriptUrlPart) {
@@ -120,6 +123,42 @@ async function main() {
         await window.trackerOffline.download({});
         return performance.now() - t;
       }));
+    } else if (WHAT === 'write') {
+      await call('download', {});
+      const events = (await sim.get('/api/events.json?orgUnit=OuBaniNaim1&program=PrMchProg01&programStage=PsAncVisit1&paging=false')).events;
+      await sim.kill();
+      console.log(`${events.length} visits at the clinic; the server is killed`);
+      for (let i = 0; i < LOGINS; i++) {
+        const writes = events.slice(i * 50, i * 50 + 50).map((ev, j) => ({
+          path: `/api/events/${ev.event}/DeWeightKg1`,
+          body: {
+            event: ev.event, orgUnit: ev.orgUnit, program: 'PrMchProg01', programStage: 'PsAncVisit1', status: ev.status,
+            trackedEntityInstance: ev.trackedEntityInstance,
+            dataValues: [{ dataElement: 'DeWeightKg1', value: `${60 + (j % 30)}.5`, providedElsewhere: false }],
+          },
+        }));
+        let times = [];
+        await profiled(`50 offline writes, round ${i + 1}`, async () => {
+          times = await page.evaluate(async (writes) => {
+            const out = [];
+            for (const w of writes) {
+              const t = performance.now();
+              const r = await fetch(w.path, {
+                method: 'PUT',
+                headers: { 'X-Requested-With': 'XMLHttpRequest', Accept: 'application/json', 'Content-Type': 'application/json' },
+                body: JSON.stringify(w.body),
+              });
+              await r.arrayBuffer();
+              if (!r.ok) throw new Error(`PUT ${w.path}: ${r.status}`);
+              out.push(performance.now() - t);
+            }
+            return out;
+          }, writes);
+          return times.reduce((a, b) => a + b, 0);
+        });
+        const sorted = [...times].sort((a, b) => a - b);
+        console.log(`  per write: p50 ${sorted[Math.floor(sorted.length / 2)].toFixed(1)} ms, p95 ${sorted[Math.floor(sorted.length * 0.95)].toFixed(1)} ms`);
+      }
     } else if (WHAT === 'load') {
       await call('download', {});
       await sim.kill();

@@ -295,6 +295,23 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
         }
     }
 
+    /// After a capture committed one new pending entry of `author` (or failed to): the kept
+    /// counts gain it, so the status asked after every write does not open every entry again
+    /// (issue 17, P4: that made each write cost more than the one before). Kept only when
+    /// nothing else changed them since `counted_before` was read; else dropped and counted anew.
+    fn outbox_entry_added(&self, committed: bool, author: &str, counted_before: Option<OutboxCounts>) {
+        if let Ok(mut cache) = self.outbox_counts_cache.lock() {
+            *cache = match (committed, counted_before) {
+                (true, Some(mut counts)) if *cache == Some(counts.clone()) => {
+                    counts.pending += 1;
+                    *counts.pending_by_author.entry(author.to_string()).or_default() += 1;
+                    Some(counts)
+                }
+                _ => None,
+            };
+        }
+    }
+
     /// True when the outbox holds work: later tracker writes must queue behind it.
     pub async fn outbox_has_work(&self) -> Result<bool> {
         Ok(self.vault.store().count(StoreName::Outbox).await? > 0)
@@ -422,9 +439,11 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
             log.extend(replaced);
             batch = self.seal_conflict_log(batch, &log)?;
         }
+        let counted_before = self.outbox_counts_cache.lock().ok().and_then(|c| c.clone());
         // The records, the outbox entry (and any conflict it made) commit together.
-        self.commit_bundles(batch, &bundles.iter().collect::<Vec<_>>(), &[]).await?;
-        self.outbox_changed();
+        let committed = self.commit_bundles(batch, &bundles.iter().collect::<Vec<_>>(), &[]).await;
+        self.outbox_entry_added(committed.is_ok(), &entry.author, counted_before);
+        committed?;
         Ok(response)
     }
 

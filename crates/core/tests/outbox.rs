@@ -1293,3 +1293,62 @@ fn relationships_written_offline_through_the_tracker_api_reach_the_server() {
         assert_eq!(sent, 1, "the relationship reached the server once");
     });
 }
+
+/// The outbox counts from every entry, as a fresh context counts them.
+async fn recount(e: &E<'_>) -> tracker_offline_core::outbox::OutboxCounts {
+    let mut counts = tracker_offline_core::outbox::OutboxCounts::default();
+    for entry in e.outbox_entries().await.unwrap() {
+        if matches!(entry.state, tracker_offline_core::outbox::EntryState::Pending) {
+            counts.pending += 1;
+            *counts.pending_by_author.entry(entry.author.clone()).or_default() += 1;
+        } else {
+            counts.failed += 1;
+            *counts.failed_by_author.entry(entry.author.clone()).or_default() += 1;
+        }
+    }
+    counts
+}
+
+/// Issue 17, P4: the status the app asks after every write takes the outbox counts kept by the
+/// writes themselves (reading every entry again made each write slower than the one before);
+/// they stay exact through captures by two nurses, a flush and another context's write.
+#[test]
+fn outbox_counts_kept_through_writes_stay_exact() {
+    block_on(async {
+        let store = MemoryStore::new();
+        let server = Server::new();
+        let e = logged_in(&store, &server).await;
+        let (_, _, event) = register(&e, "401234560").await;
+        let base = e.outbox_counts().await.unwrap();
+        let by = |c: &tracker_offline_core::outbox::OutboxCounts, who: &str| c.pending_by_author.get(who).copied();
+        for i in 1..=3u64 {
+            write(
+                &e,
+                "PUT",
+                &format!("events/{event}/DeWeight001"),
+                json!({"event": event, "dataValues": [{"dataElement": "DeWeight001", "value": format!("6{i}")}]}),
+            )
+            .await;
+            let counts = e.outbox_counts().await.unwrap();
+            assert_eq!(counts.pending, base.pending + i);
+            assert_eq!(by(&counts, "nurse1"), Some(by(&base, "nurse1").unwrap_or(0) + i), "{counts:?}");
+            assert_eq!(counts, recount(&e).await, "kept counts equal a recount");
+        }
+        // Another context over the same store writes one: its entry is seen.
+        let other = engine(&store, &server);
+        other.vault().login_offline("nurse1", "Nurse1!clinic", T0).await.unwrap();
+        write(
+            &other,
+            "PUT",
+            &format!("events/{event}/DeBloodPr01"),
+            json!({"event": event, "dataValues": [{"dataElement": "DeBloodPr01", "value": "120"}]}),
+        )
+        .await;
+        assert_eq!(e.outbox_counts().await.unwrap(), recount(&e).await);
+        assert_eq!(e.outbox_counts().await.unwrap().pending, base.pending + 4);
+        *server.mode.borrow_mut() = Mode::Up;
+        e.flush(FlushScope::All, T0, &mut |_| {}).await.unwrap();
+        let counts = e.outbox_counts().await.unwrap();
+        assert_eq!((counts.pending, counts.failed), (0, 0), "{counts:?}");
+    });
+}
