@@ -40,8 +40,12 @@ const SHIPPED = [
  * the loader keeping the app sending with no network.
  * Raised to 553,000 later in session 13: 552,356 bytes after the offline answer to
  * `tracker/relationships` of a record known to have none (the Capture app's visit page).
+ * Raised to 575,000 in session 14: 572,803 bytes (wasm 510,204 gzipped, +20,000) for issue 17's
+ * P7 and P4 work: the index snapshot (256 packed chunks read at unlock instead of one value per
+ * woman, rewritten when stale), WebCrypto opening many values at once, the outbox counts kept by
+ * each write. P7 at 5,000 women went from 1,121 ms to 450 ms in the same benchmark.
  */
-const BUDGET_BYTES = 553_000;
+const BUDGET_BYTES = 575_000;
 const TARGET_BYTES = 250 * 1024;
 
 test('everything shipped stays within the size budget (gzip -9)', () => {
