@@ -133,7 +133,9 @@ impl SecretKey {
         self.seal_with_nonce(nonce, aad, plaintext)
     }
 
-    fn seal_with_nonce(&self, nonce: [u8; NONCE_LEN], aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>> {
+    /// [`SecretKey::seal`] with a nonce drawn by the caller (the vault draws the nonces of a
+    /// whole batch, then seals it by the platform's AES-GCM or by this).
+    pub fn seal_with_nonce(&self, nonce: [u8; NONCE_LEN], aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>> {
         let full_aad = envelope_aad(ENVELOPE_VERSION, aad);
         let ciphertext = self
             .cipher()?
@@ -189,10 +191,48 @@ pub fn envelope_parts<'a>(aad: &[u8], envelope: &'a [u8]) -> Result<EnvelopePart
     Ok(EnvelopeParts { nonce, ciphertext, aad: envelope_aad(version, aad) })
 }
 
+/// What an AES-256-GCM outside this crate seals for [`SecretKey::seal_with_nonce`] (see
+/// [`crate::kdf::PasswordKdf::seal_many`]): its output (ciphertext and 16-byte tag) goes after
+/// the version and the nonce ([`envelope_of`]).
+#[derive(Debug)]
+pub struct SealInput<'a> {
+    /// The 12-byte nonce.
+    pub nonce: [u8; NONCE_LEN],
+    /// The associated data as authenticated (the envelope's version included).
+    pub aad: Vec<u8>,
+    /// What is sealed.
+    pub plaintext: &'a [u8],
+}
+
+impl<'a> SealInput<'a> {
+    /// The input that seals `plaintext` with associated data `aad` under `nonce`.
+    pub fn new(nonce: [u8; NONCE_LEN], aad: &[u8], plaintext: &'a [u8]) -> Self {
+        Self { nonce, aad: envelope_aad(ENVELOPE_VERSION, aad), plaintext }
+    }
+}
+
+/// The envelope of a ciphertext (with its tag) made from `input` outside this crate; None when
+/// its length is not the plaintext's plus the tag.
+pub fn envelope_of(input: &SealInput<'_>, ciphertext: &[u8]) -> Option<Vec<u8>> {
+    if ciphertext.len() != input.plaintext.len() + TAG_LEN {
+        return None;
+    }
+    let mut out = Vec::with_capacity(1 + NONCE_LEN + ciphertext.len());
+    out.push(ENVELOPE_VERSION);
+    out.extend_from_slice(&input.nonce);
+    out.extend_from_slice(ciphertext);
+    Some(out)
+}
+
+/// Length of what [`SealInput::aad`] and [`EnvelopeParts::aad`] hold before the caller's
+/// associated data: the domain and the version.
+pub const ENVELOPE_AAD_PREFIX_LEN: usize = AAD_DOMAIN.len() + 1;
+const AAD_DOMAIN: &[u8] = b"tracker-offline";
+
 /// The version byte is authenticated too, so a downgrade of the header is detected.
 fn envelope_aad(version: u8, aad: &[u8]) -> Vec<u8> {
     let mut full = Vec::with_capacity(aad.len() + 20);
-    full.extend_from_slice(b"tracker-offline");
+    full.extend_from_slice(AAD_DOMAIN);
     full.push(version);
     full.extend_from_slice(aad);
     full

@@ -2,7 +2,7 @@
 //! (about 3x faster than Rust compiled to wasm) while the pure-Rust one stays the reference.
 
 use crate::{
-    crypto::{pbkdf2_sha256, EnvelopeParts, SecretKey},
+    crypto::{pbkdf2_sha256, EnvelopeParts, SealInput, SecretKey},
     error::{CoreError, Result},
 };
 
@@ -27,6 +27,13 @@ pub trait PasswordKdf {
     /// result must be what [`SecretKey::open`] gives for that envelope (the browser tests prove
     /// it). None, the default: there is none here, and the vault opens them itself.
     async fn open_many(&self, _key: &SecretKey, _envelopes: &[EnvelopeParts<'_>]) -> Option<Vec<Result<Vec<u8>>>> {
+        None
+    }
+
+    /// Seals many values under `key` at once with the platform's own AES-256-GCM: for each
+    /// input, the ciphertext followed by its tag, what [`SecretKey::seal_with_nonce`] puts
+    /// after the version and the nonce. None, the default: the vault seals them itself.
+    async fn seal_many(&self, _key: &SecretKey, _inputs: &[SealInput<'_>]) -> Option<Vec<Result<Vec<u8>>>> {
         None
     }
 }

@@ -496,10 +496,13 @@ impl Manifest {
                 }
             }
         }
+        if batch.has_unsealed() {
+            return Err(CoreError::Storage("the manifest needs every value sealed first".into()));
+        }
         for op in batch.ops() {
             let (store, key) = match op {
                 WriteOp::Put { store, key, .. } | WriteOp::Delete { store, key } => (*store, key),
-                WriteOp::Expect { .. } => continue,
+                WriteOp::Expect { .. } | WriteOp::Seal { .. } => continue,
             };
             let Some(tag) = tag_of(store) else { continue };
             let n = shard_of(key);

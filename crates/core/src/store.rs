@@ -47,6 +47,17 @@ impl StoreName {
     }
 }
 
+/// Plaintext waiting in a batch for the vault to seal it; wiped when dropped, and its `Debug`
+/// shows its length only.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Unsealed(pub zeroize::Zeroizing<Vec<u8>>);
+
+impl std::fmt::Debug for Unsealed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Unsealed({} bytes)", self.0.len())
+    }
+}
+
 /// One operation of a [`WriteBatch`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WriteOp {
@@ -65,6 +76,20 @@ pub enum WriteOp {
         store: StoreName,
         /// Key.
         key: String,
+    },
+    /// A value the vault seals when it commits the batch ([`crate::vault::Vault::seal_into`]):
+    /// replaced by the `Put` of its envelope before the batch reaches the manifest or a store,
+    /// so that a batch's values are sealed together (by the platform's AES-GCM where it has
+    /// one). A store given one refuses the whole batch: plaintext is never written.
+    Seal {
+        /// Target store.
+        store: StoreName,
+        /// Key.
+        key: String,
+        /// The associated data it is to be sealed with.
+        aad: Vec<u8>,
+        /// What is to be sealed.
+        plaintext: Unsealed,
     },
     /// A precondition checked inside the batch's transaction, before any write: the batch
     /// fails with [`CoreError::StaleWrite`] and writes nothing unless the key holds exactly
@@ -104,6 +129,36 @@ impl WriteBatch {
         self
     }
 
+    /// Adds a value to seal at commit ([`WriteOp::Seal`]).
+    pub fn seal(mut self, store: StoreName, key: impl Into<String>, aad: Vec<u8>, plaintext: &[u8]) -> Self {
+        self.ops.push(WriteOp::Seal {
+            store,
+            key: key.into(),
+            aad,
+            plaintext: Unsealed(zeroize::Zeroizing::new(plaintext.to_vec())),
+        });
+        self
+    }
+
+    /// Positions of the values still to be sealed.
+    pub fn unsealed(&self) -> Vec<usize> {
+        (0..self.ops.len()).filter(|&i| matches!(self.ops[i], WriteOp::Seal { .. })).collect()
+    }
+
+    /// Replaces the value to seal at `position` by the `Put` of its `envelope`.
+    pub fn set_sealed(&mut self, position: usize, envelope: Vec<u8>) {
+        if let Some(op) = self.ops.get_mut(position) {
+            if let WriteOp::Seal { store, key, .. } = op {
+                *op = WriteOp::Put { store: *store, key: std::mem::take(key), value: envelope };
+            }
+        }
+    }
+
+    /// True when a value is still to be sealed: a store must refuse the batch.
+    pub fn has_unsealed(&self) -> bool {
+        self.ops.iter().any(|op| matches!(op, WriteOp::Seal { .. }))
+    }
+
     /// Adds a precondition ([`WriteOp::Expect`]).
     pub fn expect(mut self, store: StoreName, key: impl Into<String>, value: Option<Vec<u8>>) -> Self {
         self.ops.push(WriteOp::Expect { store, key: key.into(), value });
@@ -121,7 +176,10 @@ impl WriteBatch {
             .ops
             .iter()
             .map(|op| match op {
-                WriteOp::Put { store, .. } | WriteOp::Delete { store, .. } | WriteOp::Expect { store, .. } => *store,
+                WriteOp::Put { store, .. }
+                | WriteOp::Delete { store, .. }
+                | WriteOp::Seal { store, .. }
+                | WriteOp::Expect { store, .. } => *store,
             })
             .collect();
         stores.sort();
@@ -135,6 +193,8 @@ impl WriteBatch {
             .iter()
             .map(|op| match op {
                 WriteOp::Put { key, value, .. } => key.len() + value.len(),
+                // The envelope: version byte, nonce and tag around the ciphertext.
+                WriteOp::Seal { key, plaintext, .. } => key.len() + plaintext.0.len() + 29,
                 WriteOp::Delete { key, .. } => key.len(),
                 WriteOp::Expect { .. } => 0,
             })
@@ -156,6 +216,9 @@ impl WriteBatch {
         self.ops.is_empty()
     }
 }
+
+/// What a store answers to a batch with a value still to be sealed ([`WriteOp::Seal`]).
+pub const UNSEALED_REFUSED: &str = "a value reached the store unsealed: the batch is refused";
 
 /// A transactional key-value store. Implementations must make [`KvStore::write`] atomic and
 /// durable when it returns, and map a quota failure to [`CoreError::StorageFull`].
@@ -247,6 +310,9 @@ impl KvStore for MemoryStore {
     }
 
     async fn write(&self, batch: WriteBatch) -> Result<()> {
+        if batch.has_unsealed() {
+            return Err(CoreError::Storage(UNSEALED_REFUSED.into()));
+        }
         let mut tables = self.lock()?;
         // Preconditions first, under the same lock as the writes.
         for op in batch.ops() {
@@ -260,7 +326,7 @@ impl KvStore for MemoryStore {
         let mut next = tables.clone();
         for op in batch.ops() {
             match op {
-                WriteOp::Expect { .. } => {}
+                WriteOp::Expect { .. } | WriteOp::Seal { .. } => {}
                 WriteOp::Put { store, key, value } => {
                     if key.is_empty() {
                         return Err(CoreError::BadInput("empty store key".into()));
@@ -319,6 +385,20 @@ pub mod conformance {
             "get_many answers in the order asked, None where absent",
         )?;
         check(store.get_many(StoreName::Records, &[]).await?.is_empty(), "get_many of no key")?;
+        Ok(())
+    }
+
+    /// A batch holding a value still to be sealed is refused whole: plaintext never lands.
+    pub async fn unsealed_values_are_refused(store: &impl KvStore) -> Result<()> {
+        let batch = WriteBatch::new().put(StoreName::Records, "sealed", vec![1]).seal(
+            StoreName::Records,
+            "plain",
+            b"records|plain".to_vec(),
+            b"Fatima",
+        );
+        check(store.write(batch).await.is_err(), "a batch with an unsealed value is refused")?;
+        check(store.get(StoreName::Records, "sealed").await?.is_none(), "nothing of it is written")?;
+        check(store.get(StoreName::Records, "plain").await?.is_none(), "the plaintext is not written")?;
         Ok(())
     }
 
@@ -420,6 +500,7 @@ pub mod conformance {
         failed_batch_writes_nothing(&make("failed_batch_writes_nothing").await).await?;
         large_values(&make("large_values").await).await?;
         precondition_guards_the_batch(&make("precondition_guards_the_batch").await).await?;
+        unsealed_values_are_refused(&make("unsealed_values_are_refused").await).await?;
         Ok(())
     }
 

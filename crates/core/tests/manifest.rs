@@ -239,7 +239,7 @@ fn manifest_cost() {
                         if manifest {
                             v.commit(batch).await.unwrap();
                         } else {
-                            store.write(batch).await.unwrap();
+                            store.write(v.seal_pending(batch).await.unwrap()).await.unwrap();
                         }
                     }
                     let secs = start.elapsed().as_secs_f64();

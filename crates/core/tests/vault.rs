@@ -423,6 +423,7 @@ fn offline_login_on_a_full_device_works_a_day_later() {
 #[derive(Clone, Default)]
 struct OpensAtOnce {
     opened: std::rc::Rc<std::cell::Cell<usize>>,
+    sealed: std::rc::Rc<std::cell::Cell<usize>>,
 }
 
 impl tracker_offline_core::kdf::PasswordKdf for OpensAtOnce {
@@ -450,15 +451,39 @@ impl tracker_offline_core::kdf::PasswordKdf for OpensAtOnce {
                     let mut envelope = vec![tracker_offline_core::crypto::ENVELOPE_VERSION];
                     envelope.extend_from_slice(e.nonce);
                     envelope.extend_from_slice(e.ciphertext);
-                    key.open(&e.aad[b"tracker-offline".len() + 1..], &envelope)
+                    key.open(&e.aad[tracker_offline_core::crypto::ENVELOPE_AAD_PREFIX_LEN..], &envelope)
+                })
+                .collect(),
+        )
+    }
+
+    async fn seal_many(
+        &self,
+        key: &tracker_offline_core::crypto::SecretKey,
+        inputs: &[tracker_offline_core::crypto::SealInput<'_>],
+    ) -> Option<Vec<tracker_offline_core::Result<Vec<u8>>>> {
+        self.sealed.set(self.sealed.get() + inputs.len());
+        Some(
+            inputs
+                .iter()
+                .map(|i| {
+                    let aad = &i.aad[tracker_offline_core::crypto::ENVELOPE_AAD_PREFIX_LEN..];
+                    // What follows the version and the nonce.
+                    key.seal_with_nonce(i.nonce, aad, i.plaintext).map(|envelope| envelope[13..].to_vec())
                 })
                 .collect(),
         )
     }
 }
 
+impl OpensAtOnce {
+    fn sealed_count(&self) -> usize {
+        self.sealed.get()
+    }
+}
+
 #[test]
-fn many_values_are_opened_at_once_by_the_platform_with_the_same_answers_and_refusals() {
+fn many_values_are_sealed_and_opened_at_once_by_the_platform_with_the_same_answers_and_refusals() {
     block_on(async {
         let store = MemoryStore::new();
         let platform = OpensAtOnce::default();
@@ -470,9 +495,21 @@ fn many_values_are_opened_at_once_by_the_platform_with_the_same_answers_and_refu
         );
         v.login_verified_online("nurse1", "Nurse1!clinic", profile("nurse1", "Amal"), T0).await.unwrap();
         let ids: Vec<String> = (0..10).map(|i| format!("tei:{i}")).collect();
+        // One batch of ten values: sealed together by the platform, at commit.
+        let mut batch = tracker_offline_core::store::WriteBatch::new();
         for id in &ids {
-            v.put_record(StoreName::Records, id, format!("record {id}").as_bytes()).await.unwrap();
+            batch = v.seal_into(batch, StoreName::Records, id, format!("record {id}").as_bytes()).unwrap();
         }
+        assert!(batch.has_unsealed(), "nothing is sealed before the commit");
+        assert!(store.write(batch.clone()).await.is_err(), "a store refuses a batch not sealed");
+        assert!(store.list(StoreName::Records).await.unwrap().is_empty());
+        platform.sealed.set(0);
+        v.commit(batch).await.unwrap();
+        assert_eq!(platform.sealed_count(), 10, "the platform sealed the ten values");
+        assert!(!contains(&dump(&store).await, "record tei"), "sealed, not plaintext");
+        // A single value is sealed by the Rust AES-GCM (a platform call costs more).
+        v.put_record(StoreName::Records, "tei:one", b"record tei:one").await.unwrap();
+        assert_eq!(platform.sealed_count(), 10);
         // One damaged, one swapped for another's bytes.
         let k3 = v.record_storage_key(StoreName::Records, "tei:3").unwrap();
         let mut damaged = store.get(StoreName::Records, &k3).await.unwrap().unwrap();

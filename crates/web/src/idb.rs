@@ -175,6 +175,9 @@ impl KvStore for IdbStore {
         if batch.is_empty() {
             return Ok(());
         }
+        if batch.has_unsealed() {
+            return Err(CoreError::Storage(tracker_offline_core::store::UNSEALED_REFUSED.into()));
+        }
         let names: Vec<&'static str> = batch.stores().into_iter().map(StoreName::as_str).collect();
         let mut options = TransactionOptions::new();
         options.set_durability(TransactionDurability::Strict);
@@ -202,7 +205,7 @@ impl KvStore for IdbStore {
         // nothing of the batch is kept.
         for op in batch.ops() {
             match op {
-                WriteOp::Expect { .. } => {}
+                WriteOp::Expect { .. } | WriteOp::Seal { .. } => {}
                 WriteOp::Put { store, key, value } => {
                     if key.is_empty() {
                         return Err(CoreError::BadInput("empty store key".into()));

@@ -6,7 +6,7 @@
 use gloo_net::http::{Method, RequestBuilder};
 use js_sys::{Reflect, Uint8Array};
 use tracker_offline_core::{
-    crypto::{EnvelopeParts, SecretKey},
+    crypto::{EnvelopeParts, SealInput, SecretKey},
     http::{HttpClient, HttpRequest, HttpResponse},
     kdf::PasswordKdf,
     random::RandomSource,
@@ -81,23 +81,15 @@ impl PasswordKdf for WebCryptoPbkdf2 {
     }
 
     /// AES-256-GCM `decrypt` of every envelope, all requests in flight before the first is
-    /// awaited. The data key is imported once per call, not extractable, and its copy in the JS
-    /// heap is wiped as soon as it is imported; the imported key is dropped with the call.
+    /// awaited. The data key is imported once per call, not extractable (`import_aes_key`);
+    /// the imported key is dropped with the call.
     async fn open_many(&self, key: &SecretKey, envelopes: &[EnvelopeParts<'_>]) -> Option<Vec<Result<Vec<u8>>>> {
         let subtle = subtle_crypto().ok()?;
-        let raw = Uint8Array::from(&key.expose()[..]);
-        let usages = js_sys::Array::of1(&"decrypt".into());
-        let imported = subtle.import_key_with_str("raw", &raw, "AES-GCM", false, &usages);
-        raw.fill(0, 0, raw.length());
-        let crypto_key: web_sys::CryptoKey = JsFuture::from(imported.ok()?).await.ok()?.unchecked_into();
-        // WebCrypto copies its inputs when called, so views of wasm memory are safe here.
+        let crypto_key = import_aes_key(&subtle, key, "decrypt").await?;
         let pending: Vec<_> = envelopes
             .iter()
             .map(|e| {
-                let params = web_sys::AesGcmParams::new_with_u8_array("AES-GCM", &Uint8Array::from(e.nonce));
-                params.set_additional_data_u8_array(&Uint8Array::from(&e.aad[..]));
-                params.set_tag_length(128);
-                subtle.decrypt_with_object_and_u8_array(&params, &crypto_key, e.ciphertext)
+                subtle.decrypt_with_object_and_u8_array(&aes_gcm_params(e.nonce, &e.aad), &crypto_key, e.ciphertext)
             })
             .collect();
         let mut opened = Vec::with_capacity(pending.len());
@@ -111,6 +103,47 @@ impl PasswordKdf for WebCryptoPbkdf2 {
         }
         Some(opened)
     }
+
+    /// AES-256-GCM `encrypt` of every input under the nonce it carries, all requests in flight
+    /// at once; the key handled as in `open_many`.
+    async fn seal_many(&self, key: &SecretKey, inputs: &[SealInput<'_>]) -> Option<Vec<Result<Vec<u8>>>> {
+        let subtle = subtle_crypto().ok()?;
+        let crypto_key = import_aes_key(&subtle, key, "encrypt").await?;
+        let pending: Vec<_> = inputs
+            .iter()
+            .map(|input| {
+                let params = aes_gcm_params(&input.nonce, &input.aad);
+                subtle.encrypt_with_object_and_u8_array(&params, &crypto_key, input.plaintext)
+            })
+            .collect();
+        let mut sealed = Vec::with_capacity(pending.len());
+        for request in pending {
+            let ciphertext = match request {
+                Ok(promise) => JsFuture::from(promise).await.map(|buffer| Uint8Array::new(&buffer).to_vec()),
+                Err(e) => Err(e),
+            };
+            sealed.push(ciphertext.map_err(crypto_error));
+        }
+        Some(sealed)
+    }
+}
+
+/// The data key as a WebCrypto AES-GCM key for `usage`, not extractable; its copy in the JS
+/// heap is wiped as soon as it is imported.
+async fn import_aes_key(subtle: &web_sys::SubtleCrypto, key: &SecretKey, usage: &str) -> Option<web_sys::CryptoKey> {
+    let raw = Uint8Array::from(&key.expose()[..]);
+    let usages = js_sys::Array::of1(&usage.into());
+    let imported = subtle.import_key_with_str("raw", &raw, "AES-GCM", false, &usages);
+    raw.fill(0, 0, raw.length());
+    Some(JsFuture::from(imported.ok()?).await.ok()?.unchecked_into())
+}
+
+/// AES-GCM parameters (copied by WebCrypto when called, so views of wasm memory are safe).
+fn aes_gcm_params(nonce: &[u8], aad: &[u8]) -> web_sys::AesGcmParams {
+    let params = web_sys::AesGcmParams::new_with_u8_array("AES-GCM", &Uint8Array::from(nonce));
+    params.set_additional_data_u8_array(&Uint8Array::from(aad));
+    params.set_tag_length(128);
+    params
 }
 
 /// HTTP through `fetch` (gloo-net), with a timeout so a hanging network counts as unreachable.

@@ -13,6 +13,7 @@ browser_suite!(
     removing_a_user_rotates_the_key_on_idb,
     webcrypto_pbkdf2_equals_rust_pbkdf2,
     webcrypto_open_many_equals_rust_open,
+    webcrypto_seal_many_equals_rust_seal,
     bulk_open_timings_side_by_side,
     pbkdf2_timings_side_by_side,
     random_source_works_here,

@@ -13,7 +13,10 @@ mod rotation;
 pub use rotation::RemovalOutcome;
 
 use crate::{
-    crypto::{constant_time_eq, envelope_parts, hmac_sha256, PasswordSecrets, SecretKey},
+    crypto::{
+        constant_time_eq, envelope_of, envelope_parts, hmac_sha256, PasswordSecrets, SealInput, SecretKey,
+        ENVELOPE_AAD_PREFIX_LEN,
+    },
     error::{CoreError, Result},
     kdf::{PasswordKdf, DEFAULT_ITERATIONS, PBKDF2_SHA256},
     keypair::PrivateKey,
@@ -711,9 +714,53 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource> Vault<S, K, R> {
         if matches!(store, StoreName::Meta | StoreName::Users) {
             return Err(CoreError::BadInput("meta and users hold no sealed records".into()));
         }
-        let (data_key, key) = self.record_address(store, id)?;
-        let sealed = data_key.seal(&self.rng, &Self::record_aad(store, &key), plaintext)?;
-        Ok(batch.put(store, key, sealed))
+        let (_, key) = self.record_address(store, id)?;
+        let aad = Self::record_aad(store, &key);
+        // Sealed when the batch is committed, with every other value of it (see `seal_pending`).
+        Ok(batch.seal(store, key, aad, plaintext))
+    }
+
+    /// Seals every value of `batch` still to be sealed ([`Vault::seal_into`]) under the
+    /// session's key, as a commit does first (tools that write a batch to the store
+    /// themselves). A batch given to a store without this is refused by it ([`WriteOp::Seal`]).
+    pub async fn seal_pending(&self, batch: WriteBatch) -> Result<WriteBatch> {
+        let data_key = self.session_data_key().ok_or(CoreError::VaultLocked)?;
+        self.seal_pending_with(&data_key, batch).await
+    }
+
+    /// Seals every value of `batch` still to be sealed under `data_key`, each with a fresh
+    /// nonce: many at once by the platform's AES-GCM where it has one
+    /// ([`PasswordKdf::seal_many`]), else here.
+    async fn seal_pending_with(&self, data_key: &SecretKey, mut batch: WriteBatch) -> Result<WriteBatch> {
+        let positions = batch.unsealed();
+        if positions.is_empty() {
+            return Ok(batch);
+        }
+        let mut inputs = Vec::with_capacity(positions.len());
+        for &i in &positions {
+            if let WriteOp::Seal { aad, plaintext, .. } = &batch.ops()[i] {
+                inputs.push(SealInput::new(random_array(&self.rng)?, aad, &plaintext.0));
+            }
+        }
+        let by_platform =
+            if inputs.len() >= BULK_OPEN_MIN { self.kdf.seal_many(data_key, &inputs).await } else { None };
+        let mut envelopes = Vec::with_capacity(inputs.len());
+        for (n, input) in inputs.iter().enumerate() {
+            let made =
+                by_platform.as_ref().and_then(|all| all.get(n)?.as_ref().ok()).and_then(|c| envelope_of(input, c));
+            envelopes.push(match made {
+                Some(envelope) => envelope,
+                None => {
+                    let aad = &input.aad[ENVELOPE_AAD_PREFIX_LEN..];
+                    data_key.seal_with_nonce(input.nonce, aad, input.plaintext)?
+                }
+            });
+        }
+        drop(inputs);
+        for (position, envelope) in positions.into_iter().zip(envelopes) {
+            batch.set_sealed(position, envelope);
+        }
+        Ok(batch)
     }
 
     /// Stores one sealed record.
@@ -933,7 +980,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource> Vault<S, K, R> {
     /// again and the update re-applied (the values themselves are not sealed again).
     async fn commit_with(&self, data_key: &SecretKey, batch: WriteBatch) -> Result<()> {
         let mut attempt = 0;
-        let mut batch = batch;
+        let mut batch = self.seal_pending_with(data_key, batch).await?;
         let keys: Vec<String> = batch
             .ops()
             .iter()

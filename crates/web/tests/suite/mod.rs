@@ -9,7 +9,7 @@ use tracker_offline::{
     platform::{WebCryptoPbkdf2, WebRandom},
 };
 use tracker_offline_core::{
-    crypto::{envelope_parts, pbkdf2_sha256, SecretKey},
+    crypto::{envelope_of, envelope_parts, pbkdf2_sha256, SealInput, SecretKey},
     kdf::PasswordKdf,
     profile::{OrgUnitRef, UserProfile},
     random::{random_array, RandomSource},
@@ -241,6 +241,24 @@ pub async fn webcrypto_open_many_equals_rust_open() {
             _ => panic!("case {i}: WebCrypto {web:?} but Rust {rust:?}"),
         }
         assert_eq!(rust.is_ok(), i < 4, "case {i}: only the first four open");
+    }
+}
+
+/// WebCrypto's AES-GCM seals to the same bytes as the Rust AES-GCM under the same nonce.
+pub async fn webcrypto_seal_many_equals_rust_seal() {
+    let key = SecretKey::filled(|k| k.copy_from_slice(&random_array::<32>(&WebRandom).unwrap()));
+    let plaintexts: Vec<Vec<u8>> = vec![vec![], b"x".to_vec(), "فاطمة أحمد".as_bytes().to_vec(), vec![7u8; 70_000]];
+    let inputs: Vec<SealInput<'_>> = plaintexts
+        .iter()
+        .enumerate()
+        .map(|(i, p)| SealInput::new(random_array(&WebRandom).unwrap(), format!("records|key{i}").as_bytes(), p))
+        .collect();
+    let web = WebCryptoPbkdf2.seal_many(&key, &inputs).await.unwrap();
+    for (i, (input, sealed)) in inputs.iter().zip(web).enumerate() {
+        let envelope = envelope_of(input, &sealed.unwrap()).unwrap();
+        let aad = format!("records|key{i}");
+        assert_eq!(envelope, key.seal_with_nonce(input.nonce, aad.as_bytes(), input.plaintext).unwrap(), "case {i}");
+        assert_eq!(key.open(aad.as_bytes(), &envelope).unwrap(), plaintexts[i]);
     }
 }
 
