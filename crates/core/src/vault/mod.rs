@@ -1096,7 +1096,10 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource> Vault<S, K, R> {
                 manifest.with_read(&wanted, &fetched)
             };
             if let Ok(next) = &read {
-                self.open_shards_at_once(data_key, next, &wanted).await;
+                // Every shard the whole-store read brought, not only those wanted now: the
+                // others would be opened one by one in Rust at their first use.
+                let all: Vec<usize> = (0..manifest::SHARDS).collect();
+                self.open_shards_at_once(data_key, next, if wanted.len() > 64 { &all } else { &wanted }).await;
             }
             let opened = read.and_then(|next| {
                 next.open_shards(data_key, &wanted)?;
