@@ -622,6 +622,7 @@ async function phaseSize(browser, www, size) {
           return performance.now() - t;
         }, cfg.iterations);
         runs.push({
+          answeredBy: marks.local,
           readyMs: marks.ready, startMs: marks.started, loginMs: marks.loggedIn - marks.started,
           firstPageMs: marks.ready - marks.loggedIn, kdfMs: kdf, readyMinusKdfMs: marks.ready - kdf,
         });
@@ -630,9 +631,13 @@ async function phaseSize(browser, www, size) {
       const fig = {
         readyMs: pick('readyMs'), kdfMs: pick('kdfMs'), readyMinusKdfMs: pick('readyMinusKdfMs'),
         parts: { loadAndStartMs: pick('startMs'), loginMs: pick('loginMs'), firstPageMs: pick('firstPageMs') },
+        // The first page's x-tracker-offline header: `local` (the clinic copy, its index loaded
+        // after the login) or `cache` (a sealed copy of an earlier server answer to that URL).
+        answeredBy: [...new Set(runs.map((x) => x.answeredBy))],
+        firstPageEachRunMs: runs.map((x) => Number(x.firstPageMs.toFixed(1))),
       };
       results.figures.P7[size] = fig;
-      log(`P7@${size}: ready ${fig.readyMs.median} ms, minus KDF ${fig.readyMinusKdfMs.median} ms (start ${fig.parts.loadAndStartMs.median}, login ${fig.parts.loginMs.median}, first page ${fig.parts.firstPageMs.median})`);
+      log(`P7@${size}: ready ${fig.readyMs.median} ms, minus KDF ${fig.readyMinusKdfMs.median} ms (start ${fig.parts.loadAndStartMs.median}, login ${fig.parts.loginMs.median}, first page ${fig.parts.firstPageMs.median}; each run's first page ${fig.firstPageEachRunMs.join(', ')} ms, answered by ${fig.answeredBy.join(', ')})`);
     });
   } finally {
     await keep?.ctx.close().catch(() => {});
