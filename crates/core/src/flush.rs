@@ -470,10 +470,9 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
             }
             let teis: BTreeSet<String> = touches.iter().map(|t| t.tei.clone()).collect();
             let mut bundles = BTreeMap::new();
-            for tei in &teis {
-                if let Some(bytes) = self.vault.get_record(StoreName::Records, &bundle_id(tei)).await? {
-                    bundles.insert(tei.clone(), parse_bundle(&bytes)?);
-                }
+            // One read for the segment's records (one transaction, opened together), not one each.
+            for (tei, bytes) in self.read_bundles(teis.iter()).await? {
+                bundles.insert(tei.clone(), parse_bundle(&bytes)?);
             }
             // Records held back: author scope, or their tracked entity / parent was refused.
             let blocked = |t: &Touch, failed: &BTreeSet<String>, failed_teis: &BTreeSet<String>| -> bool {
@@ -757,6 +756,15 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
         Ok(report)
     }
 
+    /// The stored records of `teis` that exist, read in one transaction and opened together.
+    async fn read_bundles<'a>(&self, teis: impl Iterator<Item = &'a String>) -> Result<Vec<(&'a String, Vec<u8>)>> {
+        let teis: Vec<&String> = teis.collect();
+        let ids: Vec<String> = teis.iter().map(|t| bundle_id(t)).collect();
+        let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let values = self.vault.get_records(StoreName::Records, &refs).await?;
+        Ok(teis.into_iter().zip(values).filter_map(|(tei, bytes)| Some((tei, bytes?))).collect())
+    }
+
     /// The flush of every automatic trigger (after a capture, a retry timer, `online`,
     /// Background Sync, a login): while the device backs off (the server asked to wait, or
     /// the last contacts did not get through) it sends nothing and reports `BACKING_OFF` with
@@ -991,8 +999,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
         let mut teis: BTreeSet<&String> = states.iter().map(|(tei, _, _)| tei).collect();
         teis.extend(merged_accepted.iter().map(|(_, m)| &m.tei));
         let mut changed: Vec<TeiBundle> = Vec::new();
-        for tei in teis {
-            let Some(bytes) = self.vault.get_record(StoreName::Records, &bundle_id(tei)).await? else { continue };
+        for (tei, bytes) in self.read_bundles(teis.into_iter()).await? {
             let mut bundle = parse_bundle(&bytes)?;
             // Accepted updates: the server now holds the fields sent; the local record becomes
             // the server's copy with whatever the device changed since (a capture during the
