@@ -44,8 +44,11 @@ const SHIPPED = [
  * P7 and P4 work: the index snapshot (256 packed chunks read at unlock instead of one value per
  * woman, rewritten when stale), WebCrypto opening many values at once, the outbox counts kept by
  * each write. P7 at 5,000 women went from 1,121 ms to 450 ms in the same benchmark.
+ * Raised to 578,000 later in session 14: 575,902 bytes (wasm 513,252) after the values of a write
+ * are sealed together at commit (WebCrypto `encrypt`; the store's refusal of unsealed values) and
+ * the flush reads a segment's records at once.
  */
-const BUDGET_BYTES = 575_000;
+const BUDGET_BYTES = 578_000;
 const TARGET_BYTES = 250 * 1024;
 
 test('everything shipped stays within the size budget (gzip -9)', () => {
