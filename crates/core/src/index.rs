@@ -1,6 +1,7 @@
 //! The in-memory index of the clinic copy, built at unlock from small sealed index rows (one
-//! per tracked entity) and kept up to date on every write. Searches, working lists and counts
-//! run on it; a dashboard then opens one sealed bundle.
+//! per tracked entity; most of them read from the index snapshot, [`crate::index_snapshot`])
+//! and kept up to date on every write. Searches, working lists and counts run on it; a
+//! dashboard then opens one sealed bundle.
 
 use std::collections::HashMap;
 

@@ -92,16 +92,14 @@ impl PasswordKdf for WebCryptoPbkdf2 {
                 subtle.decrypt_with_object_and_u8_array(&aes_gcm_params(e.nonce, &e.aad), &crypto_key, e.ciphertext)
             })
             .collect();
-        let mut opened = Vec::with_capacity(pending.len());
-        for request in pending {
-            let plain = match request {
-                Ok(promise) => JsFuture::from(promise).await.map(|buffer| Uint8Array::new(&buffer).to_vec()),
-                Err(e) => Err(e),
-            };
-            // WebCrypto says only OperationError: the same error as the Rust AES-GCM's.
-            opened.push(plain.map_err(|_| CoreError::StorageCorrupt("authentication failed".into())));
-        }
-        Some(opened)
+        // WebCrypto says only OperationError: the same error as the Rust AES-GCM's.
+        let opened = bytes_of_all(pending).await;
+        Some(
+            opened
+                .into_iter()
+                .map(|r| r.map_err(|_| CoreError::StorageCorrupt("authentication failed".into())))
+                .collect(),
+        )
     }
 
     /// AES-256-GCM `encrypt` of every input under the nonce it carries, all requests in flight
@@ -116,16 +114,22 @@ impl PasswordKdf for WebCryptoPbkdf2 {
                 subtle.encrypt_with_object_and_u8_array(&params, &crypto_key, input.plaintext)
             })
             .collect();
-        let mut sealed = Vec::with_capacity(pending.len());
-        for request in pending {
-            let ciphertext = match request {
-                Ok(promise) => JsFuture::from(promise).await.map(|buffer| Uint8Array::new(&buffer).to_vec()),
-                Err(e) => Err(e),
-            };
-            sealed.push(ciphertext.map_err(crypto_error));
-        }
-        Some(sealed)
+        Some(bytes_of_all(pending).await.into_iter().map(|r| r.map_err(crypto_error)).collect())
     }
+}
+
+/// The bytes each WebCrypto request answers, awaited in order (all are in flight already).
+async fn bytes_of_all(
+    pending: Vec<std::result::Result<js_sys::Promise, JsValue>>,
+) -> Vec<std::result::Result<Vec<u8>, JsValue>> {
+    let mut out = Vec::with_capacity(pending.len());
+    for request in pending {
+        out.push(match request {
+            Ok(promise) => JsFuture::from(promise).await.map(|buffer| Uint8Array::new(&buffer).to_vec()),
+            Err(e) => Err(e),
+        });
+    }
+    out
 }
 
 /// The data key as a WebCrypto AES-GCM key for `usage`, not extractable; its copy in the JS
