@@ -220,15 +220,15 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
         for row in loaded.rows {
             state.index.upsert(row);
         }
+        // In memory first: a capture committed while the snapshot is written below updates
+        // this state, not one that would replace it afterwards.
+        *self.clinic.lock().map_err(|_| CoreError::Storage("clinic lock poisoned".into()))? = state;
         if !loaded.chunk_writes.is_empty() {
             // Best effort: a snapshot not written (a full device) is written at a later load.
             if let Ok(batch) = index_snapshot::write_chunks(&self.vault, WriteBatch::new(), &loaded.chunk_writes) {
-                // Boxed: the commit's state machine is not copied into this one (wasm size).
-                let _ = Box::pin(self.vault.commit(batch)).await;
+                let _ = self.vault.commit(batch).await;
             }
         }
-        let mut guard = self.clinic.lock().map_err(|_| CoreError::Storage("clinic lock poisoned".into()))?;
-        *guard = state;
         Ok(())
     }
 

@@ -21,7 +21,8 @@
 //! 9 s per core here; the core is built with `opt-level = 2` in the dev profile for it);
 //! `cargo test -p tracker-offline-core --test model -- --ignored` the long mode: 20,000 cases of
 //! 60 steps (1.2 million steps) on every core (`MODEL_CASES` changes the count). A failing case
-//! prints its seed; `MODEL_SEED=<n>` replays one, `MODEL_TRACE=1` tells each step.
+//! prints its seed; `MODEL_SEED=<n>` replays one, `MODEL_TRACE=1` tells each step,
+//! `MODEL_FIRST_SEED=<n>` starts the long mode elsewhere.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
@@ -634,7 +635,8 @@ const DEFAULT_CASES: u64 = 2_000;
 #[test]
 #[ignore = "long mode (1.2 million steps): cargo test -p tracker-offline-core --test model -- --ignored"]
 fn long_mode() {
-    let first = 1_000_000;
+    // `MODEL_FIRST_SEED` starts elsewhere (seeds no earlier run has tried).
+    let first = std::env::var("MODEL_FIRST_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
     let total = cases(20_000);
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get() as u64);
     let started = std::time::Instant::now();
