@@ -21,7 +21,8 @@
 //   the device backs off (the core's backoff, shared by all of them).
 // - Everything else of the app's origin (the app shell): network first, copy kept in Cache
 //   Storage and re-cached on every online load.
-// It never touches `window`; every rule lives in Rust.
+// It never touches `window`; every rule lives in Rust: the core's fetch plans (`fetch_plan.rs`)
+// decide whose each request is and what to do with it, this file carries the plans out.
 //
 // A classic worker, not a module: browsers fetch a module worker's script without cookies, and
 // on DHIS2 the app's folder is behind the server's login (the script would be answered with a
@@ -39,13 +40,12 @@ const LIBRARY_VERSION = 'dev';
 // Versioned URL: a newer release's worker never gets an older glue from the HTTP cache.
 importScripts(`./pkg/tracker_offline_worker.js?v=${LIBRARY_VERSION}`);
 /* global wasm_bindgen */
-const { Engine, errorAnswer, triggerDelayMs } = wasm_bindgen;
+const { Engine, triggerDelayMs, routeRequest, keepsShellCopy, appRequestTimeoutMs } = wasm_bindgen;
 const init = wasm_bindgen;
 
 const SYNC_TAG = 'tracker-offline-outbox';
 
 const SHELL_CACHE = 'tracker-offline-shell-v1';
-const NETWORK_TIMEOUT_MS = 8000;
 const DB_PREFIX = 'tracker-offline:';
 
 /** What a page may ask while the vault is locked; everything else needs an open session. */
@@ -89,29 +89,20 @@ async function engineFor(apiBase) {
   return engines.get(apiBase);
 }
 
-/**
- * An API base this worker serves: an absolute URL of its own origin whose path ends in DHIS2's
- * `/api` (after an optional context path), nothing else. An API base of the origin's root would
- * make every URL of the origin an API request.
- */
+/** An API base this worker serves (the core's rule: its origin's `/api`, after a context path). */
 function isApiBase(apiBase) {
-  if (typeof apiBase !== 'string') return false;
-  let url;
-  try {
-    url = new URL(apiBase);
-  } catch {
-    return false;
-  }
-  return url.origin === self.location.origin && url.href === apiBase && /^(\/[^/]+)*\/api$/.test(url.pathname);
+  return typeof apiBase === 'string' && wasm_bindgen.isApiBase(apiBase, self.location.origin);
 }
 
-function checkedApiBase(apiBase) {
+async function checkedApiBase(apiBase) {
+  await loadWasm();
   if (!isApiBase(apiBase)) throw coded('BAD_INPUT', `not an API base of this app's origin: ${String(apiBase).slice(0, 200)}`);
   return apiBase;
 }
 
 /** The API bases known on this origin: every vault database is named after one (any other name, which any page can create, is ignored). */
 async function knownApiBases() {
+  await loadWasm();
   const fromDbs = (await indexedDB.databases())
     .map((d) => d.name)
     .filter((n) => n?.startsWith(DB_PREFIX))
@@ -119,21 +110,13 @@ async function knownApiBases() {
   return [...new Set([...engines.keys(), ...fromDbs])].filter(isApiBase);
 }
 
-async function apiBaseOf(url) {
-  for (const base of await knownApiBases()) {
-    const path = new URL(base).pathname.replace(/\/+$/, '');
-    if (new URL(base).origin === url.origin && (url.pathname === path || url.pathname.startsWith(path + '/'))) return base;
-  }
-  return null;
-}
-
-/** The answer to a request the worker could not serve; the core decides its status from the code. */
-function failure(code, message) {
-  return toResponse(errorAnswer(String(code ?? 'SERVICE_WORKER_ERROR'), String(message ?? '')));
+/** Whose a request is, by the core's routing over the API bases known here. */
+async function routeOf(method, url) {
+  return routeRequest(method, url, self.location.origin, await knownApiBases());
 }
 
 async function fetchWithTimeout(request) {
-  return fetch(request, { signal: AbortSignal.timeout(NETWORK_TIMEOUT_MS) });
+  return fetch(request, { signal: AbortSignal.timeout(appRequestTimeoutMs()) });
 }
 
 /**
@@ -148,30 +131,35 @@ async function fetchWithSession(engine, makeRequest) {
   return fetchWithTimeout(makeRequest());
 }
 
+/** Reports an answer of the server to the core: what to do with it (`{ useAnswer, keepCopy }`). */
+function afterAnswer(engine, response) {
+  return engine.afterNetwork(response.status, response.headers.get('retry-after') ?? undefined, response.redirected);
+}
+
 /**
  * A read: API GETs, and the server pages the app reads outside the API (org unit tree, with a
- * POST). Network first; online answers the core deems cacheable are kept sealed (per user,
- * except the core's allow-listed metadata); offline, the answer comes from the local copy or that cache.
+ * POST), on the core's plan: network only (a credential check), network first, or local at once.
  */
 async function answerRead(event, request, apiBase) {
   const engine = await engineFor(apiBase);
   const requestBody = request.method === 'GET' ? new Uint8Array() : new Uint8Array(await request.clone().arrayBuffer());
-  // A credential check must reach the server or fail: never answer it from local data.
-  if (request.headers.has('authorization')) {
+  const plan = engine.planRead(request.headers.has('authorization'));
+  if (plan === 'network-only') {
     try {
       const response = await fetchWithTimeout(request);
-      engine.recordNetwork(response.status, response.headers.get('retry-after') ?? undefined);
+      afterAnswer(engine, response);
       return response;
     } catch {
-      engine.recordNetwork(undefined);
+      engine.afterNetwork(undefined, undefined, false);
       return Response.error();
     }
   }
-  if (engine.shouldTryNetwork()) {
+  if (plan === 'network-first') {
     try {
       const response = await fetchWithSession(engine, () => request.clone());
-      if (engine.recordNetwork(response.status, response.headers.get('retry-after') ?? undefined)) {
-        if ((response.ok || response.status === 404) && !response.redirected && engine.unlocked) {
+      const next = afterAnswer(engine, response);
+      if (next.useAnswer) {
+        if (next.keepCopy) {
           const copy = response.clone();
           event.waitUntil(
             copy.arrayBuffer().then((body) =>
@@ -182,28 +170,10 @@ async function answerRead(event, request, apiBase) {
         return response;
       }
     } catch {
-      engine.recordNetwork(undefined);
+      engine.afterNetwork(undefined, undefined, false);
     }
   }
-  if (!engine.unlocked) {
-    return failure('VAULT_LOCKED', 'Offline, and the local copy is locked: log in again.');
-  }
-  try {
-    const local = await engine.answerReadOffline(request.method, request.url, requestBody);
-    if (local) return new Response(local.body, { status: local.status, headers: local.headers });
-    return failure('OFFLINE_NOT_AVAILABLE', 'Offline, and this is not in the local copy.');
-  } catch (error) {
-    return failure(error.code, error.message);
-  }
-}
-
-/** The API base whose server serves this page as a read (e.g. the org unit tree), if any. */
-async function serverReadBaseOf(url, method) {
-  for (const base of await knownApiBases()) {
-    if (new URL(base).origin !== url.origin) continue;
-    if ((await engineFor(base)).isServerRead(method, url.href)) return base;
-  }
-  return null;
+  return toResponse(await engine.answerReadLocally(request.method, request.url, requestBody));
 }
 
 function toResponse(answer) {
@@ -239,25 +209,24 @@ async function registerSync() {
   }
 }
 
+/**
+ * A write under an API base, on the core's plan: sent as is (locked), refused, sent (queued when
+ * the server does not take it), or queued at once.
+ */
 async function answerWrite(event, request, apiBase) {
   const engine = await engineFor(apiBase);
   const body = new Uint8Array(await request.clone().arrayBuffer());
-  if (!engine.unlocked) {
-    // Without the key nothing can be queued: the server answers or the app sees the failure.
+  const plan = await engine.planWrite(request.method, request.url, request.headers.get('content-type') ?? '', body);
+  if (plan.kind === 'send-as-is') {
     try {
       return await fetchWithTimeout(request);
     } catch {
-      return failure('VAULT_LOCKED', 'Offline, and the local copy is locked: log in again.');
+      return toResponse(plan.answer);
     }
   }
-  let prepared;
-  try {
-    prepared = engine.prepareWrite(request.method, request.url, request.headers.get('content-type') ?? '', body);
-  } catch (error) {
-    return failure(error.code, error.message);
-  }
-  const queueFirst = !engine.shouldTryNetwork() || (await engine.outboxHasWork());
-  if (!queueFirst) {
+  if (plan.kind === 'refuse') return toResponse(plan.answer);
+  const { prepared } = plan;
+  if (plan.kind === 'send') {
     try {
       const sent = () =>
         new Request(request.url, {
@@ -267,7 +236,7 @@ async function answerWrite(event, request, apiBase) {
           credentials: 'same-origin',
         });
       const response = await fetchWithSession(engine, sent);
-      if (engine.recordNetwork(response.status, response.headers.get('retry-after') ?? undefined)) {
+      if (afterAnswer(engine, response).useAnswer) {
         // The local copy follows only an answer that accepts the write (read by the core).
         event.waitUntil(
           response
@@ -281,14 +250,14 @@ async function answerWrite(event, request, apiBase) {
         return response;
       }
     } catch {
-      engine.recordNetwork(undefined);
+      engine.afterNetwork(undefined, undefined, false);
     }
   }
-  try {
-    // Which window wrote, and which are open: a value another open window saved and this one
-    // replaces is kept as a conflict (the core decides).
-    if (event.clientId) prepared.fromWindow(event.clientId, (await self.clients.matchAll({ type: 'window' })).map((c) => c.id));
-    const answer = await engine.captureWrite(prepared);
+  // Which window wrote, and which are open: a value another open window saved and this one
+  // replaces is kept as a conflict (the core decides).
+  if (event.clientId) prepared.fromWindow(event.clientId, (await self.clients.matchAll({ type: 'window' })).map((c) => c.id));
+  const { queued, answer } = await engine.captureWrite(prepared);
+  if (queued) {
     event.waitUntil(
       (async () => {
         await notifyClients({ type: 'tracker-offline:queued', apiBase });
@@ -297,23 +266,15 @@ async function answerWrite(event, request, apiBase) {
         await flush(apiBase, undefined, { ifDue: true }).catch(() => {});
       })(),
     );
-    return toResponse(answer);
-  } catch (error) {
-    return failure(error.code, error.message);
   }
-}
-
-/** API paths, server pages and test/admin endpoints are never part of the app shell. */
-function isNeverShell(url) {
-  return url.pathname.startsWith('/api/') || url.pathname.startsWith('/__') || url.pathname.includes('/dhis-web-commons');
+  return toResponse(answer);
 }
 
 async function answerShell(event, request) {
   const cache = await caches.open(SHELL_CACHE);
   try {
     const response = await fetchWithTimeout(request);
-    // Not a page the server redirected to (its login page when the session is gone).
-    if (response.ok && !response.redirected && response.type === 'basic' && !isNeverShell(new URL(request.url))) {
+    if (keepsShellCopy(request.url, self.location.origin, await knownApiBases(), response.status, response.redirected, response.type === 'basic')) {
       event.waitUntil(cache.put(request, response.clone()).catch(() => {}));
     }
     return response;
@@ -326,20 +287,16 @@ async function answerShell(event, request) {
 
 self.addEventListener('fetch', (event) => {
   const request = event.request;
-  const url = new URL(request.url);
-  if (url.origin !== self.location.origin) return;
-  if (request.method === 'HEAD' || request.method === 'OPTIONS') return;
+  // Decided before the wasm can be loaded (a fetch event is answered or left at once): requests
+  // of other origins, HEAD and OPTIONS stay the browser's, as the core's routing says too.
+  if (new URL(request.url).origin !== self.location.origin || request.method === 'HEAD' || request.method === 'OPTIONS') return;
   event.respondWith(
     (async () => {
-      const apiBase = await apiBaseOf(url);
-      if (apiBase) {
-        const read = (await engineFor(apiBase)).isServerRead(request.method, request.url);
-        return read ? answerRead(event, request, apiBase) : answerWrite(event, request, apiBase);
-      }
-      const serverBase = await serverReadBaseOf(url, request.method);
-      if (serverBase) return answerRead(event, request, serverBase);
-      if (request.method !== 'GET' || url.pathname.startsWith('/api/')) return fetch(request);
-      return answerShell(event, request);
+      const route = await routeOf(request.method, request.url);
+      if (route.kind === 'read') return answerRead(event, request, route.apiBase);
+      if (route.kind === 'write') return answerWrite(event, request, route.apiBase);
+      if (route.kind === 'shell') return answerShell(event, request);
+      return fetch(request);
     })(),
   );
 });
@@ -357,7 +314,7 @@ self.addEventListener('sync', (event) => {
         const engine = await engineFor(apiBase);
         if (!engine.unlocked) continue;
         const report = await flush(apiBase, undefined, { ifDue: true, networkBack: true }).catch(() => null);
-        if (report?.remaining > 0 && ['SERVER_UNREACHABLE', 'SERVER_BUSY', 'BACKING_OFF'].includes(report.stopped)) waiting = true;
+        if (report?.waitsForServer) waiting = true;
       }
       // Rejecting makes the browser retry the sync later, with its own backoff.
       if (waiting && !event.lastChance) throw new Error('the server is out of reach or busy; the outbox waits');
@@ -423,7 +380,7 @@ async function handle(message, port) {
     return { unlocked: false };
   }
   if (type === 'cache-shell') return cacheShell(Array.isArray(message.urls) ? message.urls : []);
-  const apiBase = checkedApiBase(message.apiBase);
+  const apiBase = await checkedApiBase(message.apiBase);
   if (type === 'configure') return configure(apiBase, message);
   const engine = await engineFor(apiBase);
   if (SESSION_MESSAGES.has(type) && !engine.unlocked) throw coded('VAULT_LOCKED', 'log in first');
@@ -483,14 +440,15 @@ const LIBRARY_FILES = ['./tracker-offline.js', './pkg/tracker_offline.js', './pk
 /** Caches the given same-origin URLs that are not yet in the shell cache (or all, when `refresh`). */
 async function cacheShell(urls, refresh = false) {
   const cache = await caches.open(SHELL_CACHE);
+  const apiBases = await knownApiBases();
   let added = 0;
   for (const href of urls) {
     const url = new URL(href, self.location.href);
-    if (url.origin !== self.location.origin || (await apiBaseOf(url)) || isNeverShell(url)) continue;
+    if (routeRequest('GET', url.href, self.location.origin, apiBases).kind !== 'shell') continue;
     if (!refresh && (await cache.match(url.href, { ignoreVary: true }))) continue;
     try {
       const response = await fetch(url.href, { cache: 'no-cache' });
-      if (response.ok) {
+      if (keepsShellCopy(url.href, self.location.origin, apiBases, response.status, response.redirected, response.type === 'basic')) {
         await cache.put(url.href, response);
         added += 1;
       }

@@ -334,6 +334,12 @@ export interface SyncReport {
    * server's `Retry-After` spread over up to twice that), or `null`.
    */
   nextTryInMs: number | null;
+  /**
+   * Whether entries still wait for the server (`stopped` is `SERVER_UNREACHABLE`,
+   * `SERVER_BUSY` or `BACKING_OFF` with entries remaining): a trigger that comes again later
+   * sends them then.
+   */
+  waitsForServer: boolean;
 }
 
 /** An outbox entry the server refused, as {@link TrackerOffline.failures} lists it. */

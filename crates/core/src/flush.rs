@@ -83,6 +83,15 @@ pub struct FlushReport {
     pub next_try_in_ms: Option<u64>,
 }
 
+impl FlushReport {
+    /// Whether entries still wait for the server (out of reach, busy, or the device backing
+    /// off): a trigger that can come again later (Background Sync) should.
+    pub fn waits_for_server(&self) -> bool {
+        self.remaining > 0
+            && matches!(self.stopped.as_deref(), Some("SERVER_UNREACHABLE" | "SERVER_BUSY" | "BACKING_OFF"))
+    }
+}
+
 /// A PUT of one key of the dataStore or the userDataStore (`dataStore/{namespace}/{key}`).
 pub fn is_key_value_put(method: &str, url: &str, api_path: &str) -> bool {
     let target = crate::params::Target::parse(url);

@@ -8,6 +8,7 @@
 //! - [`crypto`]: keys, the versioned AES-256-GCM envelope, keyed hashes.
 //! - [`vault`]: data key per server, user register, offline login, sealed records.
 //! - [`engine`]: online-then-offline login and status, as the JS API exposes them.
+//! - [`fetch_plan`]: what the service worker does with each request of the app.
 //! - [`outbox`], [`flush`]: queued writes and how they reach the server; [`answer`]: which
 //!   server answers count as evidence; [`merge`]: field-level change tracking and the three-way
 //!   merge; [`conflicts`]: the conflict log and its resolution.
@@ -22,6 +23,7 @@ pub mod engine;
 pub mod error;
 pub mod escrow;
 pub mod family;
+pub mod fetch_plan;
 pub mod fields;
 pub mod flush;
 pub mod http;

@@ -802,20 +802,10 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
         })
     }
 
-    /// Whether a request outside the tracker data routes is a read the worker answers network
-    /// first and, offline, from the sealed cache: any GET under the API base, and the server
-    /// pages Tracker Capture reads outside it (`dhis-web-commons*`, including the org unit tree
-    /// it fetches with a POST).
+    /// Whether a request is a read the worker answers network first and, offline, from the
+    /// local copy or the sealed cache: see [`is_server_read`].
     pub fn is_server_read(&self, method: &str, url: &str) -> bool {
-        let target = Target::parse(url);
-        let get = method.eq_ignore_ascii_case("GET");
-        let post = method.eq_ignore_ascii_case("POST");
-        if let Some(relative) = target.relative_to(&self.api_path()) {
-            let first = unversioned(relative).split('/').next().map(strip_json).unwrap_or_default();
-            return get || post && API_READS_BY_POST.contains(&first);
-        }
-        // The selection actions (`ouwt/setorgunit.action`) only touch the server session.
-        server_page(&target, &self.server_root()).is_some() && (get || post)
+        is_server_read(&self.api_path(), method, url)
     }
 
     /// Answers a read from the local copy or the sealed cache: API GETs as
@@ -833,12 +823,6 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
             Some(slot) => self.cached_entry(&slot.id).await,
             None => Ok(None),
         }
-    }
-
-    /// The server root the API base lives under (`/dhis/api` -> `/dhis`, `/api` -> ``).
-    fn server_root(&self) -> String {
-        let api = self.api_path();
-        api.strip_suffix("/api").unwrap_or(&api).to_string()
     }
 
     /// Where a cacheable read is kept, or None when it is not one (tracker data routes, writes,
@@ -977,6 +961,27 @@ const SERVER_READ_FOLDERS: &[&str] = &["dhis-web-commons", "dhis-web-commons-aja
 
 /// API resources read with a POST: `i18n` (translations of the keys in the body).
 const API_READS_BY_POST: &[&str] = &["i18n"];
+
+/// Whether a request outside the tracker data routes is a read the worker answers network
+/// first and, offline, from the sealed cache, for the API at `api_path` (`/api`,
+/// `/dhis/api`): any GET under the API base, and the server pages Tracker Capture reads
+/// outside it (`dhis-web-commons*`, including the org unit tree it fetches with a POST).
+pub fn is_server_read(api_path: &str, method: &str, url: &str) -> bool {
+    let target = Target::parse(url);
+    let get = method.eq_ignore_ascii_case("GET");
+    let post = method.eq_ignore_ascii_case("POST");
+    if let Some(relative) = target.relative_to(api_path) {
+        let first = unversioned(relative).split('/').next().map(strip_json).unwrap_or_default();
+        return get || post && API_READS_BY_POST.contains(&first);
+    }
+    // The selection actions (`ouwt/setorgunit.action`) only touch the server session.
+    server_page(&target, &server_root(api_path)).is_some() && (get || post)
+}
+
+/// The server root an API path lives under (`/dhis/api` -> `/dhis`, `/api` -> ``).
+fn server_root(api_path: &str) -> String {
+    api_path.strip_suffix("/api").unwrap_or(api_path).to_string()
+}
 
 /// The page of a URL under the server root's `dhis-web-commons*` folders, if it is one.
 fn server_page<'t>(target: &'t Target, server_root: &str) -> Option<&'t str> {

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use tracker_offline_core::{
     download::{DownloadOptions, Progress},
     engine::{Engine as CoreEngine, EngineConfig},
+    fetch_plan::LIBRARY_REQUEST_TIMEOUT_MS,
     flush::{FlushReport, FlushScope},
     kdf::DEFAULT_ITERATIONS,
     vault::VaultPolicy,
@@ -96,7 +97,7 @@ impl Engine {
         let config = EngineConfig::new(&options.api_base, policy).map_err(reject)?;
         let database = options.database.unwrap_or_else(|| database_name(&config.api_base));
         let store = IdbStore::open(&database).await.map_err(reject)?;
-        let http = FetchHttp { timeout_ms: options.request_timeout_ms.unwrap_or(15_000) };
+        let http = FetchHttp { timeout_ms: options.request_timeout_ms.unwrap_or(LIBRARY_REQUEST_TIMEOUT_MS) };
         let inner = CoreEngine::new(config, store, WebCryptoPbkdf2, WebRandom, http);
         Ok(Engine { inner: Rc::new(inner), database })
     }
@@ -160,48 +161,32 @@ impl Engine {
         })
     }
 
-    /// Answers a GET from the local copy or the sealed cache: `{ status, headers: [[k, v]],
-    /// body: Uint8Array }`, or `null` when nothing local can answer.
-    #[wasm_bindgen(js_name = answerOffline)]
-    pub fn answer_offline(&self, url: String) -> Promise {
-        let inner = self.inner.clone();
-        future_to_promise(async move {
-            match inner.answer_offline(&url).await.map_err(reject)? {
-                None => Ok(JsValue::NULL),
-                Some(response) => response_to_js(&response),
-            }
-        })
+    /// How to answer a read of this vault ([`tracker_offline_core::fetch_plan::ReadPlan`]):
+    /// `'network-only'` (a credential check: `has_authorization`), `'network-first'` or
+    /// `'local'` (the offline fast path).
+    #[wasm_bindgen(js_name = planRead)]
+    pub fn plan_read(&self, has_authorization: bool) -> Result<JsValue, JsValue> {
+        to_js(&self.inner.plan_read(has_authorization, now_ms()))
     }
 
-    /// Keeps a successful online GET answer sealed, when the core says it is cacheable.
-    /// Resolves with whether it was kept.
-    #[wasm_bindgen(js_name = cacheResponse)]
-    pub fn cache_response(&self, url: String, status: u16, content_type: String, body: Vec<u8>) -> Promise {
-        let inner = self.inner.clone();
-        future_to_promise(async move {
-            let kept = inner.cache_response(&url, status, &content_type, &body).await.map_err(reject)?;
-            Ok(JsValue::from_bool(kept))
-        })
+    /// Records what the network did with a request sent on a plan (`status` undefined: no
+    /// answer or timed out) and says what to do with the answer: `{ useAnswer, keepCopy }`.
+    #[wasm_bindgen(js_name = afterNetwork)]
+    pub fn after_network(
+        &self,
+        status: Option<u16>,
+        retry_after: Option<String>,
+        redirected: bool,
+    ) -> Result<JsValue, JsValue> {
+        to_js(&self.inner.after_network(status, retry_after.as_deref(), redirected, now_ms()))
     }
 
-    /// Whether a request is a read the worker answers network first and, offline, from the
-    /// sealed cache (API GETs; `dhis-web-commons*` pages, including the org unit tree POST).
-    #[wasm_bindgen(js_name = isServerRead)]
-    pub fn is_server_read(&self, method: String, url: String) -> bool {
-        self.inner.is_server_read(&method, &url)
-    }
-
-    /// Answers a read from the local copy or the sealed cache; resolves with null when
-    /// nothing local can answer it.
-    #[wasm_bindgen(js_name = answerReadOffline)]
-    pub fn answer_read_offline(&self, method: String, url: String, request_body: Vec<u8>) -> Promise {
+    /// The local answer to a read the server did not answer (from the local copy, the sealed
+    /// cache, or a WebMessage saying why not): `{ status, headers, body }`. Never rejects.
+    #[wasm_bindgen(js_name = answerReadLocally)]
+    pub fn answer_read_locally(&self, method: String, url: String, request_body: Vec<u8>) -> Promise {
         let inner = self.inner.clone();
-        future_to_promise(async move {
-            match inner.answer_read_offline(&method, &url, &request_body).await.map_err(reject)? {
-                None => Ok(JsValue::NULL),
-                Some(response) => response_to_js(&response),
-            }
-        })
+        future_to_promise(async move { response_to_js(&inner.answer_read_locally(&method, &url, &request_body).await) })
     }
 
     /// Keeps an online answer to a read sealed (per user where the answer depends on the
@@ -239,20 +224,6 @@ impl Engine {
         future_to_promise(async move { Ok(JsValue::from_bool(inner.renew_session().await)) })
     }
 
-    /// True if a request should try the network first (false during the offline fast path).
-    #[wasm_bindgen(js_name = shouldTryNetwork)]
-    pub fn should_try_network(&self) -> bool {
-        self.inner.should_try_network(now_ms())
-    }
-
-    /// Records a request outcome: `status` is undefined for a network error or timeout,
-    /// `retry_after` the answer's `Retry-After` header. Returns whether the server counts as
-    /// reachable and taking work (429 and 5xx: busy, the app is answered locally).
-    #[wasm_bindgen(js_name = recordNetwork)]
-    pub fn record_network(&self, status: Option<u16>, retry_after: Option<String>) -> bool {
-        self.inner.record_network(status, retry_after.as_deref(), now_ms())
-    }
-
     /// Sets how many server errors (HTTP 500) one record may get before its entry is moved
     /// aside as a failure. Throws `BAD_INPUT` below 1.
     #[wasm_bindgen(js_name = setServerErrorLimit)]
@@ -266,29 +237,43 @@ impl Engine {
         self.inner.api_path()
     }
 
-    /// Understands a write and adds client UIDs to creates. Throws `BAD_INPUT` for a
-    /// malformed body.
-    #[wasm_bindgen(js_name = prepareWrite)]
-    pub fn prepare_write(
-        &self,
-        method: String,
-        url: String,
-        content_type: String,
-        body: Vec<u8>,
-    ) -> Result<PreparedRequest, JsValue> {
-        let inner = self.inner.prepare_write(&method, &url, &content_type, &body).map_err(reject)?;
-        Ok(PreparedRequest { inner })
+    /// How to handle a write of the app to this vault
+    /// ([`tracker_offline_core::fetch_plan::WritePlan`]): resolves with `{ kind: 'send-as-is',
+    /// answer }` (locked: `answer` when the server cannot be reached), `{ kind: 'refuse',
+    /// answer }`, `{ kind: 'send', prepared }` or `{ kind: 'queue', prepared }`. Never rejects.
+    #[wasm_bindgen(js_name = planWrite)]
+    pub fn plan_write(&self, method: String, url: String, content_type: String, body: Vec<u8>) -> Promise {
+        use tracker_offline_core::fetch_plan::WritePlan;
+        let inner = self.inner.clone();
+        future_to_promise(async move {
+            let plan = inner.plan_write(&method, &url, &content_type, &body, now_ms()).await;
+            let out = js_sys::Object::new();
+            let (kind, payload) = match plan {
+                WritePlan::SendAsIs { if_unreachable } => ("send-as-is", ("answer", response_to_js(&if_unreachable)?)),
+                WritePlan::Refuse { answer } => ("refuse", ("answer", response_to_js(&answer)?)),
+                WritePlan::Send(inner) => ("send", ("prepared", PreparedRequest { inner }.into())),
+                WritePlan::Queue(inner) => ("queue", ("prepared", PreparedRequest { inner }.into())),
+            };
+            js_sys::Reflect::set(&out, &"kind".into(), &kind.into())?;
+            js_sys::Reflect::set(&out, &payload.0.into(), &payload.1)?;
+            Ok(out.into())
+        })
     }
 
     /// Queues a prepared write (local effect + outbox entry in one transaction) and resolves
-    /// with the answer the app expects: `{ status, headers, body }`.
+    /// with `{ queued, answer }`: `answer` (`{ status, headers, body }`) is the one the app
+    /// expects, or a WebMessage with the error's code when it could not be queued (`queued`
+    /// false, nothing written). Never rejects.
     #[wasm_bindgen(js_name = captureWrite)]
     pub fn capture_write(&self, prepared: &PreparedRequest) -> Promise {
         let inner = self.inner.clone();
         let prepared = prepared.inner.clone();
         future_to_promise(async move {
-            let response = inner.capture_write(&prepared, now_ms()).await.map_err(reject)?;
-            response_to_js(&response)
+            let (queued, answer) = inner.capture_answer(&prepared, now_ms()).await;
+            let out = js_sys::Object::new();
+            js_sys::Reflect::set(&out, &"queued".into(), &JsValue::from_bool(queued))?;
+            js_sys::Reflect::set(&out, &"answer".into(), &response_to_js(&answer)?)?;
+            Ok(out.into())
         })
     }
 
@@ -313,13 +298,6 @@ impl Engine {
         })
     }
 
-    /// True when the outbox holds entries (later writes queue behind them).
-    #[wasm_bindgen(js_name = outboxHasWork)]
-    pub fn outbox_has_work(&self) -> Promise {
-        let inner = self.inner.clone();
-        future_to_promise(async move { Ok(JsValue::from_bool(inner.outbox_has_work().await.map_err(reject)?)) })
-    }
-
     /// What flushes do with a field changed here and on the server: "device-wins" (default:
     /// the device's value is sent, the server's kept in `conflicts()`) or "hold" (the field
     /// waits for `resolveConflict`, the rest flows).
@@ -332,8 +310,8 @@ impl Engine {
 
     /// Sends pending entries now, the nurse's "send now" (`scope`: "all" or "author"): it skips
     /// the device's backoff but not the server's `Retry-After`. Resolves with `{ sent, failed,
-    /// remaining, requests, stopped, waitingFor, retryAfterMs, nextTryInMs }`; `on_progress`
-    /// gets the same after each step.
+    /// remaining, requests, stopped, waitingFor, retryAfterMs, nextTryInMs, waitsForServer }`;
+    /// `on_progress` gets the same after each step.
     pub fn flush(&self, scope: Option<String>, on_progress: Option<js_sys::Function>) -> Promise {
         self.flush_with(scope, on_progress, false)
     }
@@ -374,7 +352,7 @@ impl Engine {
                 }
             };
             let mut report_progress = |r: &FlushReport| {
-                if let (Some(f), Ok(v)) = (&on_progress, to_js(r)) {
+                if let (Some(f), Ok(v)) = (&on_progress, to_js(&ReportedFlush::of(r))) {
                     let _ = f.call1(&JsValue::NULL, &v);
                 }
             };
@@ -383,7 +361,7 @@ impl Engine {
             } else {
                 inner.flush(scope, now_ms(), &mut report_progress).await
             };
-            to_js(&report.map_err(reject)?)
+            to_js(&ReportedFlush::of(&report.map_err(reject)?))
         })
     }
 
@@ -484,6 +462,22 @@ fn scrub_stack() {
 /// How much of the stack [`scrub_stack`] wipes (the wasm stack is 1 MiB).
 const STACK_SCRUB_BYTES: usize = 256 * 1024;
 
+/// A flush report as JS gets it: the core's report and whether its entries wait for the
+/// server (`waitsForServer`: a trigger that can come again later, Background Sync, should).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ReportedFlush<'a> {
+    #[serde(flatten)]
+    report: &'a FlushReport,
+    waits_for_server: bool,
+}
+
+impl<'a> ReportedFlush<'a> {
+    fn of(report: &'a FlushReport) -> Self {
+        Self { report, waits_for_server: report.waits_for_server() }
+    }
+}
+
 /// `{ status, headers: [[k, v]], body: Uint8Array }` for building a `Response`.
 fn response_to_js(response: &tracker_offline_core::http::HttpResponse) -> Result<JsValue, JsValue> {
     let out = js_sys::Object::new();
@@ -526,11 +520,39 @@ impl PreparedRequest {
     }
 }
 
-/// The answer to a request the worker could not serve (`code`: the library error's code):
-/// `{ status, headers, body }`, a DHIS2 WebMessage with the code (the core decides the status).
-#[wasm_bindgen(js_name = errorAnswer)]
-pub fn error_answer(code: &str, message: &str) -> Result<JsValue, JsValue> {
-    response_to_js(&tracker_offline_core::local_answer::error_answer(code, message))
+/// Whose a request of the app is, for a worker of `worker_origin` that knows the vaults of
+/// `api_bases`: `{ kind: 'browser' | 'network' | 'shell' }` or `{ kind: 'read' | 'write',
+/// apiBase }` ([`tracker_offline_core::fetch_plan::route`]).
+#[wasm_bindgen(js_name = routeRequest)]
+pub fn route_request(method: &str, url: &str, worker_origin: &str, api_bases: Vec<String>) -> Result<JsValue, JsValue> {
+    to_js(&tracker_offline_core::fetch_plan::route(method, url, worker_origin, &api_bases))
+}
+
+/// Whether `candidate` is an API base a worker of `worker_origin` serves (an absolute URL of
+/// that origin ending in `/api`, after an optional context path).
+#[wasm_bindgen(js_name = isApiBase)]
+pub fn is_api_base(candidate: &str, worker_origin: &str) -> bool {
+    tracker_offline_core::fetch_plan::is_api_base(candidate, worker_origin)
+}
+
+/// Whether the answer to a request of the app shell is kept for offline loads (`same_origin`:
+/// the answer's type is `basic`).
+#[wasm_bindgen(js_name = keepsShellCopy)]
+pub fn keeps_shell_copy(
+    url: &str,
+    worker_origin: &str,
+    api_bases: Vec<String>,
+    status: u16,
+    redirected: bool,
+    same_origin: bool,
+) -> bool {
+    tracker_offline_core::fetch_plan::keeps_shell_copy(url, worker_origin, &api_bases, status, redirected, same_origin)
+}
+
+/// How long the worker waits for the server on a request of the app, in ms.
+#[wasm_bindgen(js_name = appRequestTimeoutMs)]
+pub fn app_request_timeout_ms() -> u32 {
+    tracker_offline_core::fetch_plan::APP_REQUEST_TIMEOUT_MS
 }
 
 /// Milliseconds a trigger that fires on every device at once (`online`, an online login) waits

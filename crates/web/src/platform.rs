@@ -159,7 +159,7 @@ pub struct FetchHttp {
 
 impl Default for FetchHttp {
     fn default() -> Self {
-        Self { timeout_ms: 15_000 }
+        Self { timeout_ms: tracker_offline_core::fetch_plan::LIBRARY_REQUEST_TIMEOUT_MS }
     }
 }
 

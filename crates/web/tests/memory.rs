@@ -14,12 +14,15 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use js_sys::{Array, Function, JsString, Object, Promise, Reflect, Uint8Array};
-use tracker_offline::{api::Engine, idb::IdbStore};
+use tracker_offline::{
+    api::{Engine, PreparedRequest},
+    idb::IdbStore,
+};
 use tracker_offline_core::{
     register::{UserEntry, VaultMeta, VAULT_META_KEY},
     store::{KvStore, StoreName},
 };
-use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen::{convert::TryFromJsValue, JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 use wasm_bindgen_test::wasm_bindgen_test;
 
@@ -148,15 +151,17 @@ async fn no_copy_of_the_password_or_the_keys_survives_logout_in_wasm_memory() {
 
     // Work that needs the Basic header built from the session's password: a raw write queued
     // and flushed, and a renewal of the browser's DHIS2 session.
-    let prepared = engine
-        .prepare_write(
-            "PUT".into(),
-            format!("{API_BASE}/userSettings/keyUiLocale"),
-            "text/plain".into(),
-            b"fr".to_vec(),
-        )
-        .unwrap();
-    resolve(engine.capture_write(&prepared)).await;
+    let plan = resolve(engine.plan_write(
+        "PUT".into(),
+        format!("{API_BASE}/userSettings/keyUiLocale"),
+        "text/plain".into(),
+        b"fr".to_vec(),
+    ))
+    .await;
+    assert_eq!(get(&plan, "kind"), JsValue::from_str("send"), "online, nothing queued: sent");
+    let prepared = PreparedRequest::try_from_js_value(get(&plan, "prepared")).unwrap();
+    let captured = resolve(engine.capture_write(&prepared)).await;
+    assert_eq!(get(&captured, "queued"), JsValue::TRUE);
     resolve(engine.flush(None, None)).await;
     assert_eq!(resolve(engine.renew_session()).await, JsValue::TRUE);
     let seen = Array::from(&get(&stand_in, "seen"));
