@@ -17,7 +17,8 @@ use crate::{
     random::RandomSource,
     records::SyncState,
     store::{KvStore, StoreName, WriteBatch},
-    writes::{Family, Touch},
+    write_effect::Touch,
+    writes::Family,
 };
 use serde::Deserialize;
 

@@ -24,7 +24,7 @@ use crate::{
     local_answer::error_answer,
     params::{base_path, Target},
     random::RandomSource,
-    reads::is_server_read,
+    read_cache::is_server_read,
     store::KvStore,
     writes::PreparedWrite,
     CoreError,

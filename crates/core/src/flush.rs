@@ -6,11 +6,19 @@
 //! ones (and what depends on them) are kept as failures with the server's reasons; a network
 //! error, 5xx or timeout stops the flush to retry later; a 401 stops it for a new login,
 //! except an ownership refusal, which fails only the records concerned.
+//!
+//! Split by job: [`crate::flush_requests`] compiles a segment into requests,
+//! [`crate::flush_merge`] merges updates with the server's copies, [`crate::error_hunt`] finds
+//! the record a server error comes from, [`crate::answer`] reads the server's answers. This
+//! file keeps the flush itself (one pass over the outbox: segments, sending, settling each
+//! answer into the local copy and the outbox), about 900 lines: the sending loop is one state
+//! machine whose steps share the segment's state, and splitting it further would pass that
+//! state between files rather than make it clearer.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 pub use crate::answer::{interpret, Verdict};
 use crate::{
@@ -19,16 +27,19 @@ use crate::{
     clinic::{bundle_id, parse_bundle},
     engine::Engine,
     error::{CoreError, Result},
-    family::tracker_items,
-    family::{convert, Kind, Naming},
-    http::{HttpClient, HttpRequest, HttpResponse},
+    error_hunt::{answer_text, blame, halves, ErrorHunt, HuntStep, QueuedRequest},
+    family::Kind,
+    flush_merge::{settle_merge, PlannedMerge},
+    flush_requests::{plan_segment, replan_without, RecordSource},
+    http::{HttpClient, HttpRequest},
     kdf::PasswordKdf,
-    merge::{delta_record, merge_record, server_updated, Conflict, ConflictPolicy, ConflictSource, WHOLE_RECORD},
+    merge::Conflict,
     outbox::{EntryPayload, EntryState, OutboxEntry},
     random::RandomSource,
     records::{text, Object, SyncState, TeiBundle},
     store::{KvStore, StoreName, WriteBatch},
-    writes::{Family, Touch},
+    write_effect::Touch,
+    writes::Family,
 };
 
 /// Whose entries a flush sends.
@@ -50,13 +61,6 @@ pub const VERSION_CHECK_MS: i64 = 10 * 60 * 1000;
 /// How many times the report of an async import job is asked for before the flush gives up
 /// (the records stay queued).
 pub const JOB_REPORT_TRIES: usize = 5;
-
-/// Bulk sizes (records per request).
-pub const TEIS_PER_REQUEST: usize = 50;
-/// Enrollments per request.
-pub const ENROLLMENTS_PER_REQUEST: usize = 100;
-/// Events per request.
-pub const EVENTS_PER_REQUEST: usize = 250;
 
 /// The outcome of a flush.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
@@ -123,185 +127,6 @@ fn already_gone_is_done(verdict: Verdict) -> Verdict {
         }
     }
     Verdict::PerRecord { ok, refused: still, warnings }
-}
-
-/// One request of a flush plan.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PlannedRequest {
-    /// Method.
-    pub method: String,
-    /// URL.
-    pub url: String,
-    /// JSON body (or raw bytes for raw entries).
-    pub body: Vec<u8>,
-    /// Content type.
-    pub content_type: String,
-    /// Records it carries, in payload order (empty for raw).
-    pub uids: Vec<String>,
-    /// Family (for reading the answer).
-    pub family: Family,
-    /// Raw entry seq, if it replays one.
-    pub raw_seq: Option<u64>,
-}
-
-/// What the planner needs to know of each record: its current local state.
-pub struct RecordSource<'a> {
-    /// Bundles by tracked entity UID.
-    pub bundles: &'a BTreeMap<String, TeiBundle>,
-    /// Updates of records the server has, by record UID: the delta to send (only the fields
-    /// the device changed, over the server's current header), or None when nothing is left to
-    /// send. Records not listed are sent whole (creates, and changes from before fields were
-    /// tracked).
-    pub deltas: &'a BTreeMap<String, Option<Object>>,
-    /// The author of each record's latest capture: sent as its `storedBy`, whoever's session
-    /// sends it.
-    pub authors: &'a BTreeMap<String, String>,
-}
-
-impl PlannedRequest {
-    /// True for a request that deletes its records.
-    pub fn is_delete(&self) -> bool {
-        self.url.contains("strategy=DELETE") || self.url.contains("importStrategy=DELETE")
-    }
-}
-
-impl RecordSource<'_> {
-    /// Whether the record is in the local copy.
-    fn exists(&self, t: &Touch) -> bool {
-        self.bundles.get(&t.tei).is_some_and(|b| b.record(t.kind, &t.uid).is_some())
-    }
-
-    fn record(&self, t: &Touch) -> Option<Object> {
-        let local = self.bundles.get(&t.tei).and_then(|b| b.record(t.kind, &t.uid));
-        let (mut record, delta) = match self.deltas.get(&t.uid) {
-            Some(delta) => (delta.clone()?, true),
-            None => {
-                let mut record = local?.clone();
-                record.remove("enrollments");
-                (record, false)
-            }
-        };
-        if let Some(author) = self.authors.get(&t.uid) {
-            name_authors(&mut record, author, delta, local);
-        }
-        Some(record)
-    }
-}
-
-/// Names who made a record about to be sent: the record's `storedBy` is the author of its
-/// latest capture, and so is that of each attribute or data value without one. In an update
-/// (a delta over the server's copy, whose `storedBy` names the previous writer) every value
-/// sent is one the device changed: it takes the author the local copy keeps for it (an event's
-/// values are named when captured), else the record's. DHIS2 keeps `storedBy` as given;
-/// `createdBy`/`lastUpdatedBy` always name the session that sent it.
-fn name_authors(record: &mut Object, author: &str, delta: bool, local: Option<&Object>) {
-    record.insert("storedBy".into(), Value::String(author.into()));
-    for (list, id) in [("attributes", "attribute"), ("dataValues", "dataElement")] {
-        let Some(Value::Array(items)) = record.get_mut(list) else { continue };
-        for item in items.iter_mut().filter_map(Value::as_object_mut) {
-            if delta {
-                let kept = local
-                    .and_then(|l| l.get(list))
-                    .and_then(Value::as_array)
-                    .and_then(|l| l.iter().find(|v| v.get(id).is_some() && v.get(id) == item.get(id)))
-                    .and_then(|v| v.get("storedBy"))
-                    .cloned();
-                item.insert("storedBy".into(), kept.unwrap_or_else(|| Value::String(author.into())));
-            } else {
-                item.entry("storedBy").or_insert_with(|| Value::String(author.into()));
-            }
-        }
-    }
-}
-
-fn strip_local_fields(mut o: Object) -> Object {
-    o.remove("events");
-    o.remove("enrollments");
-    o
-}
-
-/// A record of a plan: its UID and current local state (None for a delete).
-type PlannedRecord = (String, Option<Object>);
-
-/// Builds the requests for the records of one segment (entries of one family, in order), for a
-/// server of minor version `minor`.
-pub fn plan_segment(
-    api: &str,
-    family: Family,
-    minor: u32,
-    touches: &[Touch],
-    source: &RecordSource<'_>,
-) -> Vec<PlannedRequest> {
-    let mut seen = BTreeSet::new();
-    let mut by_kind: BTreeMap<(Kind, bool), Vec<PlannedRecord>> = BTreeMap::new();
-    for t in touches {
-        if !seen.insert((t.uid.clone(), t.deleted)) {
-            continue;
-        }
-        let record = if t.deleted { None } else { source.record(t) };
-        if !t.deleted && record.is_none() {
-            continue; // removed locally since (a later delete covers it)
-        }
-        by_kind.entry((t.kind, t.deleted)).or_default().push((t.uid.clone(), record));
-    }
-    let mut out = Vec::new();
-    let order: [(Kind, bool); 6] = [
-        (Kind::TrackedEntity, false),
-        (Kind::Enrollment, false),
-        (Kind::Event, false),
-        (Kind::Event, true),
-        (Kind::Enrollment, true),
-        (Kind::TrackedEntity, true),
-    ];
-    for key in order {
-        let Some(items) = by_kind.get(&key) else { continue };
-        let (kind, deleted) = key;
-        let (legacy_path, chunk, uid_key) = match kind {
-            Kind::TrackedEntity => ("trackedEntityInstances", TEIS_PER_REQUEST, "trackedEntityInstance"),
-            Kind::Enrollment => ("enrollments", ENROLLMENTS_PER_REQUEST, "enrollment"),
-            Kind::Event => ("events", EVENTS_PER_REQUEST, "event"),
-        };
-        for part in items.chunks(chunk) {
-            let uids: Vec<String> = part.iter().map(|(u, _)| u.clone()).collect();
-            let records: Vec<Object> = part
-                .iter()
-                .map(|(u, r)| match r {
-                    Some(r) => strip_local_fields(r.clone()),
-                    None => {
-                        let mut o = Object::new();
-                        o.insert(uid_key.into(), Value::String(u.clone()));
-                        o
-                    }
-                })
-                .collect();
-            let strategy = if deleted { "DELETE" } else { "CREATE_AND_UPDATE" };
-            // Legacy events: values omitted from an update are kept, not deleted (DHIS2's
-            // default replaces an event's whole value set).
-            let merge_values = if kind == Kind::Event && !deleted { "&mergeDataValues=true" } else { "" };
-            let (url, body) = match family {
-                Family::Legacy => (
-                    format!("{api}/{legacy_path}?strategy={strategy}{merge_values}"),
-                    json!({ legacy_path: records.into_iter().map(Value::Object).collect::<Vec<_>>() }),
-                ),
-                Family::Tracker => (
-                    format!(
-                        "{api}/tracker?async=false&importStrategy={strategy}&atomicMode=OBJECT&reportMode=WARNINGS"
-                    ),
-                    json!({ kind.tracker_collection(): records.iter().map(|r| Value::Object(convert(kind, r, Naming::Tracker { minor }))).collect::<Vec<_>>() }),
-                ),
-            };
-            out.push(PlannedRequest {
-                method: "POST".into(),
-                url,
-                body: body.to_string().into_bytes(),
-                content_type: "application/json".into(),
-                uids,
-                family,
-                raw_seq: None,
-            });
-        }
-    }
-    out
 }
 
 impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R, H> {
@@ -1049,24 +874,6 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
     }
 }
 
-/// An update merged with the server's current copy, as planned for one flush.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PlannedMerge {
-    /// The record's kind.
-    pub kind: Kind,
-    /// Its tracked entity.
-    pub tei: String,
-    /// The server's current record (legacy naming), if the server has it.
-    pub server: Option<Object>,
-    /// The fields sent (and those the server already held) with the values the server holds
-    /// once the request is accepted.
-    pub settled: BTreeMap<String, Value>,
-    /// The record to send, or None when the server already holds every change.
-    pub delta: Option<Object>,
-    /// Fields changed on both sides (logged once the record is accepted).
-    pub conflicts: Vec<Conflict>,
-}
-
 /// The tracker records touched by some entries.
 fn pending_touches<'a>(entries: &'a [&'a OutboxEntry]) -> impl Iterator<Item = &'a Touch> + 'a {
     entries
@@ -1089,327 +896,4 @@ fn entry_times(segment: &[&OutboxEntry]) -> BTreeMap<String, (String, i64)> {
         }
     }
     out
-}
-
-/// Applies an accepted merge to a bundle as it is stored now.
-fn settle_merge(bundle: &mut TeiBundle, uid: &str, merge: &PlannedMerge) {
-    let remaining: BTreeMap<String, Value> = match bundle.changes.get_mut(uid) {
-        Some(changes) => {
-            for (key, value) in &merge.settled {
-                match changes.get_mut(key) {
-                    Some(change) if &change.value == value => {
-                        changes.remove(key);
-                    }
-                    // Changed again during the flush: the server's value is now what was sent.
-                    Some(change) => change.base = value.clone(),
-                    None => {}
-                }
-            }
-            changes.iter().map(|(k, c)| (k.clone(), c.value.clone())).collect()
-        }
-        None => BTreeMap::new(),
-    };
-    if let Some(server) = &merge.server {
-        if let Some(record) = bundle.record_mut(merge.kind, uid) {
-            let mut fresh = server.clone();
-            // Keep what the local copy holds beside the server's fields (nested lists).
-            for key in ["enrollments", "events"] {
-                if let Some(v) = record.get(key) {
-                    fresh.insert(key.into(), v.clone());
-                }
-            }
-            crate::merge::apply_fields(&mut fresh, &merge.settled);
-            crate::merge::apply_fields(&mut fresh, &remaining);
-            *record = fresh;
-        }
-    }
-}
-
-impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R, H> {
-    /// Merges the tracked changes of the records to update with the server's current copies,
-    /// read in a few batched requests.
-    async fn merge_updates(
-        &self,
-        family: Family,
-        sendable: &[Touch],
-        bundles: &BTreeMap<String, TeiBundle>,
-        captured: BTreeMap<String, (String, i64)>,
-        now: i64,
-    ) -> Result<BTreeMap<String, PlannedMerge>> {
-        let updates: Vec<&Touch> = sendable
-            .iter()
-            .filter(|t| !t.deleted)
-            .filter(|t| {
-                bundles.get(&t.tei).is_some_and(|b| {
-                    b.state(&t.uid) != SyncState::ToPost
-                        && b.record(t.kind, &t.uid).is_some()
-                        && b.changes.get(&t.uid).is_some_and(|c| !c.contains_key(WHOLE_RECORD))
-                })
-            })
-            .collect();
-        let mut out = BTreeMap::new();
-        if updates.is_empty() {
-            return Ok(out);
-        }
-        let policy = self.conflict_policy.lock().map(|p| *p).unwrap_or_default();
-        let teis: Vec<String> = updates.iter().map(|t| t.tei.clone()).collect::<BTreeSet<_>>().into_iter().collect();
-        let mut server: BTreeMap<String, TeiBundle> = BTreeMap::new();
-        for chunk in teis.chunks(TEIS_PER_REQUEST) {
-            server.extend(self.server_copies(family, chunk, now).await?);
-        }
-        for t in updates {
-            if out.contains_key(&t.uid) {
-                continue;
-            }
-            let Some(bundle) = bundles.get(&t.tei) else { continue };
-            let changes = bundle.changes.get(&t.uid).cloned().unwrap_or_default();
-            let server_record = server.get(&t.tei).and_then(|b| b.record(t.kind, &t.uid)).cloned();
-            let mut merged = merge_record(&changes, server_record.as_ref());
-            let hold = policy == ConflictPolicy::Hold;
-            if hold {
-                for (field, ..) in &merged.conflicts {
-                    merged.send.remove(field);
-                }
-            }
-            let (author, changed_at_ms) = captured.get(&t.uid).cloned().unwrap_or_default();
-            let conflicts = merged
-                .conflicts
-                .iter()
-                .map(|(field, base, server_value, device)| Conflict {
-                    id: format!("conflict:{}:{}:{}", t.uid, field, now),
-                    kind: t.kind,
-                    record: t.uid.clone(),
-                    tei: t.tei.clone(),
-                    field: field.clone(),
-                    base: base.clone(),
-                    server: server_value.clone(),
-                    device: device.clone(),
-                    author: author.clone(),
-                    changed_at_ms,
-                    found_at_ms: now,
-                    server_updated: server_updated(server_record.as_ref()),
-                    held: hold,
-                    source: ConflictSource::Server,
-                })
-                .collect();
-            let mut settled = merged.send.clone();
-            for key in &merged.already {
-                if let Some(c) = changes.get(key) {
-                    settled.insert(key.clone(), c.value.clone());
-                }
-            }
-            let delta = if merged.send.is_empty() {
-                None
-            } else {
-                let header = server_record.clone().or_else(|| bundle.record(t.kind, &t.uid).cloned());
-                header.map(|h| delta_record(&h, &merged.send, family == Family::Legacy))
-            };
-            out.insert(
-                t.uid.clone(),
-                PlannedMerge { kind: t.kind, tei: t.tei.clone(), server: server_record, settled, delta, conflicts },
-            );
-        }
-        Ok(out)
-    }
-
-    /// The server's current copies of some tracked entities (with enrollments and events), in
-    /// the API family of the writes.
-    async fn server_copies(&self, family: Family, teis: &[String], now_ms: i64) -> Result<BTreeMap<String, TeiBundle>> {
-        let api = &self.config.api_base;
-        let minor = self.clinic.lock().map(|c| c.metadata.minor_version()).unwrap_or(0);
-        let url = match family {
-            Family::Legacy => format!(
-                "{api}/trackedEntityInstances.json?trackedEntityInstance={}&ouMode=ACCESSIBLE&fields=*\
-&includeDeleted=true&skipPaging=true",
-                teis.join(";")
-            ),
-            Family::Tracker if minor >= 41 => format!(
-                "{api}/tracker/trackedEntities?trackedEntities={}&orgUnitMode=ACCESSIBLE&fields=*\
-&includeDeleted=true&paging=false",
-                teis.join(",")
-            ),
-            Family::Tracker => format!(
-                "{api}/tracker/trackedEntities?trackedEntity={}&ouMode=ACCESSIBLE&fields=*\
-&includeDeleted=true&skipPaging=true",
-                teis.join(";")
-            ),
-        };
-        let body = self.get_json_at(&url, Some(now_ms)).await?;
-        let items: Vec<Object> = match family {
-            Family::Legacy => body
-                .get("trackedEntityInstances")
-                .and_then(Value::as_array)
-                .map(|l| l.iter().filter_map(|v| v.as_object().cloned()).collect())
-                .ok_or_else(|| CoreError::BadResponse("no 'trackedEntityInstances' list".into()))?,
-            Family::Tracker => tracker_items(Kind::TrackedEntity, &body)
-                .cloned()
-                .unwrap_or_default()
-                .into_iter()
-                .filter_map(|v| v.as_object().map(|o| convert(Kind::TrackedEntity, o, Naming::Legacy)))
-                .collect(),
-        };
-        let mut out = BTreeMap::new();
-        for item in items {
-            // A record the server deleted is not its current copy: the update will be refused.
-            if crate::records::flag(&item, "deleted") {
-                continue;
-            }
-            if let Ok(mut bundle) = TeiBundle::from_nested(item) {
-                bundle.enrollments.retain(|e| !crate::records::flag(e, "deleted"));
-                bundle.events.retain(|e| !crate::records::flag(e, "deleted"));
-                out.insert(bundle.uid().to_string(), bundle);
-            }
-        }
-        Ok(out)
-    }
-}
-
-/// The same request without some records.
-/// A request of a flush waiting to be sent, and which half it is when it was split to find
-/// the record a server error comes from.
-struct QueuedRequest {
-    request: PlannedRequest,
-    half: Option<Half>,
-}
-
-/// One of the two halves of a request split in the search for a failing record.
-#[derive(Debug, Clone, Copy)]
-struct Half {
-    pair: u32,
-    first: bool,
-}
-
-/// What to do after an answer, in the search for the record an HTTP 500 comes from.
-enum HuntStep {
-    /// Nothing yet: the first half failed, its sibling goes next.
-    Wait,
-    /// Send these halves next.
-    Send(Box<QueuedRequest>, Box<QueuedRequest>),
-    /// The record the server fails on, with its answer.
-    Culprit(String, String),
-    /// Both halves failed: the server itself fails.
-    ServerFailing,
-    /// One record alone failed and nothing else was sent yet: whether the server works is
-    /// asked with one light read; if it does, this record is the culprit.
-    Probe(String, String),
-}
-
-/// The search for the record an HTTP 500 comes from. A request of several records that gets a
-/// 500 is sent again in halves; when one half fails and the other is imported, the failing
-/// half is the suspect and is split again, down to one record; when both fail, the server is
-/// failing, not a record, and the flush backs off. So one record the server cannot import
-/// costs about 2 log2(n) requests and holds nothing else back.
-#[derive(Default)]
-struct ErrorHunt {
-    next_pair: u32,
-    /// First halves that failed, waiting for their sibling's answer (with their answer).
-    first_failed: BTreeMap<u32, (PlannedRequest, String)>,
-    /// Whether the server imported anything in this flush.
-    imported: bool,
-}
-
-impl ErrorHunt {
-    /// A request answered HTTP 500 (`answer`: what it said).
-    fn failed(&mut self, request: PlannedRequest, half: Option<Half>, answer: String) -> HuntStep {
-        match half {
-            Some(h) if h.first => {
-                self.first_failed.insert(h.pair, (request, answer));
-                HuntStep::Wait
-            }
-            Some(h) => match self.first_failed.remove(&h.pair) {
-                Some(_) => HuntStep::ServerFailing,
-                None => self.narrow(request, answer),
-            },
-            None if request.uids.len() > 1 => self.split(&request),
-            None if self.imported => self.narrow(request, answer),
-            None => match request.uids.as_slice() {
-                [uid] => HuntStep::Probe(uid.clone(), answer),
-                _ => HuntStep::ServerFailing,
-            },
-        }
-    }
-
-    /// A request was imported; when it was a second half whose sibling failed, the sibling is
-    /// the suspect.
-    fn answered(&mut self, half: Option<Half>) -> Option<HuntStep> {
-        self.imported = true;
-        let h = half.filter(|h| !h.first)?;
-        let (sibling, answer) = self.first_failed.remove(&h.pair)?;
-        Some(self.narrow(sibling, answer))
-    }
-
-    fn narrow(&mut self, request: PlannedRequest, answer: String) -> HuntStep {
-        match request.uids.as_slice() {
-            [uid] => HuntStep::Culprit(uid.clone(), answer),
-            _ => self.split(&request),
-        }
-    }
-
-    fn split(&mut self, request: &PlannedRequest) -> HuntStep {
-        let (a, b) = halves(request);
-        let pair = self.next_pair;
-        self.next_pair += 1;
-        HuntStep::Send(
-            Box::new(QueuedRequest { request: a, half: Some(Half { pair, first: true }) }),
-            Box::new(QueuedRequest { request: b, half: Some(Half { pair, first: false }) }),
-        )
-    }
-}
-
-/// Notes the record the server failed on. When this error brings its entry to the limit, the
-/// record counts as refused at once, so what depends on it waits as a failure in this flush.
-#[allow(clippy::too_many_arguments)]
-fn blame(
-    uid: &str,
-    answer: String,
-    segment: &[&OutboxEntry],
-    touches: &[Touch],
-    server_errors: &mut BTreeMap<String, String>,
-    failed_records: &mut BTreeSet<String>,
-    failed_teis: &mut BTreeSet<String>,
-    limit: u32,
-) {
-    let at_limit =
-        segment.iter().any(|e| e.attempts + 1 >= limit && crate::outbox::entry_records(e).iter().any(|r| r == uid));
-    if at_limit {
-        failed_records.insert(uid.to_string());
-        if let Some(t) = touches.iter().find(|t| t.uid == uid && t.kind == Kind::TrackedEntity) {
-            failed_teis.insert(t.tei.clone());
-        }
-    }
-    server_errors.insert(uid.to_string(), answer);
-}
-
-/// A request of several records as two requests of half of them each.
-fn halves(request: &PlannedRequest) -> (PlannedRequest, PlannedRequest) {
-    let middle = request.uids.len() / 2;
-    let (first, second) = request.uids.split_at(middle);
-    (replan_without(request, second), replan_without(request, first))
-}
-
-/// What an answer said, for a person: status and DHIS2's message when there is one.
-fn answer_text(response: &HttpResponse) -> String {
-    let body: Value = serde_json::from_slice(&response.body).unwrap_or(Value::Null);
-    message_of(&body, response.status).chars().take(300).collect::<String>() + &format!(" (HTTP {})", response.status)
-}
-
-fn replan_without(request: &PlannedRequest, skip: &[String]) -> PlannedRequest {
-    let mut body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
-    if let Some(obj) = body.as_object_mut() {
-        for (_, list) in obj.iter_mut() {
-            if let Value::Array(items) = list {
-                items.retain(|i| {
-                    let own = ["event", "enrollment", "trackedEntity", "trackedEntityInstance"]
-                        .iter()
-                        .find_map(|k| i.get(*k).and_then(Value::as_str));
-                    !own.is_some_and(|u| skip.iter().any(|s| s == u))
-                });
-            }
-        }
-    }
-    PlannedRequest {
-        body: body.to_string().into_bytes(),
-        uids: request.uids.iter().filter(|u| !skip.contains(u)).cloned().collect(),
-        ..request.clone()
-    }
 }

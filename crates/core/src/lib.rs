@@ -14,6 +14,7 @@
 //!   merge; [`conflicts`]: the conflict log and its resolution.
 
 pub mod answer;
+pub mod api_path;
 pub mod backoff;
 pub mod clinic;
 pub mod conflicts;
@@ -21,11 +22,14 @@ pub mod crypto;
 pub mod download;
 pub mod engine;
 pub mod error;
+pub mod error_hunt;
 pub mod escrow;
 pub mod family;
 pub mod fetch_plan;
 pub mod fields;
 pub mod flush;
+pub mod flush_merge;
+pub mod flush_requests;
 pub mod http;
 pub mod index;
 pub mod index_snapshot;
@@ -41,6 +45,8 @@ pub mod params;
 pub mod profile;
 pub mod query;
 pub mod random;
+pub mod read_cache;
+pub mod read_shapes;
 pub mod reads;
 pub mod records;
 pub mod register;
@@ -50,6 +56,8 @@ pub mod store;
 pub mod time;
 pub mod uid;
 pub mod vault;
+pub mod write_answer;
+pub mod write_effect;
 pub mod writes;
 
 pub use error::{CoreError, Result};

@@ -46,7 +46,7 @@ pub struct KnownUser<'a> {
 }
 
 /// Metadata resources whose objects are kept by id from every online answer (vault-wide:
-/// they are in [`crate::reads::VAULT_WIDE_API_READS`]).
+/// they are in [`crate::read_cache::VAULT_WIDE_API_READS`]).
 pub const OBJECTS_KEPT_BY_ID: &[&str] = &[
     "programs",
     "programStages",

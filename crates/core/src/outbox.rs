@@ -20,10 +20,9 @@ use crate::{
     store::{KvStore, StoreName, WriteBatch},
     time::iso_from_ms,
     uid::generate_uid,
-    writes::{
-        apply_mutation, describe, prepare_write, synthetic_response, tracker_report, Family, Mutation, PreparedWrite,
-        Touch,
-    },
+    write_answer::{synthetic_response, tracker_report},
+    write_effect::{apply_mutation, Touch},
+    writes::{describe, prepare_write, Family, Mutation, PreparedWrite},
 };
 
 /// What an entry sends.

@@ -73,7 +73,8 @@ fn sync_formats_are_stable() {
         merge::{Conflict, ConflictSource, FieldChange},
         outbox::{EntryPayload, EntryState, Failure, OutboxEntry, Severity},
         records::{SyncState, TeiBundle},
-        writes::{Family, Touch},
+        write_effect::Touch,
+        writes::Family,
     };
     let mut bundle = TeiBundle::from_nested(
         json!({"trackedEntityInstance": "PQfMcpmXeFE", "orgUnit": "OuBaniNaim1", "enrollments": [
