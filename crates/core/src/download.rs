@@ -672,3 +672,31 @@ fn json_kind(value: &Value) -> &'static str {
         Value::Object(_) => "an object",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The stored cursor of a download (resumed after a reload or a lost network), and that a
+    /// cursor written before the server-clock fields still reads.
+    #[test]
+    fn the_download_cursor_format_is_stable() {
+        let cursor = DownloadCursor {
+            steps: vec![("OuBaniNaim1".into(), "PrMchProg01".into()), ("OuSaeerCli1".into(), "PrMchProg01".into())],
+            step: 1,
+            page: 3,
+            since: Some("2026-12-01T00:00:00.000".into()),
+            run_started_ms: 1_764_900_000_000,
+            done: 120,
+            totals: vec![Some(80), None],
+            complete: false,
+            last_complete_ms: Some(1_764_800_000_000),
+            run_started_server_ms: Some(1_764_899_990_000),
+            last_complete_server_ms: None,
+        };
+        insta::assert_snapshot!("download_cursor", serde_json::to_string_pretty(&cursor).unwrap());
+        let older = r#"{"steps":[["OuBaniNaim1","PrMchProg01"]],"step":0,"page":1,"since":null,"runStartedMs":1,"done":0,"totals":[null],"complete":false,"lastCompleteMs":null}"#;
+        let read: DownloadCursor = serde_json::from_str(older).unwrap();
+        assert_eq!(read.run_started_server_ms, None);
+    }
+}

@@ -635,4 +635,41 @@ mod tests {
         assert_eq!(shard_of("000f"), 0);
         assert!(shard_of("tei:x") < SHARDS);
     }
+
+    /// The manifest's stored format: the root (format byte, one little-endian version per
+    /// shard), a shard's plaintext (format byte, then per value: store tag, key length, key,
+    /// fingerprint), the names and associated data that bind them. A change here makes every
+    /// vault in the field unreadable: bump FORMAT and migrate instead.
+    #[test]
+    fn the_manifest_format_is_stable() {
+        let mut shard = Shard::new();
+        shard.insert((tag_of(StoreName::Records).unwrap(), "abc0".into()), [0x11; 16]);
+        shard.insert((tag_of(StoreName::Outbox).unwrap(), "abc1".into()), [0x22; 16]);
+        let mut versions = vec![0u32; SHARDS];
+        versions[0] = 1;
+        versions[0xabc] = 0x0102_0304;
+        let root = encode_root(&versions);
+        assert_eq!(root.len(), 1 + 4 * SHARDS);
+        assert_eq!(decode_root(&root).unwrap(), versions);
+        let stores = [
+            StoreName::Meta,
+            StoreName::Users,
+            StoreName::Records,
+            StoreName::Outbox,
+            StoreName::Cache,
+            StoreName::Index,
+        ];
+        let text = format!(
+            "root head: {}\nroot at shard abc: {}\nshard plaintext: {}\nshard key: {}\nshard aad: {}\nroot key: {ROOT_KEY}\nroot aad: {}\ntags: {:?}",
+            hex::encode(&root[..9]),
+            hex::encode(&root[1 + 4 * 0xabc..1 + 4 * 0xabc + 4]),
+            hex::encode(encode_shard(&shard)),
+            shard_key(0xabc),
+            String::from_utf8_lossy(&shard_aad(0xabc, 7)),
+            String::from_utf8_lossy(ROOT_AAD),
+            stores.map(tag_of),
+        );
+        insta::assert_snapshot!("manifest_format", text);
+        assert_eq!(decode_shard(&encode_shard(&shard)).unwrap(), shard);
+    }
 }

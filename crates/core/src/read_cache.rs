@@ -424,4 +424,18 @@ mod tests {
             assert_eq!(cache_scope(shared), CacheScope::Vault, "{shared}");
         }
     }
+
+    /// A cached answer's stored format and the key it is kept under (hashed with the vault's
+    /// key before it is stored): a change here makes every cached read a miss.
+    #[test]
+    fn the_cached_answer_format_and_key_are_stable() {
+        let entry = CachedResponse {
+            status: 200,
+            content_type: "application/json".into(),
+            body: crate::register::Bytes(br#"{"programs":[]}"#.to_vec()),
+        };
+        let key = cache_id(&Target::parse("http://h/api/40/programs.json?fields=id,name&paging=false&_=1764900000000"));
+        let text = format!("{}\nkey: {key}", serde_json::to_string_pretty(&entry).unwrap());
+        insta::assert_snapshot!("cached_answer", text);
+    }
 }

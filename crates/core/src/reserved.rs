@@ -114,3 +114,22 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
         Ok(self.pool(attribute).await?.values.len())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The stored pool of reserved values of one attribute, and its record id.
+    #[test]
+    fn the_reserved_pool_format_is_stable() {
+        let pool = Pool {
+            values: vec![serde_json::json!({"ownerObject": "TRACKEDENTITYATTRIBUTE", "ownerUid": "AtNationId1",
+                "key": "RANDOM(#######)", "value": "4012345", "created": "2026-12-01T08:00:00.000",
+                "expiryDate": "2027-02-01T08:00:00.000"})],
+        };
+        let text = format!("{}\nid: {}", serde_json::to_string_pretty(&pool).unwrap(), pool_id("AtNationId1"));
+        insta::assert_snapshot!("reserved_pool", text);
+        let read: Pool = serde_json::from_str(&serde_json::to_string(&pool).unwrap()).unwrap();
+        assert_eq!(read.values, pool.values);
+    }
+}

@@ -150,3 +150,75 @@ fn sync_formats_are_stable() {
     };
     insta::assert_snapshot!("sync_warning", serde_json::to_string_pretty(&warning).unwrap());
 }
+
+#[test]
+fn clinic_copy_and_queue_formats_are_stable() {
+    use serde_json::json;
+    use tracker_offline_core::{
+        index::IndexRow,
+        metadata::{AttributeInfo, ClinicMetadata, OrgUnitInfo, ProgramInfo},
+        outbox::{EntryPayload, EntryState, OutboxEntry},
+        records::TeiBundle,
+        register::Bytes,
+        writes::Family,
+    };
+    let bundle = TeiBundle::from_nested(
+        json!({"trackedEntityInstance": "PQfMcpmXeFE", "trackedEntityType": "TetPerson01", "orgUnit": "OuBaniNaim1",
+            "created": "2026-11-30T09:00:00.000", "lastUpdated": "2026-12-01T10:30:00.000",
+            "attributes": [{"attribute": "AtFirstNam1", "value": "فاطمة"}, {"attribute": "AtNationId1", "value": "401234567"}],
+            "enrollments": [{"enrollment": "EnMch000001", "program": "PrMchProg01", "status": "ACTIVE", "orgUnit": "OuBaniNaim1",
+                "enrollmentDate": "2026-11-30T00:00:00.000", "followup": true,
+                "events": [{"event": "EvAnc000001", "status": "ACTIVE"}]}]})
+        .as_object()
+        .cloned()
+        .unwrap(),
+    )
+    .unwrap();
+    insta::assert_snapshot!("index_row", serde_json::to_string_pretty(&IndexRow::of(&bundle)).unwrap());
+
+    let metadata = ClinicMetadata {
+        server_version: "2.41.3".into(),
+        org_units: [(
+            "OuBaniNaim1".to_string(),
+            OrgUnitInfo {
+                id: "OuBaniNaim1".into(),
+                path: "/OuPalestin1/OuHebronDi1/OuBaniNaim1".into(),
+                display_name: "Bani Naim Clinic".into(),
+            },
+        )]
+        .into(),
+        programs: vec![ProgramInfo {
+            id: "PrMchProg01".into(),
+            display_name: "MCH".into(),
+            tracked_entity_type: "TetPerson01".into(),
+            attributes: vec![AttributeInfo {
+                id: "AtFirstNam1".into(),
+                display_name: "First name".into(),
+                value_type: "TEXT".into(),
+                display_in_list: true,
+                generated: false,
+            }],
+        }],
+        capture_org_units: vec!["OuBaniNaim1".into()],
+        search_org_units: vec![],
+    };
+    insta::assert_snapshot!("clinic_metadata", serde_json::to_string_pretty(&metadata).unwrap());
+
+    // A write the core could not apply locally is queued raw; refused, it is kept with the reasons.
+    let raw = OutboxEntry {
+        seq: 1_780_000_000_000_001,
+        author: "nurse2".into(),
+        created_at_ms: 1_780_000_000_000,
+        summary: "PUT /api/userSettings/keyUiLocale".into(),
+        family: Family::Legacy,
+        payload: EntryPayload::Raw {
+            method: "PUT".into(),
+            url: "/api/userSettings/keyUiLocale".into(),
+            content_type: "text/plain".into(),
+            body: Bytes(b"ar".to_vec()),
+        },
+        state: EntryState::Failed { reasons: vec!["Not allowed (HTTP 403)".into()], at_ms: 1_780_000_100_000 },
+        attempts: 2,
+    };
+    insta::assert_snapshot!("raw_failed_outbox_entry", serde_json::to_string_pretty(&raw).unwrap());
+}

@@ -1317,3 +1317,31 @@ pub fn validate_username(username: &str) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What is sealed beside a register entry (her profile, last online login, clock high
+    /// water mark, a refusal by the server): a change here locks every nurse out of her
+    /// offline login.
+    #[test]
+    fn the_sealed_user_facts_format_is_stable() {
+        let facts = SealedUserFacts {
+            profile: UserProfile {
+                id: "xE7jOejl9FI".into(),
+                username: "nurse1".into(),
+                display_name: "Amal Haddad".into(),
+                organisation_units: vec![],
+                tei_search_organisation_units: vec![],
+                authorities: vec![],
+            },
+            last_online_login_ms: 1_780_000_000_000,
+            clock_high_water_ms: 1_780_000_500_000,
+            refused_by_server: true,
+        };
+        insta::assert_snapshot!("sealed_user_facts", serde_json::to_string_pretty(&facts).unwrap());
+        let before_refusals = r#"{"profile":{"id":"x","username":"nurse1","displayName":"A"},"lastOnlineLoginMs":1,"clockHighWaterMs":2}"#;
+        assert!(!serde_json::from_str::<SealedUserFacts>(before_refusals).unwrap().refused_by_server);
+    }
+}
