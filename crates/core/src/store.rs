@@ -351,13 +351,15 @@ impl KvStore for MemoryStore {
 }
 
 /// The conformance suite every [`KvStore`] must pass. Each function takes a fresh, empty
-/// store; run natively on [`MemoryStore`] and in Chromium on IndexedDB.
+/// store; run natively on [`MemoryStore`] and in Chromium on IndexedDB (feature `testing`).
+/// A failure names the check and shows the value found beside the one expected.
+#[cfg(any(test, feature = "testing"))]
 pub mod conformance {
     use super::*;
 
     /// Put, get, overwrite, delete, list order, count.
     pub async fn basic_crud(store: &impl KvStore) -> Result<()> {
-        check(store.get(StoreName::Records, "a").await?.is_none(), "empty store has no key")?;
+        check_eq(store.get(StoreName::Records, "a").await?, None, "empty store has no key")?;
         store
             .write(WriteBatch::new().put(StoreName::Records, "b", vec![2]).put(
                 StoreName::Records,
@@ -365,26 +367,31 @@ pub mod conformance {
                 vec![1, 0, 255],
             ))
             .await?;
-        check(store.get(StoreName::Records, "a").await? == Some(vec![1, 0, 255]), "bytes round-trip")?;
-        check(store.get(StoreName::Users, "a").await?.is_none(), "stores are separate")?;
+        check_eq(store.get(StoreName::Records, "a").await?, Some(vec![1, 0, 255]), "bytes round-trip")?;
+        check_eq(store.get(StoreName::Users, "a").await?, None, "stores are separate")?;
         store.write(WriteBatch::new().put(StoreName::Records, "a", vec![9])).await?;
-        check(store.get(StoreName::Records, "a").await? == Some(vec![9]), "put overwrites")?;
+        check_eq(store.get(StoreName::Records, "a").await?, Some(vec![9]), "put overwrites")?;
         let listed = store.list(StoreName::Records).await?;
-        check(listed == vec![("a".to_string(), vec![9]), ("b".to_string(), vec![2])], "list ordered by key")?;
-        check(store.count(StoreName::Records).await? == 2, "count")?;
-        check(store.list_keys(StoreName::Records).await? == ["a", "b"], "list_keys ordered by key")?;
-        check(store.list_keys(StoreName::Outbox).await?.is_empty(), "list_keys of an empty store")?;
+        check_eq(listed, vec![("a".to_string(), vec![9]), ("b".to_string(), vec![2])], "list ordered by key")?;
+        check_eq(store.count(StoreName::Records).await?, 2, "count")?;
+        check_eq(
+            store.list_keys(StoreName::Records).await?,
+            vec!["a".to_string(), "b".into()],
+            "list_keys ordered by key",
+        )?;
+        check_eq(store.list_keys(StoreName::Outbox).await?, Vec::<String>::new(), "list_keys of an empty store")?;
         store.write(WriteBatch::new().delete(StoreName::Records, "a").delete(StoreName::Records, "zz")).await?;
-        check(store.get(StoreName::Records, "a").await?.is_none(), "delete removes")?;
-        check(store.count(StoreName::Records).await? == 1, "count after delete")?;
+        check_eq(store.get(StoreName::Records, "a").await?, None, "delete removes")?;
+        check_eq(store.count(StoreName::Records).await?, 1, "count after delete")?;
         store.write(WriteBatch::new().put(StoreName::Records, "empty", vec![])).await?;
-        check(store.get(StoreName::Records, "empty").await? == Some(vec![]), "empty value kept")?;
+        check_eq(store.get(StoreName::Records, "empty").await?, Some(vec![]), "empty value kept")?;
         let keys = ["b", "a", "empty", "b"].map(String::from);
-        check(
-            store.get_many(StoreName::Records, &keys).await? == vec![Some(vec![2]), None, Some(vec![]), Some(vec![2])],
+        check_eq(
+            store.get_many(StoreName::Records, &keys).await?,
+            vec![Some(vec![2]), None, Some(vec![]), Some(vec![2])],
             "get_many answers in the order asked, None where absent",
         )?;
-        check(store.get_many(StoreName::Records, &[]).await?.is_empty(), "get_many of no key")?;
+        check_eq(store.get_many(StoreName::Records, &[]).await?, vec![], "get_many of no key")?;
         Ok(())
     }
 
@@ -396,9 +403,10 @@ pub mod conformance {
             b"records|plain".to_vec(),
             b"Fatima",
         );
-        check(store.write(batch).await.is_err(), "a batch with an unsealed value is refused")?;
-        check(store.get(StoreName::Records, "sealed").await?.is_none(), "nothing of it is written")?;
-        check(store.get(StoreName::Records, "plain").await?.is_none(), "the plaintext is not written")?;
+        let refused = store.write(batch).await;
+        check(refused.is_err(), &format!("a batch with an unsealed value is refused: found {refused:?}"))?;
+        check_eq(store.get(StoreName::Records, "sealed").await?, None, "nothing of it is written")?;
+        check_eq(store.get(StoreName::Records, "plain").await?, None, "the plaintext is not written")?;
         Ok(())
     }
 
@@ -426,10 +434,11 @@ pub mod conformance {
             .put(StoreName::Outbox, "o", vec![3])
             .delete(StoreName::Records, "keep")
             .put(StoreName::Records, "", vec![4]);
-        check(store.write(bad).await.is_err(), "an empty key is refused")?;
-        check(store.get(StoreName::Records, "new").await?.is_none(), "first put rolled back")?;
-        check(store.get(StoreName::Outbox, "o").await?.is_none(), "other store rolled back")?;
-        check(store.get(StoreName::Records, "keep").await? == Some(vec![1]), "delete rolled back")?;
+        let refused = store.write(bad).await;
+        check(refused.is_err(), &format!("an empty key is refused: found {refused:?}"))?;
+        check_eq(store.get(StoreName::Records, "new").await?, None, "first put rolled back")?;
+        check_eq(store.get(StoreName::Outbox, "o").await?, None, "other store rolled back")?;
+        check_eq(store.get(StoreName::Records, "keep").await?, Some(vec![1]), "delete rolled back")?;
         Ok(())
     }
 
@@ -441,8 +450,10 @@ pub mod conformance {
             batch = batch.put(StoreName::Records, format!("k{i:04}"), vec![i as u8; 64]);
         }
         store.write(batch).await?;
-        check(store.get(StoreName::Cache, "big").await? == Some(big), "1 MB value round-trips")?;
-        check(store.count(StoreName::Records).await? == 200, "200 keys")?;
+        let found = store.get(StoreName::Cache, "big").await?;
+        check_eq(found.as_ref().map(Vec::len), Some(big.len()), "1 MB value keeps its length")?;
+        check(found == Some(big), "1 MB value round-trips")?;
+        check_eq(store.count(StoreName::Records).await?, 200, "200 keys")?;
         Ok(())
     }
 
@@ -460,7 +471,7 @@ pub mod conformance {
                     .put(StoreName::Meta, "root", vec![4]),
             )
             .await?;
-        check(store.get(StoreName::Records, "r").await? == Some(vec![1]), "a batch whose precondition holds")?;
+        check_eq(store.get(StoreName::Records, "r").await?, Some(vec![1]), "a batch whose precondition holds")?;
         for (expected, what) in [
             (Some(vec![1, 2, 3]), "a changed value"),
             (None, "a key expected absent"),
@@ -476,18 +487,19 @@ pub mod conformance {
                         .put(StoreName::Meta, "root", vec![5]),
                 )
                 .await;
-            check(matches!(stale, Err(CoreError::StaleWrite(_))), what)?;
-            check(store.get(StoreName::Records, "r").await? == Some(vec![1]), "a stale batch deletes nothing")?;
-            check(store.get(StoreName::Outbox, "o").await?.is_none(), "a stale batch puts nothing")?;
-            check(store.get(StoreName::Meta, "root").await? == Some(vec![4]), "a stale batch keeps the value")?;
+            check(matches!(stale, Err(CoreError::StaleWrite(_))), &format!("{what}: found {stale:?}"))?;
+            check_eq(store.get(StoreName::Records, "r").await?, Some(vec![1]), "a stale batch deletes nothing")?;
+            check_eq(store.get(StoreName::Outbox, "o").await?, None, "a stale batch puts nothing")?;
+            check_eq(store.get(StoreName::Meta, "root").await?, Some(vec![4]), "a stale batch keeps the value")?;
         }
         let absent = store.write(WriteBatch::new().expect(StoreName::Meta, "none", Some(vec![4])).put(
             StoreName::Records,
             "x",
             vec![1],
         ));
-        check(matches!(absent.await, Err(CoreError::StaleWrite(_))), "a key expected present")?;
-        check(store.get(StoreName::Records, "x").await?.is_none(), "nothing of it written")?;
+        let absent = absent.await;
+        check(matches!(absent, Err(CoreError::StaleWrite(_))), &format!("a key expected present: found {absent:?}"))?;
+        check_eq(store.get(StoreName::Records, "x").await?, None, "nothing of it written")?;
         Ok(())
     }
 
@@ -511,6 +523,15 @@ pub mod conformance {
             Err(CoreError::Storage(format!("conformance failed: {what}")))
         }
     }
+
+    /// As [`check`], for a value: the failure shows what was found and what was expected.
+    fn check_eq<T: PartialEq + std::fmt::Debug>(found: T, expected: T, what: &str) -> Result<()> {
+        if found == expected {
+            Ok(())
+        } else {
+            Err(CoreError::Storage(format!("conformance failed: {what}: found {found:?}, expected {expected:?}")))
+        }
+    }
 }
 
 #[cfg(test)]
@@ -521,6 +542,30 @@ mod tests {
     #[test]
     fn memory_store_passes_conformance() {
         block_on(conformance::run_all(|_| async { MemoryStore::new() })).unwrap();
+    }
+
+    /// A store that miscounts: the suite fails, and says what it found.
+    struct Miscounting(MemoryStore);
+
+    impl KvStore for Miscounting {
+        async fn get(&self, store: StoreName, key: &str) -> Result<Option<Vec<u8>>> {
+            self.0.get(store, key).await
+        }
+        async fn list(&self, store: StoreName) -> Result<Vec<(String, Vec<u8>)>> {
+            self.0.list(store).await
+        }
+        async fn count(&self, store: StoreName) -> Result<u64> {
+            Ok(self.0.count(store).await? + 1)
+        }
+        async fn write(&self, batch: WriteBatch) -> Result<()> {
+            self.0.write(batch).await
+        }
+    }
+
+    #[test]
+    fn a_failing_store_is_told_what_was_found_and_what_was_expected() {
+        let err = block_on(conformance::run_all(|_| async { Miscounting(MemoryStore::new()) })).unwrap_err();
+        assert_eq!(err, CoreError::Storage("conformance failed: count: found 3, expected 2".into()));
     }
 
     #[test]
