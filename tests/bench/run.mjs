@@ -201,13 +201,14 @@ async function phaseFlush(browser, www) {
     await sim.kill();
     log('sim killed: offline');
 
-    // P1: offline login beside WebCrypto PBKDF2 (through the wasm export and raw) and pure Rust.
+    // P1: offline login beside WebCrypto PBKDF2 alone (from JS, same password, salt size and
+    // iterations). The shipped wasm exports no KDF of its own for benchmarks.
     await measure('P1', async () => {
       await appCall(pageLogin, 'logout');
       const p1 = await pageLogin.evaluate(async ({ user, repeats, iterations }) => {
         const salt = crypto.getRandomValues(new Uint8Array(16));
         const enc = new TextEncoder();
-        const out = { login: [], webCrypto: [], webCryptoRaw: [], rust: [], modes: [] };
+        const out = { login: [], webCrypto: [], modes: [] };
         const time = async (fn) => { const t = performance.now(); await fn(); return performance.now() - t; };
         for (let r = 0; r < repeats; r++) {
           out.login.push(await time(async () => {
@@ -215,12 +216,10 @@ async function phaseFlush(browser, www) {
             out.modes.push(o.mode);
           }));
           await window.trackerOffline.logout();
-          out.webCrypto.push(await time(() => window.wasm.pbkdf2WebCrypto(user.password, salt, iterations)));
-          out.webCryptoRaw.push(await time(async () => {
+          out.webCrypto.push(await time(async () => {
             const key = await crypto.subtle.importKey('raw', enc.encode(user.password), 'PBKDF2', false, ['deriveBits']);
             await crypto.subtle.deriveBits({ name: 'PBKDF2', hash: 'SHA-256', salt, iterations }, key, 256);
           }));
-          out.rust.push(await time(async () => window.wasm.pbkdf2Rust(user.password, salt, iterations)));
         }
         return out;
       }, { user: NURSE, repeats: cfg.p1Repeats, iterations: cfg.iterations });
@@ -229,14 +228,11 @@ async function phaseFlush(browser, www) {
         iterations: cfg.iterations,
         offlineLoginMs: summary(p1.login),
         webCryptoMs: summary(p1.webCrypto),
-        webCryptoRawJsMs: summary(p1.webCryptoRaw),
-        rustPbkdf2Ms: summary(p1.rust),
       };
       fig.ratioLoginToWebCrypto = Number((fig.offlineLoginMs.median / fig.webCryptoMs.median).toFixed(3));
-      fig.ratioRustToWebCrypto = Number((fig.rustPbkdf2Ms.median / fig.webCryptoMs.median).toFixed(3));
       results.figures.P1 = fig;
       target('P1', 'offline login / WebCrypto PBKDF2 (medians)', fig.ratioLoginToWebCrypto, '<=', 1.2, 'x');
-      log(`P1 login ${fig.offlineLoginMs.median} ms, WebCrypto ${fig.webCryptoMs.median} ms, Rust ${fig.rustPbkdf2Ms.median} ms`);
+      log(`P1 login ${fig.offlineLoginMs.median} ms, WebCrypto ${fig.webCryptoMs.median} ms`);
     });
 
     // P4: one data value written offline (PUT /api/events/{ev}/{de}), as Tracker Capture saves a field.
@@ -618,7 +614,8 @@ async function phaseSize(browser, www, size) {
         if (marks.error || marks.mode !== 'offline' || marks.status !== 200 || !marks.local) throw new Error(`P7 marks ${JSON.stringify(marks)}`);
         const kdf = await page.evaluate(async (iterations) => {
           const t = performance.now();
-          await window.wasm.pbkdf2WebCrypto('a password', new Uint8Array(16), iterations);
+          const key = await crypto.subtle.importKey('raw', new TextEncoder().encode('a password'), 'PBKDF2', false, ['deriveBits']);
+          await crypto.subtle.deriveBits({ name: 'PBKDF2', hash: 'SHA-256', salt: new Uint8Array(16), iterations }, key, 256);
           return performance.now() - t;
         }, cfg.iterations);
         runs.push({
@@ -697,7 +694,7 @@ function table() {
   const verdict = (x) => (!x || x.met === null ? 'n/a' : x.met ? 'met' : 'MISSED');
   if (f.P1) {
     row('P1', `offline login, ${cfg.iterations.toLocaleString('en-US')} it.`, fmt(f.P1.offlineLoginMs, ' ms'),
-      `WebCrypto ${fmt(f.P1.webCryptoMs, ' ms')}; Rust ${fmt(f.P1.rustPbkdf2Ms, ' ms')}`,
+      `WebCrypto ${fmt(f.P1.webCryptoMs, ' ms')}`,
       `${f.P1.ratioLoginToWebCrypto}x`, `<= 1.2x ${verdict(t('P1'))}`);
   }
   for (const size of cfg.sizes) {

@@ -69,7 +69,6 @@ fn reject(error: CoreError) -> JsValue {
 #[wasm_bindgen]
 pub struct Engine {
     inner: Rc<BrowserEngine>,
-    database: String,
 }
 
 #[wasm_bindgen]
@@ -99,13 +98,7 @@ impl Engine {
         let store = IdbStore::open(&database).await.map_err(reject)?;
         let http = FetchHttp { timeout_ms: options.request_timeout_ms.unwrap_or(LIBRARY_REQUEST_TIMEOUT_MS) };
         let inner = CoreEngine::new(config, store, WebCryptoPbkdf2, WebRandom, http);
-        Ok(Engine { inner: Rc::new(inner), database })
-    }
-
-    /// The IndexedDB database name of this vault.
-    #[wasm_bindgen(getter)]
-    pub fn database(&self) -> String {
-        self.database.clone()
+        Ok(Engine { inner: Rc::new(inner) })
     }
 
     /// Logs in (server first, local register when unreachable). Resolves with
@@ -231,12 +224,6 @@ impl Engine {
         self.inner.set_server_error_limit(limit).map_err(reject)
     }
 
-    /// The path of the API base (`/api`), for matching requests.
-    #[wasm_bindgen(js_name = apiPath, getter)]
-    pub fn api_path(&self) -> String {
-        self.inner.api_path()
-    }
-
     /// How to handle a write of the app to this vault
     /// ([`tracker_offline_core::fetch_plan::WritePlan`]): resolves with `{ kind: 'send-as-is',
     /// answer }` (locked: `answer` when the server cannot be reached), `{ kind: 'refuse',
@@ -330,13 +317,6 @@ impl Engine {
     #[wasm_bindgen(js_name = networkBack)]
     pub fn network_back(&self) {
         self.inner.network_back();
-    }
-
-    /// How long automatic flushes still wait (ms; the server's `Retry-After` or the device's
-    /// backoff), or undefined when one may start now.
-    #[wasm_bindgen(js_name = flushWaitMs)]
-    pub fn flush_wait_ms(&self) -> Option<f64> {
-        self.inner.flush_wait_ms(now_ms()).map(|ms| ms as f64)
     }
 
     fn flush_with(&self, scope: Option<String>, on_progress: Option<js_sys::Function>, if_due: bool) -> Promise {
@@ -506,12 +486,6 @@ impl PreparedRequest {
         Uint8Array::from(self.inner.body.as_slice())
     }
 
-    /// True for tracker data writes (false for writes queued raw).
-    #[wasm_bindgen(getter, js_name = isTracker)]
-    pub fn is_tracker(&self) -> bool {
-        self.inner.mutation != tracker_offline_core::writes::Mutation::Raw
-    }
-
     /// Names the app window that made the write and the windows open now (client ids), so a
     /// value another open window saved and this one replaces is kept as a conflict.
     #[wasm_bindgen(js_name = fromWindow)]
@@ -560,24 +534,4 @@ pub fn app_request_timeout_ms() -> u32 {
 #[wasm_bindgen(js_name = triggerDelayMs)]
 pub fn trigger_delay_ms() -> f64 {
     tracker_offline_core::backoff::trigger_delay_ms(js_sys::Math::random()) as f64
-}
-
-/// PBKDF2-HMAC-SHA256 by the pure-Rust implementation (benchmarks and equality tests).
-#[wasm_bindgen(js_name = pbkdf2Rust)]
-pub fn pbkdf2_rust(password: &str, salt: &[u8], iterations: u32) -> Result<Uint8Array, JsValue> {
-    if iterations == 0 {
-        return Err(reject(CoreError::BadInput("iterations must be positive".into())));
-    }
-    let key = tracker_offline_core::crypto::pbkdf2_sha256(password.as_bytes(), salt, iterations);
-    Ok(Uint8Array::from(&key.expose()[..]))
-}
-
-/// PBKDF2-HMAC-SHA256 by WebCrypto, through the same code path logins use.
-#[wasm_bindgen(js_name = pbkdf2WebCrypto)]
-pub fn pbkdf2_web_crypto(password: String, salt: Vec<u8>, iterations: u32) -> Promise {
-    future_to_promise(async move {
-        use tracker_offline_core::kdf::PasswordKdf;
-        let key = WebCryptoPbkdf2.pbkdf2_sha256(password.as_bytes(), &salt, iterations).await.map_err(reject)?;
-        Ok(Uint8Array::from(&key.expose()[..]).into())
-    })
 }
