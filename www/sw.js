@@ -40,7 +40,7 @@ const LIBRARY_VERSION = 'dev';
 // Versioned URL: a newer release's worker never gets an older glue from the HTTP cache.
 importScripts(`./pkg/tracker_offline_worker.js?v=${LIBRARY_VERSION}`);
 /* global wasm_bindgen */
-const { Engine, triggerDelayMs, routeRequest, keepsShellCopy, appRequestTimeoutMs } = wasm_bindgen;
+const { Engine, triggerDelayMs, routeRequest, keepsShellCopy, appRequestTimeoutMs, checkWorkerMessage } = wasm_bindgen;
 const init = wasm_bindgen;
 
 const SYNC_TAG = 'tracker-offline-outbox';
@@ -48,9 +48,6 @@ const SYNC_TAG = 'tracker-offline-outbox';
 const SHELL_CACHE = 'tracker-offline-shell-v1';
 const DB_PREFIX = 'tracker-offline:';
 
-/** What a page may ask while the vault is locked; everything else needs an open session. */
-const LOCKED_MESSAGES = new Set(['configure', 'login', 'lock', 'status', 'resume', 'cache-shell']);
-const SESSION_MESSAGES = new Set(['escrow', 'download', 'sync', 'failures', 'retry', 'discard', 'conflicts', 'resolve-conflict', 'remove-user']);
 /** The vault policy a page may set (`configure`), as `Engine.open` takes it. */
 const POLICY_OPTIONS = ['pbkdf2Iterations', 'lockoutFreeAttempts', 'lockoutBaseMs', 'maxOfflineDays', 'requestTimeoutMs'];
 
@@ -372,18 +369,22 @@ async function statusOf(engine) {
   };
 }
 
+/** Acts on a page's message, once the core's table of messages (`worker_protocol`) took it. */
 async function handle(message, port) {
-  const type = message?.type;
-  if (!LOCKED_MESSAGES.has(type) && !SESSION_MESSAGES.has(type)) throw coded('BAD_INPUT', `unknown message ${String(type).slice(0, 100)}`);
-  if (type === 'lock') {
-    for (const pending of engines.values()) (await pending).logout();
-    return { unlocked: false };
+  await loadWasm();
+  const type = String(message?.type);
+  if (!checkWorkerMessage(type, true)) {
+    // Messages that name no vault.
+    if (type === 'lock') {
+      for (const pending of engines.values()) (await pending).logout();
+      return { unlocked: false };
+    }
+    return cacheShell(Array.isArray(message.urls) ? message.urls : []);
   }
-  if (type === 'cache-shell') return cacheShell(Array.isArray(message.urls) ? message.urls : []);
   const apiBase = await checkedApiBase(message.apiBase);
   if (type === 'configure') return configure(apiBase, message);
   const engine = await engineFor(apiBase);
-  if (SESSION_MESSAGES.has(type) && !engine.unlocked) throw coded('VAULT_LOCKED', 'log in first');
+  checkWorkerMessage(type, engine.unlocked); // VAULT_LOCKED for a session's message
   switch (type) {
     case 'login': {
       // The password stays here: the page gets the outcome (who, online or offline, profile).

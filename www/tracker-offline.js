@@ -24,7 +24,7 @@
 // CONFLICT, BAD_INPUT, BAD_RESPONSE, CRYPTO_ERROR, SERVICE_WORKER_UNAVAILABLE,
 // SERVICE_WORKER_ERROR, NOT_ALLOWED); the full list is TrackerOfflineErrorCode in tracker-offline.d.ts.
 
-import init, { Engine, triggerDelayMs } from './pkg/tracker_offline.js';
+import init, { Engine, triggerDelayMs, workerAnswerWithinMs } from './pkg/tracker_offline.js';
 
 /** A queued write with no flush report in sight: when an automatic flush is tried anyway (ms). */
 const QUEUED_CHECK_MS = 30000;
@@ -41,13 +41,20 @@ function codedError(code, message, extra = {}) {
   return Object.assign(new Error(message), { name: 'TrackerOfflineError', code }, extra);
 }
 
-/** Sends one message to the active service worker and waits for its answer. */
-async function askWorker(registration, message, transfer = [], timeoutMs = 10000, onProgress = null) {
+/**
+ * Sends one message to the active service worker and waits for its answer, as long as the
+ * core's table of messages says (`worker_protocol`); `onProgress` gets what the worker reports
+ * on the way.
+ */
+async function askWorker(registration, message, onProgress = null) {
   const worker = registration?.active ?? (await navigator.serviceWorker.ready).active;
   if (!worker) throw codedError('SERVICE_WORKER_UNAVAILABLE', 'the service worker is not active');
   const channel = new MessageChannel();
   const answer = new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(codedError('SERVICE_WORKER_UNAVAILABLE', 'the service worker did not answer')), timeoutMs);
+    const timer = setTimeout(
+      () => reject(codedError('SERVICE_WORKER_UNAVAILABLE', 'the service worker did not answer')),
+      workerAnswerWithinMs(message.type),
+    );
     channel.port1.onmessage = ({ data }) => {
       if (data && 'progress' in data) return onProgress?.(data.progress);
       clearTimeout(timer);
@@ -58,14 +65,215 @@ async function askWorker(registration, message, transfer = [], timeoutMs = 10000
       }
     };
   });
-  worker.postMessage(message, [channel.port2, ...transfer]);
+  worker.postMessage(message, [channel.port2]);
   return answer;
+}
+
+/**
+ * Where the session, the clinic copy and the outbox live when a service worker runs: in the
+ * worker, the one holder of the data key; every call is a message. Chosen once, at start.
+ */
+class WorkerChannel {
+  #registration;
+  #apiBase;
+  #heartbeat = null;
+  /** Whether the worker holds a session (it alone holds the key). */
+  unlocked = false;
+
+  constructor(registration, apiBase) {
+    this.#registration = registration;
+    this.#apiBase = apiBase;
+  }
+
+  #ask(type, fields = {}, onProgress = null) {
+    return askWorker(this.#registration, { type, apiBase: this.#apiBase, ...fields }, onProgress);
+  }
+
+  /** After a reload the worker may still hold the session: carry on with it. */
+  async resume() {
+    const held = await this.#ask('resume').catch(() => null);
+    this.unlocked = held?.unlocked === true;
+  }
+
+  /** The worker checks the credentials (server first, then its register) and keeps the key. */
+  async login(username, password) {
+    const outcome = await this.#ask('login', { username, password });
+    this.unlocked = true;
+    return outcome;
+  }
+
+  escrow(sharing) {
+    return this.#ask('escrow', { sharing });
+  }
+
+  async logout() {
+    this.unlocked = false;
+    await askWorker(this.#registration, { type: 'lock' }).catch(() => {});
+  }
+
+  /** The page's status with the worker's view laid over it: it holds the session and sees every request. */
+  async status(page) {
+    const worker = await this.workerStatus().catch(() => null);
+    if (worker && typeof worker.online === 'boolean') page.online = worker.online;
+    this.unlocked = worker?.unlocked === true;
+    page.user = this.unlocked ? worker.user : null;
+    page.locked = !this.unlocked;
+    // The worker queues and sends the outbox and downloads the copy: its counts are the current ones.
+    if (worker?.unlocked && typeof worker.pending === 'number') {
+      Object.assign(page, {
+        pending: worker.pending, failed: worker.failed, pendingByAuthor: worker.pendingByAuthor, failedByAuthor: worker.failedByAuthor,
+        records: worker.records, lastDownloadAt: worker.lastDownloadAt ?? page.lastDownloadAt, authRequired: worker.authRequired,
+      });
+    }
+    return page;
+  }
+
+  /** Where a worker runs it is the one writer of the local copy: it downloads, the page asks. */
+  download(options, onProgress) {
+    return this.#ask('download', { options }, onProgress);
+  }
+
+  sync({ scope, ifDue, networkBack }) {
+    return this.#ask('sync', { scope, ifDue, networkBack });
+  }
+
+  failures() {
+    return this.#ask('failures');
+  }
+
+  conflicts() {
+    return this.#ask('conflicts');
+  }
+
+  resolveConflict(id, keep) {
+    return this.#ask('resolve-conflict', { id, keep });
+  }
+
+  retry(id) {
+    return this.#ask('retry', { id });
+  }
+
+  discard(id) {
+    return this.#ask('discard', { id });
+  }
+
+  removeUser(username) {
+    return this.#ask('remove-user', { username });
+  }
+
+  cacheShell(urls) {
+    return askWorker(this.#registration, { type: 'cache-shell', urls });
+  }
+
+  workerStatus() {
+    return this.#ask('status');
+  }
+
+  /**
+   * Browsers stop an idle service worker after about 30 s, and a stopped worker has forgotten the
+   * key. While a session is open the page asks it for its status every 20 s, which keeps it
+   * running; should it have been stopped anyway, `onLost` is called.
+   */
+  keepAlive(onLost) {
+    if (this.#heartbeat !== null) return;
+    this.#heartbeat = setInterval(() => {
+      if (!this.unlocked) return;
+      this.workerStatus()
+        .then((worker) => {
+          if (worker?.unlocked === false) {
+            this.unlocked = false;
+            onLost();
+          }
+        })
+        .catch(() => {});
+    }, 20000);
+  }
+}
+
+/**
+ * Where they live without a service worker (none registered, or a page it does not control):
+ * in this page's own engine, which is then the writer of the local copy.
+ */
+class EngineChannel {
+  #engine;
+  #apiBase;
+
+  constructor(engine, apiBase) {
+    this.#engine = engine;
+    this.#apiBase = apiBase;
+  }
+
+  get unlocked() {
+    return this.#engine.unlocked;
+  }
+
+  async resume() {}
+
+  login(username, password) {
+    return this.#engine.login(username, password);
+  }
+
+  escrow(sharing) {
+    return this.#engine.enableEscrow(sharing);
+  }
+
+  async logout() {}
+
+  async status(page) {
+    return page;
+  }
+
+  /** One download at a time across tabs (Web Locks). */
+  download(options, onProgress) {
+    const run = () => this.#engine.download(options, onProgress);
+    return navigator.locks ? navigator.locks.request(`tracker-offline:download:${this.#apiBase}`, run) : run();
+  }
+
+  sync({ scope, ifDue, networkBack }, onProgress) {
+    if (networkBack) this.#engine.networkBack();
+    return ifDue ? this.#engine.flushIfDue(scope, onProgress) : this.#engine.flush(scope, onProgress);
+  }
+
+  failures() {
+    return this.#engine.failures();
+  }
+
+  conflicts() {
+    return this.#engine.conflicts();
+  }
+
+  resolveConflict(id, keep) {
+    return this.#engine.resolveConflict(id, keep);
+  }
+
+  retry(id) {
+    return this.#engine.retry(id);
+  }
+
+  discard(id) {
+    return this.#engine.discard(id);
+  }
+
+  removeUser(username) {
+    return this.#engine.removeUser(username);
+  }
+
+  async cacheShell() {
+    return { added: 0 };
+  }
+
+  workerStatus() {
+    return Promise.reject(codedError('SERVICE_WORKER_UNAVAILABLE', 'no service worker runs for this page'));
+  }
+
+  keepAlive() {}
 }
 
 export class TrackerOffline extends EventTarget {
   #engine;
   #apiBase;
-  #registration;
+  /** The worker's channel where a worker runs, else this page's engine: chosen at start. */
+  #channel;
   #flushScope;
   #conflictPolicy = 'device-wins';
   #serverErrorLimit = undefined;
@@ -73,14 +281,12 @@ export class TrackerOffline extends EventTarget {
   #idleLockMs = 0;
   #idleTimer = null;
   #retryTimer = null;
-  #workerUnlocked = false; // with a worker: whether it holds a session (it alone holds the key)
-  #heartbeat = null;
 
-  constructor(engine, apiBase, registration, flushScope) {
+  constructor(engine, apiBase, channel, flushScope) {
     super();
     this.#engine = engine;
     this.#apiBase = apiBase;
-    this.#registration = registration;
+    this.#channel = channel;
     this.#flushScope = flushScope;
     // Every device of a region sees `online` at once: each waits a random moment first.
     addEventListener('online', () => this.#autoSync({ spread: true, networkBack: true }));
@@ -100,7 +306,7 @@ export class TrackerOffline extends EventTarget {
 
   /** Whether a session is open: the worker's where it runs, else this page's own engine. */
   get #unlocked() {
-    return this.#registration ? this.#workerUnlocked : this.#engine.unlocked;
+    return this.#channel.unlocked;
   }
 
   /**
@@ -162,7 +368,7 @@ export class TrackerOffline extends EventTarget {
       // The files this page loaded before the worker controlled it: keep them for offline
       // reloads (and put them back if another app emptied Cache Storage).
       const shell = [location.href, ...performance.getEntriesByType('resource').map((e) => e.name)];
-      askWorker(registration, { type: 'cache-shell', urls: shell }, [], 60000).catch(() => {});
+      askWorker(registration, { type: 'cache-shell', urls: shell }).catch(() => {});
     }
     // Ask the browser not to evict the clinic copy under storage pressure.
     await navigator.storage?.persist?.().catch(() => false);
@@ -179,18 +385,16 @@ export class TrackerOffline extends EventTarget {
       };
       await askWorker(registration, { type: 'configure', apiBase, policy, flushScope, conflictPolicy, serverErrorLimit: options.serverErrorLimit });
     }
-    const app = new TrackerOffline(engine, apiBase, registration, flushScope);
+    const channel = registration ? new WorkerChannel(registration, apiBase) : new EngineChannel(engine, apiBase);
+    const app = new TrackerOffline(engine, apiBase, channel, flushScope);
     app.#conflictPolicy = conflictPolicy;
     app.#serverErrorLimit = options.serverErrorLimit;
     app.#escrow = options.escrow ?? null;
     app.#idleLockMs = options.idleLockMinutes === 0 ? 0 : (options.idleLockMinutes ?? 15) * 60000;
     // After a reload the worker may still hold the session: carry on with it (the key stays in
     // the worker) rather than showing a login form while it serves decrypted data to this origin.
-    if (registration) {
-      const held = await askWorker(registration, { type: 'resume', apiBase }).catch(() => null);
-      app.#workerUnlocked = held?.unlocked === true;
-      app.#keepWorkerAlive();
-    }
+    await channel.resume();
+    channel.keepAlive(() => app.#emitStatus());
     app.#watchIdle();
     return app;
   }
@@ -202,25 +406,14 @@ export class TrackerOffline extends EventTarget {
 
   /** Logs in: the server first; the local register when the server cannot be reached. */
   async login(username, password) {
-    const credentials = [String(username ?? ''), String(password ?? '')];
-    let outcome;
-    if (this.#registration) {
-      // The worker checks them (server first, then its register) and keeps the key; the page
-      // gets the outcome only.
-      outcome = await askWorker(this.#registration, { type: 'login', apiBase: this.#apiBase, username: credentials[0], password: credentials[1] }, [], 120000);
-      this.#workerUnlocked = true;
-    } else {
-      outcome = await this.#engine.login(...credentials);
-    }
+    // Where a worker runs it checks them and keeps the key; the page gets the outcome only.
+    const outcome = await this.#channel.login(String(username ?? ''), String(password ?? ''));
     this.#emitStatus();
     // Online login: send the unsent work now, and keep the key in escrow if the clinic wants it.
     if (outcome.mode === 'online') {
       this.#autoSync({ spread: true });
       if (this.#escrow) {
-        const escrow = this.#registration
-          ? askWorker(this.#registration, { type: 'escrow', apiBase: this.#apiBase, sharing: this.#escrow }, [], 60000)
-          : this.#engine.enableEscrow(this.#escrow);
-        await escrow.catch((error) =>
+        await this.#channel.escrow(this.#escrow).catch((error) =>
           this.dispatchEvent(new CustomEvent('escrow-error', { detail: { code: error.code, message: error.message } })),
         );
       }
@@ -232,10 +425,7 @@ export class TrackerOffline extends EventTarget {
   async logout() {
     clearTimeout(this.#retryTimer);
     this.#engine.logout();
-    if (this.#registration) {
-      this.#workerUnlocked = false;
-      await askWorker(this.#registration, { type: 'lock' }).catch(() => {});
-    }
+    await this.#channel.logout();
     this.#emitStatus();
   }
 
@@ -244,23 +434,9 @@ export class TrackerOffline extends EventTarget {
    * lastDownloadAt, persisted, registeredUsers, pendingByAuthor, failedByAuthor }`.
    */
   async status() {
-    const s = await this.#engine.status();
-    // The worker sees every request the app makes: its view of the server is the fresher one.
-    const worker = this.#registration ? await askWorker(this.#registration, { type: 'status', apiBase: this.#apiBase }).catch(() => null) : null;
-    if (worker && typeof worker.online === 'boolean') s.online = worker.online;
-    if (this.#registration) {
-      // The worker holds the session (this page's engine never does): who is logged in is its answer.
-      this.#workerUnlocked = worker?.unlocked === true;
-      s.user = this.#workerUnlocked ? worker.user : null;
-      s.locked = !this.#workerUnlocked;
-    }
-    // The worker queues and sends the outbox and downloads the copy: its counts are the current ones.
-    if (worker?.unlocked && typeof worker.pending === 'number') {
-      Object.assign(s, {
-        pending: worker.pending, failed: worker.failed, pendingByAuthor: worker.pendingByAuthor, failedByAuthor: worker.failedByAuthor,
-        records: worker.records, lastDownloadAt: worker.lastDownloadAt ?? s.lastDownloadAt, authRequired: worker.authRequired,
-      });
-    }
+    // Where a worker runs, its view is laid over this page's: it holds the session, sees every
+    // request the app makes, and keeps the outbox.
+    const s = await this.#channel.status(await this.#engine.status());
     const estimate = (await navigator.storage?.estimate?.().catch(() => null)) ?? {};
     return {
       online: s.online ?? navigator.onLine,
@@ -301,12 +477,7 @@ export class TrackerOffline extends EventTarget {
       onProgress?.(p);
       this.dispatchEvent(new CustomEvent('progress', { detail: p }));
     };
-    // Where a worker runs it is the one writer of the local copy: it downloads, this page asks.
-    const run = () =>
-      this.#registration
-        ? askWorker(this.#registration, { type: 'download', apiBase: this.#apiBase, options }, [], 3600000, progress)
-        : this.#engine.download(options, progress);
-    const report = this.#registration || !navigator.locks ? await run() : await navigator.locks.request(`tracker-offline:download:${this.#apiBase}`, run);
+    const report = await this.#channel.download(options, progress);
     this.#emitStatus();
     return report;
   }
@@ -328,10 +499,7 @@ export class TrackerOffline extends EventTarget {
    */
   async #sync(ifDue, networkBack = false) {
     const onProgress = (p) => this.dispatchEvent(new CustomEvent('flush', { detail: p }));
-    if (!this.#registration && networkBack) this.#engine.networkBack();
-    const report = this.#registration
-      ? await askWorker(this.#registration, { type: 'sync', apiBase: this.#apiBase, scope: this.#flushScope, ifDue, networkBack }, [], 600000)
-      : await (ifDue ? this.#engine.flushIfDue(this.#flushScope, onProgress) : this.#engine.flush(this.#flushScope, onProgress));
+    const report = await this.#channel.sync({ scope: this.#flushScope, ifDue, networkBack }, onProgress);
     this.#followUp(report);
     this.#emitStatus();
     return report;
@@ -343,7 +511,7 @@ export class TrackerOffline extends EventTarget {
    * `[{ id, author, summary, records, reasons, createdAtMs, failedAtMs, severity }]`.
    */
   async failures() {
-    return this.#registration ? askWorker(this.#registration, { type: 'failures', apiBase: this.#apiBase }) : this.#engine.failures();
+    return this.#channel.failures();
   }
 
   /**
@@ -353,14 +521,12 @@ export class TrackerOffline extends EventTarget {
    * serverUpdated, held }]`.
    */
   async conflicts() {
-    return this.#registration ? askWorker(this.#registration, { type: 'conflicts', apiBase: this.#apiBase }) : this.#engine.conflicts();
+    return this.#channel.conflicts();
   }
 
   /** Resolves a conflict: `keep` 'device' (what was sent stays) or 'server' (its value is put back and sent). */
   async resolveConflict(id, keep) {
-    const conflict = this.#registration
-      ? await askWorker(this.#registration, { type: 'resolve-conflict', apiBase: this.#apiBase, id, keep })
-      : await this.#engine.resolveConflict(id, keep);
+    const conflict = await this.#channel.resolveConflict(id, keep);
     this.#autoSync({ now: true }); // either choice may have queued a value for the server
     this.#emitStatus();
     return conflict;
@@ -368,16 +534,13 @@ export class TrackerOffline extends EventTarget {
 
   /** Puts a refused entry back in line and tries to send it. */
   async retry(id) {
-    if (this.#registration) await askWorker(this.#registration, { type: 'retry', apiBase: this.#apiBase, id });
-    else await this.#engine.retry(id);
+    await this.#channel.retry(id);
     this.#autoSync({ now: true });
   }
 
   /** Drops an entry for good (the app asks the user first); resolves with the dropped entry. */
   async discard(id) {
-    const dropped = this.#registration
-      ? await askWorker(this.#registration, { type: 'discard', apiBase: this.#apiBase, id })
-      : await this.#engine.discard(id);
+    const dropped = await this.#channel.discard(id);
     console.info('[tracker-offline] discarded outbox entry', dropped.summary, 'by', dropped.author);
     this.#emitStatus();
     return dropped;
@@ -391,9 +554,7 @@ export class TrackerOffline extends EventTarget {
    * `UNKNOWN_USER_OFFLINE` when she is not registered here.
    */
   async removeUser(username) {
-    const outcome = this.#registration
-      ? await askWorker(this.#registration, { type: 'remove-user', apiBase: this.#apiBase, username })
-      : await this.#engine.removeUser(username);
+    const outcome = await this.#channel.removeUser(username);
     console.info('[tracker-offline] removed', outcome.username, 'from this device; data key rotated');
     this.#emitStatus();
     return outcome;
@@ -450,34 +611,12 @@ export class TrackerOffline extends EventTarget {
    */
   async cacheAppFiles(urls) {
     if (!Array.isArray(urls)) throw codedError('BAD_INPUT', 'cacheAppFiles takes an array of URLs');
-    if (!this.#registration) return { added: 0 };
-    const absolute = urls.map((u) => new URL(String(u), location.href).href);
-    return askWorker(this.#registration, { type: 'cache-shell', urls: absolute }, [], 600000);
+    return this.#channel.cacheShell(urls.map((u) => new URL(String(u), location.href).href));
   }
 
   /** What the service worker holds: `{ unlocked, username }` (for diagnostics and tests). */
   async workerStatus() {
-    return askWorker(this.#registration, { type: 'status', apiBase: this.#apiBase });
-  }
-
-  /**
-   * Browsers stop an idle service worker after about 30 s, and a stopped worker has forgotten the
-   * key. While a session is open this page asks it for its status every 20 s, which keeps it
-   * running; should it have been stopped anyway, the page sees the session gone.
-   */
-  #keepWorkerAlive() {
-    if (!this.#registration || this.#heartbeat !== null) return;
-    this.#heartbeat = setInterval(() => {
-      if (!this.#workerUnlocked) return;
-      askWorker(this.#registration, { type: 'status', apiBase: this.#apiBase })
-        .then((worker) => {
-          if (worker?.unlocked === false) {
-            this.#workerUnlocked = false;
-            this.#emitStatus();
-          }
-        })
-        .catch(() => {});
-    }, 20000);
+    return this.#channel.workerStatus();
   }
 
   #emitStatus() {

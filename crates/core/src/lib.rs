@@ -8,7 +8,8 @@
 //! - [`crypto`]: keys, the versioned AES-256-GCM envelope, keyed hashes.
 //! - [`vault`]: data key per server, user register, offline login, sealed records.
 //! - [`engine`]: online-then-offline login and status, as the JS API exposes them.
-//! - [`fetch_plan`]: what the service worker does with each request of the app.
+//! - [`fetch_plan`]: what the service worker does with each request of the app;
+//!   [`worker_protocol`]: the messages a page sends it.
 //! - [`outbox`], [`flush`]: queued writes and how they reach the server; [`answer`]: which
 //!   server answers count as evidence; [`merge`]: field-level change tracking and the three-way
 //!   merge; [`conflicts`]: the conflict log and its resolution.
@@ -56,6 +57,7 @@ pub mod store;
 pub mod time;
 pub mod uid;
 pub mod vault;
+pub mod worker_protocol;
 pub mod write_answer;
 pub mod write_effect;
 pub mod writes;

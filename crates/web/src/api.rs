@@ -523,6 +523,21 @@ pub fn keeps_shell_copy(
     tracker_offline_core::fetch_plan::keeps_shell_copy(url, worker_origin, &api_bases, status, redirected, same_origin)
 }
 
+/// Checks a message a page sent the worker (`type`): throws `BAD_INPUT` for a message the
+/// worker does not take and `VAULT_LOCKED` for one that needs a session while `unlocked` is
+/// false. Returns whether the message names a vault (`apiBase`).
+#[wasm_bindgen(js_name = checkWorkerMessage)]
+pub fn check_worker_message(name: &str, unlocked: bool) -> Result<bool, JsValue> {
+    let message = tracker_offline_core::worker_protocol::check_worker_message(name, unlocked).map_err(reject)?;
+    Ok(message.names_vault)
+}
+
+/// How long a page waits for the worker's answer to the message `type`, in ms.
+#[wasm_bindgen(js_name = workerAnswerWithinMs)]
+pub fn worker_answer_within_ms(name: &str) -> u32 {
+    tracker_offline_core::worker_protocol::answer_within_ms(name)
+}
+
 /// How long the worker waits for the server on a request of the app, in ms.
 #[wasm_bindgen(js_name = appRequestTimeoutMs)]
 pub fn app_request_timeout_ms() -> u32 {
