@@ -2,7 +2,9 @@
 // package (www/pkg): every rule lives in Rust (crates/core); this file only loads the module,
 // registers the service worker, passes the typed credentials to it (where a worker runs, it is
 // the only holder of the data key and the password), and turns answers into JS values.
-// Types of everything here: tracker-offline.d.ts.
+// Types of everything here: tracker-offline.d.ts. One file of about 620 lines on purpose: the
+// page API and its two channels (the worker's messages, this page's engine) ship as the one
+// module an app imports, beside sw.js and pkg/ (no further file for every packaging path).
 //
 //   import { TrackerOffline } from './tracker-offline.js';
 //   const app = await TrackerOffline.start({ apiBase: '/api' });
