@@ -364,6 +364,23 @@ export interface OutboxFailure {
    * dismisses it.
    */
   severity: 'error' | 'warning';
+  /**
+   * What the entry changes, to show it without reading `summary`: absent for an entry that
+   * cannot be read and for warnings kept by versions before it.
+   */
+  change?: OutboxChange;
+}
+
+/** What a queued write changes (never the record's content). */
+export interface OutboxChange {
+  /** Kind of record. */
+  kind: 'trackedEntity' | 'enrollment' | 'event' | 'other';
+  /** `save`: created or changed (`/api/tracker` imports, create-and-update). */
+  action: 'create' | 'update' | 'delete' | 'save';
+  /** The record's UID, when the write names one record. */
+  record?: string;
+  /** The data element of a single value (`PUT events/{event}/{dataElement}`). */
+  dataElement?: string;
 }
 
 /**

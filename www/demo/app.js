@@ -803,7 +803,7 @@ function conflictCards(conflicts) {
 
 function warningCards(warnings) {
   return h('ul', { class: 'failures warnings' }, warnings.map((f) => h('li', { class: 'card', 'data-warning': f.id },
-    h('h2', {}, describeChange(lang, f.summary)),
+    h('h2', {}, describeChange(lang, f.summary, f.change)),
     h('ul', { class: 'reasons' }, (f.reasons ?? []).map((r) => h('li', {}, r))),
     h('div', { class: 'row' }, h('button', { type: 'button', onclick: async () => {
       await state.app.discard(f.id).catch((e) => showNotice(`${e.message} (${e.code})`, 'error'));
@@ -832,7 +832,7 @@ async function screenFailures() {
     ...(warnings.length ? [h('h2', {}, t('warningsTitle')), warningCards(warnings)] : []),
   ];
   const list = failures.length ? h('ul', { class: 'failures' }, failures.map((f) => h('li', { class: 'card', 'data-failure': f.id },
-    h('h2', {}, describeChange(lang, f.summary)),
+    h('h2', {}, describeChange(lang, f.summary, f.change)),
     h('p', { class: 'small muted', dir: 'ltr' }, f.summary ?? f.id),
     h('p', { class: 'small muted' }, `${t('author')}: ${f.author ?? '?'}${f.failedAtMs ? ` · ${formatDateTime(lang, f.failedAtMs)}` : ''}`),
     h('p', {}, h('strong', {}, `${t('reasons')}: `)),

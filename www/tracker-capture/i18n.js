@@ -66,6 +66,7 @@ export const MESSAGES = {
     downOn: 'Demo: the server now drops every /api request.', downOff: 'Demo: the server answers again (the app notices within about 15 s).',
     outageHelp: 'To simulate an outage: tick “Server down (demo)” (when the demo runs with --faults), or stop the server.',
     chgRegister: 'Registration of a woman', chgProfile: 'Change to a woman\'s details', chgEnroll: 'Enrollment in the program',
+    chgWoman: 'A woman\'s record (registration or details)',
     chgNewVisit: 'New visit', chgValue: 'A visit value', chgVisit: 'Visit (completed or changed)',
     created: 'Registered', ou: 'Clinic', errorCode: 'code',
     // The language switch shows the other language's name in that language.
@@ -156,6 +157,7 @@ export const MESSAGES = {
     downOn: 'تجربة: الخادم يسقط كل طلبات ‎/api‎ الآن.', downOff: 'تجربة: الخادم يجيب من جديد (يلاحظ التطبيق ذلك خلال 15 ثانية تقريباً).',
     outageHelp: 'لمحاكاة انقطاع: فعّل «الخادم متوقف (تجربة)» (عند تشغيل العرض مع ‎--faults‎) أو أوقف الخادم.',
     chgRegister: 'تسجيل امرأة', chgProfile: 'تعديل بيانات امرأة', chgEnroll: 'الإدراج في البرنامج',
+    chgWoman: 'سجلّ امرأة (تسجيل أو تعديل بيانات)',
     chgNewVisit: 'زيارة جديدة', chgValue: 'قيمة في زيارة', chgVisit: 'زيارة (إنهاء أو تعديل)',
     created: 'سُجّلت', ou: 'العيادة', errorCode: 'رمز',
     languageName: 'العربية',
@@ -233,7 +235,15 @@ export function explainError(lang, error) {
 }
 
 /** A change of the outbox by its summary ("POST /api/enrollments") in words a nurse reads. */
-export function describeChange(lang, summary = '') {
+export function describeChange(lang, summary = '', change = undefined) {
+  if (change) {
+    const { kind, action, dataElement } = change;
+    if (kind === 'trackedEntity') return t(lang, action === 'create' ? 'chgRegister' : action === 'save' ? 'chgWoman' : 'chgProfile');
+    if (kind === 'enrollment') return t(lang, 'chgEnroll');
+    if (kind === 'event') return t(lang, action === 'create' ? 'chgNewVisit' : dataElement ? 'chgValue' : 'chgVisit');
+    return summary;
+  }
+  // A warning kept before changes were described: read from `METHOD /path`.
   const [method, path = ''] = summary.split(' ');
   const parts = path.replace(/^.*\/api\//, '').replace(/\.json$/, '').split(/[/?]/);
   if (parts[0] === 'trackedEntityInstances') return method === 'POST' ? t(lang, 'chgRegister') : t(lang, 'chgProfile');

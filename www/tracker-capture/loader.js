@@ -387,7 +387,7 @@ class StatusBar {
         el(
           'li',
           { class: 'tracker-offline-warning', 'data-id': w.id },
-          el('strong', { text: describeChange(lang, w.summary) || w.id }),
+          el('strong', { text: describeChange(lang, w.summary, w.change) || w.id }),
           el('div', { class: 'tracker-offline-summary' }, el('bdi', { dir: 'ltr', text: w.summary ?? w.id })),
           el('p', { dir: 'auto', text: (w.reasons ?? []).join('; ') }),
           el('button', { type: 'button', text: t('dismiss'), onclick: () => this.app.discard(w.id).then(() => this.refresh()) }),
@@ -401,7 +401,7 @@ class StatusBar {
         el(
           'li',
           { class: 'tracker-offline-failure', 'data-id': failure.id },
-          el('strong', { text: describeChange(lang, failure.summary) || failure.id }),
+          el('strong', { text: describeChange(lang, failure.summary, failure.change) || failure.id }),
           el('div', { class: 'tracker-offline-summary' }, el('bdi', { dir: 'ltr', text: failure.summary ?? failure.id })),
           el('div', {}, `${t('author')}: `, el('bdi', { text: failure.author })),
           reasons ? el('p', { dir: 'auto', text: reasons }) : el('p', { text: t('refusedNoReason') }),

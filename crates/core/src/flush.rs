@@ -733,6 +733,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
                     created_at_ms: entry.created_at_ms,
                     failed_at_ms: now_ms,
                     severity: crate::outbox::Severity::Warning,
+                    change: Some(crate::outbox::entry_change(entry)),
                 });
             }
         }

@@ -142,6 +142,10 @@ pub struct Failure {
     /// `error` (refused, kept unsent) or `warning` (accepted, with the server's remarks).
     #[serde(default)]
     pub severity: Severity,
+    /// What the entry changes ([`crate::writes::change_of`]); absent in warnings kept before
+    /// changes were described.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change: Option<crate::writes::Change>,
 }
 
 /// Counts per author.
@@ -171,6 +175,15 @@ pub fn entry_records(entry: &OutboxEntry) -> Vec<String> {
         EntryPayload::Touches { touches } => touches.iter().map(|t| t.uid.clone()).collect(),
         EntryPayload::Raw { .. } => vec![],
     }
+}
+
+/// What an entry changes, for screens.
+pub fn entry_change(entry: &OutboxEntry) -> crate::writes::Change {
+    let touches: &[Touch] = match &entry.payload {
+        EntryPayload::Touches { touches } => touches,
+        EntryPayload::Raw { .. } => &[],
+    };
+    crate::writes::change_of(&entry.summary, touches)
 }
 
 /// Records, for each record a write changed that exists on the server, which fields it changed
@@ -518,6 +531,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
                     created_at_ms: e.created_at_ms,
                     failed_at_ms: *at_ms,
                     severity: Severity::Error,
+                    change: Some(entry_change(&e)),
                 }),
                 EntryState::Pending => None,
             })
@@ -530,6 +544,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
                 created_at_ms: 0,
                 failed_at_ms: 0,
                 severity: Severity::Error,
+                change: None,
             }))
             .chain(self.sync_warnings().await?)
             .collect())

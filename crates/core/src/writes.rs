@@ -399,6 +399,87 @@ pub fn prepare_write(
     })
 }
 
+/// What kind of record a queued write changes ([`Change`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ChangeKind {
+    /// A woman (tracked entity).
+    TrackedEntity,
+    /// An enrollment.
+    Enrollment,
+    /// An event (a visit).
+    Event,
+    /// Anything else (a user setting, a dataStore key, ...).
+    Other,
+}
+
+/// What a queued write does to its record ([`Change`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ChangeAction {
+    /// Creates it (a legacy `POST`).
+    Create,
+    /// Changes it (a legacy `PUT`).
+    Update,
+    /// Deletes it.
+    Delete,
+    /// Creates or changes it (`/api/tracker` imports with `CREATE_AND_UPDATE`).
+    Save,
+}
+
+/// What a queued write changes, for people and screens (never the record's content): the
+/// kind of record, the action, the record's UID and, for a single value, its data element.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Change {
+    /// Kind of record.
+    pub kind: ChangeKind,
+    /// What the write does to it.
+    pub action: ChangeAction,
+    /// Its UID, when the write names one record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record: Option<String>,
+    /// The data element of a single value (`PUT events/{event}/{dataElement}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_element: Option<String>,
+}
+
+/// The change a queued write makes, from its summary (`METHOD /path`, [`describe`]) and the
+/// records it touches.
+pub fn change_of(summary: &str, touches: &[crate::write_effect::Touch]) -> Change {
+    let (method, path) = summary.split_once(' ').unwrap_or((summary, ""));
+    let relative = path.rfind("/api/").map_or(path, |i| &path[i + 5..]);
+    let parts: Vec<&str> = unversioned(relative.trim_matches('/')).split('/').map(strip_json).collect();
+    let action = match method {
+        "POST" => ChangeAction::Create,
+        "DELETE" => ChangeAction::Delete,
+        _ => ChangeAction::Update,
+    };
+    let kind_of = |k: Kind| match k {
+        Kind::TrackedEntity => ChangeKind::TrackedEntity,
+        Kind::Enrollment => ChangeKind::Enrollment,
+        Kind::Event => ChangeKind::Event,
+    };
+    let named = |n: usize| parts.get(n).filter(|p| !p.is_empty()).map(|p| p.to_string());
+    let first = touches.first();
+    let (kind, action, record, data_element) = match parts.first().copied().unwrap_or_default() {
+        "trackedEntityInstances" => (ChangeKind::TrackedEntity, action, named(1), None),
+        "enrollments" => (ChangeKind::Enrollment, action, named(1), None),
+        "events" => (ChangeKind::Event, action, named(1), named(2)),
+        "tracker" => match first {
+            Some(t) if touches.iter().all(|t| t.deleted) => (kind_of(t.kind), ChangeAction::Delete, None, None),
+            Some(t) => (kind_of(t.kind), ChangeAction::Save, None, None),
+            None => (ChangeKind::Other, ChangeAction::Save, None, None),
+        },
+        _ => (ChangeKind::Other, action, None, None),
+    };
+    let record = match kind {
+        ChangeKind::Other => None,
+        _ => record.or_else(|| first.filter(|t| kind_of(t.kind) == kind).map(|t| t.uid.clone())),
+    };
+    Change { kind, action, record, data_element }
+}
+
 /// A summary of the write for lists and failure screens (no record content).
 pub fn describe(prepared: &PreparedWrite) -> String {
     let target = Target::parse(&prepared.url);
@@ -431,5 +512,66 @@ mod tests {
         let shallow = json!({"events": [{"program": "PrMchProg01", "dataValues": [{"dataElement": "DeWeightKg1", "value": "61"}]}]});
         assert!(prepare_write("POST", "/api/events", "/api", 40, "", shallow.to_string().as_bytes(), &rng).is_ok());
         assert_eq!(json_depth(&shallow), 5);
+    }
+
+    #[test]
+    fn a_queued_write_is_described_by_kind_action_record_and_value() {
+        use crate::write_effect::Touch;
+        let touch = |kind, uid: &str, deleted| Touch { kind, uid: uid.into(), tei: "Te000000001".into(), deleted };
+        let registration =
+            [touch(Kind::TrackedEntity, "Te000000001", false), touch(Kind::Enrollment, "En000000001", false)];
+        let change = |kind, action, record: Option<&str>, de: Option<&str>| Change {
+            kind,
+            action,
+            record: record.map(str::to_string),
+            data_element: de.map(str::to_string),
+        };
+        let table: Vec<(&str, Vec<Touch>, Change)> = vec![
+            (
+                "POST /api/trackedEntityInstances",
+                registration.to_vec(),
+                change(ChangeKind::TrackedEntity, ChangeAction::Create, Some("Te000000001"), None),
+            ),
+            (
+                "PUT /dhis/api/40/trackedEntityInstances/Te000000001",
+                vec![touch(Kind::TrackedEntity, "Te000000001", false)],
+                change(ChangeKind::TrackedEntity, ChangeAction::Update, Some("Te000000001"), None),
+            ),
+            (
+                "POST /api/enrollments",
+                vec![touch(Kind::Enrollment, "En000000001", false)],
+                change(ChangeKind::Enrollment, ChangeAction::Create, Some("En000000001"), None),
+            ),
+            (
+                "PUT /api/events/Ev000000001/DeWeightKg1",
+                vec![touch(Kind::Event, "Ev000000001", false)],
+                change(ChangeKind::Event, ChangeAction::Update, Some("Ev000000001"), Some("DeWeightKg1")),
+            ),
+            (
+                "DELETE /api/events/Ev000000001.json",
+                vec![touch(Kind::Event, "Ev000000001", true)],
+                change(ChangeKind::Event, ChangeAction::Delete, Some("Ev000000001"), None),
+            ),
+            (
+                "POST /api/41/tracker",
+                registration.to_vec(),
+                change(ChangeKind::TrackedEntity, ChangeAction::Save, Some("Te000000001"), None),
+            ),
+            (
+                "POST /api/tracker",
+                vec![touch(Kind::Event, "Ev000000001", true)],
+                change(ChangeKind::Event, ChangeAction::Delete, Some("Ev000000001"), None),
+            ),
+            ("PUT /api/userSettings/keyUiLocale", vec![], change(ChangeKind::Other, ChangeAction::Update, None, None)),
+            ("", vec![], change(ChangeKind::Other, ChangeAction::Update, None, None)),
+        ];
+        for (summary, touches, expected) in table {
+            assert_eq!(change_of(summary, &touches), expected, "{summary}");
+        }
+        let shown = serde_json::to_value(change_of("PUT /api/events/Ev000000001/DeWeightKg1", &[])).unwrap();
+        assert_eq!(
+            shown,
+            json!({"kind": "event", "action": "update", "record": "Ev000000001", "dataElement": "DeWeightKg1"})
+        );
     }
 }

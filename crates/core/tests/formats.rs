@@ -147,8 +147,20 @@ fn sync_formats_are_stable() {
         created_at_ms: 1_780_000_000_000,
         failed_at_ms: 1_780_000_100_000,
         severity: Severity::Warning,
+        change: None,
     };
+    // A warning kept before changes were described: written and read as it was.
     insta::assert_snapshot!("sync_warning", serde_json::to_string_pretty(&warning).unwrap());
+    let described = Failure {
+        change: Some(tracker_offline_core::writes::Change {
+            kind: tracker_offline_core::writes::ChangeKind::Event,
+            action: tracker_offline_core::writes::ChangeAction::Save,
+            record: Some("EvAnc000001".into()),
+            data_element: None,
+        }),
+        ..warning
+    };
+    insta::assert_snapshot!("sync_warning_with_change", serde_json::to_string_pretty(&described).unwrap());
 }
 
 #[test]

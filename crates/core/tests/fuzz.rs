@@ -1115,6 +1115,7 @@ fn build_template() -> Template {
             created_at_ms: T0,
             failed_at_ms: T0 + 1,
             severity: Severity::Warning,
+            change: None,
         };
         e.vault()
             .put_record(StoreName::Cache, WARNINGS_ID, &serde_json::to_vec(&vec![warning]).unwrap())
