@@ -47,8 +47,13 @@ const SHIPPED = [
  * Raised to 578,000 later in session 14: 575,902 bytes (wasm 513,252) after the values of a write
  * are sealed together at commit (WebCrypto `encrypt`; the store's refusal of unsealed values) and
  * the flush reads a segment's records at once.
+ * Raised to 581,000 in session 15: 580,649 bytes (wasm 517,636 gzipped) after issue 18 moved the
+ * worker's request rules into the core (fetch plans: +3,100 with their exports) and failures
+ * carry a structured change (+3,000: its serde, stored with the warnings); 1,700 came back by
+ * removing exports nothing used and the benchmark-only KDFs, and 400 by returning plain values
+ * without a `Result` shim.
  */
-const BUDGET_BYTES = 578_000;
+const BUDGET_BYTES = 581_000;
 const TARGET_BYTES = 250 * 1024;
 
 test('everything shipped stays within the size budget (gzip -9)', () => {

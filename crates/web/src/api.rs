@@ -61,6 +61,12 @@ fn to_js<T: Serialize>(value: &T) -> Result<JsValue, JsValue> {
     value.serialize(&serializer()).map_err(|e| to_js_error(&CoreError::BadInput(e.to_string())))
 }
 
+/// A plain value of the core (strings, numbers, booleans: nothing that can fail to convert) as
+/// JS. Without a `Result`, wasm-bindgen needs no return shim for the function.
+fn plain_js<T: Serialize>(value: &T) -> JsValue {
+    value.serialize(&serializer()).unwrap_or(JsValue::UNDEFINED)
+}
+
 fn reject(error: CoreError) -> JsValue {
     to_js_error(&error)
 }
@@ -158,20 +164,15 @@ impl Engine {
     /// `'network-only'` (a credential check: `has_authorization`), `'network-first'` or
     /// `'local'` (the offline fast path).
     #[wasm_bindgen(js_name = planRead)]
-    pub fn plan_read(&self, has_authorization: bool) -> Result<JsValue, JsValue> {
-        to_js(&self.inner.plan_read(has_authorization, now_ms()))
+    pub fn plan_read(&self, has_authorization: bool) -> JsValue {
+        plain_js(&self.inner.plan_read(has_authorization, now_ms()))
     }
 
     /// Records what the network did with a request sent on a plan (`status` undefined: no
     /// answer or timed out) and says what to do with the answer: `{ useAnswer, keepCopy }`.
     #[wasm_bindgen(js_name = afterNetwork)]
-    pub fn after_network(
-        &self,
-        status: Option<u16>,
-        retry_after: Option<String>,
-        redirected: bool,
-    ) -> Result<JsValue, JsValue> {
-        to_js(&self.inner.after_network(status, retry_after.as_deref(), redirected, now_ms()))
+    pub fn after_network(&self, status: Option<u16>, retry_after: Option<String>, redirected: bool) -> JsValue {
+        plain_js(&self.inner.after_network(status, retry_after.as_deref(), redirected, now_ms()))
     }
 
     /// The local answer to a read the server did not answer (from the local copy, the sealed
@@ -498,8 +499,8 @@ impl PreparedRequest {
 /// `api_bases`: `{ kind: 'browser' | 'network' | 'shell' }` or `{ kind: 'read' | 'write',
 /// apiBase }` ([`tracker_offline_core::fetch_plan::route`]).
 #[wasm_bindgen(js_name = routeRequest)]
-pub fn route_request(method: &str, url: &str, worker_origin: &str, api_bases: Vec<String>) -> Result<JsValue, JsValue> {
-    to_js(&tracker_offline_core::fetch_plan::route(method, url, worker_origin, &api_bases))
+pub fn route_request(method: &str, url: &str, worker_origin: &str, api_bases: Vec<String>) -> JsValue {
+    plain_js(&tracker_offline_core::fetch_plan::route(method, url, worker_origin, &api_bases))
 }
 
 /// Whether `candidate` is an API base a worker of `worker_origin` serves (an absolute URL of
