@@ -157,7 +157,7 @@ mod tests {
 
     #[test]
     fn the_device_backoff_grows_one_step_per_attempt_and_an_answer_ends_it() {
-        use crate::engine::Connectivity;
+        use crate::server_contact::Connectivity;
         let mut device = Connectivity::default();
         assert_eq!(device.flush_wait_ms(0), None);
         // random 1.0: the top of each step's range (5 s, 10 s, 20 s, ...).
@@ -183,7 +183,7 @@ mod tests {
 
     #[test]
     fn the_network_coming_back_ends_a_backoff_of_no_answers_but_not_one_the_server_asked_for() {
-        use crate::engine::Connectivity;
+        use crate::server_contact::Connectivity;
         let mut device = Connectivity::default();
         for at in [0, 10_000, 30_000] {
             device.record(Load::Unreachable, at, 1.0);

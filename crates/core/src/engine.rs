@@ -73,94 +73,6 @@ pub struct Status {
 /// Record id (cache store, sealed) naming the user whose password the server refused.
 pub const PASSWORD_REFUSED_ID: &str = "sync:password-refused";
 
-/// How long after a failed contact requests go straight to the local copy (the fast path),
-/// before the network is tried again.
-pub const OFFLINE_FAST_PATH_MS: i64 = 15_000;
-
-/// What the last contacts with the server say about trying the network.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Connectivity {
-    last_failure_ms: Option<i64>,
-    /// Until when the server asked not to be sent anything (`Retry-After`).
-    busy_until_ms: Option<i64>,
-    /// Contacts in a row that did not get through (busy or unreachable).
-    failed_contacts: u32,
-    /// Whether the last of them got no answer at all (the network, not the server).
-    last_failure_unanswered: bool,
-    /// Until when automatic flushes wait: the device's backoff, shared by every trigger
-    /// ([`crate::backoff::next_flush_delay_ms`]).
-    backoff_until_ms: Option<i64>,
-}
-
-impl Connectivity {
-    /// True if a request should try the network first.
-    pub fn should_try_network(&self, now_ms: i64) -> bool {
-        self.last_failure_ms.is_none_or(|t| now_ms.saturating_sub(t) >= OFFLINE_FAST_PATH_MS)
-            && self.busy_wait_ms(now_ms).is_none()
-    }
-
-    /// How long the server still asked to be left alone (`Retry-After`), if it did.
-    pub fn busy_wait_ms(&self, now_ms: i64) -> Option<u64> {
-        self.busy_until_ms.filter(|t| *t > now_ms).map(|t| (t - now_ms) as u64)
-    }
-
-    /// How long automatic flushes (after a capture, on a timer, on `online`, Background Sync
-    /// or a login) still wait: the later of the server's `Retry-After` and the device's backoff
-    /// after contacts that did not get through. None: a flush may start now.
-    pub fn flush_wait_ms(&self, now_ms: i64) -> Option<u64> {
-        let until = self.busy_until_ms.max(self.backoff_until_ms)?;
-        (until > now_ms).then(|| (until - now_ms) as u64)
-    }
-
-    /// The browser says the network is back (`online`, Background Sync): a backoff that grew
-    /// while no answer came at all ends (the network was the problem), one the server asked
-    /// for or earned with 429/5xx stays.
-    pub fn network_back(&mut self) {
-        if self.last_failure_unanswered {
-            self.failed_contacts = 0;
-            self.backoff_until_ms = None;
-            self.last_failure_ms = None;
-        }
-    }
-
-    /// Records the outcome of a contact. 429 and 5xx count as "busy", not reachable (see
-    /// [`crate::backoff`]): the app is answered from the local copy while the server recovers.
-    /// A contact that does not get through starts the next backoff step
-    /// ([`crate::backoff::next_flush_delay_ms`] with `random` in 0..1, counted from this
-    /// contact); one during a running step may lengthen it but does not count as a new step.
-    /// An answer ends the backoff.
-    pub fn record(&mut self, load: crate::backoff::Load, now_ms: i64, random: f64) -> bool {
-        use crate::backoff::Load;
-        let asked = match load {
-            Load::Answered => {
-                self.last_failure_ms = None;
-                self.failed_contacts = 0;
-                self.backoff_until_ms = None;
-                return true;
-            }
-            Load::Busy { retry_after_ms } => retry_after_ms,
-            Load::Unreachable => None,
-        };
-        self.last_failure_ms = Some(now_ms);
-        self.last_failure_unanswered = load == Load::Unreachable;
-        if let Some(wait) = asked {
-            let until = now_ms.saturating_add(i64::try_from(wait).unwrap_or(i64::MAX));
-            self.busy_until_ms = Some(self.busy_until_ms.map_or(until, |t| t.max(until)));
-        }
-        // One step per backoff: the failures of one attempt (a flush's version check and its
-        // request, reads meanwhile) do not count twice.
-        let running = self.backoff_until_ms.is_some_and(|t| t > now_ms);
-        let steps = if running { self.failed_contacts.saturating_sub(1) } else { self.failed_contacts };
-        let delay = crate::backoff::next_flush_delay_ms(steps, asked, random);
-        let until = now_ms.saturating_add(i64::try_from(delay).unwrap_or(i64::MAX));
-        self.backoff_until_ms = Some(self.backoff_until_ms.map_or(until, |t| t.max(until)));
-        if !running {
-            self.failed_contacts = self.failed_contacts.saturating_add(1);
-        }
-        false
-    }
-}
-
 /// How the server answered an online credential check.
 #[derive(Debug)]
 pub enum OnlineCheck {
@@ -243,19 +155,16 @@ pub struct Engine<S, K, R, H> {
     pub(crate) config: EngineConfig,
     pub(crate) vault: Vault<S, K, R>,
     pub(crate) http: H,
-    online: std::sync::Mutex<Option<bool>>,
-    pub(crate) last_sync: std::sync::Mutex<Option<i64>>,
+    /// What this context knows of its contacts with the server.
+    pub(crate) contact: crate::server_contact::ServerContact,
     pub(crate) last_seq: std::sync::Mutex<u64>,
     pub(crate) outbox_counts_cache: std::sync::Mutex<Option<crate::outbox::OutboxCounts>>,
-    connectivity: std::sync::Mutex<Connectivity>,
     pub(crate) clinic: std::sync::Mutex<crate::clinic::ClinicState>,
     /// The one writer of the local copy and the outbox in this context: every read-modify-write
     /// of bundles or entries (capture, online write record, flush settle, download page,
     /// discard) holds it from its reads to its commit, so no change is written over another.
     /// Never held across a request to the server.
     pub(crate) writer: futures::lock::Mutex<()>,
-    /// When a flush last asked the server's version (ms since epoch).
-    pub(crate) version_checked_ms: std::sync::Mutex<Option<i64>>,
     /// What flushes do with a field changed on both sides.
     pub(crate) conflict_policy: std::sync::Mutex<crate::merge::ConflictPolicy>,
     /// Server errors (HTTP 500) one record may get before its entry is moved aside.
@@ -273,14 +182,11 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
             config,
             vault,
             http,
-            online: std::sync::Mutex::new(None),
-            last_sync: Default::default(),
+            contact: Default::default(),
             last_seq: Default::default(),
             outbox_counts_cache: Default::default(),
-            connectivity: Default::default(),
             clinic: Default::default(),
             writer: futures::lock::Mutex::new(()),
-            version_checked_ms: Default::default(),
             conflict_policy: Default::default(),
             server_error_limit: std::sync::Mutex::new(crate::backoff::DEFAULT_SERVER_ERROR_LIMIT),
             seen_merge: futures::lock::Mutex::new(()),
@@ -318,9 +224,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
     }
 
     pub(crate) fn set_online(&self, online: bool) {
-        if let Ok(mut guard) = self.online.lock() {
-            *guard = Some(online);
-        }
+        self.contact.set_online(online);
     }
 
     /// Asks the server whether these credentials are valid.
@@ -520,7 +424,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
     /// True if a request should try the network first (false during the fast path after a
     /// failure).
     pub fn should_try_network(&self, now_ms: i64) -> bool {
-        self.connectivity.lock().map(|c| c.should_try_network(now_ms)).unwrap_or(true)
+        self.contact.should_try_network(now_ms)
     }
 
     /// Records the outcome of a request made by the service worker: `status` is None for a
@@ -543,29 +447,25 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
 
     fn record_load(&self, load: crate::backoff::Load, now_ms: i64) -> bool {
         let random = crate::random::unit_f64(self.vault.rng());
-        let reachable = self.connectivity.lock().map(|mut c| c.record(load, now_ms, random)).unwrap_or(false);
-        self.set_online(reachable);
-        reachable
+        self.contact.record(load, now_ms, random)
     }
 
     /// How long the server still asked to be left alone (`Retry-After`), if it did.
     pub fn busy_wait_ms(&self, now_ms: i64) -> Option<u64> {
-        self.connectivity.lock().ok().and_then(|c| c.busy_wait_ms(now_ms))
+        self.contact.busy_wait_ms(now_ms)
     }
 
     /// The browser says the network is back (`online`, Background Sync): see
     /// [`Connectivity::network_back`]. Call it before the trigger's [`Engine::flush_if_due`].
     pub fn network_back(&self) {
-        if let Ok(mut c) = self.connectivity.lock() {
-            c.network_back();
-        }
+        self.contact.network_back();
     }
 
     /// How long automatic flushes still wait (the server's `Retry-After` or the device's
     /// backoff after contacts that did not get through); None: a flush may start now. See
     /// [`Engine::flush_if_due`].
     pub fn flush_wait_ms(&self, now_ms: i64) -> Option<u64> {
-        self.connectivity.lock().ok().and_then(|c| c.flush_wait_ms(now_ms))
+        self.contact.flush_wait_ms(now_ms)
     }
 
     /// Drops the in-memory clinic index so the next read reloads it from storage (another
@@ -578,12 +478,12 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
 
     /// When the last flush that reached the server finished (ms since epoch), in this context.
     pub fn last_sync_at(&self) -> Option<i64> {
-        self.last_sync.lock().ok().and_then(|g| *g)
+        self.contact.last_sync_at()
     }
 
     /// Whether the last contact with the server succeeded.
     pub fn last_known_online(&self) -> Option<bool> {
-        self.online.lock().ok().and_then(|g| *g)
+        self.contact.last_known_online()
     }
 
     /// The current status.
@@ -592,7 +492,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
             // A damaged copy must not hide the status; the error shows on the reads.
             let _ = self.ensure_clinic_loaded().await;
         }
-        let online = self.online.lock().ok().and_then(|g| *g);
+        let online = self.contact.last_known_online();
         let counts = if self.vault.is_unlocked() {
             self.outbox_counts().await.unwrap_or_default()
         } else {

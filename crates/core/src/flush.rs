@@ -513,9 +513,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
                 // A legacy endpoint answering 404 for the whole request: the server was upgraded
                 // (2.42 has none). Nothing is refused; the next flush asks its version again.
                 if request.family == Family::Legacy && response.as_ref().is_some_and(|r| r.status == 404) {
-                    if let Ok(mut checked) = self.version_checked_ms.lock() {
-                        *checked = None;
-                    }
+                    self.contact.forget_version_check();
                     verdict = Verdict::Retry("the legacy endpoint is gone (a server upgrade?)".into());
                 }
                 if let Verdict::Job { location } = &verdict {
@@ -580,9 +578,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
         self.outbox_changed();
         report.remaining = self.outbox_entries().await?.iter().filter(|e| e.is_pending()).count() as u64;
         if report.stopped.is_none() {
-            if let Ok(mut g) = self.last_sync.lock() {
-                *g = Some(now_ms);
-            }
+            self.contact.synced_at(now_ms);
         }
         if matches!(report.stopped.as_deref(), Some("SERVER_BUSY" | "SERVER_UNREACHABLE")) {
             report.next_try_in_ms = self.flush_wait_ms(now_ms);
@@ -657,11 +653,8 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
             return false;
         }
         // Asked at most once per VERSION_CHECK_MS in this context (flushes are frequent).
-        if let Ok(mut checked) = self.version_checked_ms.lock() {
-            if checked.is_some_and(|t| now_ms.saturating_sub(t) < VERSION_CHECK_MS) {
-                return false;
-            }
-            *checked = Some(now_ms);
+        if !self.contact.version_check_due(now_ms, VERSION_CHECK_MS) {
+            return false;
         }
         let info = match self.get_json_at(&format!("{}/system/info", self.config.api_base), Some(now_ms)).await {
             Ok(info) => info,

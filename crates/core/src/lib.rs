@@ -53,6 +53,7 @@ pub mod records;
 pub mod register;
 pub mod reserved;
 pub mod scope;
+pub mod server_contact;
 pub mod store;
 pub mod time;
 pub mod uid;

@@ -2392,7 +2392,7 @@ impl FuzzTarget for Answers {
             if retry_after_ms(value, input.now_ms).is_some_and(|ms| ms > MAX_RETRY_AFTER_MS) {
                 return Err(format!("Retry-After {value:?} read beyond the cap"));
             }
-            let mut connectivity = tracker_offline_core::engine::Connectivity::default();
+            let mut connectivity = tracker_offline_core::server_contact::Connectivity::default();
             let asked = retry_after_ms(value, input.now_ms);
             connectivity.record(Load::Busy { retry_after_ms: asked }, input.now_ms, 1.0);
             let _ = connectivity.busy_wait_ms(input.now_ms);
