@@ -42,6 +42,7 @@ pub mod merge;
 pub mod metadata;
 pub mod metadata_answers;
 pub mod outbox;
+pub mod outbox_failures;
 pub mod params;
 pub mod profile;
 pub mod query;
