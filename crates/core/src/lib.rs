@@ -21,6 +21,7 @@ pub mod clinic;
 pub mod conflicts;
 pub mod crypto;
 pub mod download;
+pub mod download_page;
 pub mod engine;
 pub mod error;
 pub mod error_hunt;
