@@ -157,18 +157,14 @@ pub struct Engine<S, K, R, H> {
     pub(crate) http: H,
     /// What this context knows of its contacts with the server.
     pub(crate) contact: crate::server_contact::ServerContact,
-    pub(crate) last_seq: std::sync::Mutex<u64>,
-    pub(crate) outbox_counts_cache: std::sync::Mutex<Option<crate::outbox::OutboxCounts>>,
+    /// What this context keeps of the outbox in memory.
+    pub(crate) outbox: crate::outbox::OutboxBook,
     pub(crate) clinic: std::sync::Mutex<crate::clinic::ClinicState>,
     /// The one writer of the local copy and the outbox in this context: every read-modify-write
     /// of bundles or entries (capture, online write record, flush settle, download page,
     /// discard) holds it from its reads to its commit, so no change is written over another.
     /// Never held across a request to the server.
     pub(crate) writer: futures::lock::Mutex<()>,
-    /// What flushes do with a field changed on both sides.
-    pub(crate) conflict_policy: std::sync::Mutex<crate::merge::ConflictPolicy>,
-    /// Server errors (HTTP 500) one record may get before its entry is moved aside.
-    pub(crate) server_error_limit: std::sync::Mutex<u32>,
     /// Held while an online answer is merged into what is known of the user's `me` or of
     /// metadata objects (a read-modify-write of one record that parallel reads would race).
     pub(crate) seen_merge: futures::lock::Mutex<()>,
@@ -183,12 +179,9 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
             vault,
             http,
             contact: Default::default(),
-            last_seq: Default::default(),
-            outbox_counts_cache: Default::default(),
+            outbox: Default::default(),
             clinic: Default::default(),
             writer: futures::lock::Mutex::new(()),
-            conflict_policy: Default::default(),
-            server_error_limit: std::sync::Mutex::new(crate::backoff::DEFAULT_SERVER_ERROR_LIMIT),
             seen_merge: futures::lock::Mutex::new(()),
         }
     }
@@ -199,18 +192,14 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
         if limit == 0 {
             return Err(CoreError::BadInput("serverErrorLimit must be at least 1".into()));
         }
-        if let Ok(mut l) = self.server_error_limit.lock() {
-            *l = limit;
-        }
+        self.outbox.set_server_error_limit(limit);
         Ok(())
     }
 
     /// Sets what flushes do with a field changed on both sides (default: the device's value is
     /// sent and the server's kept in the conflict log).
     pub fn set_conflict_policy(&self, policy: crate::merge::ConflictPolicy) {
-        if let Ok(mut p) = self.conflict_policy.lock() {
-            *p = policy;
-        }
+        self.outbox.set_conflict_policy(policy);
     }
 
     /// The vault.

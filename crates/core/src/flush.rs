@@ -388,8 +388,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
             // entries count an error, their dependents wait, the rest goes on.
             let mut server_errors: BTreeMap<String, String> = BTreeMap::new();
             let mut hunt = ErrorHunt::default();
-            let limit =
-                self.server_error_limit.lock().map(|l| *l).unwrap_or(crate::backoff::DEFAULT_SERVER_ERROR_LIMIT);
+            let limit = self.outbox.server_error_limit();
             let mut queue: VecDeque<QueuedRequest> =
                 plan.into_iter().map(|request| QueuedRequest { request, half: None }).collect();
             while let Some(QueuedRequest { request, half }) = queue.pop_front() {
@@ -761,7 +760,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
         now_ms: i64,
     ) -> Result<(u64, u64)> {
         let _writer = self.writer.lock().await;
-        let limit = self.server_error_limit.lock().map(|l| *l).unwrap_or(crate::backoff::DEFAULT_SERVER_ERROR_LIMIT);
+        let limit = self.outbox.server_error_limit();
         let mut batch = WriteBatch::new();
         let (mut sent, mut failed) = (0, 0);
         // (tracked entity, record) -> new state (None: synced).

@@ -101,7 +101,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
         if updates.is_empty() {
             return Ok(out);
         }
-        let policy = self.conflict_policy.lock().map(|p| *p).unwrap_or_default();
+        let policy = self.outbox.conflict_policy();
         let teis: Vec<String> = updates.iter().map(|t| t.tei.clone()).collect::<BTreeSet<_>>().into_iter().collect();
         let mut server: BTreeMap<String, TeiBundle> = BTreeMap::new();
         for chunk in teis.chunks(TEIS_PER_REQUEST) {

@@ -117,6 +117,103 @@ pub struct OutboxCounts {
     pub failed_by_author: BTreeMap<String, u64>,
 }
 
+/// What this context keeps of the outbox in memory, owned apart from the rest of the engine
+/// (each part behind its own lock): the last capture sequence number, the counts last found
+/// (kept while this context's writes keep them exact), and the flush's settings.
+#[derive(Debug)]
+pub struct OutboxBook {
+    last_seq: std::sync::Mutex<u64>,
+    counts: std::sync::Mutex<Option<OutboxCounts>>,
+    conflict_policy: std::sync::Mutex<crate::merge::ConflictPolicy>,
+    server_error_limit: std::sync::Mutex<u32>,
+}
+
+impl Default for OutboxBook {
+    fn default() -> Self {
+        Self {
+            last_seq: Default::default(),
+            counts: Default::default(),
+            conflict_policy: Default::default(),
+            server_error_limit: std::sync::Mutex::new(crate::backoff::DEFAULT_SERVER_ERROR_LIMIT),
+        }
+    }
+}
+
+impl OutboxBook {
+    /// The counts last found, if still kept.
+    pub fn counts(&self) -> Option<OutboxCounts> {
+        self.counts.lock().ok().and_then(|c| c.clone())
+    }
+
+    /// Keeps (or, with None, forgets) the counts.
+    pub fn set_counts(&self, counts: Option<OutboxCounts>) {
+        if let Ok(mut kept) = self.counts.lock() {
+            *kept = counts;
+        }
+    }
+
+    /// After a capture committed one new pending entry of `author` (or failed to): the kept
+    /// counts gain it, so the status asked after every write does not open every entry again
+    /// (issue 17, P4: that made each write cost more than the one before). Kept only when
+    /// nothing else changed them since `counted_before` was read; else dropped and counted anew.
+    pub fn entry_added(&self, committed: bool, author: &str, counted_before: Option<OutboxCounts>) {
+        if let Ok(mut kept) = self.counts.lock() {
+            *kept = match (committed, counted_before) {
+                (true, Some(mut counts)) if *kept == Some(counts.clone()) => {
+                    counts.pending += 1;
+                    *counts.pending_by_author.entry(author.to_string()).or_default() += 1;
+                    Some(counts)
+                }
+                _ => None,
+            };
+        }
+    }
+
+    /// Whether no sequence number was given out in this context yet.
+    pub fn fresh(&self) -> bool {
+        self.last_seq.lock().map(|l| *l == 0).unwrap_or(false)
+    }
+
+    /// The next capture sequence number: time-based (`now_ms` in µs), after `stored` (the
+    /// highest one stored) and after every one given out in this context.
+    pub fn next_seq(&self, now_ms: i64, stored: u64) -> Result<u64> {
+        let mut last = self.last_seq.lock().map_err(|_| CoreError::Storage("seq lock poisoned".into()))?;
+        *last = (*last).max(stored);
+        // Capture times in µs never come near the end of u64: only a damaged entry does, and
+        // the next entry must not take its place.
+        let after = last
+            .checked_add(1)
+            .ok_or_else(|| CoreError::StorageCorrupt("an outbox entry holds the last sequence number".into()))?;
+        let seq = (now_ms.max(0) as u64).saturating_mul(1000).max(after);
+        *last = seq;
+        Ok(seq)
+    }
+
+    /// What flushes do with a field changed on both sides.
+    pub fn conflict_policy(&self) -> crate::merge::ConflictPolicy {
+        self.conflict_policy.lock().map(|p| *p).unwrap_or_default()
+    }
+
+    /// Sets the conflict policy.
+    pub fn set_conflict_policy(&self, policy: crate::merge::ConflictPolicy) {
+        if let Ok(mut p) = self.conflict_policy.lock() {
+            *p = policy;
+        }
+    }
+
+    /// Server errors (HTTP 500) one record may get before its entry is moved aside.
+    pub fn server_error_limit(&self) -> u32 {
+        self.server_error_limit.lock().map(|l| *l).unwrap_or(crate::backoff::DEFAULT_SERVER_ERROR_LIMIT)
+    }
+
+    /// Sets the server error limit (checked by the engine: at least 1).
+    pub fn set_server_error_limit(&self, limit: u32) {
+        if let Ok(mut l) = self.server_error_limit.lock() {
+            *l = limit;
+        }
+    }
+}
+
 /// Id prefix of a stored entry that cannot be read, in `failures()` and `discard`.
 pub const DAMAGED_PREFIX: &str = "damaged:";
 
@@ -229,7 +326,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
         // the number of entries (not a pending entry turning failed), so the JS face takes the
         // counts from the context that writes the outbox (the service worker).
         let stored = self.vault.store().count(StoreName::Outbox).await?;
-        if let Some(cached) = self.outbox_counts_cache.lock().ok().and_then(|c| c.clone()) {
+        if let Some(cached) = self.outbox.counts() {
             if cached.pending + cached.failed == stored {
                 return Ok(cached);
             }
@@ -249,34 +346,13 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
                 }
             }
         }
-        if let Ok(mut cache) = self.outbox_counts_cache.lock() {
-            *cache = Some(counts.clone());
-        }
+        self.outbox.set_counts(Some(counts.clone()));
         Ok(counts)
     }
 
     /// Forgets the cached counts after this engine changed the outbox.
     pub(crate) fn outbox_changed(&self) {
-        if let Ok(mut cache) = self.outbox_counts_cache.lock() {
-            *cache = None;
-        }
-    }
-
-    /// After a capture committed one new pending entry of `author` (or failed to): the kept
-    /// counts gain it, so the status asked after every write does not open every entry again
-    /// (issue 17, P4: that made each write cost more than the one before). Kept only when
-    /// nothing else changed them since `counted_before` was read; else dropped and counted anew.
-    fn outbox_entry_added(&self, committed: bool, author: &str, counted_before: Option<OutboxCounts>) {
-        if let Ok(mut cache) = self.outbox_counts_cache.lock() {
-            *cache = match (committed, counted_before) {
-                (true, Some(mut counts)) if *cache == Some(counts.clone()) => {
-                    counts.pending += 1;
-                    *counts.pending_by_author.entry(author.to_string()).or_default() += 1;
-                    Some(counts)
-                }
-                _ => None,
-            };
-        }
+        self.outbox.set_counts(None);
     }
 
     /// True when the outbox holds work: later tracker writes must queue behind it.
@@ -406,10 +482,10 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
             log.extend(replaced);
             batch = self.seal_conflict_log(batch, &log)?;
         }
-        let counted_before = self.outbox_counts_cache.lock().ok().and_then(|c| c.clone());
+        let counted_before = self.outbox.counts();
         // The records, the outbox entry (and any conflict it made) commit together.
         let committed = self.commit_bundles(batch, &bundles.iter().collect::<Vec<_>>(), &[]).await;
-        self.outbox_entry_added(committed.is_ok(), &entry.author, counted_before);
+        self.outbox.entry_added(committed.is_ok(), &entry.author, counted_before);
         committed?;
         Ok(response)
     }
@@ -419,21 +495,9 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
     pub(crate) async fn next_seq(&self, now_ms: i64) -> Result<u64> {
         // A new context (a restarted worker, a clock set back) continues after what is stored,
         // so an entry never takes the place of another.
-        if self.last_seq.lock().map(|l| *l == 0).unwrap_or(false) {
-            let stored = self.outbox_entries().await?.iter().map(|e| e.seq).max().unwrap_or(0);
-            if let Ok(mut last) = self.last_seq.lock() {
-                *last = (*last).max(stored);
-            }
-        }
-        let mut last = self.last_seq.lock().map_err(|_| CoreError::Storage("seq lock poisoned".into()))?;
-        // Capture times in µs never come near the end of u64: only a damaged entry does, and
-        // the next entry must not take its place.
-        let after = last
-            .checked_add(1)
-            .ok_or_else(|| CoreError::StorageCorrupt("an outbox entry holds the last sequence number".into()))?;
-        let seq = (now_ms.max(0) as u64).saturating_mul(1000).max(after);
-        *last = seq;
-        Ok(seq)
+        let stored =
+            if self.outbox.fresh() { self.outbox_entries().await?.iter().map(|e| e.seq).max().unwrap_or(0) } else { 0 };
+        self.outbox.next_seq(now_ms, stored)
     }
 
     /// After a write sent straight through (online, empty outbox) was answered: when the answer
