@@ -1,0 +1,348 @@
+//! The legacy importer for enrollments: create (with nested events), update, status, delete.
+
+use super::*;
+
+impl Importer<'_> {
+    /// Imports enrollments (each with nested events).
+    pub fn import_enrollments(&self, items: &[Value]) -> Result<ImportSummaries, ApiError> {
+        self.import_each(items, "enrollments", |item| self.import_enrollment(item, None))
+    }
+
+    pub(super) fn import_enrollment(&self, v: &Value, parent: Option<&TeRow>) -> Result<ImportSummary, ApiError> {
+        if !v.is_object() {
+            return Ok(ImportSummary::error(None, "Invalid enrollment: not a JSON object"));
+        }
+        let uid = match client_uid(v, "enrollment", "Enrollment") {
+            Ok(u) => u,
+            Err(s) => return Ok(*s),
+        };
+        let existing = match &uid {
+            Some(u) => store::enrollment_by_uid(self.conn, u)?,
+            None => None,
+        };
+        let exists_msg = |u: &str| format!("Enrollment {u} already exists or was deleted earlier");
+        Ok(match (self.strategy, existing) {
+            (Strategy::Delete, Some(e)) if !e.deleted => self.delete_enrollment(&e)?,
+            (Strategy::Delete, _) => ImportSummary::error(
+                uid.clone(),
+                format!(
+                    "Enrollment {} cannot be deleted as it is not present in the system",
+                    uid.as_deref().unwrap_or("")
+                ),
+            ),
+            (Strategy::Create, Some(e)) => ImportSummary::error(Some(e.uid.clone()), exists_msg(&e.uid)),
+            (Strategy::CreateAndUpdate, Some(e)) if e.deleted => {
+                ImportSummary::error(Some(e.uid.clone()), exists_msg(&e.uid))
+            }
+            (Strategy::Update | Strategy::CreateAndUpdate, Some(e)) if !e.deleted => self.update_enrollment(&e, v)?,
+            (Strategy::Update, _) => ImportSummary::error(
+                uid.clone(),
+                format!("ID {} doesn't point to a valid enrollment.", uid.as_deref().unwrap_or("")),
+            ),
+            (_, _) => self.create_enrollment(uid.unwrap_or_else(uid::generate), v, parent)?,
+        })
+    }
+
+    pub(super) fn enrollment_dates(&self, v: &Value) -> Result<(Option<String>, Option<String>), String> {
+        let parse = |key: &str, what: &str| match text(v, key) {
+            None => Ok(None),
+            Some(d) => dates::normalise(&d).map(Some).ok_or_else(|| format!("Invalid enollment {what}:  {d}")),
+        };
+        Ok((parse("enrollmentDate", "date")?, parse("incidentDate", "incident date")?))
+    }
+
+    pub(super) fn create_enrollment(
+        &self,
+        uid: String,
+        v: &Value,
+        parent: Option<&TeRow>,
+    ) -> Result<ImportSummary, ApiError> {
+        let te = match parent {
+            Some(te) => Some(te.clone()),
+            None => match text(v, "trackedEntityInstance") {
+                Some(t) => store::te_by_uid(self.conn, &t)?.filter(|te| !te.deleted),
+                None => None,
+            },
+        };
+        let Some(te) = te else {
+            return Ok(ImportSummary::conflicts(
+                Some(uid),
+                vec![(
+                    "Enrollment.trackedEntityInstance".into(),
+                    format!(
+                        "Does not point to a valid tracked entity instance: {}",
+                        text(v, "trackedEntityInstance").unwrap_or_default()
+                    ),
+                )],
+            ));
+        };
+        let Some(program) = text(v, "program").and_then(|p| self.md.program(&p)) else {
+            return Ok(ImportSummary::error(Some(uid), "Program can not be null"));
+        };
+        let ou = match self.org_unit_of(v) {
+            Ok(ou) => ou,
+            Err(_) => return Ok(ImportSummary::error(Some(uid), "OrganisationUnit can not be null")),
+        };
+        if program.program_type != "WITH_REGISTRATION" {
+            return Ok(ImportSummary::error(
+                Some(uid),
+                format!(
+                    "Provided program {} is a program without registration. An enrollment cannot be created into program without registration.",
+                    program.uid
+                ),
+            ));
+        }
+        if !program.org_units.is_empty() && !program.org_units.contains(&ou.uid) {
+            return Ok(ImportSummary::error(
+                Some(uid),
+                format!("Program is not assigned to this Organisation Unit: {}", ou.uid),
+            ));
+        }
+        let status = text(v, "status").unwrap_or_else(|| "ACTIVE".into()).to_ascii_uppercase();
+        if !matches!(status.as_str(), "ACTIVE" | "COMPLETED" | "CANCELLED") {
+            return Ok(ImportSummary::conflicts(
+                Some(uid),
+                vec![("Enrollment.status".into(), format!("Invalid enrollment status: {status}"))],
+            ));
+        }
+        if status != "CANCELLED" {
+            let others = store::enrollments_where(
+                self.conn,
+                "e.te_id = ?1 AND e.program = ?2 AND e.deleted = 0",
+                &[&te.id, &program.uid],
+            )?;
+            if status == "ACTIVE" && others.iter().any(|e| e.status == "ACTIVE") {
+                return Ok(ImportSummary::error(
+                    Some(uid),
+                    format!(
+                        "TrackedEntityInstance {} already has an active enrollment in program {}",
+                        te.uid, program.uid
+                    ),
+                ));
+            }
+            if program.only_enroll_once && others.iter().any(|e| e.status != "CANCELLED") {
+                return Ok(ImportSummary::error(
+                    Some(uid),
+                    format!(
+                        "TrackedEntityInstance {} already has an active or completed enrollment in program {}, and this program only allows enrolling one time",
+                        te.uid, program.uid
+                    ),
+                ));
+            }
+        }
+        // Mandatory program attributes must be present on the tracked entity.
+        let present: Vec<String> = store::attribute_values(self.conn, te.id)?.into_iter().map(|a| a.0).collect();
+        let missing: Conflicts = program
+            .attributes
+            .iter()
+            .filter(|pa| pa.mandatory && !present.contains(&pa.attribute))
+            .map(|pa| ("Attribute.attribute".into(), format!("Missing mandatory attribute {}", pa.attribute)))
+            .collect();
+        if !missing.is_empty() {
+            return Ok(ImportSummary::conflicts(Some(uid), missing));
+        }
+        let (enrollment_date, incident_date) = match self.enrollment_dates(v) {
+            Ok(d) => d,
+            Err(msg) => return Ok(ImportSummary::error(Some(uid), msg)),
+        };
+        if !self.user.can_capture(&ou.path) {
+            return Ok(ImportSummary::error(
+                Some(uid),
+                format!("[User has no create access to organisation unit: {}]", ou.uid),
+            ));
+        }
+        let enrollment_date = enrollment_date.unwrap_or_else(|| self.now.clone());
+        let incident_date = incident_date.unwrap_or_else(|| enrollment_date.clone());
+        let (completed_date, completed_by) = if status == "COMPLETED" {
+            (
+                text(v, "completedDate").and_then(|d| dates::normalise(&d)).or_else(|| Some(self.now.clone())),
+                Some(text(v, "completedBy").unwrap_or_else(|| self.user.username.clone())),
+            )
+        } else {
+            (None, None)
+        };
+        self.conn
+            .prepare_cached(
+                "INSERT INTO enrollments (uid, te_id, program, org_unit, status, enrollment_date, incident_date, \
+                 completed_date, completed_by, followup, created, last_updated, created_at_client, \
+                 last_updated_at_client, created_by, last_updated_by, stored_by) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, ?12, ?13, ?14, ?14, ?15)",
+            )?
+            .execute(params![
+                uid,
+                te.id,
+                program.uid,
+                ou.uid,
+                status,
+                enrollment_date,
+                incident_date,
+                completed_date,
+                completed_by,
+                flag(v, "followup").unwrap_or(false),
+                self.now,
+                text(v, "createdAtClient").and_then(|d| dates::normalise(&d)),
+                text(v, "lastUpdatedAtClient").and_then(|d| dates::normalise(&d)),
+                self.user.username,
+                self.stored_by(text(v, "storedBy")),
+            ])?;
+        let id = self.conn.last_insert_rowid();
+        self.conn
+            .prepare_cached("INSERT OR IGNORE INTO program_owners (te_id, program, org_unit) VALUES (?1, ?2, ?3)")?
+            .execute(params![te.id, program.uid, ou.uid])?;
+        self.add_notes(Some(id), None, v)?;
+        self.touch_te(te.id)?;
+        let row = store::enrollment_by_uid(self.conn, &uid)?
+            .ok_or_else(|| ApiError::Internal("enrollment vanished".into()))?;
+        let mut s = ImportSummary::new(Some(uid));
+        s.imported = 1;
+        s.events = Some(self.nested_events(&row, v)?);
+        Ok(s)
+    }
+
+    pub(super) fn nested_events(&self, e: &EnrollmentRow, v: &Value) -> Result<ImportSummaries, ApiError> {
+        let mut out = ImportSummaries::default();
+        for ev in array(v, "events") {
+            out.push(self.import_event(ev, Some(e))?);
+        }
+        Ok(out)
+    }
+
+    /// Adds the notes of a payload: one whose UID is stored is skipped (replays); an invalid or
+    /// missing UID gets a new one; `storedDate` is kept (dhis2-core 2.40
+    /// AbstractEventService:914-930, AbstractEnrollmentService:1499-1520).
+    pub(super) fn add_notes(
+        &self,
+        enrollment_id: Option<i64>,
+        event_id: Option<i64>,
+        v: &Value,
+    ) -> rusqlite::Result<()> {
+        for n in array(v, "notes") {
+            let Some(value) = text(n, "value") else { continue };
+            let note_uid = text(n, "note").filter(|u| uid::is_valid(u)).unwrap_or_else(uid::generate);
+            if store::note_exists(self.conn, &note_uid)? {
+                continue;
+            }
+            let stored_date =
+                text(n, "storedDate").and_then(|d| dates::normalise(&d)).unwrap_or_else(|| self.now.clone());
+            self.conn
+                .prepare_cached(
+                    "INSERT INTO notes (uid, enrollment_id, event_id, value, stored_by, stored_date) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )?
+                .execute(params![
+                    note_uid,
+                    enrollment_id,
+                    event_id,
+                    value,
+                    self.stored_by(text(n, "storedBy")),
+                    stored_date
+                ])?;
+        }
+        Ok(())
+    }
+
+    /// Updates an enrollment from a full payload (`PUT /api/enrollments/{id}`).
+    pub fn update_enrollment(&self, e: &EnrollmentRow, v: &Value) -> Result<ImportSummary, ApiError> {
+        if let Some(p) = text(v, "program") {
+            if self.md.program(&p).is_none() {
+                return Ok(ImportSummary::error(Some(e.uid.clone()), "Program can not be null"));
+            }
+        }
+        let ou = match self.org_unit_of(v) {
+            Ok(ou) => ou,
+            Err(None) => self.ous.get(&e.org_unit).ok_or_else(|| ApiError::Internal("org unit vanished".into()))?,
+            Err(Some(bad)) => {
+                return Ok(ImportSummary::error(Some(e.uid.clone()), format!("Org unit {bad} does not exist")));
+            }
+        };
+        let current_path = self.ous.get(&e.org_unit).map_or("", |o| o.path.as_str());
+        if !self.user.can_capture(current_path) || !self.user.can_capture(&ou.path) {
+            return Ok(ImportSummary::error(
+                Some(e.uid.clone()),
+                format!("[User has no write access to organisation unit: {}]", e.org_unit),
+            ));
+        }
+        let status = text(v, "status").map_or_else(|| e.status.clone(), |s| s.to_ascii_uppercase());
+        if !matches!(status.as_str(), "ACTIVE" | "COMPLETED" | "CANCELLED") {
+            return Ok(ImportSummary::conflicts(
+                Some(e.uid.clone()),
+                vec![("Enrollment.status".into(), format!("Invalid enrollment status: {status}"))],
+            ));
+        }
+        let (enrollment_date, incident_date) = match self.enrollment_dates(v) {
+            Ok(d) => d,
+            Err(msg) => return Ok(ImportSummary::error(Some(e.uid.clone()), msg)),
+        };
+        self.conn
+            .prepare_cached(
+                "UPDATE enrollments SET org_unit = ?2, enrollment_date = COALESCE(?3, enrollment_date), \
+                 incident_date = COALESCE(?4, incident_date), followup = COALESCE(?5, followup), \
+                 last_updated = ?6, last_updated_by = ?7, last_updated_at_client = COALESCE(?8, last_updated_at_client) \
+                 WHERE id = ?1",
+            )?
+            .execute(params![
+                e.id,
+                ou.uid,
+                enrollment_date,
+                incident_date,
+                flag(v, "followup"),
+                self.now,
+                self.user.username,
+                text(v, "lastUpdatedAtClient").and_then(|d| dates::normalise(&d)),
+            ])?;
+        self.set_enrollment_status(e, &status, text(v, "completedDate").and_then(|d| dates::normalise(&d)))?;
+        self.add_notes(Some(e.id), None, v)?;
+        self.touch_te(e.te_id)?;
+        let mut s = ImportSummary::new(Some(e.uid.clone()));
+        s.updated = 1;
+        let row = store::enrollment_by_uid(self.conn, &e.uid)?
+            .ok_or_else(|| ApiError::Internal("enrollment vanished".into()))?;
+        s.events = Some(self.nested_events(&row, v)?);
+        Ok(s)
+    }
+
+    /// Sets an enrollment's status (completed date and user kept for COMPLETED).
+    pub fn set_enrollment_status(
+        &self,
+        e: &EnrollmentRow,
+        status: &str,
+        completed: Option<String>,
+    ) -> rusqlite::Result<()> {
+        let (date, by) = match status {
+            "COMPLETED" if e.status == "COMPLETED" => (e.completed_date.clone(), e.completed_by.clone()),
+            "COMPLETED" => (completed.or_else(|| Some(self.now.clone())), Some(self.user.username.clone())),
+            _ => (None, None),
+        };
+        self.conn
+            .prepare_cached(
+                "UPDATE enrollments SET status = ?2, completed_date = ?3, completed_by = ?4, last_updated = ?5, \
+                 last_updated_by = ?6 WHERE id = ?1",
+            )?
+            .execute(params![e.id, status, date, by, self.now, self.user.username])?;
+        self.touch_te(e.te_id)
+    }
+
+    /// Deletes an enrollment (soft) with its events.
+    pub fn delete_enrollment(&self, e: &EnrollmentRow) -> Result<ImportSummary, ApiError> {
+        let path = self.ous.get(&e.org_unit).map_or("", |o| o.path.as_str());
+        if !self.user.can_capture(path) {
+            return Ok(ImportSummary::conflicts(
+                Some(e.uid.clone()),
+                vec![(e.uid.clone(), format!("User has no delete access to organisation unit: {}", e.org_unit))],
+            ));
+        }
+        self.conn.execute(
+            "UPDATE enrollments SET deleted = 1, last_updated = ?2, last_updated_by = ?3 WHERE id = ?1",
+            params![e.id, self.now, self.user.username],
+        )?;
+        self.conn.execute(
+            "UPDATE events SET deleted = 1, last_updated = ?2, last_updated_by = ?3 WHERE enrollment_id = ?1",
+            params![e.id, self.now, self.user.username],
+        )?;
+        self.touch_te(e.te_id)?;
+        let mut s = ImportSummary::new(Some(e.uid.clone()));
+        s.deleted = 1;
+        s.description = Some(format!("Deletion of enrollment {} was successful", e.uid));
+        Ok(s)
+    }
+}

@@ -1,0 +1,497 @@
+//! The legacy importer for events: create, update (whole or one value), date, notes, delete.
+
+use super::*;
+
+impl Importer<'_> {
+    /// Imports events.
+    pub fn import_events(&self, items: &[Value]) -> Result<ImportSummaries, ApiError> {
+        self.import_each(items, "events", |item| self.import_event(item, None))
+    }
+
+    pub(super) fn import_event(&self, v: &Value, parent: Option<&EnrollmentRow>) -> Result<ImportSummary, ApiError> {
+        if !v.is_object() {
+            return Ok(ImportSummary::error(None, "Invalid event: not a JSON object"));
+        }
+        let uid = match client_uid(v, "event", "Event") {
+            Ok(u) => u,
+            Err(s) => return Ok(*s),
+        };
+        let existing = match &uid {
+            Some(u) => store::event_by_uid(self.conn, u)?,
+            None => None,
+        };
+        Ok(match (self.strategy, existing) {
+            (Strategy::Delete, Some(ev)) if !ev.deleted => self.delete_event(&ev)?,
+            (Strategy::Delete, _) => {
+                let mut s = ImportSummary::new(uid.clone());
+                s.description = Some(format!(
+                    "Event {} cannot be deleted as it is not present in the system",
+                    uid.as_deref().unwrap_or("")
+                ));
+                s.ignored = 1;
+                s
+            }
+            (Strategy::Create, Some(ev)) => ImportSummary::error(
+                Some(ev.uid.clone()),
+                format!("Event {} already exists or was deleted earlier", ev.uid),
+            ),
+            (Strategy::CreateAndUpdate, Some(ev)) if ev.deleted => ImportSummary::error(
+                Some(ev.uid.clone()),
+                format!("Event {} already exists or was deleted earlier", ev.uid),
+            ),
+            // Only a bulk `POST /api/events` honours mergeDataValues: events nested in a TEI or
+            // enrollment, and `PUT /api/events/{ev}`, go through AbstractEventService.updateEvent,
+            // which sets it to false (dhis2-core 2.40 AbstractEventService:726).
+            (Strategy::Update | Strategy::CreateAndUpdate, Some(ev)) if !ev.deleted => {
+                let mode = if parent.is_none() && self.legacy.merge_data_values {
+                    EventUpdate::MergeValues
+                } else {
+                    EventUpdate::Whole
+                };
+                self.update_event_as(&ev, v, mode)?
+            }
+            (Strategy::Update, _) => ImportSummary::conflicts(
+                uid.clone(),
+                vec![("Invalid Event ID".into(), uid.clone().unwrap_or_default())],
+            ),
+            (_, _) => self.create_event(uid.unwrap_or_else(uid::generate), v, parent)?,
+        })
+    }
+
+    /// Validates the data values of an event payload against its stage; returns conflicts and
+    /// `(dataElement, value (None = delete), providedElsewhere, storedBy)`.
+    #[allow(clippy::type_complexity)]
+    pub(super) fn check_data_values(
+        &self,
+        stage: &crate::model::ProgramStage,
+        v: &Value,
+    ) -> (Conflicts, Vec<(String, Option<String>, bool, Option<String>)>) {
+        let mut conflicts = Vec::new();
+        let mut values = Vec::new();
+        for dv in array(v, "dataValues") {
+            let Some(de_uid) = text(dv, "dataElement") else {
+                conflicts.push(("dataElement".into(), "Missing required property dataElement".into()));
+                continue;
+            };
+            let Some(de) = self.md.data_element(&de_uid) else {
+                conflicts.push(("dataElement".into(), format!("{de_uid} is not a valid data element")));
+                continue;
+            };
+            if !stage.data_elements.iter().any(|d| d.data_element == de_uid) {
+                conflicts.push(("dataElement".into(), format!("{de_uid} is not a valid data element")));
+                continue;
+            }
+            let value = text(dv, "value");
+            if let Some(val) = &value {
+                if let Some(reason) = self.md.check_value(&de.value_type, de.option_set.as_deref(), val) {
+                    conflicts.push((de_uid.clone(), reason.into()));
+                    continue;
+                }
+            }
+            values.push((de_uid, value, flag(dv, "providedElsewhere").unwrap_or(false), text(dv, "storedBy")));
+        }
+        (conflicts, values)
+    }
+
+    pub(super) fn write_data_values(
+        &self,
+        event_id: i64,
+        values: &[(String, Option<String>, bool, Option<String>)],
+        replace: bool,
+    ) -> rusqlite::Result<()> {
+        if replace {
+            let keep: Vec<&str> = values.iter().filter(|v| v.1.is_some()).map(|v| v.0.as_str()).collect();
+            let existing: Vec<String> = self
+                .conn
+                .prepare_cached("SELECT data_element FROM data_values WHERE event_id = ?1")?
+                .query_map([event_id], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            let mut del =
+                self.conn.prepare_cached("DELETE FROM data_values WHERE event_id = ?1 AND data_element = ?2")?;
+            for d in existing.iter().filter(|d| !keep.contains(&d.as_str())) {
+                del.execute(params![event_id, d])?;
+            }
+        }
+        let mut up = self.conn.prepare_cached(
+            "INSERT INTO data_values (event_id, data_element, value, provided_elsewhere, created, last_updated, stored_by) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6) ON CONFLICT(event_id, data_element) DO UPDATE SET \
+             value = excluded.value, provided_elsewhere = excluded.provided_elsewhere, stored_by = excluded.stored_by, \
+             last_updated = excluded.last_updated",
+        )?;
+        let mut del = self.conn.prepare_cached("DELETE FROM data_values WHERE event_id = ?1 AND data_element = ?2")?;
+        for (de, value, elsewhere, stored_by) in values {
+            match value {
+                Some(val) => {
+                    up.execute(params![event_id, de, val, elsewhere, self.now, self.stored_by(stored_by.clone())])?;
+                }
+                None => {
+                    del.execute(params![event_id, de])?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the user owns the tracked entity for `program` (open/audited programs and
+    /// superusers always; else the owner org unit, or the TE's own, must be in capture scope).
+    pub fn owner_ok(&self, te_id: i64, te_ou: &str, program: &crate::model::Program) -> rusqlite::Result<bool> {
+        if self.user.superuser || matches!(program.access_level.as_str(), "OPEN" | "AUDITED") {
+            return Ok(true);
+        }
+        let owner: Option<String> = self
+            .conn
+            .prepare_cached("SELECT org_unit FROM program_owners WHERE te_id = ?1 AND program = ?2")?
+            .query_row(params![te_id, program.uid], |r| r.get(0))
+            .optional()?;
+        let owner = owner.unwrap_or_else(|| te_ou.to_owned());
+        Ok(self.ous.get(&owner).is_some_and(|o| self.user.can_capture(&o.path)))
+    }
+
+    pub(super) fn create_event(
+        &self,
+        uid: String,
+        v: &Value,
+        parent: Option<&EnrollmentRow>,
+    ) -> Result<ImportSummary, ApiError> {
+        let program_uid = text(v, "program").or_else(|| parent.map(|p| p.program.clone()));
+        let Some(program) = program_uid.as_deref().and_then(|p| self.md.program(p)) else {
+            return Ok(ImportSummary::error(
+                Some(uid),
+                format!("Event.program does not point to a valid program: {}", program_uid.unwrap_or_default()),
+            ));
+        };
+        let stage_uid = text(v, "programStage");
+        let Some(stage) = stage_uid.as_deref().and_then(|s| self.md.stage(s)).filter(|s| s.program == program.uid)
+        else {
+            return Ok(ImportSummary::error(
+                Some(uid),
+                format!("Event.programStage does not point to a valid programStage: {}", stage_uid.unwrap_or_default()),
+            ));
+        };
+        let ou_uid = text(v, "orgUnit").or_else(|| parent.map(|p| p.org_unit.clone()));
+        let Some(ou) = ou_uid.as_deref().and_then(|o| self.ous.get(o)) else {
+            return Ok(ImportSummary::error(
+                Some(uid),
+                format!("Event.orgUnit does not point to a valid organisation unit: {}", ou_uid.unwrap_or_default()),
+            ));
+        };
+        // Tracker program: the event belongs to a tracked entity and one of its enrollments.
+        let enrollment = match parent {
+            Some(p) => Some(p.clone()),
+            None => match text(v, "enrollment") {
+                Some(e) => store::enrollment_by_uid(self.conn, &e)?.filter(|e| !e.deleted),
+                None => None,
+            },
+        };
+        let te = match (&enrollment, text(v, "trackedEntityInstance")) {
+            (Some(e), _) => store::te_by_uid(self.conn, &e.te_uid)?,
+            (None, Some(t)) => store::te_by_uid(self.conn, &t)?,
+            (None, None) => None,
+        }
+        .filter(|t| !t.deleted);
+        let Some(te) = te else {
+            return Ok(ImportSummary::error(
+                Some(uid),
+                format!(
+                    "Event.trackedEntityInstance does not point to a valid tracked entity instance: {}",
+                    text(v, "trackedEntityInstance").unwrap_or_default()
+                ),
+            ));
+        };
+        let enrollment = match enrollment {
+            Some(e) if e.program == program.uid && e.te_id == te.id => e,
+            Some(e) => {
+                return Ok(ImportSummary::error(
+                    Some(uid),
+                    format!(
+                        "Enrollment {} does not belong to program {} and tracked entity instance {}",
+                        e.uid, program.uid, te.uid
+                    ),
+                ))
+            }
+            None => {
+                let active = store::enrollments_where(
+                    self.conn,
+                    "e.te_id = ?1 AND e.program = ?2 AND e.deleted = 0 AND e.status = 'ACTIVE' ORDER BY e.id DESC",
+                    &[&te.id, &program.uid],
+                )?;
+                match active.into_iter().next() {
+                    Some(e) => e,
+                    None => {
+                        return Ok(ImportSummary::error(
+                            Some(uid),
+                            format!("Tracked entity instance: {} is not enrolled in program: {}", te.uid, program.uid),
+                        ))
+                    }
+                }
+            }
+        };
+        if !stage.repeatable {
+            let n: i64 = self
+                .conn
+                .prepare_cached(
+                    "SELECT COUNT(*) FROM events WHERE enrollment_id = ?1 AND program_stage = ?2 AND deleted = 0",
+                )?
+                .query_row(params![enrollment.id, stage.uid], |r| r.get(0))?;
+            if n > 0 {
+                return Ok(ImportSummary::error(
+                    Some(uid),
+                    "Program stage is not repeatable and an event already exists",
+                ));
+            }
+        }
+        let status = text(v, "status").unwrap_or_else(|| "ACTIVE".into()).to_ascii_uppercase();
+        if !matches!(status.as_str(), "ACTIVE" | "COMPLETED" | "VISITED" | "SCHEDULE" | "OVERDUE" | "SKIPPED") {
+            return Ok(ImportSummary::error(Some(uid), format!("Invalid event status: {status}")));
+        }
+        let event_date = match text(v, "eventDate") {
+            Some(d) => match dates::normalise(&d) {
+                Some(d) => Some(d),
+                None => {
+                    return Ok(ImportSummary::error(Some(uid), "Event date or Execution date format is not correct. "))
+                }
+            },
+            None if matches!(status.as_str(), "SCHEDULE" | "OVERDUE" | "SKIPPED") => None,
+            None => return Ok(ImportSummary::error(Some(uid), "Event date is required. ")),
+        };
+        let due_date = match text(v, "dueDate") {
+            Some(d) => match dates::normalise(&d) {
+                Some(d) => Some(d),
+                None => return Ok(ImportSummary::error(Some(uid), format!("Invalid due date: {d}"))),
+            },
+            None => event_date.clone().or_else(|| Some(self.now.clone())),
+        };
+        if !program.org_units.is_empty() && !program.org_units.contains(&ou.uid) {
+            return Ok(ImportSummary::error(
+                Some(uid),
+                format!("Program is not assigned to this organisation unit: {}", ou.uid),
+            ));
+        }
+        let mut conflicts = Vec::new();
+        if !self.user.can_capture(&ou.path) {
+            conflicts.push((uid.clone(), format!("User has no write access to organisation unit: {}", ou.uid)));
+        }
+        if !self.owner_ok(te.id, &te.org_unit, program)? {
+            conflicts.push((uid.clone(), "OWNERSHIP_ACCESS_DENIED".into()));
+        }
+        let (dv_conflicts, values) = self.check_data_values(stage, v);
+        conflicts.extend(dv_conflicts);
+        if !conflicts.is_empty() {
+            return Ok(ImportSummary::conflicts(Some(uid), conflicts));
+        }
+        let (completed_date, completed_by) = if status == "COMPLETED" {
+            (
+                text(v, "completedDate").and_then(|d| dates::normalise(&d)).or_else(|| Some(self.now.clone())),
+                Some(text(v, "completedBy").unwrap_or_else(|| self.user.username.clone())),
+            )
+        } else {
+            (None, None)
+        };
+        self.conn
+            .prepare_cached(
+                "INSERT INTO events (uid, enrollment_id, te_id, program, program_stage, org_unit, ou_path, status, \
+                 event_date, due_date, completed_date, completed_by, created, last_updated, created_at_client, \
+                 last_updated_at_client, created_by, last_updated_by, stored_by) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13, ?14, ?15, ?16, ?16, ?17)",
+            )?
+            .execute(params![
+                uid,
+                enrollment.id,
+                te.id,
+                program.uid,
+                stage.uid,
+                ou.uid,
+                ou.path,
+                status,
+                event_date,
+                due_date,
+                completed_date,
+                completed_by,
+                self.now,
+                text(v, "createdAtClient").and_then(|d| dates::normalise(&d)),
+                text(v, "lastUpdatedAtClient").and_then(|d| dates::normalise(&d)),
+                self.user.username,
+                self.stored_by(text(v, "storedBy")),
+            ])?;
+        let id = self.conn.last_insert_rowid();
+        self.write_data_values(id, &values, false)?;
+        self.add_notes(None, Some(id), v)?;
+        self.touch_enrollment(enrollment.id)?;
+        self.touch_te(te.id)?;
+        let mut s = ImportSummary::new(Some(uid));
+        s.imported = 1;
+        Ok(s)
+    }
+
+    /// Updates an event: the whole event (`single_value = false`: omitted data values are
+    /// deleted) or only the data values in the payload (`PUT /api/events/{ev}/{de}`).
+    pub fn update_event(&self, ev: &EventRow, v: &Value, single_value: bool) -> Result<ImportSummary, ApiError> {
+        self.update_event_as(ev, v, if single_value { EventUpdate::SingleValue } else { EventUpdate::Whole })
+    }
+
+    pub(super) fn update_event_as(
+        &self,
+        ev: &EventRow,
+        v: &Value,
+        mode: EventUpdate,
+    ) -> Result<ImportSummary, ApiError> {
+        let single_value = mode == EventUpdate::SingleValue;
+        let Some(stage) = self.md.stage(&ev.program_stage) else {
+            return Ok(ImportSummary::error(
+                Some(ev.uid.clone()),
+                "Event.programStage does not point to a valid programStage",
+            ));
+        };
+        let ou = if single_value {
+            None
+        } else {
+            match text(v, "orgUnit") {
+                None => None,
+                Some(o) => match self.ous.get(&o) {
+                    Some(ou) => Some(ou),
+                    None => {
+                        return Ok(ImportSummary::error(
+                            Some(ev.uid.clone()),
+                            format!("Event.orgUnit does not point to a valid organisation unit: {o}"),
+                        ))
+                    }
+                },
+            }
+        };
+        let mut conflicts = Vec::new();
+        if !self.user.can_capture(&ev.ou_path) || ou.is_some_and(|o| !self.user.can_capture(&o.path)) {
+            conflicts
+                .push((ev.uid.clone(), format!("User has no update access to organisation unit: {}", ev.org_unit)));
+        }
+        let (dv_conflicts, values) = self.check_data_values(stage, v);
+        conflicts.extend(dv_conflicts);
+        let status = if single_value {
+            ev.status.clone()
+        } else {
+            text(v, "status").map_or_else(|| ev.status.clone(), |s| s.to_ascii_uppercase())
+        };
+        if !matches!(status.as_str(), "ACTIVE" | "COMPLETED" | "VISITED" | "SCHEDULE" | "OVERDUE" | "SKIPPED") {
+            conflicts.push(("Event.status".into(), format!("Invalid event status: {status}")));
+        }
+        let parse = |key: &str| -> Result<Option<String>, (String, String)> {
+            match text(v, key) {
+                None => Ok(None),
+                Some(d) => {
+                    dates::normalise(&d).map(Some).ok_or_else(|| (format!("Event.{key}"), format!("Invalid date: {d}")))
+                }
+            }
+        };
+        let (event_date, due_date) = if single_value {
+            (None, None)
+        } else {
+            match (parse("eventDate"), parse("dueDate")) {
+                (Ok(a), Ok(b)) => (a, b),
+                (Err(c), _) | (_, Err(c)) => {
+                    conflicts.push(c);
+                    (None, None)
+                }
+            }
+        };
+        if !conflicts.is_empty() {
+            return Ok(ImportSummary::conflicts(Some(ev.uid.clone()), conflicts));
+        }
+        let (completed_date, completed_by) = match (status.as_str(), ev.status.as_str()) {
+            ("COMPLETED", "COMPLETED") => (ev.completed_date.clone(), ev.completed_by.clone()),
+            ("COMPLETED", _) => (
+                text(v, "completedDate").and_then(|d| dates::normalise(&d)).or_else(|| Some(self.now.clone())),
+                Some(text(v, "completedBy").unwrap_or_else(|| self.user.username.clone())),
+            ),
+            _ => (None, None),
+        };
+        let stored_by = if single_value { None } else { text(v, "storedBy") };
+        self.conn
+            .prepare_cached(
+                "UPDATE events SET status = ?2, event_date = COALESCE(?3, event_date), due_date = COALESCE(?4, due_date), \
+                 completed_date = ?5, completed_by = ?6, org_unit = COALESCE(?7, org_unit), ou_path = COALESCE(?8, ou_path), \
+                 last_updated = ?9, last_updated_by = ?10, stored_by = COALESCE(?11, stored_by), \
+                 last_updated_at_client = COALESCE(?12, last_updated_at_client) WHERE id = ?1",
+            )?
+            .execute(params![
+                ev.id,
+                status,
+                event_date,
+                due_date,
+                completed_date,
+                completed_by,
+                ou.map(|o| o.uid.clone()),
+                ou.map(|o| o.path.clone()),
+                self.now,
+                self.user.username,
+                stored_by,
+                text(v, "lastUpdatedAtClient").and_then(|d| dates::normalise(&d)),
+            ])?;
+        // dhis2-core 2.40 EventDataValueAggregator:72-101: an update's data values are the ones
+        // sent with a value, plus (mergeDataValues only) the stored ones the payload does not
+        // name; one sent empty is dropped, i.e. deleted, in both modes.
+        self.write_data_values(ev.id, &values, mode == EventUpdate::Whole && !self.merge)?;
+        if !single_value {
+            self.add_notes(None, Some(ev.id), v)?;
+        }
+        if let Some(e) = ev.enrollment_id {
+            self.touch_enrollment(e)?;
+        }
+        if let Some(t) = ev.te_id {
+            self.touch_te(t)?;
+        }
+        let mut s = ImportSummary::new(Some(ev.uid.clone()));
+        s.updated = 1;
+        Ok(s)
+    }
+
+    /// Sets only the event date (`PUT /api/events/{ev}/eventDate`).
+    pub fn set_event_date(&self, ev: &EventRow, v: &Value) -> Result<Option<String>, ApiError> {
+        let Some(date) = text(v, "eventDate").and_then(|d| dates::normalise(&d)) else {
+            return Ok(Some("Event date is required. ".into()));
+        };
+        if !self.user.can_capture(&ev.ou_path) {
+            return Ok(Some(format!("User has no update access to organisation unit: {}", ev.org_unit)));
+        }
+        self.conn.execute(
+            "UPDATE events SET event_date = ?2, last_updated = ?3, last_updated_by = ?4 WHERE id = ?1",
+            params![ev.id, date, self.now, self.user.username],
+        )?;
+        if let Some(t) = ev.te_id {
+            self.touch_te(t)?;
+        }
+        Ok(None)
+    }
+
+    /// Adds the notes of a payload to an event (`POST /api/events/{ev}/note`).
+    pub fn add_event_notes(&self, ev: &EventRow, v: &Value) -> Result<(), ApiError> {
+        self.add_notes(None, Some(ev.id), v)?;
+        self.conn.execute(
+            "UPDATE events SET last_updated = ?2, last_updated_by = ?3 WHERE id = ?1",
+            params![ev.id, self.now, self.user.username],
+        )?;
+        if let Some(t) = ev.te_id {
+            self.touch_te(t)?;
+        }
+        Ok(())
+    }
+
+    /// Deletes an event (soft).
+    pub fn delete_event(&self, ev: &EventRow) -> Result<ImportSummary, ApiError> {
+        if !self.user.can_capture(&ev.ou_path) {
+            return Ok(ImportSummary::conflicts(
+                Some(ev.uid.clone()),
+                vec![("Event".into(), format!("User has no delete access to organisation unit: {}", ev.org_unit))],
+            ));
+        }
+        self.conn.execute(
+            "UPDATE events SET deleted = 1, last_updated = ?2, last_updated_by = ?3 WHERE id = ?1",
+            params![ev.id, self.now, self.user.username],
+        )?;
+        if let Some(t) = ev.te_id {
+            self.touch_te(t)?;
+        }
+        let mut s = ImportSummary::new(Some(ev.uid.clone()));
+        s.deleted = 1;
+        s.description = Some(format!("Deletion of event {} was successful", ev.uid));
+        Ok(s)
+    }
+}
