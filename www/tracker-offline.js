@@ -2,7 +2,7 @@
 // package (www/pkg): every rule lives in Rust (crates/core); this file only loads the module,
 // registers the service worker, passes the typed credentials to it (where a worker runs, it is
 // the only holder of the data key and the password), and turns answers into JS values.
-// Types of everything here: tracker-offline.d.ts. One file of about 620 lines on purpose: the
+// Types of everything here: tracker-offline.d.ts. One file of about 630 lines on purpose: the
 // page API and its two channels (the worker's messages, this page's engine) ship as the one
 // module an app imports, beside sw.js and pkg/ (no further file for every packaging path).
 //
@@ -14,7 +14,7 @@
 //                                          //      usage, quota, lastDownloadAt, pendingByAuthor,
 //                                          //      failedByAuthor, registeredUsers, persisted, authRequired }
 //   await app.download({ orgUnits, programs, onProgress }); // clinic copy for offline use
-//   await app.sync();                      // -> { sent, failed, remaining, requests, stopped, waitingFor, retryAfterMs, nextTryInMs }
+//   await app.sync();                      // -> { sent, failed, remaining, requests, stopped, waitingFor, retryAfterMs, nextTryInMs, waitsForServer }
 //   await app.failures(); await app.retry(id); await app.discard(id);
 //   await app.conflicts(); await app.resolveConflict(id, 'device' | 'server');
 //   await app.cacheAppFiles(urls);         // app files kept for offline use
@@ -486,7 +486,8 @@ export class TrackerOffline extends EventTarget {
 
   /**
    * Sends the outbox now (through the service worker, which also flushes on its own).
-   * Resolves with `{ sent, failed, remaining, requests, stopped, waitingFor, retryAfterMs, nextTryInMs }`;
+   * Resolves with `{ sent, failed, remaining, requests, stopped, waitingFor, retryAfterMs, nextTryInMs,
+   * waitsForServer }`;
    * `stopped` is `SERVER_UNREACHABLE`, `SERVER_BUSY` (429/5xx: the device waits, at least
    * `retryAfterMs` when the server said) or `AUTH_REQUIRED` (nothing is sent with a password
    * the server refused until an online login).
@@ -510,7 +511,9 @@ export class TrackerOffline extends EventTarget {
   /**
    * Entries the server refused (`severity: 'error'`, kept unsent) and warnings the server gave
    * on accepted work (`severity: 'warning'`, dismissed with `discard`):
-   * `[{ id, author, summary, records, reasons, createdAtMs, failedAtMs, severity }]`.
+   * `[{ id, author, summary, records, reasons, createdAtMs, failedAtMs, severity, change }]`, where
+   * `change` (`{ kind, action, record, dataElement }`) says what the entry changes, to name it on
+   * screen without reading `summary`.
    */
   async failures() {
     return this.#channel.failures();
