@@ -40,7 +40,7 @@ const LIBRARY_VERSION = 'dev';
 // Versioned URL: a newer release's worker never gets an older glue from the HTTP cache.
 importScripts(`./pkg/tracker_offline_worker.js?v=${LIBRARY_VERSION}`);
 /* global wasm_bindgen */
-const { Engine, triggerDelayMs, routeRequest, keepsShellCopy, appRequestTimeoutMs, checkWorkerMessage } = wasm_bindgen;
+const { Engine, triggerDelayMs, routeRequest, keepsShellCopy, appRequestTimeoutMs, checkWorkerMessage, checkFlushScope } = wasm_bindgen;
 const init = wasm_bindgen;
 
 const SYNC_TAG = 'tracker-offline-outbox';
@@ -105,11 +105,6 @@ async function knownApiBases() {
     .filter((n) => n?.startsWith(DB_PREFIX))
     .map((n) => n.slice(DB_PREFIX.length));
   return [...new Set([...engines.keys(), ...fromDbs])].filter(isApiBase);
-}
-
-/** Whose a request is, by the core's routing over the API bases known here. */
-async function routeOf(method, url) {
-  return routeRequest(method, url, self.location.origin, await knownApiBases());
 }
 
 async function fetchWithTimeout(request) {
@@ -267,11 +262,11 @@ async function answerWrite(event, request, apiBase) {
   return toResponse(answer);
 }
 
-async function answerShell(event, request) {
+async function answerShell(event, request, apiBases) {
   const cache = await caches.open(SHELL_CACHE);
   try {
     const response = await fetchWithTimeout(request);
-    if (keepsShellCopy(request.url, self.location.origin, await knownApiBases(), response.status, response.redirected, response.type === 'basic')) {
+    if (keepsShellCopy(request.url, self.location.origin, apiBases, response.status, response.redirected, response.type === 'basic')) {
       event.waitUntil(cache.put(request, response.clone()).catch(() => {}));
     }
     return response;
@@ -289,10 +284,11 @@ self.addEventListener('fetch', (event) => {
   if (new URL(request.url).origin !== self.location.origin || request.method === 'HEAD' || request.method === 'OPTIONS') return;
   event.respondWith(
     (async () => {
-      const route = await routeOf(request.method, request.url);
+      const apiBases = await knownApiBases();
+      const route = routeRequest(request.method, request.url, self.location.origin, apiBases);
       if (route.kind === 'read') return answerRead(event, request, route.apiBase);
       if (route.kind === 'write') return answerWrite(event, request, route.apiBase);
-      if (route.kind === 'shell') return answerShell(event, request);
+      if (route.kind === 'shell') return answerShell(event, request, apiBases);
       return fetch(request);
     })(),
   );
@@ -345,7 +341,7 @@ async function configure(apiBase, message) {
     policies.set(apiBase, wanted);
   }
   const { flushScope, conflictPolicy, serverErrorLimit } = message;
-  if (flushScope !== undefined && !['all', 'author'].includes(flushScope)) throw coded('BAD_INPUT', "flushScope must be 'all' or 'author'");
+  checkFlushScope(flushScope); // BAD_INPUT from the core
   settings.set(apiBase, { flushScope, conflictPolicy, serverErrorLimit });
   applySettings(apiBase, await engineFor(apiBase));
   return {};

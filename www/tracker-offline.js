@@ -26,7 +26,7 @@
 // CONFLICT, BAD_INPUT, BAD_RESPONSE, CRYPTO_ERROR, SERVICE_WORKER_UNAVAILABLE,
 // SERVICE_WORKER_ERROR, NOT_ALLOWED); the full list is TrackerOfflineErrorCode in tracker-offline.d.ts.
 
-import init, { Engine, triggerDelayMs, workerAnswerWithinMs } from './pkg/tracker_offline.js';
+import init, { Engine, checkFlushScope, triggerDelayMs, workerAnswerWithinMs } from './pkg/tracker_offline.js';
 
 /** A queued write with no flush report in sight: when an automatic flush is tried anyway (ms). */
 const QUEUED_CHECK_MS = 30000;
@@ -375,7 +375,7 @@ export class TrackerOffline extends EventTarget {
     // Ask the browser not to evict the clinic copy under storage pressure.
     await navigator.storage?.persist?.().catch(() => false);
     const flushScope = options.flushScope ?? 'all';
-    if (!['all', 'author'].includes(flushScope)) throw codedError('BAD_INPUT', "flushScope must be 'all' or 'author'");
+    checkFlushScope(flushScope); // the core checks it (BAD_INPUT)
     const conflictPolicy = options.conflictPolicy ?? 'device-wins';
     engine.setConflictPolicy(conflictPolicy); // the core checks it (BAD_INPUT)
     if (options.serverErrorLimit !== undefined) engine.setServerErrorLimit(options.serverErrorLimit);

@@ -54,6 +54,17 @@ pub enum FlushScope {
     Author,
 }
 
+impl FlushScope {
+    /// The scope a page or the app named (`all`, the default when none is named, or `author`).
+    pub fn parse(name: Option<&str>) -> Result<Self> {
+        match name {
+            None | Some("all") => Ok(FlushScope::All),
+            Some("author") => Ok(FlushScope::Author),
+            Some(other) => Err(CoreError::BadInput(format!("flushScope must be 'all' or 'author', not {other:?}"))),
+        }
+    }
+}
+
 /// How often a flush with legacy work waiting asks the server its version (an upgrade to 2.42
 /// removes the legacy endpoints).
 pub const VERSION_CHECK_MS: i64 = 10 * 60 * 1000;

@@ -147,3 +147,14 @@ fn a_sync_trigger_comes_again_only_while_entries_wait_for_the_server() {
     assert!(!report(3, Some("AUTH_REQUIRED")).waits_for_server(), "a password refused waits for the nurse");
     assert!(!report(3, None).waits_for_server());
 }
+
+#[test]
+fn a_flush_scope_is_all_or_author_and_anything_else_is_bad_input() {
+    use tracker_offline_core::flush::FlushScope;
+    assert_eq!(FlushScope::parse(None).unwrap(), FlushScope::All);
+    assert_eq!(FlushScope::parse(Some("all")).unwrap(), FlushScope::All);
+    assert_eq!(FlushScope::parse(Some("author")).unwrap(), FlushScope::Author);
+    for bad in ["everyone", "", "ALL"] {
+        assert_eq!(FlushScope::parse(Some(bad)).unwrap_err().code(), "BAD_INPUT", "{bad}");
+    }
+}

@@ -323,15 +323,7 @@ impl Engine {
     fn flush_with(&self, scope: Option<String>, on_progress: Option<js_sys::Function>, if_due: bool) -> Promise {
         let inner = self.inner.clone();
         future_to_promise(async move {
-            let scope = match scope.as_deref() {
-                None | Some("all") => FlushScope::All,
-                Some("author") => FlushScope::Author,
-                Some(other) => {
-                    return Err(reject(CoreError::BadInput(format!(
-                        "flushScope must be 'all' or 'author', not {other:?}"
-                    ))))
-                }
-            };
+            let scope = FlushScope::parse(scope.as_deref()).map_err(reject)?;
             let mut report_progress = |r: &FlushReport| {
                 if let (Some(f), Ok(v)) = (&on_progress, to_js(&ReportedFlush::of(r))) {
                     let _ = f.call1(&JsValue::NULL, &v);
@@ -531,6 +523,13 @@ pub fn keeps_shell_copy(
 pub fn check_worker_message(name: &str, unlocked: bool) -> Result<bool, JsValue> {
     let message = tracker_offline_core::worker_protocol::check_worker_message(name, unlocked).map_err(reject)?;
     Ok(message.names_vault)
+}
+
+/// Checks the flush scope an app configured (`all`, `author`, or undefined for `all`): throws
+/// `BAD_INPUT` for any other.
+#[wasm_bindgen(js_name = checkFlushScope)]
+pub fn check_flush_scope(scope: Option<String>) -> Result<(), JsValue> {
+    FlushScope::parse(scope.as_deref()).map(|_| ()).map_err(reject)
 }
 
 /// How long a page waits for the worker's answer to the message `type`, in ms.
