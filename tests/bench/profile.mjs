@@ -16,7 +16,7 @@
 // Then the functions with the most self time.
 //
 //   node tests/bench/profile.mjs [--what login|download|load|write] [--logins 5] [--teis 1000]
-//        [--settle-ms 1500] [--sim-bin target/release/dhis2-sim]
+//        [--settle-ms 1500] [--sim-bin target/release/dhis2-sim] [--callers <part of a name>]
 //
 // Build the package with `TRACKER_OFFLINE_WASM_NAMES=1 scripts/build-wasm.sh` first to see the
 // wasm functions by name (without it they show as wasm-function[N]).
@@ -36,6 +36,8 @@ const LOGINS = Number(arg('--logins', 5));
 const TEIS = Number(arg('--teis', 1000));
 const SIM_BIN = arg('--sim-bin', join(ROOT, 'target', 'release', 'dhis2-sim'));
 const SETTLE_MS = Number(arg('--settle-ms', 1500));
+// `--callers <part of a name>`: also the callers of the functions so named, by self time.
+const CALLERS = arg('--callers', null);
 const NURSE = { username: 'nurse1', password: 'Nurse1!clinic' };
 // P2 downloads as the administrator (every woman of the generated database); P1 logs a nurse in.
 const ADMIN = { username: 'admin', password: 'district' };
@@ -73,6 +75,9 @@ async function attachToWorker(browserSession, scriptUrlPart) {
 function digest(profile) {
   const byId = new Map(profile.nodes.map((n) => [n.id, n]));
   const self = new Map();
+  const callers = new Map();
+  const parent = new Map();
+  for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n);
   const dts = profile.timeDeltas;
   let idle = 0;
   let busy = 0;
@@ -87,8 +92,15 @@ function digest(profile) {
     busy += dt;
     const name = `${functionName || '(anonymous)'} ${url.split('/').pop()}${url ? `:${lineNumber + 1}` : ''}`;
     self.set(name, (self.get(name) ?? 0) + dt);
+    if (CALLERS && name.includes(CALLERS)) {
+      // The first caller up the stack that is not glue between the two (handleError and the like).
+      let up = parent.get(node.id);
+      while (up && /^(handleError|\(anonymous\)|__wbg_.*|wasm-to-js|js-to-wasm|js_sys::.*|wasm_bindgen::.*)$/.test(up.callFrame.functionName) && parent.get(up.id)) up = parent.get(up.id);
+      const by = up ? `${up.callFrame.functionName || '(anonymous)'} ${up.callFrame.url.split('/').pop()}` : '(root)';
+      callers.set(by, (callers.get(by) ?? 0) + dt);
+    }
   }
-  return { idle, busy, self };
+  return { idle, busy, self, callers };
 }
 
 async function main() {
@@ -107,12 +119,14 @@ async function main() {
     await cdp.send('Profiler.enable');
     await cdp.send('Profiler.setSamplingInterval', { interval: WHAT === 'login' ? 100 : 1000 });
     const total = new Map();
+    const totalCallers = new Map();
     const profiled = async (label, run, { counted = true } = {}) => {
       await cdp.send('Profiler.start');
       const waited = await run();
       const { profile } = await cdp.send('Profiler.stop');
-      const { idle, busy, self } = digest(profile);
+      const { idle, busy, self, callers } = digest(profile);
       if (counted) for (const [name, ms] of self) total.set(name, (total.get(name) ?? 0) + ms);
+      if (counted) for (const [name, ms] of callers) totalCallers.set(name, (totalCallers.get(name) ?? 0) + ms);
       console.log(`${label}: page waited ${waited.toFixed(1)} ms; worker busy ${busy.toFixed(1)} ms, idle ${idle.toFixed(1)} ms`);
     };
     const online = await call('login', USER.username, USER.password);
@@ -194,6 +208,10 @@ async function main() {
     }
     console.log(`\nself time (ms), the top 30:`);
     for (const [name, ms] of [...total].sort((a, b) => b[1] - a[1]).slice(0, 30)) console.log(`${ms.toFixed(1).padStart(8)}  ${name}`);
+    if (CALLERS) {
+      console.log(`\ncallers of functions named like "${CALLERS}", by their self time (ms):`);
+      for (const [name, ms] of [...totalCallers].sort((a, b) => b[1] - a[1]).slice(0, 15)) console.log(`${ms.toFixed(1).padStart(8)}  ${name}`);
+    }
   } finally {
     await browser.close();
     await sim.dispose();

@@ -206,13 +206,21 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
                 .map_err(|e| CoreError::StorageCorrupt(format!("clinic metadata: {e}")))?,
             None => ClinicMetadata::default(),
         };
-        // The index snapshot first (256 values), then only the rows written since it was made.
+        // The index snapshot first (256 values); then, under the prefixes where the manifest
+        // changed since a chunk was made, the keys and only the rows written since.
         let chunk_ids = index_snapshot::chunk_ids();
         let chunk_refs: Vec<&str> = chunk_ids.iter().map(String::as_str).collect();
-        let chunks = self.vault.get_records(StoreName::Cache, &chunk_refs).await;
-        let snapshot = index_snapshot::Snapshot::parse(chunks);
-        let stored = self.vault.open_all_except(StoreName::Index, &|fp| snapshot.holds(fp)).await?;
-        let loaded = index_snapshot::rebuild(snapshot, stored);
+        let mut snapshot = index_snapshot::Snapshot::parse(self.vault.open_copies(&chunk_refs).await);
+        if snapshot.is_empty() {
+            self.remove_records_of_old_snapshot(&chunk_refs).await;
+        }
+        let stale = snapshot.settle(&self.vault.manifest_versions().await?);
+        let (stored, states) = if stale.is_empty() {
+            (Vec::new(), Vec::new())
+        } else {
+            self.vault.open_under_except(StoreName::Index, &stale, &|fp| snapshot.holds(fp)).await?
+        };
+        let loaded = index_snapshot::rebuild(snapshot, stored, &states);
         let mut state =
             crate::clinic::ClinicState { loaded: true, metadata, damaged_rows: loaded.damaged, ..Default::default() };
         for row in loaded.rows {
@@ -228,6 +236,23 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
             }
         }
         Ok(())
+    }
+
+    /// Removes the chunks of an index snapshot written as records of the cache store (before
+    /// they were copies outside the manifest): once, at the first load without any copy.
+    /// Best effort, before the manifest's versions are read for the load (it changes some).
+    async fn remove_records_of_old_snapshot(&self, chunk_ids: &[&str]) {
+        let Ok(found) = self.vault.get_records(StoreName::Cache, chunk_ids).await else { return };
+        let mut batch = WriteBatch::new();
+        for (id, value) in chunk_ids.iter().zip(found) {
+            if value.is_some() {
+                let Ok(next) = self.vault.delete_into(batch, StoreName::Cache, id) else { return };
+                batch = next;
+            }
+        }
+        if !batch.is_empty() {
+            let _ = self.vault.commit(batch).await;
+        }
     }
 
     /// When the last complete download started (ms since epoch), if any.

@@ -1,18 +1,24 @@
-//! The index snapshot (issue 17, P7): a sealed copy of every index row in 256 chunks of the
-//! cache store, so that an unlock opens 256 values instead of one per woman.
+//! The index snapshot (issue 17, P7): a sealed copy of every index row in 256 chunks, so that
+//! an unlock opens 256 values instead of one per woman, and lists no key of the index store
+//! when nothing changed.
 //!
 //! The index rows stay the record of truth (each is written with its bundle, in the same
-//! transaction); the snapshot is a cache of them that is never trusted beyond what the
-//! manifest says. Each snapshot row carries the fingerprint of the index row's envelope it was
-//! made from, and a load takes a snapshot row only for a key whose current envelope, by the
-//! manifest, has that fingerprint. Every other row (written since, or never in the snapshot)
-//! is read and opened as before, and a row the snapshot holds but the index no longer has is
-//! dropped. So a stale, lost or damaged snapshot costs time, never a wrong answer.
+//! transaction); the snapshot is a copy of them that proves itself current. Chunk `n` holds the
+//! rows whose storage key starts with the hex byte `n` (storage keys are keyed hashes: the
+//! chunks fill evenly), which are exactly the values of the manifest's 16 shards `n0`..`nf`.
+//! A chunk written from a complete, checked read of those rows names the versions those
+//! shards had ([`Guard`]); any later write under the prefix, in any store, raises one of them.
+//! So a load takes a chunk whose versions are the manifest's as it is, and reads only the
+//! other prefixes: their keys (one key range each), their fingerprints by the manifest, and
+//! the rows whose current envelope the chunk does not hold (each snapshot row carries the
+//! fingerprint of the envelope it was made from). A stale, lost, rolled back or damaged chunk
+//! costs time, never a wrong answer: versions only grow, and the manifest root is sealed.
 //!
-//! Chunk `n` holds the rows whose storage key starts with the hex byte `n` (storage keys are
-//! keyed hashes: the chunks fill evenly). A load rewrites the chunks it found stale once enough
-//! rows were opened one by one ([`REFRESH_AT`]): a day of visits rewrites the chunks of the
-//! women seen, not the whole copy.
+//! The chunks are sealed copies outside the manifest ([`Vault::seal_copy_into`]): writing one
+//! changes no shard, so it does not make itself or another chunk stale. A rotation of the
+//! data key deletes them (the manifest starts again at version 0).
+//!
+//! [`Vault::seal_copy_into`]: crate::vault::Vault::seal_copy_into
 
 use std::collections::HashMap;
 
@@ -21,19 +27,28 @@ use serde::{Deserialize, Serialize};
 use crate::{
     index::{EnrollmentRow, IndexRow},
     manifest::Fingerprint,
-    store::{StoreName, WriteBatch},
-    vault::Stored,
+    store::WriteBatch,
+    vault::{PrefixState, Stored},
 };
 
 /// Number of chunks.
 pub const CHUNKS: usize = 256;
-/// A load rewrites its stale chunks once this many rows were opened one by one or dropped.
+/// A load writes chunks once this many rows were opened one by one or dropped ...
 pub const REFRESH_AT: usize = 32;
+/// ... or once this many chunks can be written again (each costs later loads a key range
+/// and 16 manifest shards until it is): a few small changes are not worth a write.
+pub const REFRESH_CHUNKS: usize = 16;
 const FORMAT: u8 = 2;
 
-/// Record id (cache store) of chunk `n`.
+/// Copy id ([`crate::vault::Vault::seal_copy_into`]) of chunk `n`; before the chunks were
+/// copies, also their record id in the cache store.
 pub fn chunk_id(n: usize) -> String {
     format!("index-snapshot:{n:02x}")
+}
+
+/// The storage key prefix of chunk `n`'s rows.
+pub fn chunk_prefix(n: usize) -> String {
+    format!("{n:02x}")
 }
 
 /// The record ids of every chunk, in order.
@@ -51,12 +66,13 @@ pub struct Loaded {
     pub chunk_writes: Vec<ChunkWrite>,
 }
 
-/// The index from the snapshot and the values of the index store that [`Vault::open_all_except`]
-/// read because the snapshot does not hold them.
+/// The index from the snapshot and the values of the index store that
+/// [`Vault::open_under_except`] read under the prefixes the snapshot does not hold as they are
+/// now, with what the manifest said of each prefix (`states`).
 ///
-/// [`Vault::open_all_except`]: crate::vault::Vault::open_all_except
+/// [`Vault::open_under_except`]: crate::vault::Vault::open_under_except
 #[inline(never)]
-pub fn rebuild(snapshot: Snapshot, stored: Vec<(String, Stored)>) -> Loaded {
+pub fn rebuild(snapshot: Snapshot, stored: Vec<(String, Stored)>, states: &[PrefixState]) -> Loaded {
     let mut rebuild = Rebuild::new(snapshot);
     let mut damaged = 0;
     for (key, value) in stored {
@@ -75,7 +91,7 @@ pub fn rebuild(snapshot: Snapshot, stored: Vec<(String, Stored)>) -> Loaded {
             _ => damaged += 1,
         }
     }
-    let (rows, chunk_writes) = rebuild.finish();
+    let (rows, chunk_writes) = rebuild.finish(states);
     Loaded { rows, damaged, chunk_writes }
 }
 
@@ -93,6 +109,16 @@ struct Chunk {
     format: u8,
     strings: Vec<String>,
     rows: Vec<PackedRow>,
+    /// Present when the rows are every row of the prefix at those versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    guard: Option<Guard>,
+}
+
+/// The versions of the manifest's shards under a chunk's prefix when its rows were read: all
+/// of them, each checked against the manifest.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct Guard {
+    versions: Vec<u32>,
 }
 
 /// (fingerprint in hex, uid, tracked entity type, org unit, created, last updated, flags,
@@ -209,39 +235,61 @@ fn unpack(packed: PackedRow, strings: &[String]) -> Option<(Fingerprint, IndexRo
     Some((fp, row))
 }
 
-/// The stored plaintext of a chunk holding `rows` (None: no row).
-fn encode_chunk<'a>(rows: impl Iterator<Item = (&'a Fingerprint, &'a IndexRow)>) -> Option<Vec<u8>> {
+/// The stored plaintext of a chunk holding `rows` (None: no row, nothing to keep; a prefix
+/// without rows is read at each load, which costs little since it holds no row).
+fn encode_chunk<'a>(
+    rows: impl Iterator<Item = (&'a Fingerprint, &'a IndexRow)>,
+    guard: Option<Guard>,
+) -> Option<Vec<u8>> {
     let mut strings = Strings::default();
     let rows: Vec<PackedRow> = rows.map(|(fp, row)| pack(fp, row, &mut strings)).collect();
     if rows.is_empty() {
         return None;
     }
     let strings = strings.list.iter().map(|s| s.to_string()).collect();
-    serde_json::to_vec(&Chunk { format: FORMAT, strings, rows }).ok()
+    serde_json::to_vec(&Chunk { format: FORMAT, strings, rows, guard }).ok()
 }
 
 /// A chunk to write again: its number and its new plaintext (None: delete it, no row left).
 pub type ChunkWrite = (usize, Option<Vec<u8>>);
 
-/// The rows of a snapshot as read, by fingerprint.
+/// The chunks of a snapshot as read: the rows of those current by the manifest, and by
+/// fingerprint the rows of the others.
 pub struct Snapshot {
+    /// Per chunk, its rows as read.
+    chunks: Vec<Vec<(Fingerprint, IndexRow)>>,
+    guards: Vec<Option<Guard>>,
+    unreadable: Vec<bool>,
+    /// Chunks found in storage (readable or not).
+    found: Vec<bool>,
+    /// Chunks whose guard names the manifest's versions now ([`Snapshot::settle`]).
+    current: Vec<bool>,
+    /// The rows of the chunks not current, by fingerprint.
     rows: HashMap<Fingerprint, IndexRow>,
     held: Vec<usize>,
-    unreadable: Vec<bool>,
 }
 
 impl Snapshot {
-    /// Parses the stored chunks, in the order of [`chunk_ids`] (None: absent). A chunk that
-    /// does not parse holds nothing and is written again at the end of the load; so is every
-    /// chunk when they could not be read (a damaged one fails the read of all).
+    /// Parses the chunks as read, in the order of [`chunk_ids`] (None: absent). A chunk that
+    /// does not open or parse holds nothing and is written again at the end of the load; so is
+    /// every chunk when they could not be read.
     #[inline(never)]
-    pub fn parse(read: crate::error::Result<Vec<Option<Vec<u8>>>>) -> Self {
+    pub fn parse(read: crate::error::Result<Vec<crate::error::Result<Option<Vec<u8>>>>>) -> Self {
         let chunks: Vec<crate::error::Result<Option<Vec<u8>>>> = match read {
-            Ok(chunks) => chunks.into_iter().map(Ok).collect(),
+            Ok(chunks) => chunks,
             Err(e) => (0..CHUNKS).map(|_| Err(e.clone())).collect(),
         };
-        let mut out = Snapshot { rows: HashMap::new(), held: vec![0; CHUNKS], unreadable: vec![false; CHUNKS] };
-        for (n, read) in chunks.iter().enumerate().take(CHUNKS) {
+        let mut out = Snapshot {
+            chunks: (0..CHUNKS).map(|_| Vec::new()).collect(),
+            guards: vec![None; CHUNKS],
+            unreadable: vec![false; CHUNKS],
+            found: vec![false; CHUNKS],
+            current: vec![false; CHUNKS],
+            rows: HashMap::new(),
+            held: vec![0; CHUNKS],
+        };
+        for (n, read) in chunks.into_iter().enumerate().take(CHUNKS) {
+            out.found[n] = !matches!(read, Ok(None));
             let bytes = match read {
                 Ok(None) => continue,
                 Ok(Some(bytes)) => bytes,
@@ -250,28 +298,55 @@ impl Snapshot {
                     continue;
                 }
             };
-            let chunk = match serde_json::from_slice::<Chunk>(bytes) {
+            let chunk = match serde_json::from_slice::<Chunk>(&bytes) {
                 Ok(chunk) if chunk.format == FORMAT => chunk,
                 _ => {
                     out.unreadable[n] = true;
                     continue;
                 }
             };
-            for packed in chunk.rows {
-                match unpack(packed, &chunk.strings) {
-                    Some((fp, row)) => {
-                        if out.rows.insert(fp, row).is_none() {
-                            out.held[n] += 1;
-                        }
-                    }
-                    None => out.unreadable[n] = true,
+            let rows: Option<Vec<_>> = chunk.rows.into_iter().map(|packed| unpack(packed, &chunk.strings)).collect();
+            match rows {
+                Some(rows) => {
+                    out.held[n] = rows.len();
+                    out.chunks[n] = rows;
+                    out.guards[n] = chunk.guard;
                 }
+                None => out.unreadable[n] = true,
             }
         }
         out
     }
 
-    /// Whether it holds the row of the envelope with fingerprint `fp`.
+    /// True when no chunk was found (none written yet, or written before they were copies).
+    pub fn is_empty(&self) -> bool {
+        !self.found.contains(&true)
+    }
+
+    /// Takes as they are the chunks whose guard names `versions` (the manifest's shard
+    /// versions now, by shard); returns the prefixes of the others, to be read.
+    pub fn settle(&mut self, versions: &[u32]) -> Vec<String> {
+        let per_chunk = versions.len() / CHUNKS;
+        let mut stale = Vec::new();
+        for n in 0..CHUNKS {
+            let now = versions.get(n * per_chunk..(n + 1) * per_chunk);
+            let current = per_chunk > 0 && self.guards[n].as_ref().is_some_and(|g| Some(&g.versions[..]) == now);
+            if current {
+                self.current[n] = true;
+            } else {
+                for (fp, row) in std::mem::take(&mut self.chunks[n]) {
+                    if self.rows.insert(fp, row).is_some() {
+                        self.held[n] -= 1;
+                    }
+                }
+                stale.push(chunk_prefix(n));
+            }
+        }
+        stale
+    }
+
+    /// Whether it holds the row of the envelope with fingerprint `fp` (among the chunks not
+    /// current).
     pub fn holds(&self, fp: &Fingerprint) -> bool {
         self.rows.contains_key(fp)
     }
@@ -291,15 +366,17 @@ pub struct Rebuild {
 }
 
 impl Rebuild {
-    /// Starts a load over `snapshot`.
-    pub fn new(snapshot: Snapshot) -> Self {
-        Self {
-            snapshot,
-            loaded: (0..CHUNKS).map(|_| Vec::new()).collect(),
-            taken: vec![0; CHUNKS],
-            stale: vec![false; CHUNKS],
-            opened_one_by_one: 0,
+    /// Starts a load over `snapshot` ([`Snapshot::settle`]d): the rows of its current chunks
+    /// are loaded as they are.
+    pub fn new(mut snapshot: Snapshot) -> Self {
+        let mut loaded: Vec<Vec<(Option<Fingerprint>, IndexRow)>> = (0..CHUNKS).map(|_| Vec::new()).collect();
+        let mut taken = vec![0; CHUNKS];
+        for n in (0..CHUNKS).filter(|&n| snapshot.current[n]) {
+            let rows = std::mem::take(&mut snapshot.chunks[n]);
+            taken[n] = rows.len();
+            loaded[n] = rows.into_iter().map(|(fp, row)| (Some(fp), row)).collect();
         }
+        Self { snapshot, loaded, taken, stale: vec![false; CHUNKS], opened_one_by_one: 0 }
     }
 
     /// The row of `storage_key` whose current envelope the snapshot holds; false if it does
@@ -325,28 +402,40 @@ impl Rebuild {
         self.opened_one_by_one
     }
 
-    /// Ends the load: every row, and the chunks to write again, empty while fewer than [`REFRESH_AT`] rows were opened one by one
-    /// or dropped.
-    pub fn finish(mut self) -> (Vec<IndexRow>, Vec<ChunkWrite>) {
+    /// Ends the load: every row, and the chunks to write again: each chunk read under a
+    /// prefix (`states`) whose rows are now complete and checked (written with its guard), or
+    /// whose rows changed (written without one when not complete), and each unreadable one;
+    /// none while there are fewer than [`REFRESH_AT`] rows opened or dropped and fewer than
+    /// [`REFRESH_CHUNKS`] chunks to write.
+    pub fn finish(self, states: &[PrefixState]) -> (Vec<IndexRow>, Vec<ChunkWrite>) {
+        let mut chunks = Vec::new();
         let mut dropped = 0;
-        for n in 0..CHUNKS {
-            let left = self.snapshot.held.get(n).copied().unwrap_or(0).saturating_sub(self.taken[n]);
-            if left > 0 {
-                self.stale[n] = true;
-                dropped += left;
-            }
-            // An unreadable chunk is replaced at once: it would fail every later load's read.
-            if self.snapshot.unreadable.get(n).copied().unwrap_or(false) {
-                self.stale[n] = true;
+        for n in (0..CHUNKS).filter(|&n| !self.snapshot.current[n]) {
+            let left = self.snapshot.held[n].saturating_sub(self.taken[n]);
+            dropped += left;
+            // An unreadable chunk is replaced at once: it would fail at every later load.
+            if self.snapshot.unreadable[n] {
                 dropped += REFRESH_AT;
             }
-        }
-        let mut chunks = Vec::new();
-        if self.opened_one_by_one + dropped >= REFRESH_AT {
-            for n in (0..CHUNKS).filter(|&n| self.stale[n]) {
-                let bytes = encode_chunk(self.loaded[n].iter().filter_map(|(fp, row)| fp.as_ref().map(|fp| (fp, row))));
+            let changed = self.stale[n] || left > 0 || self.snapshot.unreadable[n];
+            let rows = &self.loaded[n];
+            let prefix = chunk_prefix(n);
+            let guard = states
+                .iter()
+                .find(|s| s.prefix == prefix)
+                .filter(|s| s.tracked == rows.len() && rows.iter().all(|(fp, _)| fp.is_some()))
+                .map(|s| Guard { versions: s.versions.clone() });
+            let existed = self.snapshot.found[n];
+            let bytes =
+                encode_chunk(rows.iter().filter_map(|(fp, row)| fp.as_ref().map(|fp| (fp, row))), guard.clone());
+            // Written when its rows changed or it can now be guarded; nothing to write for a
+            // prefix without rows that had no chunk.
+            if (changed || guard.is_some()) && (bytes.is_some() || existed) {
                 chunks.push((n, bytes));
             }
+        }
+        if self.opened_one_by_one + dropped < REFRESH_AT && chunks.len() < REFRESH_CHUNKS {
+            chunks.clear();
         }
         (self.loaded.into_iter().flatten().map(|(_, row)| row).collect(), chunks)
     }
@@ -365,8 +454,8 @@ where
 {
     for (n, bytes) in chunks {
         batch = match bytes {
-            Some(bytes) => vault.seal_into(batch, StoreName::Cache, &chunk_id(*n), bytes)?,
-            None => vault.delete_into(batch, StoreName::Cache, &chunk_id(*n))?,
+            Some(bytes) => vault.seal_copy_into(batch, &chunk_id(*n), bytes)?,
+            None => vault.delete_copy_into(batch, &chunk_id(*n))?,
         };
     }
     Ok(batch)
@@ -404,34 +493,38 @@ mod tests {
     #[test]
     fn a_packed_chunk_gives_back_every_row_and_flag() {
         let rows: Vec<(Fingerprint, IndexRow)> = (0..4).map(|n| ([n; 16], row(n, n % 2 == 1))).collect();
-        let bytes = encode_chunk(rows.iter().map(|(fp, row)| (fp, row))).unwrap();
+        let bytes = encode_chunk(rows.iter().map(|(fp, row)| (fp, row)), None).unwrap();
         let text = String::from_utf8(bytes.clone()).unwrap();
         assert_eq!(text.matches("PrMchProg01").count(), 1, "repeated names are stored once: {text}");
-        let mut chunks = vec![None; CHUNKS];
-        chunks[7] = Some(bytes);
+        let mut chunks: Vec<_> = (0..CHUNKS).map(|_| Ok(None)).collect();
+        chunks[7] = Ok(Some(bytes));
         let mut snapshot = Snapshot::parse(Ok(chunks));
+        assert_eq!(snapshot.settle(&[]).len(), CHUNKS, "no versions: no chunk is current");
         assert_eq!(snapshot.held[7], 4);
         for (fp, expected) in rows {
             assert!(snapshot.holds(&fp));
             assert_eq!(snapshot.rows.remove(&fp).unwrap(), expected);
         }
-        assert!(encode_chunk(std::iter::empty()).is_none());
+        assert!(encode_chunk(std::iter::empty(), None).is_none());
+        assert!(encode_chunk(std::iter::empty(), Some(Guard { versions: vec![1; 16] })).is_none());
     }
 
     #[test]
     fn a_chunk_naming_a_string_it_does_not_hold_is_unreadable_not_a_panic() {
         let bad = br#"{"format":2,"strings":[],"rows":[["00000000000000000000000000000000","Te000000001",3,0,"","",0,[],[],[],0]]}"#;
-        let mut chunks = vec![None; CHUNKS];
-        chunks[1] = Some(bad.to_vec());
-        chunks[2] = Some(b"not json".to_vec());
-        let snapshot = Snapshot::parse(Ok(chunks));
+        let mut chunks: Vec<_> = (0..CHUNKS).map(|_| Ok(None)).collect();
+        chunks[1] = Ok(Some(bad.to_vec()));
+        chunks[2] = Ok(Some(b"not json".to_vec()));
+        chunks[3] = Err(crate::error::CoreError::StorageCorrupt("does not open".into()));
+        let mut snapshot = Snapshot::parse(Ok(chunks));
+        snapshot.settle(&[]);
         assert!(snapshot.rows.is_empty());
-        assert_eq!(&snapshot.unreadable[..4], &[false, true, true, false]);
-        let (rows, writes) = Rebuild::new(snapshot).finish();
+        assert_eq!(&snapshot.unreadable[..5], &[false, true, true, true, false]);
+        let (rows, writes) = Rebuild::new(snapshot).finish(&[]);
         assert!(rows.is_empty());
-        assert_eq!(writes, vec![(1, None), (2, None)], "unreadable chunks are deleted at once");
+        assert_eq!(writes, vec![(1, None), (2, None), (3, None)], "unreadable chunks are deleted at once");
         let unread = Snapshot::parse(Err(crate::error::CoreError::StorageCorrupt("a damaged chunk".into())));
-        assert_eq!(Rebuild::new(unread).finish().1.len(), CHUNKS, "a failed read replaces every chunk");
+        assert_eq!(Rebuild::new(unread).finish(&[]).1.len(), CHUNKS, "a failed read replaces every chunk");
     }
 
     /// The stored format of a snapshot chunk (FORMAT 2) and the ids of the chunks. A change
@@ -440,9 +533,63 @@ mod tests {
     #[test]
     fn the_chunk_format_is_stable() {
         let rows: Vec<(Fingerprint, IndexRow)> = vec![([0xa1; 16], row(1, false)), ([0xb2; 16], row(2, true))];
-        let bytes = encode_chunk(rows.iter().map(|(fp, row)| (fp, row))).unwrap();
+        let bytes = encode_chunk(rows.iter().map(|(fp, row)| (fp, row)), None).unwrap();
         let pretty =
             serde_json::to_string_pretty(&serde_json::from_slice::<serde_json::Value>(&bytes).unwrap()).unwrap();
         insta::assert_snapshot!("index_snapshot_chunk", format!("ids: {} {}\n{pretty}", chunk_id(0), chunk_id(0xab)));
+    }
+
+    /// A chunk is taken as it is only while the manifest's versions under its prefix are the
+    /// ones it names; a chunk read again is written with the versions it was read at only when
+    /// its rows are every row the manifest holds there, each with a known fingerprint.
+    #[test]
+    fn a_chunk_is_current_only_at_the_versions_it_names_and_guarded_only_when_complete() {
+        let versions: Vec<u32> = (0..4096u32).collect();
+        let at = |n: usize| versions[n * 16..n * 16 + 16].to_vec();
+        let rows: Vec<(Fingerprint, IndexRow)> = vec![([1; 16], row(1, false)), ([2; 16], row(2, true))];
+        let chunk = |guard| Ok(Some(encode_chunk(rows.iter().map(|(fp, row)| (fp, row)), guard).unwrap()));
+        let mut read: Vec<_> = (0..CHUNKS).map(|_| Ok(None)).collect();
+        read[5] = chunk(Some(Guard { versions: at(5) }));
+        let mut moved = at(6);
+        moved[15] += 1;
+        read[6] = chunk(Some(Guard { versions: moved }));
+        read[7] = chunk(None);
+        let mut snapshot = Snapshot::parse(Ok(read));
+        let stale = snapshot.settle(&versions);
+        assert_eq!(stale.len(), CHUNKS - 1, "only chunk 5 is current");
+        assert!(
+            !stale.contains(&"05".to_string())
+                && stale.contains(&"06".to_string())
+                && stale.contains(&"07".to_string())
+        );
+        assert!(!snapshot.holds(&[9; 16]));
+        let mut rebuild = Rebuild::new(snapshot);
+        // Prefix 06: both rows unchanged. Prefix 07: one unchanged, one changed and read again
+        // while being written (no fingerprint). Prefix 08: a row opened, one more in the manifest.
+        assert!(rebuild.take("06ab", [1; 16]) && rebuild.take("06cd", [2; 16]));
+        assert!(!rebuild.take("07ab", [1; 16]), "a fingerprint is taken once");
+        rebuild.opened("07ef", None, row(3, false));
+        rebuild.opened("08ab", Some([4; 16]), row(4, false));
+        // Prefix 0a: enough rows opened for the load to write its chunks.
+        for i in 0..REFRESH_AT {
+            rebuild.opened(&format!("0a{i:02x}"), Some([10 + i as u8; 16]), row(5, false));
+        }
+        let state = |prefix: &str, tracked| PrefixState { prefix: prefix.into(), versions: vec![7; 16], tracked };
+        let states = [state("06", 2), state("07", 2), state("08", 2), state("09", 0), state("0a", REFRESH_AT)];
+        let (loaded, writes) = rebuild.finish(&states);
+        assert_eq!(
+            loaded.len(),
+            2 + 2 + 1 + 1 + REFRESH_AT,
+            "chunk 5 as it was, 06's two, 07's new row, 08's row, 0a's"
+        );
+        let written: Vec<usize> = writes.iter().map(|(n, _)| *n).collect();
+        assert_eq!(written, vec![6, 7, 8, 10], "not 09: a prefix without rows and without a chunk");
+        let guard_of = |n: usize| {
+            let bytes = writes.iter().find(|(m, _)| *m == n).unwrap().1.as_ref().unwrap();
+            serde_json::from_slice::<Chunk>(bytes).unwrap().guard
+        };
+        assert_eq!(guard_of(6), Some(Guard { versions: vec![7; 16] }), "complete: guarded at the versions read");
+        assert_eq!(writes[1], (7, None), "only a row without a known fingerprint: nothing to keep, not guarded");
+        assert_eq!(guard_of(8), None, "fewer rows than the manifest holds: not guarded");
     }
 }

@@ -71,6 +71,16 @@ fn tag_of(store: StoreName) -> Option<u8> {
     }
 }
 
+/// Prefix of the keys of sealed copies in the `cache` store
+/// ([`crate::vault::Vault::seal_copy_into`]): values that prove themselves current, which the
+/// manifest does not track (storage keys are hex: none starts with it).
+pub const COPY_PREFIX: &str = "copy:";
+
+/// True for the key of a sealed copy, which the manifest does not track.
+pub fn is_copy_key(key: &str) -> bool {
+    key.starts_with(COPY_PREFIX)
+}
+
 /// True for the stores the manifest tracks.
 pub fn tracks(store: StoreName) -> bool {
     tag_of(store).is_some()
@@ -508,6 +518,9 @@ impl Manifest {
                 WriteOp::Expect { .. } | WriteOp::Seal { .. } => continue,
             };
             let Some(tag) = tag_of(store) else { continue };
+            if is_copy_key(key) {
+                continue;
+            }
             let n = shard_of(key);
             let shard = match changed.entry(n) {
                 std::collections::btree_map::Entry::Occupied(entry) => entry.into_mut(),
@@ -537,6 +550,46 @@ impl Manifest {
         let root = data_key.seal(rng, ROOT_AAD, &encode_root(&next.versions))?;
         next.root_bytes = Some(root.clone());
         Ok((next, batch.put(StoreName::Meta, ROOT_KEY, root)))
+    }
+
+    /// The shards whose storage keys start with `prefix` (hex, at most three characters).
+    fn shards_under(prefix: &str) -> std::ops::Range<usize> {
+        let digits = prefix.len().min(3);
+        match usize::from_str_radix(&prefix[..digits], 16) {
+            Ok(n) if digits > 0 && prefix.is_char_boundary(digits) => {
+                let width = 4 * (3 - digits);
+                (n << width)..((n + 1) << width)
+            }
+            _ => 0..SHARDS,
+        }
+    }
+
+    /// One storage key in each shard under `prefix` (to have [`Vault::manifest_for`] read
+    /// them all, also those that hold none of the keys a caller lists).
+    ///
+    /// [`Vault::manifest_for`]: crate::vault::Vault
+    pub fn shard_probes(prefix: &str) -> Vec<String> {
+        Self::shards_under(prefix).map(|n| format!("{n:03x}")).collect()
+    }
+
+    /// The versions of the shards under `prefix`, in order.
+    pub fn versions_under(&self, prefix: &str) -> Vec<u32> {
+        self.versions[Self::shards_under(prefix)].to_vec()
+    }
+
+    /// Every shard's version, by shard number.
+    pub fn versions(&self) -> &[u32] {
+        &self.versions
+    }
+
+    /// How many values of `store` the manifest holds whose storage keys start with `prefix`.
+    pub fn count_under(&self, data_key: &SecretKey, store: StoreName, prefix: &str) -> Result<usize> {
+        let Some(tag) = tag_of(store) else { return Ok(0) };
+        let mut n = 0;
+        for shard in Self::shards_under(prefix) {
+            n += self.shard(data_key, shard)?.keys().filter(|(t, key)| *t == tag && key.starts_with(prefix)).count();
+        }
+        Ok(n)
     }
 
     /// The number of a shard's storage key (for reading one shard).

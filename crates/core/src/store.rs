@@ -243,6 +243,13 @@ pub trait KvStore {
     async fn list_keys(&self, store: StoreName) -> Result<Vec<String>> {
         Ok(self.list(store).await?.into_iter().map(|(key, _)| key).collect())
     }
+    /// Lists the keys of a store that start with one of `prefixes`, ordered by key (IndexedDB:
+    /// one key range per prefix, in one transaction); this default lists every key.
+    async fn list_keys_with_prefixes(&self, store: StoreName, prefixes: &[String]) -> Result<Vec<String>> {
+        let mut keys = self.list_keys(store).await?;
+        keys.retain(|key| prefixes.iter().any(|p| key.starts_with(p.as_str())));
+        Ok(keys)
+    }
     /// Counts the entries of a store.
     async fn count(&self, store: StoreName) -> Result<u64>;
     /// Applies a batch atomically.
@@ -380,6 +387,25 @@ pub mod conformance {
             "list_keys ordered by key",
         )?;
         check_eq(store.list_keys(StoreName::Outbox).await?, Vec::<String>::new(), "list_keys of an empty store")?;
+        // Hex keys as the vault writes them, around the edges of each prefix's range.
+        let hex = ["0f", "a0", "a0ff", "a1", "a10", "afff", "b0", "ff", "ffff"].map(String::from);
+        store.write(hex.iter().fold(WriteBatch::new(), |b, k| b.put(StoreName::Index, k.clone(), vec![1]))).await?;
+        check_eq(
+            store.list_keys_with_prefixes(StoreName::Index, &["a1".into(), "a0".into(), "ff".into()]).await?,
+            ["a0", "a0ff", "a1", "a10", "ff", "ffff"].map(String::from).to_vec(),
+            "list_keys_with_prefixes: every key under each prefix, ordered by key",
+        )?;
+        check_eq(
+            store.list_keys_with_prefixes(StoreName::Index, &["c".into()]).await?,
+            Vec::<String>::new(),
+            "list_keys_with_prefixes of a prefix nothing starts with",
+        )?;
+        check_eq(
+            store.list_keys_with_prefixes(StoreName::Index, &[]).await?,
+            Vec::<String>::new(),
+            "list_keys_with_prefixes of no prefix",
+        )?;
+        store.write(hex.iter().fold(WriteBatch::new(), |b, k| b.delete(StoreName::Index, k.clone()))).await?;
         store.write(WriteBatch::new().delete(StoreName::Records, "a").delete(StoreName::Records, "zz")).await?;
         check_eq(store.get(StoreName::Records, "a").await?, None, "delete removes")?;
         check_eq(store.count(StoreName::Records).await?, 1, "count after delete")?;

@@ -1074,11 +1074,13 @@ fn the_next_page_is_on_its_way_while_a_page_is_stored_and_a_page_reads_its_women
     });
 }
 
-/// A store that counts the values of `index` it hands out (through get, get_many and list).
+/// A store that counts the values of `index` it hands out (through get, get_many and list),
+/// and the keys of `index` it lists.
 #[derive(Clone)]
 struct IndexReadsCounted {
     inner: MemoryStore,
     index_values_read: std::rc::Rc<std::cell::Cell<usize>>,
+    index_keys_listed: std::rc::Rc<std::cell::Cell<usize>>,
 }
 
 impl IndexReadsCounted {
@@ -1089,6 +1091,9 @@ impl IndexReadsCounted {
     }
     fn take_count(&self) -> usize {
         self.index_values_read.replace(0)
+    }
+    fn take_keys_listed(&self) -> usize {
+        self.index_keys_listed.replace(0)
     }
 }
 
@@ -1109,7 +1114,18 @@ impl KvStore for IndexReadsCounted {
         Ok(values)
     }
     async fn list_keys(&self, store: StoreName) -> Result<Vec<String>> {
-        Ok(self.inner.list(store).await?.into_iter().map(|(k, _)| k).collect())
+        let keys: Vec<String> = self.inner.list(store).await?.into_iter().map(|(k, _)| k).collect();
+        if store == StoreName::Index {
+            self.index_keys_listed.set(self.index_keys_listed.get() + keys.len());
+        }
+        Ok(keys)
+    }
+    async fn list_keys_with_prefixes(&self, store: StoreName, prefixes: &[String]) -> Result<Vec<String>> {
+        let keys = self.inner.list_keys_with_prefixes(store, prefixes).await?;
+        if store == StoreName::Index {
+            self.index_keys_listed.set(self.index_keys_listed.get() + keys.len());
+        }
+        Ok(keys)
     }
     async fn count(&self, store: StoreName) -> Result<u64> {
         self.inner.count(store).await
@@ -1124,7 +1140,11 @@ fn an_unlock_reads_the_index_snapshot_and_only_the_rows_written_since() {
     use tracker_offline_core::index_snapshot::{chunk_id, CHUNKS};
     block_on(async {
         let memory = MemoryStore::new();
-        let store = IndexReadsCounted { inner: memory.clone(), index_values_read: Default::default() };
+        let store = IndexReadsCounted {
+            inner: memory.clone(),
+            index_values_read: Default::default(),
+            index_keys_listed: Default::default(),
+        };
         let server = FakeDhis2::new("2.40.3", 120);
         let e = Engine::new(
             EngineConfig::new("http://127.0.0.1:9/api", fast_policy()).unwrap(),
@@ -1152,19 +1172,26 @@ fn an_unlock_reads_the_index_snapshot_and_only_the_rows_written_since() {
 
         // The first load after the download opens every row and writes the snapshot.
         relogin().await;
+        store.take_keys_listed();
         let first = read(grid.clone()).await;
         assert_eq!(first["rows"].as_array().unwrap().len(), 120);
         assert_eq!(store.take_count(), 120, "no snapshot yet: every row is read");
+        assert_eq!(store.take_keys_listed(), 120, "no snapshot yet: every key is listed");
         let chunk_ids: Vec<String> = (0..CHUNKS).map(chunk_id).collect();
         let chunk_refs: Vec<&str> = chunk_ids.iter().map(String::as_str).collect();
-        let chunks = e.vault().get_records(StoreName::Cache, &chunk_refs).await.unwrap();
-        assert!(chunks.iter().flatten().count() > 50, "120 rows spread over the chunks");
+        let chunks = e.vault().open_copies(&chunk_refs).await.unwrap();
+        assert!(chunks.iter().flatten().flatten().count() > 50, "120 rows spread over the chunks");
         assert!(!contains(&dump(&memory).await, "Fatima"), "the snapshot is sealed");
 
         // The next unlock answers the same from the snapshot alone.
         relogin().await;
+        store.take_keys_listed();
         assert_eq!(read(grid.clone()).await, first);
         assert_eq!(store.take_count(), 0, "the snapshot holds every row");
+        // Only the prefixes where the manifest moved since (the login's own write, in the
+        // register) are listed again, not the whole index store.
+        let listed = store.take_keys_listed();
+        assert!(listed <= 4, "{listed} index keys listed: the chunks' prefixes are current");
 
         // A row changed and a row removed since: the changed one is read, the removed one gone.
         let mut b =
@@ -1194,7 +1221,7 @@ fn an_unlock_reads_the_index_snapshot_and_only_the_rows_written_since() {
         // Every chunk damaged: every row is read and opened again (the damaged one skipped),
         // and the snapshot is written again.
         for id in &chunk_ids {
-            let key = e.vault().record_storage_key(StoreName::Cache, id).unwrap();
+            let key = format!("copy:{id}");
             if let Some(mut bytes) = memory.get(StoreName::Cache, &key).await.unwrap() {
                 bytes[20] ^= 1;
                 memory.raw_put(StoreName::Cache, &key, bytes).unwrap();

@@ -7,6 +7,7 @@ use indexed_db_futures::{
     database::Database,
     prelude::*,
     transaction::{TransactionDurability, TransactionMode, TransactionOptions},
+    KeyRange,
 };
 use js_sys::Uint8Array;
 use tracker_offline_core::{
@@ -100,6 +101,9 @@ impl IdbStore {
     }
 }
 
+/// Above this many prefixes, [`KvStore::list_keys_with_prefixes`] lists the whole store.
+const MAX_KEY_RANGES: usize = 64;
+
 fn bytes_of(value: JsValue) -> Result<Vec<u8>> {
     value
         .dyn_into::<Uint8Array>()
@@ -161,6 +165,44 @@ impl KvStore for IdbStore {
             let key = key.map_err(idb_error)?;
             out.push(key.as_string().ok_or_else(|| CoreError::StorageCorrupt("IndexedDB key is not a string".into()))?);
         }
+        Ok(out)
+    }
+
+    async fn list_keys_with_prefixes(&self, store: StoreName, prefixes: &[String]) -> Result<Vec<String>> {
+        // Many prefixes: one `getAllKeys` of the whole store costs less than a range each.
+        if prefixes.len() > MAX_KEY_RANGES {
+            let mut keys = self.list_keys(store).await?;
+            keys.retain(|key| prefixes.iter().any(|p| key.starts_with(p.as_str())));
+            return Ok(keys);
+        }
+        let tx = self.db.transaction(store.as_str()).build().map_err(idb_error)?;
+        let os = tx.object_store(store.as_str()).map_err(idb_error)?;
+        let mut sorted: Vec<&String> = prefixes.iter().collect();
+        sorted.sort();
+        sorted.dedup();
+        // Every range goes out before the first is awaited: one transaction, pipelined.
+        let mut requests = Vec::with_capacity(sorted.len());
+        for prefix in sorted.iter().filter(|p| !p.is_empty()) {
+            let range = KeyRange::Bound(
+                JsValue::from_str(prefix),
+                false,
+                JsValue::from_str(&format!("{prefix}\u{ffff}")),
+                false,
+            );
+            requests.push(os.get_all_keys::<JsValue>().with_query::<JsValue, _>(range).primitive().map_err(idb_error)?);
+        }
+        let mut out = Vec::new();
+        for request in requests {
+            for key in request.await.map_err(idb_error)? {
+                let key = key.map_err(idb_error)?;
+                out.push(
+                    key.as_string().ok_or_else(|| CoreError::StorageCorrupt("IndexedDB key is not a string".into()))?,
+                );
+            }
+        }
+        // Prefixes that overlap ("a" and "ab") list a key twice.
+        out.sort();
+        out.dedup();
         Ok(out)
     }
 

@@ -149,8 +149,10 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource> Vault<S, K, R> {
         for store in [StoreName::Users, StoreName::Records, StoreName::Outbox, StoreName::Cache, StoreName::Index] {
             for (key, value) in self.store.list(store).await? {
                 // A value that cannot be ours (too short, a register entry that does not
-                // parse) stays out, and so stays STORAGE_CORRUPT.
-                let _ = manifest.insert(data_key, store, &key, &value);
+                // parse) stays out, and so stays STORAGE_CORRUPT. Copies are not tracked.
+                if !manifest::is_copy_key(&key) {
+                    let _ = manifest.insert(data_key, store, &key, &value);
+                }
             }
         }
         // Stored at once (every shard); on a full device it is built again next time.

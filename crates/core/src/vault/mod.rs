@@ -416,6 +416,19 @@ pub enum Stored {
     Opened(Result<(Vec<u8>, Option<manifest::Fingerprint>)>),
 }
 
+/// What the manifest said of the values under a prefix of storage keys when
+/// [`Vault::open_under_except`] read them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrefixState {
+    /// The prefix (hex).
+    pub prefix: String,
+    /// The versions of the manifest's shards under it, in order. Any write of a value under
+    /// the prefix (in any store) raises one, so while they stay equal, so do its values.
+    pub versions: Vec<u32>,
+    /// How many values of the store the manifest holds under it.
+    pub tracked: usize,
+}
+
 /// From this many values at once, the vault asks the platform's AES-GCM to open them (a
 /// WebCrypto call costs more than opening a small value in Rust).
 const BULK_OPEN_MIN: usize = 4;

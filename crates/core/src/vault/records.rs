@@ -198,10 +198,66 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource> Vault<S, K, R> {
         }
         let keys = self.store.list_keys(store).await?;
         let manifest = self.manifest_for(&data_key, None).await?;
+        self.open_listed_except(&data_key, &manifest, store, keys, known).await
+    }
+
+    /// [`Vault::open_all_except`] for the records whose storage keys start with one of
+    /// `prefixes` (hex, at most three characters: whole manifest shards), with what the
+    /// manifest said of each prefix when they were read ([`PrefixState`]): a caller that
+    /// keeps a copy of them can tell later that nothing under a prefix changed since.
+    pub async fn open_under_except(
+        &self,
+        store: StoreName,
+        prefixes: &[String],
+        known: &dyn Fn(&manifest::Fingerprint) -> bool,
+    ) -> Result<(Vec<(String, Stored)>, Vec<PrefixState>)> {
+        let data_key = self.session_data_key().ok_or(CoreError::VaultLocked)?;
+        if let Some(rotated) = self.rotated_away(&data_key).await {
+            return Err(rotated);
+        }
+        let keys = self.store.list_keys_with_prefixes(store, prefixes).await?;
+        // Every shard under the prefixes, also those holding none of the keys listed (the
+        // manifest's count of values under a prefix must cover them).
+        let probes: Vec<String> = prefixes.iter().flat_map(|p| Manifest::shard_probes(p)).collect();
+        let wanted: Vec<&str> = probes.iter().map(String::as_str).collect();
+        let manifest = self.manifest_for(&data_key, Some(&wanted)).await?;
+        let states = prefixes
+            .iter()
+            .map(|prefix| {
+                Ok(PrefixState {
+                    prefix: prefix.clone(),
+                    versions: manifest.versions_under(prefix),
+                    tracked: manifest.count_under(&data_key, store, prefix)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let values = self.open_listed_except(&data_key, &manifest, store, keys, known).await?;
+        Ok((values, states))
+    }
+
+    /// The versions of the manifest's shards as stored now (its root, read again when another
+    /// writer changed it since this context read it), by shard number.
+    pub async fn manifest_versions(&self) -> Result<Vec<u32>> {
+        let data_key = self.session_data_key().ok_or(CoreError::VaultLocked)?;
+        let stored_root = self.store.get(StoreName::Meta, manifest::ROOT_KEY).await?;
+        if self.cached_manifest().is_some_and(|m| m.root_bytes() != stored_root.as_deref()) {
+            self.set_manifest(None);
+        }
+        Ok(self.manifest(&data_key).await?.versions().to_vec())
+    }
+
+    async fn open_listed_except(
+        &self,
+        data_key: &SecretKey,
+        manifest: &Manifest,
+        store: StoreName,
+        keys: Vec<String>,
+        known: &dyn Fn(&manifest::Fingerprint) -> bool,
+    ) -> Result<Vec<(String, Stored)>> {
         let mut out = Vec::with_capacity(keys.len());
         let mut unknown = Vec::new();
         for key in keys {
-            match manifest.fingerprint_of(&data_key, store, &key)? {
+            match manifest.fingerprint_of(data_key, store, &key)? {
                 Some(fp) if known(&fp) => out.push((key, Stored::Known(fp))),
                 _ => unknown.push(key),
             }
@@ -212,16 +268,16 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource> Vault<S, K, R> {
             unknown.into_iter().zip(values).filter_map(|(key, sealed)| Some((key, sealed?))).collect();
         let sealed: Vec<(Vec<u8>, &[u8])> =
             present.iter().map(|(key, sealed)| (Self::record_aad(store, key), sealed.as_slice())).collect();
-        let opened_values = self.open_values(&data_key, &sealed).await;
+        let opened_values = self.open_values(data_key, &sealed).await;
         for ((key, sealed), opened) in present.iter().zip(opened_values) {
             let key = key.clone();
             let opened = match opened {
                 Err(e) => Err(e),
-                Ok(plain) => match manifest.check(&data_key, store, &key, sealed) {
+                Ok(plain) => match manifest.check(data_key, store, &key, sealed) {
                     Ok(()) => Ok((plain, manifest::fingerprint(store, sealed).ok())),
                     // Checked again against what is stored now (its fingerprint not kept);
                     // gone meanwhile: left out.
-                    Err(_) => match self.get_current(&data_key, store, &key).await {
+                    Err(_) => match self.get_current(data_key, store, &key).await {
                         Ok(None) => continue,
                         Ok(Some(plain)) => Ok((plain, None)),
                         Err(e) => Err(e),
@@ -271,6 +327,52 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource> Vault<S, K, R> {
             }
         }
         values.iter().map(|(aad, sealed)| data_key.open(aad, sealed)).collect()
+    }
+
+    /// Adds `plaintext`, sealed at commit under the data key, to `batch` as the copy `id` in the
+    /// `cache` store, outside the manifest ([`manifest::is_copy_key`]): for copies that carry their own proof of being
+    /// current (the index snapshot's chunks name the manifest versions they were made at), so
+    /// that writing them changes no manifest shard. Its associated data binds it to `id`; a
+    /// rotation of the data key leaves it unreadable (a copy, made again).
+    pub fn seal_copy_into(&self, batch: WriteBatch, id: &str, plaintext: &[u8]) -> Result<WriteBatch> {
+        let key = Self::copy_key(id)?;
+        let aad = Self::record_aad(StoreName::Cache, &key);
+        Ok(batch.seal(StoreName::Cache, key, aad, plaintext))
+    }
+
+    /// Adds the delete of the copy `id` ([`Vault::seal_copy_into`]) to `batch`.
+    pub fn delete_copy_into(&self, batch: WriteBatch, id: &str) -> Result<WriteBatch> {
+        Ok(batch.delete(StoreName::Cache, Self::copy_key(id)?))
+    }
+
+    /// Reads and opens the copies `ids` ([`Vault::seal_copy_into`]), in order: None where
+    /// absent, an error where one does not open (damaged, moved, or of another data key).
+    pub async fn open_copies(&self, ids: &[&str]) -> Result<Vec<Result<Option<Vec<u8>>>>> {
+        let data_key = self.session_data_key().ok_or(CoreError::VaultLocked)?;
+        let keys = ids.iter().map(|id| Self::copy_key(id)).collect::<Result<Vec<_>>>()?;
+        let stored = self.store.get_many(StoreName::Cache, &keys).await?;
+        let present: Vec<(Vec<u8>, &[u8])> = keys
+            .iter()
+            .zip(&stored)
+            .filter_map(|(key, sealed)| Some((Self::record_aad(StoreName::Cache, key), sealed.as_deref()?)))
+            .collect();
+        let mut opened = self.open_values(&data_key, &present).await.into_iter();
+        Ok(stored
+            .iter()
+            .map(|sealed| match sealed {
+                None => Ok(None),
+                Some(_) => {
+                    opened.next().unwrap_or_else(|| Err(CoreError::Storage("a copy was not opened".into()))).map(Some)
+                }
+            })
+            .collect())
+    }
+
+    fn copy_key(id: &str) -> Result<String> {
+        if id.is_empty() || id.len() > 256 {
+            return Err(CoreError::BadInput("copy id must be 1 to 256 bytes".into()));
+        }
+        Ok(format!("{}{id}", manifest::COPY_PREFIX))
     }
 
     /// Adds the delete of one record to `batch`.

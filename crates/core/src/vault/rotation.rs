@@ -33,7 +33,7 @@ use crate::{
     error::{CoreError, Result},
     kdf::PasswordKdf,
     keypair::seal_key_to,
-    manifest::Manifest,
+    manifest::{self, Manifest},
     random::RandomSource,
     register::{Bytes, UserEntry, VaultMeta, VAULT_META_KEY},
     store::{KvStore, StoreName, WriteBatch},
@@ -132,6 +132,12 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource> Vault<S, K, R> {
         }
         for store in SEALED_STORES {
             for (key, sealed) in self.store.list(store).await? {
+                // Copies (the index snapshot) are made again under the new key: they name
+                // manifest versions, which start again at 0 with the new manifest.
+                if manifest::is_copy_key(&key) {
+                    batch = batch.delete(store, key);
+                    continue;
+                }
                 let aad = Self::record_aad(store, &key);
                 let opened = old_key.open(&aad, &sealed).and_then(|plain| {
                     old_manifest.check(old_key, store, &key, &sealed)?;
