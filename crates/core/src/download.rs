@@ -221,11 +221,12 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
             self.vault.open_under_except(StoreName::Index, &stale, &|fp| snapshot.holds(fp)).await?
         };
         let loaded = index_snapshot::rebuild(snapshot, stored, &states);
-        let mut state =
-            crate::clinic::ClinicState { loaded: true, metadata, damaged_rows: loaded.damaged, ..Default::default() };
-        for row in loaded.rows {
-            state.index.upsert(row);
-        }
+        let state = crate::clinic::ClinicState {
+            loaded: true,
+            metadata,
+            damaged_rows: loaded.damaged,
+            index: crate::index::ClinicIndex::of_rows(loaded.rows),
+        };
         // In memory first: a capture committed while the snapshot is written below updates
         // this state, not one that would replace it afterwards.
         *self.clinic.lock().map_err(|_| CoreError::Storage("clinic lock poisoned".into()))? = state;

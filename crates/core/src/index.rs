@@ -3,7 +3,7 @@
 //! and kept up to date on every write. Searches, working lists and counts run on it; a
 //! dashboard then opens one sealed bundle.
 
-use std::collections::HashMap;
+use crate::fast_hash::FastHashMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -102,11 +102,23 @@ impl IndexRow {
 /// All index rows, with reverse maps from enrollment and event UIDs to their tracked entity.
 #[derive(Debug, Default, Clone)]
 pub struct ClinicIndex {
-    rows: HashMap<String, IndexRow>,
-    owner_of: HashMap<String, String>,
+    rows: FastHashMap<String, IndexRow>,
+    owner_of: FastHashMap<String, String>,
 }
 
 impl ClinicIndex {
+    /// An index of `rows` (each upserted in turn), its maps sized for them at once.
+    pub fn of_rows(rows: Vec<IndexRow>) -> Self {
+        let owned: usize = rows.iter().map(|r| r.enrollments.len() + r.events.len()).sum();
+        let mut index = Self::default();
+        index.rows.reserve(rows.len());
+        index.owner_of.reserve(owned);
+        for row in rows {
+            index.upsert(row);
+        }
+        index
+    }
+
     /// Adds or replaces a row.
     pub fn upsert(&mut self, row: IndexRow) {
         if let Some(old) = self.rows.remove(&row.uid) {

@@ -25,6 +25,7 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::{
+    fast_hash::FastHashMap,
     index::{EnrollmentRow, IndexRow},
     manifest::Fingerprint,
     store::WriteBatch,
@@ -265,7 +266,7 @@ pub struct Snapshot {
     /// Chunks whose guard names the manifest's versions now ([`Snapshot::settle`]).
     current: Vec<bool>,
     /// The rows of the chunks not current, by fingerprint.
-    rows: HashMap<Fingerprint, IndexRow>,
+    rows: FastHashMap<Fingerprint, IndexRow>,
     held: Vec<usize>,
 }
 
@@ -285,7 +286,7 @@ impl Snapshot {
             unreadable: vec![false; CHUNKS],
             found: vec![false; CHUNKS],
             current: vec![false; CHUNKS],
-            rows: HashMap::new(),
+            rows: FastHashMap::default(),
             held: vec![0; CHUNKS],
         };
         for (n, read) in chunks.into_iter().enumerate().take(CHUNKS) {

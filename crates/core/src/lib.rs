@@ -27,6 +27,7 @@ pub mod error;
 pub mod error_hunt;
 pub mod escrow;
 pub mod family;
+pub mod fast_hash;
 pub mod fetch_plan;
 pub mod fields;
 pub mod flush;
