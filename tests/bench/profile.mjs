@@ -25,6 +25,7 @@ import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 import { BenchSim } from './lib/sim.mjs';
 import { buildWww } from './lib/www.mjs';
+import { attachToWorker } from './lib/cdp.mjs';
 
 const ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 const arg = (name, fallback) => {
@@ -42,34 +43,6 @@ const NURSE = { username: 'nurse1', password: 'Nurse1!clinic' };
 // P2 downloads as the administrator (every woman of the generated database); P1 logs a nurse in.
 const ADMIN = { username: 'admin', password: 'district' };
 const USER = WHAT === 'login' || WHAT === 'write' ? NURSE : ADMIN;
-
-/** A CDP session on the service worker target, through the browser session (not flattened). */
-async function attachToWorker(browserSession, scriptUrlPart) {
-  const { targetInfos } = await browserSession.send('Target.getTargets');
-  const target = targetInfos.find((t) => t.type === 'service_worker' && t.url.includes(scriptUrlPart));
-  if (!target) throw new Error(`no service worker target: ${targetInfos.map((t) => `${t.type} ${t.url}`).join(', ')}`);
-  const { sessionId } = await browserSession.send('Target.attachToTarget', { targetId: target.targetId, flatten: false });
-  let next = 1;
-  const pending = new Map();
-  browserSession.on('Target.receivedMessageFromTarget', (event) => {
-    if (event.sessionId !== sessionId) return;
-    const message = JSON.parse(event.message);
-    const waiter = pending.get(message.id);
-    if (!waiter) return;
-    pending.delete(message.id);
-    if (message.error) waiter.reject(new Error(`${message.error.message}`));
-    else waiter.resolve(message.result);
-  });
-  return {
-    send(method, params = {}) {
-      const id = next++;
-      return new Promise((resolve, reject) => {
-        pending.set(id, { resolve, reject });
-        browserSession.send('Target.sendMessageToTarget', { sessionId, message: JSON.stringify({ id, method, params }) }).catch(reject);
-      });
-    },
-  };
-}
 
 /** Self time per function (ms) and busy/idle split of a CPU profile. */
 function digest(profile) {

@@ -17,6 +17,8 @@ import { BenchSim } from './lib/sim.mjs';
 import { buildWww } from './lib/www.mjs';
 import { summary, fmt } from './lib/stats.mjs';
 import { scalingSvg } from './lib/svg.mjs';
+import { attachToWorker, memoryOf } from './lib/cdp.mjs';
+import { registerAndVisit } from '../e2e/lib/tracker-capture.mjs';
 
 const ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 
@@ -57,6 +59,8 @@ function parseArgs(argv) {
     p1Repeats: smoke ? 1 : 5,
     p4Writes: smoke ? 20 : 300,
     p3Samples: smoke ? 10 : 100,
+    // P8's offline day: reads, values saved on existing visits, registrations with a visit.
+    day: smoke ? { reads: 30, values: 5, registrations: 2 } : { reads: 300, values: 40, registrations: 10 },
     out: resolve(ROOT, o.out ?? (smoke ? 'target/bench-smoke' : 'bench')),
     simBin,
     iterations: 600000,
@@ -81,7 +85,7 @@ const results = {
   command: `node tests/bench/run.mjs ${process.argv.slice(2).join(' ')}`.trim(),
   machine: machineInfo(),
   config: { ...cfg, out: undefined, simBin: undefined, repeatsAt: undefined, repeatsBySize: Object.fromEntries(cfg.sizes.map((s) => [s, cfg.repeatsAt(s)])) },
-  figures: { P2: {}, P3: {}, P7: {} },
+  figures: { P2: {}, P3: {}, P7: {}, P8: {} },
   targets: [],
   errors: [],
 };
@@ -636,10 +640,70 @@ async function phaseSize(browser, www, size) {
       results.figures.P7[size] = fig;
       log(`P7@${size}: ready ${fig.readyMs.median} ms, minus KDF ${fig.readyMinusKdfMs.median} ms (start ${fig.parts.loadAndStartMs.median}, login ${fig.parts.loginMs.median}, first page ${fig.parts.firstPageMs.median}; each run's first page ${fig.firstPageEachRunMs.join(', ')} ms, answered by ${fig.answeredBy.join(', ')})`);
     });
+
+    // P8: memory of the page and of the worker after an unlock (the last P7 load: logged in
+    // offline, the first page shown) and after a full offline day, beside the raw size of the
+    // clinic copy (the bytes of the pages the download fetched, as the baseline of P2 read them).
+    await measure(`P8@${size}`, async () => {
+      const worker = await attachToWorker(await browser.newBrowserCDPSession(), `${base}/sw.js`);
+      const afterUnlock = await memoryOf(page, worker);
+      const day = await offlineDay(page, size, { grid: likes.map((l) => l.path), list: listPaths, dashboard: dashPaths });
+      const afterDay = await memoryOf(page, worker);
+      const rawBytes = plain.at(-1)?.bytes;
+      if (!rawBytes) throw new Error('the raw size of the copy was not measured (P2 baseline)');
+      const fig = {
+        rawBytes, afterUnlock, afterDay, day,
+        ratioAfterUnlock: Number((afterUnlock.totalBytes / rawBytes).toFixed(3)),
+        ratioAfterDay: Number((afterDay.totalBytes / rawBytes).toFixed(3)),
+      };
+      results.figures.P8[size] = fig;
+      const mb = (b) => (b / 1048576).toFixed(1);
+      log(`P8@${size}: raw ${mb(rawBytes)} MB; after unlock ${mb(afterUnlock.totalBytes)} MB (page JS ${mb(afterUnlock.page.jsHeapBytes)}, page wasm ${mb(afterUnlock.page.wasmBytes)}, worker JS ${mb(afterUnlock.worker.jsHeapBytes)}, worker wasm ${mb(afterUnlock.worker.wasmBytes)}); after the day ${mb(afterDay.totalBytes)} MB (worker wasm ${mb(afterDay.worker.wasmBytes)}); ${day.requests} requests in ${day.seconds} s`);
+    });
   } finally {
     await keep?.ctx.close().catch(() => {});
     await sim.dispose();
   }
+}
+
+/**
+ * A full offline day at the clinic (P8), through the service worker as the app sends it: reads
+ * (working lists, searches, dashboards, in turn), values saved on visits seen on the dashboards,
+ * and registrations each with an ANC visit of three values (Tracker Capture's seven requests).
+ */
+async function offlineDay(page, size, paths) {
+  const t = performance.now();
+  const kinds = Object.values(paths).filter((list) => list.length);
+  const reads = Array.from({ length: cfg.day.reads }, (_, i) => kinds[i % kinds.length][Math.floor(i / kinds.length) % kinds[i % kinds.length].length]);
+  const visits = await page.evaluate(async ({ reads, HEADERS }) => {
+    const seen = new Map();
+    for (const path of reads) {
+      const r = await fetch(path, { headers: HEADERS });
+      const body = await r.json();
+      if (r.status !== 200) throw new Error(`${path}: ${r.status} ${JSON.stringify(body).slice(0, 200)}`);
+      for (const en of body.enrollments ?? []) {
+        for (const ev of en.events ?? []) {
+          if (ev.programStage === 'PsAncVisit1') seen.set(ev.event, { event: ev.event, orgUnit: ev.orgUnit, status: ev.status, tei: body.trackedEntityInstance });
+        }
+      }
+    }
+    return [...seen.values()];
+  }, { reads, HEADERS });
+  if (visits.length < cfg.day.values) throw new Error(`the day's dashboards showed ${visits.length} ANC visits, ${cfg.day.values} wanted`);
+  const values = visits.slice(0, cfg.day.values).map((v, i) => ({
+    path: `/api/events/${v.event}/${DE_WEIGHT}`,
+    body: {
+      event: v.event, orgUnit: v.orgUnit, program: P, programStage: ANC, status: v.status, trackedEntityInstance: v.tei,
+      dataValues: [{ dataElement: DE_WEIGHT, value: `${55 + (i % 30)}.5`, providedElsewhere: false }],
+    },
+  }));
+  await writeSequentially(page, 'PUT', values);
+  const run = Date.now() % 9_000_000;
+  for (let i = 0; i < cfg.day.registrations; i++) {
+    await registerAndVisit(page, { nid: String(700_000_000 + run * 10 + i), first: `Day${i}`, last: `Bench${size}`, ou: OU });
+  }
+  const requests = reads.length + values.length + 7 * cfg.day.registrations;
+  return { reads: reads.length, values: values.length, registrations: cfg.day.registrations, requests, seconds: Number(((performance.now() - t) / 1000).toFixed(1)) };
 }
 
 /**
@@ -660,11 +724,15 @@ async function plainDownload(page, user) {
     const t = performance.now();
     let teis = 0;
     let pages = 0;
+    let bytes = 0;
+    const decoder = new TextDecoder();
     for (let p = 1; ; p++) {
       const url = `/api/trackedEntityInstances.json?ou=${ROOT_OU}&ouMode=DESCENDANTS&program=${P}&fields=*&includeDeleted=true&totalPages=true&page=${p}&pageSize=50`;
       const res = await fetch(url, { headers: { Authorization: auth, 'X-Requested-With': 'XMLHttpRequest', Accept: 'application/json' } });
       if (!res.ok) throw new Error(`${url}: ${res.status}`);
-      const body = await res.json();
+      const buffer = await res.arrayBuffer();
+      const body = JSON.parse(decoder.decode(buffer));
+      bytes += buffer.byteLength;
       pages += 1;
       const items = body.trackedEntityInstances;
       await new Promise((resolve, reject) => {
@@ -681,7 +749,7 @@ async function plainDownload(page, user) {
     }
     const ms = performance.now() - t;
     db.close();
-    return { ms, teis, pages };
+    return { ms, teis, pages, bytes };
   }, { user, ROOT_OU, P });
 }
 
@@ -727,6 +795,14 @@ function table() {
     const d = f.P7[size];
     if (d) row('P7', `offline load to ready @${size.toLocaleString('en-US')}, minus KDF`, fmt(d.readyMinusKdfMs, ' ms'), `(KDF ${fmt(d.kdfMs, ' ms')})`, `${d.readyMinusKdfMs.median} ms`, `<= 1000 ms ${d.readyMinusKdfMs.median <= 1000 ? 'met' : 'MISSED'}`);
   }
+  const mb = (b) => `${(b / 1048576).toFixed(1)} MB`;
+  for (const size of cfg.sizes) {
+    const d = f.P8[size];
+    if (d) {
+      row('P8', `memory after unlock @${size.toLocaleString('en-US')} (page + worker, JS + wasm)`, mb(d.afterUnlock.totalBytes), `raw copy ${mb(d.rawBytes)}`, `${d.ratioAfterUnlock}x`, `<= 3x ${d.ratioAfterUnlock <= 3 ? 'met' : 'MISSED'}`);
+      row('P8', `memory after an offline day @${size.toLocaleString('en-US')}`, mb(d.afterDay.totalBytes), `raw copy ${mb(d.rawBytes)}`, `${d.ratioAfterDay}x`, `<= 3x ${d.ratioAfterDay <= 3 ? 'met' : 'MISSED'}`);
+    }
+  }
   const head = ['', 'measure', 'tracker-offline', 'baseline (same run)', 'value', 'target'];
   const md = [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`, ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
   return md;
@@ -744,6 +820,8 @@ function addScaleTargets() {
     }
     const p7 = results.figures.P7[size];
     if (p7) target(`P7@${size}`, 'offline load to ready minus KDF (median)', p7.readyMinusKdfMs.median, '<=', 1000, 'ms');
+    const p8 = results.figures.P8[size];
+    if (p8) target(`P8@${size}`, 'memory (page + worker, JS heap + wasm) after an offline day / raw size of the copy', p8.ratioAfterDay, '<=', 3, 'x');
   }
 }
 
@@ -763,7 +841,7 @@ async function main() {
     www.dispose();
   }
   addScaleTargets();
-  const expected = ['P1', 'P4', 'P5', 'P5m', 'P6', ...cfg.sizes.flatMap((s) => [`P2@${s}`, `P3grid@${s}`, `P7@${s}`])];
+  const expected = ['P1', 'P4', 'P5', 'P5m', 'P6', ...cfg.sizes.flatMap((s) => [`P2@${s}`, `P3grid@${s}`, `P7@${s}`, `P8@${s}`])];
   for (const id of expected) {
     if (!results.targets.some((t) => t.id === id && t.value !== null)) results.errors.push({ measurement: id, error: 'not taken' });
   }

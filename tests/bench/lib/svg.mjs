@@ -1,5 +1,6 @@
 // A hand-written SVG of the scaling series: P2 throughput (ours vs plain IndexedDB), P3 p95
-// latencies and P7 load-to-ready, each against the number of TEIs, with the targets dashed.
+// latencies, P7 load-to-ready and P8 memory, each against the number of TEIs, with the targets
+// dashed.
 
 const esc = (s) => String(s).replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 
@@ -54,6 +55,7 @@ function short(v) {
 export function scalingSvg(results, sizes) {
   const f = results.figures;
   const pts = (get) => sizes.map((s) => [s, get(s)]);
+  const mb = (bytes) => (Number.isFinite(bytes) ? Number((bytes / 1048576).toFixed(1)) : undefined);
   const W = 360;
   const H = 300;
   const panels = [
@@ -81,9 +83,18 @@ export function scalingSvg(results, sizes) {
       ],
       targetLines: [{ value: 1000, label: 'target 1 s', color: '#1f77b4' }],
     }),
+    panel({
+      x0: 3 * W, y0: 30, w: W, h: H, title: 'P8 memory, page + worker', sizes, unit: 'MB',
+      series: [
+        { label: 'after an offline day', color: '#d62728', points: pts((s) => mb(f.P8?.[s]?.afterDay.totalBytes)) },
+        { label: 'after unlock', color: '#1f77b4', points: pts((s) => mb(f.P8?.[s]?.afterUnlock.totalBytes)) },
+        { label: 'raw copy', color: '#7f7f7f', points: pts((s) => mb(f.P8?.[s]?.rawBytes)) },
+        { label: 'target: 3x the raw copy', color: '#bcbd22', points: pts((s) => mb(f.P8?.[s] && 3 * f.P8[s].rawBytes)) },
+      ],
+    }),
   ];
   const title = `tracker-offline scaling — ${results.date.slice(0, 10)} — ${results.machine.cpu} (${results.machine.cores} cores) — ${results.machine.browser ?? ''}`;
-  return `<svg xmlns="http://www.w3.org/2000/svg" width="${3 * W}" height="${H + 40}" viewBox="0 0 ${3 * W} ${H + 40}" font-family="sans-serif" font-size="12">
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${4 * W}" height="${H + 40}" viewBox="0 0 ${4 * W} ${H + 40}" font-family="sans-serif" font-size="12">
 <rect width="100%" height="100%" fill="#fff"/>
 <text x="8" y="18" font-size="12">${esc(title)}</text>
 ${panels.join('\n')}
