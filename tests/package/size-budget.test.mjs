@@ -52,8 +52,14 @@ const SHIPPED = [
  * carry a structured change (+3,000: its serde, stored with the warnings); 1,700 came back by
  * removing exports nothing used and the benchmark-only KDFs, and 400 by returning plain values
  * without a `Result` shim.
+ * Raised to 588,500 in session 16: 588,002 bytes (wasm +7,900) for issue 17's P7: an unlock
+ * takes each snapshot chunk whose manifest versions still hold and reads only the other key
+ * prefixes (key ranges, the manifest's versions and counts per prefix, chunks as sealed copies
+ * outside the manifest: +10,400 raw in the load, -5,100 for the listing it replaced), and the
+ * in-memory index's maps on the Fx hash (their own hashbrown instances). The first page after
+ * an offline login at 20,000 women went from 746-907 ms to 388-422 ms in the same profile.
  */
-const BUDGET_BYTES = 581_000;
+const BUDGET_BYTES = 588_500;
 const TARGET_BYTES = 250 * 1024;
 
 test('everything shipped stays within the size budget (gzip -9)', () => {

@@ -211,9 +211,6 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
         let chunk_ids = index_snapshot::chunk_ids();
         let chunk_refs: Vec<&str> = chunk_ids.iter().map(String::as_str).collect();
         let mut snapshot = index_snapshot::Snapshot::parse(self.vault.open_copies(&chunk_refs).await);
-        if snapshot.is_empty() {
-            self.remove_records_of_old_snapshot(&chunk_refs).await;
-        }
         let stale = snapshot.settle(&self.vault.manifest_versions().await?);
         let (stored, states) = if stale.is_empty() {
             (Vec::new(), Vec::new())
@@ -237,23 +234,6 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
             }
         }
         Ok(())
-    }
-
-    /// Removes the chunks of an index snapshot written as records of the cache store (before
-    /// they were copies outside the manifest): once, at the first load without any copy.
-    /// Best effort, before the manifest's versions are read for the load (it changes some).
-    async fn remove_records_of_old_snapshot(&self, chunk_ids: &[&str]) {
-        let Ok(found) = self.vault.get_records(StoreName::Cache, chunk_ids).await else { return };
-        let mut batch = WriteBatch::new();
-        for (id, value) in chunk_ids.iter().zip(found) {
-            if value.is_some() {
-                let Ok(next) = self.vault.delete_into(batch, StoreName::Cache, id) else { return };
-                batch = next;
-            }
-        }
-        if !batch.is_empty() {
-            let _ = self.vault.commit(batch).await;
-        }
     }
 
     /// When the last complete download started (ms since epoch), if any.

@@ -110,14 +110,15 @@ struct Chunk {
     format: u8,
     strings: Vec<String>,
     rows: Vec<PackedRow>,
-    /// Present when the rows are every row of the prefix at those versions.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    guard: Option<Guard>,
+    /// The [`Guard`]'s versions when the rows are every row of the prefix at those versions;
+    /// empty when not.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    versions: Vec<u32>,
 }
 
 /// The versions of the manifest's shards under a chunk's prefix when its rows were read: all
 /// of them, each checked against the manifest.
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Guard {
     versions: Vec<u32>,
 }
@@ -248,7 +249,8 @@ fn encode_chunk<'a>(
         return None;
     }
     let strings = strings.list.iter().map(|s| s.to_string()).collect();
-    serde_json::to_vec(&Chunk { format: FORMAT, strings, rows, guard }).ok()
+    let versions = guard.map(|g| g.versions).unwrap_or_default();
+    serde_json::to_vec(&Chunk { format: FORMAT, strings, rows, versions }).ok()
 }
 
 /// A chunk to write again: its number and its new plaintext (None: delete it, no row left).
@@ -306,22 +308,23 @@ impl Snapshot {
                     continue;
                 }
             };
-            let rows: Option<Vec<_>> = chunk.rows.into_iter().map(|packed| unpack(packed, &chunk.strings)).collect();
-            match rows {
-                Some(rows) => {
-                    out.held[n] = rows.len();
-                    out.chunks[n] = rows;
-                    out.guards[n] = chunk.guard;
+            let mut rows = Vec::with_capacity(chunk.rows.len());
+            for packed in chunk.rows {
+                match unpack(packed, &chunk.strings) {
+                    Some(row) => rows.push(row),
+                    None => {
+                        out.unreadable[n] = true;
+                        break;
+                    }
                 }
-                None => out.unreadable[n] = true,
+            }
+            if !out.unreadable[n] {
+                out.held[n] = rows.len();
+                out.chunks[n] = rows;
+                out.guards[n] = (!chunk.versions.is_empty()).then_some(Guard { versions: chunk.versions });
             }
         }
         out
-    }
-
-    /// True when no chunk was found (none written yet, or written before they were copies).
-    pub fn is_empty(&self) -> bool {
-        !self.found.contains(&true)
     }
 
     /// Takes as they are the chunks whose guard names `versions` (the manifest's shard
@@ -587,7 +590,8 @@ mod tests {
         assert_eq!(written, vec![6, 7, 8, 10], "not 09: a prefix without rows and without a chunk");
         let guard_of = |n: usize| {
             let bytes = writes.iter().find(|(m, _)| *m == n).unwrap().1.as_ref().unwrap();
-            serde_json::from_slice::<Chunk>(bytes).unwrap().guard
+            let versions = serde_json::from_slice::<Chunk>(bytes).unwrap().versions;
+            (!versions.is_empty()).then_some(Guard { versions })
         };
         assert_eq!(guard_of(6), Some(Guard { versions: vec![7; 16] }), "complete: guarded at the versions read");
         assert_eq!(writes[1], (7, None), "only a row without a known fingerprint: nothing to keep, not guarded");

@@ -221,16 +221,11 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource> Vault<S, K, R> {
         let probes: Vec<String> = prefixes.iter().flat_map(|p| Manifest::shard_probes(p)).collect();
         let wanted: Vec<&str> = probes.iter().map(String::as_str).collect();
         let manifest = self.manifest_for(&data_key, Some(&wanted)).await?;
-        let states = prefixes
-            .iter()
-            .map(|prefix| {
-                Ok(PrefixState {
-                    prefix: prefix.clone(),
-                    versions: manifest.versions_under(prefix),
-                    tracked: manifest.count_under(&data_key, store, prefix)?,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let mut states = Vec::with_capacity(prefixes.len());
+        for prefix in prefixes {
+            let tracked = manifest.count_under(&data_key, store, prefix)?;
+            states.push(PrefixState { prefix: prefix.clone(), versions: manifest.versions_under(prefix), tracked });
+        }
         let values = self.open_listed_except(&data_key, &manifest, store, keys, known).await?;
         Ok((values, states))
     }
