@@ -30,7 +30,7 @@
 //! Nothing here is secret beyond what the storage keys already show; it is sealed so that it
 //! cannot be edited.
 //!
-//! About 680 lines, 130 of them the unit tests of its private encodings (which must stay
+//! About 730 lines, 130 of them the unit tests of its private encodings (which must stay
 //! beside them); the vault's use of it is `vault/manifest_cache.rs`.
 
 use std::{

@@ -4,6 +4,9 @@
 //! All UIDs are fixed so that tests and the demo can name them. Users and org units are seeded
 //! only when the database holds no user, the metadata only when none is stored, so restarting
 //! with `--seed demo` never duplicates anything.
+//!
+//! About 670 lines, 80 of them tests: the demo's data is listed here whole (org units, users,
+//! roles, the program with its stages and data elements), where a reader looks for a UID.
 
 use rusqlite::Connection;
 

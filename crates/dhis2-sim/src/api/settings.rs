@@ -4,6 +4,9 @@
 //!
 //! User settings live in the `user_settings` table (one row per user and key); system
 //! settings, including `keyCustomJs` and `keyCustomCss` behind `/api/files/*`, in `settings`.
+//!
+//! About 600 lines: the header bar's small endpoints are one family (each reads or writes a
+//! setting) and share their checks; no part of it stands alone.
 
 use axum::{
     body::Body,
