@@ -633,7 +633,11 @@ async function phaseSize(browser, www, size) {
     // P7: page load to ready offline (log in, first working-list page shown), minus the KDF.
     await measure(`P7@${size}`, async () => {
       const runs = [];
-      for (let r = 0; r < cfg.repeats; r++) {
+      // The first load after a download opens every index row and writes the snapshot (once per
+      // download): a run of its own, reported apart; then a pause for the worker to finish
+      // writing the snapshot, as between a download and the next shift's login.
+      let firstAfterDownload = null;
+      for (let r = -1; r < cfg.repeats; r++) {
         await appCall(page, 'logout');
         const hash = `#login=${ADMIN.username}:${ADMIN.password}&query=${encodeURIComponent(listPaths[0])}`;
         await page.goto('about:blank'); // a full load, not a same-document hash change
@@ -647,6 +651,11 @@ async function phaseSize(browser, www, size) {
           await crypto.subtle.deriveBits({ name: 'PBKDF2', hash: 'SHA-256', salt: new Uint8Array(16), iterations }, key, 256);
           return performance.now() - t;
         }, cfg.iterations);
+        if (r < 0) {
+          firstAfterDownload = { readyMs: Number(marks.ready.toFixed(1)), firstPageMs: Number((marks.ready - marks.loggedIn).toFixed(1)) };
+          await new Promise((resolve) => setTimeout(resolve, Math.max(2000, size / 10)));
+          continue;
+        }
         runs.push({
           answeredBy: marks.local,
           readyMs: marks.ready, startMs: marks.started, loginMs: marks.loggedIn - marks.started,
@@ -661,9 +670,10 @@ async function phaseSize(browser, www, size) {
         // after the login) or `cache` (a sealed copy of an earlier server answer to that URL).
         answeredBy: [...new Set(runs.map((x) => x.answeredBy))],
         firstPageEachRunMs: runs.map((x) => Number(x.firstPageMs.toFixed(1))),
+        firstAfterDownload,
       };
       results.figures.P7[size] = fig;
-      log(`P7@${size}: ready ${fig.readyMs.median} ms, minus KDF ${fig.readyMinusKdfMs.median} ms (start ${fig.parts.loadAndStartMs.median}, login ${fig.parts.loginMs.median}, first page ${fig.parts.firstPageMs.median}; each run's first page ${fig.firstPageEachRunMs.join(', ')} ms, answered by ${fig.answeredBy.join(', ')})`);
+      log(`P7@${size}: ready ${fig.readyMs.median} ms, minus KDF ${fig.readyMinusKdfMs.median} ms (start ${fig.parts.loadAndStartMs.median}, login ${fig.parts.loginMs.median}, first page ${fig.parts.firstPageMs.median}; each run's first page ${fig.firstPageEachRunMs.join(', ')} ms, answered by ${fig.answeredBy.join(', ')}; the first after the download: ready ${firstAfterDownload?.readyMs} ms)`);
     });
 
     // P8: memory of the page and of the worker after an unlock (the last P7 load: logged in
@@ -822,7 +832,10 @@ function table() {
   if (f.P6) row('P6', 'wasm + JS glue, gzipped', `${(f.P6.wasmAndGlueGzipBytes / 1024).toFixed(1)} KB`, `(all shipped ${(f.P6.allShippedGzipBytes / 1024).toFixed(1)} KB)`, `${(f.P6.wasmAndGlueGzipBytes / 1024).toFixed(1)} KB`, `<= 250 KB ${verdict(t('P6'))}`);
   for (const size of cfg.sizes) {
     const d = f.P7[size];
-    if (d) row('P7', `offline load to ready @${size.toLocaleString('en-US')}, minus KDF`, fmt(d.readyMinusKdfMs, ' ms'), `(KDF ${fmt(d.kdfMs, ' ms')})`, `${d.readyMinusKdfMs.median} ms`, `<= 1000 ms ${d.readyMinusKdfMs.median <= 1000 ? 'met' : 'MISSED'}`);
+    if (d) {
+      const first = d.firstAfterDownload ? `; the first after the download ${d.firstAfterDownload.readyMs.toLocaleString('en-US')} ms` : '';
+      row('P7', `offline load to ready @${size.toLocaleString('en-US')}, minus KDF`, fmt(d.readyMinusKdfMs, ' ms'), `(KDF ${fmt(d.kdfMs, ' ms')}${first})`, `${d.readyMinusKdfMs.median} ms`, `<= 1000 ms ${d.readyMinusKdfMs.median <= 1000 ? 'met' : 'MISSED'}`);
+    }
   }
   const mb = (b) => `${(b / 1048576).toFixed(1)} MB`;
   for (const size of cfg.sizes) {
