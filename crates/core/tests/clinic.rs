@@ -1074,77 +1074,12 @@ fn the_next_page_is_on_its_way_while_a_page_is_stored_and_a_page_reads_its_women
     });
 }
 
-/// A store that counts the values of `index` it hands out (through get, get_many and list),
-/// and the keys of `index` it lists.
-#[derive(Clone)]
-struct IndexReadsCounted {
-    inner: MemoryStore,
-    index_values_read: std::rc::Rc<std::cell::Cell<usize>>,
-    index_keys_listed: std::rc::Rc<std::cell::Cell<usize>>,
-}
-
-impl IndexReadsCounted {
-    fn note(&self, store: StoreName, values: usize) {
-        if store == StoreName::Index {
-            self.index_values_read.set(self.index_values_read.get() + values);
-        }
-    }
-    fn take_count(&self) -> usize {
-        self.index_values_read.replace(0)
-    }
-    fn take_keys_listed(&self) -> usize {
-        self.index_keys_listed.replace(0)
-    }
-}
-
-impl KvStore for IndexReadsCounted {
-    async fn get(&self, store: StoreName, key: &str) -> Result<Option<Vec<u8>>> {
-        let value = self.inner.get(store, key).await?;
-        self.note(store, usize::from(value.is_some()));
-        Ok(value)
-    }
-    async fn get_many(&self, store: StoreName, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>> {
-        let values = self.inner.get_many(store, keys).await?;
-        self.note(store, values.iter().flatten().count());
-        Ok(values)
-    }
-    async fn list(&self, store: StoreName) -> Result<Vec<(String, Vec<u8>)>> {
-        let values = self.inner.list(store).await?;
-        self.note(store, values.len());
-        Ok(values)
-    }
-    async fn list_keys(&self, store: StoreName) -> Result<Vec<String>> {
-        let keys: Vec<String> = self.inner.list(store).await?.into_iter().map(|(k, _)| k).collect();
-        if store == StoreName::Index {
-            self.index_keys_listed.set(self.index_keys_listed.get() + keys.len());
-        }
-        Ok(keys)
-    }
-    async fn list_keys_with_prefixes(&self, store: StoreName, prefixes: &[String]) -> Result<Vec<String>> {
-        let keys = self.inner.list_keys_with_prefixes(store, prefixes).await?;
-        if store == StoreName::Index {
-            self.index_keys_listed.set(self.index_keys_listed.get() + keys.len());
-        }
-        Ok(keys)
-    }
-    async fn count(&self, store: StoreName) -> Result<u64> {
-        self.inner.count(store).await
-    }
-    async fn write(&self, batch: WriteBatch) -> Result<()> {
-        self.inner.write(batch).await
-    }
-}
-
 #[test]
 fn an_unlock_reads_the_index_snapshot_and_only_the_rows_written_since() {
     use tracker_offline_core::index_snapshot::{chunk_id, CHUNKS};
     block_on(async {
         let memory = MemoryStore::new();
-        let store = IndexReadsCounted {
-            inner: memory.clone(),
-            index_values_read: Default::default(),
-            index_keys_listed: Default::default(),
-        };
+        let store = ReadsCounted::new(memory.clone(), StoreName::Index);
         let server = FakeDhis2::new("2.40.3", 120);
         let e = Engine::new(
             EngineConfig::new("http://127.0.0.1:9/api", fast_policy()).unwrap(),

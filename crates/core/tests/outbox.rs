@@ -1353,51 +1353,6 @@ fn outbox_counts_kept_through_writes_stay_exact() {
     });
 }
 
-/// A store that counts the values of `outbox` it hands out (get, get_many, list).
-#[derive(Clone)]
-struct OutboxReadsCounted {
-    inner: MemoryStore,
-    outbox_values_read: std::rc::Rc<std::cell::Cell<usize>>,
-}
-
-impl OutboxReadsCounted {
-    fn note(&self, store: StoreName, values: usize) {
-        if store == StoreName::Outbox {
-            self.outbox_values_read.set(self.outbox_values_read.get() + values);
-        }
-    }
-    fn take(&self) -> usize {
-        self.outbox_values_read.replace(0)
-    }
-}
-
-impl KvStore for OutboxReadsCounted {
-    async fn get(&self, store: StoreName, key: &str) -> Result<Option<Vec<u8>>> {
-        let value = self.inner.get(store, key).await?;
-        self.note(store, usize::from(value.is_some()));
-        Ok(value)
-    }
-    async fn get_many(&self, store: StoreName, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>> {
-        let values = self.inner.get_many(store, keys).await?;
-        self.note(store, values.iter().flatten().count());
-        Ok(values)
-    }
-    async fn list(&self, store: StoreName) -> Result<Vec<(String, Vec<u8>)>> {
-        let values = self.inner.list(store).await?;
-        self.note(store, values.len());
-        Ok(values)
-    }
-    async fn list_keys(&self, store: StoreName) -> Result<Vec<String>> {
-        self.inner.list_keys(store).await
-    }
-    async fn count(&self, store: StoreName) -> Result<u64> {
-        self.inner.count(store).await
-    }
-    async fn write(&self, batch: WriteBatch) -> Result<()> {
-        self.inner.write(batch).await
-    }
-}
-
 /// Issue 17 (P4 with 5,000 entries queued: a write's p95 was 436 ms): once a contact got no
 /// answer, a due flush asks the server (one light read) before it opens the outbox, so a
 /// device offline with its work queued does not open every entry at each try.
@@ -1405,24 +1360,25 @@ impl KvStore for OutboxReadsCounted {
 fn a_server_that_did_not_answer_is_asked_before_the_outbox_is_opened() {
     block_on(async {
         let server = Server::new();
-        let store = OutboxReadsCounted { inner: MemoryStore::new(), outbox_values_read: Default::default() };
-        let e = Engine::new(EngineConfig::new(API, fast_policy()).unwrap(), store.clone(), RustPbkdf2, OsRandom, &server);
+        let store = ReadsCounted::new(MemoryStore::new(), StoreName::Outbox);
+        let e =
+            Engine::new(EngineConfig::new(API, fast_policy()).unwrap(), store.clone(), RustPbkdf2, OsRandom, &server);
         e.login("nurse1", "Nurse1!clinic", T0).await.unwrap();
         *server.mode.borrow_mut() = Mode::Down;
         for i in 0..10 {
             register(&e, &format!("4910000{i:02}")).await;
         }
         // The last contact (the login) got through: the flush opens the outbox and finds out.
-        store.take();
+        store.take_count();
         let first = e.flush(FlushScope::All, T0, &mut |_| {}).await.unwrap();
         assert_eq!((first.stopped.as_deref(), first.remaining), (Some("SERVER_UNREACHABLE"), 30), "{first:?}");
-        assert!(store.take() >= 30, "the first try opens the outbox");
+        assert!(store.take_count() >= 30, "the first try opens the outbox");
         // Now it did not answer: the next try asks first and opens nothing.
         let asked = server.requests.borrow().len();
         let second = e.flush(FlushScope::All, T0 + 5_000, &mut |_| {}).await.unwrap();
         assert_eq!((second.stopped.as_deref(), second.remaining), (Some("SERVER_UNREACHABLE"), 30), "{second:?}");
         assert!(second.next_try_in_ms.is_some(), "{second:?}");
-        assert_eq!(store.take(), 0, "the outbox is not opened while the server does not answer");
+        assert_eq!(store.take_count(), 0, "the outbox is not opened while the server does not answer");
         assert_eq!(server.requests.borrow().len() - asked, 1, "one light read");
         assert_eq!(second.requests, 1);
         // The server is back: the same check answers, and the work goes.

@@ -9,7 +9,7 @@ use tracker_offline_core::{
     kdf::RustPbkdf2,
     profile::{OrgUnitRef, UserProfile},
     random::OsRandom,
-    store::{KvStore, MemoryStore, StoreName},
+    store::{KvStore, MemoryStore, StoreName, WriteBatch},
     vault::{Vault, VaultPolicy},
     CoreError, Result,
 };
@@ -109,4 +109,68 @@ pub async fn yield_once() {
         }
     })
     .await
+}
+
+/// A store that counts, for one store name, the values it hands out (get, get_many, list) and
+/// the keys it lists.
+#[derive(Clone)]
+pub struct ReadsCounted {
+    pub inner: MemoryStore,
+    counted: StoreName,
+    values_read: std::rc::Rc<std::cell::Cell<usize>>,
+    keys_listed: std::rc::Rc<std::cell::Cell<usize>>,
+}
+
+impl ReadsCounted {
+    pub fn new(inner: MemoryStore, counted: StoreName) -> Self {
+        Self { inner, counted, values_read: Default::default(), keys_listed: Default::default() }
+    }
+    fn note(&self, store: StoreName, values: usize, keys: usize) {
+        if store == self.counted {
+            self.values_read.set(self.values_read.get() + values);
+            self.keys_listed.set(self.keys_listed.get() + keys);
+        }
+    }
+    /// Values read since the last call.
+    pub fn take_count(&self) -> usize {
+        self.values_read.replace(0)
+    }
+    /// Keys listed since the last call.
+    pub fn take_keys_listed(&self) -> usize {
+        self.keys_listed.replace(0)
+    }
+}
+
+impl KvStore for ReadsCounted {
+    async fn get(&self, store: StoreName, key: &str) -> Result<Option<Vec<u8>>> {
+        let value = self.inner.get(store, key).await?;
+        self.note(store, usize::from(value.is_some()), 0);
+        Ok(value)
+    }
+    async fn get_many(&self, store: StoreName, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>> {
+        let values = self.inner.get_many(store, keys).await?;
+        self.note(store, values.iter().flatten().count(), 0);
+        Ok(values)
+    }
+    async fn list(&self, store: StoreName) -> Result<Vec<(String, Vec<u8>)>> {
+        let values = self.inner.list(store).await?;
+        self.note(store, values.len(), 0);
+        Ok(values)
+    }
+    async fn list_keys(&self, store: StoreName) -> Result<Vec<String>> {
+        let keys = self.inner.list_keys(store).await?;
+        self.note(store, 0, keys.len());
+        Ok(keys)
+    }
+    async fn list_keys_with_prefixes(&self, store: StoreName, prefixes: &[String]) -> Result<Vec<String>> {
+        let keys = self.inner.list_keys_with_prefixes(store, prefixes).await?;
+        self.note(store, 0, keys.len());
+        Ok(keys)
+    }
+    async fn count(&self, store: StoreName) -> Result<u64> {
+        self.inner.count(store).await
+    }
+    async fn write(&self, batch: WriteBatch) -> Result<()> {
+        self.inner.write(batch).await
+    }
 }
