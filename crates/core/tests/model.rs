@@ -23,6 +23,8 @@
 //! 60 steps (1.2 million steps) on every core (`MODEL_CASES` changes the count). A failing case
 //! prints its seed; `MODEL_SEED=<n>` replays one, `MODEL_TRACE=1` tells each step,
 //! `MODEL_FIRST_SEED=<n>` starts the long mode elsewhere.
+//!
+//! About 650 lines: the reference model, the operations and the comparison are one harness.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;

@@ -2,6 +2,8 @@
 //! strategies, atomic modes, import modes, error codes, E5000 chains, ImportReport per
 //! version), the exports with their per-version envelopes and parameter names, default
 //! fields, ownership, storedBy, and the legacy ↔ new cross test (docs/dhis2-api.md §2–3).
+//!
+//! About 760 lines: each test reads alone, in the order of docs/dhis2-api.md's sections.
 
 #![allow(clippy::expect_used, clippy::panic)]
 

@@ -1,6 +1,8 @@
 //! Router-level contract tests of the MCH metadata endpoints, the legacy tracker API
 //! (`trackedEntityInstances`, `enrollments`, `events`, `query.json`), ownership, storedBy,
 //! reserved values and persistence, against docs/dhis2-api.md.
+//!
+//! About 1,050 lines: each test reads alone, in the order of docs/dhis2-api.md's sections.
 
 #![allow(clippy::expect_used, clippy::panic)]
 

@@ -1,6 +1,8 @@
 //! Contract tests for what the legacy Tracker Capture app (31.13.x) asks at boot, on search,
 //! registration and the dashboard (docs/tracker-capture-boot.md): status, content type and the
 //! fields it reads, with real per-user access (the nurses are not superusers).
+//!
+//! About 690 lines: one test per request family of docs/tracker-capture-boot.md, in its order.
 
 #![allow(clippy::expect_used, clippy::panic, clippy::unwrap_used)]
 
