@@ -5,6 +5,7 @@
 pub mod bundle;
 pub mod dates;
 pub mod import;
+pub mod persist;
 pub mod query;
 pub mod reserved;
 pub mod scope;

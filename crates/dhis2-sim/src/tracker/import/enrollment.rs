@@ -1,6 +1,7 @@
 //! The legacy importer for enrollments: create (with nested events), update, status, delete.
 
 use super::*;
+use crate::tracker::persist::{EnrollmentChange, NewEnrollment};
 
 impl Importer<'_> {
     /// Imports enrollments (each with nested events).
@@ -161,36 +162,25 @@ impl Importer<'_> {
         } else {
             (None, None)
         };
-        self.conn
-            .prepare_cached(
-                "INSERT INTO enrollments (uid, te_id, program, org_unit, status, enrollment_date, incident_date, \
-                 completed_date, completed_by, followup, created, last_updated, created_at_client, \
-                 last_updated_at_client, created_by, last_updated_by, stored_by) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, ?12, ?13, ?14, ?14, ?15)",
-            )?
-            .execute(params![
-                uid,
-                te.id,
-                program.uid,
-                ou.uid,
-                status,
-                enrollment_date,
-                incident_date,
-                completed_date,
-                completed_by,
-                flag(v, "followup").unwrap_or(false),
-                self.now,
-                text(v, "createdAtClient").and_then(|d| dates::normalise(&d)),
-                text(v, "lastUpdatedAtClient").and_then(|d| dates::normalise(&d)),
-                self.user.username,
-                self.stored_by(text(v, "storedBy")),
-            ])?;
-        let id = self.conn.last_insert_rowid();
-        self.conn
-            .prepare_cached("INSERT OR IGNORE INTO program_owners (te_id, program, org_unit) VALUES (?1, ?2, ?3)")?
-            .execute(params![te.id, program.uid, ou.uid])?;
-        self.add_notes(Some(id), None, v)?;
-        self.touch_te(te.id)?;
+        let w = self.writer();
+        let id = w.insert_enrollment(&NewEnrollment {
+            uid: &uid,
+            te_id: te.id,
+            program: &program.uid,
+            org_unit: &ou.uid,
+            status: &status,
+            enrollment_date: &enrollment_date,
+            incident_date: &incident_date,
+            completed_date,
+            completed_by,
+            followup: flag(v, "followup").unwrap_or(false),
+            created_at_client: text(v, "createdAtClient").and_then(|d| dates::normalise(&d)),
+            last_updated_at_client: text(v, "lastUpdatedAtClient").and_then(|d| dates::normalise(&d)),
+            stored_by: &self.stored_by(text(v, "storedBy")),
+        })?;
+        w.insert_program_owner(te.id, &program.uid, &ou.uid)?;
+        self.add_notes(NoteOwner::Enrollment(id), v)?;
+        w.touch_tracked_entity(te.id)?;
         let row = store::enrollment_by_uid(self.conn, &uid)?
             .ok_or_else(|| ApiError::Internal("enrollment vanished".into()))?;
         let mut s = ImportSummary::new(Some(uid));
@@ -210,12 +200,7 @@ impl Importer<'_> {
     /// Adds the notes of a payload: one whose UID is stored is skipped (replays); an invalid or
     /// missing UID gets a new one; `storedDate` is kept (dhis2-core 2.40
     /// AbstractEventService:914-930, AbstractEnrollmentService:1499-1520).
-    pub(super) fn add_notes(
-        &self,
-        enrollment_id: Option<i64>,
-        event_id: Option<i64>,
-        v: &Value,
-    ) -> rusqlite::Result<()> {
+    pub(super) fn add_notes(&self, owner: NoteOwner, v: &Value) -> rusqlite::Result<()> {
         for n in array(v, "notes") {
             let Some(value) = text(n, "value") else { continue };
             let note_uid = text(n, "note").filter(|u| uid::is_valid(u)).unwrap_or_else(uid::generate);
@@ -224,19 +209,13 @@ impl Importer<'_> {
             }
             let stored_date =
                 text(n, "storedDate").and_then(|d| dates::normalise(&d)).unwrap_or_else(|| self.now.clone());
-            self.conn
-                .prepare_cached(
-                    "INSERT INTO notes (uid, enrollment_id, event_id, value, stored_by, stored_date) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                )?
-                .execute(params![
-                    note_uid,
-                    enrollment_id,
-                    event_id,
-                    value,
-                    self.stored_by(text(n, "storedBy")),
-                    stored_date
-                ])?;
+            let note = NewNote {
+                uid: &note_uid,
+                value: &value,
+                stored_by: &self.stored_by(text(n, "storedBy")),
+                stored_date: &stored_date,
+            };
+            self.writer().insert_note(owner, &note)?;
         }
         Ok(())
     }
@@ -273,26 +252,19 @@ impl Importer<'_> {
             Ok(d) => d,
             Err(msg) => return Ok(ImportSummary::error(Some(e.uid.clone()), msg)),
         };
-        self.conn
-            .prepare_cached(
-                "UPDATE enrollments SET org_unit = ?2, enrollment_date = COALESCE(?3, enrollment_date), \
-                 incident_date = COALESCE(?4, incident_date), followup = COALESCE(?5, followup), \
-                 last_updated = ?6, last_updated_by = ?7, last_updated_at_client = COALESCE(?8, last_updated_at_client) \
-                 WHERE id = ?1",
-            )?
-            .execute(params![
-                e.id,
-                ou.uid,
+        self.writer().update_enrollment(
+            e.id,
+            &EnrollmentChange {
+                org_unit: &ou.uid,
                 enrollment_date,
                 incident_date,
-                flag(v, "followup"),
-                self.now,
-                self.user.username,
-                text(v, "lastUpdatedAtClient").and_then(|d| dates::normalise(&d)),
-            ])?;
+                followup: flag(v, "followup"),
+                last_updated_at_client: text(v, "lastUpdatedAtClient").and_then(|d| dates::normalise(&d)),
+            },
+        )?;
         self.set_enrollment_status(e, &status, text(v, "completedDate").and_then(|d| dates::normalise(&d)))?;
-        self.add_notes(Some(e.id), None, v)?;
-        self.touch_te(e.te_id)?;
+        self.add_notes(NoteOwner::Enrollment(e.id), v)?;
+        self.writer().touch_tracked_entity(e.te_id)?;
         let mut s = ImportSummary::new(Some(e.uid.clone()));
         s.updated = 1;
         let row = store::enrollment_by_uid(self.conn, &e.uid)?
@@ -313,13 +285,9 @@ impl Importer<'_> {
             "COMPLETED" => (completed.or_else(|| Some(self.now.clone())), Some(self.user.username.clone())),
             _ => (None, None),
         };
-        self.conn
-            .prepare_cached(
-                "UPDATE enrollments SET status = ?2, completed_date = ?3, completed_by = ?4, last_updated = ?5, \
-                 last_updated_by = ?6 WHERE id = ?1",
-            )?
-            .execute(params![e.id, status, date, by, self.now, self.user.username])?;
-        self.touch_te(e.te_id)
+        let w = self.writer();
+        w.set_enrollment_status(e.id, status, date, by)?;
+        w.touch_tracked_entity(e.te_id)
     }
 
     /// Deletes an enrollment (soft) with its events.
@@ -331,15 +299,9 @@ impl Importer<'_> {
                 vec![(e.uid.clone(), format!("User has no delete access to organisation unit: {}", e.org_unit))],
             ));
         }
-        self.conn.execute(
-            "UPDATE enrollments SET deleted = 1, last_updated = ?2, last_updated_by = ?3 WHERE id = ?1",
-            params![e.id, self.now, self.user.username],
-        )?;
-        self.conn.execute(
-            "UPDATE events SET deleted = 1, last_updated = ?2, last_updated_by = ?3 WHERE enrollment_id = ?1",
-            params![e.id, self.now, self.user.username],
-        )?;
-        self.touch_te(e.te_id)?;
+        let w = self.writer();
+        w.delete_enrollment(e.id)?;
+        w.touch_tracked_entity(e.te_id)?;
         let mut s = ImportSummary::new(Some(e.uid.clone()));
         s.deleted = 1;
         s.description = Some(format!("Deletion of enrollment {} was successful", e.uid));

@@ -1,6 +1,7 @@
 //! The legacy importer for events: create, update (whole or one value), date, notes, delete.
 
 use super::*;
+use crate::tracker::persist::{EventChange, NewEvent};
 
 impl Importer<'_> {
     /// Imports events.
@@ -59,13 +60,12 @@ impl Importer<'_> {
     }
 
     /// Validates the data values of an event payload against its stage; returns conflicts and
-    /// `(dataElement, value (None = delete), providedElsewhere, storedBy)`.
-    #[allow(clippy::type_complexity)]
+    /// the values to write (`None` deletes).
     pub(super) fn check_data_values(
         &self,
         stage: &crate::model::ProgramStage,
         v: &Value,
-    ) -> (Conflicts, Vec<(String, Option<String>, bool, Option<String>)>) {
+    ) -> (Conflicts, Vec<DataValueWrite>) {
         let mut conflicts = Vec::new();
         let mut values = Vec::new();
         for dv in array(v, "dataValues") {
@@ -88,48 +88,14 @@ impl Importer<'_> {
                     continue;
                 }
             }
-            values.push((de_uid, value, flag(dv, "providedElsewhere").unwrap_or(false), text(dv, "storedBy")));
+            values.push(DataValueWrite {
+                data_element: de_uid,
+                value,
+                provided_elsewhere: flag(dv, "providedElsewhere").unwrap_or(false),
+                stored_by: self.stored_by(text(dv, "storedBy")),
+            });
         }
         (conflicts, values)
-    }
-
-    pub(super) fn write_data_values(
-        &self,
-        event_id: i64,
-        values: &[(String, Option<String>, bool, Option<String>)],
-        replace: bool,
-    ) -> rusqlite::Result<()> {
-        if replace {
-            let keep: Vec<&str> = values.iter().filter(|v| v.1.is_some()).map(|v| v.0.as_str()).collect();
-            let existing: Vec<String> = self
-                .conn
-                .prepare_cached("SELECT data_element FROM data_values WHERE event_id = ?1")?
-                .query_map([event_id], |r| r.get(0))?
-                .collect::<rusqlite::Result<_>>()?;
-            let mut del =
-                self.conn.prepare_cached("DELETE FROM data_values WHERE event_id = ?1 AND data_element = ?2")?;
-            for d in existing.iter().filter(|d| !keep.contains(&d.as_str())) {
-                del.execute(params![event_id, d])?;
-            }
-        }
-        let mut up = self.conn.prepare_cached(
-            "INSERT INTO data_values (event_id, data_element, value, provided_elsewhere, created, last_updated, stored_by) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6) ON CONFLICT(event_id, data_element) DO UPDATE SET \
-             value = excluded.value, provided_elsewhere = excluded.provided_elsewhere, stored_by = excluded.stored_by, \
-             last_updated = excluded.last_updated",
-        )?;
-        let mut del = self.conn.prepare_cached("DELETE FROM data_values WHERE event_id = ?1 AND data_element = ?2")?;
-        for (de, value, elsewhere, stored_by) in values {
-            match value {
-                Some(val) => {
-                    up.execute(params![event_id, de, val, elsewhere, self.now, self.stored_by(stored_by.clone())])?;
-                }
-                None => {
-                    del.execute(params![event_id, de])?;
-                }
-            }
-        }
-        Ok(())
     }
 
     /// Whether the user owns the tracked entity for `program` (open/audited programs and
@@ -287,37 +253,27 @@ impl Importer<'_> {
         } else {
             (None, None)
         };
-        self.conn
-            .prepare_cached(
-                "INSERT INTO events (uid, enrollment_id, te_id, program, program_stage, org_unit, ou_path, status, \
-                 event_date, due_date, completed_date, completed_by, created, last_updated, created_at_client, \
-                 last_updated_at_client, created_by, last_updated_by, stored_by) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13, ?14, ?15, ?16, ?16, ?17)",
-            )?
-            .execute(params![
-                uid,
-                enrollment.id,
-                te.id,
-                program.uid,
-                stage.uid,
-                ou.uid,
-                ou.path,
-                status,
-                event_date,
-                due_date,
-                completed_date,
-                completed_by,
-                self.now,
-                text(v, "createdAtClient").and_then(|d| dates::normalise(&d)),
-                text(v, "lastUpdatedAtClient").and_then(|d| dates::normalise(&d)),
-                self.user.username,
-                self.stored_by(text(v, "storedBy")),
-            ])?;
-        let id = self.conn.last_insert_rowid();
-        self.write_data_values(id, &values, false)?;
-        self.add_notes(None, Some(id), v)?;
-        self.touch_enrollment(enrollment.id)?;
-        self.touch_te(te.id)?;
+        let w = self.writer();
+        let id = w.insert_event(&NewEvent {
+            uid: &uid,
+            enrollment_id: enrollment.id,
+            te_id: te.id,
+            program: &program.uid,
+            program_stage: &stage.uid,
+            org_unit: ou,
+            status: &status,
+            event_date,
+            due_date,
+            completed_date,
+            completed_by,
+            created_at_client: text(v, "createdAtClient").and_then(|d| dates::normalise(&d)),
+            last_updated_at_client: text(v, "lastUpdatedAtClient").and_then(|d| dates::normalise(&d)),
+            stored_by: &self.stored_by(text(v, "storedBy")),
+        })?;
+        w.write_data_values(id, &values, false)?;
+        self.add_notes(NoteOwner::Event(id), v)?;
+        w.touch_enrollment(enrollment.id)?;
+        w.touch_tracked_entity(te.id)?;
         let mut s = ImportSummary::new(Some(uid));
         s.imported = 1;
         Ok(s)
@@ -404,39 +360,32 @@ impl Importer<'_> {
             _ => (None, None),
         };
         let stored_by = if single_value { None } else { text(v, "storedBy") };
-        self.conn
-            .prepare_cached(
-                "UPDATE events SET status = ?2, event_date = COALESCE(?3, event_date), due_date = COALESCE(?4, due_date), \
-                 completed_date = ?5, completed_by = ?6, org_unit = COALESCE(?7, org_unit), ou_path = COALESCE(?8, ou_path), \
-                 last_updated = ?9, last_updated_by = ?10, stored_by = COALESCE(?11, stored_by), \
-                 last_updated_at_client = COALESCE(?12, last_updated_at_client) WHERE id = ?1",
-            )?
-            .execute(params![
-                ev.id,
-                status,
+        let w = self.writer();
+        w.update_event(
+            ev.id,
+            &EventChange {
+                status: &status,
                 event_date,
                 due_date,
                 completed_date,
                 completed_by,
-                ou.map(|o| o.uid.clone()),
-                ou.map(|o| o.path.clone()),
-                self.now,
-                self.user.username,
+                org_unit: ou,
                 stored_by,
-                text(v, "lastUpdatedAtClient").and_then(|d| dates::normalise(&d)),
-            ])?;
+                last_updated_at_client: text(v, "lastUpdatedAtClient").and_then(|d| dates::normalise(&d)),
+            },
+        )?;
         // dhis2-core 2.40 EventDataValueAggregator:72-101: an update's data values are the ones
         // sent with a value, plus (mergeDataValues only) the stored ones the payload does not
         // name; one sent empty is dropped, i.e. deleted, in both modes.
-        self.write_data_values(ev.id, &values, mode == EventUpdate::Whole && !self.merge)?;
+        w.write_data_values(ev.id, &values, mode == EventUpdate::Whole && !self.merge)?;
         if !single_value {
-            self.add_notes(None, Some(ev.id), v)?;
+            self.add_notes(NoteOwner::Event(ev.id), v)?;
         }
         if let Some(e) = ev.enrollment_id {
-            self.touch_enrollment(e)?;
+            w.touch_enrollment(e)?;
         }
         if let Some(t) = ev.te_id {
-            self.touch_te(t)?;
+            w.touch_tracked_entity(t)?;
         }
         let mut s = ImportSummary::new(Some(ev.uid.clone()));
         s.updated = 1;
@@ -451,25 +400,21 @@ impl Importer<'_> {
         if !self.user.can_capture(&ev.ou_path) {
             return Ok(Some(format!("User has no update access to organisation unit: {}", ev.org_unit)));
         }
-        self.conn.execute(
-            "UPDATE events SET event_date = ?2, last_updated = ?3, last_updated_by = ?4 WHERE id = ?1",
-            params![ev.id, date, self.now, self.user.username],
-        )?;
+        let w = self.writer();
+        w.set_event_date(ev.id, &date)?;
         if let Some(t) = ev.te_id {
-            self.touch_te(t)?;
+            w.touch_tracked_entity(t)?;
         }
         Ok(None)
     }
 
     /// Adds the notes of a payload to an event (`POST /api/events/{ev}/note`).
     pub fn add_event_notes(&self, ev: &EventRow, v: &Value) -> Result<(), ApiError> {
-        self.add_notes(None, Some(ev.id), v)?;
-        self.conn.execute(
-            "UPDATE events SET last_updated = ?2, last_updated_by = ?3 WHERE id = ?1",
-            params![ev.id, self.now, self.user.username],
-        )?;
+        self.add_notes(NoteOwner::Event(ev.id), v)?;
+        let w = self.writer();
+        w.touch_event(ev.id)?;
         if let Some(t) = ev.te_id {
-            self.touch_te(t)?;
+            w.touch_tracked_entity(t)?;
         }
         Ok(())
     }
@@ -482,12 +427,10 @@ impl Importer<'_> {
                 vec![("Event".into(), format!("User has no delete access to organisation unit: {}", ev.org_unit))],
             ));
         }
-        self.conn.execute(
-            "UPDATE events SET deleted = 1, last_updated = ?2, last_updated_by = ?3 WHERE id = ?1",
-            params![ev.id, self.now, self.user.username],
-        )?;
+        let w = self.writer();
+        w.delete_event(ev.id)?;
         if let Some(t) = ev.te_id {
-            self.touch_te(t)?;
+            w.touch_tracked_entity(t)?;
         }
         let mut s = ImportSummary::new(Some(ev.uid.clone()));
         s.deleted = 1;

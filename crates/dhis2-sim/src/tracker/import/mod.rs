@@ -16,6 +16,7 @@ use serde_json::Value;
 
 use super::{
     dates,
+    persist::{AttributeWrite, DataValueWrite, NewNote, NoteOwner, Writer},
     scope::UserScope,
     store::{self, EnrollmentRow, EventRow, TeRow},
     summary::{ImportStatus, ImportSummaries, ImportSummary},
@@ -113,9 +114,6 @@ pub struct LegacyOptions {
     pub merge_data_values: bool,
 }
 
-/// Attribute values to store: `(attribute, value, storedBy)`.
-type AttrValues = Vec<(String, String, Option<String>)>;
-
 /// Checks an optional client UID: `Ok(None)` when absent, an error summary when malformed.
 fn client_uid(v: &Value, key: &str, object: &str) -> Result<Option<String>, Box<ImportSummary>> {
     match text(v, key) {
@@ -178,18 +176,9 @@ impl Importer<'_> {
         given.filter(|s| s.len() <= 255).unwrap_or_else(|| self.user.username.clone())
     }
 
-    fn touch_te(&self, te_id: i64) -> rusqlite::Result<()> {
-        self.conn
-            .prepare_cached("UPDATE tracked_entities SET last_updated = ?2, last_updated_by = ?3 WHERE id = ?1")?
-            .execute(params![te_id, self.now, self.user.username])?;
-        Ok(())
-    }
-
-    fn touch_enrollment(&self, id: i64) -> rusqlite::Result<()> {
-        self.conn
-            .prepare_cached("UPDATE enrollments SET last_updated = ?2, last_updated_by = ?3 WHERE id = ?1")?
-            .execute(params![id, self.now, self.user.username])?;
-        Ok(())
+    /// The writer of this run (its connection, time and user).
+    fn writer(&self) -> Writer<'_> {
+        Writer { conn: self.conn, now: &self.now, username: &self.user.username }
     }
 
     /// Imports each of `items` with `import`; a summary that neither failed nor deleted gets the

@@ -2,6 +2,7 @@
 //! update (attributes merged as DHIS2 does), delete.
 
 use super::*;
+use crate::tracker::persist::{NewTrackedEntity, TrackedEntityChange};
 
 impl Importer<'_> {
     /// Imports tracked entities (each with nested enrollments and events).
@@ -51,8 +52,12 @@ impl Importer<'_> {
     }
 
     /// Validates attribute values (type, option set, uniqueness); returns the conflicts and
-    /// the `(attribute, value, storedBy)` triples to store.
-    pub(super) fn check_attributes(&self, v: &Value, te_id: Option<i64>) -> Result<(Conflicts, AttrValues), ApiError> {
+    /// the values to store.
+    pub(super) fn check_attributes(
+        &self,
+        v: &Value,
+        te_id: Option<i64>,
+    ) -> Result<(Conflicts, Vec<AttributeWrite>), ApiError> {
         let mut conflicts = Vec::new();
         let mut values = Vec::new();
         for a in array(v, "attributes") {
@@ -101,38 +106,19 @@ impl Importer<'_> {
                     continue;
                 }
             }
-            values.push((attr_uid, value, text(a, "storedBy")));
+            values.push(AttributeWrite { attribute: attr_uid, value, stored_by: self.stored_by(text(a, "storedBy")) });
         }
         Ok((conflicts, values))
     }
 
-    pub(super) fn write_attributes(
-        &self,
-        te_id: i64,
-        values: &[(String, String, Option<String>)],
-    ) -> rusqlite::Result<()> {
-        let mut up = self.conn.prepare_cached(
-            "INSERT INTO attribute_values (te_id, attribute, value, created, last_updated, stored_by) \
-             VALUES (?1, ?2, ?3, ?4, ?4, ?5) ON CONFLICT(te_id, attribute) DO UPDATE SET \
-             value = excluded.value, stored_by = excluded.stored_by, \
-             last_updated = CASE WHEN value = excluded.value THEN last_updated ELSE excluded.last_updated END",
-        )?;
-        for (a, value, stored_by) in values {
-            up.execute(params![te_id, a, value, self.now, self.stored_by(stored_by.clone())])?;
-        }
-        // Reserved values that are now used stay reserved (never handed out twice anyway).
-        Ok(())
-    }
-
     /// Deletes the attributes a payload sends with a `null` or empty value.
     pub(super) fn delete_null_attributes(&self, te_id: i64, v: &Value) -> rusqlite::Result<()> {
-        let mut del = self.conn.prepare_cached("DELETE FROM attribute_values WHERE te_id = ?1 AND attribute = ?2")?;
-        for a in array(v, "attributes") {
-            if let (Some(attr), None) = (text(a, "attribute"), text(a, "value")) {
-                del.execute(params![te_id, attr])?;
-            }
-        }
-        Ok(())
+        let cleared: Vec<String> = array(v, "attributes")
+            .iter()
+            .filter(|a| text(a, "value").is_none())
+            .filter_map(|a| text(a, "attribute"))
+            .collect();
+        self.writer().delete_attributes(te_id, cleared.iter().map(String::as_str))
     }
 
     /// Legacy `PUT …/{tei}?program=P`: deletes P's attributes the payload omits; attributes
@@ -144,11 +130,8 @@ impl Importer<'_> {
             return Ok(());
         };
         let incoming: Vec<String> = array(v, "attributes").iter().filter_map(|a| text(a, "attribute")).collect();
-        let mut del = self.conn.prepare_cached("DELETE FROM attribute_values WHERE te_id = ?1 AND attribute = ?2")?;
-        for pa in program.attributes.iter().filter(|pa| !incoming.contains(&pa.attribute)) {
-            del.execute(params![te_id, pa.attribute])?;
-        }
-        Ok(())
+        let omitted = program.attributes.iter().filter(|pa| !incoming.contains(&pa.attribute));
+        self.writer().delete_attributes(te_id, omitted.map(|pa| pa.attribute.as_str()))
     }
 
     /// Merges the `attributes` of a payload into a tracked entity (new tracker enrollments
@@ -159,10 +142,10 @@ impl Importer<'_> {
         if !conflicts.is_empty() {
             return Ok(conflicts);
         }
-        self.write_attributes(te.id, &values)?;
+        self.writer().write_attributes(te.id, &values)?;
         self.delete_null_attributes(te.id, v)?;
         if !array(v, "attributes").is_empty() {
-            self.touch_te(te.id)?;
+            self.writer().touch_tracked_entity(te.id)?;
         }
         Ok(Vec::new())
     }
@@ -215,28 +198,16 @@ impl Importer<'_> {
                 format!("[User has no write access to organisation unit: {}]", ou.uid),
             ));
         }
-        let tet = text(v, "trackedEntityType").unwrap_or_default();
-        let stored_by = self.stored_by(text(v, "storedBy"));
-        self.conn
-            .prepare_cached(
-                "INSERT INTO tracked_entities (uid, tracked_entity_type, org_unit, ou_path, created, last_updated, \
-                 created_at_client, last_updated_at_client, created_by, last_updated_by, stored_by, inactive) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7, ?8, ?8, ?9, ?10)",
-            )?
-            .execute(params![
-                uid,
-                tet,
-                ou.uid,
-                ou.path,
-                self.now,
-                text(v, "createdAtClient").and_then(|d| dates::normalise(&d)),
-                text(v, "lastUpdatedAtClient").and_then(|d| dates::normalise(&d)),
-                self.user.username,
-                stored_by,
-                flag(v, "inactive").unwrap_or(false),
-            ])?;
-        let te_id = self.conn.last_insert_rowid();
-        self.write_attributes(te_id, &values)?;
+        let te_id = self.writer().insert_tracked_entity(&NewTrackedEntity {
+            uid: &uid,
+            tracked_entity_type: &text(v, "trackedEntityType").unwrap_or_default(),
+            org_unit: ou,
+            created_at_client: text(v, "createdAtClient").and_then(|d| dates::normalise(&d)),
+            last_updated_at_client: text(v, "lastUpdatedAtClient").and_then(|d| dates::normalise(&d)),
+            stored_by: &self.stored_by(text(v, "storedBy")),
+            inactive: flag(v, "inactive").unwrap_or(false),
+        })?;
+        self.writer().write_attributes(te_id, &values)?;
         let te =
             store::te_by_uid(self.conn, &uid)?.ok_or_else(|| ApiError::Internal("inserted TEI vanished".into()))?;
         let mut s = ImportSummary::new(Some(uid));
@@ -284,28 +255,20 @@ impl Importer<'_> {
                 )],
             ));
         }
-        self.conn
-            .prepare_cached(
-                "UPDATE tracked_entities SET org_unit = ?2, ou_path = ?3, last_updated = ?4, last_updated_by = ?5, \
-                 last_updated_at_client = COALESCE(?6, last_updated_at_client), inactive = COALESCE(?7, inactive), \
-                 stored_by = COALESCE(?8, stored_by), tracked_entity_type = COALESCE(?9, tracked_entity_type) \
-                 WHERE id = ?1",
-            )?
-            .execute(params![
-                te.id,
-                ou.uid,
-                ou.path,
-                self.now,
-                self.user.username,
-                text(v, "lastUpdatedAtClient").and_then(|d| dates::normalise(&d)),
-                flag(v, "inactive"),
-                text(v, "storedBy"),
-                text(v, "trackedEntityType"),
-            ])?;
+        self.writer().update_tracked_entity(
+            te.id,
+            &TrackedEntityChange {
+                org_unit: ou,
+                last_updated_at_client: text(v, "lastUpdatedAtClient").and_then(|d| dates::normalise(&d)),
+                inactive: flag(v, "inactive"),
+                stored_by: text(v, "storedBy"),
+                tracked_entity_type: text(v, "trackedEntityType"),
+            },
+        )?;
         // dhis2-core 2.40 AbstractTrackedEntityInstanceService:830-834: with
         // ignoreEmptyCollection an empty `attributes` list is not handled at all.
         if self.merge || !self.legacy.ignore_empty_collection || !array(v, "attributes").is_empty() {
-            self.write_attributes(te.id, &values)?;
+            self.writer().write_attributes(te.id, &values)?;
             // An attribute sent empty is deleted (DefaultTrackedEntityAttributeValueService
             // 2.40:169 deletes a value set to empty).
             self.delete_null_attributes(te.id, v)?;
@@ -328,19 +291,7 @@ impl Importer<'_> {
                 vec![(te.uid.clone(), format!("User has no delete access to organisation unit: {}", te.org_unit))],
             ));
         }
-        let c = self.conn;
-        c.execute(
-            "UPDATE tracked_entities SET deleted = 1, last_updated = ?2, last_updated_by = ?3 WHERE id = ?1",
-            params![te.id, self.now, self.user.username],
-        )?;
-        c.execute(
-            "UPDATE enrollments SET deleted = 1, last_updated = ?2, last_updated_by = ?3 WHERE te_id = ?1 AND deleted = 0",
-            params![te.id, self.now, self.user.username],
-        )?;
-        c.execute(
-            "UPDATE events SET deleted = 1, last_updated = ?2, last_updated_by = ?3 WHERE te_id = ?1 AND deleted = 0",
-            params![te.id, self.now, self.user.username],
-        )?;
+        self.writer().delete_tracked_entity(te.id)?;
         let mut s = ImportSummary::new(Some(te.uid.clone()));
         s.deleted = 1;
         s.description = Some(format!("Deletion of tracked entity instance {} was successful", te.uid));
