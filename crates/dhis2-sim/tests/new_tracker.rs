@@ -3,7 +3,7 @@
 //! version), the exports with their per-version envelopes and parameter names, default
 //! fields, ownership, storedBy, and the legacy ↔ new cross test (docs/dhis2-api.md §2–3).
 //!
-//! About 760 lines: each test reads alone, in the order of docs/dhis2-api.md's sections.
+//! About 820 lines: each test reads alone, in the order of docs/dhis2-api.md's sections.
 
 #![allow(clippy::expect_used, clippy::panic)]
 
@@ -763,4 +763,57 @@ async fn report_mode_and_note_validation() {
     // An unknown reportMode is a 400.
     let (s, _) = sync(&app, "&reportMode=VERBOSE", NURSE, json!({"events": []})).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
+}
+
+// The bundle is checked once, before anything is written: a rule the commit used to find late
+// (a second event of a non-repeatable stage in the same bundle) is E1039 at validation, and a
+// value DHIS2 cannot deserialize (a status outside the enum, a date that is not one) refuses
+// the whole request with a 400, as Jackson does, with nothing written.
+#[tokio::test]
+async fn a_bundle_is_checked_before_anything_is_written() {
+    let (app, _d) = demo_app("2.40");
+    let (s, r) =
+        sync(&app, "", NURSE, nested("TeOnceChk01", "EnOnceChk01", "EvOnceChk01", OU_BANI_NAIM, "401000090")).await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    let delivery = |uid: &str| {
+        json!({"event": uid, "enrollment": "EnOnceChk01", "program": PROGRAM_MCH, "programStage": STAGE_DELIVERY,
+               "orgUnit": OU_BANI_NAIM, "status": "ACTIVE", "occurredAt": "2024-06-01T00:00:00.000"})
+    };
+    let two = json!({"events": [delivery("EvDeliv0001"), delivery("EvDeliv0002")]});
+    let (s, r) = sync(&app, "", NURSE, two.clone()).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{r}");
+    assert_eq!(codes(&r), vec![("E1039".to_owned(), "EvDeliv0002".to_owned())], "{r}");
+    let (s, _) = get_json(&app, "/api/tracker/events/EvDeliv0001", NURSE).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "atomicMode=ALL writes nothing");
+    let (s, r) = sync(&app, "&atomicMode=OBJECT", NURSE, two).await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    assert_eq!(r["stats"]["created"], 1, "{r}");
+    assert_eq!(r["stats"]["ignored"], 1, "{r}");
+    let (s, _) = get_json(&app, "/api/tracker/events/EvDeliv0001", NURSE).await;
+    assert_eq!(s, StatusCode::OK);
+
+    for (key, value) in [("status", "DONE"), ("scheduledAt", "next week")] {
+        let mut ev = event("EvBadValue1", "EnOnceChk01", OU_BANI_NAIM);
+        ev[key] = json!(value);
+        let (s, r) = sync(&app, "", NURSE, json!({"events": [ev]})).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{key}: {r}");
+        assert_eq!(r["httpStatusCode"], 400, "{r}");
+        assert!(r["message"].as_str().is_some_and(|m| m.contains(value)), "{r}");
+    }
+    let mut en = enrollment("EnBadValue1", OU_BANI_NAIM);
+    en["trackedEntity"] = json!("TeOnceChk01");
+    en["occurredAt"] = json!("2024-13-45");
+    let (s, r) = sync(&app, "", NURSE, json!({"enrollments": [en]})).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{r}");
+    let (s, _) = get_json(&app, "/api/tracker/events/EvBadValue1", NURSE).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    // A lower-case status is read as DHIS2's enum, as before.
+    let mut ev = event("EvLowCase01", "EnOnceChk01", OU_BANI_NAIM);
+    ev["status"] = json!("completed");
+    let (s, r) = sync(&app, "", NURSE, json!({"events": [ev]})).await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    let (_, e) = get_json(&app, "/api/tracker/events/EvLowCase01", NURSE).await;
+    assert_eq!(e["status"], "COMPLETED", "{e}");
+    assert!(e["completedAt"].is_string(), "{e}");
 }

@@ -112,9 +112,8 @@ pub async fn import(
                     let ctx = Ctx::load(&tx, &user)?;
                     let authorities: Vec<String> =
                         db::user_roles(&tx, &user.uid)?.into_iter().flat_map(|r| r.authorities).collect();
-                    let (report, rollback) =
-                        bundle::import(&tx, &ctx.md, &ctx.user, &ctx.ous, &authorities, &body, ip, version)?;
-                    if rollback || ip.validate_only {
+                    let report = bundle::import(&tx, &ctx.md, &ctx.user, &ctx.ous, &authorities, &body, ip, version)?;
+                    if ip.validate_only {
                         tx.rollback()?;
                     } else {
                         tx.commit()?;

@@ -4,6 +4,7 @@
 
 pub mod bundle;
 pub mod dates;
+pub mod effects;
 pub mod import;
 pub mod persist;
 pub mod query;
@@ -11,3 +12,4 @@ pub mod reserved;
 pub mod scope;
 pub mod store;
 pub mod summary;
+pub mod validate;

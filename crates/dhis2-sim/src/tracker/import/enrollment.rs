@@ -1,7 +1,10 @@
 //! The legacy importer for enrollments: create (with nested events), update, status, delete.
 
 use super::*;
-use crate::tracker::persist::{EnrollmentChange, NewEnrollment};
+use crate::tracker::{
+    effects::StoredCompletion,
+    persist::{EnrollmentChange, NewEnrollment},
+};
 
 impl Importer<'_> {
     /// Imports enrollments (each with nested events).
@@ -154,14 +157,13 @@ impl Importer<'_> {
         }
         let enrollment_date = enrollment_date.unwrap_or_else(|| self.now.clone());
         let incident_date = incident_date.unwrap_or_else(|| enrollment_date.clone());
-        let (completed_date, completed_by) = if status == "COMPLETED" {
-            (
-                text(v, "completedDate").and_then(|d| dates::normalise(&d)).or_else(|| Some(self.now.clone())),
-                Some(text(v, "completedBy").unwrap_or_else(|| self.user.username.clone())),
-            )
-        } else {
-            (None, None)
-        };
+        let (completed_date, completed_by) = effects::completion(
+            &self.writer(),
+            &status,
+            None,
+            text(v, "completedDate").and_then(|d| dates::normalise(&d)),
+            text(v, "completedBy"),
+        );
         let w = self.writer();
         let id = w.insert_enrollment(&NewEnrollment {
             uid: &uid,
@@ -195,29 +197,6 @@ impl Importer<'_> {
             out.push(self.import_event(ev, Some(e))?);
         }
         Ok(out)
-    }
-
-    /// Adds the notes of a payload: one whose UID is stored is skipped (replays); an invalid or
-    /// missing UID gets a new one; `storedDate` is kept (dhis2-core 2.40
-    /// AbstractEventService:914-930, AbstractEnrollmentService:1499-1520).
-    pub(super) fn add_notes(&self, owner: NoteOwner, v: &Value) -> rusqlite::Result<()> {
-        for n in array(v, "notes") {
-            let Some(value) = text(n, "value") else { continue };
-            let note_uid = text(n, "note").filter(|u| uid::is_valid(u)).unwrap_or_else(uid::generate);
-            if store::note_exists(self.conn, &note_uid)? {
-                continue;
-            }
-            let stored_date =
-                text(n, "storedDate").and_then(|d| dates::normalise(&d)).unwrap_or_else(|| self.now.clone());
-            let note = NewNote {
-                uid: &note_uid,
-                value: &value,
-                stored_by: &self.stored_by(text(n, "storedBy")),
-                stored_date: &stored_date,
-            };
-            self.writer().insert_note(owner, &note)?;
-        }
-        Ok(())
     }
 
     /// Updates an enrollment from a full payload (`PUT /api/enrollments/{id}`).
@@ -280,12 +259,9 @@ impl Importer<'_> {
         status: &str,
         completed: Option<String>,
     ) -> rusqlite::Result<()> {
-        let (date, by) = match status {
-            "COMPLETED" if e.status == "COMPLETED" => (e.completed_date.clone(), e.completed_by.clone()),
-            "COMPLETED" => (completed.or_else(|| Some(self.now.clone())), Some(self.user.username.clone())),
-            _ => (None, None),
-        };
         let w = self.writer();
+        let stored = StoredCompletion { status: &e.status, date: e.completed_date.clone(), by: e.completed_by.clone() };
+        let (date, by) = effects::completion(&w, status, Some(stored), completed, None);
         w.set_enrollment_status(e.id, status, date, by)?;
         w.touch_tracked_entity(e.te_id)
     }

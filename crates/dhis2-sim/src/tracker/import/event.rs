@@ -1,7 +1,11 @@
 //! The legacy importer for events: create, update (whole or one value), date, notes, delete.
 
 use super::*;
-use crate::tracker::persist::{EventChange, NewEvent};
+use crate::tracker::validate;
+use crate::tracker::{
+    effects::StoredCompletion,
+    persist::{EventChange, NewEvent},
+};
 
 impl Importer<'_> {
     /// Imports events.
@@ -96,21 +100,6 @@ impl Importer<'_> {
             });
         }
         (conflicts, values)
-    }
-
-    /// Whether the user owns the tracked entity for `program` (open/audited programs and
-    /// superusers always; else the owner org unit, or the TE's own, must be in capture scope).
-    pub fn owner_ok(&self, te_id: i64, te_ou: &str, program: &crate::model::Program) -> rusqlite::Result<bool> {
-        if self.user.superuser || matches!(program.access_level.as_str(), "OPEN" | "AUDITED") {
-            return Ok(true);
-        }
-        let owner: Option<String> = self
-            .conn
-            .prepare_cached("SELECT org_unit FROM program_owners WHERE te_id = ?1 AND program = ?2")?
-            .query_row(params![te_id, program.uid], |r| r.get(0))
-            .optional()?;
-        let owner = owner.unwrap_or_else(|| te_ou.to_owned());
-        Ok(self.ous.get(&owner).is_some_and(|o| self.user.can_capture(&o.path)))
     }
 
     pub(super) fn create_event(
@@ -237,7 +226,7 @@ impl Importer<'_> {
         if !self.user.can_capture(&ou.path) {
             conflicts.push((uid.clone(), format!("User has no write access to organisation unit: {}", ou.uid)));
         }
-        if !self.owner_ok(te.id, &te.org_unit, program)? {
+        if !validate::owns(self.conn, self.user, self.ous, te.id, &te.org_unit, program)? {
             conflicts.push((uid.clone(), "OWNERSHIP_ACCESS_DENIED".into()));
         }
         let (dv_conflicts, values) = self.check_data_values(stage, v);
@@ -245,14 +234,13 @@ impl Importer<'_> {
         if !conflicts.is_empty() {
             return Ok(ImportSummary::conflicts(Some(uid), conflicts));
         }
-        let (completed_date, completed_by) = if status == "COMPLETED" {
-            (
-                text(v, "completedDate").and_then(|d| dates::normalise(&d)).or_else(|| Some(self.now.clone())),
-                Some(text(v, "completedBy").unwrap_or_else(|| self.user.username.clone())),
-            )
-        } else {
-            (None, None)
-        };
+        let (completed_date, completed_by) = effects::completion(
+            &self.writer(),
+            &status,
+            None,
+            text(v, "completedDate").and_then(|d| dates::normalise(&d)),
+            text(v, "completedBy"),
+        );
         let w = self.writer();
         let id = w.insert_event(&NewEvent {
             uid: &uid,
@@ -351,14 +339,15 @@ impl Importer<'_> {
         if !conflicts.is_empty() {
             return Ok(ImportSummary::conflicts(Some(ev.uid.clone()), conflicts));
         }
-        let (completed_date, completed_by) = match (status.as_str(), ev.status.as_str()) {
-            ("COMPLETED", "COMPLETED") => (ev.completed_date.clone(), ev.completed_by.clone()),
-            ("COMPLETED", _) => (
-                text(v, "completedDate").and_then(|d| dates::normalise(&d)).or_else(|| Some(self.now.clone())),
-                Some(text(v, "completedBy").unwrap_or_else(|| self.user.username.clone())),
-            ),
-            _ => (None, None),
-        };
+        let stored =
+            StoredCompletion { status: &ev.status, date: ev.completed_date.clone(), by: ev.completed_by.clone() };
+        let (completed_date, completed_by) = effects::completion(
+            &self.writer(),
+            &status,
+            Some(stored),
+            text(v, "completedDate").and_then(|d| dates::normalise(&d)),
+            text(v, "completedBy"),
+        );
         let stored_by = if single_value { None } else { text(v, "storedBy") };
         let w = self.writer();
         w.update_event(

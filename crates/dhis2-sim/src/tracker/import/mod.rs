@@ -15,8 +15,8 @@ use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::Value;
 
 use super::{
-    dates,
-    persist::{AttributeWrite, DataValueWrite, NewNote, NoteOwner, Writer},
+    dates, effects,
+    persist::{AttributeWrite, DataValueWrite, NoteOwner, Writer},
     scope::UserScope,
     store::{self, EnrollmentRow, EventRow, TeRow},
     summary::{ImportStatus, ImportSummaries, ImportSummary},
@@ -75,7 +75,8 @@ pub fn text(v: &Value, key: &str) -> Option<String> {
     }
 }
 
-fn flag(v: &Value, key: &str) -> Option<bool> {
+/// A boolean field: JSON booleans and the strings `true` / `false`.
+pub fn flag(v: &Value, key: &str) -> Option<bool> {
     match v.get(key)? {
         Value::Bool(b) => Some(*b),
         Value::String(s) => s.parse().ok(),
@@ -173,7 +174,11 @@ pub struct Importer<'a> {
 
 impl Importer<'_> {
     fn stored_by(&self, given: Option<String>) -> String {
-        given.filter(|s| s.len() <= 255).unwrap_or_else(|| self.user.username.clone())
+        effects::stored_by(&self.writer(), given)
+    }
+
+    fn add_notes(&self, owner: NoteOwner, v: &Value) -> rusqlite::Result<()> {
+        effects::add_notes(&self.writer(), owner, v)
     }
 
     /// The writer of this run (its connection, time and user).

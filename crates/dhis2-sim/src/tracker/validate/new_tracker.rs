@@ -1,251 +1,38 @@
-//! The new tracker importer (`POST /api/tracker`): flattens a nested or flat payload,
-//! validates every object with DHIS2's error codes (`ValidationCode`), marks the children of
-//! failed creations with E5000, and commits the valid objects through the legacy
-//! [`Importer`] (merge semantics) before building the `ImportReport`.
-//!
-//! `atomicMode=ALL` commits nothing when any object fails; `OBJECT` commits the valid ones.
-//! Relationships are accepted and ignored.
-//!
-//! About 1,100 lines: one pass over the flattened payload (flatten, validate with the E-codes,
-//! mark the children of failed creations, commit, report) whose steps share the payload's
-//! state. Issue 18 (5) is still open here: the checks apart from the writes, shared with the
-//! legacy importer (`import/*`, which checks some of the same rules with DHIS2's legacy
-//! conflict texts), and the two ways of reporting a problem as two renderers.
+//! The new tracker's validation (`POST /api/tracker`): every object of a flattened bundle
+//! checked with DHIS2's error codes (`ValidationCode`, core@HEAD), the children of a failed
+//! creation marked E5000; no write. What a valid object then does is `bundle::commit`'s.
 
 use std::collections::{HashMap, HashSet};
 
 use rusqlite::Connection;
-use serde_json::{json, Map, Value};
+use serde_json::Value;
 
-use super::{
-    import::{text, unique_value_holder, Importer, Strategy},
-    scope::UserScope,
-    store,
-    summary::ImportStatus,
+use crate::{
+    db::OrgUnit,
+    error::ApiError,
+    model::Metadata,
+    tracker::{
+        bundle::{ErrorReport, ImportParams, Obj, Op, TrackerType},
+        dates,
+        import::{text, unique_value_holder, Strategy},
+        scope::UserScope,
+        store,
+    },
+    uid,
 };
-use crate::{db::OrgUnit, error::ApiError, model::Metadata, uid, version::ServerVersion};
 
-/// `TrackerType`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum TrackerType {
-    /// A tracked entity.
-    TrackedEntity,
-    /// An enrollment.
-    Enrollment,
-    /// An event.
-    Event,
-}
-
-impl TrackerType {
-    /// The JSON name (`TRACKED_ENTITY`, …).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TrackerType::TrackedEntity => "TRACKED_ENTITY",
-            TrackerType::Enrollment => "ENROLLMENT",
-            TrackerType::Event => "EVENT",
-        }
-    }
-
-    /// The name used in E5000 messages (`TrackerType.getName()`).
-    fn name(self) -> &'static str {
-        match self {
-            TrackerType::TrackedEntity => "trackedEntity",
-            TrackerType::Enrollment => "enrollment",
-            TrackerType::Event => "event",
-        }
-    }
-
-    fn key(self) -> &'static str {
-        match self {
-            TrackerType::TrackedEntity => "trackedEntity",
-            TrackerType::Enrollment => "enrollment",
-            TrackerType::Event => "event",
-        }
-    }
-}
-
-/// Query parameters of `POST /api/tracker`.
-#[derive(Debug, Clone, Copy)]
-pub struct ImportParams {
-    /// `importStrategy` (default CREATE_AND_UPDATE).
-    pub strategy: Strategy,
-    /// `atomicMode=ALL` (default) rather than OBJECT.
-    pub atomic_all: bool,
-    /// `importMode=VALIDATE`: validate only.
-    pub validate_only: bool,
-}
-
-fn enum_param<'a>(
-    raw: Option<&'a str>,
-    name: &str,
-    valid: &[&'a str],
-    default: &'a str,
-    version: ServerVersion,
-) -> Result<&'a str, ApiError> {
-    let Some(raw) = raw.map(str::trim).filter(|s| !s.is_empty()) else {
-        return Ok(default);
-    };
-    if let Some(v) = valid.iter().find(|v| v.eq_ignore_ascii_case(raw)) {
-        return Ok(v);
-    }
-    if version.minor <= 39 {
-        // 2.36–2.39 (`TrackerImportParamsBuilder`): an unknown value silently becomes the default.
-        return Ok(default);
-    }
-    Err(ApiError::BadRequest(format!(
-        "Value '{raw}' is not valid for parameter {name}. Valid values are: [{}]",
-        valid.join(", ")
-    )))
-}
-
-impl ImportParams {
-    /// Reads `importStrategy`, `atomicMode` and `importMode` as `version` does.
-    pub fn from_query(
-        strategy: Option<&str>,
-        atomic: Option<&str>,
-        mode: Option<&str>,
-        version: ServerVersion,
-    ) -> Result<Self, ApiError> {
-        let strategy = match enum_param(
-            strategy,
-            "importStrategy",
-            &["CREATE", "UPDATE", "CREATE_AND_UPDATE", "DELETE"],
-            "CREATE_AND_UPDATE",
-            version,
-        )? {
-            "CREATE" => Strategy::Create,
-            "UPDATE" => Strategy::Update,
-            "DELETE" => Strategy::Delete,
-            _ => Strategy::CreateAndUpdate,
-        };
-        let atomic_all = enum_param(atomic, "atomicMode", &["ALL", "OBJECT"], "ALL", version)? == "ALL";
-        let validate_only = enum_param(mode, "importMode", &["COMMIT", "VALIDATE"], "COMMIT", version)? == "VALIDATE";
-        Ok(Self { strategy, atomic_all, validate_only })
-    }
-}
-
-/// One object of the flattened bundle.
-#[derive(Debug, Clone)]
-struct Obj {
-    kind: TrackerType,
-    uid: String,
-    /// Position in its type's list (objectReports `index`).
-    index: usize,
-    /// The payload (new field names), children removed.
-    v: Value,
-    /// Parent UID: the TE of an enrollment, the enrollment of an event.
-    parent: Option<String>,
-    /// Per-object strategy, resolved against the database.
-    op: Op,
-    /// The UID is stored already (deleted or not).
-    existed: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Op {
-    Create,
-    Update,
-    Delete,
-}
-
-/// One `errorReport`.
-#[derive(Debug, Clone)]
-struct ErrorReport {
-    code: &'static str,
-    message: String,
-    kind: TrackerType,
-    uid: String,
-    args: Vec<String>,
-}
-
-fn list<'v>(v: &'v Value, key: &str) -> Result<&'v [Value], ApiError> {
-    match v.get(key) {
-        None | Some(Value::Null) => Ok(&[]),
-        Some(Value::Array(a)) => Ok(a.as_slice()),
-        Some(_) => Err(ApiError::BadRequest(format!("JSON parse error: '{key}' must be an array"))),
-    }
-}
-
-fn without(v: &Value, keys: &[&str]) -> Value {
-    match v {
-        Value::Object(m) => Value::Object(
-            m.iter().filter(|(k, _)| !keys.contains(&k.as_str())).map(|(k, x)| (k.clone(), x.clone())).collect(),
-        ),
-        other => other.clone(),
-    }
-}
-
-/// Builds one flattened object: `(type, payload, parent, index)`.
-type MakeObj<'a> = dyn Fn(TrackerType, &Value, Option<String>, usize) -> Result<Obj, ApiError> + 'a;
-
-/// Flattens the payload into TEs, enrollments and events (in that order), assigning missing UIDs.
-fn flatten(body: &Value) -> Result<Vec<Obj>, ApiError> {
-    if !body.is_object() {
-        return Err(ApiError::BadRequest("JSON parse error: expected a JSON object".into()));
-    }
-    let (mut tes, mut ens, mut evs) = (Vec::new(), Vec::new(), Vec::new());
-    let mk = |kind: TrackerType, v: &Value, parent: Option<String>, index: usize| -> Result<Obj, ApiError> {
-        if !v.is_object() {
-            return Err(ApiError::BadRequest(format!("JSON parse error: a {} must be a JSON object", kind.name())));
-        }
-        let uid = text(v, kind.key()).unwrap_or_else(uid::generate);
-        let mut v = without(v, &["enrollments", "events", "relationships"]);
-        v[kind.key()] = json!(uid);
-        Ok(Obj { kind, uid, index, v, parent, op: Op::Create, existed: false })
-    };
-    fn push_events(evs: &mut Vec<Obj>, list_v: &[Value], enrollment: &str, mk: &MakeObj<'_>) -> Result<(), ApiError> {
-        for ev in list_v {
-            let mut o = mk(TrackerType::Event, ev, Some(enrollment.to_owned()), evs.len())?;
-            o.v["enrollment"] = json!(enrollment);
-            evs.push(o);
-        }
-        Ok(())
-    }
-    let push_enrollment = |ens: &mut Vec<Obj>, evs: &mut Vec<Obj>, e: &Value, te: Option<&str>| {
-        let te = te.map(str::to_owned).or_else(|| text(e, "trackedEntity"));
-        let mut o = mk(TrackerType::Enrollment, e, te.clone(), ens.len())?;
-        if let Some(t) = &te {
-            o.v["trackedEntity"] = json!(t);
-        }
-        push_events(evs, list(e, "events")?, &o.uid, &mk)?;
-        ens.push(o);
-        Ok::<(), ApiError>(())
-    };
-    for te in list(body, "trackedEntities")? {
-        let o = mk(TrackerType::TrackedEntity, te, None, tes.len())?;
-        for e in list(te, "enrollments")? {
-            push_enrollment(&mut ens, &mut evs, e, Some(&o.uid))?;
-        }
-        tes.push(o);
-    }
-    for e in list(body, "enrollments")? {
-        push_enrollment(&mut ens, &mut evs, e, None)?;
-    }
-    for ev in list(body, "events")? {
-        let parent = text(ev, "enrollment");
-        evs.push(mk(TrackerType::Event, ev, parent, evs.len())?);
-    }
-    // `relationships` are accepted and ignored.
-    let _ = list(body, "relationships")?;
-    Ok(tes.into_iter().chain(ens).chain(evs).collect())
-}
-
-/// Checks the shape of a payload (an object whose lists hold objects): a 400 otherwise, so an
-/// async import refuses it before a job is created.
-pub fn check_shape(body: &Value) -> Result<(), ApiError> {
-    flatten(body).map(|_| ())
-}
-
-/// Everything one import run needs.
-struct Run<'a> {
+/// One validation run: what the checks read, and the errors and warnings they found.
+pub(crate) struct Run<'a> {
     conn: &'a Connection,
     md: &'a Metadata,
     user: &'a UserScope,
     ous: &'a HashMap<String, OrgUnit>,
     authorities: &'a [String],
     params: ImportParams,
-    errors: Vec<ErrorReport>,
-    warnings: Vec<ErrorReport>,
+    /// The errors found.
+    pub errors: Vec<ErrorReport>,
+    /// The warnings found.
+    pub warnings: Vec<ErrorReport>,
 }
 
 fn fmt(template: &str, args: &[&str]) -> String {
@@ -314,7 +101,19 @@ fn template(code: &str) -> &'static str {
     }
 }
 
-impl Run<'_> {
+impl<'a> Run<'a> {
+    /// A run with no finding yet.
+    pub(crate) fn new(
+        conn: &'a Connection,
+        md: &'a Metadata,
+        user: &'a UserScope,
+        ous: &'a HashMap<String, OrgUnit>,
+        authorities: &'a [String],
+        params: ImportParams,
+    ) -> Self {
+        Self { conn, md, user, ous, authorities, params, errors: Vec::new(), warnings: Vec::new() }
+    }
+
     fn warn(&mut self, o: &Obj, code: &'static str, args: &[&str]) {
         self.warnings.push(ErrorReport {
             code,
@@ -437,6 +236,8 @@ struct BundleIndex {
     enrollment_program: HashMap<String, String>,
     /// Active enrollments created in the bundle: (TE, program).
     active: HashSet<(String, String)>,
+    /// Events created in the bundle in a non-repeatable stage: (enrollment, stage).
+    non_repeatable: HashSet<(String, String)>,
 }
 
 fn attr_set(v: &Value) -> HashSet<String> {
@@ -562,7 +363,7 @@ fn validate_enrollment(
         }
         Some(ou) => Some(ou),
     };
-    if text(&o.v, "enrolledAt").and_then(|d| super::dates::normalise(&d)).is_none() {
+    if text(&o.v, "enrolledAt").and_then(|d| dates::normalise(&d)).is_none() {
         run.err(o, "E1025", &[]);
     }
     if let (Some(p), Some(ou)) = (&program, &ou) {
@@ -580,8 +381,7 @@ fn validate_enrollment(
         }
         let status = text(&o.v, "status").unwrap_or_else(|| "ACTIVE".into()).to_ascii_uppercase();
         if let Some(te) = &te_row {
-            let importer = importer_for(run, Strategy::CreateAndUpdate);
-            if !importer.owner_ok(te.id, &te.org_unit, p)? {
+            if !super::owns(run.conn, run.user, run.ous, te.id, &te.org_unit, p)? {
                 run.err(o, "E1102", &[&user, &te.uid, &p.uid]);
             }
             if o.op == Op::Create && status == "ACTIVE" {
@@ -674,10 +474,10 @@ fn validate_event(run: &mut Run<'_>, o: &mut Obj, idx: &BundleIndex) -> Result<b
     };
     let status = text(&o.v, "status").unwrap_or_else(|| "ACTIVE".into()).to_ascii_uppercase();
     let scheduled = matches!(status.as_str(), "SCHEDULE" | "OVERDUE" | "SKIPPED");
-    if !scheduled && text(&o.v, "occurredAt").and_then(|d| super::dates::normalise(&d)).is_none() {
+    if !scheduled && text(&o.v, "occurredAt").and_then(|d| dates::normalise(&d)).is_none() {
         run.err(o, "E1031", &[]);
     }
-    if status == "SCHEDULE" && text(&o.v, "scheduledAt").and_then(|d| super::dates::normalise(&d)).is_none() {
+    if status == "SCHEDULE" && text(&o.v, "scheduledAt").and_then(|d| dates::normalise(&d)).is_none() {
         run.err(o, "E1050", &[]);
     }
     if let Some(ou) = &ou {
@@ -712,9 +512,15 @@ fn validate_event(run: &mut Run<'_>, o: &mut Obj, idx: &BundleIndex) -> Result<b
     }
     if let (Some(p), Some(e)) = (&program, &enrollment) {
         if let Some(te) = store::te_by_uid(run.conn, &e.te_uid)? {
-            if !importer_for(run, Strategy::CreateAndUpdate).owner_ok(te.id, &te.org_unit, p)? {
+            if !super::owns(run.conn, run.user, run.ous, te.id, &te.org_unit, p)? {
                 run.err(o, "E1102", &[&user, &te.uid, &p.uid]);
             }
+        }
+    }
+    if let (Some(s), Some(e), Op::Create) = (&stage, &enrollment_uid, o.op) {
+        // Two events of a non-repeatable stage in one bundle: the second is E1039 too.
+        if !s.repeatable && idx.non_repeatable.contains(&(e.clone(), s.uid.clone())) {
+            run.err(o, "E1039", &[&s.uid]);
         }
     }
     if let (Some(s), Some(e), Op::Create) = (&stage, &enrollment, o.op) {
@@ -763,101 +569,13 @@ fn validate_event(run: &mut Run<'_>, o: &mut Obj, idx: &BundleIndex) -> Result<b
     Ok(run.errors.len() == before)
 }
 
-fn importer_for<'a>(run: &Run<'a>, strategy: Strategy) -> Importer<'a> {
-    Importer {
-        conn: run.conn,
-        md: run.md,
-        user: run.user,
-        ous: run.ous,
-        now: crate::db::now_timestamp(),
-        strategy,
-        base: String::new(),
-        merge: true,
-        legacy: Default::default(),
-    }
-}
-
-/// Renames new-tracker fields to the legacy names the [`Importer`] reads.
-fn to_legacy(o: &Obj) -> Value {
-    let renames: &[(&str, &str)] = &[
-        ("trackedEntity", "trackedEntityInstance"),
-        ("updatedAtClient", "lastUpdatedAtClient"),
-        ("enrolledAt", "enrollmentDate"),
-        ("completedAt", "completedDate"),
-        ("followUp", "followup"),
-        ("scheduledAt", "dueDate"),
-    ];
-    let mut m = Map::new();
-    if let Value::Object(src) = &o.v {
-        for (k, v) in src {
-            let key = match (o.kind, k.as_str()) {
-                (TrackerType::Enrollment, "occurredAt") => "incidentDate",
-                (TrackerType::Event, "occurredAt") => "eventDate",
-                (_, k) => renames.iter().find(|(a, _)| *a == k).map_or(k, |(_, b)| b),
-            };
-            m.insert(key.to_owned(), v.clone());
-        }
-    }
-    if matches!(o.kind, TrackerType::Event | TrackerType::Enrollment) && !m.contains_key("status") {
-        m.insert("status".into(), json!("ACTIVE"));
-    }
-    if o.kind == TrackerType::Enrollment {
-        // Attributes of an enrollment are written to its tracked entity first.
-        m.remove("attributes");
-    }
-    Value::Object(m)
-}
-
-/// Commits one valid object; `Some(message)` when the legacy importer still refused it.
-fn commit(run: &Run<'_>, o: &Obj) -> Result<Option<String>, ApiError> {
-    let strategy = match o.op {
-        Op::Create => Strategy::Create,
-        Op::Update => Strategy::Update,
-        Op::Delete => Strategy::Delete,
-    };
-    let importer = importer_for(run, strategy);
-    let legacy = to_legacy(o);
-    if o.kind == TrackerType::Enrollment && o.op != Op::Delete {
-        if let Some(te) = text(&o.v, "trackedEntity").and_then(|t| store::te_by_uid(run.conn, &t).ok().flatten()) {
-            let conflicts = importer.merge_attributes(&te, &o.v)?;
-            if let Some((_, msg)) = conflicts.into_iter().next() {
-                return Ok(Some(msg));
-            }
-        }
-    }
-    let one = std::slice::from_ref(&legacy);
-    let summaries = match o.kind {
-        TrackerType::TrackedEntity => importer.import_teis(one)?,
-        TrackerType::Enrollment => importer.import_enrollments(one)?,
-        TrackerType::Event => importer.import_events(one)?,
-    };
-    Ok(summaries
-        .summaries
-        .into_iter()
-        .find(|s| s.status == ImportStatus::Error)
-        .map(|s| s.conflicts.first().map(|c| c.1.clone()).or(s.description).unwrap_or_else(|| "Import failed".into())))
-}
-
-/// Runs an import inside `conn`'s transaction and returns the `ImportReport` JSON for
-/// `version`, and whether the caller must roll back (an `ALL` import a commit step refused).
-#[allow(clippy::too_many_arguments)]
-pub fn import(
-    conn: &Connection,
-    md: &Metadata,
-    user: &UserScope,
-    ous: &HashMap<String, OrgUnit>,
-    authorities: &[String],
-    body: &Value,
-    params: ImportParams,
-    version: ServerVersion,
-) -> Result<(Value, bool), ApiError> {
-    let started = std::time::Instant::now();
-    let mut objs = flatten(body)?;
-    let mut run = Run { conn, md, user, ous, authorities, params, errors: Vec::new(), warnings: Vec::new() };
+/// Validates every object of a flattened bundle, in order (tracked entities, enrollments,
+/// events); returns which are valid. The errors and warnings are the run's.
+pub(crate) fn validate_bundle(run: &mut Run<'_>, objs: &mut [Obj]) -> Result<Vec<bool>, ApiError> {
     let mut idx = BundleIndex::default();
     let mut seen = HashMap::new();
     let mut valid = vec![false; objs.len()];
-    for o in &objs {
+    for o in objs.iter() {
         idx.in_payload.insert(o.uid.clone());
         match o.kind {
             TrackerType::TrackedEntity => {
@@ -873,12 +591,12 @@ pub fn import(
     }
     for (i, o) in objs.iter_mut().enumerate() {
         let ok = match o.kind {
-            TrackerType::TrackedEntity => validate_te(&mut run, o, &mut seen)?,
+            TrackerType::TrackedEntity => validate_te(run, o, &mut seen)?,
             TrackerType::Enrollment => {
                 // E5000: the TE it references is created in this bundle and failed.
                 let parent_failed = o.parent.as_ref().is_some_and(|p| idx.failed.contains(p));
                 if parent_failed {
-                    let ok = validate_enrollment(&mut run, o, &idx, &mut seen)?;
+                    let ok = validate_enrollment(run, o, &idx, &mut seen)?;
                     if ok {
                         let parent = o.parent.clone().unwrap_or_default();
                         let uid = o.uid.clone();
@@ -886,13 +604,13 @@ pub fn import(
                     }
                     false
                 } else {
-                    validate_enrollment(&mut run, o, &idx, &mut seen)?
+                    validate_enrollment(run, o, &idx, &mut seen)?
                 }
             }
             TrackerType::Event => {
                 let parent_failed = o.parent.as_ref().is_some_and(|p| idx.failed.contains(p));
                 if parent_failed {
-                    let ok = validate_event(&mut run, o, &idx)?;
+                    let ok = validate_event(run, o, &idx)?;
                     if ok {
                         let parent = o.parent.clone().unwrap_or_default();
                         let uid = o.uid.clone();
@@ -900,7 +618,7 @@ pub fn import(
                     }
                     false
                 } else {
-                    validate_event(&mut run, o, &idx)?
+                    validate_event(run, o, &idx)?
                 }
             }
         };
@@ -914,202 +632,16 @@ pub fn import(
                     }
                 }
             }
+            if let (TrackerType::Event, Op::Create) = (o.kind, o.op) {
+                let stage = text(&o.v, "programStage").and_then(|s| run.md.stage(&s));
+                if let (Some(e), Some(s)) = (text(&o.v, "enrollment"), stage.filter(|s| !s.repeatable)) {
+                    idx.non_repeatable.insert((e, s.uid.clone()));
+                }
+            }
         } else if !o.existed {
             // A failed creation: its children get E5000.
             idx.failed.insert(o.uid.clone());
         }
     }
-    let validation_ms = started.elapsed().as_secs_f64();
-    let any_error = !run.errors.is_empty();
-    if params.atomic_all && any_error {
-        // dhis2-core 2.41 DefaultTrackerImportService:107-110 / ImportReport.withValidationErrors:
-        // status ERROR, every object of the bundle ignored, no bundleReport.
-        let report = validation_errors_report(&run, objs.len(), version, validation_ms);
-        return Ok((report, false));
-    }
-    let commit_all = !params.validate_only;
-    let mut done = vec![false; objs.len()];
-    let mut late_errors = Vec::new();
-    if commit_all {
-        for (i, o) in objs.iter().enumerate() {
-            if !valid[i] {
-                continue;
-            }
-            match commit(&run, o)? {
-                None => done[i] = true,
-                Some(msg) => late_errors.push(ErrorReport {
-                    code: "E9999",
-                    message: msg.clone(),
-                    kind: o.kind,
-                    uid: o.uid.clone(),
-                    args: vec![msg],
-                }),
-            }
-        }
-    }
-    let rollback = params.atomic_all && !late_errors.is_empty();
-    if rollback {
-        done.iter_mut().for_each(|d| *d = false);
-    }
-    // A completed import is OK even when objects failed validation (atomicMode=OBJECT;
-    // 2.41 DefaultTrackerImportService:119-120, withImportCompleted(Status.OK, …)); a commit
-    // failure stands for DHIS2's exception path (ImportReport.withError: ERROR).
-    let status = if late_errors.is_empty() { "OK" } else { "ERROR" };
-    run.errors.extend(late_errors);
-    let timings = (validation_ms, started.elapsed().as_secs_f64());
-    let report = build_report(&objs, &done, &run, status, version, timings);
-    Ok((report, rollback))
-}
-
-fn error_reports(errors: &[ErrorReport], minor: u32) -> Vec<Value> {
-    errors
-        .iter()
-        .map(|e| {
-            let mut m =
-                json!({"message": e.message, "errorCode": e.code, "trackerType": e.kind.as_str(), "uid": e.uid});
-            if minor >= 41 {
-                m["args"] = json!(e.args);
-            }
-            m
-        })
-        .collect()
-}
-
-/// `warningReports` entries (`Warning`: `warningCode`, `message`, `trackerType`, `uid`).
-fn warning_reports(warnings: &[ErrorReport]) -> Vec<Value> {
-    warnings
-        .iter()
-        .map(|w| json!({"message": w.message, "warningCode": w.code, "trackerType": w.kind.as_str(), "uid": w.uid}))
-        .collect()
-}
-
-fn timings_stats(validation_secs: f64, total_secs: f64) -> Value {
-    let secs = |s: f64| format!("{s:.3} sec.");
-    json!({"timers": {
-        "preheat": secs(0.0),
-        "preprocess": secs(0.0),
-        "validation": secs(validation_secs),
-        "commit": secs((total_secs - validation_secs).max(0.0)),
-        "totalImport": secs(total_secs),
-    }})
-}
-
-/// The report of an `atomicMode=ALL` import that stopped at validation.
-fn validation_errors_report(run: &Run<'_>, bundle_size: usize, version: ServerVersion, secs: f64) -> Value {
-    let mut report = json!({
-        "status": "ERROR",
-        "validationReport": {"errorReports": error_reports(&run.errors, version.minor),
-                             "warningReports": warning_reports(&run.warnings)},
-        "stats": stats(0, 0, 0, bundle_size),
-    });
-    if version.minor <= 40 {
-        report["timingsStats"] = timings_stats(secs, secs);
-    }
-    report
-}
-
-/// `reportMode` of `POST /api/tracker` and `GET /api/tracker/jobs/{id}/report`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReportMode {
-    /// Errors, warnings and (up to 2.40) `timingsStats`.
-    Full,
-    /// Errors only (the default): `warningReports` is `[]`.
-    Errors,
-    /// Errors and warnings.
-    Warnings,
-}
-
-impl ReportMode {
-    /// Parses `reportMode` (case-insensitive; default ERRORS; anything else a 400).
-    pub fn parse(raw: Option<&str>) -> Result<Self, ApiError> {
-        match raw.map(str::trim).filter(|s| !s.is_empty()).map(str::to_ascii_uppercase).as_deref() {
-            None | Some("ERRORS") => Ok(ReportMode::Errors),
-            Some("FULL") => Ok(ReportMode::Full),
-            Some("WARNINGS") => Ok(ReportMode::Warnings),
-            Some(_) => Err(ApiError::BadRequest(format!(
-                "Value '{}' is not valid for parameter reportMode. Valid values are: [FULL, ERRORS, WARNINGS]",
-                raw.unwrap_or_default().trim()
-            ))),
-        }
-    }
-
-    /// The report as `buildImportReport` shapes it (dhis2-core 2.41 DefaultTrackerImportService
-    /// 166-189, 2.40 :323-345): warnings only in WARNINGS/FULL (the key stays, `[]`),
-    /// `timingsStats` only in FULL.
-    pub fn apply(self, report: &Value) -> Value {
-        let mut out = report.clone();
-        if self != ReportMode::Full {
-            if let Some(m) = out.as_object_mut() {
-                m.remove("timingsStats");
-            }
-        }
-        if self == ReportMode::Errors {
-            if let Some(v) = out.get_mut("validationReport").and_then(Value::as_object_mut) {
-                v.insert("warningReports".into(), json!([]));
-            }
-        }
-        out
-    }
-}
-
-fn stats(created: usize, updated: usize, deleted: usize, ignored: usize) -> Value {
-    json!({"created": created, "updated": updated, "deleted": deleted, "ignored": ignored,
-           "total": created + updated + deleted + ignored})
-}
-
-fn build_report(
-    objs: &[Obj],
-    done: &[bool],
-    run: &Run<'_>,
-    status: &str,
-    version: ServerVersion,
-    (validation_secs, total_secs): (f64, f64),
-) -> Value {
-    let minor = version.minor;
-    let error_reports = error_reports(&run.errors, minor);
-    let mut type_map = Map::new();
-    let mut total = (0, 0, 0, 0);
-    for kind in [TrackerType::TrackedEntity, TrackerType::Enrollment, TrackerType::Event] {
-        let (mut c, mut u, mut d, mut ig) = (0, 0, 0, 0);
-        let mut reports = Vec::new();
-        for (o, ok) in objs.iter().zip(done).filter(|(o, _)| o.kind == kind) {
-            if !*ok {
-                ig += 1;
-                continue;
-            }
-            match o.op {
-                Op::Create => c += 1,
-                Op::Update => u += 1,
-                Op::Delete => d += 1,
-            }
-            let mut r = json!({"trackerType": kind.as_str(), "uid": o.uid, "errorReports": []});
-            if minor <= 40 {
-                r["index"] = json!(o.index);
-            }
-            reports.push(r);
-        }
-        total = (total.0 + c, total.1 + u, total.2 + d, total.3 + ig);
-        type_map.insert(
-            kind.as_str().into(),
-            json!({"trackerType": kind.as_str(), "stats": stats(c, u, d, ig), "objectReports": reports}),
-        );
-    }
-    type_map.insert(
-        "RELATIONSHIP".into(),
-        json!({"trackerType": "RELATIONSHIP", "stats": stats(0, 0, 0, 0), "objectReports": []}),
-    );
-    let mut bundle = json!({"typeReportMap": type_map});
-    if minor <= 39 {
-        bundle["status"] = json!(status);
-    }
-    let mut report = json!({
-        "status": status,
-        "validationReport": {"errorReports": error_reports, "warningReports": warning_reports(&run.warnings)},
-        "stats": stats(total.0, total.1, total.2, total.3),
-        "bundleReport": bundle,
-    });
-    if minor <= 40 {
-        report["timingsStats"] = timings_stats(validation_secs, total_secs);
-    }
-    report
+    Ok(valid)
 }
