@@ -1,7 +1,7 @@
 //! The legacy importer for events: create, update (whole or one value), date, notes, delete.
 
 use super::*;
-use crate::tracker::validate;
+use crate::tracker::validate::{self, values};
 use crate::tracker::{
     effects::StoredCompletion,
     persist::{EventChange, NewEvent},
@@ -73,31 +73,15 @@ impl Importer<'_> {
         let mut conflicts = Vec::new();
         let mut values = Vec::new();
         for dv in array(v, "dataValues") {
-            let Some(de_uid) = text(dv, "dataElement") else {
-                conflicts.push(("dataElement".into(), "Missing required property dataElement".into()));
-                continue;
-            };
-            let Some(de) = self.md.data_element(&de_uid) else {
-                conflicts.push(("dataElement".into(), format!("{de_uid} is not a valid data element")));
-                continue;
-            };
-            if !stage.data_elements.iter().any(|d| d.data_element == de_uid) {
-                conflicts.push(("dataElement".into(), format!("{de_uid} is not a valid data element")));
-                continue;
+            match values::data_value(self.md, stage, dv) {
+                Err(problem) => conflicts.push(problem.legacy_conflict()),
+                Ok((data_element, value)) => values.push(DataValueWrite {
+                    data_element,
+                    value,
+                    provided_elsewhere: flag(dv, "providedElsewhere").unwrap_or(false),
+                    stored_by: self.stored_by(text(dv, "storedBy")),
+                }),
             }
-            let value = text(dv, "value");
-            if let Some(val) = &value {
-                if let Some(reason) = self.md.check_value(&de.value_type, de.option_set.as_deref(), val) {
-                    conflicts.push((de_uid.clone(), reason.into()));
-                    continue;
-                }
-            }
-            values.push(DataValueWrite {
-                data_element: de_uid,
-                value,
-                provided_elsewhere: flag(dv, "providedElsewhere").unwrap_or(false),
-                stored_by: self.stored_by(text(dv, "storedBy")),
-            });
         }
         (conflicts, values)
     }

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::tracker::persist::{NewTrackedEntity, TrackedEntityChange};
+use crate::tracker::validate::values::{self, ValueProblem};
 
 impl Importer<'_> {
     /// Imports tracked entities (each with nested enrollments and events).
@@ -62,16 +63,17 @@ impl Importer<'_> {
         let mut values = Vec::new();
         for a in array(v, "attributes") {
             let Some(attr_uid) = text(a, "attribute") else {
-                conflicts.push(("Attribute.attribute".into(), "Missing required property attribute".into()));
+                conflicts.push(ValueProblem::AttributeMissing.legacy_conflict());
                 continue;
             };
             let Some(value) = text(a, "value") else {
                 continue; // an empty value deletes
             };
             let Some(meta) = self.md.attribute(&attr_uid) else {
-                conflicts.push(("Attribute.attribute".into(), format!("Invalid attribute {attr_uid}")));
+                conflicts.push(ValueProblem::AttributeUnknown { attribute: attr_uid }.legacy_conflict());
                 continue;
             };
+            // The legacy importer's own rule (the new tracker has no length check).
             if value.chars().count() > 50_000 {
                 conflicts.push((
                     "Attribute.value".into(),
@@ -79,32 +81,9 @@ impl Importer<'_> {
                 ));
                 continue;
             }
-            if let Some(reason) = self.md.check_value(&meta.value_type, meta.option_set.as_deref(), &value) {
-                let kind = match (reason, meta.value_type.as_str()) {
-                    ("value_not_valid_option", _) => format!(
-                        "Value '{value}' is not a valid option for attribute {attr_uid} and option set {}",
-                        meta.option_set.as_deref().unwrap_or("")
-                    ),
-                    (_, "NUMBER") => format!("Value '{value}' is not a valid numeric type for attribute {attr_uid}"),
-                    (_, "BOOLEAN") => format!("Value '{value}' is not a valid boolean type for attribute {attr_uid}"),
-                    (_, "DATE") => format!("Value '{value}' is not a valid date type for attribute {attr_uid}"),
-                    (_, "TRUE_ONLY") => {
-                        format!("Value '{value}' is not true (true-only type) for attribute {attr_uid}")
-                    }
-                    (r, _) => format!("Value '{value}' is not valid for attribute {attr_uid}: {r}"),
-                };
-                conflicts.push(("Attribute.value".into(), kind));
+            if let Some(problem) = values::attribute_value(self.conn, self.md, meta, &value, te_id)? {
+                conflicts.push(problem.legacy_conflict());
                 continue;
-            }
-            if meta.unique {
-                let other = unique_value_holder(self.conn, &attr_uid, &value, te_id)?;
-                if other.is_some() {
-                    conflicts.push((
-                        "Attribute.value".into(),
-                        format!("Non-unique attribute value '{value}' for attribute {attr_uid}"),
-                    ));
-                    continue;
-                }
             }
             values.push(AttributeWrite { attribute: attr_uid, value, stored_by: self.stored_by(text(a, "storedBy")) });
         }

@@ -1,8 +1,10 @@
 //! The checks of the tracker importers, apart from their writes. `new_tracker` validates a
-//! flattened `/api/tracker` bundle and reports DHIS2's E-codes; the legacy importer (`import/*`)
-//! still checks inline with DHIS2's legacy conflict texts.
+//! flattened `/api/tracker` bundle and reports DHIS2's E-codes; `values` checks attribute and
+//! data values for both importers, as typed problems each importer words its own way; the
+//! legacy importer (`import/*`) checks the rest inline with DHIS2's legacy conflict texts.
 
 pub mod new_tracker;
+pub mod values;
 
 use std::collections::HashMap;
 

@@ -14,12 +14,14 @@ use crate::{
     tracker::{
         bundle::{ErrorReport, ImportParams, Obj, Op, TrackerType},
         dates,
-        import::{text, unique_value_holder, Strategy},
+        import::{text, Strategy},
         scope::UserScope,
         store,
     },
     uid,
 };
+
+use super::values::{self, ValueProblem};
 
 /// One validation run: what the checks read, and the errors and warnings they found.
 pub(crate) struct Run<'a> {
@@ -134,6 +136,13 @@ impl<'a> Run<'a> {
         });
     }
 
+    /// Reports a value problem with its error code.
+    fn problem(&mut self, o: &Obj, problem: &ValueProblem) {
+        let (code, args) = problem.error_code();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.err(o, code, &args);
+    }
+
     fn has_authority(&self, a: &str) -> bool {
         self.user.superuser || self.authorities.iter().any(|x| x == a || x == "ALL")
     }
@@ -190,30 +199,24 @@ impl<'a> Run<'a> {
     ) -> Result<(), ApiError> {
         for a in o.v.get("attributes").and_then(Value::as_array).cloned().unwrap_or_default() {
             let Some(attr) = text(&a, "attribute") else {
-                self.err(o, "E1075", &[""]);
+                self.problem(o, &ValueProblem::AttributeMissing);
                 continue;
             };
             let Some(meta) = self.md.attribute(&attr) else {
-                self.err(o, "E1006", &[&attr]);
+                self.problem(o, &ValueProblem::AttributeUnknown { attribute: attr });
                 continue;
             };
             let Some(value) = text(&a, "value") else { continue };
-            if let Some(reason) = self.md.check_value(&meta.value_type, meta.option_set.as_deref(), &value) {
-                if reason == "value_not_valid_option" {
-                    let os = meta.option_set.clone().unwrap_or_default();
-                    self.err(o, "E1125", &[&value, &os]);
-                } else {
-                    self.err(o, "E1007", &[&meta.value_type, reason]);
-                }
+            if let Some(problem) = values::attribute_value(self.conn, self.md, meta, &value, te_id)? {
+                self.problem(o, &problem);
                 continue;
             }
             if meta.unique {
                 let te_uid =
                     o.parent.clone().filter(|_| o.kind == TrackerType::Enrollment).unwrap_or_else(|| o.uid.clone());
-                let holder = unique_value_holder(self.conn, &attr, &value, te_id)?;
                 let in_bundle = seen_unique.get(&(attr.clone(), value.clone())).filter(|t| **t != te_uid).cloned();
-                if holder.is_some() || in_bundle.is_some() {
-                    self.err(o, "E1064", &[&value, &attr]);
+                if in_bundle.is_some() {
+                    self.problem(o, &ValueProblem::AttributeNotUnique { attribute: attr, value });
                     continue;
                 }
                 seen_unique.insert((attr, value), te_uid);
@@ -543,26 +546,8 @@ fn validate_event(run: &mut Run<'_>, o: &mut Obj, idx: &BundleIndex) -> Result<b
     }
     if let Some(s) = &stage {
         for dv in o.v.get("dataValues").and_then(Value::as_array).cloned().unwrap_or_default() {
-            let Some(de) = text(&dv, "dataElement") else {
-                run.err(o, "E1304", &[""]);
-                continue;
-            };
-            let Some(meta) = run.md.data_element(&de).cloned() else {
-                run.err(o, "E1304", &[&de]);
-                continue;
-            };
-            if !s.data_elements.iter().any(|d| d.data_element == de) {
-                run.err(o, "E1305", &[&de, &s.uid]);
-                continue;
-            }
-            if let Some(value) = text(&dv, "value") {
-                if let Some(reason) = run.md.check_value(&meta.value_type, meta.option_set.as_deref(), &value) {
-                    if reason == "value_not_valid_option" {
-                        run.err(o, "E1125", &[&value, meta.option_set.as_deref().unwrap_or_default()]);
-                    } else {
-                        run.err(o, "E1302", &[&de, reason]);
-                    }
-                }
+            if let Err(problem) = values::data_value(run.md, s, &dv) {
+                run.problem(o, &problem);
             }
         }
     }
