@@ -157,13 +157,7 @@ impl Importer<'_> {
         }
         let enrollment_date = enrollment_date.unwrap_or_else(|| self.now.clone());
         let incident_date = incident_date.unwrap_or_else(|| enrollment_date.clone());
-        let (completed_date, completed_by) = effects::completion(
-            &self.writer(),
-            &status,
-            None,
-            text(v, "completedDate").and_then(|d| dates::normalise(&d)),
-            text(v, "completedBy"),
-        );
+        let (completed_date, completed_by) = self.completion_on_create(&status, v);
         let w = self.writer();
         let id = w.insert_enrollment(&NewEnrollment {
             uid: &uid,

@@ -218,13 +218,7 @@ impl Importer<'_> {
         if !conflicts.is_empty() {
             return Ok(ImportSummary::conflicts(Some(uid), conflicts));
         }
-        let (completed_date, completed_by) = effects::completion(
-            &self.writer(),
-            &status,
-            None,
-            text(v, "completedDate").and_then(|d| dates::normalise(&d)),
-            text(v, "completedBy"),
-        );
+        let (completed_date, completed_by) = self.completion_on_create(&status, v);
         let w = self.writer();
         let id = w.insert_event(&NewEvent {
             uid: &uid,

@@ -177,6 +177,13 @@ impl Importer<'_> {
         effects::stored_by(&self.writer(), given)
     }
 
+    /// The completion stamp of a row created with `status` (the payload's date and user, or
+    /// now and this user).
+    fn completion_on_create(&self, status: &str, v: &Value) -> (Option<String>, Option<String>) {
+        let date = text(v, "completedDate").and_then(|d| dates::normalise(&d));
+        effects::completion(&self.writer(), status, None, date, text(v, "completedBy"))
+    }
+
     fn add_notes(&self, owner: NoteOwner, v: &Value) -> rusqlite::Result<()> {
         effects::add_notes(&self.writer(), owner, v)
     }

@@ -143,6 +143,22 @@ impl<'a> Run<'a> {
         self.err(o, code, &args);
     }
 
+    /// A property the object must have: `code` (with the property's name) when it is absent.
+    fn required(&mut self, o: &Obj, given: Option<String>, code: &'static str, property: &str) -> Option<String> {
+        if given.is_none() {
+            self.err(o, code, &[property]);
+        }
+        given
+    }
+
+    /// What a UID the object names was found to be: `code` (with the UID) when nothing.
+    fn known<T>(&mut self, o: &Obj, found: Option<T>, code: &'static str, uid: &str) -> Option<T> {
+        if found.is_none() {
+            self.err(o, code, &[uid]);
+        }
+        found
+    }
+
     fn has_authority(&self, a: &str) -> bool {
         self.user.superuser || self.authorities.iter().any(|x| x == a || x == "ALL")
     }
@@ -342,30 +358,14 @@ fn validate_enrollment(
     if te_row.is_none() && !idx.in_payload.contains(&te_uid) {
         run.err(o, "E1068", &[&te_uid]);
     }
-    let program = match text(&o.v, "program") {
-        None => {
-            run.err(o, "E1122", &["program"]);
-            None
-        }
-        Some(p) => match run.md.program(&p) {
-            None => {
-                run.err(o, "E1069", &[&p]);
-                None
-            }
-            Some(p) => Some(p.clone()),
-        },
-    };
-    let ou = match text(&o.v, "orgUnit") {
-        None => {
-            run.err(o, "E1122", &["orgUnit"]);
-            None
-        }
-        Some(ou) if !run.ous.contains_key(&ou) => {
-            run.err(o, "E1070", &[&ou]);
-            None
-        }
-        Some(ou) => Some(ou),
-    };
+    let program = run.required(o, text(&o.v, "program"), "E1122", "program").and_then(|p| {
+        let found = run.md.program(&p).cloned();
+        run.known(o, found, "E1069", &p)
+    });
+    let ou = run.required(o, text(&o.v, "orgUnit"), "E1122", "orgUnit").and_then(|ou| {
+        let found = run.ous.contains_key(&ou).then(|| ou.clone());
+        run.known(o, found, "E1070", &ou)
+    });
     if text(&o.v, "enrolledAt").and_then(|d| dates::normalise(&d)).is_none() {
         run.err(o, "E1025", &[]);
     }
@@ -436,45 +436,24 @@ fn validate_event(run: &mut Run<'_>, o: &mut Obj, idx: &BundleIndex) -> Result<b
         }
         return Ok(run.errors.len() == before);
     }
-    let stage = match text(&o.v, "programStage").or_else(|| stored.as_ref().map(|e| e.program_stage.clone())) {
-        None => {
-            run.err(o, "E1123", &["programStage"]);
-            None
-        }
-        Some(s) => match run.md.stage(&s) {
-            None => {
-                run.err(o, "E1013", &[&s]);
-                None
-            }
-            Some(s) => Some(s.clone()),
-        },
-    };
-    let program = match text(&o.v, "program").or_else(|| stage.as_ref().map(|s| s.program.clone())) {
-        None => None,
-        Some(p) => match run.md.program(&p) {
-            None => {
-                run.err(o, "E1010", &[&p]);
-                None
-            }
-            Some(p) => Some(p.clone()),
-        },
-    };
+    let given_stage = text(&o.v, "programStage").or_else(|| stored.as_ref().map(|e| e.program_stage.clone()));
+    let stage = run.required(o, given_stage, "E1123", "programStage").and_then(|s| {
+        let found = run.md.stage(&s).cloned();
+        run.known(o, found, "E1013", &s)
+    });
+    let program = text(&o.v, "program").or_else(|| stage.as_ref().map(|s| s.program.clone())).and_then(|p| {
+        let found = run.md.program(&p).cloned();
+        run.known(o, found, "E1010", &p)
+    });
     if let (Some(s), Some(p)) = (&stage, &program) {
         if s.program != p.uid {
             run.err(o, "E1089", &[&o.uid.clone(), &s.uid, &p.uid]);
         }
     }
-    let ou = match text(&o.v, "orgUnit") {
-        None => {
-            run.err(o, "E1123", &["orgUnit"]);
-            None
-        }
-        Some(ou) if !run.ous.contains_key(&ou) => {
-            run.err(o, "E1011", &[&ou]);
-            None
-        }
-        Some(ou) => Some(ou),
-    };
+    let ou = run.required(o, text(&o.v, "orgUnit"), "E1123", "orgUnit").and_then(|ou| {
+        let found = run.ous.contains_key(&ou).then(|| ou.clone());
+        run.known(o, found, "E1011", &ou)
+    });
     let status = text(&o.v, "status").unwrap_or_else(|| "ACTIVE".into()).to_ascii_uppercase();
     let scheduled = matches!(status.as_str(), "SCHEDULE" | "OVERDUE" | "SKIPPED");
     if !scheduled && text(&o.v, "occurredAt").and_then(|d| dates::normalise(&d)).is_none() {
