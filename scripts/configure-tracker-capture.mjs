@@ -21,7 +21,9 @@ import { execFileSync } from 'node:child_process';
 import { zipBytes } from './zip.mjs';
 
 const DEFERRED = 'tracker-offline/deferred';
-const PACKAGE_FILES = ['tracker-offline.js', 'sw.js', 'pkg', 'tracker-capture'];
+const PACKAGE_FILES = ['tracker-offline.js', 'sw.js', 'pkg', 'tracker-capture', 'ui'];
+/** Files of newer packages only: an older package's loader keeps its texts in tracker-capture/ and has no ui/. */
+const NEWER_ONLY = new Set(['ui']);
 const JS_TYPES = new Set(['', 'text/javascript', 'application/javascript', 'module', 'text/ecmascript', 'application/ecmascript']);
 
 function fail(message) {
@@ -167,7 +169,8 @@ function main() {
   const pkg = packageDir(resolve(args.package ?? join(root, 'target/npm/package')));
   if (!existsSync(join(args.source, 'index.html'))) fail(`${args.source} has no index.html: not a Tracker Capture build`);
   if (args.out === args.source || !relative(args.source, args.out).startsWith('..')) fail('<out> must be outside the build folder');
-  for (const file of PACKAGE_FILES) {
+  const shipped = PACKAGE_FILES.filter((file) => existsSync(join(pkg, file)) || !NEWER_ONLY.has(file));
+  for (const file of shipped) {
     if (!existsSync(join(pkg, file))) fail(`the package lacks ${file}: rebuild it with scripts/package.sh`);
     if (existsSync(join(args.source, file))) fail(`the app already has ${file}; it would be overwritten`);
   }
@@ -175,7 +178,7 @@ function main() {
 
   rmSync(args.out, { recursive: true, force: true });
   cpSync(args.source, args.out, { recursive: true });
-  for (const file of PACKAGE_FILES) cpSync(join(pkg, file), join(args.out, file), { recursive: true });
+  for (const file of shipped) cpSync(join(pkg, file), join(args.out, file), { recursive: true });
   const config = { apiBase: '../api', ...args.config };
   const { html, deferred } = rewriteIndex(readFileSync(join(args.out, 'index.html'), 'utf8'), config);
   writeFileSync(join(args.out, 'index.html'), html);

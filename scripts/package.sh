@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the npm package integrators install: the wasm build (www/pkg) plus the JS face
-# (tracker-offline.js and its TypeScript declarations, sw.js, tracker-capture/), versioned as
+# (tracker-offline.js and its TypeScript declarations, sw.js, tracker-capture/, ui/), versioned as
 # the Cargo workspace. Writes target/npm/package/ and packs it into
 # target/npm/tracker-offline-<version>.tgz (no network needed).
 # Usage: scripts/package.sh [--no-build]   (--no-build: reuse www/pkg when it is there)
@@ -47,8 +47,9 @@ for f in tracker_offline.js tracker_offline_worker.js tracker_offline.d.ts track
   cp "www/pkg/$f" "$stage/pkg/"
 done
 if [ -d www/tracker-capture ]; then
-  # Everything of the loader except dotfiles, tests and source maps.
-  (cd www && find tracker-capture -type f ! -name '.*' ! -name '*.test.*' ! -name '*.map' -print0) |
+  # Everything of the loader and of the screens it shares with the demo (ui/), except dotfiles,
+  # tests and source maps.
+  (cd www && find tracker-capture ui -type f ! -name '.*' ! -name '*.test.*' ! -name '*.map' -print0) |
     while IFS= read -r -d '' f; do
       mkdir -p "$stage/$(dirname "$f")"
       cp "www/$f" "$stage/$f"

@@ -268,7 +268,7 @@ test('a registration the server refuses: failures screen with its reasons, retry
   await page.locator('h1', { hasText: 'Refused by the server' }).waitFor();
   const first = page.locator('li[data-failure]').first();
   await first.waitFor();
-  assert.ok((await first.locator('.reasons li').first().textContent()).length > 10, 'the server\'s reason is shown');
+  assert.ok((await first.locator('.tracker-offline-reasons li').first().textContent()).length > 10, 'the server\'s reason is shown');
   await screenshot(page, 'failures');
 
   // Retry: sent again, refused again for the same reason; the screen follows.

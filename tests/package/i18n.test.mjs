@@ -1,19 +1,22 @@
-// The shared catalogue of texts (www/tracker-capture/i18n.js): every key in both languages and
+// The shared catalogue of texts (www/ui/i18n.js): every key in both languages and
 // never empty, the same {placeholders} in both, a text for every error code the library can
 // give (the TrackerOfflineErrorCode union and WorkerErrorBody of the declarations, the codes of
 // crates/core/src/error.rs), and every text the loader and the demo ask for by a literal key.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const { LANGUAGES, MESSAGES, explainError, formatDateTime, formatNumber, pickLanguage, t } = await import(
-  pathToFileURL(join(root, 'www/tracker-capture/i18n.js')).href
+  pathToFileURL(join(root, 'www/ui/i18n.js')).href
 );
 const read = (file) => readFileSync(join(root, file), 'utf8');
+/** The scripts that draw screens: the loader, the demo's modules and the shared ones. */
+const SCREENS = ['www/tracker-capture/loader.js', 'www/ui/work.js', 'www/ui/dom.js',
+  ...readdirSync(join(root, 'www/demo')).filter((f) => f.endsWith('.js')).map((f) => `www/demo/${f}`)];
 const placeholders = (text) => [...text.matchAll(/\{(\w+)\}/g)].map((m) => m[1]).sort();
 
 test('the catalogue has English and Arabic', () => {
@@ -55,21 +58,21 @@ test('every error code of the declarations and of the core has a text in both la
 
 test('every literal key the loader and the demo ask for is in the catalogue', () => {
   const asked = new Map();
-  for (const file of ['www/tracker-capture/loader.js', 'www/demo/app.js']) {
+  for (const file of SCREENS) {
     const source = read(file);
     // t('key'), t(x ? 'a' : 'b'), translate(other, 'key'), and data-i18n="key" of the demo's page.
     for (const call of source.matchAll(/\b(?:t|translate)\(([^()]*)\)/g)) {
       for (const m of call[1].matchAll(/'([A-Za-z][\w.]*)'/g)) asked.set(m[1], file);
     }
-    assert.ok(asked.size > 10, `keys found in ${file}`);
   }
+  assert.ok(asked.size > 100, `keys found: ${asked.size}`);
   for (const m of read('www/demo/index.html').matchAll(/data-i18n="([\w.]+)"/g)) asked.set(m[1], 'www/demo/index.html');
   const missing = [...asked].filter(([key]) => !(key in MESSAGES.en)).map(([key, file]) => `${file}: ${key}`);
   assert.deepEqual(missing, []);
 });
 
 test('no text of a person\'s language is left in the loader or the demo script', () => {
-  for (const file of ['www/tracker-capture/loader.js', 'www/demo/app.js']) {
+  for (const file of SCREENS) {
     assert.doesNotMatch(read(file), /[\u0600-\u06ff]/, `${file} holds Arabic text: it belongs in the catalogue`);
   }
 });

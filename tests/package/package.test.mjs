@@ -51,10 +51,12 @@ test('the tarball is named after the workspace version and holds exactly the pac
   assert.ok(existsSync(tarball));
 
   const listed = execFileSync('tar', ['-tzf', tarball], { encoding: 'utf8' }).trim().split('\n').sort();
+  // The loader and the screens it shares with the demo (ui/).
   const loader = existsSync(join(root, 'www/tracker-capture'))
-    ? filesUnder(join(root, 'www/tracker-capture'))
-        .filter((f) => !/(^|\/)\.|\.test\.|\.map$/.test(f))
-        .map((f) => `tracker-capture/${f}`)
+    ? ['tracker-capture', 'ui'].flatMap((dir) =>
+        filesUnder(join(root, 'www', dir))
+          .filter((f) => !/(^|\/)\.|\.test\.|\.map$/.test(f))
+          .map((f) => `${dir}/${f}`))
     : [];
   const expected = [
     'LICENSE',

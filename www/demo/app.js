@@ -13,7 +13,7 @@
 // work, conflicts, warnings); this file routes and wires them.
 
 import { TrackerOffline } from '../tracker-offline.js';
-import { direction, t as translate } from '../tracker-capture/i18n.js';
+import { direction, t as translate } from '../ui/i18n.js';
 import { $, API, h, lang, noteReachable, ping, refreshStatus, renderStatus, setLang, showNotice, showProgress, state, t, view } from './ui.js';
 import { afterLogin, runDownload, runSync, screenLogin, screenUsers, switchUser } from './session.js';
 import { screenList, screenRegister } from './women.js';

@@ -1,6 +1,6 @@
 // Login and shift change, the clinic copy's download, "send now", and the device's users.
 
-import { explainError, formatDateTime } from '../tracker-capture/i18n.js';
+import { explainError, formatDateTime } from '../ui/i18n.js';
 import { $, PROGRAM_URL, api, beginScreen, confirmDialog, fieldError, h, lang, noteReachable, refreshStatus, setFieldError, setView, showNotice, showProgress, state, t } from './ui.js';
 import { route } from './app.js';
 

@@ -2,7 +2,8 @@
 // Capture loader, English and Arabic), the DOM helper, the page state (memory only), the DHIS2
 // API called as Tracker Capture calls it, and the header (status, counts, progress, notices).
 
-import { LANGUAGES, pickLanguage, t as translate } from '../tracker-capture/i18n.js';
+import { h } from '../ui/dom.js';
+import { LANGUAGES, pickLanguage, t as translate } from '../ui/i18n.js';
 
 export const API = '/api';
 export const PROGRAM = 'PrMchProg01';
@@ -19,21 +20,9 @@ export let lang = localStorage.getItem('tracker-offline-demo:lang') ?? pickLangu
 if (!LANGUAGES.includes(lang)) lang = 'en';
 export const t = (key, vars = {}) => translate(lang, key, vars);
 
-// Tiny DOM helpers.
+// DOM helpers: the library's one element builder (ui/dom.js), and a query.
+export { h };
 export const $ = (sel, root = document) => root.querySelector(sel);
-export function h(tag, attrs = {}, ...children) {
-  const el = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs ?? {})) {
-    if (v === undefined || v === null || v === false) continue;
-    if (k.startsWith('on')) el.addEventListener(k.slice(2), v);
-    else if (k === 'class') el.className = v;
-    else if (k === 'text') el.textContent = v;
-    else if (v === true) el.setAttribute(k, '');
-    else el.setAttribute(k, v);
-  }
-  for (const c of children.flat(Infinity)) if (c !== null && c !== undefined && c !== false) el.append(c instanceof Node ? c : String(c));
-  return el;
-}
 export const today = () => new Date().toISOString().slice(0, 10);
 export const day = (s) => (s ? String(s).slice(0, 10) : '');
 

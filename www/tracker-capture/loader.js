@@ -12,11 +12,13 @@
 //      (with retry and discard), and handles logout, shift change and the idle lock.
 // It only presents: every rule lives in the library. Configuration comes from the JSON in
 // `<script id="tracker-offline-config" type="application/json">`. Its texts come from the
-// catalogue shared with the demo (./i18n.js), in English or Arabic: before a login the
+// catalogue shared with the demo (../ui/i18n.js), in English or Arabic: before a login the
 // browser's language, after it the user's DHIS2 UI language (`keyUiLocale`).
 
 import { TrackerOffline } from '../tracker-offline.js';
-import { describeChange, direction, explainError, pickLanguage, t as translate } from './i18n.js';
+import { h } from '../ui/dom.js';
+import { direction, explainError, pickLanguage, t as translate } from '../ui/i18n.js';
+import { workLists } from '../ui/work.js';
 
 const APP_ROOT = new URL('../', import.meta.url);
 const DEFERRED = 'tracker-offline/deferred';
@@ -126,17 +128,6 @@ function config() {
   }
 }
 
-function el(tag, attributes = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [name, value] of Object.entries(attributes)) {
-    if (name === 'text') node.textContent = value;
-    else if (name.startsWith('on')) node.addEventListener(name.slice(2), value);
-    else if (value !== false && value !== undefined && value !== null) node.setAttribute(name, value === true ? '' : value);
-  }
-  node.append(...children.filter(Boolean));
-  return node;
-}
-
 /** Resolves once the service worker controls this page (reloads once if it never does). */
 async function untilControlled() {
   if (!('serviceWorker' in navigator) || navigator.serviceWorker.controller) return;
@@ -229,12 +220,12 @@ class LoginOverlay {
   constructor(app, { title }) {
     this.app = app;
     this.title = title;
-    this.message = el('p', { class: 'tracker-offline-message', role: 'alert', 'aria-live': 'assertive' });
-    this.username = el('input', { id: 'tracker-offline-username', name: 'username', autocomplete: 'username', required: true, autocapitalize: 'off', spellcheck: 'false', dir: 'ltr' });
-    this.password = el('input', { id: 'tracker-offline-password', name: 'password', type: 'password', autocomplete: 'current-password', required: true, dir: 'ltr' });
-    this.submit = el('button', { type: 'submit', id: 'tracker-offline-login' });
-    this.form = el('form', { class: 'tracker-offline-login', 'aria-labelledby': 'tracker-offline-title', onsubmit: (e) => this.#onSubmit(e) });
-    this.root = el('div', { class: 'tracker-offline-overlay', id: 'tracker-offline-overlay', role: 'dialog', 'aria-modal': 'true' }, this.form);
+    this.message = h('p', { class: 'tracker-offline-message', role: 'alert', 'aria-live': 'assertive' });
+    this.username = h('input', { id: 'tracker-offline-username', name: 'username', autocomplete: 'username', required: true, autocapitalize: 'off', spellcheck: 'false', dir: 'ltr' });
+    this.password = h('input', { id: 'tracker-offline-password', name: 'password', type: 'password', autocomplete: 'current-password', required: true, dir: 'ltr' });
+    this.submit = h('button', { type: 'submit', id: 'tracker-offline-login' });
+    this.form = h('form', { class: 'tracker-offline-login', 'aria-labelledby': 'tracker-offline-title', onsubmit: (e) => this.#onSubmit(e) });
+    this.root = h('div', { class: 'tracker-offline-overlay', id: 'tracker-offline-overlay', role: 'dialog', 'aria-modal': 'true' }, this.form);
   }
 
   /**
@@ -245,16 +236,16 @@ class LoginOverlay {
   show(previous, { onLogout } = {}) {
     this.submit.textContent = t('loginBtn');
     const children = [
-      el('h1', { id: 'tracker-offline-title', text: this.title }),
-      el('p', { class: 'tracker-offline-hint', text: t('loginHelp') }),
-      el('label', { for: 'tracker-offline-username', text: t('username') }),
+      h('h1', { id: 'tracker-offline-title', text: this.title }),
+      h('p', { class: 'tracker-offline-hint', text: t('loginHelp') }),
+      h('label', { for: 'tracker-offline-username', text: t('username') }),
       this.username,
-      el('label', { for: 'tracker-offline-password', text: t('password') }),
+      h('label', { for: 'tracker-offline-password', text: t('password') }),
       this.password,
       this.submit,
       this.message,
       onLogout
-        ? el('button', { type: 'button', id: 'tracker-offline-logout', class: 'tracker-offline-secondary', text: t('logoutNoSuccessor'), onclick: onLogout })
+        ? h('button', { type: 'button', id: 'tracker-offline-logout', class: 'tracker-offline-secondary', text: t('logoutNoSuccessor'), onclick: onLogout })
         : null,
     ];
     this.form.replaceChildren(...children.filter(Boolean));
@@ -290,13 +281,13 @@ class LoginOverlay {
 class StatusBar {
   constructor(app, { onSwitchUser }) {
     this.app = app;
-    this.state = el('span', { class: 'tracker-offline-state', id: 'tracker-offline-state' });
-    this.user = el('span', { class: 'tracker-offline-user', id: 'tracker-offline-user' });
-    this.pending = el('span', { class: 'tracker-offline-pending', id: 'tracker-offline-pending' });
-    this.failedButton = el('button', { type: 'button', id: 'tracker-offline-failed', hidden: true, onclick: () => this.toggleFailures() });
-    this.progress = el('span', { class: 'tracker-offline-progress', id: 'tracker-offline-progress', hidden: true });
-    this.panel = el('section', { class: 'tracker-offline-panel', id: 'tracker-offline-failures', hidden: true, 'aria-label': t('failuresTitle') });
-    this.root = el(
+    this.state = h('span', { class: 'tracker-offline-state', id: 'tracker-offline-state' });
+    this.user = h('span', { class: 'tracker-offline-user', id: 'tracker-offline-user' });
+    this.pending = h('span', { class: 'tracker-offline-pending', id: 'tracker-offline-pending' });
+    this.failedButton = h('button', { type: 'button', id: 'tracker-offline-failed', hidden: true, onclick: () => this.toggleFailures() });
+    this.progress = h('span', { class: 'tracker-offline-progress', id: 'tracker-offline-progress', hidden: true });
+    this.panel = h('section', { class: 'tracker-offline-panel', id: 'tracker-offline-failures', hidden: true, 'aria-label': t('failuresTitle') });
+    this.root = h(
       'div',
       { class: 'tracker-offline-bar', id: 'tracker-offline-bar', role: 'status' },
       this.state,
@@ -304,8 +295,8 @@ class StatusBar {
       this.pending,
       this.progress,
       this.failedButton,
-      el('button', { type: 'button', id: 'tracker-offline-sync', text: t('sync'), onclick: () => this.app.sync().catch(() => {}).then(() => this.refresh()) }),
-      el('button', { type: 'button', id: 'tracker-offline-switch', text: t('switchUser'), onclick: onSwitchUser }),
+      h('button', { type: 'button', id: 'tracker-offline-sync', text: t('sync'), onclick: () => this.app.sync().catch(() => {}).then(() => this.refresh()) }),
+      h('button', { type: 'button', id: 'tracker-offline-switch', text: t('switchUser'), onclick: onSwitchUser }),
     );
     app.addEventListener('status', (e) => this.render(e.detail));
     app.addEventListener('flush', () => this.refresh());
@@ -359,72 +350,20 @@ class StatusBar {
     const conflicts = await this.app.conflicts().catch(() => []);
     const failures = items.filter((f) => f.severity !== 'warning');
     const warnings = items.filter((f) => f.severity === 'warning');
-    const shown = (v) => (v === null || v === undefined || v === '' ? t('emptyValue') : String(v));
-    /** One value of a conflict: its label, and the value isolated from the text's direction. */
-    const value = (label, v, side) => el('p', { 'data-side': side }, `${label}: `, el('bdi', { text: shown(v) }));
-    const conflictList = el('ul');
-    for (const c of conflicts) {
-      const resolve = (keep) => this.app.resolveConflict(c.id, keep).then(() => this.refresh());
-      const windowed = c.source === 'window';
-      conflictList.append(
-        el(
-          'li',
-          { class: 'tracker-offline-conflict', 'data-id': c.id },
-          el('strong', { text: t('fieldOfRecord', { field: c.field, record: c.record }) }),
-          el('p', { text: t(windowed ? 'windowText' : c.held ? 'heldText' : 'conflictText') }),
-          value(t(windowed ? 'laterValue' : c.held ? 'deviceHeld' : 'deviceValue'), c.device, 'device'),
-          value(t(windowed ? 'windowValue' : 'serverValue'), c.server, 'server'),
-          value(t('baseValue'), c.base, 'base'),
-          el('div', {}, `${t('author')}: `, el('bdi', { text: c.author })),
-          el('button', { type: 'button', class: 'tracker-offline-keep-device', text: t(windowed ? 'keepLater' : 'keepDevice'), onclick: () => resolve('device') }),
-          el('button', { type: 'button', class: 'tracker-offline-keep-server', text: t(windowed ? 'keepEarlier' : 'keepServer'), onclick: () => resolve('server') }),
-        ),
-      );
-    }
-    const warningList = el('ul');
-    for (const w of warnings) {
-      warningList.append(
-        el(
-          'li',
-          { class: 'tracker-offline-warning', 'data-id': w.id },
-          el('strong', { text: describeChange(lang, w.summary, w.change) || w.id }),
-          el('div', { class: 'tracker-offline-summary' }, el('bdi', { dir: 'ltr', text: w.summary ?? w.id })),
-          el('p', { dir: 'auto', text: (w.reasons ?? []).join('; ') }),
-          el('button', { type: 'button', text: t('dismiss'), onclick: () => this.app.discard(w.id).then(() => this.refresh()) }),
-        ),
-      );
-    }
-    const list = el('ul');
-    for (const failure of failures) {
-      const reasons = (failure.reasons ?? []).map((r) => (typeof r === 'string' ? r : r.message ?? JSON.stringify(r))).join('; ');
-      list.append(
-        el(
-          'li',
-          { class: 'tracker-offline-failure', 'data-id': failure.id },
-          el('strong', { text: describeChange(lang, failure.summary, failure.change) || failure.id }),
-          el('div', { class: 'tracker-offline-summary' }, el('bdi', { dir: 'ltr', text: failure.summary ?? failure.id })),
-          el('div', {}, `${t('author')}: `, el('bdi', { text: failure.author })),
-          reasons ? el('p', { dir: 'auto', text: reasons }) : el('p', { text: t('refusedNoReason') }),
-          el('button', { type: 'button', class: 'tracker-offline-retry', text: t('retry'), onclick: () => this.app.retry(failure.id).then(() => this.refresh()) }),
-          el('button', {
-            type: 'button',
-            class: 'tracker-offline-discard',
-            text: t('discard'),
-            onclick: async () => {
-              if (!confirm(`${t('discardTitle')}\n${failure.summary ?? failure.id}\n${t('discardText')}`)) return;
-              await this.app.discard(failure.id);
-              await this.refresh();
-            },
-          }),
-        ),
-      );
-    }
+    const refreshed = (done) => done.then(() => this.refresh());
+    const actions = {
+      retry: (f) => refreshed(this.app.retry(f.id)),
+      discard: async (f) => {
+        if (!confirm(`${t('discardTitle')}\n${f.summary ?? f.id}\n${t('discardText')}`)) return;
+        await refreshed(this.app.discard(f.id));
+      },
+      keep: (c, side) => refreshed(this.app.resolveConflict(c.id, side)),
+      dismiss: (w) => refreshed(this.app.discard(w.id)),
+    };
     this.panel.replaceChildren(
-      el('h2', { text: t('failuresTitle') }),
-      failures.length ? list : el('p', { text: t('noFailures') }),
-      ...(conflicts.length ? [el('h2', { text: t('conflictsTitle') }), conflictList] : []),
-      ...(warnings.length ? [el('h2', { text: t('warningsTitle') }), warningList] : []),
-      el('button', { type: 'button', text: t('close'), onclick: () => this.toggleFailures() }),
+      h('h2', { text: t('failuresTitle') }),
+      ...workLists(lang, { failures, conflicts, warnings }, actions),
+      h('button', { type: 'button', text: t('close'), onclick: () => this.toggleFailures() }),
     );
   }
 }
@@ -595,5 +534,5 @@ async function main() {
 
 main().catch((error) => {
   console.error('[tracker-offline] loader failed', error);
-  document.body.append(speaking(el('p', { class: 'tracker-offline-fatal', role: 'alert', text: t('startFailed', { reason: explainError(lang, error) }) })));
+  document.body.append(speaking(h('p', { class: 'tracker-offline-fatal', role: 'alert', text: t('startFailed', { reason: explainError(lang, error) }) })));
 });

@@ -1,8 +1,8 @@
 // The one catalogue of texts, English and Arabic, shared by the Tracker Capture loader
-// (tracker-capture/loader.js) and the demo (demo/app.js): every message they show and a text for
-// every error code the library can give (TrackerOfflineErrorCode in tracker-offline.d.ts, plus
-// OFFLINE_NOT_AVAILABLE of the service worker's error bodies). It lives in tracker-capture/ so
-// the npm package ships it with the loader. tests/package/i18n.test.mjs fails when a key or an
+// (tracker-capture/loader.js), the demo (demo/) and the shared screens (ui/): every message they
+// show and a text for every error code the library can give (TrackerOfflineErrorCode in
+// tracker-offline.d.ts, plus OFFLINE_NOT_AVAILABLE of the service worker's error bodies). The npm
+// package ships ui/ with the loader. tests/package/i18n.test.mjs fails when a key or an
 // error code lacks a text in either language, or when a text is empty.
 //
 // Also: which language to show (`pickLanguage`), its direction, and numbers and dates written as
