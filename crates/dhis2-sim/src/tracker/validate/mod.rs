@@ -3,6 +3,7 @@
 //! data values for both importers, as typed problems each importer words its own way; the
 //! legacy importer (`import/*`) checks the rest inline with DHIS2's legacy conflict texts.
 
+pub mod codes;
 pub mod new_tracker;
 pub mod values;
 
