@@ -96,6 +96,16 @@ impl<'a> Run<'a> {
         found
     }
 
+    /// Capture scope for an org unit and, when the object moves from a stored one, for that one
+    /// too (E1000 for each that fails; the stored one is checked only when the new one passes).
+    fn capture_move(&mut self, o: &Obj, ou: &str, stored: Option<&str>) {
+        if self.capture(o, ou) {
+            if let Some(from) = stored.filter(|from| *from != ou) {
+                self.capture(o, from);
+            }
+        }
+    }
+
     fn has_authority(&self, a: &str) -> bool {
         self.user.superuser || self.authorities.iter().any(|x| x == a || x == "ALL")
     }
@@ -232,13 +242,7 @@ fn validate_te(run: &mut Run<'_>, o: &mut Obj, seen: &mut HashMap<(String, Strin
         None => run.err(o, "E1121", &["orgUnit"]),
         Some(ou) if !run.ous.contains_key(&ou) => run.err(o, "E1049", &[&ou]),
         Some(ou) => {
-            if run.capture(o, &ou) {
-                if let Some(te) = &stored {
-                    if te.org_unit != ou {
-                        run.capture(o, &te.org_unit.clone());
-                    }
-                }
-            }
+            run.capture_move(o, &ou, stored.as_ref().map(|t| t.org_unit.as_str()));
         }
     }
     run.check_attributes(o, stored.as_ref().map(|t| t.id), seen)?;
@@ -312,13 +316,7 @@ fn validate_enrollment(
         } else if !p.org_units.is_empty() && !p.org_units.contains(ou) {
             run.err(o, "E1041", &[ou, &p.uid]);
         }
-        if run.capture(o, ou) {
-            if let Some(e) = &stored {
-                if &e.org_unit != ou {
-                    run.capture(o, &e.org_unit.clone());
-                }
-            }
-        }
+        run.capture_move(o, ou, stored.as_ref().map(|e| e.org_unit.as_str()));
         let status = text(&o.v, "status").unwrap_or_else(|| "ACTIVE".into()).to_ascii_uppercase();
         if let Some(te) = &te_row {
             if !super::owns(run.conn, run.user, run.ous, te.id, &te.org_unit, p)? {
@@ -405,13 +403,7 @@ fn validate_event(run: &mut Run<'_>, o: &mut Obj, idx: &BundleIndex) -> Result<b
                 run.err(o, "E1029", &[ou, &p.uid]);
             }
         }
-        if run.capture(o, ou) {
-            if let Some(e) = &stored {
-                if &e.org_unit != ou {
-                    run.capture(o, &e.org_unit.clone());
-                }
-            }
-        }
+        run.capture_move(o, ou, stored.as_ref().map(|e| e.org_unit.as_str()));
     }
     // The enrollment: stored, or created in this bundle.
     let enrollment_uid = text(&o.v, "enrollment").or_else(|| stored.as_ref().and_then(|e| e.enrollment_uid.clone()));
