@@ -187,7 +187,7 @@ test('loader in Arabic: the browser\'s language before a login, the user\'s keyU
       assert.deepEqual([form.lang, form.dir], ['ar', 'rtl']);
       assert.match(form.text, /اسم المستخدم[\s\S]*كلمة المرور[\s\S]*دخول/);
       await loginThroughOverlay(page, { username: DEMO.nurse1.username, password: 'not-her-password' });
-      await page.locator('.tracker-offline-message', { hasText: 'اسم المستخدم أو كلمة المرور غير صحيحة.' }).waitFor({ timeout: 30000 });
+      await page.locator('#tracker-offline-password-error', { hasText: 'اسم المستخدم أو كلمة المرور غير صحيحة.' }).waitFor({ timeout: 30000 });
       await screenshot(page, 'ar-login');
 
       await loginThroughOverlay(page, DEMO.nurse1);

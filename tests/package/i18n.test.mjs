@@ -15,7 +15,7 @@ const { LANGUAGES, MESSAGES, explainError, formatDateTime, formatNumber, pickLan
 );
 const read = (file) => readFileSync(join(root, file), 'utf8');
 /** The scripts that draw screens: the loader, the demo's modules and the shared ones. */
-const SCREENS = ['www/tracker-capture/loader.js', 'www/ui/work.js', 'www/ui/dom.js',
+const SCREENS = ['www/tracker-capture/loader.js', 'www/ui/work.js', 'www/ui/dom.js', 'www/ui/login.js',
   ...readdirSync(join(root, 'www/demo')).filter((f) => f.endsWith('.js')).map((f) => `www/demo/${f}`)];
 const placeholders = (text) => [...text.matchAll(/\{(\w+)\}/g)].map((m) => m[1]).sort();
 

@@ -1,6 +1,7 @@
 // Login and shift change, the clinic copy's download, "send now", and the device's users.
 
 import { explainError, formatDateTime } from '../ui/i18n.js';
+import { focusLogin, loginForm } from '../ui/login.js';
 import { $, PROGRAM_URL, api, beginScreen, confirmDialog, fieldError, h, lang, noteReachable, refreshStatus, setFieldError, setView, showNotice, showProgress, state, t } from './ui.js';
 import { route } from './app.js';
 
@@ -8,56 +9,28 @@ export async function screenLogin(message, shift = false) {
   beginScreen();
   const registered = state.status?.registeredUsers;
   const pending = state.status?.pending ?? 0;
-  const form = h('form', { id: 'login-form', class: 'card narrow', novalidate: true },
-    shift ? h('p', { id: 'shift-help' }, t('shiftHelp', { name: state.user.displayName })) : h('p', { class: 'muted' }, t('loginHelp')),
-    shift && pending ? h('p', { class: 'muted small' }, `${pending} ${t('stillPending')}`) : null,
-    shift && state.drafts.register ? h('p', { class: 'muted small' }, t('leaveDraft')) : null,
-    h('label', { for: 'username' }, t('username')),
-    h('input', { id: 'username', name: 'username', autocomplete: 'username', required: true, 'aria-describedby': 'username-error', autocapitalize: 'none', spellcheck: 'false' }),
-    fieldError('username'),
-    h('label', { for: 'password' }, t('password')),
-    h('input', { id: 'password', name: 'password', type: 'password', autocomplete: 'current-password', required: true, 'aria-describedby': 'password-error' }),
-    fieldError('password'),
-    h('p', { class: 'field-error', id: 'form-error', role: 'alert' }, message ?? ''),
-    h('div', { class: 'row' },
-      h('button', { type: 'submit', class: 'primary', id: 'login-btn' }, t('loginBtn')),
-      shift ? h('button', { type: 'button', id: 'logout-btn', onclick: logout }, t('logoutBtn')) : null,
-      shift ? h('a', { href: '#/list', class: 'button', id: 'cancel-switch' }, t('cancel')) : null),
-    Number.isFinite(registered) ? h('p', { class: 'muted small' }, `${t('usersHere')}: ${registered || t('none')}`) : null,
-    h('p', { class: 'muted small' }, t('outageHelp')),
-  );
-  form.addEventListener('submit', async (e) => {
-    e.preventDefault();
-    setFieldError(form, 'username');
-    setFieldError(form, 'password');
-    $('#form-error').textContent = '';
-    const username = form.elements.username.value.trim();
-    const password = form.elements.password.value;
-    if (!username) return setFieldError(form, 'username', t('required')), form.elements.username.focus();
-    if (!password) return setFieldError(form, 'password', t('required')), form.elements.password.focus();
-    const button = $('#login-btn');
-    button.disabled = true;
-    button.textContent = t('loading');
-    try {
-      const outcome = await state.app.login(username, password);
-      form.elements.password.value = '';
-      await afterLogin(outcome);
-    } catch (error) {
-      const text = `${explainError(lang, error)} (${t('errorCode')}: ${error.code ?? 'ERROR'})`;
-      const field = ['UNKNOWN_USER_OFFLINE', 'HANDOVER_REQUIRED', 'OUTSIDE_CLINIC'].includes(error.code) ? 'username'
-        : ['BAD_CREDENTIALS', 'LOCKED_OUT', 'CREDENTIAL_EXPIRED', 'CREDENTIAL_REVOKED', 'BAD_INPUT'].includes(error.code) ? 'password' : null;
-      if (field) {
-        setFieldError(form, field, text);
-        form.elements[field].focus();
-      } else {
-        $('#form-error').textContent = text;
-      }
-      button.disabled = false;
-      button.textContent = t('loginBtn');
-    }
+  const form = loginForm(lang, {
+    className: 'card narrow',
+    before: [
+      shift ? h('p', { id: 'shift-help' }, t('shiftHelp', { name: state.user.displayName })) : h('p', { class: 'muted' }, t('loginHelp')),
+      shift && pending ? h('p', { class: 'muted small' }, `${pending} ${t('stillPending')}`) : null,
+      shift && state.drafts.register ? h('p', { class: 'muted small' }, t('leaveDraft')) : null,
+    ],
+    actions: shift ? [
+      h('button', { type: 'button', id: 'logout-btn', onclick: logout }, t('logoutBtn')),
+      h('a', { href: '#/list', class: 'button', id: 'cancel-switch' }, t('cancel')),
+    ] : [],
+    after: [
+      Number.isFinite(registered) ? h('p', { class: 'muted small' }, `${t('usersHere')}: ${registered || t('none')}`) : null,
+      h('p', { class: 'muted small' }, t('outageHelp')),
+    ],
+    login: (username, password) => state.app.login(username, password),
+    done: afterLogin,
   });
+  form.id = 'login-form';
+  $('#form-error', form).textContent = message ?? '';
   setView(shift ? t('switchTitle') : t('loginTitle'), form);
-  form.elements.username.focus();
+  focusLogin(form);
 }
 
 export async function afterLogin(outcome) {

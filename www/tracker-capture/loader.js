@@ -18,6 +18,7 @@
 import { TrackerOffline } from '../tracker-offline.js';
 import { h } from '../ui/dom.js';
 import { direction, explainError, pickLanguage, t as translate } from '../ui/i18n.js';
+import { focusLogin, loginForm } from '../ui/login.js';
 import { workLists } from '../ui/work.js';
 
 const APP_ROOT = new URL('../', import.meta.url);
@@ -220,60 +221,35 @@ class LoginOverlay {
   constructor(app, { title }) {
     this.app = app;
     this.title = title;
-    this.message = h('p', { class: 'tracker-offline-message', role: 'alert', 'aria-live': 'assertive' });
-    this.username = h('input', { id: 'tracker-offline-username', name: 'username', autocomplete: 'username', required: true, autocapitalize: 'off', spellcheck: 'false', dir: 'ltr' });
-    this.password = h('input', { id: 'tracker-offline-password', name: 'password', type: 'password', autocomplete: 'current-password', required: true, dir: 'ltr' });
-    this.submit = h('button', { type: 'submit', id: 'tracker-offline-login' });
-    this.form = h('form', { class: 'tracker-offline-login', 'aria-labelledby': 'tracker-offline-title', onsubmit: (e) => this.#onSubmit(e) });
-    this.root = h('div', { class: 'tracker-offline-overlay', id: 'tracker-offline-overlay', role: 'dialog', 'aria-modal': 'true' }, this.form);
+    this.root = h('div', { class: 'tracker-offline-overlay', id: 'tracker-offline-overlay', role: 'dialog', 'aria-modal': 'true', 'aria-labelledby': 'tracker-offline-title' });
   }
 
   /**
-   * Shows the form, in the loader's current language; resolves with the login outcome.
-   * `previous` pre-fills the user name. `onLogout`: a shift change, the session still open;
-   * the form offers to log out instead.
+   * Shows the form (ui/login.js), in the loader's current language; resolves with the login
+   * outcome. `previous` pre-fills the user name. `onLogout`: a shift change, the session still
+   * open; the form offers to log out instead.
    */
   show(previous, { onLogout } = {}) {
-    this.submit.textContent = t('loginBtn');
-    const children = [
-      h('h1', { id: 'tracker-offline-title', text: this.title }),
-      h('p', { class: 'tracker-offline-hint', text: t('loginHelp') }),
-      h('label', { for: 'tracker-offline-username', text: t('username') }),
-      this.username,
-      h('label', { for: 'tracker-offline-password', text: t('password') }),
-      this.password,
-      this.submit,
-      this.message,
-      onLogout
-        ? h('button', { type: 'button', id: 'tracker-offline-logout', class: 'tracker-offline-secondary', text: t('logoutNoSuccessor'), onclick: onLogout })
-        : null,
-    ];
-    this.form.replaceChildren(...children.filter(Boolean));
+    const form = loginForm(lang, {
+      prefix: 'tracker-offline-',
+      className: 'tracker-offline-login',
+      username: previous ?? '',
+      before: [h('h1', { id: 'tracker-offline-title', text: this.title }), h('p', { class: 'tracker-offline-hint', text: t('loginHelp') })],
+      actions: onLogout
+        ? [h('button', { type: 'button', id: 'tracker-offline-logout', class: 'tracker-offline-secondary', text: t('logoutNoSuccessor'), onclick: onLogout })]
+        : [],
+      login: (username, password) => this.app.login(username, password),
+      done: (outcome) => {
+        this.root.remove();
+        this.resolve?.(outcome);
+      },
+    });
+    this.root.replaceChildren(form);
     document.body.append(speaking(this.root));
-    this.message.textContent = '';
-    this.username.value = previous ?? '';
-    this.password.value = '';
-    (previous ? this.password : this.username).focus();
+    focusLogin(form);
     return new Promise((resolve) => {
       this.resolve = resolve;
     });
-  }
-
-  async #onSubmit(event) {
-    event.preventDefault();
-    this.submit.disabled = true;
-    this.message.textContent = t('loggingIn');
-    try {
-      const outcome = await this.app.login(this.username.value.trim(), this.password.value);
-      this.password.value = '';
-      this.root.remove();
-      this.resolve?.(outcome);
-    } catch (error) {
-      this.message.textContent = explainError(lang, error);
-      this.password.select();
-    } finally {
-      this.submit.disabled = false;
-    }
   }
 }
 
