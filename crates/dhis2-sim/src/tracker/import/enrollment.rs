@@ -13,37 +13,27 @@ impl Importer<'_> {
     }
 
     pub(super) fn import_enrollment(&self, v: &Value, parent: Option<&TeRow>) -> Result<ImportSummary, ApiError> {
-        if !v.is_object() {
-            return Ok(ImportSummary::error(None, "Invalid enrollment: not a JSON object"));
-        }
-        let uid = match client_uid(v, "enrollment", "Enrollment") {
-            Ok(u) => u,
-            Err(s) => return Ok(*s),
+        let found = identify(v, "enrollment", "Enrollment", "enrollment", |u| store::enrollment_by_uid(self.conn, u))?;
+        let (uid, stored) = match found {
+            Ok(found) => found,
+            Err(summary) => return Ok(summary),
         };
-        let existing = match &uid {
-            Some(u) => store::enrollment_by_uid(self.conn, u)?,
-            None => None,
-        };
-        let exists_msg = |u: &str| format!("Enrollment {u} already exists or was deleted earlier");
-        Ok(match (self.strategy, existing) {
-            (Strategy::Delete, Some(e)) if !e.deleted => self.delete_enrollment(&e)?,
-            (Strategy::Delete, _) => ImportSummary::error(
+        let missing = uid.as_deref().unwrap_or("");
+        Ok(match resolve(self.strategy, stored, |e| e.deleted) {
+            Resolved::Delete(e) => self.delete_enrollment(&e)?,
+            Resolved::MissingForDelete => ImportSummary::error(
                 uid.clone(),
-                format!(
-                    "Enrollment {} cannot be deleted as it is not present in the system",
-                    uid.as_deref().unwrap_or("")
-                ),
+                format!("Enrollment {missing} cannot be deleted as it is not present in the system"),
             ),
-            (Strategy::Create, Some(e)) => ImportSummary::error(Some(e.uid.clone()), exists_msg(&e.uid)),
-            (Strategy::CreateAndUpdate, Some(e)) if e.deleted => {
-                ImportSummary::error(Some(e.uid.clone()), exists_msg(&e.uid))
+            Resolved::Exists(e) => ImportSummary::error(
+                Some(e.uid.clone()),
+                format!("Enrollment {} already exists or was deleted earlier", e.uid),
+            ),
+            Resolved::Update(e) => self.update_enrollment(&e, v)?,
+            Resolved::MissingForUpdate => {
+                ImportSummary::error(uid.clone(), format!("ID {missing} doesn't point to a valid enrollment."))
             }
-            (Strategy::Update | Strategy::CreateAndUpdate, Some(e)) if !e.deleted => self.update_enrollment(&e, v)?,
-            (Strategy::Update, _) => ImportSummary::error(
-                uid.clone(),
-                format!("ID {} doesn't point to a valid enrollment.", uid.as_deref().unwrap_or("")),
-            ),
-            (_, _) => self.create_enrollment(uid.unwrap_or_else(uid::generate), v, parent)?,
+            Resolved::Create => self.create_enrollment(uid.unwrap_or_else(uid::generate), v, parent)?,
         })
     }
 

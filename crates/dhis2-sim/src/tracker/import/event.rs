@@ -14,20 +14,14 @@ impl Importer<'_> {
     }
 
     pub(super) fn import_event(&self, v: &Value, parent: Option<&EnrollmentRow>) -> Result<ImportSummary, ApiError> {
-        if !v.is_object() {
-            return Ok(ImportSummary::error(None, "Invalid event: not a JSON object"));
-        }
-        let uid = match client_uid(v, "event", "Event") {
-            Ok(u) => u,
-            Err(s) => return Ok(*s),
+        let found = identify(v, "event", "Event", "event", |u| store::event_by_uid(self.conn, u))?;
+        let (uid, stored) = match found {
+            Ok(found) => found,
+            Err(summary) => return Ok(summary),
         };
-        let existing = match &uid {
-            Some(u) => store::event_by_uid(self.conn, u)?,
-            None => None,
-        };
-        Ok(match (self.strategy, existing) {
-            (Strategy::Delete, Some(ev)) if !ev.deleted => self.delete_event(&ev)?,
-            (Strategy::Delete, _) => {
+        Ok(match resolve(self.strategy, stored, |ev| ev.deleted) {
+            Resolved::Delete(ev) => self.delete_event(&ev)?,
+            Resolved::MissingForDelete => {
                 let mut s = ImportSummary::new(uid.clone());
                 s.description = Some(format!(
                     "Event {} cannot be deleted as it is not present in the system",
@@ -36,18 +30,14 @@ impl Importer<'_> {
                 s.ignored = 1;
                 s
             }
-            (Strategy::Create, Some(ev)) => ImportSummary::error(
-                Some(ev.uid.clone()),
-                format!("Event {} already exists or was deleted earlier", ev.uid),
-            ),
-            (Strategy::CreateAndUpdate, Some(ev)) if ev.deleted => ImportSummary::error(
+            Resolved::Exists(ev) => ImportSummary::error(
                 Some(ev.uid.clone()),
                 format!("Event {} already exists or was deleted earlier", ev.uid),
             ),
             // Only a bulk `POST /api/events` honours mergeDataValues: events nested in a TEI or
             // enrollment, and `PUT /api/events/{ev}`, go through AbstractEventService.updateEvent,
             // which sets it to false (dhis2-core 2.40 AbstractEventService:726).
-            (Strategy::Update | Strategy::CreateAndUpdate, Some(ev)) if !ev.deleted => {
+            Resolved::Update(ev) => {
                 let mode = if parent.is_none() && self.legacy.merge_data_values {
                     EventUpdate::MergeValues
                 } else {
@@ -55,11 +45,11 @@ impl Importer<'_> {
                 };
                 self.update_event_as(&ev, v, mode)?
             }
-            (Strategy::Update, _) => ImportSummary::conflicts(
+            Resolved::MissingForUpdate => ImportSummary::conflicts(
                 uid.clone(),
                 vec![("Invalid Event ID".into(), uid.clone().unwrap_or_default())],
             ),
-            (_, _) => self.create_event(uid.unwrap_or_else(uid::generate), v, parent)?,
+            Resolved::Create => self.create_event(uid.unwrap_or_else(uid::generate), v, parent)?,
         })
     }
 

@@ -130,6 +130,58 @@ fn client_uid(v: &Value, key: &str, object: &str) -> Result<Option<String>, Box<
     }
 }
 
+/// What an import strategy does with an object, given its stored row (`None`: not stored).
+enum Resolved<R> {
+    /// Create it (its UID is not stored).
+    Create,
+    /// Update the stored row.
+    Update(R),
+    /// Delete the stored row.
+    Delete(R),
+    /// CREATE of a stored UID, or CREATE_AND_UPDATE of a deleted one.
+    Exists(R),
+    /// UPDATE of a UID not stored, or deleted.
+    MissingForUpdate,
+    /// DELETE of a UID not stored, or deleted.
+    MissingForDelete,
+}
+
+/// Resolves `strategy` against the stored row (`deleted` tells a soft-deleted one).
+fn resolve<R>(strategy: Strategy, stored: Option<R>, deleted: impl Fn(&R) -> bool) -> Resolved<R> {
+    match (strategy, stored) {
+        (Strategy::Delete, Some(row)) if !deleted(&row) => Resolved::Delete(row),
+        (Strategy::Delete, _) => Resolved::MissingForDelete,
+        (Strategy::Create, Some(row)) => Resolved::Exists(row),
+        (Strategy::CreateAndUpdate, Some(row)) if deleted(&row) => Resolved::Exists(row),
+        (Strategy::Update | Strategy::CreateAndUpdate, Some(row)) if !deleted(&row) => Resolved::Update(row),
+        (Strategy::Update, _) => Resolved::MissingForUpdate,
+        (_, _) => Resolved::Create,
+    }
+}
+
+/// An object's client UID (when it has one) and its stored row (when there is one).
+type Identified<R> = (Option<String>, Option<R>);
+
+/// An object's client UID and its stored row (`load`); `Err(summary)` when the object is not a
+/// JSON object (`what` names it) or its UID is malformed.
+fn identify<R>(
+    v: &Value,
+    key: &str,
+    object: &str,
+    what: &str,
+    load: impl FnOnce(&str) -> rusqlite::Result<Option<R>>,
+) -> Result<Result<Identified<R>, ImportSummary>, ApiError> {
+    if !v.is_object() {
+        return Ok(Err(ImportSummary::error(None, format!("Invalid {what}: not a JSON object"))));
+    }
+    let uid = match client_uid(v, key, object) {
+        Ok(u) => u,
+        Err(s) => return Ok(Err(*s)),
+    };
+    let stored = uid.as_deref().map(load).transpose()?.flatten();
+    Ok(Ok((uid, stored)))
+}
+
 /// The UID of another (non-deleted) tracked entity that holds `value` for the unique
 /// attribute `attribute`, if any (`except` is the tracked entity being written).
 pub fn unique_value_holder(

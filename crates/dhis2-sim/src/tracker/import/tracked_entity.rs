@@ -12,43 +12,33 @@ impl Importer<'_> {
     }
 
     pub(super) fn import_tei(&self, v: &Value) -> Result<ImportSummary, ApiError> {
-        if !v.is_object() {
-            return Ok(ImportSummary::error(None, "Invalid tracked entity instance: not a JSON object"));
-        }
-        let uid = match client_uid(v, "trackedEntityInstance", "TrackedEntityInstance") {
-            Ok(u) => u,
-            Err(s) => return Ok(*s),
+        let found = identify(v, "trackedEntityInstance", "TrackedEntityInstance", "tracked entity instance", |u| {
+            store::te_by_uid(self.conn, u)
+        })?;
+        let (uid, stored) = match found {
+            Ok(found) => found,
+            Err(summary) => return Ok(summary),
         };
-        let existing = match &uid {
-            Some(u) => store::te_by_uid(self.conn, u)?,
-            None => None,
-        };
-        let exists_msg = |u: &str| format!("Tracked entity instance {u} already exists or was deleted earlier");
-        Ok(match (self.strategy, existing) {
-            (Strategy::Delete, Some(te)) if !te.deleted => self.delete_tei(&te)?,
-            (Strategy::Delete, _) => ImportSummary::error(
+        let missing = uid.as_deref().unwrap_or("");
+        Ok(match resolve(self.strategy, stored, |te| te.deleted) {
+            Resolved::Delete(te) => self.delete_tei(&te)?,
+            Resolved::MissingForDelete => ImportSummary::error(
                 uid.clone(),
-                format!(
-                    "Tracked entity instance {} cannot be deleted as it is not present in the system",
-                    uid.as_deref().unwrap_or("")
-                ),
+                format!("Tracked entity instance {missing} cannot be deleted as it is not present in the system"),
             ),
-            (Strategy::Create, Some(te)) => ImportSummary::error(Some(te.uid.clone()), exists_msg(&te.uid)),
-            (Strategy::CreateAndUpdate, Some(te)) if te.deleted => {
-                ImportSummary::error(Some(te.uid.clone()), exists_msg(&te.uid))
-            }
-            (Strategy::Update | Strategy::CreateAndUpdate, Some(te)) if !te.deleted => self.update_tei(&te, v)?,
-            (Strategy::Update, _) => ImportSummary::conflicts(
+            Resolved::Exists(te) => ImportSummary::error(
+                Some(te.uid.clone()),
+                format!("Tracked entity instance {} already exists or was deleted earlier", te.uid),
+            ),
+            Resolved::Update(te) => self.update_tei(&te, v)?,
+            Resolved::MissingForUpdate => ImportSummary::conflicts(
                 uid.clone(),
                 vec![(
                     "TrackedEntityInstance".into(),
-                    format!(
-                        "Tracked entity instance {} cannot be updated as it is not present in the system",
-                        uid.as_deref().unwrap_or("")
-                    ),
+                    format!("Tracked entity instance {missing} cannot be updated as it is not present in the system"),
                 )],
             ),
-            (_, _) => self.create_tei(uid.unwrap_or_else(uid::generate), v)?,
+            Resolved::Create => self.create_tei(uid.unwrap_or_else(uid::generate), v)?,
         })
     }
 
