@@ -99,6 +99,16 @@ impl Fake {
             violations: Vec::new(),
         }))
     }
+
+    /// The next request matching (method, path part) meets the network fault `cut`.
+    fn cut(&self, method: &'static str, part: &'static str, cut: Cut) {
+        self.0.borrow_mut().fault = Some((method, part, cut));
+    }
+
+    /// `hook` changes the server once, right after the first request matching (method, path part).
+    fn after(&self, method: &'static str, part: &'static str, hook: impl FnOnce(&mut Server) + 'static) {
+        self.0.borrow_mut().hook = Some((method, part, Box::new(hook)));
+    }
 }
 
 fn respond(status: u16, body: Value) -> HttpResponse {
@@ -304,17 +314,14 @@ impl HttpClient for &Fake {
 
 type FakeEngine<'a> = Engine<MemoryStore, RustPbkdf2, OsRandom, &'a Fake>;
 
-fn engine<'a>(store: &MemoryStore, fake: &'a Fake) -> FakeEngine<'a> {
-    Engine::new(EngineConfig::new("/api", fast_policy()).unwrap(), store.clone(), RustPbkdf2, OsRandom, fake)
-}
-
 fn nurse2() -> EscrowSharing {
     EscrowSharing { users: vec![NURSE2_UID.into()], user_groups: vec![] }
 }
 
 /// nurse1 logged in online on a new device; the fake watches her data key from now on.
-async fn logged_in<'a>(store: &MemoryStore, fake: &'a Fake) -> FakeEngine<'a> {
-    let e = engine(store, fake);
+async fn logged_in(fake: &Fake) -> FakeEngine<'_> {
+    let config = EngineConfig::new("/api", fast_policy()).unwrap();
+    let e = Engine::new(config, MemoryStore::new(), RustPbkdf2, OsRandom, fake);
     e.login("nurse1", "Nurse1!clinic", T0).await.unwrap();
     e.vault().put_record(StoreName::Records, "tei:PQfMcpmXeFE", b"Fatima").await.unwrap();
     let key = e.vault().export_data_key().unwrap();
@@ -331,6 +338,23 @@ fn bodies_with_the_key(fake: &Fake) -> Vec<(String, String)> {
     let s = fake.0.borrow();
     let secret = s.secret.clone().unwrap();
     s.log.iter().filter(|(_, _, b)| b.contains(&secret)).map(|(m, u, _)| (m.clone(), u.clone())).collect()
+}
+
+/// Enabling escrow fails, and no request ever carried the data key.
+async fn refused_without_sending_the_key(e: &FakeEngine<'_>, fake: &Fake) {
+    assert!(e.enable_escrow(&nurse2()).await.is_err());
+    no_violations(fake);
+    assert!(bodies_with_the_key(fake).is_empty(), "{:#?}", fake.0.borrow().log);
+}
+
+/// nurse1 enables escrow on a 2.41 server that `hook` changes right after the first request
+/// matching (method, path part): it fails and no request carried the key. The fake, to look into.
+async fn refused_when(method: &'static str, part: &'static str, hook: impl FnOnce(&mut Server) + 'static) -> Fake {
+    let fake = Fake::new("2.41.0", true);
+    let e = logged_in(&fake).await;
+    fake.after(method, part, hook);
+    refused_without_sending_the_key(&e, &fake).await;
+    fake
 }
 
 fn no_violations(fake: &Fake) {
@@ -359,8 +383,7 @@ fn the_key_is_only_ever_held_by_an_entry_already_restricted_and_checked() {
     for (version, put_creates) in [("2.41.0", true), ("2.40.3", true), ("2.39.5", true), ("2.36.13", false)] {
         block_on(async {
             let fake = Fake::new(version, put_creates);
-            let store = MemoryStore::new();
-            let e = logged_in(&store, &fake).await;
+            let e = logged_in(&fake).await;
             e.enable_escrow(&nurse2()).await.unwrap();
             no_violations(&fake);
             // One request carries the key: a write to the entry, after its sharing was set and
@@ -408,9 +431,8 @@ fn a_network_failure_between_the_create_and_the_sharing_leaves_no_readable_key()
     for (method, part, cut) in faults {
         block_on(async {
             let fake = Fake::new("2.41.0", true);
-            let store = MemoryStore::new();
-            let e = logged_in(&store, &fake).await;
-            fake.0.borrow_mut().fault = Some((method, part, cut));
+            let e = logged_in(&fake).await;
+            fake.cut(method, part, cut);
             let outcome = e.enable_escrow(&nurse2()).await;
             no_violations(&fake);
             {
@@ -444,9 +466,8 @@ fn every_failure_path_deletes_the_entry() {
     for (method, part, cut) in faults {
         block_on(async {
             let fake = Fake::new("2.41.0", true);
-            let store = MemoryStore::new();
-            let e = logged_in(&store, &fake).await;
-            fake.0.borrow_mut().fault = Some((method, part, cut));
+            let e = logged_in(&fake).await;
+            fake.cut(method, part, cut);
             assert!(e.enable_escrow(&nurse2()).await.is_err(), "{method} {part}");
             no_violations(&fake);
             let s = fake.0.borrow();
@@ -454,24 +475,12 @@ fn every_failure_path_deletes_the_entry() {
         });
     }
     // The server refuses the sharing.
-    block_on(async {
-        let fake = Fake::new("2.41.0", true);
-        let store = MemoryStore::new();
-        let e = logged_in(&store, &fake).await;
-        fake.0.borrow_mut().hook = Some((
-            "POST",
-            "/dataStore/",
-            Box::new(|s: &mut Server| {
-                // nurse1 loses manage access: the sharing POST answers 403.
-                let entry = s.entries.values_mut().next().unwrap();
-                entry.owner = INTRUDER_UID.into();
-                entry.public = "r-------".into();
-            }),
-        ));
-        assert!(e.enable_escrow(&nurse2()).await.is_err());
-        no_violations(&fake);
-        assert!(bodies_with_the_key(&fake).is_empty());
-    });
+    block_on(refused_when("POST", "/dataStore/", |s| {
+        // nurse1 loses manage access: the sharing POST answers 403.
+        let entry = s.entries.values_mut().next().unwrap();
+        entry.owner = INTRUDER_UID.into();
+        entry.public = "r-------".into();
+    }));
 }
 
 /// Someone else holds the entry's name, or swaps the entry while nurse1 sets it up (a new
@@ -481,8 +490,7 @@ fn an_entry_someone_else_owns_never_receives_the_key() {
     // Squatted before: intruder created it, public read/write.
     block_on(async {
         let fake = Fake::new("2.41.0", true);
-        let store = MemoryStore::new();
-        let e = logged_in(&store, &fake).await;
+        let e = logged_in(&fake).await;
         let vault_id = e.vault().vault_id().await.unwrap().unwrap();
         fake.0.borrow_mut().entries.insert(
             format!("{NS}/vault-{vault_id}"),
@@ -495,41 +503,22 @@ fn an_entry_someone_else_owns_never_receives_the_key() {
                 groups: vec![],
             },
         );
-        assert!(e.enable_escrow(&nurse2()).await.is_err());
-        no_violations(&fake);
-        assert!(bodies_with_the_key(&fake).is_empty(), "{:#?}", fake.0.borrow().log);
+        refused_without_sending_the_key(&e, &fake).await;
     });
     // Swapped in the window: intruder deletes nurse1's new entry and creates his own.
-    block_on(async {
-        let fake = Fake::new("2.41.0", true);
-        let store = MemoryStore::new();
-        let e = logged_in(&store, &fake).await;
-        fake.0.borrow_mut().hook = Some((
-            "POST",
-            "/dataStore/",
-            Box::new(|s: &mut Server| {
-                let entry = s.entries.values_mut().next().unwrap();
-                entry.id = "DsSwapped01".into();
-                entry.owner = INTRUDER_UID.into();
-            }),
-        ));
-        assert!(e.enable_escrow(&nurse2()).await.is_err());
-        no_violations(&fake);
-        assert!(bodies_with_the_key(&fake).is_empty(), "{:#?}", fake.0.borrow().log);
-    });
+    block_on(refused_when("POST", "/dataStore/", |s| {
+        let entry = s.entries.values_mut().next().unwrap();
+        entry.id = "DsSwapped01".into();
+        entry.owner = INTRUDER_UID.into();
+    }));
     // Intruder adds himself to the sharing in the window: nurse1's sharing replaces it.
     block_on(async {
         let fake = Fake::new("2.41.0", true);
-        let store = MemoryStore::new();
-        let e = logged_in(&store, &fake).await;
-        fake.0.borrow_mut().hook = Some((
-            "POST",
-            "/dataStore/",
-            Box::new(|s: &mut Server| {
-                let entry = s.entries.values_mut().next().unwrap();
-                entry.users.push((INTRUDER_UID.into(), "rw------".into()));
-            }),
-        ));
+        let e = logged_in(&fake).await;
+        fake.after("POST", "/dataStore/", |s| {
+            let entry = s.entries.values_mut().next().unwrap();
+            entry.users.push((INTRUDER_UID.into(), "rw------".into()));
+        });
         e.enable_escrow(&nurse2()).await.unwrap();
         no_violations(&fake);
         let s = fake.0.borrow();
@@ -537,22 +526,10 @@ fn an_entry_someone_else_owns_never_receives_the_key() {
     });
     // The server drops the sharing silently (answers 200, changes nothing): the read-back
     // catches it.
-    block_on(async {
-        let fake = Fake::new("2.41.0", true);
-        let store = MemoryStore::new();
-        let e = logged_in(&store, &fake).await;
-        fake.0.borrow_mut().hook = Some((
-            "POST",
-            "/sharing?",
-            Box::new(|s: &mut Server| {
-                s.entries.values_mut().next().unwrap().public = "r-------".into();
-            }),
-        ));
-        assert!(e.enable_escrow(&nurse2()).await.is_err());
-        no_violations(&fake);
-        assert!(bodies_with_the_key(&fake).is_empty(), "{:#?}", fake.0.borrow().log);
-        assert!(fake.0.borrow().entries.is_empty(), "deleted");
-    });
+    let fake = block_on(refused_when("POST", "/sharing?", |s| {
+        s.entries.values_mut().next().unwrap().public = "r-------".into();
+    }));
+    assert!(fake.0.borrow().entries.is_empty(), "deleted");
 }
 
 /// DHIS2 2.39.0-2.39.2 and 2.40.0 answer a PUT of a missing key with 404 (only POST creates);
@@ -563,11 +540,10 @@ fn an_entry_someone_else_owns_never_receives_the_key() {
 fn a_404_to_the_put_of_a_missing_key_is_followed_by_a_post() {
     block_on(async {
         let fake = Fake::new("2.36.13", false);
-        let store = MemoryStore::new();
-        let e = logged_in(&store, &fake).await;
+        let e = logged_in(&fake).await;
         // The entry disappears after its sharing was read back, before the key is written:
         // once the sharing is set, the next read of the entry's metaData deletes it.
-        let rearm: Hook = Box::new(|s: &mut Server| {
+        fake.after("POST", "/sharing?", |s| {
             s.hook = Some((
                 "GET",
                 "/metaData",
@@ -578,7 +554,6 @@ fn a_404_to_the_put_of_a_missing_key_is_followed_by_a_post() {
                 }),
             ))
         });
-        fake.0.borrow_mut().hook = Some(("POST", "/sharing?", rearm));
         e.enable_escrow(&nurse2()).await.unwrap();
         no_violations(&fake);
         let log = fake.0.borrow().log.clone();
@@ -597,9 +572,8 @@ fn a_404_to_the_put_of_a_missing_key_is_followed_by_a_post() {
 fn a_placeholder_entry_lets_nobody_in_and_breaks_nothing() {
     block_on(async {
         let fake = Fake::new("2.41.0", true);
-        let store = MemoryStore::new();
-        let e = logged_in(&store, &fake).await;
-        fake.0.borrow_mut().fault = Some(("PUT", "/dataStore/", Cut::Before));
+        let e = logged_in(&fake).await;
+        fake.cut("PUT", "/dataStore/", Cut::Before);
         assert!(e.enable_escrow(&nurse2()).await.is_err());
         fake.0.borrow_mut().down = false;
         assert!(!fake.0.borrow().entries.is_empty(), "the entry could not be deleted: the network was down");
@@ -614,8 +588,7 @@ fn a_placeholder_entry_lets_nobody_in_and_breaks_nothing() {
 fn an_escrow_login_of_a_user_outside_the_clinic_is_refused_and_writes_nothing() {
     block_on(async {
         let fake = Fake::new("2.41.0", true);
-        let store = MemoryStore::new();
-        let e = logged_in(&store, &fake).await;
+        let e = logged_in(&fake).await;
         e.enable_escrow(&nurse2()).await.unwrap();
         // The clinic copied on this device lies outside nurse2's org unit (the fake's users
         // all have DiszpKrYNg8).
@@ -643,8 +616,7 @@ fn an_escrow_login_of_a_user_outside_the_clinic_is_refused_and_writes_nothing() 
 fn after_a_removal_the_old_escrowed_key_opens_nothing_and_escrow_again_writes_the_new_one() {
     block_on(async {
         let fake = Fake::new("2.41.0", true);
-        let store = MemoryStore::new();
-        let e = logged_in(&store, &fake).await;
+        let e = logged_in(&fake).await;
         e.enable_escrow(&nurse2()).await.unwrap();
         // nurse2 joins by escrow, then nurse1 (logged in again) removes her from the device.
         assert!(nurse2_joins(&e).await);
