@@ -1,5 +1,7 @@
 //! Online-then-offline login through the engine with a scripted server.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::{
@@ -24,6 +26,14 @@ const ME_NURSE1: &str = r#"{"id":"xE7jOejl9FI","username":"nurse1","displayName"
   "organisationUnits":[{"id":"DiszpKrYNg8","displayName":"Bani Naim Clinic"}]}"#;
 const UNAUTHORIZED: &str =
     r#"{"httpStatus":"Unauthorized","httpStatusCode":401,"status":"ERROR","message":"Unauthorized"}"#;
+
+/// An engine over a new store in which nurse1 logged in online at T0 (`http` accepting her password).
+async fn nurse1_logged_in(http: &ScriptedHttp) -> TestEngine<'_> {
+    let e = engine(&MemoryStore::new(), http);
+    http.push(Answer::Status(200, ME_NURSE1));
+    e.login("nurse1", "Nurse1!clinic", T0).await.unwrap();
+    e
+}
 
 #[test]
 fn online_login_sends_basic_auth_with_xhr_header_and_registers_user() {
@@ -60,11 +70,8 @@ fn online_login_sends_basic_auth_with_xhr_header_and_registers_user() {
 #[test]
 fn server_refusal_is_final_even_if_the_register_knows_the_old_password() {
     block_on(async {
-        let store = MemoryStore::new();
         let http = ScriptedHttp::default();
-        let e = engine(&store, &http);
-        http.push(Answer::Status(200, ME_NURSE1));
-        e.login("nurse1", "Nurse1!clinic", T0).await.unwrap();
+        let e = nurse1_logged_in(&http).await;
         e.logout();
         http.push(Answer::Status(401, UNAUTHORIZED));
         assert_eq!(e.login("nurse1", "Nurse1!clinic", T0).await.unwrap_err().code(), "BAD_CREDENTIALS");
@@ -75,11 +82,8 @@ fn server_refusal_is_final_even_if_the_register_knows_the_old_password() {
 #[test]
 fn unreachable_server_falls_back_to_the_register() {
     block_on(async {
-        let store = MemoryStore::new();
         let http = ScriptedHttp::default();
-        let e = engine(&store, &http);
-        http.push(Answer::Status(200, ME_NURSE1));
-        e.login("nurse1", "Nurse1!clinic", T0).await.unwrap();
+        let e = nurse1_logged_in(&http).await;
         for answer in [
             Answer::NetworkDown,
             Answer::Status(502, "Bad Gateway"),

@@ -1,15 +1,57 @@
 //! The vault and user register: online registration, offline login, lockout, credential age,
 //! handover between users, sealed records, tampering and bad input.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use futures::executor::block_on;
 use support::*;
 use tracker_offline_core::{
+    kdf::PasswordKdf,
+    random::OsRandom,
     store::{KvStore, MemoryStore, StoreName},
-    vault::LoginMode,
-    CoreError,
+    vault::{LoginMode, LoginOutcome, Vault},
+    CoreError, Result,
 };
+
+/// nurse1 (Amal) logs in online at `now_ms`: the server accepted her password.
+async fn nurse1_online<K: PasswordKdf>(v: &Vault<MemoryStore, K, OsRandom>, now_ms: i64) {
+    v.login_verified_online("nurse1", "Nurse1!clinic", profile("nurse1", "Amal"), now_ms).await.unwrap();
+}
+
+/// A vault over `store` in which nurse1 logged in online at T0: her session is open.
+async fn nurse1_logged_in(store: &MemoryStore) -> TestVault {
+    let v = vault(store);
+    nurse1_online(&v, T0).await;
+    v
+}
+
+/// A vault over `store` in which nurse1 logged in online at T0 and out again (locked).
+async fn nurse1_registered(store: &MemoryStore) -> TestVault {
+    let v = nurse1_logged_in(store).await;
+    v.lock();
+    v
+}
+
+/// A vault over `store` in which nurse1 and then nurse2 (Rania) logged in online at T0, locked.
+async fn both_nurses_registered(store: &MemoryStore) -> TestVault {
+    let v = nurse1_logged_in(store).await;
+    v.login_verified_online("nurse2", "Nurse2!clinic", profile("nurse2", "Rania"), T0).await.unwrap();
+    v.lock();
+    v
+}
+
+/// nurse1 logs in offline at `now_ms` (refused: an error) with her password.
+async fn nurse1_offline<K: PasswordKdf>(v: &Vault<MemoryStore, K, OsRandom>, now_ms: i64) -> Result<LoginOutcome> {
+    v.login_offline("nurse1", "Nurse1!clinic", now_ms).await
+}
+
+/// nurse1 logs in offline at `now_ms`, which must work, and out again (the vault locked).
+async fn nurse1_visits_offline<K: PasswordKdf>(v: &Vault<MemoryStore, K, OsRandom>, now_ms: i64) {
+    nurse1_offline(v, now_ms).await.unwrap();
+    v.lock();
+}
 
 #[test]
 fn first_online_login_creates_vault_and_offline_login_returns_profile() {
@@ -41,7 +83,7 @@ fn offline_login_refuses_wrong_password_and_unknown_user() {
         let store = MemoryStore::new();
         let v = vault(&store);
         assert_eq!(v.login_offline("nurse1", "x", T0).await.unwrap_err().code(), "UNKNOWN_USER_OFFLINE");
-        v.login_verified_online("nurse1", "Nurse1!clinic", profile("nurse1", "Amal"), T0).await.unwrap();
+        nurse1_online(&v, T0).await;
         v.lock();
         assert_eq!(v.login_offline("nurse1", "nurse1!clinic", T0).await.unwrap_err(), CoreError::BadCredentials);
         assert!(!v.is_unlocked());
@@ -54,9 +96,7 @@ fn offline_login_refuses_wrong_password_and_unknown_user() {
 fn lockout_engages_after_free_attempts_and_grows() {
     block_on(async {
         let store = MemoryStore::new();
-        let v = vault(&store);
-        v.login_verified_online("nurse1", "Nurse1!clinic", profile("nurse1", "Amal"), T0).await.unwrap();
-        v.lock();
+        let v = nurse1_registered(&store).await;
         let policy = v.policy().clone();
         for _ in 0..policy.free_attempts - 1 {
             assert_eq!(v.login_offline("nurse1", "wrong", T0).await.unwrap_err(), CoreError::BadCredentials);
@@ -64,7 +104,7 @@ fn lockout_engages_after_free_attempts_and_grows() {
         let err = v.login_offline("nurse1", "wrong", T0).await.unwrap_err();
         assert_eq!(err.retry_after_ms(), Some(policy.lockout_base_ms));
         // While locked out even the right password is not checked.
-        let err = v.login_offline("nurse1", "Nurse1!clinic", T0 + 1000).await.unwrap_err();
+        let err = nurse1_offline(&v, T0 + 1000).await.unwrap_err();
         assert_eq!(err.code(), "LOCKED_OUT");
         assert_eq!(err.retry_after_ms(), Some(policy.lockout_base_ms - 1000));
         // After the delay, another failure doubles it.
@@ -73,8 +113,7 @@ fn lockout_engages_after_free_attempts_and_grows() {
         assert_eq!(err.retry_after_ms(), Some(policy.lockout_base_ms * 2));
         // The right password after the delay works and resets the counter.
         let t2 = t1 + 2 * policy.lockout_base_ms as i64;
-        v.login_offline("nurse1", "Nurse1!clinic", t2).await.unwrap();
-        v.lock();
+        nurse1_visits_offline(&v, t2).await;
         assert_eq!(v.login_offline("nurse1", "wrong", t2).await.unwrap_err(), CoreError::BadCredentials);
     });
 }
@@ -91,20 +130,17 @@ fn lockout_delay_is_capped() {
 fn credential_expires_after_max_offline_age_and_online_login_renews_it() {
     block_on(async {
         let store = MemoryStore::new();
-        let v = vault(&store);
-        v.login_verified_online("nurse1", "Nurse1!clinic", profile("nurse1", "Amal"), T0).await.unwrap();
-        v.lock();
-        v.login_offline("nurse1", "Nurse1!clinic", T0 + 29 * DAY).await.unwrap();
-        v.lock();
-        let err = v.login_offline("nurse1", "Nurse1!clinic", T0 + 31 * DAY).await.unwrap_err();
+        let v = nurse1_registered(&store).await;
+        nurse1_visits_offline(&v, T0 + 29 * DAY).await;
+        let err = nurse1_offline(&v, T0 + 31 * DAY).await.unwrap_err();
         assert_eq!(err, CoreError::CredentialExpired { age_days: 31 });
         assert!(!v.is_unlocked());
         // An expired credential is not a failed attempt.
-        let err = v.login_offline("nurse1", "Nurse1!clinic", T0 + 31 * DAY).await.unwrap_err();
+        let err = nurse1_offline(&v, T0 + 31 * DAY).await.unwrap_err();
         assert_eq!(err.code(), "CREDENTIAL_EXPIRED");
-        v.login_verified_online("nurse1", "Nurse1!clinic", profile("nurse1", "Amal"), T0 + 31 * DAY).await.unwrap();
+        nurse1_online(&v, T0 + 31 * DAY).await;
         v.lock();
-        v.login_offline("nurse1", "Nurse1!clinic", T0 + 32 * DAY).await.unwrap();
+        nurse1_offline(&v, T0 + 32 * DAY).await.unwrap();
     });
 }
 
@@ -112,8 +148,7 @@ fn credential_expires_after_max_offline_age_and_online_login_renews_it() {
 fn shift_change_hands_over_the_data_key_and_both_users_read_the_same_records() {
     block_on(async {
         let store = MemoryStore::new();
-        let v = vault(&store);
-        v.login_verified_online("nurse1", "Nurse1!clinic", profile("nurse1", "Amal"), T0).await.unwrap();
+        let v = nurse1_logged_in(&store).await;
         v.put_record(StoreName::Records, "tei:PQfMcpmXeFE", br#"{"firstName":"Fatima"}"#).await.unwrap();
         let out = v.login_verified_online("nurse2", "Nurse2!clinic", profile("nurse2", "Rania"), T0).await.unwrap();
         assert!(out.handover);
@@ -129,7 +164,7 @@ fn shift_change_hands_over_the_data_key_and_both_users_read_the_same_records() {
             br#"{"firstName":"Fatima"}"#
         );
         v.lock();
-        v.login_offline("nurse1", "Nurse1!clinic", T0).await.unwrap();
+        nurse1_offline(&v, T0).await.unwrap();
         assert_eq!(
             v.get_record(StoreName::Records, "tei:Zx9aX0nFCnP").await.unwrap().unwrap(),
             br#"{"firstName":"Huda"}"#
@@ -142,9 +177,7 @@ fn shift_change_hands_over_the_data_key_and_both_users_read_the_same_records() {
 fn first_login_of_a_new_user_on_a_locked_vault_needs_handover_and_writes_nothing() {
     block_on(async {
         let store = MemoryStore::new();
-        let v = vault(&store);
-        v.login_verified_online("nurse1", "Nurse1!clinic", profile("nurse1", "Amal"), T0).await.unwrap();
-        v.lock();
+        let v = nurse1_registered(&store).await;
         let before = dump(&store).await;
         let err = v.login_verified_online("nurse2", "Nurse2!clinic", profile("nurse2", "Rania"), T0).await.unwrap_err();
         assert_eq!(err.code(), "HANDOVER_REQUIRED");
@@ -157,17 +190,14 @@ fn first_login_of_a_new_user_on_a_locked_vault_needs_handover_and_writes_nothing
 fn password_changed_on_server_rewraps_when_a_session_is_open() {
     block_on(async {
         let store = MemoryStore::new();
-        let v = vault(&store);
-        v.login_verified_online("nurse1", "Nurse1!clinic", profile("nurse1", "Amal"), T0).await.unwrap();
-        v.login_verified_online("nurse2", "Nurse2!clinic", profile("nurse2", "Rania"), T0).await.unwrap();
-        v.lock();
+        let v = both_nurses_registered(&store).await;
         // Locked: the new password cannot unwrap the old wrapper.
         let err = v.login_verified_online("nurse1", "New-pass-1", profile("nurse1", "Amal"), T0).await.unwrap_err();
         assert_eq!(err.code(), "HANDOVER_REQUIRED");
         v.login_offline("nurse2", "Nurse2!clinic", T0).await.unwrap();
         v.login_verified_online("nurse1", "New-pass-1", profile("nurse1", "Amal"), T0).await.unwrap();
         v.lock();
-        assert_eq!(v.login_offline("nurse1", "Nurse1!clinic", T0).await.unwrap_err(), CoreError::BadCredentials);
+        assert_eq!(nurse1_offline(&v, T0).await.unwrap_err(), CoreError::BadCredentials);
         v.login_offline("nurse1", "New-pass-1", T0).await.unwrap();
     });
 }
@@ -177,7 +207,7 @@ fn handed_over_key_unlocks_another_instance_and_a_wrong_key_is_refused() {
     block_on(async {
         let store = MemoryStore::new();
         let page = vault(&store);
-        page.login_verified_online("nurse1", "Nurse1!clinic", profile("nurse1", "Amal"), T0).await.unwrap();
+        nurse1_online(&page, T0).await;
         page.put_record(StoreName::Cache, "GET /api/me", b"{}").await.unwrap();
         let key = page.export_data_key().unwrap();
 
@@ -196,8 +226,7 @@ fn handed_over_key_unlocks_another_instance_and_a_wrong_key_is_refused() {
 fn tampered_or_swapped_records_are_reported_and_others_stay_readable() {
     block_on(async {
         let store = MemoryStore::new();
-        let v = vault(&store);
-        v.login_verified_online("nurse1", "Nurse1!clinic", profile("nurse1", "Amal"), T0).await.unwrap();
+        let v = nurse1_logged_in(&store).await;
         for id in ["a", "b", "c"] {
             v.put_record(StoreName::Records, id, format!("record {id}").as_bytes()).await.unwrap();
         }
@@ -225,10 +254,7 @@ fn tampered_or_swapped_records_are_reported_and_others_stay_readable() {
 fn malformed_register_entries_give_errors_not_panics() {
     block_on(async {
         let store = MemoryStore::new();
-        let v = vault(&store);
-        v.login_verified_online("nurse1", "Nurse1!clinic", profile("nurse1", "Amal"), T0).await.unwrap();
-        v.login_verified_online("nurse2", "Nurse2!clinic", profile("nurse2", "Rania"), T0).await.unwrap();
-        v.lock();
+        let v = both_nurses_registered(&store).await;
         let users = store.list(StoreName::Users).await.unwrap();
         // Damage one of the two entries in several ways; exactly one user stays able to log in.
         let garbage: [&[u8]; 5] = [
@@ -240,7 +266,7 @@ fn malformed_register_entries_give_errors_not_panics() {
         ];
         for bad in garbage {
             store.raw_put(StoreName::Users, &users[0].0, bad.to_vec()).unwrap();
-            let r1 = v.login_offline("nurse1", "Nurse1!clinic", T0).await;
+            let r1 = nurse1_offline(&v, T0).await;
             v.lock();
             let r2 = v.login_offline("nurse2", "Nurse2!clinic", T0).await;
             v.lock();
@@ -251,12 +277,12 @@ fn malformed_register_entries_give_errors_not_panics() {
         let mut entry: serde_json::Value = serde_json::from_slice(&users[1].1).unwrap();
         entry["kdf"]["iterations"] = 1.into();
         store.raw_put(StoreName::Users, &users[1].0, serde_json::to_vec(&entry).unwrap()).unwrap();
-        let r1 = v.login_offline("nurse1", "Nurse1!clinic", T0).await;
+        let r1 = nurse1_offline(&v, T0).await;
         let r2 = v.login_offline("nurse2", "Nurse2!clinic", T0).await;
         assert!([r1, r2].iter().any(|r| r.as_ref().err().map(|e| e.code()) == Some("STORAGE_CORRUPT")));
         // Damaged metadata.
         store.raw_put(StoreName::Meta, "vault", b"{]".to_vec()).unwrap();
-        assert_eq!(v.login_offline("nurse1", "Nurse1!clinic", T0).await.unwrap_err().code(), "STORAGE_CORRUPT");
+        assert_eq!(nurse1_offline(&v, T0).await.unwrap_err().code(), "STORAGE_CORRUPT");
     });
 }
 
@@ -281,7 +307,7 @@ fn bad_input_is_refused_before_any_write() {
             assert_eq!(v.login_offline(u, p, T0).await.unwrap_err().code(), "BAD_INPUT");
         }
         assert!(dump(&store).await.is_empty());
-        v.login_verified_online("nurse1", "Nurse1!clinic", profile("nurse1", "Amal"), T0).await.unwrap();
+        nurse1_online(&v, T0).await;
         assert_eq!(v.put_record(StoreName::Records, "", b"x").await.unwrap_err().code(), "BAD_INPUT");
         assert_eq!(v.put_record(StoreName::Users, "x", b"x").await.unwrap_err().code(), "BAD_INPUT");
         assert_eq!(v.put_record(StoreName::Records, &huge, b"x").await.unwrap_err().code(), "BAD_INPUT");
@@ -297,14 +323,13 @@ fn full_quota_fails_with_storage_full_and_keeps_the_vault_consistent() {
     block_on(async {
         // Room for the vault, its register entry and the sealed manifest (a 16 KiB root).
         let store = MemoryStore::with_quota(40_000);
-        let v = vault(&store);
-        v.login_verified_online("nurse1", "Nurse1!clinic", profile("nurse1", "Amal"), T0).await.unwrap();
+        let v = nurse1_logged_in(&store).await;
         let before = dump(&store).await;
         let err = v.put_record(StoreName::Records, "big", &vec![0u8; 100_000]).await.unwrap_err();
         assert_eq!(err.code(), "STORAGE_FULL");
         assert_eq!(dump(&store).await, before);
         v.lock();
-        v.login_offline("nurse1", "Nurse1!clinic", T0).await.unwrap();
+        nurse1_offline(&v, T0).await.unwrap();
     });
 }
 
@@ -345,13 +370,13 @@ fn default_policy_uses_600000_iterations() {
             tracker_offline_core::random::OsRandom,
             Default::default(),
         );
-        v.login_verified_online("nurse1", "Nurse1!clinic", profile("nurse1", "Amal"), T0).await.unwrap();
+        nurse1_online(&v, T0).await;
         let users = store.list(StoreName::Users).await.unwrap();
         let entry: serde_json::Value = serde_json::from_slice(&users[0].1).unwrap();
         assert_eq!(entry["kdf"]["iterations"], 600_000);
         assert_eq!(entry["kdf"]["salt"].as_str().unwrap().len(), 24, "16-byte salt in base64");
         v.lock();
-        v.login_offline("nurse1", "Nurse1!clinic", T0).await.unwrap();
+        nurse1_offline(&v, T0).await.unwrap();
     });
 }
 
@@ -362,14 +387,12 @@ fn default_policy_uses_600000_iterations() {
 fn an_edited_last_online_login_does_not_extend_offline_login() {
     block_on(async {
         let store = MemoryStore::new();
-        let v = vault(&store);
-        v.login_verified_online("nurse1", "Nurse1!clinic", profile("nurse1", "Amal"), T0).await.unwrap();
-        v.lock();
+        let v = nurse1_registered(&store).await;
         let users = store.list(StoreName::Users).await.unwrap();
         let mut entry: serde_json::Value = serde_json::from_slice(&users[0].1).unwrap();
         entry["lastOnlineLoginMs"] = serde_json::json!(T0 + 40 * DAY);
         store.raw_put(StoreName::Users, &users[0].0, serde_json::to_vec(&entry).unwrap()).unwrap();
-        let err = v.login_offline("nurse1", "Nurse1!clinic", T0 + 31 * DAY).await.unwrap_err();
+        let err = nurse1_offline(&v, T0 + 31 * DAY).await.unwrap_err();
         assert_eq!(err, CoreError::CredentialExpired { age_days: 31 });
     });
 }
@@ -381,24 +404,20 @@ fn an_edited_last_online_login_does_not_extend_offline_login() {
 fn a_clock_moved_back_counts_as_expired() {
     block_on(async {
         let store = MemoryStore::new();
-        let v = vault(&store);
-        v.login_verified_online("nurse1", "Nurse1!clinic", profile("nurse1", "Amal"), T0).await.unwrap();
-        v.lock();
-        v.login_offline("nurse1", "Nurse1!clinic", T0 + 29 * DAY).await.unwrap();
-        v.lock();
+        let v = nurse1_registered(&store).await;
+        nurse1_visits_offline(&v, T0 + 29 * DAY).await;
         // Back to day 2 so that day 29 seems 27 days ago... refused.
-        let err = v.login_offline("nurse1", "Nurse1!clinic", T0 + 2 * DAY).await.unwrap_err();
+        let err = nurse1_offline(&v, T0 + 2 * DAY).await.unwrap_err();
         assert_eq!(err.code(), "CREDENTIAL_EXPIRED");
         // A clock before her last online login: refused.
-        let err = v.login_offline("nurse1", "Nurse1!clinic", T0 - DAY).await.unwrap_err();
+        let err = nurse1_offline(&v, T0 - DAY).await.unwrap_err();
         assert_eq!(err.code(), "CREDENTIAL_EXPIRED");
         // A small correction (a few minutes, as a network time sync makes) is fine.
-        v.login_offline("nurse1", "Nurse1!clinic", T0 + 29 * DAY - 10 * 60 * 1000).await.unwrap();
-        v.lock();
+        nurse1_visits_offline(&v, T0 + 29 * DAY - 10 * 60 * 1000).await;
         // An online login starts afresh, whatever the clock said before.
-        v.login_verified_online("nurse1", "Nurse1!clinic", profile("nurse1", "Amal"), T0 + 3 * DAY).await.unwrap();
+        nurse1_online(&v, T0 + 3 * DAY).await;
         v.lock();
-        v.login_offline("nurse1", "Nurse1!clinic", T0 + 4 * DAY).await.unwrap();
+        nurse1_offline(&v, T0 + 4 * DAY).await.unwrap();
     });
 }
 
@@ -408,13 +427,13 @@ fn a_clock_moved_back_counts_as_expired() {
 fn offline_login_on_a_full_device_works_a_day_later() {
     block_on(async {
         let store = MemoryStore::new();
-        vault(&store).login_verified_online("nurse1", "Nurse1!clinic", profile("nurse1", "Amal"), T0).await.unwrap();
+        nurse1_logged_in(&store).await;
         let full = store.full();
         let v = vault(&full);
-        v.login_offline("nurse1", "Nurse1!clinic", T0).await.unwrap();
+        nurse1_offline(&v, T0).await.unwrap();
         assert_eq!(v.put_record(StoreName::Records, "r", b"x").await.unwrap_err().code(), "STORAGE_FULL");
         v.lock();
-        v.login_offline("nurse1", "Nurse1!clinic", T0 + DAY).await.unwrap();
+        nurse1_offline(&v, T0 + DAY).await.unwrap();
     });
 }
 
@@ -493,7 +512,7 @@ fn many_values_are_sealed_and_opened_at_once_by_the_platform_with_the_same_answe
             tracker_offline_core::random::OsRandom,
             fast_policy(),
         );
-        v.login_verified_online("nurse1", "Nurse1!clinic", profile("nurse1", "Amal"), T0).await.unwrap();
+        nurse1_online(&v, T0).await;
         let ids: Vec<String> = (0..10).map(|i| format!("tei:{i}")).collect();
         // One batch of ten values: sealed together by the platform, at commit.
         let mut batch = tracker_offline_core::store::WriteBatch::new();
@@ -527,7 +546,7 @@ fn many_values_are_sealed_and_opened_at_once_by_the_platform_with_the_same_answe
             tracker_offline_core::random::OsRandom,
             fast_policy(),
         );
-        v.login_offline("nurse1", "Nurse1!clinic", T0).await.unwrap();
+        nurse1_offline(&v, T0).await.unwrap();
         platform.opened.set(0);
         let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
         assert_eq!(v.get_records(StoreName::Records, &refs).await.unwrap_err().code(), "STORAGE_CORRUPT");
