@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use support::*;
 use tracker_offline_core::{
     clinic::{bundle_id, parse_bundle, seal_bundle},
-    download::DownloadOptions,
+    download::{DownloadOptions, DownloadReport},
     engine::{Engine, EngineConfig},
     http::{HttpClient, HttpRequest, HttpResponse},
     kdf::RustPbkdf2,
@@ -172,6 +172,32 @@ fn engine<'a>(store: &MemoryStore, server: &'a FakeDhis2) -> E<'a> {
     )
 }
 
+/// nurse1 logged in online at T0 through a new engine over `store`.
+async fn logged_in<'a>(store: &MemoryStore, server: &'a FakeDhis2) -> E<'a> {
+    let e = engine(store, server);
+    e.login("nurse1", "Nurse1!clinic", T0).await.unwrap();
+    e
+}
+
+/// nurse1 logged in online and downloaded the clinic copy at T0.
+async fn downloaded<'a>(store: &MemoryStore, server: &'a FakeDhis2) -> E<'a> {
+    let e = logged_in(store, server).await;
+    download(&e).await.unwrap();
+    e
+}
+
+/// A new engine over `store` (a page reload), nurse1 logged in offline at T0.
+async fn reloaded<'a>(store: &MemoryStore, server: &'a FakeDhis2) -> E<'a> {
+    let e = engine(store, server);
+    e.vault().login_offline("nurse1", "Nurse1!clinic", T0).await.unwrap();
+    e
+}
+
+/// Downloads the clinic copy at T0, with the default options and no progress shown.
+async fn download<S: KvStore>(e: &Engine<S, RustPbkdf2, OsRandom, &FakeDhis2>) -> Result<DownloadReport> {
+    e.download(DownloadOptions::default(), T0, &mut |_| {}).await
+}
+
 async fn body(e: &E<'_>, url: &str) -> Value {
     let r = e.answer_offline(&format!("http://127.0.0.1:9/api/{url}")).await.unwrap().unwrap();
     assert_eq!(r.header("x-tracker-offline"), Some("local"));
@@ -183,8 +209,7 @@ fn download_then_answer_the_apps_reads_offline() {
     block_on(async {
         let store = MemoryStore::new();
         let server = FakeDhis2::new("2.40.3", 120);
-        let e = engine(&store, &server);
-        e.login("nurse1", "Nurse1!clinic", T0).await.unwrap();
+        let e = logged_in(&store, &server).await;
         let mut seen = Vec::new();
         let report = e.download(DownloadOptions::default(), T0, &mut |p| seen.push(p)).await.unwrap();
         assert_eq!(report.tracked_entities, 120);
@@ -200,8 +225,7 @@ fn download_then_answer_the_apps_reads_offline() {
             .any(|u| u.contains("/trackedEntityInstances.json?ou=OuBaniNaim1&ouMode=DESCENDANTS")));
 
         // A fresh engine (page reload): everything comes back from storage after login.
-        let e = engine(&store, &server);
-        e.vault().login_offline("nurse1", "Nurse1!clinic", T0).await.unwrap();
+        let e = reloaded(&store, &server).await;
         let grid = body(&e, &format!("trackedEntityInstances/query.json?ou={OU}&ouMode=DESCENDANTS&program={PROGRAM}&attribute={FIRST}:LIKE:fat&pageSize=10&page=1&totalPages=true")).await;
         assert_eq!(grid["metaData"]["pager"]["total"], 24);
         assert_eq!(grid["rows"].as_array().unwrap().len(), 10);
@@ -288,16 +312,13 @@ fn org_unit_reads_offline_are_answered_from_the_clinic_copy_in_the_servers_shape
     block_on(async {
         let store = MemoryStore::new();
         let server = FakeDhis2::new("2.41.1", 3);
-        let e = engine(&store, &server);
-        e.login("nurse1", "Nurse1!clinic", T0).await.unwrap();
-        e.download(DownloadOptions::default(), T0, &mut |_| {}).await.unwrap();
+        downloaded(&store, &server).await;
         assert!(server
             .requests
             .borrow()
             .iter()
             .any(|u| u.contains("OuBaniNaim1?fields=id,path,displayName,ancestors[")));
-        let e = engine(&store, &server);
-        e.vault().login_offline("nurse1", "Nurse1!clinic", T0).await.unwrap();
+        let e = reloaded(&store, &server).await;
 
         // The Capture app's forms: one org unit with its ancestors, root first.
         let one = body(&e, "41/organisationUnits/OuBaniNaim1?fields=displayName,ancestors[id,displayName]").await;
@@ -407,9 +428,7 @@ fn a_woman_registered_offline_reads_back_through_the_tracker_api_with_her_progra
     block_on(async {
         let store = MemoryStore::new();
         let server = FakeDhis2::new("2.41.1", 3);
-        let e = engine(&store, &server);
-        e.login("nurse1", "Nurse1!clinic", T0).await.unwrap();
-        e.download(DownloadOptions::default(), T0, &mut |_| {}).await.unwrap();
+        let e = downloaded(&store, &server).await;
         // The Capture app's registration: a tracked entity with its enrollment (no enrollment
         // UID: the server names it) and a first visit, in one request.
         let body = json!({"trackedEntities": [{"trackedEntity": "TeNewWoman1", "orgUnit": OU, "trackedEntityType": "TetPerson01",
@@ -460,8 +479,7 @@ fn program_metadata_read_online_in_one_shape_answers_offline_in_another() {
     block_on(async {
         let store = MemoryStore::new();
         let server = FakeDhis2::new("2.41.1", 0);
-        let e = engine(&store, &server);
-        e.login("nurse1", "Nurse1!clinic", T0).await.unwrap();
+        let e = logged_in(&store, &server).await;
         // The Capture app's boot: the program's whole metadata, one list; its type on its own.
         let programs = json!({"pager": {"page": 1}, "programs": [{"id": PROGRAM, "version": 3, "displayName": "MCH",
             "enrollmentDateLabel": "Date of registration", "onlyEnrollOnce": true,
@@ -522,8 +540,7 @@ fn references_in_metadata_read_offline_carry_what_their_own_reads_said() {
     block_on(async {
         let store = MemoryStore::new();
         let server = FakeDhis2::new("2.41.1", 0);
-        let e = engine(&store, &server);
-        e.login("nurse1", "Nurse1!clinic", T0).await.unwrap();
+        let e = logged_in(&store, &server).await;
         let online = [
             (
                 format!("programs?fields=id,programTrackedEntityAttributes[trackedEntityAttribute[id],mandatory],programStages[id,programStageDataElements[dataElement[id]]]&filter=id:in:[{PROGRAM}]"),
@@ -569,15 +586,14 @@ fn interrupted_download_resumes_and_later_runs_are_incremental_with_deletions() 
     block_on(async {
         let store = MemoryStore::new();
         let server = FakeDhis2::new("2.40.3", 120);
-        let e = engine(&store, &server);
-        e.login("nurse1", "Nurse1!clinic", T0).await.unwrap();
+        let e = logged_in(&store, &server).await;
         *server.fail_on_page.borrow_mut() = Some(2);
-        let err = e.download(DownloadOptions::default(), T0, &mut |_| {}).await.unwrap_err();
+        let err = download(&e).await.unwrap_err();
         assert_eq!(err.code(), "SERVER_UNREACHABLE");
         assert_eq!(e.record_count(), 50, "page 1 was kept");
         *server.fail_on_page.borrow_mut() = None;
         server.requests.borrow_mut().clear();
-        let report = e.download(DownloadOptions::default(), T0, &mut |_| {}).await.unwrap();
+        let report = download(&e).await.unwrap();
         assert!(report.resumed);
         assert!(server.requests.borrow().iter().all(|u| !u.contains("&page=1&")), "page 1 is not fetched again");
         assert_eq!(e.record_count(), 120);
@@ -617,9 +633,8 @@ fn a_2_42_server_is_read_through_the_tracker_api() {
     block_on(async {
         let store = MemoryStore::new();
         let server = FakeDhis2::new("2.42.0", 30);
-        let e = engine(&store, &server);
-        e.login("nurse1", "Nurse1!clinic", T0).await.unwrap();
-        let report = e.download(DownloadOptions::default(), T0, &mut |_| {}).await.unwrap();
+        let e = logged_in(&store, &server).await;
+        let report = download(&e).await.unwrap();
         assert_eq!(report.tracked_entities, 30);
         assert!(server
             .requests
@@ -646,9 +661,8 @@ fn a_page_with_bad_records_stores_the_good_ones_and_reports_the_bad_ones() {
             server.teis.borrow_mut()[1]["enrollments"][0]["events"][0]["event"] = json!("not-a-uid");
             server.teis.borrow_mut()[3]["enrollments"] = json!("oops");
             server.teis.borrow_mut().push(json!("not a record"));
-            let e = engine(&store, &server);
-            e.login("nurse1", "Nurse1!clinic", T0).await.unwrap();
-            let report = e.download(DownloadOptions::default(), T0, &mut |_| {}).await.unwrap();
+            let e = logged_in(&store, &server).await;
+            let report = download(&e).await.unwrap();
             assert_eq!(report.tracked_entities, 3, "{version}");
             assert_eq!(report.skipped, 3, "{version}");
             assert_eq!(report.records, 3, "{version}");
@@ -675,16 +689,15 @@ fn a_tracker_page_without_its_list_is_an_error_not_an_empty_page() {
         let store = MemoryStore::new();
         let server = FakeDhis2::new("2.42.0", 120);
         *server.odd_page.borrow_mut() = Some((2, json!({"pager": {"page": 2, "pageSize": 50}})));
-        let e = engine(&store, &server);
-        e.login("nurse1", "Nurse1!clinic", T0).await.unwrap();
-        let err = e.download(DownloadOptions::default(), T0, &mut |_| {}).await.unwrap_err();
+        let e = logged_in(&store, &server).await;
+        let err = download(&e).await.unwrap_err();
         assert_eq!(err.code(), "BAD_RESPONSE");
         assert_eq!(e.record_count(), 50, "page 1 was kept");
         assert_eq!(e.last_download_at().await, None, "the run is not complete");
         *server.odd_page.borrow_mut() = Some((2, json!({"trackedEntities": "x"})));
-        assert_eq!(e.download(DownloadOptions::default(), T0, &mut |_| {}).await.unwrap_err().code(), "BAD_RESPONSE");
+        assert_eq!(download(&e).await.unwrap_err().code(), "BAD_RESPONSE");
         *server.odd_page.borrow_mut() = None;
-        let report = e.download(DownloadOptions::default(), T0, &mut |_| {}).await.unwrap();
+        let report = download(&e).await.unwrap();
         assert!(report.resumed);
         assert_eq!(e.record_count(), 120);
     });
@@ -714,13 +727,12 @@ fn a_damaged_download_cursor_never_stops_the_download() {
         block_on(async {
             let store = MemoryStore::new();
             let server = FakeDhis2::new("2.40.3", 3);
-            let e = engine(&store, &server);
-            e.login("nurse1", "Nurse1!clinic", T0).await.unwrap();
+            let e = logged_in(&store, &server).await;
             e.vault()
                 .put_record(StoreName::Cache, tracker_offline_core::clinic::CURSOR_ID, cursor.to_string().as_bytes())
                 .await
                 .unwrap();
-            let report = e.download(DownloadOptions::default(), T0, &mut |_| {}).await.unwrap();
+            let report = download(&e).await.unwrap();
             assert_eq!(report.records, 3, "{cursor}");
             assert!(e.last_download_at().await.is_some(), "{cursor}");
         });
@@ -730,15 +742,14 @@ fn a_damaged_download_cursor_never_stops_the_download() {
     block_on(async {
         let store = MemoryStore::new();
         let server = FakeDhis2::new("2.40.3", 3);
-        let e = engine(&store, &server);
-        e.login("nurse1", "Nurse1!clinic", T0).await.unwrap();
+        let e = logged_in(&store, &server).await;
         let cursor = json!({"steps": steps, "step": 0, "page": usize::MAX, "since": null, "runStartedMs": 0,
             "done": u64::MAX, "totals": [u64::MAX], "complete": false, "lastCompleteMs": null});
         e.vault()
             .put_record(StoreName::Cache, tracker_offline_core::clinic::CURSOR_ID, cursor.to_string().as_bytes())
             .await
             .unwrap();
-        let report = e.download(DownloadOptions::default(), T0, &mut |_| {}).await.unwrap();
+        let report = download(&e).await.unwrap();
         assert!(report.resumed);
         assert!(e.last_download_at().await.is_some());
     });
@@ -749,9 +760,7 @@ fn locked_vault_answers_nothing_and_damaged_rows_are_skipped() {
     block_on(async {
         let store = MemoryStore::new();
         let server = FakeDhis2::new("2.40.3", 10);
-        let e = engine(&store, &server);
-        e.login("nurse1", "Nurse1!clinic", T0).await.unwrap();
-        e.download(DownloadOptions::default(), T0, &mut |_| {}).await.unwrap();
+        let e = downloaded(&store, &server).await;
         e.logout();
         let err = e.answer_offline("http://127.0.0.1:9/api/trackedEntityInstances/query.json").await.unwrap_err();
         assert_eq!(err, CoreError::VaultLocked);
@@ -770,8 +779,7 @@ fn cached_api_responses_are_sealed_and_served() {
     block_on(async {
         let store = MemoryStore::new();
         let server = FakeDhis2::new("2.40.3", 0);
-        let e = engine(&store, &server);
-        e.login("nurse1", "Nurse1!clinic", T0).await.unwrap();
+        let e = logged_in(&store, &server).await;
         let url = "http://127.0.0.1:9/api/programs.json?fields=id,displayName&paging=false";
         assert!(e
             .cache_response(url, 200, "application/json", br#"{"programs":[{"displayName":"Maternal care"}]}"#)
@@ -903,9 +911,7 @@ fn a_colleague_whose_org_units_do_not_cover_the_clinic_is_not_handed_its_data() 
     block_on(async {
         let store = MemoryStore::new();
         let server = FakeDhis2::new("2.40.3", 10);
-        let e = engine(&store, &server);
-        e.login("nurse1", "Nurse1!clinic", T0).await.unwrap();
-        e.download(DownloadOptions::default(), T0, &mut |_| {}).await.unwrap();
+        let e = downloaded(&store, &server).await;
 
         let err = e.login("nurse3", "Nurse3!nablus", T0).await.unwrap_err();
         assert_eq!(err.code(), "OUTSIDE_CLINIC", "{err}");
@@ -939,7 +945,7 @@ fn offline_reads_show_only_the_logged_in_users_org_units() {
         let e = engine(&store, &server);
         e.login("nurse2", "Nurse2!clinic", T0).await.unwrap(); // her clinic: OU only
         e.login("super1", "Super1!district", T0).await.unwrap(); // handover: the district covers OU
-        e.download(DownloadOptions::default(), T0, &mut |_| {}).await.unwrap();
+        download(&e).await.unwrap();
         let district_wide =
             body(&e, &format!("trackedEntityInstances.json?ou={DISTRICT}&ouMode=DESCENDANTS&paging=false")).await;
         assert_eq!(district_wide["trackedEntityInstances"].as_array().unwrap().len(), 10);
@@ -1048,7 +1054,7 @@ fn the_next_page_is_on_its_way_while_a_page_is_stored_and_a_page_reads_its_women
         };
         let e = Engine::new(EngineConfig::new("/api", fast_policy()).unwrap(), store, RustPbkdf2, OsRandom, &server);
         e.login("nurse1", "Nurse1!clinic", T0).await.unwrap();
-        let report = e.download(DownloadOptions::default(), T0, &mut |_| {}).await.unwrap();
+        let report = download(&e).await.unwrap();
         assert_eq!((report.tracked_entities, report.pages), (160, 4));
         let requests = server.requests.borrow().clone();
         let page_request = |page: usize| {
@@ -1092,7 +1098,7 @@ fn an_unlock_reads_the_index_snapshot_and_only_the_rows_written_since() {
             &server,
         );
         e.login("nurse1", "Nurse1!clinic", T0).await.unwrap();
-        e.download(DownloadOptions::default(), T0, &mut |_| {}).await.unwrap();
+        download(&e).await.unwrap();
         let relogin = || async {
             e.logout();
             e.vault().login_offline("nurse1", "Nurse1!clinic", T0).await.unwrap();
