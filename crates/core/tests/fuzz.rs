@@ -56,7 +56,7 @@ use std::{
 
 use futures::executor::block_on;
 use serde_json::{json, Map, Value};
-use support::{fast_policy, T0};
+use support::{fast_policy, Rng, T0};
 use tracker_offline_core::{
     answer::{accepts_all, interpret, is_import_success, raw_accepted, Verdict},
     backoff::{load_of, retry_after_ms, Load, MAX_RETRY_AFTER_MS},
@@ -95,43 +95,6 @@ const DEFAULT_CASES: u64 = 10_000;
 const LONG_CASES: u64 = 1_000_000;
 /// First seed of the long mode (the test command's seeds are 1..=N).
 const LONG_FIRST_SEED: u64 = 1_000_001;
-
-/// A small deterministic generator (xorshift), so a seed replays a case exactly.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        let mut rng = Rng((seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03) | 1);
-        rng.next();
-        rng
-    }
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        if n == 0 {
-            0
-        } else {
-            (self.next() % n as u64) as usize
-        }
-    }
-    /// True with `percent` % probability.
-    fn chance(&mut self, percent: usize) -> bool {
-        self.below(100) < percent
-    }
-    fn pick<T: Clone>(&mut self, items: &[T]) -> T {
-        items[self.below(items.len())].clone()
-    }
-    fn byte(&mut self) -> u8 {
-        self.next() as u8
-    }
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.byte()).collect()
-    }
-}
 
 /// Bytes shown as text when they are UTF-8, escaped otherwise.
 struct Shown(Vec<u8>);
@@ -1375,43 +1338,27 @@ fn tei_body(rng: &mut Rng) -> Value {
 fn tracker_body(rng: &mut Rng) -> Value {
     let mut body = Map::new();
     if rng.chance(40) {
-        let teis: Vec<Value> = (0..1 + rng.below(2))
-            .map(|_| {
-                Value::Object(convert(
-                    Kind::TrackedEntity,
-                    tei_body(rng).as_object().unwrap(),
-                    Naming::Tracker { minor: 40 },
-                ))
-            })
-            .collect();
-        body.insert("trackedEntities".into(), Value::Array(teis));
+        body.insert("trackedEntities".into(), tracker_list(rng, 2, Kind::TrackedEntity, tei_body));
     }
     if rng.chance(40) {
-        let list: Vec<Value> = (0..1 + rng.below(2))
-            .map(|_| {
-                Value::Object(convert(
-                    Kind::Enrollment,
-                    enrollment_body(rng).as_object().unwrap(),
-                    Naming::Tracker { minor: 40 },
-                ))
-            })
-            .collect();
-        body.insert("enrollments".into(), Value::Array(list));
+        body.insert("enrollments".into(), tracker_list(rng, 2, Kind::Enrollment, enrollment_body));
     }
     if body.is_empty() || rng.chance(60) {
-        let list: Vec<Value> = (0..1 + rng.below(3))
-            .map(|_| {
-                let with_uid = rng.chance(60);
-                Value::Object(convert(
-                    Kind::Event,
-                    event_body(rng, with_uid).as_object().unwrap(),
-                    Naming::Tracker { minor: 40 },
-                ))
-            })
-            .collect();
-        body.insert("events".into(), Value::Array(list));
+        let event = |rng: &mut Rng| {
+            let with_uid = rng.chance(60);
+            event_body(rng, with_uid)
+        };
+        body.insert("events".into(), tracker_list(rng, 3, Kind::Event, event));
     }
     Value::Object(body)
+}
+
+/// One to `most` records of `kind` made by `make` (legacy naming), as a list in the tracker naming.
+fn tracker_list(rng: &mut Rng, most: usize, kind: Kind, mut make: impl FnMut(&mut Rng) -> Value) -> Value {
+    let list = (0..1 + rng.below(most))
+        .map(|_| Value::Object(convert(kind, make(rng).as_object().unwrap(), Naming::Tracker { minor: 40 })))
+        .collect();
+    Value::Array(list)
 }
 
 /// Bulk (`{wrapper: [...]}`) or single.
@@ -3209,6 +3156,17 @@ fn regression_a_tracker_page_that_is_not_one() {
     }
 }
 
+/// Sets `field` of the index row of Te000000002 in `store` to `value`, sealed with the data key
+/// (damaged, authentic storage).
+async fn edit_the_index_row_of_te2(store: &MemoryStore, field: &str, value: Value) {
+    let e = unlocked(store, Down, 1).await.unwrap();
+    let id = bundle_id(&tei_uid(2));
+    let mut row: Value =
+        serde_json::from_slice(&e.vault().get_record(StoreName::Index, &id).await.unwrap().unwrap()).unwrap();
+    row[field] = value;
+    e.vault().put_record(StoreName::Index, &id, row.to_string().as_bytes()).await.unwrap();
+}
+
 /// `stored` seeds with an index row at the largest position and an entry at the last sequence
 /// number (damaged, authentic storage): the next position and the next sequence overflowed
 /// (index.rs, outbox.rs). Positions saturate; the sequence refuses the capture, writing nothing.
@@ -3216,12 +3174,7 @@ fn regression_a_tracker_page_that_is_not_one() {
 fn regression_largest_positions_and_sequence_in_storage() {
     let store = restore(None);
     block_on(async {
-        let e = unlocked(&store, Down, 1).await.unwrap();
-        let id = bundle_id(&tei_uid(2));
-        let mut row: Value =
-            serde_json::from_slice(&e.vault().get_record(StoreName::Index, &id).await.unwrap().unwrap()).unwrap();
-        row["ordinal"] = json!(u64::MAX);
-        e.vault().put_record(StoreName::Index, &id, row.to_string().as_bytes()).await.unwrap();
+        edit_the_index_row_of_te2(&store, "ordinal", json!(u64::MAX)).await;
         let e = unlocked(&store, Down, 2).await.unwrap();
         let answer =
             capture(&e, "POST", "trackedEntityInstances", json!({"trackedEntityType": TET, "orgUnit": OU})).await;
@@ -3339,12 +3292,7 @@ fn regression_an_index_row_without_a_uid() {
     for uid in [json!(""), json!("Te000000002".to_string() + &"a".repeat(5_000)), json!("x/y")] {
         let store = restore(None);
         block_on(async {
-            let e = unlocked(&store, Down, 1).await.unwrap();
-            let id = bundle_id(&tei_uid(2));
-            let mut row: Value =
-                serde_json::from_slice(&e.vault().get_record(StoreName::Index, &id).await.unwrap().unwrap()).unwrap();
-            row["uid"] = uid.clone();
-            e.vault().put_record(StoreName::Index, &id, row.to_string().as_bytes()).await.unwrap();
+            edit_the_index_row_of_te2(&store, "uid", uid.clone()).await;
             let e = unlocked(&store, Down, 2).await.unwrap();
             for read in [
                 "tracker/trackedEntities?orgUnits=OuBaniNaim1&orgUnitMode=DESCENDANTS&fields=*",

@@ -36,7 +36,7 @@ use std::{
 
 use futures::executor::block_on;
 use serde_json::{json, Value};
-use support::{fast_policy, yield_once};
+use support::{fast_policy, yield_once, Rng};
 use tracker_offline_core::{
     download::DownloadOptions,
     engine::{Engine, EngineConfig},
@@ -56,20 +56,6 @@ const STAGE: &str = "PsAncVisit1";
 const TET: &str = "TetPerson01";
 const FIELDS: [&str; 3] = ["DeWeightKg1", "DeBpSystol1", "DeRemarks01"];
 const NURSES: [(&str, &str); 2] = [("nurse1", "Nurse1!clinic"), ("nurse2", "Nurse2!clinic")];
-
-/// A small deterministic generator (xorshift), so a seed replays a case exactly.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
 
 #[derive(Clone, Copy, PartialEq, Debug)]
 enum Fault {

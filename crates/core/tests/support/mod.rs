@@ -58,6 +58,44 @@ pub fn contains(haystack: &[u8], needle: &str) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle.as_bytes())
 }
 
+/// A small deterministic generator (xorshift), so a seed replays a case exactly.
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// A generator whose first numbers differ widely for neighbouring seeds.
+    pub fn new(seed: u64) -> Self {
+        let mut rng = Rng((seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03) | 1);
+        rng.next();
+        rng
+    }
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    pub fn below(&mut self, n: usize) -> usize {
+        if n == 0 {
+            0
+        } else {
+            (self.next() % n as u64) as usize
+        }
+    }
+    /// True with `percent` % probability.
+    pub fn chance(&mut self, percent: usize) -> bool {
+        self.below(100) < percent
+    }
+    pub fn pick<T: Clone>(&mut self, items: &[T]) -> T {
+        items[self.below(items.len())].clone()
+    }
+    pub fn byte(&mut self) -> u8 {
+        self.next() as u8
+    }
+    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.byte()).collect()
+    }
+}
+
 /// One scripted answer of [`ScriptedHttp`].
 pub enum Answer {
     Status(u16, &'static str),
