@@ -403,6 +403,10 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
             let mut server_errors: BTreeMap<String, String> = BTreeMap::new();
             let mut hunt = ErrorHunt::default();
             let limit = self.outbox.server_error_limit();
+            // The record the hunt found the server failing on, in this segment.
+            let blame_here = |uid: &str, answer, errors: &mut _, records: &mut _, teis: &mut _| {
+                blame(uid, answer, &segment, &touches, errors, records, teis, limit)
+            };
             let mut queue: VecDeque<QueuedRequest> =
                 plan.into_iter().map(|request| QueuedRequest { request, half: None }).collect();
             while let Some(QueuedRequest { request, half }) = queue.pop_front() {
@@ -493,16 +497,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
                             queue.push_front(*a);
                         }
                         HuntStep::Culprit(uid, answer) => {
-                            blame(
-                                &uid,
-                                answer,
-                                &segment,
-                                &touches,
-                                &mut server_errors,
-                                &mut failed_records,
-                                &mut failed_teis,
-                                limit,
-                            );
+                            blame_here(&uid, answer, &mut server_errors, &mut failed_records, &mut failed_teis)
                         }
                         HuntStep::Probe(..) | HuntStep::ServerFailing => {
                             report.stopped = Some("SERVER_BUSY".into());
@@ -562,16 +557,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
                                 queue.push_front(*a);
                             }
                             Some(HuntStep::Culprit(uid, answer)) => {
-                                blame(
-                                    &uid,
-                                    answer,
-                                    &segment,
-                                    &touches,
-                                    &mut server_errors,
-                                    &mut failed_records,
-                                    &mut failed_teis,
-                                    limit,
-                                );
+                                blame_here(&uid, answer, &mut server_errors, &mut failed_records, &mut failed_teis)
                             }
                             _ => {}
                         }
