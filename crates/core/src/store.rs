@@ -159,6 +159,16 @@ impl WriteBatch {
         self.ops.iter().any(|op| matches!(op, WriteOp::Seal { .. }))
     }
 
+    /// Refuses a put of an empty key ([`CoreError::BadInput`]): a store checks this after the
+    /// preconditions, before it writes anything.
+    pub fn check_keys(&self) -> Result<()> {
+        let empty = self.ops.iter().any(|op| matches!(op, WriteOp::Put { key, .. } if key.is_empty()));
+        if empty {
+            return Err(CoreError::BadInput("empty store key".into()));
+        }
+        Ok(())
+    }
+
     /// Adds a precondition ([`WriteOp::Expect`]).
     pub fn expect(mut self, store: StoreName, key: impl Into<String>, value: Option<Vec<u8>>) -> Self {
         self.ops.push(WriteOp::Expect { store, key: key.into(), value });
@@ -329,15 +339,13 @@ impl KvStore for MemoryStore {
                 }
             }
         }
+        batch.check_keys()?;
         // Apply to a copy and swap, so a failure leaves nothing half-written.
         let mut next = tables.clone();
         for op in batch.ops() {
             match op {
                 WriteOp::Expect { .. } | WriteOp::Seal { .. } => {}
                 WriteOp::Put { store, key, value } => {
-                    if key.is_empty() {
-                        return Err(CoreError::BadInput("empty store key".into()));
-                    }
                     next.entry(*store).or_default().insert(key.clone(), value.clone());
                 }
                 WriteOp::Delete { store, key } => {

@@ -243,15 +243,13 @@ impl KvStore for IdbStore {
                 }
             }
         }
+        batch.check_keys()?;
         // Requests are pipelined; an error returns early and dropping `tx` aborts it, so
         // nothing of the batch is kept.
         for op in batch.ops() {
             match op {
                 WriteOp::Expect { .. } | WriteOp::Seal { .. } => {}
                 WriteOp::Put { store, key, value } => {
-                    if key.is_empty() {
-                        return Err(CoreError::BadInput("empty store key".into()));
-                    }
                     let os = tx.object_store(store.as_str()).map_err(idb_error)?;
                     let value: JsValue = Uint8Array::from(value.as_slice()).into();
                     let _pending = os.put(value).with_key(key.as_str()).primitive().map_err(idb_error)?;
