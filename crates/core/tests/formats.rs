@@ -23,14 +23,8 @@ fn register_formats_are_stable() {
         let store = MemoryStore::new();
         let policy = VaultPolicy { iterations: 1_000, ..VaultPolicy::default() };
         let v = Vault::new(store.clone(), RustPbkdf2, DeterministicRandom::new(42), policy);
-        let profile = UserProfile {
-            id: "xE7jOejl9FI".into(),
-            username: "nurse1".into(),
-            display_name: "Amal Haddad".into(),
-            organisation_units: vec![],
-            tei_search_organisation_units: vec![],
-            authorities: vec![],
-        };
+        let profile: UserProfile =
+            serde_json::from_str(r#"{"id":"xE7jOejl9FI","username":"nurse1","displayName":"Amal Haddad"}"#).unwrap();
         v.login_verified_online("nurse1", "Nurse1!clinic", profile, 1_780_000_000_000).await.unwrap();
         v.put_record(StoreName::Records, "tei:PQfMcpmXeFE", b"{}").await.unwrap();
 
