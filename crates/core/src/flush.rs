@@ -403,7 +403,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
             let mut server_errors: BTreeMap<String, String> = BTreeMap::new();
             let mut hunt = ErrorHunt::default();
             let limit = self.outbox.server_error_limit();
-            // The record the hunt found the server failing on, in this segment.
+            // Blames the record the hunt found the server failing on (see `blame`), in this segment.
             let blame_here = |uid: &str, answer, errors: &mut _, records: &mut _, teis: &mut _| {
                 blame(uid, answer, &segment, &touches, errors, records, teis, limit)
             };
