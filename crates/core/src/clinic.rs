@@ -94,14 +94,14 @@ where
             batch = self.vault.delete_into(batch, StoreName::Index, &bundle_id(uid))?;
         }
         self.vault.commit(batch).await?;
-        if let Ok(mut clinic) = self.clinic.lock() {
+        self.clinic.update(|clinic| {
             for row in rows {
                 clinic.index.upsert(row);
             }
             for uid in removed {
                 clinic.index.remove(uid);
             }
-        }
+        });
         Ok(())
     }
 }

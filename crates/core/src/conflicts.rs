@@ -188,7 +188,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
     }
 
     async fn resolution_entry(&self, conflict: &Conflict, author: &str, now_ms: i64) -> Result<OutboxEntry> {
-        let minor = self.clinic.lock().map(|c| c.metadata.minor_version()).unwrap_or(0);
+        let minor = self.clinic.minor_version().unwrap_or(0);
         Ok(OutboxEntry {
             seq: self.next_seq(now_ms).await?,
             author: author.to_string(),

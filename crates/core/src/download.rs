@@ -198,7 +198,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
         if !self.vault.is_unlocked() {
             return Err(CoreError::VaultLocked);
         }
-        if self.clinic.lock().map(|c| c.loaded).unwrap_or(false) {
+        if self.clinic.is_loaded() {
             return Ok(());
         }
         let metadata = match self.vault.get_record(StoreName::Cache, METADATA_ID).await? {
@@ -226,7 +226,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
         };
         // In memory first: a capture committed while the snapshot is written below updates
         // this state, not one that would replace it afterwards.
-        *self.clinic.lock().map_err(|_| CoreError::Storage("clinic lock poisoned".into()))? = state;
+        self.clinic.replace(state)?;
         if !loaded.chunk_writes.is_empty() {
             // Best effort: a snapshot not written (a full device) is written at a later load.
             if let Ok(batch) = index_snapshot::write_chunks(&self.vault, WriteBatch::new(), &loaded.chunk_writes) {
@@ -247,7 +247,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
 
     /// Number of tracked entities in the local copy.
     pub fn record_count(&self) -> u64 {
-        self.clinic.lock().map(|c| c.index.len() as u64).unwrap_or(0)
+        self.clinic.women()
     }
 
     async fn fetch_metadata(&self) -> Result<(ClinicMetadata, Option<i64>)> {
@@ -403,9 +403,7 @@ programTrackedEntityAttributes[displayInList,trackedEntityAttribute[id,displayNa
             &serde_json::to_vec(&meta).map_err(|e| CoreError::BadInput(e.to_string()))?,
         )?;
         self.vault.commit(metadata_batch).await?;
-        if let Ok(mut c) = self.clinic.lock() {
-            c.metadata = meta.clone();
-        }
+        self.clinic.update(|c| c.metadata = meta.clone());
 
         let mut report = DownloadReport {
             tracked_entities: 0,
@@ -487,14 +485,14 @@ programTrackedEntityAttributes[displayInList,trackedEntityAttribute[id,displayNa
                 let batch = self.vault.seal_into(batch, StoreName::Cache, CURSOR_ID, &cursor_bytes)?;
                 self.vault.commit(batch).await?;
                 // The index in memory follows the commit before the writer is let go.
-                if let Ok(mut c) = self.clinic.lock() {
+                self.clinic.update(|c| {
                     for uid in &applied.removed {
                         c.index.remove(uid);
                     }
                     for row in std::mem::take(&mut applied.rows) {
                         c.index.upsert(row);
                     }
-                }
+                });
                 Ok::<_, CoreError>(applied)
             };
             let fetch_next = async {

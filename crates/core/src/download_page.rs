@@ -61,7 +61,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
     ) -> Result<(WriteBatch, AppliedPage)> {
         let mut batch = WriteBatch::new();
         let mut applied = AppliedPage::default();
-        let mut next_ordinal = self.clinic.lock().map(|c| c.index.next_ordinal()).unwrap_or(1);
+        let mut next_ordinal = self.clinic.next_ordinal().unwrap_or(1);
         // The stored copies of the page's women, read at once (one transaction, not one each).
         let uids: Vec<String> = items
             .iter()

@@ -159,7 +159,7 @@ pub struct Engine<S, K, R, H> {
     pub(crate) contact: crate::server_contact::ServerContact,
     /// What this context keeps of the outbox in memory.
     pub(crate) outbox: crate::outbox::OutboxBook,
-    pub(crate) clinic: std::sync::Mutex<crate::clinic::ClinicState>,
+    pub(crate) clinic: crate::clinic_copy::ClinicCopy,
     /// The one writer of the local copy and the outbox in this context: every read-modify-write
     /// of bundles or entries (capture, online write record, flush settle, download page,
     /// discard) holds it from its reads to its commit, so no change is written over another.
@@ -405,9 +405,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
     /// Logs out: keys and password are zeroized, the in-memory clinic index is dropped.
     pub fn logout(&self) {
         self.vault.lock();
-        if let Ok(mut clinic) = self.clinic.lock() {
-            *clinic = Default::default();
-        }
+        self.clinic.clear();
     }
 
     /// True if a request should try the network first (false during the fast path after a
@@ -460,9 +458,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
     /// Drops the in-memory clinic index so the next read reloads it from storage (another
     /// context changed the copy).
     pub fn invalidate_clinic(&self) {
-        if let Ok(mut clinic) = self.clinic.lock() {
-            clinic.loaded = false;
-        }
+        self.clinic.invalidate();
     }
 
     /// When the last flush that reached the server finished (ms since epoch), in this context.

@@ -382,7 +382,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
             let deltas: BTreeMap<String, Option<Object>> =
                 merges.iter().map(|(uid, m)| (uid.clone(), m.delta.clone())).collect();
             let source = RecordSource { bundles: &bundles, deltas: &deltas, authors: &authors };
-            let minor = self.clinic.lock().map(|c| c.metadata.minor_version()).unwrap_or(40);
+            let minor = self.clinic.minor_version().unwrap_or(40);
             let plan = plan_segment(&api, family, minor, &sendable, &source);
             // A record missing from the local copy was lost from storage: never counted as sent,
             // kept as a failure for the user.
@@ -668,7 +668,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
     /// Whether the server now offers only `/api/tracker` (2.42+), asked when legacy tracker
     /// writes wait (one `system/info` read; no answer means "as before").
     async fn server_has_only_tracker_api(&self, pending: &[&OutboxEntry], now_ms: i64) -> bool {
-        let known = self.clinic.lock().map(|c| c.metadata.minor_version()).unwrap_or(0);
+        let known = self.clinic.minor_version().unwrap_or(0);
         if known >= 42 {
             return true;
         }
@@ -693,9 +693,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
         let version = info.get("version").and_then(Value::as_str).unwrap_or_default();
         let minor: u32 = version.split('.').nth(1).and_then(|m| m.parse().ok()).unwrap_or(0);
         if minor >= 42 {
-            if let Ok(mut clinic) = self.clinic.lock() {
-                clinic.metadata.server_version = version.to_string();
-            }
+            self.clinic.update(|clinic| clinic.metadata.server_version = version.to_string());
         }
         minor >= 42
     }

@@ -166,7 +166,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
     /// the API family of the writes.
     async fn server_copies(&self, family: Family, teis: &[String], now_ms: i64) -> Result<BTreeMap<String, TeiBundle>> {
         let api = &self.config.api_base;
-        let minor = self.clinic.lock().map(|c| c.metadata.minor_version()).unwrap_or(0);
+        let minor = self.clinic.minor_version().unwrap_or(0);
         let url = match family {
             Family::Legacy => format!(
                 "{api}/trackedEntityInstances.json?trackedEntityInstance={}&ouMode=ACCESSIBLE&fields=*\

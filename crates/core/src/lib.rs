@@ -18,6 +18,7 @@ pub mod answer;
 pub mod api_path;
 pub mod backoff;
 pub mod clinic;
+pub mod clinic_copy;
 pub mod conflicts;
 pub mod crypto;
 pub mod download;

@@ -362,13 +362,13 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
 
     /// Understands a write and adds UIDs to creates (before it is sent or queued).
     pub fn prepare_write(&self, method: &str, url: &str, content_type: &str, body: &[u8]) -> Result<PreparedWrite> {
-        let minor = self.clinic.lock().map(|c| c.metadata.minor_version()).unwrap_or(40);
+        let minor = self.clinic.minor_version().unwrap_or(40);
         prepare_write(method, url, &self.api_path(), minor, content_type, body, self.vault.rng())
     }
 
     async fn load_bundles_for(&self, prepared: &PreparedWrite) -> Result<BTreeMap<String, TeiBundle>> {
         let mut wanted: BTreeSet<String> = BTreeSet::new();
-        let owner = |uid: &str| self.clinic.lock().ok().and_then(|c| c.index.owner(uid).map(str::to_string));
+        let owner = |uid: &str| self.clinic.owner_of(uid);
         let mut consider = |record: &crate::records::Object| {
             for key in ["trackedEntityInstance"] {
                 if let Some(t) = text(record, key) {
@@ -413,13 +413,13 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
         now_ms: i64,
         mut loaded: BTreeMap<String, TeiBundle>,
     ) -> Result<(Vec<TeiBundle>, Vec<Touch>)> {
-        let owner = |uid: &str| self.clinic.lock().ok().and_then(|c| c.index.owner(uid).map(str::to_string));
+        let owner = |uid: &str| self.clinic.owner_of(uid);
         let mut bundle_of = |uid: &str| loaded.remove(uid);
         apply_mutation(prepared, author, &iso_from_ms(now_ms), &mut bundle_of, &owner)
     }
 
     fn existed(&self, uid: &str) -> bool {
-        self.clinic.lock().map(|c| c.index.get(uid).is_some() || c.index.owner(uid).is_some()).unwrap_or(false)
+        self.clinic.knows(uid)
     }
 
     /// Queues a write: its effect on the local copy and its outbox entry in one transaction.
@@ -441,7 +441,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
             replaced = track_field_changes(&before, &mut bundles, &touches, prepared.window.as_ref(), &author, now_ms);
             (bundles, touches)
         });
-        let next_ordinal = self.clinic.lock().map(|c| c.index.next_ordinal()).unwrap_or(1);
+        let next_ordinal = self.clinic.next_ordinal().unwrap_or(1);
         let effect = effect.map(|(mut bundles, touches)| {
             for (i, b) in bundles.iter_mut().filter(|b| b.ordinal == 0).enumerate() {
                 b.ordinal = next_ordinal.saturating_add(i as u64);

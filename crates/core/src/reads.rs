@@ -151,8 +151,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
     fn org_unit_names(&self) -> impl Fn(&str) -> String {
         let names: std::collections::HashMap<String, String> = self
             .clinic
-            .lock()
-            .map(|c| c.metadata.org_units.iter().map(|(id, o)| (id.clone(), o.display_name.clone())).collect())
+            .read(|c| c.metadata.org_units.iter().map(|(id, o)| (id.clone(), o.display_name.clone())).collect())
             .unwrap_or_default();
         move |id: &str| names.get(id).cloned().unwrap_or_default()
     }
@@ -178,8 +177,8 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
             None => return Ok(None),
         };
         if let Some(scope) = self.user_scope() {
-            let clinic = self.clinic.lock().map_err(|_| CoreError::Storage("clinic lock poisoned".into()))?;
-            if !scope.sees(text(&bundle.tei, "orgUnit").unwrap_or_default(), &clinic.metadata) {
+            let org_unit = text(&bundle.tei, "orgUnit").unwrap_or_default();
+            if !self.clinic.read(|clinic| scope.sees(org_unit, &clinic.metadata))? {
                 return Ok(None);
             }
         }
@@ -188,12 +187,15 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
 
     fn matching_rows(&self, q: &TeiQuery) -> Result<(Vec<IndexRow>, usize, ClinicMetadata)> {
         let scope = self.user_scope();
-        let clinic = self.clinic.lock().map_err(|_| CoreError::Storage("clinic lock poisoned".into()))?;
-        if let Some(outside) = q.outside_scope(&clinic.metadata, scope.as_ref()) {
-            return Err(CoreError::Conflict(format!("Organisation unit is not part of the search scope: {outside}")));
-        }
-        let (rows, total) = q.run_within(&clinic.index, &clinic.metadata, scope.as_ref());
-        Ok((rows.into_iter().cloned().collect(), total, clinic.metadata.clone()))
+        self.clinic.read(|clinic| {
+            if let Some(outside) = q.outside_scope(&clinic.metadata, scope.as_ref()) {
+                return Err(CoreError::Conflict(format!(
+                    "Organisation unit is not part of the search scope: {outside}"
+                )));
+            }
+            let (rows, total) = q.run_within(&clinic.index, &clinic.metadata, scope.as_ref());
+            Ok((rows.into_iter().cloned().collect(), total, clinic.metadata.clone()))
+        })?
     }
 
     /// Every bundle of tracked entities matching the child filter's TEI (or all, when none).
@@ -201,12 +203,11 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
         // In the server's order (the order the download received them).
         let uids: Vec<String> = match &filter.tei {
             Some(t) => vec![t.clone()],
-            None => {
-                let clinic = self.clinic.lock().map_err(|_| CoreError::Storage("clinic lock poisoned".into()))?;
+            None => self.clinic.read(|clinic| {
                 let mut rows: Vec<&IndexRow> = clinic.index.rows().collect();
                 rows.sort_by(|a, b| a.ordinal.cmp(&b.ordinal).then_with(|| a.uid.cmp(&b.uid)));
                 rows.into_iter().map(|r| r.uid.clone()).collect()
-            }
+            })?,
         };
         let mut out = Vec::new();
         for uid in uids {
@@ -249,7 +250,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
     }
 
     fn owner_of(&self, record_uid: &str) -> Option<String> {
-        self.clinic.lock().ok().and_then(|c| c.index.owner(record_uid).map(str::to_string))
+        self.clinic.owner_of(record_uid)
     }
 
     /// Answers a GET from the local copy or the sealed cache. `Ok(None)`: nothing local can
@@ -279,7 +280,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
         if let ReadRoute::Tracker(..) = route {
             // Paging switches of the tracker family by version: `skipPaging` up to 2.41,
             // `paging=false` from 2.41.
-            let minor = self.clinic.lock().map(|c| c.metadata.minor_version()).unwrap_or(40);
+            let minor = self.clinic.minor_version().unwrap_or(40);
             target.params.retain(|(k, _)| !(minor <= 40 && k == "paging" || minor >= 42 && k == "skipPaging"));
         }
         let fields = selection(&target);
@@ -299,8 +300,9 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
                     };
                     let user =
                         crate::metadata_answers::KnownUser { profile: profile.as_ref(), seen_online: seen.as_ref() };
-                    let clinic = self.clinic.lock().map_err(|_| CoreError::Storage("clinic lock poisoned".into()))?;
-                    let answer = crate::metadata_answers::answer(relative, &target, &clinic.metadata, &user);
+                    let answer = self
+                        .clinic
+                        .read(|clinic| crate::metadata_answers::answer(relative, &target, &clinic.metadata, &user))?;
                     return Ok(answer.map(|v| json_response(&v)));
                 }
                 if crate::metadata_answers::OBJECTS_KEPT_BY_ID.iter().any(|r| relative.starts_with(*r)) {
@@ -387,7 +389,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
                 }
             }
             ReadRoute::Tracker(kind, Some(uid)) => {
-                let minor = self.clinic.lock().map(|c| c.metadata.minor_version()).unwrap_or(40);
+                let minor = self.clinic.minor_version().unwrap_or(40);
                 let record = match kind {
                     Kind::TrackedEntity => {
                         let names = self.org_unit_names();
@@ -416,7 +418,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
             }
             ReadRoute::TrackerRelationships => match self.relationships_known_none(&target).await? {
                 true => {
-                    let minor = self.clinic.lock().map(|c| c.metadata.minor_version()).unwrap_or(40);
+                    let minor = self.clinic.minor_version().unwrap_or(40);
                     let number = |name: &str, default: usize| {
                         target.get(name).and_then(|v| v.parse::<usize>().ok()).filter(|n| *n > 0).unwrap_or(default)
                     };
@@ -432,7 +434,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
                 false => return Ok(None),
             },
             ReadRoute::Tracker(kind, None) => {
-                let minor = self.clinic.lock().map(|c| c.metadata.minor_version()).unwrap_or(40);
+                let minor = self.clinic.minor_version().unwrap_or(40);
                 let (items, paging) = match kind {
                     Kind::TrackedEntity => {
                         let q = TeiQuery::from_target(&target)?;
