@@ -61,14 +61,17 @@ const SHIPPED = [
  * outside the manifest: +10,400 raw in the load, -5,100 for the listing it replaced), and the
  * in-memory index's maps on the Fx hash (their own hashbrown instances). The first page after
  * an offline login at 20,000 women went from 746-907 ms to 388-422 ms in the same profile.
- * Raised to 591,500 in session 17: 591,273 bytes (+3,271, no wasm change) for issue 18's www/ui:
+ * Raised to 592,000 in session 17: 591,830 bytes. +3,271 for issue 18's www/ui (no wasm change):
  * the loader's DOM helper, its list of refused work and its login form became ui/dom.js,
  * ui/work.js and ui/login.js, shared with the demo (the loader -1,013; dom.js 545, work.js 1,796,
  * login.js 1,612, each gzipped on its own; the loader now has the demo's list (dates, the reasons
  * as a list, a button disabled while its action runs) and its login checks (an empty field, the
- * refusal beside the field it is about, with its code)).
+ * refusal beside the field it is about, with its code)); then +557 in the wasm after the clinic
+ * copy became an owned part (ClinicCopy) and both stores check a batch's keys in one function
+ * (found by CI's clean build: the budget had been measured on a stale www/pkg; not traced
+ * further).
  */
-const BUDGET_BYTES = 591_500;
+const BUDGET_BYTES = 592_000;
 const TARGET_BYTES = 250 * 1024;
 
 test('everything shipped stays within the size budget (gzip -9)', () => {

@@ -9,6 +9,12 @@ use crate::{
     error::{CoreError, Result},
 };
 
+/// The error of a lock poisoned by a panic while it was held (one function, not one per caller).
+#[cold]
+fn poisoned() -> CoreError {
+    CoreError::Storage("clinic lock poisoned".into())
+}
+
 /// The engine's clinic copy in memory.
 #[derive(Debug, Default)]
 pub struct ClinicCopy(Mutex<ClinicState>);
@@ -16,7 +22,7 @@ pub struct ClinicCopy(Mutex<ClinicState>);
 impl ClinicCopy {
     /// Reads the copy; a poisoned lock (a panic while it was held) is a storage error.
     pub fn read<T>(&self, read: impl FnOnce(&ClinicState) -> T) -> Result<T> {
-        let state = self.0.lock().map_err(|_| CoreError::Storage("clinic lock poisoned".into()))?;
+        let state = self.0.lock().map_err(|_| poisoned())?;
         Ok(read(&state))
     }
 
@@ -30,7 +36,7 @@ impl ClinicCopy {
 
     /// Replaces the copy with one loaded from storage.
     pub fn replace(&self, loaded: ClinicState) -> Result<()> {
-        *self.0.lock().map_err(|_| CoreError::Storage("clinic lock poisoned".into()))? = loaded;
+        *self.0.lock().map_err(|_| poisoned())? = loaded;
         Ok(())
     }
 
