@@ -172,8 +172,9 @@ function toResponse(answer) {
   return new Response(answer.body.length ? answer.body : null, { status: answer.status, headers: answer.headers });
 }
 
-async function notifyClients(message) {
-  for (const client of await self.clients.matchAll({ type: 'window' })) client.postMessage(message);
+/** Posts a message to every window of this worker (`windows`: a list already asked for). */
+async function notifyClients(message, windows) {
+  for (const client of windows ?? (await self.clients.matchAll({ type: 'window' }))) client.postMessage(message);
 }
 
 /**
@@ -207,11 +208,12 @@ async function registerSync() {
  */
 async function answerWrite(event, request, apiBase) {
   const engine = await engineFor(apiBase);
-  const body = new Uint8Array(await request.clone().arrayBuffer());
+  // The body is read once (no copy of the request): a write sent as it came is rebuilt from it.
+  const body = new Uint8Array(await request.arrayBuffer());
   const plan = await engine.planWrite(request.method, request.url, request.headers.get('content-type') ?? '', body);
   if (plan.kind === 'send-as-is') {
     try {
-      return await fetchWithTimeout(request);
+      return await fetchWithTimeout(new Request(request, { body: body.length ? body : undefined }));
     } catch {
       return toResponse(plan.answer);
     }
@@ -247,12 +249,13 @@ async function answerWrite(event, request, apiBase) {
   }
   // Which window wrote, and which are open: a value another open window saved and this one
   // replaces is kept as a conflict (the core decides).
-  if (event.clientId) prepared.fromWindow(event.clientId, (await self.clients.matchAll({ type: 'window' })).map((c) => c.id));
+  const windows = await self.clients.matchAll({ type: 'window' });
+  if (event.clientId) prepared.fromWindow(event.clientId, windows.map((c) => c.id));
   const { queued, answer } = await engine.captureWrite(prepared);
   if (queued) {
     event.waitUntil(
       (async () => {
-        await notifyClients({ type: 'tracker-offline:queued', apiBase });
+        await notifyClients({ type: 'tracker-offline:queued', apiBase }, windows);
         await registerSync();
         // Never while the device backs off (the core decides; the report says when).
         await flush(apiBase, undefined, { ifDue: true }).catch(() => {});

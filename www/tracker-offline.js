@@ -30,6 +30,8 @@ import init, { Engine, checkFlushScope, triggerDelayMs, workerAnswerWithinMs } f
 
 /** A queued write with no flush report in sight: when an automatic flush is tried anyway (ms). */
 const QUEUED_CHECK_MS = 30000;
+/** How long the status after a queued write waits for the writes of its burst. */
+const STATUS_AFTER_WRITES_MS = 250;
 /** The library version, stamped by scripts/package.sh ('dev' in the source tree). */
 const LIBRARY_VERSION = 'dev';
 
@@ -283,6 +285,7 @@ export class TrackerOffline extends EventTarget {
   #idleLockMs = 0;
   #idleTimer = null;
   #retryTimer = null;
+  #statusTimer = null;
 
   constructor(engine, apiBase, channel, flushScope) {
     super();
@@ -298,7 +301,7 @@ export class TrackerOffline extends EventTarget {
         this.dispatchEvent(new CustomEvent('flush', { detail: event.data.progress }));
       }
       if (event.data.type === 'tracker-offline:flushed' || event.data.type === 'tracker-offline:queued') {
-        this.#emitStatus();
+        this.#emitStatusSoon();
         // The worker's flush after a capture says when the next try is due (its backoff).
         if (event.data.type === 'tracker-offline:flushed') this.#followUp(event.data.report);
         else if (this.#retryTimer === null) this.#scheduleRetry(QUEUED_CHECK_MS);
@@ -626,5 +629,14 @@ export class TrackerOffline extends EventTarget {
 
   #emitStatus() {
     this.status().then((s) => this.dispatchEvent(new CustomEvent('status', { detail: s })), () => {});
+  }
+
+  /** The status after queued or sent work, asked once per burst of writes (issue 17, P4). */
+  #emitStatusSoon() {
+    if (this.#statusTimer !== null) return;
+    this.#statusTimer = setTimeout(() => {
+      this.#statusTimer = null;
+      this.#emitStatus();
+    }, STATUS_AFTER_WRITES_MS);
   }
 }

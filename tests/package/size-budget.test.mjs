@@ -69,9 +69,11 @@ const SHIPPED = [
  * refusal beside the field it is about, with its code)); then +557 in the wasm after the clinic
  * copy became an owned part (ClinicCopy) and both stores check a batch's keys in one function
  * (found by CI's clean build: the budget had been measured on a stale www/pkg; not traced
- * further).
+ * further). Then 592,500: 592,127 bytes (+297) for issue 17's P4 (the page asks the status once
+ * per burst of writes; the worker reads a write's body without copying the request and asks
+ * its windows once; the flush a capture asks for while backing off counts nothing).
  */
-const BUDGET_BYTES = 592_000;
+const BUDGET_BYTES = 592_500;
 const TARGET_BYTES = 250 * 1024;
 
 test('everything shipped stays within the size budget (gzip -9)', () => {

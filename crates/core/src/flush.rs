@@ -614,8 +614,12 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
         };
         self.vault.session_info().ok_or(CoreError::VaultLocked)?;
         // Not opened while backing off (a capture asks this after every write): the entries
-        // stored, pending or failed.
-        let remaining = self.vault.store().count(StoreName::Outbox).await?;
+        // stored, pending or failed, as this context keeps them (its own captures keep the counts
+        // exact), else counted (one transaction, which every write paid here before).
+        let remaining = match self.outbox.counts() {
+            Some(kept) => kept.pending + kept.failed,
+            None => self.vault.store().count(StoreName::Outbox).await?,
+        };
         Ok(FlushReport {
             remaining,
             stopped: Some("BACKING_OFF".into()),

@@ -157,11 +157,18 @@ pub struct ReadsCounted {
     counted: StoreName,
     values_read: std::rc::Rc<std::cell::Cell<usize>>,
     keys_listed: std::rc::Rc<std::cell::Cell<usize>>,
+    counted_entries: std::rc::Rc<std::cell::Cell<usize>>,
 }
 
 impl ReadsCounted {
     pub fn new(inner: MemoryStore, counted: StoreName) -> Self {
-        Self { inner, counted, values_read: Default::default(), keys_listed: Default::default() }
+        Self {
+            inner,
+            counted,
+            values_read: Default::default(),
+            keys_listed: Default::default(),
+            counted_entries: Default::default(),
+        }
     }
     fn note(&self, store: StoreName, values: usize, keys: usize) {
         if store == self.counted {
@@ -176,6 +183,10 @@ impl ReadsCounted {
     /// Keys listed since the last call.
     pub fn take_keys_listed(&self) -> usize {
         self.keys_listed.replace(0)
+    }
+    /// How often the store's entries were counted since the last call.
+    pub fn take_counted_entries(&self) -> usize {
+        self.counted_entries.replace(0)
     }
 }
 
@@ -206,6 +217,9 @@ impl KvStore for ReadsCounted {
         Ok(keys)
     }
     async fn count(&self, store: StoreName) -> Result<u64> {
+        if store == self.counted {
+            self.counted_entries.set(self.counted_entries.get() + 1);
+        }
         self.inner.count(store).await
     }
     async fn write(&self, batch: WriteBatch) -> Result<()> {
