@@ -1359,6 +1359,14 @@ fn outbox_counts_kept_through_writes_stay_exact() {
 /// Issue 17 (P4 with 5,000 entries queued: a write's p95 was 436 ms): once a contact got no
 /// answer, a due flush asks the server (one light read) before it opens the outbox, so a
 /// device offline with its work queued does not open every entry at each try.
+/// nurse1 logged in online over a store that counts its outbox reads; then the server goes down.
+async fn logged_in_then_down<'a>(store: &ReadsCounted, server: &'a Server) -> EngineOver<'a, ReadsCounted> {
+    let e = Engine::new(EngineConfig::new(API, fast_policy()).unwrap(), store.clone(), RustPbkdf2, OsRandom, server);
+    e.login("nurse1", "Nurse1!clinic", T0).await.unwrap();
+    *server.mode.borrow_mut() = Mode::Down;
+    e
+}
+
 /// While the device backs off, the flush each capture asks for touches no outbox entry and
 /// counts nothing: the count this context keeps answers (issue 17, P4: every write of a burst
 /// paid a count transaction in the worker).
@@ -1367,10 +1375,7 @@ fn a_capture_while_backing_off_asks_the_outbox_nothing() {
     block_on(async {
         let server = Server::new();
         let store = ReadsCounted::new(MemoryStore::new(), StoreName::Outbox);
-        let e =
-            Engine::new(EngineConfig::new(API, fast_policy()).unwrap(), store.clone(), RustPbkdf2, OsRandom, &server);
-        e.login("nurse1", "Nurse1!clinic", T0).await.unwrap();
-        *server.mode.borrow_mut() = Mode::Down;
+        let e = logged_in_then_down(&store, &server).await;
         register(&e, "491000100").await;
         let first = e.flush(FlushScope::All, T0, &mut |_| {}).await.unwrap();
         assert_eq!(first.stopped.as_deref(), Some("SERVER_UNREACHABLE"), "{first:?}");
@@ -1395,10 +1400,7 @@ fn a_server_that_did_not_answer_is_asked_before_the_outbox_is_opened() {
     block_on(async {
         let server = Server::new();
         let store = ReadsCounted::new(MemoryStore::new(), StoreName::Outbox);
-        let e =
-            Engine::new(EngineConfig::new(API, fast_policy()).unwrap(), store.clone(), RustPbkdf2, OsRandom, &server);
-        e.login("nurse1", "Nurse1!clinic", T0).await.unwrap();
-        *server.mode.borrow_mut() = Mode::Down;
+        let e = logged_in_then_down(&store, &server).await;
         for i in 0..10 {
             register(&e, &format!("4910000{i:02}")).await;
         }
