@@ -213,7 +213,9 @@ async function answerWrite(event, request, apiBase) {
   const plan = await engine.planWrite(request.method, request.url, request.headers.get('content-type') ?? '', body);
   if (plan.kind === 'send-as-is') {
     try {
-      return await fetchWithTimeout(new Request(request, { body: body.length ? body : undefined }));
+      // The bytes always go as the body: a request built from a read one without a body of its
+      // own would be refused (an empty body read is still a read body).
+      return await fetchWithTimeout(new Request(request, { body }));
     } catch {
       return toResponse(plan.answer);
     }
