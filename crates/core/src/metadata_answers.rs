@@ -345,7 +345,7 @@ fn sort(units: &mut [&OrgUnitInfo], order: Option<&str>) {
         Some(parts) => (parts[0].to_string(), parts.get(1).is_some_and(|d| d.eq_ignore_ascii_case("desc"))),
         None => ("displayName".to_string(), false),
     };
-    units.sort_by(|a, b| {
+    units.sort_unstable_by(|a, b| {
         let ordering = match property.as_str() {
             "level" => level(a).cmp(&level(b)),
             "path" => a.path.cmp(&b.path),

@@ -315,7 +315,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
                 Err(e) => damaged.push((key, e.to_string())),
             }
         }
-        entries.sort_by_key(|e| e.seq);
+        entries.sort_unstable_by_key(|e| e.seq);
         Ok((entries, damaged))
     }
 

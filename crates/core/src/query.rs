@@ -362,7 +362,7 @@ impl TeiQuery {
     ) -> (Vec<&'a IndexRow>, usize) {
         let visible = |r: &IndexRow| scope.is_none_or(|s| s.sees(&r.org_unit, meta));
         let mut hits: Vec<&IndexRow> = index.rows().filter(|r| visible(r) && self.matches(r, meta)).collect();
-        hits.sort_by(|a, b| {
+        hits.sort_unstable_by(|a, b| {
             for (column, desc) in &self.order {
                 let ord = compare_values(Self::sort_key(a, column), Self::sort_key(b, column));
                 let ord = if *desc { ord.reverse() } else { ord };

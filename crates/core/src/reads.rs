@@ -205,7 +205,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
             Some(t) => vec![t.clone()],
             None => self.clinic.read(|clinic| {
                 let mut rows: Vec<&IndexRow> = clinic.index.rows().collect();
-                rows.sort_by(|a, b| a.ordinal.cmp(&b.ordinal).then_with(|| a.uid.cmp(&b.uid)));
+                rows.sort_unstable_by(|a, b| a.ordinal.cmp(&b.ordinal).then_with(|| a.uid.cmp(&b.uid)));
                 rows.into_iter().map(|r| r.uid.clone()).collect()
             })?,
         };

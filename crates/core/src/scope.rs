@@ -27,7 +27,7 @@ impl UserScope {
             .map(|o| o.id.clone())
             .filter(|id| !id.is_empty())
             .collect();
-        roots.sort();
+        roots.sort_unstable();
         roots.dedup();
         Self { roots }
     }

@@ -192,7 +192,7 @@ impl WriteBatch {
                 | WriteOp::Expect { store, .. } => *store,
             })
             .collect();
-        stores.sort();
+        stores.sort_unstable();
         stores.dedup();
         stores
     }

@@ -37,7 +37,7 @@ mod tests {
         let uids: Vec<String> = (0..1000).map(|_| generate_uid(&rng).unwrap()).collect();
         assert!(uids.iter().all(|u| is_uid(u)), "{uids:?}");
         let mut unique = uids.clone();
-        unique.sort();
+        unique.sort_unstable();
         unique.dedup();
         assert_eq!(unique.len(), 1000);
     }

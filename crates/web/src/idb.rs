@@ -178,7 +178,7 @@ impl KvStore for IdbStore {
         let tx = self.db.transaction(store.as_str()).build().map_err(idb_error)?;
         let os = tx.object_store(store.as_str()).map_err(idb_error)?;
         let mut sorted: Vec<&String> = prefixes.iter().collect();
-        sorted.sort();
+        sorted.sort_unstable();
         sorted.dedup();
         // Every range goes out before the first is awaited: one transaction, pipelined.
         let mut requests = Vec::with_capacity(sorted.len());
@@ -201,7 +201,7 @@ impl KvStore for IdbStore {
             }
         }
         // Prefixes that overlap ("a" and "ab") list a key twice.
-        out.sort();
+        out.sort_unstable();
         out.dedup();
         Ok(out)
     }
