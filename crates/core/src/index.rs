@@ -111,6 +111,7 @@ enum UidKey {
 }
 
 impl UidKey {
+    #[inline]
     fn of(uid: &str) -> Self {
         let bytes = uid.as_bytes();
         if bytes.len() >= 16 {
@@ -118,7 +119,10 @@ impl UidKey {
         }
         let mut packed = [0u8; 16];
         packed[0] = bytes.len() as u8;
-        packed[1..=bytes.len()].copy_from_slice(bytes);
+        // A byte loop: at opt-level "z" a `copy_from_slice` of a few bytes is a call to memcpy.
+        for (slot, byte) in packed[1..].iter_mut().zip(bytes) {
+            *slot = *byte;
+        }
         Self::Inline(packed)
     }
 
