@@ -72,8 +72,11 @@ const SHIPPED = [
  * further). Then 592,500: 592,127 bytes (+297) for issue 17's P4 (the page asks the status once
  * per burst of writes; the worker reads a write's body without copying the request and asks
  * its windows once; the flush a capture asks for while backing off counts nothing).
+ * Lowered to 588,500 in session 18: 587,919 bytes (-4,208): sorts whose keys never tie became
+ * unstable sorts (18 stable sort instances were 45 KB raw), and the index snapshot's chunks
+ * are a binary layout read by hand instead of JSON through serde.
  */
-const BUDGET_BYTES = 592_500;
+const BUDGET_BYTES = 588_500;
 const TARGET_BYTES = 250 * 1024;
 
 test('everything shipped stays within the size budget (gzip -9)', () => {
