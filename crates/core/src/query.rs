@@ -2,7 +2,7 @@
 //! list, `/api/tracker/trackedEntities`): org unit modes, program and status, attribute
 //! filters, free text, ordering, paging and counts, evaluated on the [`ClinicIndex`].
 
-use std::cmp::Ordering;
+use std::{borrow::Cow, cmp::Ordering};
 
 use crate::{
     error::{CoreError, Result},
@@ -40,7 +40,8 @@ impl OuMode {
     }
 }
 
-/// One attribute condition.
+/// One attribute condition. The values of the case-insensitive ones are held lowercased (a
+/// search compares them with every woman's value).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Condition {
     /// Case-insensitive substring.
@@ -90,17 +91,18 @@ impl AttributeFilter {
             .chunks(2)
             .map(|pair| {
                 let value = pair[1].to_string();
+                let lower = pair[1].to_lowercase();
                 Ok(match pair[0].to_ascii_uppercase().as_str() {
-                    "LIKE" => Condition::Like(value),
-                    "EQ" => Condition::Eq(value),
-                    "IN" => Condition::In(value.split(';').map(str::to_string).collect()),
+                    "LIKE" => Condition::Like(lower),
+                    "EQ" => Condition::Eq(lower),
+                    "IN" => Condition::In(lower.split(';').map(str::to_string).collect()),
                     "GT" => Condition::Gt(value),
                     "GE" => Condition::Ge(value),
                     "LT" => Condition::Lt(value),
                     "LE" => Condition::Le(value),
-                    "NE" | "!EQ" => Condition::Ne(value),
-                    "SW" => Condition::Sw(value),
-                    "EW" => Condition::Ew(value),
+                    "NE" | "!EQ" => Condition::Ne(lower),
+                    "SW" => Condition::Sw(lower),
+                    "EW" => Condition::Ew(lower),
                     other => return Err(CoreError::BadInput(format!("unknown filter operator {other}"))),
                 })
             })
@@ -113,20 +115,50 @@ impl AttributeFilter {
             return true;
         }
         let Some(value) = row.attribute(&self.attribute) else { return false };
-        let lower = value.to_lowercase();
+        let lower = lowercase(value);
+        let lower = lower.as_ref();
         self.conditions.iter().all(|c| match c {
-            Condition::Like(v) => lower.contains(&v.to_lowercase()),
-            Condition::Eq(v) => lower == v.to_lowercase(),
-            Condition::Ne(v) => lower != v.to_lowercase(),
-            Condition::In(vs) => vs.iter().any(|v| lower == v.to_lowercase()),
-            Condition::Sw(v) => lower.starts_with(&v.to_lowercase()),
-            Condition::Ew(v) => lower.ends_with(&v.to_lowercase()),
+            Condition::Like(v) => contains(lower, v),
+            Condition::Eq(v) => lower == v,
+            Condition::Ne(v) => lower != v,
+            Condition::In(vs) => vs.iter().any(|v| lower == v),
+            Condition::Sw(v) => lower.starts_with(v.as_str()),
+            Condition::Ew(v) => lower.ends_with(v.as_str()),
             Condition::Gt(v) => compare_values(value, v) == Ordering::Greater,
             Condition::Ge(v) => compare_values(value, v) != Ordering::Less,
             Condition::Lt(v) => compare_values(value, v) == Ordering::Less,
             Condition::Le(v) => compare_values(value, v) != Ordering::Greater,
         })
     }
+}
+
+/// `text` lowercased, borrowed when lowercasing changes nothing (most values: digits, dates,
+/// Arabic, lowercase Latin), so a search over every woman allocates only for the others.
+fn lowercase(text: &str) -> Cow<'_, str> {
+    let unchanged = |c: char| {
+        // Arabic script has no case (its blocks answer at once; the general case is a table
+        // search per character).
+        if matches!(c, '\u{0600}'..='\u{06FF}' | '\u{0750}'..='\u{077F}' | '\u{08A0}'..='\u{08FF}') {
+            return true;
+        }
+        let mut lower = c.to_lowercase();
+        lower.next() == Some(c) && lower.next().is_none()
+    };
+    let unchanged =
+        if text.is_ascii() { !text.bytes().any(|b| b.is_ascii_uppercase()) } else { text.chars().all(unchanged) };
+    if unchanged {
+        Cow::Borrowed(text)
+    } else {
+        Cow::Owned(text.to_lowercase())
+    }
+}
+
+/// `needle` within `haystack`, byte by byte: attribute values are short, and `str::contains`
+/// prepares a two-way search at each call (the largest part of a LIKE search over every woman
+/// once the lowercasing allocated nothing). A match of valid UTF-8 bytes is a match of
+/// characters (no character's bytes start inside another's).
+fn contains(haystack: &str, needle: &str) -> bool {
+    needle.is_empty() || haystack.as_bytes().windows(needle.len()).any(|w| w == needle.as_bytes())
 }
 
 /// Numbers compare as numbers, anything else as text (ISO dates sort as text).
@@ -154,7 +186,7 @@ pub struct TeiQuery {
     pub follow_up: Option<bool>,
     /// Attribute conditions (`attribute=` and `filter=`).
     pub filters: Vec<AttributeFilter>,
-    /// Free text over every attribute (`query=`, optionally `LIKE:` prefixed).
+    /// Free text over every attribute (`query=`, optionally `LIKE:` prefixed), lowercased.
     pub text: Option<String>,
     /// Only these tracked entities (`trackedEntityInstance=a;b`, `trackedEntities=`).
     pub uids: Option<Vec<String>>,
@@ -192,7 +224,7 @@ impl TeiQuery {
         }
         let text = target.get("query").map(|q| {
             let q = q.strip_prefix("LIKE:").or_else(|| q.strip_prefix("EQ:")).unwrap_or(q);
-            q.to_string()
+            q.to_lowercase()
         });
         let order = target
             .get("order")
@@ -329,8 +361,7 @@ impl TeiQuery {
             return false;
         }
         if let Some(text) = &self.text {
-            let needle = text.to_lowercase();
-            if !needle.is_empty() && !row.attributes.iter().any(|(_, v)| v.to_lowercase().contains(&needle)) {
+            if !text.is_empty() && !row.attributes.iter().any(|(_, v)| contains(&lowercase(v), text)) {
                 return false;
             }
         }
@@ -360,8 +391,19 @@ impl TeiQuery {
         meta: &ClinicMetadata,
         scope: Option<&UserScope>,
     ) -> (Vec<&'a IndexRow>, usize) {
-        let visible = |r: &IndexRow| scope.is_none_or(|s| s.sees(&r.org_unit, meta));
-        let mut hits: Vec<&IndexRow> = index.rows().filter(|r| visible(r) && self.matches(r, meta)).collect();
+        // A clinic has a few org units and many women: whether the user sees one is worked out
+        // once per org unit (a lookup of its path and a walk up it), not once per woman.
+        let mut seen: Vec<(&str, bool)> = Vec::new();
+        let mut visible = |r: &'a IndexRow| {
+            let Some(scope) = scope else { return true };
+            if let Some((_, sees)) = seen.iter().find(|(ou, _)| *ou == r.org_unit) {
+                return *sees;
+            }
+            let sees = scope.sees(&r.org_unit, meta);
+            seen.push((&r.org_unit, sees));
+            sees
+        };
+        let mut hits: Vec<&IndexRow> = index.rows().filter(|r| self.matches(r, meta) && visible(r)).collect();
         hits.sort_unstable_by(|a, b| {
             for (column, desc) in &self.order {
                 let ord = compare_values(Self::sort_key(a, column), Self::sort_key(b, column));
@@ -380,5 +422,73 @@ impl TeiQuery {
         let start = (self.page - 1).saturating_mul(self.page_size);
         let page = hits.into_iter().skip(start).take(self.page_size).collect();
         (page, total)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{metadata::OrgUnitInfo, profile::UserProfile, records::TeiBundle};
+
+    fn row(uid: &str, org_unit: &str, first_name: &str) -> IndexRow {
+        let mut row = IndexRow::of(&TeiBundle::default());
+        row.uid = uid.into();
+        row.org_unit = org_unit.into();
+        row.attributes = vec![("AtFirstNam1".into(), first_name.into())];
+        row
+    }
+
+    fn uids(q: &str, index: &ClinicIndex, meta: &ClinicMetadata, scope: Option<&UserScope>) -> Vec<String> {
+        let q = TeiQuery::from_target(&Target::parse(&format!("/api/trackedEntityInstances/query.json?{q}"))).unwrap();
+        let (rows, total) = q.run_within(index, meta, scope);
+        assert_eq!(rows.len(), total);
+        let mut uids: Vec<String> = rows.iter().map(|r| r.uid.clone()).collect();
+        uids.sort_unstable();
+        uids
+    }
+
+    /// Case-insensitive conditions compare lowercased values, whatever the script: Latin with
+    /// and without accents, Greek (a final sigma), Arabic (no case); the user's scope is worked
+    /// out per org unit and still applies to every woman.
+    #[test]
+    fn searches_ignore_case_in_every_script_and_keep_to_the_users_org_units() {
+        let index = ClinicIndex::of_rows(vec![
+            row("Te000000001", "OuBaniNaim1", "FATIMA"),
+            row("Te000000002", "OuBaniNaim1", "Élodie"),
+            row("Te000000003", "OuBaniNaim1", "ΟΔΥΣΣΕΑΣ"),
+            row("Te000000004", "OuBaniNaim1", "فاطمة"),
+            row("Te000000005", "OuDura00001", "Fatima"),
+            row("Te000000006", "OuDura00001", "fatma"),
+        ]);
+        let mut meta = ClinicMetadata::default();
+        for (id, path) in [("OuBaniNaim1", "/OuPalestin1/OuBaniNaim1"), ("OuDura00001", "/OuPalestin1/OuDura00001")] {
+            meta.org_units.insert(id.into(), OrgUnitInfo { id: id.into(), path: path.into(), display_name: id.into() });
+        }
+        let all = "ouMode=ALL";
+        assert_eq!(uids(&format!("{all}&attribute=AtFirstNam1:LIKE:fat"), &index, &meta, None).len(), 3);
+        assert_eq!(uids(&format!("{all}&attribute=AtFirstNam1:LIKE:FATI"), &index, &meta, None).len(), 2);
+        assert_eq!(uids(&format!("{all}&attribute=AtFirstNam1:LIKE:éLO"), &index, &meta, None), ["Te000000002"]);
+        assert_eq!(uids(&format!("{all}&attribute=AtFirstNam1:EQ:ΟΔΥΣΣΕΑΣ"), &index, &meta, None), ["Te000000003"]);
+        assert_eq!(uids(&format!("{all}&attribute=AtFirstNam1:LIKE:اطم"), &index, &meta, None), ["Te000000004"]);
+        assert_eq!(
+            uids(&format!("{all}&attribute=AtFirstNam1:IN:FATMA;élodie"), &index, &meta, None),
+            ["Te000000002", "Te000000006"]
+        );
+        assert_eq!(
+            uids(&format!("{all}&attribute=AtFirstNam1:SW:Fa:EW:MA"), &index, &meta, None),
+            ["Te000000001", "Te000000005", "Te000000006"]
+        );
+        assert_eq!(uids(&format!("{all}&query=ATM"), &index, &meta, None), ["Te000000006"]);
+        let nurse = UserProfile::from_me_json(
+            br#"{"id":"Us000000001","username":"nurse1","displayName":"N","organisationUnits":[{"id":"OuBaniNaim1"}],"teiSearchOrganisationUnits":[],"authorities":[]}"#,
+            "nurse1",
+        )
+        .unwrap();
+        let scope = UserScope::of(&nurse);
+        assert_eq!(
+            uids(&format!("{all}&attribute=AtFirstNam1:LIKE:fat"), &index, &meta, Some(&scope)),
+            ["Te000000001"]
+        );
+        assert_eq!(uids(all, &index, &meta, Some(&scope)).len(), 4);
     }
 }
