@@ -18,7 +18,7 @@ use crate::{
     clinic::{CURSOR_ID, METADATA_ID},
     engine::Engine,
     error::{CoreError, Result},
-    family::{tracker_items, Kind},
+    family::{take_tracker_items, Kind},
     http::{HttpClient, HttpRequest},
     index_snapshot,
     kdf::PasswordKdf,
@@ -423,7 +423,9 @@ programTrackedEntityAttributes[displayInList,trackedEntityAttribute[id,displayNa
         // the next page shows once this one is stored, so the cursor keeps what was done.
         let mut fetched_ahead: Option<Result<Value>> = None;
         while cursor.step < cursor.steps.len() {
-            let body = match fetched_ahead.take() {
+            // The page's items are taken out of the answer, not copied (a page is 50 women with
+            // every enrollment and event).
+            let mut body = match fetched_ahead.take() {
                 Some(body) => body?,
                 None => {
                     let (ou, program) = &cursor.steps[cursor.step];
@@ -438,22 +440,20 @@ programTrackedEntityAttributes[displayInList,trackedEntityAttribute[id,displayNa
                 // A 200 without the list (another JSON) is not an empty page: taking it for one
                 // would end the run as complete and move the incremental mark past records
                 // never received.
-                let items = tracker_items(Kind::TrackedEntity, &body)
-                    .cloned()
-                    .ok_or_else(|| CoreError::BadResponse("no 'trackedEntities' (or 'instances') list".into()))?;
                 let total = body
                     .get("pager")
                     .and_then(|p| p.get("total"))
                     .or_else(|| body.get("total"))
                     .and_then(Value::as_u64);
+                let items = take_tracker_items(Kind::TrackedEntity, &mut body)
+                    .ok_or_else(|| CoreError::BadResponse("no 'trackedEntities' (or 'instances') list".into()))?;
                 (items, total)
             } else {
-                let items = body
-                    .get("trackedEntityInstances")
-                    .and_then(Value::as_array)
-                    .cloned()
-                    .ok_or_else(|| CoreError::BadResponse("no 'trackedEntityInstances' list".into()))?;
                 let total = body.get("pager").and_then(|p| p.get("total")).and_then(Value::as_u64);
+                let items = match body.as_object_mut().and_then(|o| o.remove("trackedEntityInstances")) {
+                    Some(Value::Array(items)) => items,
+                    _ => return Err(CoreError::BadResponse("no 'trackedEntityInstances' list".into())),
+                };
                 (items, total)
             };
             if cursor.page == 1 {

@@ -10,7 +10,7 @@ use crate::{
     download::SkippedRecord,
     engine::Engine,
     error::{CoreError, Result},
-    family::{convert, Kind, Naming},
+    family::{convert_owned, Kind, Naming},
     http::HttpClient,
     index::IndexRow,
     kdf::PasswordKdf,
@@ -75,7 +75,7 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
             uids.iter().cloned().zip(self.vault.get_records(StoreName::Records, &ids).await?).collect();
         for item in items {
             let item = match item {
-                Value::Object(o) if tracker => convert(Kind::TrackedEntity, &o, Naming::Legacy),
+                Value::Object(o) if tracker => convert_owned(Kind::TrackedEntity, o, Naming::Legacy),
                 Value::Object(o) => o,
                 other => {
                     applied.skip(None, format!("the item is not a JSON object: {}", json_kind(&other)));

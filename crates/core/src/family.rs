@@ -65,7 +65,8 @@ const VALUE: &[(&str, &str)] = &[("created", "createdAt"), ("lastUpdated", "upda
 const NOTE: &[(&str, &str)] = &[("storedDate", "storedAt")];
 const OWNER: &[(&str, &str)] = &[("ownerOrgUnit", "orgUnit"), ("trackedEntityInstance", "trackedEntity")];
 
-fn rename(map: &Object, table: &[&[(&str, &str)]], to_tracker: bool) -> Object {
+/// `map` with its keys renamed by `table` (its values moved, not copied).
+fn rename(map: Object, table: &[&[(&str, &str)]], to_tracker: bool) -> Object {
     let mut out = Map::new();
     for (k, v) in map {
         let mut key = k.as_str();
@@ -77,20 +78,21 @@ fn rename(map: &Object, table: &[&[(&str, &str)]], to_tracker: bool) -> Object {
                 }
             }
         }
-        out.insert(key.to_string(), v.clone());
+        let key = if key == k { k } else { key.to_string() };
+        out.insert(key, v);
     }
     out
 }
 
-fn rename_list(value: Option<&Value>, table: &[&[(&str, &str)]], to_tracker: bool) -> Option<Value> {
-    value.and_then(Value::as_array).map(|items| {
-        Value::Array(
-            items
-                .iter()
-                .map(|i| i.as_object().map(|o| Value::Object(rename(o, table, to_tracker))).unwrap_or(i.clone()))
-                .collect(),
-        )
-    })
+/// Renames the keys of every object in the list under `name` of `record`, in place.
+fn rename_list(record: &mut Object, name: &str, table: &[&[(&str, &str)]], to_tracker: bool) {
+    if let Some(Value::Array(items)) = record.get_mut(name) {
+        for item in items {
+            if let Value::Object(o) = item {
+                *o = rename(std::mem::take(o), table, to_tracker);
+            }
+        }
+    }
 }
 
 /// The naming a conversion writes.
@@ -109,6 +111,12 @@ pub enum Naming {
 /// Converts a legacy-named record (and its nested lists) to the `/api/tracker` naming, or back
 /// (`Naming::Legacy`).
 pub fn convert(kind: Kind, record: &Object, naming: Naming) -> Object {
+    convert_owned(kind, record.clone(), naming)
+}
+
+/// [`convert`] of a record the caller gives up: its values are moved, not copied (a download
+/// converts every woman it receives from `/api/tracker`).
+pub fn convert_owned(kind: Kind, record: Object, naming: Naming) -> Object {
     let to_tracker = matches!(naming, Naming::Tracker { .. });
     let own: &[&[(&str, &str)]] = match kind {
         Kind::TrackedEntity => &[COMMON],
@@ -124,29 +132,17 @@ pub fn convert(kind: Kind, record: &Object, naming: Naming) -> Object {
         // Since 2.41 the tracker family's enrollments and events carry no org unit name.
         out.remove("orgUnitName");
     }
-    if let Some(Value::Array(owners)) = record.get("programOwners") {
-        let owners = owners
-            .iter()
-            .map(|o| o.as_object().map(|o| Value::Object(rename(o, &[OWNER], to_tracker))).unwrap_or(o.clone()))
-            .collect();
-        out.insert("programOwners".into(), Value::Array(owners));
-    }
-    if let Some(v) = rename_list(record.get("attributes"), &[VALUE], to_tracker) {
-        out.insert("attributes".into(), v);
-    }
-    if let Some(v) = rename_list(record.get("dataValues"), &[VALUE], to_tracker) {
-        out.insert("dataValues".into(), v);
-    }
-    if let Some(v) = rename_list(record.get("notes"), &[NOTE], to_tracker) {
-        out.insert("notes".into(), v);
-    }
+    rename_list(&mut out, "programOwners", &[OWNER], to_tracker);
+    rename_list(&mut out, "attributes", &[VALUE], to_tracker);
+    rename_list(&mut out, "dataValues", &[VALUE], to_tracker);
+    rename_list(&mut out, "notes", &[NOTE], to_tracker);
     for (child, child_kind) in [("enrollments", Kind::Enrollment), ("events", Kind::Event)] {
-        if let Some(items) = record.get(child).and_then(Value::as_array) {
-            let converted = items
-                .iter()
-                .map(|i| i.as_object().map(|o| Value::Object(convert(child_kind, o, naming))).unwrap_or(i.clone()))
-                .collect();
-            out.insert(child.into(), Value::Array(converted));
+        if let Some(Value::Array(items)) = out.get_mut(child) {
+            for item in items {
+                if let Value::Object(o) = item {
+                    *o = convert_owned(child_kind, std::mem::take(o), naming);
+                }
+            }
         }
     }
     out
@@ -233,6 +229,16 @@ fn page_link(url: &str, page: usize) -> String {
 /// The items of a `/api/tracker` export page, whichever envelope the server used.
 pub fn tracker_items(kind: Kind, body: &Value) -> Option<&Vec<Value>> {
     body.get(kind.tracker_collection()).or_else(|| body.get("instances")).and_then(Value::as_array)
+}
+
+/// [`tracker_items`] taken out of `body` (the list is removed from it, not copied).
+pub fn take_tracker_items(kind: Kind, body: &mut Value) -> Option<Vec<Value>> {
+    let object = body.as_object_mut()?;
+    let name = if object.contains_key(kind.tracker_collection()) { kind.tracker_collection() } else { "instances" };
+    match object.remove(name) {
+        Some(Value::Array(items)) => Some(items),
+        _ => None,
+    }
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use crate::{
     engine::Engine,
     error::{CoreError, Result},
     family::tracker_items,
-    family::{convert, Kind, Naming},
+    family::{convert_owned, Kind, Naming},
     flush_requests::TEIS_PER_REQUEST,
     http::HttpClient,
     kdf::PasswordKdf,
@@ -195,7 +195,10 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
                 .cloned()
                 .unwrap_or_default()
                 .into_iter()
-                .filter_map(|v| v.as_object().map(|o| convert(Kind::TrackedEntity, o, Naming::Legacy)))
+                .filter_map(|v| match v {
+                    Value::Object(o) => Some(convert_owned(Kind::TrackedEntity, o, Naming::Legacy)),
+                    _ => None,
+                })
                 .collect(),
         };
         let mut out = BTreeMap::new();
