@@ -13,9 +13,13 @@
 // - `--what write` (P4): a nurse logs in and downloads her clinic, the server is killed; then
 //   rounds of 50 offline `PUT /api/events/{ev}/{de}` (a field saved), each round profiled, with
 //   the p50 and p95 of the page's wait per write.
+// - `--what flush` (P5m) / `--what flush-creates` (P5): a nurse logs in and downloads her clinic,
+//   the server is killed, `--writes` offline writes are queued (a remark saved on that many
+//   visits; or that many new visits posted), the server is started again, and the `sync` calls
+//   that send them are profiled together.
 // Then the functions with the most self time.
 //
-//   node tests/bench/profile.mjs [--what login|download|load|write] [--logins 5] [--teis 1000]
+//   node tests/bench/profile.mjs [--what login|download|load|write|flush|flush-creates] [--logins 5] [--teis 1000] [--writes 1000]
 //        [--settle-ms 1500] [--sim-bin target/release/dhis2-sim] [--callers <part of a name>]
 //
 // Build the package with `TRACKER_OFFLINE_WASM_NAMES=1 scripts/build-wasm.sh` first to see the
@@ -35,6 +39,7 @@ const arg = (name, fallback) => {
 const WHAT = arg('--what', 'login');
 const LOGINS = Number(arg('--logins', 5));
 const TEIS = Number(arg('--teis', 1000));
+const WRITES = Number(arg('--writes', 1000));
 const SIM_BIN = arg('--sim-bin', join(ROOT, 'target', 'release', 'dhis2-sim'));
 const SETTLE_MS = Number(arg('--settle-ms', 1500));
 // `--callers <part of a name>`: also the callers of the functions so named, by self time.
@@ -42,7 +47,7 @@ const CALLERS = arg('--callers', null);
 const NURSE = { username: 'nurse1', password: 'Nurse1!clinic' };
 // P2 downloads as the administrator (every woman of the generated database); P1 logs a nurse in.
 const ADMIN = { username: 'admin', password: 'district' };
-const USER = WHAT === 'login' || WHAT === 'write' ? NURSE : ADMIN;
+const USER = ['login', 'write', 'flush', 'flush-creates'].includes(WHAT) ? NURSE : ADMIN;
 
 /** Self time per function (ms) and busy/idle split of a CPU profile. */
 function digest(profile) {
@@ -146,6 +151,57 @@ async function main() {
         const sorted = [...times].sort((a, b) => a - b);
         console.log(`  per write: p50 ${sorted[Math.floor(sorted.length / 2)].toFixed(1)} ms, p95 ${sorted[Math.floor(sorted.length * 0.95)].toFixed(1)} ms`);
       }
+    } else if (WHAT === 'flush' || WHAT === 'flush-creates') {
+      await call('download', {});
+      const events = (await sim.get('/api/events.json?orgUnit=OuBaniNaim1&program=PrMchProg01&programStage=PsAncVisit1&paging=false')).events;
+      const enrollments = (await sim.get('/api/enrollments?ou=OuBaniNaim1&program=PrMchProg01&programStatus=ACTIVE&paging=false')).enrollments;
+      await sim.kill();
+      const runId = Date.now().toString(36);
+      const today = new Date().toISOString().slice(0, 10);
+      const writes = Array.from({ length: WRITES }, (_, i) => {
+        const ev = events[i % events.length];
+        const en = enrollments[i % enrollments.length];
+        return WHAT === 'flush'
+          ? {
+            method: 'PUT', path: `/api/events/${ev.event}/DeRemarks01`,
+            body: {
+              event: ev.event, orgUnit: ev.orgUnit, program: 'PrMchProg01', programStage: 'PsAncVisit1', status: ev.status,
+              trackedEntityInstance: ev.trackedEntityInstance, dataValues: [{ dataElement: 'DeRemarks01', value: `p-${runId}-${i}` }],
+            },
+          }
+          : {
+            method: 'POST', path: '/api/events.json',
+            body: {
+              events: [{
+                trackedEntityInstance: en.trackedEntityInstance, program: 'PrMchProg01', programStage: 'PsAncVisit1', enrollment: en.enrollment,
+                orgUnit: en.orgUnit, status: 'ACTIVE', eventDate: today, dataValues: [{ dataElement: 'DeRemarks01', value: `p-${runId}-${i}` }],
+              }],
+            },
+          };
+      });
+      await page.evaluate(async (writes) => {
+        for (const w of writes) {
+          const r = await fetch(w.path, {
+            method: w.method,
+            headers: { 'X-Requested-With': 'XMLHttpRequest', Accept: 'application/json', 'Content-Type': 'application/json' },
+            body: JSON.stringify(w.body),
+          });
+          await r.arrayBuffer();
+          if (!r.ok) throw new Error(`${w.method} ${w.path}: ${r.status}`);
+        }
+      }, writes);
+      const pending = (await call('status')).pending;
+      console.log(`${writes.length} offline writes queued (${pending} pending); the server starts again`);
+      await sim.start();
+      await profiled(`flush of ${pending} writes`, () => page.evaluate(async () => {
+        const t = performance.now();
+        for (let i = 0; i < 20; i++) {
+          const report = await window.trackerOffline.sync();
+          if (report.failed) throw new Error(`sync: ${JSON.stringify(report)}`);
+          if (report.remaining === 0) break;
+        }
+        return performance.now() - t;
+      }));
     } else if (WHAT === 'load') {
       await call('download', {});
       await sim.kill();
