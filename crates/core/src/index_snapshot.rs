@@ -335,6 +335,9 @@ fn encode_chunk<'a>(
     Some(out.0)
 }
 
+/// The fewest bytes a packed row takes: its fingerprint and one byte for each other field.
+const MIN_ROW_BYTES: usize = 16 + 10;
+
 /// The chunk stored as `bytes`, or None when they are not a whole chunk of this format.
 fn decode_chunk(bytes: &[u8]) -> Option<Chunk> {
     let mut input = Reader { bytes };
@@ -344,7 +347,9 @@ fn decode_chunk(bytes: &[u8]) -> Option<Chunk> {
     let versions = (0..input.count()?).map(|_| u32::try_from(input.number()?).ok()).collect::<Option<Vec<_>>>()?;
     let strings = (0..input.count()?).map(|_| input.text()).collect::<Option<Vec<_>>>()?;
     let count = input.count()?;
-    let mut rows = Vec::with_capacity(count);
+    // Reserved for as many rows as the bytes left can hold (a row takes 26 bytes at least), not
+    // for what a damaged count says.
+    let mut rows = Vec::with_capacity(count.min(input.bytes.len() / MIN_ROW_BYTES));
     for _ in 0..count {
         rows.push(unpack(&mut input, &strings)?);
     }
@@ -595,6 +600,32 @@ mod tests {
         }
         assert!(encode_chunk(std::iter::empty(), None).is_none());
         assert!(encode_chunk(std::iter::empty(), Some(Guard { versions: vec![1; 16] })).is_none());
+    }
+
+    /// The reservation for a chunk's rows is bounded by its bytes: the smallest row takes
+    /// exactly `MIN_ROW_BYTES`, and a count larger than the rows the bytes hold is refused.
+    #[test]
+    fn the_smallest_row_takes_min_row_bytes_and_a_count_beyond_the_bytes_is_refused() {
+        let mut empty = IndexRow::of(&crate::records::TeiBundle::default());
+        empty.uid = String::new();
+        let mut out = Writer::default();
+        let mut strings = Strings::default();
+        pack(&[0; 16], &empty, &mut strings, &mut out);
+        assert_eq!(out.0.len(), MIN_ROW_BYTES, "one byte for each field after the fingerprint");
+        // No versions, one string (""), then 1,000 rows claimed in 2,000 zero bytes: 76 of the
+        // smallest rows, then the bytes end. In 26,000 zero bytes they are all there.
+        let chunk = |rows: u64, bytes: usize| {
+            let mut chunk = Writer::default();
+            chunk.0.push(FORMAT);
+            chunk.number(0);
+            chunk.number(1);
+            chunk.text("");
+            chunk.number(rows);
+            chunk.0.extend(std::iter::repeat_n(0u8, bytes));
+            chunk.0
+        };
+        assert!(decode_chunk(&chunk(1_000, 2_000)).is_none(), "1,000 rows claimed in 2,000 bytes");
+        assert_eq!(decode_chunk(&chunk(1_000, 26_000)).map(|c| c.rows.len()), Some(1_000));
     }
 
     #[test]
