@@ -18,7 +18,7 @@ use crate::{
     clinic::{CURSOR_ID, METADATA_ID},
     engine::Engine,
     error::{CoreError, Result},
-    family::{take_tracker_items, Kind},
+    family::{take_list, take_tracker_items, Kind},
     http::{HttpClient, HttpRequest},
     index_snapshot,
     kdf::PasswordKdf,
@@ -450,10 +450,8 @@ programTrackedEntityAttributes[displayInList,trackedEntityAttribute[id,displayNa
                 (items, total)
             } else {
                 let total = body.get("pager").and_then(|p| p.get("total")).and_then(Value::as_u64);
-                let items = match body.as_object_mut().and_then(|o| o.remove("trackedEntityInstances")) {
-                    Some(Value::Array(items)) => items,
-                    _ => return Err(CoreError::BadResponse("no 'trackedEntityInstances' list".into())),
-                };
+                let items = take_list(&mut body, "trackedEntityInstances")
+                    .ok_or_else(|| CoreError::BadResponse("no 'trackedEntityInstances' list".into()))?;
                 (items, total)
             };
             if cursor.page == 1 {

@@ -233,9 +233,14 @@ pub fn tracker_items(kind: Kind, body: &Value) -> Option<&Vec<Value>> {
 
 /// [`tracker_items`] taken out of `body` (the list is removed from it, not copied).
 pub fn take_tracker_items(kind: Kind, body: &mut Value) -> Option<Vec<Value>> {
-    let object = body.as_object_mut()?;
-    let name = if object.contains_key(kind.tracker_collection()) { kind.tracker_collection() } else { "instances" };
-    match object.remove(name) {
+    let name = if body.get(kind.tracker_collection()).is_some() { kind.tracker_collection() } else { "instances" };
+    take_list(body, name)
+}
+
+/// The list under `name` taken out of the object `body` (removed from it, not copied); None
+/// when there is none (or it is not a list).
+pub fn take_list(body: &mut Value, name: &str) -> Option<Vec<Value>> {
+    match body.as_object_mut()?.remove(name) {
         Some(Value::Array(items)) => Some(items),
         _ => None,
     }

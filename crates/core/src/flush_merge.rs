@@ -10,8 +10,7 @@ use serde_json::Value;
 use crate::{
     engine::Engine,
     error::{CoreError, Result},
-    family::tracker_items,
-    family::{convert_owned, Kind, Naming},
+    family::{convert_owned, take_list, take_tracker_items, Kind, Naming},
     flush_requests::TEIS_PER_REQUEST,
     http::HttpClient,
     kdf::PasswordKdf,
@@ -184,15 +183,18 @@ impl<S: KvStore, K: PasswordKdf, R: RandomSource, H: HttpClient> Engine<S, K, R,
                 teis.join(";")
             ),
         };
-        let body = self.get_json_at(&url, Some(now_ms)).await?;
+        let mut body = self.get_json_at(&url, Some(now_ms)).await?;
+        // The women are taken out of the answer, not copied.
         let items: Vec<Object> = match family {
-            Family::Legacy => body
-                .get("trackedEntityInstances")
-                .and_then(Value::as_array)
-                .map(|l| l.iter().filter_map(|v| v.as_object().cloned()).collect())
-                .ok_or_else(|| CoreError::BadResponse("no 'trackedEntityInstances' list".into()))?,
-            Family::Tracker => tracker_items(Kind::TrackedEntity, &body)
-                .cloned()
+            Family::Legacy => take_list(&mut body, "trackedEntityInstances")
+                .ok_or_else(|| CoreError::BadResponse("no 'trackedEntityInstances' list".into()))?
+                .into_iter()
+                .filter_map(|v| match v {
+                    Value::Object(o) => Some(o),
+                    _ => None,
+                })
+                .collect(),
+            Family::Tracker => take_tracker_items(Kind::TrackedEntity, &mut body)
                 .unwrap_or_default()
                 .into_iter()
                 .filter_map(|v| match v {
