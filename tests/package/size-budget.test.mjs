@@ -74,9 +74,12 @@ const SHIPPED = [
  * its windows once; the flush a capture asks for while backing off counts nothing).
  * Lowered to 588,500 in session 18: 587,919 bytes (-4,208): sorts whose keys never tie became
  * unstable sorts (18 stable sort instances were 45 KB raw), and the index snapshot's chunks
- * are a binary layout read by hand instead of JSON through serde.
+ * are a binary layout read by hand instead of JSON through serde. Then 589,500: 589,217 bytes
+ * (+811, the wasm +601) once the download and the merge's reads take the women's list out of
+ * the server's answer through one helper instead of copying it (the merge's legacy branch
+ * converts its own list; the code grew where the copies were inlined).
  */
-const BUDGET_BYTES = 588_500;
+const BUDGET_BYTES = 589_500;
 const TARGET_BYTES = 250 * 1024;
 
 test('everything shipped stays within the size budget (gzip -9)', () => {
